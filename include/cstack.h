@@ -1,0 +1,478 @@
+/*
+ * cstack.h -- the one public header of cstack, an offline-first data layer.
+ *
+ * Everything not declared here is private and may change without notice.
+ *
+ * Conventions (see docs/api.md):
+ *   - Every function that can fail returns an int: 0 (CSTACK_OK) on success,
+ *     a negative CSTACK_E* code otherwise.  cstack_errstr() names a code;
+ *     cstack_errmsg() gives the detailed message of the last failure on a
+ *     handle (valid until the next call on that handle from the same thread).
+ *   - Handles are opaque and created through out-parameters.  Every
+ *     destructor accepts NULL.
+ *   - Strings returned as `char *` are owned by the caller and freed with
+ *     cstack_free().  Pointers returned as `const` are borrowed; each
+ *     comment says how long they live.
+ *   - Input strings are UTF-8 and NUL-terminated unless a length is given.
+ */
+#ifndef CSTACK_H
+#define CSTACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CSTACK_API __attribute__((visibility("default")))
+#else
+#define CSTACK_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* X(NAME, value, wire name, description).  The wire name is the `code` of the
+ * JSON envelope's err response. */
+#define CSTACK_ERRNO_MAP(X)                                                      \
+    X(OK, 0, "ok", "success")                                                    \
+    X(ERROR, -1, "error", "unspecified error")                                   \
+    X(NOMEM, -2, "nomem", "out of memory")                                       \
+    X(INVAL, -3, "bad_request", "invalid argument or request")                   \
+    X(SCHEMA, -4, "schema", "the schema has errors")                             \
+    X(VALIDATION, -5, "validation", "a value is invalid for its field")          \
+    X(REQUIRED, -6, "required", "a required field is missing")                   \
+    X(NOTFOUND, -7, "not_found", "no row matches")                               \
+    X(UNIQUE, -8, "unique_violation", "a unique constraint would be violated")   \
+    X(FOREIGNKEY, -9, "foreign_key_violation", "a foreign key would be violated") \
+    X(BUSY, -10, "locked", "the database is busy or locked")                     \
+    X(SQLITE, -11, "sqlite", "SQLite reported an error")                         \
+    X(IO, -12, "io", "input/output error")                                       \
+    X(MIGRATION, -13, "migration", "the schema change would lose or reinterpret data") \
+    X(TOOBIG, -14, "too_big", "a size limit was exceeded")                       \
+    X(MISUSE, -15, "misuse", "the API was used incorrectly")
+
+typedef enum cstack_errno {
+#define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
+    CSTACK_ERRNO_MAP(CSTACK_ERRNO_ENUM_)
+#undef CSTACK_ERRNO_ENUM_
+} cstack_errno;
+
+#define CSTACK_OK CSTACK_EOK
+#define CSTACK_ERROR CSTACK_EERROR
+
+/* A static description of a code ("no row matches"); never NULL. */
+CSTACK_API const char *cstack_errstr(int code);
+/* The stable wire name of a code ("not_found"); never NULL. */
+CSTACK_API const char *cstack_errname(int code);
+
+/* Frees memory that cstack handed to the caller (strings, JSON). NULL ok. */
+CSTACK_API void cstack_free(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Schemas                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cstack_schema cstack_schema;
+typedef struct cstack_diags cstack_diags;
+
+/* One diagnostic: `file:line:col: message`, lines and columns from 1.
+ * Borrowed from its cstack_diags; valid until cstack_diags_free(). */
+typedef struct cstack_diag {
+    const char *file;
+    int line;
+    int col;
+    const char *message;
+} cstack_diag;
+
+/* Parses and validates a schema held in memory.  `filename` is only used in
+ * diagnostics.  On success *out is a new schema (free with
+ * cstack_schema_free()).  On CSTACK_ESCHEMA *out is NULL.  When `diags` is not
+ * NULL it receives every diagnostic found (possibly none; free with
+ * cstack_diags_free()) in either case.
+ * Errors: CSTACK_ESCHEMA, CSTACK_ETOOBIG (source over 16 MiB), CSTACK_ENOMEM. */
+CSTACK_API int cstack_schema_parse(const char *filename, const char *src, size_t len,
+                                   cstack_schema **out, cstack_diags **diags);
+/* As cstack_schema_parse() on the contents of the file at `path`.
+ * Errors as above plus CSTACK_EIO (reported as a diagnostic too). */
+CSTACK_API int cstack_schema_load(const char *path, cstack_schema **out,
+                                  cstack_diags **diags);
+/* Drops the caller's reference; runtimes opened on it keep their own. */
+CSTACK_API void cstack_schema_free(cstack_schema *schema);
+/* Lowercase hex SHA-256 of the schema's canonical form (comments and layout
+ * do not change it).  Borrowed; lives as long as the schema. */
+CSTACK_API const char *cstack_schema_hash(const cstack_schema *schema);
+/* Number of models, and the name of model i in declaration order (borrowed). */
+CSTACK_API size_t cstack_schema_model_count(const cstack_schema *schema);
+CSTACK_API const char *cstack_schema_model_name(const cstack_schema *schema, size_t i);
+
+CSTACK_API size_t cstack_diags_count(const cstack_diags *d);
+/* Diagnostic i, or NULL when out of range. */
+CSTACK_API const cstack_diag *cstack_diags_get(const cstack_diags *d, size_t i);
+/* Every diagnostic rendered as `file:line:col: message`, the source line and
+ * a caret line, in source order.  Free with cstack_free(). NULL on OOM. */
+CSTACK_API char *cstack_diags_format(const cstack_diags *d);
+CSTACK_API void cstack_diags_free(cstack_diags *d);
+
+/* Renders the DDL of a schema for a dialect: "sqlite" or "postgres".  On
+ * success *out is a string to free with cstack_free().
+ * Errors: CSTACK_EINVAL (unknown dialect), CSTACK_ENOMEM. */
+CSTACK_API int cstack_schema_ddl(const cstack_schema *schema, const char *dialect, char **out);
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The representation of one value crossing the API.  Each scalar of the
+ * schema language accepts and produces these kinds:
+ *   String, Cuid, Uuid, DateTime, Json, Decimal, Enum  TEXT (Decimal also INT)
+ *   Int                                                INT
+ *   Float                                              FLOAT (also INT)
+ *   Boolean                                            BOOL
+ *   Bytes                                              BLOB
+ * and NULL for an absent optional value.  Values read back are canonical
+ * (SPEC section 3): UUIDs lowercase, DateTimes UTC with 6 digits, and so on. */
+typedef enum cstack_vtype {
+    CSTACK_NULL = 0,
+    CSTACK_INT,
+    CSTACK_FLOAT,
+    CSTACK_BOOL,
+    CSTACK_TEXT,
+    CSTACK_BLOB
+} cstack_vtype;
+
+typedef struct cstack_value {
+    cstack_vtype type;
+    union {
+        int64_t i;
+        double f;
+        int b;
+        struct {
+            const char *p; /* TEXT: UTF-8, not necessarily NUL-terminated */
+            size_t n;      /* length in bytes */
+        } s;
+    } u;
+} cstack_value;
+
+static inline cstack_value cstack_v_null(void)
+{
+    cstack_value v;
+    v.type = CSTACK_NULL;
+    v.u.i = 0;
+    return v;
+}
+static inline cstack_value cstack_v_int(int64_t i)
+{
+    cstack_value v;
+    v.type = CSTACK_INT;
+    v.u.i = i;
+    return v;
+}
+static inline cstack_value cstack_v_float(double f)
+{
+    cstack_value v;
+    v.type = CSTACK_FLOAT;
+    v.u.f = f;
+    return v;
+}
+static inline cstack_value cstack_v_bool(int b)
+{
+    cstack_value v;
+    v.type = CSTACK_BOOL;
+    v.u.b = b ? 1 : 0;
+    return v;
+}
+static inline cstack_value cstack_v_textn(const char *p, size_t n)
+{
+    cstack_value v;
+    v.type = CSTACK_TEXT;
+    v.u.s.p = p;
+    v.u.s.n = n;
+    return v;
+}
+/* `p` must be NUL-terminated; NULL gives a NULL value. */
+CSTACK_API cstack_value cstack_v_text(const char *p);
+static inline cstack_value cstack_v_blob(const void *p, size_t n)
+{
+    cstack_value v;
+    v.type = CSTACK_BLOB;
+    v.u.s.p = (const char *)p;
+    v.u.s.n = n;
+    return v;
+}
+
+/* One named value: a field of a row to write, or of a unique key. */
+typedef struct cstack_field_value {
+    const char *field;
+    cstack_value value;
+} cstack_field_value;
+
+/* A set of named values, borrowed for the duration of a call. */
+typedef struct cstack_data {
+    const cstack_field_value *fields;
+    size_t count;
+} cstack_data;
+
+/* ------------------------------------------------------------------------ */
+/* Rows                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cstack_row cstack_row;
+typedef struct cstack_rows cstack_rows;
+
+/* A row holds the model's fields (or the selected ones) in schema order.
+ * Values returned by the accessors are borrowed and live as long as the
+ * row. */
+CSTACK_API size_t cstack_row_size(const cstack_row *row);
+CSTACK_API const char *cstack_row_name(const cstack_row *row, size_t i);
+CSTACK_API cstack_value cstack_row_value(const cstack_row *row, size_t i);
+/* Looks a field up by name.  Errors: CSTACK_ENOTFOUND (not in this row). */
+CSTACK_API int cstack_row_get(const cstack_row *row, const char *field, cstack_value *out);
+/* The row as a compact JSON object in SPEC section 6 mapping (Bytes base64,
+ * Json inline).  Free with cstack_free().  NULL on OOM. */
+CSTACK_API char *cstack_row_json(const cstack_row *row);
+CSTACK_API void cstack_row_free(cstack_row *row);
+
+CSTACK_API size_t cstack_rows_count(const cstack_rows *rows);
+/* Row i, borrowed from the list (lives until cstack_rows_free()). */
+CSTACK_API const cstack_row *cstack_rows_get(const cstack_rows *rows, size_t i);
+CSTACK_API void cstack_rows_free(cstack_rows *rows);
+
+/* ------------------------------------------------------------------------ */
+/* Filters and queries                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cstack_op {
+    CSTACK_OP_EQ,
+    CSTACK_OP_NE,
+    CSTACK_OP_LT,
+    CSTACK_OP_LTE,
+    CSTACK_OP_GT,
+    CSTACK_OP_GTE,
+    CSTACK_OP_CONTAINS,
+    CSTACK_OP_STARTS_WITH,
+    CSTACK_OP_ENDS_WITH
+} cstack_op;
+
+/* Flags of cstack_filter_cmp(). */
+#define CSTACK_CI 1 /* case-insensitive (ASCII) string comparison */
+
+typedef enum cstack_relop {
+    CSTACK_REL_IS,     /* to-one: the related row exists and matches */
+    CSTACK_REL_IS_NOT, /* to-one: no related row matches */
+    CSTACK_REL_SOME,   /* to-many: at least one related row matches */
+    CSTACK_REL_EVERY,  /* to-many: every related row matches */
+    CSTACK_REL_NONE    /* to-many: no related row matches */
+} cstack_relop;
+
+/* A filter is a tree built with the functions below.  Leaves copy the values
+ * they are given.  Combinators take ownership of their children (even when
+ * they fail).  Any builder returns NULL when out of memory; a NULL child makes
+ * the whole tree invalid, which the query reports as CSTACK_ENOMEM.  Field
+ * names are checked against the model when the filter is used, not when it is
+ * built.  Free the root with cstack_filter_free().
+ *
+ * Null semantics: EQ with a NULL value matches null; NE with a NULL value
+ * matches non-null; every other comparison against a null column is false. */
+typedef struct cstack_filter cstack_filter;
+
+CSTACK_API cstack_filter *cstack_filter_cmp(const char *field, cstack_op op, int flags,
+                                            cstack_value value);
+CSTACK_API cstack_filter *cstack_filter_in(const char *field, int negate,
+                                           const cstack_value *values, size_t n);
+CSTACK_API cstack_filter *cstack_filter_is_null(const char *field, int is_null);
+CSTACK_API cstack_filter *cstack_filter_and(cstack_filter *const *children, size_t n);
+CSTACK_API cstack_filter *cstack_filter_or(cstack_filter *const *children, size_t n);
+CSTACK_API cstack_filter *cstack_filter_not(cstack_filter *child);
+/* Convenience for two children: cstack_filter_and2(a, b). */
+CSTACK_API cstack_filter *cstack_filter_and2(cstack_filter *a, cstack_filter *b);
+CSTACK_API cstack_filter *cstack_filter_or2(cstack_filter *a, cstack_filter *b);
+/* A relation filter: `relation` names a relation field of the model; `sub` is
+ * evaluated on the related model (NULL matches any related row). */
+CSTACK_API cstack_filter *cstack_filter_rel(const char *relation, cstack_relop op,
+                                            cstack_filter *sub);
+CSTACK_API void cstack_filter_free(cstack_filter *f);
+
+typedef struct cstack_order {
+    const char *field;
+    int desc; /* 0 ascending, 1 descending */
+} cstack_order;
+
+/* The arguments of find_first / find_many.  A zero-initialised query returns
+ * every row in primary-key order.  Rows are always ordered by the given
+ * fields then by the primary key, so pagination is stable. */
+typedef struct cstack_query {
+    const cstack_filter *where; /* NULL: all rows; borrowed */
+    const cstack_order *order_by;
+    size_t n_order;
+    int64_t take; /* maximum rows; 0 means no limit; negative is an error */
+    int64_t skip; /* rows to skip after the cursor; negative is an error */
+    /* Unique-field values of a row: results continue after that row.  The
+     * cursor row must exist (CSTACK_ENOTFOUND otherwise). */
+    cstack_data cursor;
+    const char *const *select; /* fields to return; NULL/0: all fields */
+    size_t n_select;
+} cstack_query;
+
+/* Aggregates: each list names fields of the model.  Sum and average of a
+ * Decimal field are exact decimals; of Int and Float, numbers. */
+typedef struct cstack_aggregate {
+    const cstack_filter *where;
+    int count; /* non-zero: include "_count" */
+    const char *const *sum;
+    size_t n_sum;
+    const char *const *avg;
+    size_t n_avg;
+    const char *const *min;
+    size_t n_min;
+    const char *const *max;
+    size_t n_max;
+} cstack_aggregate_spec;
+
+/* ------------------------------------------------------------------------ */
+/* The embedded runtime                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cstack cstack;
+typedef struct sqlite3 sqlite3;
+
+typedef struct cstack_open_options {
+    int readers;       /* read connections for file databases; 0 = default (4) */
+    int busy_timeout_ms; /* 0 = default (5000) */
+} cstack_open_options;
+
+/* Opens (creating if needed) the SQLite database at `path` for `schema`, in
+ * WAL mode with one writer and a pool of readers.  The runtime keeps its own
+ * reference to the schema.  It does not create tables: call cstack_bootstrap().
+ * `opts` may be NULL.  On success *out is a handle to close with
+ * cstack_close().  On failure other than CSTACK_ENOMEM *out is still set so
+ * that cstack_errmsg() can explain; close it all the same.
+ * A runtime may be shared by threads; a transaction belongs to the thread
+ * that began it. */
+CSTACK_API int cstack_open(const cstack_schema *schema, const char *path,
+                           const cstack_open_options *opts, cstack **out);
+/* As cstack_open() on a private in-memory database (one connection). */
+CSTACK_API int cstack_open_in_memory(const cstack_schema *schema, cstack **out);
+/* Closes the database; pending transactions are rolled back. NULL ok. */
+CSTACK_API void cstack_close(cstack *db);
+/* The message of the last failure on this handle in this thread.  Borrowed;
+ * valid until the next call on `db` from the same thread.  Never NULL. */
+CSTACK_API const char *cstack_errmsg(cstack *db);
+CSTACK_API const cstack_schema *cstack_schema_of(const cstack *db);
+
+/* Creates missing tables and indexes and migrates an existing database to the
+ * schema: new models, new optional fields, new fields with a default, new or
+ * dropped indexes are applied in one transaction; a change that would lose or
+ * reinterpret data is refused with CSTACK_EMIGRATION and a message naming the
+ * model, the field and the change, and nothing is applied.  Idempotent.
+ * When `report` is not NULL it receives one line per change made (empty when
+ * nothing changed); free it with cstack_free(). */
+CSTACK_API int cstack_bootstrap(cstack *db, char **report);
+
+/* Runs `fn` with the write connection, under the write lock.  Whatever `fn`
+ * returns is returned.  The connection is borrowed for the call only. */
+CSTACK_API int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ctx);
+
+/* Transactions.  Between begin and commit/rollback every call from this
+ * thread is part of the transaction; other threads' writes wait.  Nesting
+ * is allowed (savepoints): an inner rollback undoes only the inner part. */
+CSTACK_API int cstack_begin(cstack *db);
+CSTACK_API int cstack_commit(cstack *db);
+CSTACK_API int cstack_rollback(cstack *db);
+
+/* --- Model delegates.  `model` is a model name.  Output rows are new objects
+ * the caller frees (cstack_row_free / cstack_rows_free); output pointers may
+ * be NULL when the result is not wanted.  Unknown models or fields give
+ * CSTACK_EINVAL; invalid values CSTACK_EVALIDATION; missing required fields
+ * CSTACK_EREQUIRED; constraint failures CSTACK_EUNIQUE / CSTACK_EFOREIGNKEY.
+ * Nothing is written when a call fails. */
+
+/* Inserts one row, filling @default and @updatedAt, and returns it as stored. */
+CSTACK_API int cstack_create(cstack *db, const char *model, const cstack_data *data,
+                             cstack_row **out);
+/* Inserts `n` rows atomically; *count receives the number inserted. */
+CSTACK_API int cstack_create_many(cstack *db, const char *model, const cstack_data *rows,
+                                  size_t n, int64_t *count);
+/* The row whose unique fields (the primary key, or a @unique / @@unique set)
+ * equal `where`; *out is NULL when there is none (this is not an error). */
+CSTACK_API int cstack_find_unique(cstack *db, const char *model, const cstack_data *where,
+                                  const char *const *select, size_t n_select,
+                                  cstack_row **out);
+/* The first row of the query; *out is NULL when there is none. */
+CSTACK_API int cstack_find_first(cstack *db, const char *model, const cstack_query *q,
+                                 cstack_row **out);
+CSTACK_API int cstack_find_many(cstack *db, const char *model, const cstack_query *q,
+                                cstack_rows **out);
+CSTACK_API int cstack_count(cstack *db, const char *model, const cstack_filter *where,
+                            int64_t *count);
+/* One row with columns "_count", "_sum.FIELD", "_avg.FIELD", "_min.FIELD",
+ * "_max.FIELD" in that order; NULL where there were no rows to aggregate. */
+CSTACK_API int cstack_aggregate(cstack *db, const char *model, const cstack_aggregate_spec *agg,
+                                cstack_row **out);
+/* Partial update of the row identified by `where` (unique fields): only the
+ * fields in `data` change (and @updatedAt).  CSTACK_ENOTFOUND when absent. */
+CSTACK_API int cstack_update(cstack *db, const char *model, const cstack_data *where,
+                             const cstack_data *data, cstack_row **out);
+CSTACK_API int cstack_update_many(cstack *db, const char *model, const cstack_filter *where,
+                                  const cstack_data *data, int64_t *count);
+/* Updates the row identified by `where` with `update`, or creates `create`. */
+CSTACK_API int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
+                             const cstack_data *create, const cstack_data *update,
+                             cstack_row **out);
+/* Deletes the row identified by `where` and returns it as it was.  On a
+ * @@soft_delete model this sets the soft-delete field to now instead.
+ * CSTACK_ENOTFOUND when absent. */
+CSTACK_API int cstack_delete(cstack *db, const char *model, const cstack_data *where,
+                             cstack_row **out);
+CSTACK_API int cstack_delete_many(cstack *db, const char *model, const cstack_filter *where,
+                                  int64_t *count);
+
+/* ------------------------------------------------------------------------ */
+/* Events (@@emit) and the outbox                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cstack_event {
+    const char *name;  /* "Note.created", "Note.updated" or "Note.deleted" */
+    const char *model; /* "Note" */
+    const cstack_row *row; /* the row after the write (before, for deleted) */
+} cstack_event;
+
+/* Called after the transaction that made the write commits, on the thread
+ * that committed; never for a rolled-back write.  Everything in `ev` is
+ * borrowed for the duration of the call.  The callback must not call back
+ * into the same runtime's write functions. */
+typedef void (*cstack_event_fn)(const cstack_event *ev, void *ctx);
+
+/* Subscribes to events whose name matches `pattern`: NULL or "*" for all,
+ * "Note" for one model, "Note.created" for one event.  *id receives an id for
+ * cstack_unsubscribe(). */
+CSTACK_API int cstack_subscribe(cstack *db, const char *pattern, cstack_event_fn fn,
+                                void *ctx, uint64_t *id);
+CSTACK_API int cstack_unsubscribe(cstack *db, uint64_t id);
+
+/* One durable outbox entry (written in the same transaction as the change).
+ * Borrowed for the duration of the callback. */
+typedef struct cstack_outbox_entry {
+    int64_t id;
+    const char *event;   /* "Note.created" */
+    const char *model;
+    const char *key;     /* primary key as a JSON object */
+    const char *payload; /* the row as JSON */
+    const char *at;      /* DateTime of the write */
+} cstack_outbox_entry;
+
+/* Hands up to `max` outbox entries, oldest first, to `fn`; each entry for
+ * which `fn` returns 0 is deleted, and the first non-zero return stops the
+ * drain (that entry stays).  *drained receives the number deleted. */
+CSTACK_API int cstack_outbox_drain(cstack *db, size_t max,
+                                   int (*fn)(const cstack_outbox_entry *e, void *ctx),
+                                   void *ctx, size_t *drained);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CSTACK_H */

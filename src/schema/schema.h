@@ -1,0 +1,253 @@
+/*
+ * schema.h -- the validated in-memory form (IR) of a .cstack schema.
+ *
+ * Produced by cs_schema_parse() (lexer.c, parser.c, validate.c); read by every
+ * later stage (sql, store, cli).  A cstack_schema is immutable once built and
+ * reference counted, so runtimes can outlive the caller's handle.
+ *
+ * Every index below (model, field, enum) is an index into the owning array;
+ * -1 means "none".
+ */
+#ifndef CS_SCHEMA_H
+#define CS_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cstack.h"
+
+typedef enum cs_scalar {
+    CS_T_STRING,
+    CS_T_INT,
+    CS_T_FLOAT,
+    CS_T_BOOLEAN,
+    CS_T_BYTES,
+    CS_T_UUID,
+    CS_T_CUID,
+    CS_T_DATETIME,
+    CS_T_JSON,
+    CS_T_DECIMAL,
+    CS_T_ENUM,  /* type_index: the enum */
+    CS_T_MODEL  /* a relation field; type_index: the target model */
+} cs_scalar;
+
+/* Name of a scalar as written in schemas ("DateTime"); "enum"/"model" for
+ * the last two. */
+const char *cs_scalar_name(cs_scalar t);
+
+typedef struct cs_pos {
+    int line; /* from 1 */
+    int col;  /* from 1, in bytes */
+} cs_pos;
+
+typedef enum cs_default_kind {
+    CS_DEF_NONE,
+    CS_DEF_LITERAL, /* `literal` holds the canonical stored value text */
+    CS_DEF_UUID,
+    CS_DEF_CUID,
+    CS_DEF_NOW,
+    CS_DEF_AUTOINCREMENT
+} cs_default_kind;
+
+typedef struct cs_default {
+    cs_default_kind kind;
+    /* For CS_DEF_LITERAL: the canonical storage form as text.  Int and
+     * Boolean literals are decimal text ("42", "1"/"0" for true/false), Float
+     * text as written, Decimal canonical, enum the member name, String the
+     * unescaped string.  Bytes/Json defaults are not supported. */
+    char *literal;
+} cs_default;
+
+/* Referential actions of @relation(onDelete:, onUpdate:). */
+typedef enum cs_action {
+    CS_ACT_DEFAULT, /* not given: NO ACTION */
+    CS_ACT_CASCADE,
+    CS_ACT_RESTRICT,
+    CS_ACT_NO_ACTION,
+    CS_ACT_SET_NULL,
+    CS_ACT_SET_DEFAULT
+} cs_action;
+
+typedef struct cs_relation {
+    char *name;       /* @relation("name") or @relation(name: "x"); may be NULL */
+    int target;       /* target model index */
+    /* The owning side (fields: [...] references: [...]) has nfields > 0:
+     * fields[i] of this model references refs[i] of the target. */
+    size_t nfields;
+    int *fields;      /* field indices in this model */
+    int *refs;        /* field indices in the target model */
+    cs_action on_delete;
+    cs_action on_update;
+    /* Back side (no fields:): the field index, in the target model, of the
+     * owning relation field this one mirrors; -1 on the owning side. */
+    int back_field;
+    bool to_many;     /* declared as Target[] */
+} cs_relation;
+
+typedef struct cs_field {
+    char *name;
+    char *column;     /* @map("col") or the name */
+    char *doc;        /* /// comment, or NULL */
+    cs_scalar type;
+    char *type_name;  /* as written: "String", "Status", "Account" */
+    int type_index;   /* enum or model index for CS_T_ENUM / CS_T_MODEL */
+    bool optional;    /* Type? */
+    bool list;        /* Type[] (relations only) */
+    bool is_id;       /* @id */
+    bool is_unique;   /* @unique */
+    bool updated_at;  /* @updatedAt */
+    cs_default def;
+    cs_relation *rel; /* non-NULL iff type == CS_T_MODEL */
+    cs_pos pos;
+} cs_field;
+
+/* A field set: @@id, @@unique, @@index (and single-field @unique). */
+typedef struct cs_index {
+    char *name;       /* generated name: "<table>_<col>_<col>_key" / "_idx" */
+    size_t n;
+    int *fields;      /* field indices (scalar fields only) */
+    bool unique;
+    cs_pos pos;
+} cs_index;
+
+typedef enum cs_expr_kind {
+    CS_E_NULL,
+    CS_E_BOOL,     /* bval */
+    CS_E_NUMBER,   /* text: the literal as written */
+    CS_E_STRING,   /* text: unescaped */
+    CS_E_ENUM,     /* text: member name; type_index: enum (set by validator) */
+    CS_E_FIELD,    /* path[0..npath): field names through to-one relations */
+    CS_E_AUTH,     /* auth() */
+    CS_E_AUTH_FIELD, /* auth().text */
+    CS_E_BINARY,   /* op, lhs, rhs */
+    CS_E_NOT,      /* lhs */
+    CS_E_SOME,     /* path names a to-many relation; lhs: predicate on it */
+    CS_E_EVERY,
+    CS_E_NONE
+} cs_expr_kind;
+
+typedef enum cs_binop {
+    CS_OP_EQ,
+    CS_OP_NE,
+    CS_OP_LT,
+    CS_OP_LE,
+    CS_OP_GT,
+    CS_OP_GE,
+    CS_OP_AND,
+    CS_OP_OR
+} cs_binop;
+
+typedef struct cs_expr cs_expr;
+struct cs_expr {
+    cs_expr_kind kind;
+    cs_binop op;
+    bool bval;
+    char *text;
+    char **path;
+    size_t npath;
+    cs_expr *lhs;
+    cs_expr *rhs;
+    /* Set by the validator: the scalar type of this expression's value
+     * (CS_T_BOOLEAN for comparisons and logic) and, for enums and fields,
+     * type_index; is_null_lit for the null literal. */
+    cs_scalar vtype;
+    int type_index;
+    cs_pos pos;
+};
+
+/* Operation bits of @@allow / @@deny. */
+enum {
+    CS_POL_READ = 1,
+    CS_POL_CREATE = 2,
+    CS_POL_UPDATE = 4,
+    CS_POL_DELETE = 8,
+    CS_POL_ALL = 15
+};
+
+typedef struct cs_policy {
+    bool deny;
+    unsigned ops;     /* CS_POL_* bits; 'all' sets every bit */
+    cs_expr *expr;
+    cs_pos pos;
+} cs_policy;
+
+/* Event bits of @@emit. */
+enum { CS_EMIT_CREATED = 1, CS_EMIT_UPDATED = 2, CS_EMIT_DELETED = 4 };
+
+typedef struct cs_model {
+    char *name;
+    char *table;      /* @@map("t") or the name */
+    char *doc;
+    cs_field *fields;
+    size_t nfields;
+    /* Primary key: @id field or @@id([...]) fields, in order. */
+    int *pk;
+    size_t npk;
+    cs_index *uniques;   /* every @unique and @@unique, in declaration order */
+    size_t nuniques;
+    cs_index *indexes;   /* every @@index */
+    size_t nindexes;
+    cs_policy *policies;
+    size_t npolicies;
+    int soft_delete;     /* field index of @@soft_delete, or -1 */
+    bool audit;          /* @@audit */
+    unsigned emit;       /* CS_EMIT_* bits */
+    bool local;          /* @@local */
+    cs_pos pos;
+} cs_model;
+
+typedef struct cs_enum {
+    char *name;
+    char *doc;
+    char **members;
+    size_t nmembers;
+    cs_pos pos;
+} cs_enum;
+
+typedef struct cs_datasource {
+    char *name;          /* NULL when the schema has no datasource block */
+    char *provider;      /* "sqlite" or "postgresql" */
+    char *url;           /* literal url, or NULL */
+    char *url_env;       /* env("X") variable name, or NULL */
+} cs_datasource;
+
+/* The auth block: fields only (scalars and enums, no relations). */
+typedef struct cs_auth {
+    char *name;          /* NULL when the schema has no auth block */
+    cs_field *fields;
+    size_t nfields;
+} cs_auth;
+
+struct cstack_schema {
+    int refcount;
+    char *filename;
+    cs_datasource datasource;
+    cs_auth auth;
+    cs_enum *enums;
+    size_t nenums;
+    cs_model *models;
+    size_t nmodels;
+    char hash[65];       /* lowercase hex SHA-256 of the canonical form */
+    char *canonical;     /* the canonical text the hash is computed over */
+    /* A copy of the source text (NUL-terminated), set by cstack_schema_parse
+     * and freed with the schema: bootstrap stores it so a later migration can
+     * re-parse the schema the database was built with. */
+    char *source;
+    size_t source_len;
+};
+
+/* Lookups; return the index or -1. */
+int cs_model_find(const cstack_schema *s, const char *name);
+int cs_field_find(const cs_model *m, const char *name);
+int cs_enum_find(const cstack_schema *s, const char *name);
+int cs_enum_member(const cs_enum *e, const char *name, size_t n);
+
+/* True when the field is stored in a column (everything but relations). */
+static inline bool cs_field_is_column(const cs_field *f)
+{
+    return f->type != CS_T_MODEL;
+}
+
+cstack_schema *cs_schema_retain(const cstack_schema *s);
+
+#endif

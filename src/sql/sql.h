@@ -1,0 +1,96 @@
+/*
+ * sql.h -- SQL text built from a schema: DDL for SQLite and PostgreSQL, and
+ * the migration planner that compares a stored schema with a new one.
+ *
+ * All SQL here is built from schema identifiers only (quoted with
+ * cs_buf_ident); no user value is ever spliced in.  Literal defaults come from
+ * the schema text itself and are quoted with cs_buf_sql_str.
+ *
+ * SQLite DDL conventions (docs/storage.md):
+ *   - every column is declared BLOB (so BLOB affinity: SQLite stores exactly
+ *     what is bound) followed by a comment naming the schema type, e.g.
+ *       "price" BLOB /\* Decimal? *\/,
+ *     (the backslashes only keep this C comment open),
+ *   - required fields are NOT NULL; literal defaults become DEFAULT clauses;
+ *   - the primary key is a table constraint PRIMARY KEY ("a","b"), so an
+ *     integer key never aliases the rowid;
+ *   - relations become FOREIGN KEY (...) REFERENCES "T" (...) ON DELETE ...
+ *     ON UPDATE ... table constraints;
+ *   - @unique / @@unique become CREATE UNIQUE INDEX "<name>", @@index
+ *     CREATE INDEX "<name>" (names from cs_index.name);
+ *   - internal tables are prefixed "_cstack_".
+ */
+#ifndef CS_SQL_H
+#define CS_SQL_H
+
+#include <stdbool.h>
+
+#include "schema/schema.h"
+#include "util/buf.h"
+
+typedef enum cs_dialect { CS_DIALECT_SQLITE, CS_DIALECT_POSTGRES } cs_dialect;
+
+/* Appends the full DDL of the schema (tables in dependency order, then
+ * indexes), one statement per line group, each ending with ";\n".  For SQLite
+ * statements use IF NOT EXISTS so running them again is harmless.  @@local
+ * models are included (they are local tables). */
+int cs_sql_schema_ddl(cs_buf *out, const cstack_schema *s, cs_dialect d);
+/* CREATE TABLE (and its indexes) for one model. */
+int cs_sql_model_ddl(cs_buf *out, const cstack_schema *s, const cs_model *m, cs_dialect d);
+
+/* Runtime tables every database gets (SQLite):
+ *   _cstack_meta(key TEXT PRIMARY KEY, value)   -- 'schema_hash', 'schema_source'
+ *   _cstack_audit(id INTEGER PRIMARY KEY, model, pk, op, before, after, at)
+ *   _cstack_outbox(id INTEGER PRIMARY KEY, event, model, pk, payload, at)
+ *   _cstack_sequence(model TEXT PRIMARY KEY, value INTEGER) -- autoincrement */
+int cs_sql_internal_ddl(cs_buf *out);
+
+/* Building blocks shared by ddl.c and migrate.c (also usable by the store).
+ * Each appends to `out` and returns 0 or a negative CSTACK_E* code. */
+
+/* CREATE TABLE for `m` under the name `table` (NULL: m->table).  SQLite: with
+ * IF NOT EXISTS when `if_not_exists`, foreign keys as table constraints.
+ * Postgres: without foreign keys, which follow as ALTER TABLE statements so
+ * that cycles work. */
+int cs_sql_create_table(cs_buf *out, const cstack_schema *s, const cs_model *m, cs_dialect d,
+                        const char *table, bool if_not_exists);
+/* The definition of one column, as inside CREATE TABLE or after ADD COLUMN:
+ * SQLite `"price" BLOB /\* Decimal *\/ NOT NULL DEFAULT '0'`. */
+int cs_sql_column_def(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f,
+                      cs_dialect d);
+/* `CONSTRAINT "<table>_<cols>_fkey" FOREIGN KEY (...) REFERENCES "T" (...)
+ * [ON DELETE ..] [ON UPDATE ..]` for an owning relation field. */
+int cs_sql_foreign_key(cs_buf *out, const cstack_schema *s, const cs_model *m,
+                       const cs_field *f);
+/* CREATE [UNIQUE] INDEX (SQLite: IF NOT EXISTS) for one index of `m`. */
+int cs_sql_create_index(cs_buf *out, const cs_model *m, const cs_index *ix, cs_dialect d);
+/* The SQL literal of a field's CS_DEF_LITERAL default ('OPEN', 42, 1.5). */
+int cs_sql_default_literal(cs_buf *out, const cs_field *f, cs_dialect d);
+/* Fills order[0..nmodels) with model indices, referenced models first and
+ * declaration order otherwise (cycles are broken in declaration order).
+ * Returns 0 or CSTACK_ENOMEM. */
+int cs_sql_model_order(const cstack_schema *s, int *order);
+
+/*
+ * Migration planning.  `old` is the schema the database was last bootstrapped
+ * with (re-parsed from _cstack_meta), `new_` the schema being opened.
+ * On success appends to `sql` the statements that bring the database from
+ * old to new (possibly none) and to `report` one human line per change
+ * ("added model Tag (table \"Tag\")", "added field Note.body",
+ *  "added index Note_ownerId_createdAt_idx", "dropped index ...").
+ * Allowed in place: new model; new optional field; new field with a default
+ * (literal, now(), uuid(), cuid()); required -> optional; new/dropped index or
+ * unique; @updatedAt / @default changes that do not touch stored data.
+ * Refused (returns CSTACK_EMIGRATION, `err` names model, field and change,
+ * nothing appended): dropped model, dropped field, changed type (including
+ * enum members removed), optional -> required, new required field without a
+ * default, changed primary key, changed @map/@@map (renames).
+ * Changes that SQLite's ALTER TABLE cannot express (e.g. required ->
+ * optional, a new field whose default is not constant) are done by rebuilding
+ * the table (CREATE new, INSERT SELECT, DROP, RENAME, recreate indexes) with
+ * foreign keys off; the caller runs `sql` inside one transaction.
+ */
+int cs_sql_migrate(const cstack_schema *old, const cstack_schema *new_, cs_buf *sql,
+                   cs_buf *report, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,115 @@
+/* conn.c -- one SQLite connection and its prepared-statement cache.
+ *
+ * Statements are cached per connection under a 64-bit key (a hash of their
+ * text, or a caller-chosen key for statements whose text is costly to build,
+ * like the INSERT of a given column set).  The cache is a direct-mapped table:
+ * a collision finalizes the older statement, which is cheap and bounded. */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store.h"
+#include "value/value.h"
+
+uint64_t cs_hash64(const void *p, size_t n)
+{
+    /* FNV-1a: fast and good enough to tell statements apart; a collision
+     * costs only a re-prepare because the text is compared too. */
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    /* Text hashes never have the top bit set; custom keys always do. */
+    h &= ~CS_KEY_CUSTOM;
+    return h ? h : 1;
+}
+
+sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key)
+{
+    cs_stmt_slot *slot = &c->cache[key % CS_STMT_CACHE];
+    if (slot->key != key || !slot->stmt)
+        return NULL;
+    sqlite3_reset(slot->stmt);
+    sqlite3_clear_bindings(slot->stmt);
+    return slot->stmt;
+}
+
+static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int busy_ms,
+                 char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    flags |= readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(memory ? ":memory:" : path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database '%s': %s", path,
+                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        sqlite3_close(c->db);
+        c->db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(c->db, busy_ms);
+    sqlite3_extended_result_codes(c->db, 1);
+    if ((rc = cs_value_register_sqlite(c->db)) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot register SQL functions: %s", sqlite3_errstr(rc));
+        return rc;
+    }
+    if (!readonly && !memory) {
+        if ((rc = exec_pragma(c->db, "PRAGMA journal_mode=WAL", err, errlen)) ||
+            (rc = exec_pragma(c->db, "PRAGMA synchronous=NORMAL", err, errlen)))
+            return rc;
+    }
+    if ((rc = exec_pragma(c->db, "PRAGMA foreign_keys=ON", err, errlen)))
+        return rc;
+    return SQLITE_OK;
+}
+
+void cs_conn_close(cs_conn *c)
+{
+    for (size_t i = 0; i < CS_STMT_CACHE; i++)
+        sqlite3_finalize(c->cache[i].stmt);
+    memset(c->cache, 0, sizeof c->cache);
+    sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len)
+{
+    if (!key)
+        key = cs_hash64(sql, len);
+    cs_stmt_slot *slot = &c->cache[key % CS_STMT_CACHE];
+    if (slot->key == key && slot->stmt && (key & CS_KEY_CUSTOM)) {
+        sqlite3_reset(slot->stmt);
+        sqlite3_clear_bindings(slot->stmt);
+        return slot->stmt;
+    }
+    if (slot->key == key && slot->stmt) {
+        const char *txt = sqlite3_sql(slot->stmt);
+        if (txt && strlen(txt) == len && memcmp(txt, sql, len) == 0) {
+            sqlite3_reset(slot->stmt);
+            sqlite3_clear_bindings(slot->stmt);
+            return slot->stmt;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (len > (size_t)INT32_MAX)
+        return NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK)
+        return NULL;
+    sqlite3_finalize(slot->stmt);
+    slot->key = key;
+    slot->stmt = st;
+    return st;
+}

@@ -1,0 +1,425 @@
+/* runtime.c -- opening a database, the write lock, transactions, bootstrap. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sql/sql.h"
+#include "store/store.h"
+
+#define DEFAULT_READERS 4
+#define DEFAULT_BUSY_MS 5000
+
+/* The message of the last failure in this thread (see cstack_errmsg). */
+static _Thread_local char errbuf[1024];
+
+int cs_err(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *cstack_errmsg(cstack *db)
+{
+    (void)db;
+    return errbuf[0] ? errbuf : "no error";
+}
+
+const cstack_schema *cstack_schema_of(const cstack *db)
+{
+    return db ? db->schema : NULL;
+}
+
+const cs_model *cs_store_model(cstack *db, const char *name, int *index)
+{
+    int i = name ? cs_model_find(db->schema, name) : -1;
+    if (i < 0) {
+        cs_err(CSTACK_EINVAL, "unknown model '%s'", name ? name : "(null)");
+        return NULL;
+    }
+    if (index)
+        *index = i;
+    return &db->schema->models[i];
+}
+
+static cstack *runtime_new(const cstack_schema *schema, const char *path, bool memory)
+{
+    cstack *db = calloc(1, sizeof *db);
+    if (!db)
+        return NULL;
+    db->path = cs_strdup(path ? path : ":memory:");
+    if (!db->path) {
+        free(db);
+        return NULL;
+    }
+    db->schema = cs_schema_retain(schema);
+    db->memory = memory;
+    pthread_mutex_init(&db->wlock, NULL);
+    pthread_mutex_init(&db->plock, NULL);
+    pthread_mutex_init(&db->slock, NULL);
+    pthread_cond_init(&db->pcond, NULL);
+    db->next_sub = 1;
+    return db;
+}
+
+static int runtime_open(const cstack_schema *schema, const char *path, bool memory,
+                        const cstack_open_options *opts, cstack **out)
+{
+    *out = NULL;
+    if (!schema)
+        return cs_err(CSTACK_EMISUSE, "cstack_open: schema is NULL");
+    if (!memory && (!path || !*path))
+        return cs_err(CSTACK_EMISUSE, "cstack_open: path is empty");
+    cstack *db = runtime_new(schema, path, memory);
+    if (!db)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    *out = db;
+    db->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : DEFAULT_BUSY_MS;
+    db->maxreaders = memory ? 0 : opts && opts->readers > 0 ? opts->readers : DEFAULT_READERS;
+    char err[512];
+    int rc = cs_conn_open(&db->writer, db->path, false, memory, db->busy_ms, err, sizeof err);
+    if (rc != SQLITE_OK) {
+        int code = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? CSTACK_EBUSY
+                   : rc == SQLITE_CANTOPEN ? CSTACK_EIO
+                                           : CSTACK_ESQLITE;
+        return cs_err(code, "%s", err);
+    }
+    db->shapes = calloc(schema->nmodels ? schema->nmodels : 1, sizeof *db->shapes);
+    if (!db->shapes)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    for (size_t i = 0; i < schema->nmodels; i++)
+        if ((rc = cs_model_shape(&schema->models[i], NULL, 0, &db->shapes[i])))
+            return rc;
+    if (db->maxreaders) {
+        db->readers = calloc((size_t)db->maxreaders, sizeof *db->readers);
+        if (!db->readers)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+int cstack_open(const cstack_schema *schema, const char *path, const cstack_open_options *opts,
+                cstack **out)
+{
+    if (!out)
+        return cs_err(CSTACK_EMISUSE, "cstack_open: out is NULL");
+    return runtime_open(schema, path, false, opts, out);
+}
+
+int cstack_open_in_memory(const cstack_schema *schema, cstack **out)
+{
+    if (!out)
+        return cs_err(CSTACK_EMISUSE, "cstack_open_in_memory: out is NULL");
+    return runtime_open(schema, NULL, true, NULL, out);
+}
+
+void cstack_close(cstack *db)
+{
+    if (!db)
+        return;
+    if (db->depth > 0 && db->writer.db)
+        sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
+    cs_events_clear(db);
+    free(db->pending);
+    cs_subs_free(db);
+    for (int i = 0; i < db->nreaders; i++)
+        cs_conn_close(&db->readers[i]);
+    free(db->readers);
+    cs_conn_close(&db->writer);
+    for (size_t i = 0; db->shapes && i < db->schema->nmodels; i++)
+        cs_shape_release(db->shapes[i]);
+    free(db->shapes);
+    pthread_mutex_destroy(&db->wlock);
+    pthread_mutex_destroy(&db->plock);
+    pthread_mutex_destroy(&db->slock);
+    pthread_cond_destroy(&db->pcond);
+    cstack_schema_free(db->schema);
+    free(db->path);
+    free(db);
+}
+
+/* ---- the write lock and transactions ------------------------------------ */
+
+static bool holds_lock(cstack *db)
+{
+    return db->depth > 0 && pthread_equal(db->owner, pthread_self());
+}
+
+static int exec_sql(cstack *db, const char *sql)
+{
+    int rc = sqlite3_exec(db->writer.db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+}
+
+/* Opens transaction level depth+1: BEGIN at the outermost level, a savepoint
+ * inside.  The caller holds the lock. */
+static int level_open(cstack *db)
+{
+    if (db->depth >= (int)(sizeof db->marks / sizeof db->marks[0]))
+        return cs_err(CSTACK_EMISUSE, "transactions nested too deeply");
+    char sql[64];
+    if (db->depth == 0)
+        snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
+    else
+        snprintf(sql, sizeof sql, "SAVEPOINT cs_sp%d", db->depth);
+    int rc = exec_sql(db, sql);
+    if (rc)
+        return rc;
+    cs_events_mark(db, db->depth);
+    if (db->depth == 0)
+        db->owner = pthread_self();
+    db->depth++;
+    return 0;
+}
+
+/* Closes the innermost level, committing (ok) or rolling back. */
+static int level_close(cstack *db, bool ok)
+{
+    char sql[96];
+    int level = db->depth - 1;
+    int rc = 0;
+    if (level == 0) {
+        rc = ok ? exec_sql(db, "COMMIT") : 0;
+        if (!ok || rc) {
+            /* A failed COMMIT (e.g. SQLITE_BUSY) still must not leave the
+             * transaction open behind the caller's back. */
+            sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
+            ok = false;
+        }
+    } else {
+        if (!ok) {
+            snprintf(sql, sizeof sql, "ROLLBACK TO cs_sp%d", level);
+            sqlite3_exec(db->writer.db, sql, NULL, NULL, NULL);
+        }
+        snprintf(sql, sizeof sql, "RELEASE cs_sp%d", level);
+        int rc2 = exec_sql(db, sql);
+        if (!rc)
+            rc = rc2;
+    }
+    if (!ok)
+        cs_events_rollback(db, level);
+    db->depth = level;
+    return rc;
+}
+
+static int lock_writer(cstack *db)
+{
+    if (holds_lock(db))
+        return 0;
+    pthread_mutex_lock(&db->wlock);
+    return 0;
+}
+
+static void unlock_writer(cstack *db)
+{
+    if (db->depth == 0)
+        pthread_mutex_unlock(&db->wlock);
+}
+
+int cs_write_begin(cstack *db)
+{
+    lock_writer(db);
+    int rc = level_open(db);
+    if (rc)
+        unlock_writer(db);
+    return rc;
+}
+
+int cs_write_end(cstack *db, int rc)
+{
+    int crc = level_close(db, rc == 0);
+    bool outer = db->depth == 0;
+    unlock_writer(db);
+    if (outer && rc == 0 && crc == 0)
+        cs_events_deliver(db);
+    else if (outer)
+        cs_events_clear(db);
+    return rc ? rc : crc;
+}
+
+int cstack_begin(cstack *db)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    return cs_write_begin(db);
+}
+
+int cstack_commit(cstack *db)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (!holds_lock(db))
+        return cs_err(CSTACK_EMISUSE, "cstack_commit: this thread has no open transaction");
+    return cs_write_end(db, 0);
+}
+
+int cstack_rollback(cstack *db)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (!holds_lock(db))
+        return cs_err(CSTACK_EMISUSE, "cstack_rollback: this thread has no open transaction");
+    int rc = cs_write_end(db, CSTACK_EERROR);
+    return rc == CSTACK_EERROR ? 0 : rc;
+}
+
+int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ctx)
+{
+    if (!db || !fn)
+        return CSTACK_EMISUSE;
+    lock_writer(db);
+    int rc = fn(db->writer.db, ctx);
+    unlock_writer(db);
+    return rc;
+}
+
+/* ---- readers ------------------------------------------------------------- */
+
+cs_conn *cs_read_begin(cstack *db)
+{
+    if (holds_lock(db))
+        return &db->writer;
+    if (db->maxreaders == 0) {
+        pthread_mutex_lock(&db->wlock);
+        return &db->writer;
+    }
+    pthread_mutex_lock(&db->plock);
+    for (;;) {
+        for (int i = 0; i < db->nreaders; i++) {
+            if (!db->readers[i].busy) {
+                db->readers[i].busy = true;
+                pthread_mutex_unlock(&db->plock);
+                return &db->readers[i];
+            }
+        }
+        if (db->nreaders < db->maxreaders) {
+            cs_conn *c = &db->readers[db->nreaders];
+            char err[512];
+            if (cs_conn_open(c, db->path, true, false, db->busy_ms, err, sizeof err) !=
+                SQLITE_OK) {
+                /* A reader that cannot open is not fatal: read through the
+                 * writer, which sees the same committed data. */
+                cs_conn_close(c);
+                pthread_mutex_unlock(&db->plock);
+                pthread_mutex_lock(&db->wlock);
+                return &db->writer;
+            }
+            c->busy = true;
+            db->nreaders++;
+            pthread_mutex_unlock(&db->plock);
+            return c;
+        }
+        pthread_cond_wait(&db->pcond, &db->plock);
+    }
+}
+
+void cs_read_end(cstack *db, cs_conn *c)
+{
+    if (!c)
+        return;
+    if (c == &db->writer) {
+        if (!holds_lock(db))
+            pthread_mutex_unlock(&db->wlock);
+        return;
+    }
+    pthread_mutex_lock(&db->plock);
+    c->busy = false;
+    pthread_cond_signal(&db->pcond);
+    pthread_mutex_unlock(&db->plock);
+}
+
+/* ---- SQLite errors -------------------------------------------------------- */
+
+/* Rewrites SQLite's "Table.column, Table.column" into "Model.field, ...". */
+static void name_columns(const cstack_schema *s, const char *list, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = 0;
+    while (*list && used + 1 < outlen) {
+        const char *end = strstr(list, ", ");
+        size_t len = end ? (size_t)(end - list) : strlen(list);
+        const char *dot = memchr(list, '.', len);
+        char item[256];
+        snprintf(item, sizeof item, "%.*s", (int)len, list);
+        if (dot) {
+            size_t tlen = (size_t)(dot - list);
+            for (size_t i = 0; i < s->nmodels; i++) {
+                const cs_model *m = &s->models[i];
+                if (strlen(m->table) != tlen || strncmp(m->table, list, tlen) != 0)
+                    continue;
+                for (size_t f = 0; f < m->nfields; f++) {
+                    const char *col = m->fields[f].column;
+                    if (cs_field_is_column(&m->fields[f]) && strlen(col) == len - tlen - 1 &&
+                        strncmp(col, dot + 1, len - tlen - 1) == 0)
+                        snprintf(item, sizeof item, "%s.%s", m->name, m->fields[f].name);
+                }
+            }
+        }
+        int w = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", item);
+        if (w < 0 || (size_t)w >= outlen - used)
+            break;
+        used += (size_t)w;
+        if (!end)
+            break;
+        list = end + 2;
+    }
+}
+
+int cs_err_sqlite(const cs_model *m, sqlite3 *conn, int rc)
+{
+    const char *msg = sqlite3_errmsg(conn);
+    const char *list = strstr(msg, "failed: ");
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return cs_err(CSTACK_EUNIQUE, "unique constraint failed: a row with the same %s exists",
+                      list ? list + 8 : "key");
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        return cs_err(CSTACK_EFOREIGNKEY,
+                      "foreign key constraint failed%s%s: a related row is missing or still "
+                      "referenced",
+                      m ? " on " : "", m ? m->name : "");
+    case SQLITE_CONSTRAINT_NOTNULL:
+        return cs_err(CSTACK_EREQUIRED, "%s is required", list ? list + 8 : msg);
+    default:
+        break;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return cs_err(CSTACK_EBUSY, "database is busy: %s", msg);
+    case SQLITE_NOMEM:
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+        return cs_err(CSTACK_EIO, "I/O error: %s", msg);
+    default:
+        return cs_err(CSTACK_ESQLITE, "SQLite error: %s", msg);
+    }
+}
+
+/* Like cs_err_sqlite, with Model.field names for constraint messages. */
+int cs_err_sqlite_named(const cstack_schema *s, const cs_model *m, sqlite3 *conn, int rc)
+{
+    const char *msg = sqlite3_errmsg(conn);
+    const char *list = strstr(msg, "failed: ");
+    char names[512];
+    if (!list)
+        return cs_err_sqlite(m, conn, rc);
+    name_columns(s, list + 8, names, sizeof names);
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return cs_err(CSTACK_EUNIQUE, "unique constraint failed: a row with the same %s exists",
+                      names);
+    case SQLITE_CONSTRAINT_NOTNULL:
+        return cs_err(CSTACK_EREQUIRED, "%s is required", names);
+    default:
+        return cs_err_sqlite(m, conn, rc);
+    }
+}

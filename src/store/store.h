@@ -1,0 +1,228 @@
+/*
+ * store.h -- the embedded runtime's private interfaces.
+ *
+ *   runtime.c  open/close, the write lock, transactions, bootstrap
+ *   conn.c     one SQLite connection with its prepared-statement cache
+ *   row.c      result rows, their shapes and JSON form
+ *   filter.c   the public filter builders
+ *   query.c    SQL for where / order / cursor, and every read delegate
+ *   write.c    create / update / upsert / delete delegates
+ *   events.c   @@audit journal, @@emit events and the outbox
+ *
+ * Concurrency: a runtime has one write connection guarded by `wlock`, and for
+ * file databases a pool of read-only connections (WAL lets them read while a
+ * write is in progress).  A transaction belongs to the thread that began it
+ * (`owner`); that thread's reads use the write connection so they see its own
+ * uncommitted writes.
+ */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "cstack.h"
+#include "schema/schema.h"
+#include "util/buf.h"
+
+typedef struct cs_shape cs_shape;
+
+/* ---- connections ------------------------------------------------------- */
+
+typedef struct cs_stmt_slot {
+    uint64_t key;       /* 0 = empty */
+    sqlite3_stmt *stmt;
+} cs_stmt_slot;
+
+#define CS_STMT_CACHE 128
+
+typedef struct cs_conn {
+    sqlite3 *db;
+    cs_stmt_slot cache[CS_STMT_CACHE];
+    bool busy;          /* handed out by the reader pool */
+} cs_conn;
+
+int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int busy_ms,
+                 char *err, size_t errlen);
+void cs_conn_close(cs_conn *c);
+/* A prepared statement for `sql`, cached under `key` (any non-zero value that
+ * identifies the SQL; 0 means "hash the text").  The statement is reset and
+ * its bindings cleared.  Returns NULL on error (message in the connection). */
+sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len);
+uint64_t cs_hash64(const void *p, size_t n);
+/* Keys with this bit are chosen by callers (e.g. model, operation and column
+ * set of an INSERT) and identify their SQL without comparing text. */
+#define CS_KEY_CUSTOM (1ull << 63)
+/* The cached statement under a custom key, reset, or NULL. */
+sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key);
+
+/* ---- the runtime --------------------------------------------------------- */
+
+typedef struct cs_sub {
+    uint64_t id;
+    char *pattern;      /* NULL = all */
+    cstack_event_fn fn;
+    void *ctx;
+} cs_sub;
+
+typedef struct cs_pending {
+    char *name;         /* "Note.created" */
+    int model;
+    cstack_row *row;
+} cs_pending;
+
+struct cstack {
+    cstack_schema *schema;
+    bool memory;
+    char *path;
+    int busy_ms;
+
+    pthread_mutex_t wlock;  /* held by the writer for a whole transaction */
+    pthread_t owner;
+    int depth;              /* transaction nesting of `owner`; 0 = none */
+    bool failed_tx;         /* a statement inside the user's tx failed hard */
+    cs_conn writer;
+    cs_shape **shapes;      /* every model's full-row shape, by model index */
+
+    pthread_mutex_t plock;  /* guards the reader pool */
+    pthread_cond_t pcond;
+    cs_conn *readers;
+    int nreaders;
+    int maxreaders;
+
+    pthread_mutex_t slock;  /* guards subscribers */
+    cs_sub *subs;
+    size_t nsubs;
+    uint64_t next_sub;
+
+    /* Events of the open transaction, delivered after the outermost commit;
+     * `marks` remembers how many existed when each savepoint began. */
+    cs_pending *pending;
+    size_t npending, cappending;
+    size_t marks[64];
+};
+
+/* Sets the thread's error message (printf-style) and returns `code`. */
+int cs_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Translates an SQLite failure on `conn` into a CSTACK_E* code with a message
+ * naming model fields where possible. */
+int cs_err_sqlite(const cs_model *m, sqlite3 *conn, int rc);
+int cs_err_sqlite_named(const cstack_schema *s, const cs_model *m, sqlite3 *conn, int rc);
+
+/* Write scope: takes the write lock (unless this thread's transaction holds
+ * it) and opens a transaction or savepoint.  End with cs_write_end, passing
+ * the result: 0 commits (or releases), non-zero rolls back. */
+int cs_write_begin(cstack *db);
+int cs_write_end(cstack *db, int rc);
+/* Read scope: a connection for reading; release with cs_read_end. */
+cs_conn *cs_read_begin(cstack *db);
+void cs_read_end(cstack *db, cs_conn *c);
+
+/* Model lookup with an EINVAL message when unknown. */
+const cs_model *cs_store_model(cstack *db, const char *name, int *index);
+
+/* ---- rows ------------------------------------------------------------------ */
+
+/* The columns of a result: names, types, and the enum of enum columns. */
+struct cs_shape {
+    size_t n;
+    const char **names;
+    const cs_field **fields; /* the field of each column, or NULL (aggregates) */
+    cs_scalar *types;
+    char **owned;       /* names the shape allocated itself (aggregates) */
+    int refs;
+};
+
+cs_shape *cs_shape_new(size_t n);
+void cs_shape_release(cs_shape *s);
+
+struct cstack_row {
+    cs_shape *shape;    /* counted reference */
+    cstack_value *vals;
+};
+
+/* Decodes the current result row of `st` (columns 0..shape->n-1) into a new
+ * row.  Returns NULL on OOM. */
+cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st);
+cstack_row *cs_row_copy(const cstack_row *r);
+/* Appends the row as a JSON object. */
+int cs_row_json(cs_buf *b, const cstack_row *row);
+
+struct cstack_rows {
+    size_t n, cap;
+    cstack_row **rows;
+};
+int cs_rows_push(cstack_rows *rs, cstack_row *r);
+
+/* ---- SQL building ------------------------------------------------------ */
+
+/* SQL text plus its bound values.  Values are canonical; text they point to is
+ * owned by the caller's inputs or by `owned`. */
+typedef struct cs_sqlb {
+    cs_buf sql;
+    cstack_value *binds;
+    size_t nbinds, capbinds;
+    char **owned;
+    size_t nowned, capowned;
+    int alias;          /* next table alias number */
+} cs_sqlb;
+
+void cs_sqlb_free(cs_sqlb *q);
+int cs_sqlb_bind(cs_sqlb *q, cstack_value v);
+/* Canonicalises `in` for field `f` of model `m` and binds it; messages name
+ * "Model.field". */
+int cs_sqlb_bind_field(cs_sqlb *q, const cstack_schema *s, const cs_model *m,
+                       const cs_field *f, const cstack_value *in);
+int cs_sqlb_apply(const cs_sqlb *q, sqlite3_stmt *st);
+/* Binds one value (SQLITE_STATIC: it must outlive the statement's step). */
+int cs_bind_one(sqlite3_stmt *st, int idx, const cstack_value *v);
+
+/* Canonicalises a value for a field, into storage owned by `owned` when it
+ * had to change. */
+int cs_canon_field(const cstack_schema *s, const cs_model *m, const cs_field *f,
+                   const cstack_value *in, cstack_value *out, char **owned);
+
+/* Appends `alias."col" AND ...` conditions of a where-unique to q.  The data
+ * must name exactly a unique field set of the model. */
+int cs_render_unique(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias,
+                     const cstack_data *where);
+/* Appends a filter (or "1") evaluated on `alias`, plus the soft-delete
+ * condition of the model. */
+int cs_render_where(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias,
+                    const cstack_filter *f);
+/* Appends the column list `aN."c1", aN."c2"` for the shape's fields. */
+int cs_render_columns(cs_sqlb *q, const cs_shape *shape, int alias);
+/* A shape of every column field of a model, or of the selected ones. */
+int cs_model_shape(const cs_model *m, const char *const *select, size_t n, cs_shape **out);
+
+/* Runs `q` (which holds "SELECT <exprs>") completed with FROM model WHERE
+ * filter, and returns its single row. */
+int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
+                    cs_shape *sh, cstack_row **out);
+
+/* Reads one row by unique key with the write connection (inside a write
+ * scope).  *out NULL when absent. */
+int cs_find_unique_conn(cstack *db, cs_conn *c, const cs_model *m, const cstack_data *where,
+                        cstack_row **out);
+
+/* ---- events -------------------------------------------------------------- */
+
+enum { CS_OP_CREATE, CS_OP_UPDATE, CS_OP_DELETE };
+
+/* Journals a write of model `mi` (audit and/or outbox and pending event as the
+ * model asks).  `before`/`after` may be NULL.  Inside the write scope. */
+int cs_record_write(cstack *db, int mi, int op, const cstack_row *before,
+                    const cstack_row *after);
+/* Whether a model needs the before/after rows of its writes. */
+static inline bool cs_model_journaled(const cs_model *m)
+{
+    return m->audit || m->emit;
+}
+void cs_events_mark(cstack *db, int depth);
+void cs_events_rollback(cstack *db, int depth);
+void cs_events_deliver(cstack *db);
+void cs_events_clear(cstack *db);
+void cs_subs_free(cstack *db);
+
+#endif

@@ -1,0 +1,746 @@
+/* write.c -- the write delegates: create, create_many, update, update_many,
+ * upsert, delete, delete_many.
+ *
+ * Every delegate runs inside a write scope (cs_write_begin/end): a
+ * transaction of its own, or a savepoint inside the caller's transaction, so a
+ * failing call leaves nothing behind.  Single-row updates and deletes read the
+ * row first (by its unique key); that gives the not-found error, the primary
+ * key the write then targets, and the "before" image of the audit journal.
+ * Many-row writes on journaled models (@@audit / @@emit) go row by row for the
+ * same reason; on other models they are one statement. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+#include "value/value.h"
+
+/* The values of one row being written, indexed by field. */
+typedef struct rowvals {
+    size_t n;
+    bool *set;
+    cstack_value *v;
+    char **owned;
+} rowvals;
+
+static int rowvals_init(rowvals *rv, size_t n)
+{
+    rv->n = n;
+    rv->set = calloc(n ? n : 1, sizeof *rv->set);
+    rv->v = calloc(n ? n : 1, sizeof *rv->v);
+    rv->owned = calloc(n ? n : 1, sizeof *rv->owned);
+    if (!rv->set || !rv->v || !rv->owned)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void rowvals_free(rowvals *rv)
+{
+    for (size_t i = 0; rv->owned && i < rv->n; i++)
+        free(rv->owned[i]);
+    free(rv->owned);
+    free(rv->set);
+    free(rv->v);
+}
+
+/* Canonicalises the given fields of `data` into rv. */
+static int take_data(const cstack_schema *s, const cs_model *m, const cstack_data *data,
+                     rowvals *rv)
+{
+    for (size_t i = 0; data && i < data->count; i++) {
+        const char *name = data->fields[i].field;
+        int fi = name ? cs_field_find(m, name) : -1;
+        if (fi < 0)
+            return cs_err(CSTACK_EINVAL, "unknown field '%s' in model %s",
+                          name ? name : "(null)", m->name);
+        const cs_field *f = &m->fields[fi];
+        if (!cs_field_is_column(f))
+            return cs_err(CSTACK_EINVAL,
+                          "%s.%s is a relation; write its foreign key field(s) instead", m->name,
+                          name);
+        if (rv->set[fi])
+            return cs_err(CSTACK_EINVAL, "field %s.%s is given twice", m->name, name);
+        const cstack_value *in = &data->fields[i].value;
+        if (in->type == CSTACK_NULL && !f->optional)
+            return cs_err(CSTACK_EREQUIRED, "%s.%s is required and cannot be null", m->name,
+                          name);
+        int rc = cs_canon_field(s, m, f, in, &rv->v[fi], &rv->owned[fi]);
+        if (rc)
+            return rc;
+        rv->set[fi] = true;
+    }
+    return 0;
+}
+
+static int next_sequence(cstack *db, const cs_model *m, const cs_field *f, int64_t *out)
+{
+    cs_sqlb q = {0};
+    int rc = cs_buf_puts(&q.sql, "INSERT INTO _cstack_sequence(model, value) VALUES (?1, "
+                                 "(SELECT coalesce(max(");
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, f->column);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, "), 0) FROM ");
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, m->table);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, ") + 1) ON CONFLICT(model) DO UPDATE SET value = "
+                                 "max(value, excluded.value - 1) + 1 RETURNING value");
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    cs_sqlb_free(&q);
+    if (rc)
+        return rc;
+    if (!st)
+        return cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        rc = cs_err_sqlite(m, db->writer.db, rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Fills defaults, @updatedAt and checks required fields of a new row. */
+static int fill_defaults(cstack *db, const cs_model *m, rowvals *rv, char *now)
+{
+    for (size_t i = 0; i < m->nfields; i++) {
+        const cs_field *f = &m->fields[i];
+        if (!cs_field_is_column(f) || rv->set[i])
+            continue;
+        cs_default_kind k = f->def.kind;
+        if (f->updated_at || k == CS_DEF_NOW) {
+            rv->v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
+        } else if (k == CS_DEF_UUID || k == CS_DEF_CUID) {
+            char *id = malloc(CS_UUID_LEN + 1);
+            if (!id)
+                return cs_err(CSTACK_ENOMEM, "out of memory");
+            if (k == CS_DEF_UUID)
+                cs_uuid_v4(id);
+            else
+                cs_cuid(id);
+            rv->owned[i] = id;
+            rv->v[i] = cstack_v_textn(id, strlen(id));
+        } else if (k == CS_DEF_AUTOINCREMENT) {
+            int64_t next;
+            int rc = next_sequence(db, m, f, &next);
+            if (rc)
+                return rc;
+            rv->v[i] = cstack_v_int(next);
+        } else if (k == CS_DEF_LITERAL || f->optional) {
+            continue; /* the column's DEFAULT (or NULL) applies */
+        } else {
+            return cs_err(CSTACK_EREQUIRED, "%s.%s is required", m->name, f->name);
+        }
+        rv->set[i] = true;
+    }
+    return 0;
+}
+
+/* Steps a write statement; with RETURNING, decodes the row into *out. */
+static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool returning,
+                      cstack_row **out)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && returning) {
+        *out = cs_row_from_stmt(db->shapes[m - db->schema->models], st);
+        rc = *out ? sqlite3_step(st) : SQLITE_NOMEM;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rc = cs_err_sqlite_named(db->schema, m, db->writer.db, rc);
+        sqlite3_reset(st);
+        cstack_row_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int append_returning(cs_sqlb *q, const cs_model *m, cstack *db)
+{
+    int rc = cs_buf_puts(&q->sql, " RETURNING ");
+    const cs_shape *sh = db->shapes[m - db->schema->models];
+    for (size_t i = 0; i < sh->n && !rc; i++) {
+        if (i)
+            rc = cs_buf_puts(&q->sql, ", ");
+        if (!rc)
+            rc = cs_buf_ident(&q->sql, sh->fields[i]->column);
+    }
+    return rc;
+}
+
+/* The INSERT of a given column set, cached under a key of (model, columns,
+ * returning) so a bulk insert never rebuilds its SQL. */
+static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool returning)
+{
+    const cs_model *m = &db->schema->models[mi];
+    uint64_t mask = 0;
+    bool keyable = m->nfields <= 62;
+    for (size_t i = 0; keyable && i < m->nfields; i++)
+        if (rv->set[i])
+            mask |= 1ull << i;
+    uint64_t parts[3] = {(uint64_t)mi, mask, returning};
+    uint64_t key = keyable ? cs_hash64(parts, sizeof parts) | CS_KEY_CUSTOM : 0;
+    sqlite3_stmt *st = key ? cs_conn_cached(&db->writer, key) : NULL;
+    if (st)
+        return st;
+    cs_sqlb q = {0};
+    int rc = cs_buf_puts(&q.sql, "INSERT INTO ");
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, m->table);
+    size_t k = 0;
+    for (size_t i = 0; i < m->nfields && !rc; i++) {
+        if (!rv->set[i])
+            continue;
+        rc = cs_buf_puts(&q.sql, k++ ? ", " : " (");
+        if (!rc)
+            rc = cs_buf_ident(&q.sql, m->fields[i].column);
+    }
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, k ? ") VALUES (" : " DEFAULT VALUES");
+    for (size_t i = 0; i < k && !rc; i++)
+        rc = cs_buf_printf(&q.sql, i ? ", ?%zu" : "?%zu", i + 1);
+    if (!rc && k)
+        rc = cs_buf_puts(&q.sql, ")");
+    if (!rc && returning)
+        rc = append_returning(&q, m, db);
+    if (!rc)
+        st = cs_conn_prepare(&db->writer, key, q.sql.data, q.sql.len);
+    if (!rc && !st)
+        cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    else if (rc)
+        cs_err(rc, "cannot build the INSERT for %s", m->name);
+    cs_sqlb_free(&q);
+    return st;
+}
+
+/* Inserts one row; the caller holds a write scope. */
+static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cstack_row **out)
+{
+    const cs_model *m = &db->schema->models[mi];
+    bool returning = want || cs_model_journaled(m);
+    char now[CS_DATETIME_LEN + 1];
+    cs_now(now);
+    rowvals rv;
+    cstack_row *row = NULL;
+    int rc = rowvals_init(&rv, m->nfields);
+    if (!rc)
+        rc = take_data(db->schema, m, data, &rv);
+    if (!rc)
+        rc = fill_defaults(db, m, &rv, now);
+    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv, returning);
+    if (!rc && !st)
+        rc = CSTACK_ESQLITE;
+    for (size_t i = 0, k = 0; !rc && i < m->nfields; i++) {
+        if (!rv.set[i])
+            continue;
+        if ((rc = cs_bind_one(st, (int)++k, &rv.v[i])) != SQLITE_OK)
+            rc = cs_err_sqlite(m, db->writer.db, rc);
+    }
+    if (!rc)
+        rc = step_write(db, m, st, returning, &row);
+    if (!rc && cs_model_journaled(m))
+        rc = cs_record_write(db, mi, CS_OP_CREATE, NULL, row);
+    rowvals_free(&rv);
+    if (!rc && want)
+        *out = row;
+    else
+        cstack_row_free(row);
+    return rc;
+}
+
+int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack_row **out)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (out)
+        *out = NULL;
+    int mi;
+    if (!cs_store_model(db, model, &mi))
+        return CSTACK_EINVAL;
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    rc = insert_row(db, mi, data, out != NULL, out);
+    rc = cs_write_end(db, rc);
+    if (rc && out) {
+        cstack_row_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int cstack_create_many(cstack *db, const char *model, const cstack_data *rows, size_t n,
+                       int64_t *count)
+{
+    if (!db || (n && !rows))
+        return CSTACK_EMISUSE;
+    if (count)
+        *count = 0;
+    int mi;
+    if (!cs_store_model(db, model, &mi))
+        return CSTACK_EINVAL;
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    size_t i = 0;
+    for (; i < n && !rc; i++) {
+        rc = insert_row(db, mi, &rows[i], false, NULL);
+        if (rc) {
+            /* Say which row failed; the message already names the field. */
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", cstack_errmsg(db));
+            cs_err(rc, "row %zu: %s", i, msg);
+        }
+    }
+    rc = cs_write_end(db, rc);
+    if (!rc && count)
+        *count = (int64_t)n;
+    return rc;
+}
+
+/* Appends `"col" = ?N` for each field set in rv. */
+static int render_set(cs_sqlb *q, const cs_model *m, const rowvals *rv)
+{
+    int rc = cs_buf_puts(&q->sql, " SET ");
+    size_t k = 0;
+    for (size_t i = 0; i < m->nfields && !rc; i++) {
+        if (!rv->set[i])
+            continue;
+        if (k++)
+            rc = cs_buf_puts(&q->sql, ", ");
+        if (!rc)
+            rc = cs_buf_ident(&q->sql, m->fields[i].column);
+        if (!rc)
+            rc = cs_buf_puts(&q->sql, " = ");
+        if (!rc)
+            rc = cs_sqlb_bind(q, rv->v[i]);
+    }
+    return rc;
+}
+
+/* Appends `"pk1" = ?N AND ...` with the primary key values of `row` (a full
+ * row of the model, so values are already canonical). */
+static int render_pk(cs_sqlb *q, cstack *db, const cs_model *m, const cstack_row *row)
+{
+    const cs_shape *sh = db->shapes[m - db->schema->models];
+    int rc = 0;
+    for (size_t p = 0; p < m->npk && !rc; p++) {
+        const cs_field *f = &m->fields[m->pk[p]];
+        for (size_t i = 0; i < sh->n; i++) {
+            if (sh->fields[i] != f)
+                continue;
+            if (p)
+                rc = cs_buf_puts(&q->sql, " AND ");
+            if (!rc)
+                rc = cs_buf_ident(&q->sql, f->column);
+            if (!rc)
+                rc = cs_buf_puts(&q->sql, " = ");
+            if (!rc)
+                rc = cs_sqlb_bind(q, row->vals[i]);
+        }
+    }
+    return rc;
+}
+
+/* Runs q on the writer; with RETURNING, *out gets the row. */
+static int exec_write(cstack *db, const cs_model *m, cs_sqlb *q, bool returning,
+                      cstack_row **out)
+{
+    sqlite3_stmt *st = cs_conn_prepare(&db->writer, 0, q->sql.data, q->sql.len);
+    if (!st)
+        return cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    int rc = cs_sqlb_apply(q, st);
+    if (rc != SQLITE_OK)
+        return cs_err_sqlite(m, db->writer.db, rc);
+    cstack_row *row = NULL;
+    rc = step_write(db, m, st, returning, &row);
+    if (out)
+        *out = row;
+    else
+        cstack_row_free(row);
+    return rc;
+}
+
+/* Updates the row `before` with the given values (plus @updatedAt). */
+static int update_row(cstack *db, int mi, const cstack_row *before, rowvals *rv, const char *now,
+                      cstack_row **out)
+{
+    const cs_model *m = &db->schema->models[mi];
+    for (size_t i = 0; i < m->nfields; i++) {
+        if (m->fields[i].updated_at && !rv->set[i]) {
+            rv->v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
+            rv->set[i] = true;
+        }
+    }
+    bool any = false;
+    for (size_t i = 0; i < m->nfields; i++)
+        any = any || rv->set[i];
+    cstack_row *after = NULL;
+    int rc = 0;
+    if (!any) {
+        after = cs_row_copy(before);
+        rc = after ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+    } else {
+        cs_sqlb q = {0};
+        rc = cs_buf_puts(&q.sql, "UPDATE ");
+        if (!rc)
+            rc = cs_buf_ident(&q.sql, m->table);
+        if (!rc)
+            rc = render_set(&q, m, rv);
+        if (!rc)
+            rc = cs_buf_puts(&q.sql, " WHERE ");
+        if (!rc)
+            rc = render_pk(&q, db, m, before);
+        if (!rc)
+            rc = append_returning(&q, m, db);
+        if (!rc)
+            rc = exec_write(db, m, &q, true, &after);
+        cs_sqlb_free(&q);
+    }
+    if (!rc && cs_model_journaled(m))
+        rc = cs_record_write(db, mi, CS_OP_UPDATE, before, after);
+    if (!rc && out)
+        *out = after;
+    else
+        cstack_row_free(after);
+    return rc;
+}
+
+static int not_found(const cs_model *m)
+{
+    return cs_err(CSTACK_ENOTFOUND, "no %s matches the given unique where", m->name);
+}
+
+int cstack_update(cstack *db, const char *model, const cstack_data *where,
+                  const cstack_data *data, cstack_row **out)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (out)
+        *out = NULL;
+    int mi;
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
+        return CSTACK_EINVAL;
+    char now[CS_DATETIME_LEN + 1];
+    cs_now(now);
+    rowvals rv;
+    cstack_row *before = NULL;
+    int rc = rowvals_init(&rv, m->nfields);
+    if (!rc)
+        rc = take_data(db->schema, m, data, &rv);
+    if (rc) {
+        rowvals_free(&rv);
+        return rc;
+    }
+    if ((rc = cs_write_begin(db))) {
+        rowvals_free(&rv);
+        return rc;
+    }
+    rc = cs_find_unique_conn(db, &db->writer, m, where, &before);
+    if (!rc && !before)
+        rc = not_found(m);
+    if (!rc)
+        rc = update_row(db, mi, before, &rv, now, out);
+    rc = cs_write_end(db, rc);
+    if (rc && out) {
+        cstack_row_free(*out);
+        *out = NULL;
+    }
+    cstack_row_free(before);
+    rowvals_free(&rv);
+    return rc;
+}
+
+/* Full rows of the model matching `where`, read on the writer. */
+static int matching_rows(cstack *db, const cs_model *m, const cstack_filter *where,
+                         cstack_rows *list)
+{
+    cs_sqlb q = {0};
+    const cs_shape *sh = db->shapes[m - db->schema->models];
+    int rc = cs_buf_puts(&q.sql, "SELECT ");
+    if (!rc)
+        rc = cs_render_columns(&q, sh, 0);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, " FROM ");
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, m->table);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, " AS t0 WHERE ");
+    if (!rc)
+        rc = cs_render_where(&q, db->schema, m, 0, where);
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    if (!rc && !st)
+        rc = cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    if (!rc && (rc = cs_sqlb_apply(&q, st)) != SQLITE_OK)
+        rc = cs_err_sqlite(m, db->writer.db, rc);
+    while (!rc && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cstack_row *r = cs_row_from_stmt((cs_shape *)sh, st);
+        rc = r && !cs_rows_push(list, r) ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+        if (rc)
+            cstack_row_free(r);
+    }
+    if (rc == SQLITE_DONE)
+        rc = 0;
+    else if (rc > 0)
+        rc = cs_err_sqlite(m, db->writer.db, rc);
+    if (st)
+        sqlite3_reset(st);
+    cs_sqlb_free(&q);
+    return rc;
+}
+
+static void rows_clear(cstack_rows *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        cstack_row_free(list->rows[i]);
+    free(list->rows);
+}
+
+/* One statement for all matching rows: UPDATE/DELETE ... AS t0 WHERE. */
+static int bulk_write(cstack *db, const cs_model *m, const char *verb, const rowvals *set,
+                      const cstack_filter *where, int64_t *count)
+{
+    cs_sqlb q = {0};
+    int rc = cs_buf_puts(&q.sql, verb);
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, m->table);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, " AS t0");
+    if (!rc && set)
+        rc = render_set(&q, m, set);
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, " WHERE ");
+    if (!rc)
+        rc = cs_render_where(&q, db->schema, m, 0, where);
+    if (!rc)
+        rc = exec_write(db, m, &q, false, NULL);
+    if (!rc)
+        *count = sqlite3_changes64(db->writer.db);
+    cs_sqlb_free(&q);
+    return rc;
+}
+
+int cstack_update_many(cstack *db, const char *model, const cstack_filter *where,
+                       const cstack_data *data, int64_t *count)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    int64_t done = 0;
+    int mi;
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
+        return CSTACK_EINVAL;
+    char now[CS_DATETIME_LEN + 1];
+    cs_now(now);
+    rowvals rv;
+    int rc = rowvals_init(&rv, m->nfields);
+    if (!rc)
+        rc = take_data(db->schema, m, data, &rv);
+    if (!rc)
+        rc = cs_write_begin(db);
+    else {
+        rowvals_free(&rv);
+        return rc;
+    }
+    if (cs_model_journaled(m)) {
+        cstack_rows list = {0};
+        rc = matching_rows(db, m, where, &list);
+        for (size_t i = 0; !rc && i < list.n; i++, done++) {
+            rowvals one = rv;
+            bool set[m->nfields ? m->nfields : 1];
+            memcpy(set, rv.set, m->nfields * sizeof *set);
+            one.set = set;
+            rc = update_row(db, mi, list.rows[i], &one, now, NULL);
+        }
+        rows_clear(&list);
+    } else {
+        for (size_t i = 0; i < m->nfields; i++)
+            if (m->fields[i].updated_at && !rv.set[i]) {
+                rv.v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
+                rv.set[i] = true;
+            }
+        bool any = false;
+        for (size_t i = 0; i < m->nfields; i++)
+            any = any || rv.set[i];
+        if (any)
+            rc = bulk_write(db, m, "UPDATE ", &rv, where, &done);
+        else
+            rc = cstack_count(db, model, where, &done);
+    }
+    rc = cs_write_end(db, rc);
+    rowvals_free(&rv);
+    if (count)
+        *count = rc ? 0 : done;
+    return rc;
+}
+
+int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
+                  const cstack_data *create, const cstack_data *update, cstack_row **out)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (out)
+        *out = NULL;
+    int mi;
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
+        return CSTACK_EINVAL;
+    cstack_row *before = NULL;
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    rc = cs_find_unique_conn(db, &db->writer, m, where, &before);
+    if (!rc && before) {
+        char now[CS_DATETIME_LEN + 1];
+        cs_now(now);
+        rowvals rv;
+        rc = rowvals_init(&rv, m->nfields);
+        if (!rc)
+            rc = take_data(db->schema, m, update, &rv);
+        if (!rc)
+            rc = update_row(db, mi, before, &rv, now, out);
+        rowvals_free(&rv);
+    } else if (!rc) {
+        /* The where's key fields complete the create data when it omits them. */
+        size_t nc = create ? create->count : 0, nw = where ? where->count : 0;
+        cstack_field_value *all = calloc(nc + nw + 1, sizeof *all);
+        size_t k = 0;
+        if (!all)
+            rc = cs_err(CSTACK_ENOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < nc; i++)
+            all[k++] = create->fields[i];
+        for (size_t j = 0; !rc && j < nw; j++) {
+            bool given = false;
+            for (size_t i = 0; i < nc; i++)
+                given = given || (create->fields[i].field && where->fields[j].field &&
+                                  strcmp(create->fields[i].field, where->fields[j].field) == 0);
+            if (!given)
+                all[k++] = where->fields[j];
+        }
+        cstack_data merged = {all, k};
+        if (!rc)
+            rc = insert_row(db, mi, &merged, out != NULL, out);
+        free(all);
+    }
+    rc = cs_write_end(db, rc);
+    if (rc && out) {
+        cstack_row_free(*out);
+        *out = NULL;
+    }
+    cstack_row_free(before);
+    return rc;
+}
+
+/* Deletes `before` (soft: sets the soft-delete field to now). */
+static int delete_row(cstack *db, int mi, const cstack_row *before, cstack_row **out)
+{
+    const cs_model *m = &db->schema->models[mi];
+    cs_sqlb q = {0};
+    cstack_row *after = NULL;
+    bool soft = m->soft_delete >= 0;
+    char now[CS_DATETIME_LEN + 1];
+    int rc = cs_buf_puts(&q.sql, soft ? "UPDATE " : "DELETE FROM ");
+    if (!rc)
+        rc = cs_buf_ident(&q.sql, m->table);
+    if (!rc && soft) {
+        cs_now(now);
+        rc = cs_buf_puts(&q.sql, " SET ");
+        if (!rc)
+            rc = cs_buf_ident(&q.sql, m->fields[m->soft_delete].column);
+        if (!rc)
+            rc = cs_buf_puts(&q.sql, " = ");
+        if (!rc)
+            rc = cs_sqlb_bind(&q, cstack_v_textn(now, CS_DATETIME_LEN));
+    }
+    if (!rc)
+        rc = cs_buf_puts(&q.sql, " WHERE ");
+    if (!rc)
+        rc = render_pk(&q, db, m, before);
+    if (!rc && soft)
+        rc = append_returning(&q, m, db);
+    if (!rc)
+        rc = exec_write(db, m, &q, soft, &after);
+    cs_sqlb_free(&q);
+    if (!rc && cs_model_journaled(m))
+        rc = cs_record_write(db, mi, CS_OP_DELETE, before, after);
+    if (!rc && out)
+        *out = soft ? after : cs_row_copy(before);
+    if (soft && (rc || !out))
+        cstack_row_free(after);
+    if (!rc && out && !*out)
+        rc = cs_err(CSTACK_ENOMEM, "out of memory");
+    return rc;
+}
+
+int cstack_delete(cstack *db, const char *model, const cstack_data *where, cstack_row **out)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    if (out)
+        *out = NULL;
+    int mi;
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
+        return CSTACK_EINVAL;
+    cstack_row *before = NULL;
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    rc = cs_find_unique_conn(db, &db->writer, m, where, &before);
+    if (!rc && !before)
+        rc = not_found(m);
+    if (!rc)
+        rc = delete_row(db, mi, before, out);
+    rc = cs_write_end(db, rc);
+    if (rc && out) {
+        cstack_row_free(*out);
+        *out = NULL;
+    }
+    cstack_row_free(before);
+    return rc;
+}
+
+int cstack_delete_many(cstack *db, const char *model, const cstack_filter *where,
+                       int64_t *count)
+{
+    if (!db)
+        return CSTACK_EMISUSE;
+    int64_t done = 0;
+    int mi;
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
+        return CSTACK_EINVAL;
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    if (cs_model_journaled(m)) {
+        cstack_rows list = {0};
+        rc = matching_rows(db, m, where, &list);
+        for (size_t i = 0; !rc && i < list.n; i++, done++)
+            rc = delete_row(db, mi, list.rows[i], NULL);
+        rows_clear(&list);
+    } else if (m->soft_delete >= 0) {
+        char now[CS_DATETIME_LEN + 1];
+        cs_now(now);
+        rowvals rv;
+        rc = rowvals_init(&rv, m->nfields);
+        if (!rc) {
+            rv.v[m->soft_delete] = cstack_v_textn(now, CS_DATETIME_LEN);
+            rv.set[m->soft_delete] = true;
+            rc = bulk_write(db, m, "UPDATE ", &rv, where, &done);
+        }
+        rowvals_free(&rv);
+    } else {
+        rc = bulk_write(db, m, "DELETE FROM ", NULL, where, &done);
+    }
+    rc = cs_write_end(db, rc);
+    if (count)
+        *count = rc ? 0 : done;
+    return rc;
+}

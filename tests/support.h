@@ -1,0 +1,22 @@
+/* support.h -- small helpers shared by the Criterion tests. */
+#ifndef CSTACK_TEST_SUPPORT_H
+#define CSTACK_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+#include "cstack.h"
+
+/* Parses a schema from a string; aborts the test (cr_assert) on errors,
+ * printing the diagnostics. */
+cstack_schema *t_schema(const char *src);
+/* Opens an in-memory runtime on `src` and bootstraps it. */
+cstack *t_open_mem(const char *src);
+/* Reads a whole file (NUL-terminated); NULL on failure. Free with free(). */
+char *t_read_file(const char *path, size_t *len);
+/* A fresh temporary directory path (malloc'd), removed by the OS later. */
+char *t_tmpdir(void);
+/* Runs a shell command, capturing stdout into a malloc'd string; returns the
+ * exit status (or -1). */
+int t_run(const char *cmd, char **out);
+
+#endif
