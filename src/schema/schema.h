@@ -149,7 +149,12 @@ struct cs_expr {
     cs_expr *rhs;
     /* Set by the validator: the scalar type of this expression's value
      * (CS_T_BOOLEAN for comparisons and logic) and, for enums and fields,
-     * type_index; is_null_lit for the null literal. */
+     * type_index.  The null literal is kind CS_E_NULL and takes the type of
+     * what it is compared with.  Number literals are CS_T_INT (integral) or
+     * CS_T_FLOAT; string literals CS_T_STRING (those compared with a Uuid or
+     * DateTime are rewritten to canonical form).  A path ending at a to-one
+     * relation is CS_T_MODEL (type_index: the target); auth() is CS_T_MODEL
+     * with type_index -1.  Predicates (SOME/EVERY/NONE) are CS_T_BOOLEAN. */
     cs_scalar vtype;
     int type_index;
     cs_pos pos;

@@ -40,8 +40,8 @@ int cs_sql_model_ddl(cs_buf *out, const cstack_schema *s, const cs_model *m, cs_
 
 /* Runtime tables every database gets (SQLite):
  *   _cstack_meta(key TEXT PRIMARY KEY, value)   -- 'schema_hash', 'schema_source'
- *   _cstack_audit(id INTEGER PRIMARY KEY, model, pk, op, before, after, at)
- *   _cstack_outbox(id INTEGER PRIMARY KEY, event, model, pk, payload, at)
+ *   _cstack_audit(id INTEGER PRIMARY KEY AUTOINCREMENT, model, pk, op, before, after, at)
+ *   _cstack_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, event, model, pk, payload, at)
  *   _cstack_sequence(model TEXT PRIMARY KEY, value INTEGER) -- autoincrement */
 int cs_sql_internal_ddl(cs_buf *out);
 
@@ -60,8 +60,7 @@ int cs_sql_column_def(cs_buf *out, const cstack_schema *s, const cs_model *m, co
                       cs_dialect d);
 /* `CONSTRAINT "<table>_<cols>_fkey" FOREIGN KEY (...) REFERENCES "T" (...)
  * [ON DELETE ..] [ON UPDATE ..]` for an owning relation field. */
-int cs_sql_foreign_key(cs_buf *out, const cstack_schema *s, const cs_model *m,
-                       const cs_field *f);
+int cs_sql_foreign_key(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f);
 /* CREATE [UNIQUE] INDEX (SQLite: IF NOT EXISTS) for one index of `m`. */
 int cs_sql_create_index(cs_buf *out, const cs_model *m, const cs_index *ix, cs_dialect d);
 /* The SQL literal of a field's CS_DEF_LITERAL default ('OPEN', 42, 1.5). */

@@ -156,7 +156,7 @@ int cstack_bootstrap(cstack *db, char **report)
         *report = NULL;
     if (!db)
         return CSTACK_EMISUSE;
-    if (db->depth > 0 && pthread_equal(db->owner, pthread_self()))
+    if (cs_holds_write_lock(db))
         return cs_err(CSTACK_EMISUSE, "cstack_bootstrap cannot run inside a transaction");
     pthread_mutex_lock(&db->wlock);
     /* foreign_keys cannot change inside a transaction, so switch it off

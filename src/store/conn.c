@@ -30,8 +30,8 @@ sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key)
     cs_stmt_slot *slot = &c->cache[key % CS_STMT_CACHE];
     if (slot->key != key || !slot->stmt)
         return NULL;
+    /* Callers of custom keys bind every parameter, so only a reset. */
     sqlite3_reset(slot->stmt);
-    sqlite3_clear_bindings(slot->stmt);
     return slot->stmt;
 }
 

@@ -27,8 +27,12 @@ static int run_rows(const cs_model *m, cs_conn *c, const cs_sqlb *q, cs_shape *s
     int rc = cs_sqlb_apply(q, st);
     if (rc != SQLITE_OK)
         return cs_err_sqlite(m, c->db, rc);
+    if (list && !list->shape) {
+        list->shape = sh;
+        sh->refs++;
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cstack_row *r = cs_row_from_stmt(sh, st);
+        cstack_row *r = cs_row_from_stmt(sh, st, list);
         if (!r) {
             sqlite3_reset(st);
             return cs_err(CSTACK_ENOMEM, "out of memory");

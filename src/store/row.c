@@ -61,27 +61,64 @@ static cstack_vtype decoded_type(cs_scalar type, int sqlite_type)
     }
 }
 
-cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st)
+#define ARENA_CHUNK ((size_t)64 * 1024)
+
+/* Allocates from the list's chunks: a page of rows costs one malloc, and
+ * freeing the list frees a handful of chunks rather than every row. */
+static void *arena_alloc(cstack_rows *rs, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (n > rs->left) {
+        size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        if (rs->nchunks == rs->capchunks) {
+            size_t cap = rs->capchunks ? rs->capchunks * 2 : 8;
+            char **c = realloc(rs->chunks, cap * sizeof *c);
+            if (!c)
+                return NULL;
+            rs->chunks = c;
+            rs->capchunks = cap;
+        }
+        char *chunk = malloc(size);
+        if (!chunk)
+            return NULL;
+        rs->chunks[rs->nchunks++] = chunk;
+        rs->cur = chunk;
+        rs->left = size;
+    }
+    void *p = rs->cur;
+    rs->cur += n;
+    rs->left -= n;
+    return p;
+}
+
+cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st, cstack_rows *arena)
 {
     size_t n = shape->n;
     size_t bytes = 0;
     cstack_vtype kinds[n ? n : 1];
+    const void *ptrs[n ? n : 1];
+    size_t lens[n ? n : 1];
+    /* One pass asks SQLite for each column once; text and blob pointers stay
+     * valid until the next step, and no type conversion happens because each
+     * is read in its stored class. */
     for (size_t i = 0; i < n; i++) {
         int ct = sqlite3_column_type(st, (int)i);
         kinds[i] = decoded_type(shape->types[i], ct);
-        if (kinds[i] == CSTACK_TEXT) {
-            sqlite3_column_text(st, (int)i);
-            bytes += (size_t)sqlite3_column_bytes(st, (int)i) + 1;
-        } else if (kinds[i] == CSTACK_BLOB) {
-            sqlite3_column_blob(st, (int)i);
-            bytes += (size_t)sqlite3_column_bytes(st, (int)i) + 1;
+        if (kinds[i] == CSTACK_TEXT || kinds[i] == CSTACK_BLOB) {
+            ptrs[i] = kinds[i] == CSTACK_TEXT ? (const void *)sqlite3_column_text(st, (int)i)
+                                              : sqlite3_column_blob(st, (int)i);
+            lens[i] = (size_t)sqlite3_column_bytes(st, (int)i);
+            bytes += lens[i] + 1;
         }
     }
-    cstack_row *r = malloc(sizeof *r + n * sizeof(cstack_value) + bytes);
+    size_t size = sizeof(cstack_row) + n * sizeof(cstack_value) + bytes;
+    cstack_row *r = arena ? arena_alloc(arena, size) : malloc(size);
     if (!r)
         return NULL;
     r->shape = shape;
-    shape->refs++;
+    r->in_arena = arena != NULL;
+    if (!arena)
+        shape->refs++;
     r->vals = (cstack_value *)(r + 1);
     char *data = (char *)(r->vals + n);
     for (size_t i = 0; i < n; i++) {
@@ -101,18 +138,14 @@ cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st)
             v->u.f = sqlite3_column_double(st, (int)i);
             break;
         case CSTACK_TEXT:
-        case CSTACK_BLOB: {
-            const void *p = kinds[i] == CSTACK_TEXT ? (const void *)sqlite3_column_text(st, (int)i)
-                                                    : sqlite3_column_blob(st, (int)i);
-            size_t len = (size_t)sqlite3_column_bytes(st, (int)i);
-            if (len)
-                memcpy(data, p, len);
-            data[len] = 0;
+        case CSTACK_BLOB:
+            if (lens[i])
+                memcpy(data, ptrs[i], lens[i]);
+            data[lens[i]] = 0;
             v->u.s.p = data;
-            v->u.s.n = len;
-            data += len + 1;
+            v->u.s.n = lens[i];
+            data += lens[i] + 1;
             break;
-        }
         }
     }
     return r;
@@ -129,6 +162,7 @@ cstack_row *cs_row_copy(const cstack_row *src)
         return NULL;
     r->shape = src->shape;
     r->shape->refs++;
+    r->in_arena = false;
     r->vals = (cstack_value *)(r + 1);
     char *data = (char *)(r->vals + n);
     for (size_t i = 0; i < n; i++) {
@@ -207,7 +241,8 @@ char *cstack_row_json(const cstack_row *row)
 
 void cstack_row_free(cstack_row *row)
 {
-    if (!row)
+    /* Rows of a list belong to it (cstack_rows_free). */
+    if (!row || row->in_arena)
         return;
     cs_shape_release(row->shape);
     free(row);
@@ -243,6 +278,10 @@ void cstack_rows_free(cstack_rows *rows)
         return;
     for (size_t i = 0; i < rows->n; i++)
         cstack_row_free(rows->rows[i]);
+    for (size_t i = 0; i < rows->nchunks; i++)
+        free(rows->chunks[i]);
+    free(rows->chunks);
+    cs_shape_release(rows->shape);
     free(rows->rows);
     free(rows);
 }

@@ -46,6 +46,39 @@ const cs_model *cs_store_model(cstack *db, const char *name, int *index)
     return &db->schema->models[i];
 }
 
+/* The runtimes whose write lock this thread holds for an open transaction.
+ * Kept per thread so that asking "do I hold it?" never reads another
+ * thread's state. */
+#define MAX_HELD 16
+static _Thread_local cstack *held[MAX_HELD];
+static _Thread_local int nheld;
+
+static bool holds_lock(cstack *db)
+{
+    for (int i = 0; i < nheld; i++)
+        if (held[i] == db)
+            return true;
+    return false;
+}
+
+static void set_held(cstack *db, bool on)
+{
+    if (on) {
+        held[nheld++] = db;
+        return;
+    }
+    for (int i = 0; i < nheld; i++)
+        if (held[i] == db) {
+            held[i] = held[--nheld];
+            return;
+        }
+}
+
+bool cs_holds_write_lock(cstack *db)
+{
+    return holds_lock(db);
+}
+
 static cstack *runtime_new(const cstack_schema *schema, const char *path, bool memory)
 {
     cstack *db = calloc(1, sizeof *db);
@@ -121,8 +154,12 @@ void cstack_close(cstack *db)
 {
     if (!db)
         return;
-    if (db->depth > 0 && db->writer.db)
+    if (holds_lock(db)) {
+        /* Closing inside this thread's own transaction: roll it back. */
         sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
+        set_held(db, false);
+        pthread_mutex_unlock(&db->wlock);
+    }
     cs_events_clear(db);
     free(db->pending);
     cs_subs_free(db);
@@ -144,15 +181,28 @@ void cstack_close(cstack *db)
 
 /* ---- the write lock and transactions ------------------------------------ */
 
-static bool holds_lock(cstack *db)
-{
-    return db->depth > 0 && pthread_equal(db->owner, pthread_self());
-}
 
-static int exec_sql(cstack *db, const char *sql)
+/* Runs a transaction-control statement through the statement cache: they
+ * run once per delegate call, so parsing them each time would show. */
+static int exec_cached(cstack *db, const char *verb, int level)
 {
-    int rc = sqlite3_exec(db->writer.db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+    char sql[48];
+    size_t n = strlen(verb);
+    memcpy(sql, verb, n);
+    if (level > 0) {
+        memcpy(sql + n, " cs_sp", 6);
+        n += 6;
+        if (level >= 10)
+            sql[n++] = (char)('0' + level / 10);
+        sql[n++] = (char)('0' + level % 10);
+    }
+    sql[n] = 0;
+    sqlite3_stmt *st = cs_conn_prepare(&db->writer, 0, sql, n);
+    if (!st)
+        return cs_err_sqlite(NULL, db->writer.db, sqlite3_errcode(db->writer.db));
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
 }
 
 /* Opens transaction level depth+1: BEGIN at the outermost level, a savepoint
@@ -161,17 +211,13 @@ static int level_open(cstack *db)
 {
     if (db->depth >= (int)(sizeof db->marks / sizeof db->marks[0]))
         return cs_err(CSTACK_EMISUSE, "transactions nested too deeply");
-    char sql[64];
-    if (db->depth == 0)
-        snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
-    else
-        snprintf(sql, sizeof sql, "SAVEPOINT cs_sp%d", db->depth);
-    int rc = exec_sql(db, sql);
+    int rc = db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
+                            : exec_cached(db, "SAVEPOINT", db->depth);
     if (rc)
         return rc;
     cs_events_mark(db, db->depth);
     if (db->depth == 0)
-        db->owner = pthread_self();
+        set_held(db, true);
     db->depth++;
     return 0;
 }
@@ -179,11 +225,10 @@ static int level_open(cstack *db)
 /* Closes the innermost level, committing (ok) or rolling back. */
 static int level_close(cstack *db, bool ok)
 {
-    char sql[96];
     int level = db->depth - 1;
     int rc = 0;
     if (level == 0) {
-        rc = ok ? exec_sql(db, "COMMIT") : 0;
+        rc = ok ? exec_cached(db, "COMMIT", 0) : 0;
         if (!ok || rc) {
             /* A failed COMMIT (e.g. SQLITE_BUSY) still must not leave the
              * transaction open behind the caller's back. */
@@ -191,18 +236,15 @@ static int level_close(cstack *db, bool ok)
             ok = false;
         }
     } else {
-        if (!ok) {
-            snprintf(sql, sizeof sql, "ROLLBACK TO cs_sp%d", level);
-            sqlite3_exec(db->writer.db, sql, NULL, NULL, NULL);
-        }
-        snprintf(sql, sizeof sql, "RELEASE cs_sp%d", level);
-        int rc2 = exec_sql(db, sql);
-        if (!rc)
-            rc = rc2;
+        if (!ok)
+            exec_cached(db, "ROLLBACK TO", level);
+        rc = exec_cached(db, "RELEASE", level);
     }
     if (!ok)
         cs_events_rollback(db, level);
     db->depth = level;
+    if (level == 0)
+        set_held(db, false);
     return rc;
 }
 
@@ -210,20 +252,25 @@ static int lock_writer(cstack *db)
 {
     if (holds_lock(db))
         return 0;
+    if (nheld >= MAX_HELD)
+        return cs_err(CSTACK_EMISUSE, "too many runtimes with open transactions in one thread");
     pthread_mutex_lock(&db->wlock);
     return 0;
 }
 
+/* Releases the lock unless this thread's transaction still holds it. */
 static void unlock_writer(cstack *db)
 {
-    if (db->depth == 0)
+    if (!holds_lock(db))
         pthread_mutex_unlock(&db->wlock);
 }
 
 int cs_write_begin(cstack *db)
 {
-    lock_writer(db);
-    int rc = level_open(db);
+    int rc = lock_writer(db);
+    if (rc)
+        return rc;
+    rc = level_open(db);
     if (rc)
         unlock_writer(db);
     return rc;
@@ -239,6 +286,16 @@ int cs_write_end(cstack *db, int rc)
     else if (outer)
         cs_events_clear(db);
     return rc ? rc : crc;
+}
+
+int cs_write_lock(cstack *db)
+{
+    return lock_writer(db);
+}
+
+void cs_write_unlock(cstack *db)
+{
+    unlock_writer(db);
 }
 
 int cstack_begin(cstack *db)
@@ -271,7 +328,9 @@ int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ct
 {
     if (!db || !fn)
         return CSTACK_EMISUSE;
-    lock_writer(db);
+    int lrc = lock_writer(db);
+    if (lrc)
+        return lrc;
     int rc = fn(db->writer.db, ctx);
     unlock_writer(db);
     return rc;

@@ -79,9 +79,7 @@ struct cstack {
     int busy_ms;
 
     pthread_mutex_t wlock;  /* held by the writer for a whole transaction */
-    pthread_t owner;
-    int depth;              /* transaction nesting of `owner`; 0 = none */
-    bool failed_tx;         /* a statement inside the user's tx failed hard */
+    int depth;              /* transaction nesting of the lock holder; 0 = none */
     cs_conn writer;
     cs_shape **shapes;      /* every model's full-row shape, by model index */
 
@@ -115,6 +113,12 @@ int cs_err_sqlite_named(const cstack_schema *s, const cs_model *m, sqlite3 *conn
  * the result: 0 commits (or releases), non-zero rolls back. */
 int cs_write_begin(cstack *db);
 int cs_write_end(cstack *db, int rc);
+/* The write lock alone, for a write that is one statement and journals
+ * nothing: SQLite makes a single statement atomic, so it needs no savepoint. */
+int cs_write_lock(cstack *db);
+void cs_write_unlock(cstack *db);
+/* Whether this thread holds the write lock in an open transaction. */
+bool cs_holds_write_lock(cstack *db);
 /* Read scope: a connection for reading; release with cs_read_end. */
 cs_conn *cs_read_begin(cstack *db);
 void cs_read_end(cstack *db, cs_conn *c);
@@ -138,13 +142,16 @@ cs_shape *cs_shape_new(size_t n);
 void cs_shape_release(cs_shape *s);
 
 struct cstack_row {
-    cs_shape *shape;    /* counted reference */
+    cs_shape *shape;    /* counted reference, unless in_arena */
     cstack_value *vals;
+    bool in_arena;      /* allocated from (and freed with) a cstack_rows */
 };
 
+typedef struct cstack_rows cstack_rows;
 /* Decodes the current result row of `st` (columns 0..shape->n-1) into a new
- * row.  Returns NULL on OOM. */
-cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st);
+ * row, allocated from `arena` when not NULL (the list then owns it and must
+ * hold a reference to `shape`).  Returns NULL on OOM. */
+cstack_row *cs_row_from_stmt(cs_shape *shape, sqlite3_stmt *st, cstack_rows *arena);
 cstack_row *cs_row_copy(const cstack_row *r);
 /* Appends the row as a JSON object. */
 int cs_row_json(cs_buf *b, const cstack_row *row);
@@ -152,6 +159,11 @@ int cs_row_json(cs_buf *b, const cstack_row *row);
 struct cstack_rows {
     size_t n, cap;
     cstack_row **rows;
+    cs_shape *shape;    /* reference held for arena rows, or NULL */
+    char **chunks;      /* arena */
+    size_t nchunks, capchunks;
+    char *cur;
+    size_t left;
 };
 int cs_rows_push(cstack_rows *rs, cstack_row *r);
 

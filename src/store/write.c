@@ -21,14 +21,33 @@ typedef struct rowvals {
     bool *set;
     cstack_value *v;
     char **owned;
+    bool heap;
 } rowvals;
 
-static int rowvals_init(rowvals *rv, size_t n)
+#define ROWVALS_INLINE 32
+
+/* Small models (the usual case) keep their row values on the stack. */
+typedef struct rowvals_store {
+    bool set[ROWVALS_INLINE];
+    cstack_value v[ROWVALS_INLINE];
+    char *owned[ROWVALS_INLINE];
+} rowvals_store;
+
+static int rowvals_init(rowvals *rv, size_t n, rowvals_store *st)
 {
     rv->n = n;
-    rv->set = calloc(n ? n : 1, sizeof *rv->set);
-    rv->v = calloc(n ? n : 1, sizeof *rv->v);
-    rv->owned = calloc(n ? n : 1, sizeof *rv->owned);
+    rv->heap = n > ROWVALS_INLINE;
+    if (!rv->heap) {
+        memset(st->set, 0, n * sizeof *st->set);
+        memset(st->owned, 0, n * sizeof *st->owned);
+        rv->set = st->set;
+        rv->v = st->v;
+        rv->owned = st->owned;
+        return 0;
+    }
+    rv->set = calloc(n, sizeof *rv->set);
+    rv->v = calloc(n, sizeof *rv->v);
+    rv->owned = calloc(n, sizeof *rv->owned);
     if (!rv->set || !rv->v || !rv->owned)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     return 0;
@@ -38,18 +57,27 @@ static void rowvals_free(rowvals *rv)
 {
     for (size_t i = 0; rv->owned && i < rv->n; i++)
         free(rv->owned[i]);
-    free(rv->owned);
-    free(rv->set);
-    free(rv->v);
+    if (rv->heap) {
+        free(rv->owned);
+        free(rv->set);
+        free(rv->v);
+    }
 }
 
 /* Canonicalises the given fields of `data` into rv. */
 static int take_data(const cstack_schema *s, const cs_model *m, const cstack_data *data,
                      rowvals *rv)
 {
+    int hint = 0;
     for (size_t i = 0; data && i < data->count; i++) {
         const char *name = data->fields[i].field;
-        int fi = name ? cs_field_find(m, name) : -1;
+        /* Callers usually list fields in schema order: try the next one
+         * before searching. */
+        int fi = name && (size_t)hint < m->nfields && strcmp(m->fields[hint].name, name) == 0
+                     ? hint
+                 : name ? cs_field_find(m, name)
+                        : -1;
+        hint = fi + 1;
         if (fi < 0)
             return cs_err(CSTACK_EINVAL, "unknown field '%s' in model %s",
                           name ? name : "(null)", m->name);
@@ -113,6 +141,8 @@ static int fill_defaults(cstack *db, const cs_model *m, rowvals *rv, char *now)
             continue;
         cs_default_kind k = f->def.kind;
         if (f->updated_at || k == CS_DEF_NOW) {
+            if (!now[0])
+                cs_now(now); /* once per row, and only when needed */
             rv->v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
         } else if (k == CS_DEF_UUID || k == CS_DEF_CUID) {
             char *id = malloc(CS_UUID_LEN + 1);
@@ -146,7 +176,7 @@ static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool retu
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && returning) {
-        *out = cs_row_from_stmt(db->shapes[m - db->schema->models], st);
+        *out = cs_row_from_stmt(db->shapes[m - db->schema->models], st, NULL);
         rc = *out ? sqlite3_step(st) : SQLITE_NOMEM;
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -178,13 +208,15 @@ static int append_returning(cs_sqlb *q, const cs_model *m, cstack *db)
 static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool returning)
 {
     const cs_model *m = &db->schema->models[mi];
+    /* The key packs (model, RETURNING, column mask) exactly, so two
+     * different INSERTs can never share it. */
     uint64_t mask = 0;
-    bool keyable = m->nfields <= 62;
+    bool keyable = m->nfields <= 39 && mi < (1 << 23);
     for (size_t i = 0; keyable && i < m->nfields; i++)
         if (rv->set[i])
             mask |= 1ull << i;
-    uint64_t parts[3] = {(uint64_t)mi, mask, returning};
-    uint64_t key = keyable ? cs_hash64(parts, sizeof parts) | CS_KEY_CUSTOM : 0;
+    uint64_t key = keyable ? CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)returning << 39 | mask
+                           : 0;
     sqlite3_stmt *st = key ? cs_conn_cached(&db->writer, key) : NULL;
     if (st)
         return st;
@@ -223,11 +255,11 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
 {
     const cs_model *m = &db->schema->models[mi];
     bool returning = want || cs_model_journaled(m);
-    char now[CS_DATETIME_LEN + 1];
-    cs_now(now);
+    char now[CS_DATETIME_LEN + 1] = "";
     rowvals rv;
+    rowvals_store rvs;
     cstack_row *row = NULL;
-    int rc = rowvals_init(&rv, m->nfields);
+    int rc = rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
         rc = take_data(db->schema, m, data, &rv);
     if (!rc)
@@ -253,6 +285,17 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
     return rc;
 }
 
+/* Whether inserting into m is one statement (no journal, no sequence). */
+static bool single_statement_insert(const cs_model *m)
+{
+    if (cs_model_journaled(m))
+        return false;
+    for (size_t i = 0; i < m->nfields; i++)
+        if (m->fields[i].def.kind == CS_DEF_AUTOINCREMENT)
+            return false;
+    return true;
+}
+
 int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack_row **out)
 {
     if (!db)
@@ -260,13 +303,21 @@ int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack
     if (out)
         *out = NULL;
     int mi;
-    if (!cs_store_model(db, model, &mi))
+    const cs_model *m = cs_store_model(db, model, &mi);
+    if (!m)
         return CSTACK_EINVAL;
-    int rc = cs_write_begin(db);
-    if (rc)
-        return rc;
-    rc = insert_row(db, mi, data, out != NULL, out);
-    rc = cs_write_end(db, rc);
+    int rc;
+    if (single_statement_insert(m)) {
+        if ((rc = cs_write_lock(db)))
+            return rc;
+        rc = insert_row(db, mi, data, out != NULL, out);
+        cs_write_unlock(db);
+    } else {
+        if ((rc = cs_write_begin(db)))
+            return rc;
+        rc = insert_row(db, mi, data, out != NULL, out);
+        rc = cs_write_end(db, rc);
+    }
     if (rc && out) {
         cstack_row_free(*out);
         *out = NULL;
@@ -430,8 +481,9 @@ int cstack_update(cstack *db, const char *model, const cstack_data *where,
     char now[CS_DATETIME_LEN + 1];
     cs_now(now);
     rowvals rv;
+    rowvals_store rvs;
     cstack_row *before = NULL;
-    int rc = rowvals_init(&rv, m->nfields);
+    int rc = rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
         rc = take_data(db->schema, m, data, &rv);
     if (rc) {
@@ -480,7 +532,7 @@ static int matching_rows(cstack *db, const cs_model *m, const cstack_filter *whe
     if (!rc && (rc = cs_sqlb_apply(&q, st)) != SQLITE_OK)
         rc = cs_err_sqlite(m, db->writer.db, rc);
     while (!rc && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cstack_row *r = cs_row_from_stmt((cs_shape *)sh, st);
+        cstack_row *r = cs_row_from_stmt((cs_shape *)sh, st, NULL);
         rc = r && !cs_rows_push(list, r) ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
         if (rc)
             cstack_row_free(r);
@@ -539,7 +591,8 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
     char now[CS_DATETIME_LEN + 1];
     cs_now(now);
     rowvals rv;
-    int rc = rowvals_init(&rv, m->nfields);
+    rowvals_store rvs;
+    int rc = rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
         rc = take_data(db->schema, m, data, &rv);
     if (!rc)
@@ -600,7 +653,8 @@ int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
         char now[CS_DATETIME_LEN + 1];
         cs_now(now);
         rowvals rv;
-        rc = rowvals_init(&rv, m->nfields);
+    rowvals_store rvs;
+        rc = rowvals_init(&rv, m->nfields, &rvs);
         if (!rc)
             rc = take_data(db->schema, m, update, &rv);
         if (!rc)
@@ -729,7 +783,8 @@ int cstack_delete_many(cstack *db, const char *model, const cstack_filter *where
         char now[CS_DATETIME_LEN + 1];
         cs_now(now);
         rowvals rv;
-        rc = rowvals_init(&rv, m->nfields);
+    rowvals_store rvs;
+        rc = rowvals_init(&rv, m->nfields, &rvs);
         if (!rc) {
             rv.v[m->soft_delete] = cstack_v_textn(now, CS_DATETIME_LEN);
             rv.set[m->soft_delete] = true;

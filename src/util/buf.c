@@ -150,8 +150,11 @@ void cs_buf_reset(cs_buf *b)
 
 char *cs_buf_take(cs_buf *b)
 {
-    if (!b->data && cs_buf_reserve(b, 0))
-        return NULL;
+    if (!b->data) {
+        if (cs_buf_reserve(b, 0))
+            return NULL;
+        b->data[0] = 0;
+    }
     char *p = b->data;
     b->data = NULL;
     b->len = b->cap = 0;

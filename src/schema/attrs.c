@@ -1,0 +1,411 @@
+/*
+ * attrs.c -- attribute arguments: their generic syntax, and the
+ * interpretation of field (@) and model (@@) attributes.
+ *
+ * The parser hands over each attribute with its generic arguments; here they
+ * are checked for shape (argument count and kinds, duplicates, unknown
+ * names) and recorded in the IR or in the parse-only cs_pfield / cs_pmodel.
+ * Whether the names they mention exist is checked later by validate.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema/schema_int.h"
+
+/* ---- generic attribute arguments ---------------------------------------- */
+
+void cs_pargs_free(pargs *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i].items);
+    free(a->v);
+    memset(a, 0, sizeof(*a));
+}
+
+static bool is_literal(const cs_token *t)
+{
+    return t->kind == T_IDENT || t->kind == T_STRING || t->kind == T_NUMBER;
+}
+
+/* Literals separated by commas up to `close` (consumed). */
+static bool parse_items(cs_parse *p, parg *a, cs_tok_kind close)
+{
+    while (!cs_accept(p, close)) {
+        const cs_token *t = cs_peek(p);
+        if (!is_literal(t)) {
+            cs_err_expected(p, close == T_RBRACK ? "a name or ']'" : "a literal or ')'");
+            return false;
+        }
+        const cs_token **slot = cs_push(p, &a->items, a->n, sizeof(*slot));
+        if (!slot)
+            return false;
+        *slot = cs_next(p);
+        a->n++;
+        if (!cs_accept(p, T_COMMA) && cs_peek(p)->kind != close) {
+            cs_err_expected(p, close == T_RBRACK ? "',' or ']'" : "',' or ')'");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool cs_parse_value(cs_parse *p, parg *a)
+{
+    const cs_token *t = cs_peek(p);
+    a->pos = t->pos;
+    if (t->kind == T_LBRACK) {
+        cs_next(p);
+        a->kind = V_LIST;
+        a->tok = t;
+        return parse_items(p, a, T_RBRACK);
+    }
+    if (!is_literal(t)) {
+        cs_err_expected(p, "a value");
+        return false;
+    }
+    a->tok = cs_next(p);
+    a->kind = V_LIT;
+    if (t->kind == T_IDENT && cs_accept(p, T_LPAREN)) {
+        a->kind = V_CALL;
+        return parse_items(p, a, T_RPAREN);
+    }
+    return true;
+}
+
+/* `(args)` when present; `a->given` says whether it was. */
+bool cs_parse_args(cs_parse *p, pargs *a)
+{
+    if (!cs_accept(p, T_LPAREN))
+        return true;
+    a->given = true;
+    while (!cs_accept(p, T_RPAREN)) {
+        parg *g = cs_push(p, &a->v, a->n, sizeof(*g));
+        if (!g)
+            return false;
+        a->n++;
+        if (cs_peek(p)->kind == T_IDENT && p->toks[p->cur + 1].kind == T_COLON) {
+            g->name = cs_next(p);
+            cs_next(p);
+        }
+        if (!cs_parse_value(p, g))
+            return false;
+        if (!cs_accept(p, T_COMMA) && cs_peek(p)->kind != T_RPAREN) {
+            cs_err_expected(p, "',' or ')'");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- shared checks used by attribute interpreters ----------------------- */
+
+static bool no_args(actx *c, const pargs *a)
+{
+    if (!a->given)
+        return true;
+    cs_diag(c->p->diags, c->pos, "%s takes no arguments", c->attr);
+    return false;
+}
+
+/* Exactly one positional argument (or one named `alt:` argument). */
+static const parg *one_arg(actx *c, const pargs *a, const char *alt)
+{
+    if (a->n == 1 && (!a->v[0].name || (alt && cs_tok_is(a->v[0].name, alt))))
+        return &a->v[0];
+    cs_diag(c->p->diags, c->pos, "%s takes exactly one argument", c->attr);
+    return NULL;
+}
+
+static char *want_string(actx *c, const parg *g)
+{
+    if (g->kind == V_LIT && g->tok->kind == T_STRING)
+        return cs_tok_strdup(c->p, g->tok);
+    cs_diag(c->p->diags, g->pos, "%s expects a string", c->attr);
+    return NULL;
+}
+
+static bool want_names(actx *c, const parg *g, cs_names *out)
+{
+    if (g->kind != V_LIST || g->n == 0) {
+        cs_diag(c->p->diags, g->pos, "%s expects a non-empty list of field names, like [a, b]",
+                c->attr);
+        return false;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->items[i]->kind != T_IDENT) {
+            cs_diag(c->p->diags, g->items[i]->pos, "%s expects field names, not literals", c->attr);
+            cs_names_free(out);
+            return false;
+        }
+        if (!cs_names_push(c->p, out, g->items[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Marks an attribute as seen; false (with a diagnostic) when it already was. */
+static bool once(actx *c, cs_pos *seen)
+{
+    if (seen->line) {
+        cs_diag(c->p->diags, c->pos, "duplicate attribute %s on %s", c->attr, c->owner);
+        return false;
+    }
+    *seen = c->pos;
+    return true;
+}
+
+static cs_pset *add_set(cs_parse *p, cs_pmodel *pm, cs_set_kind kind, cs_pos pos)
+{
+    if (pm->nsets >= CS_MAX_ATTRS) {
+        if (cs_limit_once(p))
+            cs_diag(p->diags, pos, "too many indexes in one model (limit %d)", CS_MAX_ATTRS);
+        return NULL;
+    }
+    cs_pset *s = cs_push(p, &pm->sets, pm->nsets, sizeof(*s));
+    if (s) {
+        s->kind = kind;
+        s->pos = pos;
+        pm->nsets++;
+    }
+    return s;
+}
+
+/* ---- field attributes --------------------------------------------------- */
+
+static const char *const action_names[] = {"",         "Cascade", "Restrict",
+                                           "NoAction", "SetNull", "SetDefault"};
+
+static bool parse_action(actx *c, const parg *g, cs_action *out)
+{
+    for (int i = 1; i <= CS_ACT_SET_DEFAULT; i++)
+        if (g->kind == V_LIT && cs_tok_is(g->tok, action_names[i])) {
+            *out = (cs_action)i;
+            return true;
+        }
+    cs_diag(c->p->diags, g->pos,
+            "unknown referential action (expected Cascade, Restrict, NoAction, SetNull or "
+            "SetDefault)");
+    return false;
+}
+
+static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        if (!g->name) {
+            if (i != 0 || pf->rel_name) {
+                cs_diag(c->p->diags, g->pos,
+                        "only the relation name may be given without a "
+                        "label in @relation");
+                continue;
+            }
+            pf->rel_name = want_string(c, g);
+        } else if (cs_tok_is(g->name, "name")) {
+            if (pf->rel_name)
+                cs_diag(c->p->diags, g->pos, "the relation name is given twice");
+            else
+                pf->rel_name = want_string(c, g);
+        } else if (cs_tok_is(g->name, "fields") || cs_tok_is(g->name, "references")) {
+            bool fields = cs_tok_is(g->name, "fields");
+            bool *has = fields ? &pf->rel_has_fields : &pf->rel_has_refs;
+            if (*has)
+                cs_diag(c->p->diags, g->pos, "'%s' is given twice in @relation",
+                        fields ? "fields" : "references");
+            else
+                *has = want_names(c, g, fields ? &pf->rel_fields : &pf->rel_refs);
+        } else if (cs_tok_is(g->name, "onDelete")) {
+            parse_action(c, g, &pf->on_delete);
+        } else if (cs_tok_is(g->name, "onUpdate")) {
+            parse_action(c, g, &pf->on_update);
+        } else {
+            cs_diag(c->p->diags, g->name->pos,
+                    "unknown argument '%.*s' in @relation (expected name, fields, references, "
+                    "onDelete or onUpdate)",
+                    (int)g->name->len, g->name->start);
+        }
+    }
+}
+
+static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
+{
+    const parg *g = one_arg(c, a, "value");
+    if (!g)
+        return;
+    if (g->kind == V_LIST) {
+        cs_diag(c->p->diags, g->pos, "@default does not accept a list");
+        return;
+    }
+    if (g->kind == V_LIT) {
+        f->def.kind = CS_DEF_LITERAL;
+        pf->def_tok = g->tok->kind;
+        pf->def_text = cs_tok_strdup(c->p, g->tok);
+        return;
+    }
+    static const struct {
+        const char *name;
+        cs_default_kind kind;
+    } fns[] = {{"uuid", CS_DEF_UUID},
+               {"cuid", CS_DEF_CUID},
+               {"now", CS_DEF_NOW},
+               {"autoincrement", CS_DEF_AUTOINCREMENT}};
+    for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+        if (cs_tok_is(g->tok, fns[i].name)) {
+            if (g->n)
+                cs_diag(c->p->diags, g->pos, "%s() takes no arguments", fns[i].name);
+            else
+                f->def.kind = fns[i].kind;
+            return;
+        }
+    }
+    cs_diag(c->p->diags, g->pos,
+            "unknown function '%.*s()' in @default (expected uuid(), cuid(), now() or "
+            "autoincrement())",
+            (int)g->tok->len, g->tok->start);
+}
+
+/* Applies one `@name(args)` to field f of model `mi` (-1: auth block). */
+void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, cs_pfield *pf,
+                   cs_pmodel *pm)
+{
+    if (cs_tok_is(name, "id")) {
+        if (once(c, &pf->id_pos) && no_args(c, a))
+            f->is_id = true;
+    } else if (cs_tok_is(name, "unique")) {
+        if (once(c, &pf->unique_pos) && no_args(c, a)) {
+            f->is_unique = true;
+            cs_pset *s = add_set(c->p, pm, CS_SET_FIELD_UNIQUE, c->pos);
+            if (s)
+                cs_names_push(c->p, &s->names, c->field_tok);
+        }
+    } else if (cs_tok_is(name, "updatedAt")) {
+        if (once(c, &pf->updated_pos) && no_args(c, a))
+            f->updated_at = true;
+    } else if (cs_tok_is(name, "map")) {
+        const parg *g = once(c, &pf->map_pos) ? one_arg(c, a, "name") : NULL;
+        char *col = g ? want_string(c, g) : NULL;
+        if (col) {
+            free(f->column);
+            f->column = col;
+        }
+    } else if (cs_tok_is(name, "default")) {
+        if (once(c, &pf->def_pos))
+            attr_default(c, a, f, pf);
+    } else if (cs_tok_is(name, "relation")) {
+        if (once(c, &pf->rel_pos))
+            attr_relation(c, a, pf);
+    } else {
+        cs_diag(c->p->diags, c->pos,
+                "unknown attribute @%.*s on %s (expected @id, @unique, @default, @updatedAt, "
+                "@map or @relation)",
+                (int)name->len, name->start, c->owner);
+    }
+}
+
+void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops)
+{
+    static const char *const names[] = {"read", "create", "update", "delete", "all"};
+    static const unsigned bits[] = {CS_POL_READ, CS_POL_CREATE, CS_POL_UPDATE, CS_POL_DELETE,
+                                    CS_POL_ALL};
+    const char *s = t->text;
+    *ops = 0;
+    while (*s) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t n = strcspn(s, " ,");
+        if (!n)
+            break;
+        size_t i = 0;
+        while (i < 5 && !(strlen(names[i]) == n && memcmp(s, names[i], n) == 0))
+            i++;
+        if (i == 5) {
+            cs_diag(p->diags, t->pos,
+                    "unknown operation '%.*s' in %s (expected read, create, update, delete or "
+                    "all)",
+                    (int)(n > 40 ? 40 : n), s, attr);
+            *ops = 0;
+            return;
+        }
+        *ops |= bits[i];
+        s += n;
+    }
+    if (!*ops)
+        cs_diag(p->diags, t->pos, "%s needs at least one operation", attr);
+}
+
+static void attr_emit(actx *c, const pargs *a, cs_model *m)
+{
+    if (!a->given) {
+        m->emit = CS_EMIT_CREATED | CS_EMIT_UPDATED | CS_EMIT_DELETED;
+        return;
+    }
+    if (a->n == 0)
+        cs_diag(c->p->diags, c->pos,
+                "@@emit needs at least one event (created, updated, "
+                "deleted)");
+    for (size_t i = 0; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        unsigned bit = 0;
+        if (g->kind == V_LIT && !g->name)
+            bit = cs_tok_is(g->tok, "created")   ? CS_EMIT_CREATED
+                  : cs_tok_is(g->tok, "updated") ? CS_EMIT_UPDATED
+                  : cs_tok_is(g->tok, "deleted") ? CS_EMIT_DELETED
+                                                 : 0;
+        if (!bit)
+            cs_diag(c->p->diags, g->pos,
+                    "unknown @@emit event (expected created, updated or deleted)");
+        else if (m->emit & bit)
+            cs_diag(c->p->diags, g->pos, "event '%.*s' is listed twice in @@emit", (int)g->tok->len,
+                    g->tok->start);
+        m->emit |= bit;
+    }
+}
+
+static void attr_set(actx *c, const pargs *a, cs_pmodel *pm, cs_set_kind kind)
+{
+    const parg *g = one_arg(c, a, "fields");
+    if (!g)
+        return;
+    cs_pset *s = add_set(c->p, pm, kind, c->pos);
+    if (s && !want_names(c, g, &s->names)) {
+        cs_names_free(&s->names);
+        pm->nsets--; /* forget the failed set */
+    }
+}
+
+void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, cs_pmodel *pm)
+{
+    if (cs_tok_is(name, "id") || cs_tok_is(name, "unique") || cs_tok_is(name, "index")) {
+        cs_set_kind k = cs_tok_is(name, "id")       ? CS_SET_ID
+                        : cs_tok_is(name, "unique") ? CS_SET_UNIQUE
+                                                    : CS_SET_INDEX;
+        attr_set(c, a, pm, k);
+    } else if (cs_tok_is(name, "map")) {
+        const parg *g = once(c, &pm->map_pos) ? one_arg(c, a, "name") : NULL;
+        char *t = g ? want_string(c, g) : NULL;
+        if (t) {
+            free(m->table);
+            m->table = t;
+        }
+    } else if (cs_tok_is(name, "soft_delete")) {
+        const parg *g = once(c, &pm->soft_pos) ? one_arg(c, a, "field") : NULL;
+        if (g && (g->kind != V_LIT || g->tok->kind != T_IDENT))
+            cs_diag(c->p->diags, g->pos, "@@soft_delete expects a field name");
+        else if (g)
+            pm->soft_name = cs_tok_strdup(c->p, g->tok);
+    } else if (cs_tok_is(name, "audit")) {
+        if (once(c, &pm->audit_pos) && no_args(c, a))
+            m->audit = true;
+    } else if (cs_tok_is(name, "local")) {
+        if (once(c, &pm->local_pos) && no_args(c, a))
+            m->local = true;
+    } else if (cs_tok_is(name, "emit")) {
+        if (once(c, &pm->emit_pos))
+            attr_emit(c, a, m);
+    } else {
+        cs_diag(c->p->diags, c->pos,
+                "unknown attribute @@%.*s on %s (expected @@id, @@unique, @@index, @@map, "
+                "@@allow, @@deny, @@soft_delete, @@audit, @@emit or @@local)",
+                (int)name->len, name->start, c->owner);
+    }
+}

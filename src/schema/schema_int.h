@@ -1,0 +1,296 @@
+/*
+ * schema_int.h -- private plumbing of the schema module: tokens, the parse
+ * state shared by lexer.c, parser.c, policy.c and validate.c, diagnostics.
+ *
+ * Pipeline (cstack_schema_parse in schema.c):
+ *   cs_lex        source -> token array (lexical errors become diagnostics,
+ *                 the offending bytes are skipped so parsing can go on)
+ *   cs_parse      tokens -> IR with names still unresolved; the facts the
+ *                 validator needs but the IR has no room for (positions of
+ *                 attributes, raw @relation/@@index names, raw defaults) are
+ *                 kept in the parallel cs_pmodel / cs_pfield arrays
+ *   cs_validate   resolves names to indices, checks every rule, fills
+ *                 relations, indexes, defaults and policy types
+ *   cs_canon      canonical text and hash
+ */
+#ifndef CS_SCHEMA_INT_H
+#define CS_SCHEMA_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "schema/schema.h"
+#include "util/buf.h"
+
+#define CS_SCHEMA_MAX_SOURCE ((size_t)16 << 20)
+#define CS_MAX_DIAGS 100
+#define CS_MAX_EXPR_DEPTH 64
+/* Far beyond any real schema (tens of thousands of models), but a bound on
+ * the token array of a hostile input. */
+#define CS_MAX_TOKENS ((size_t)2 << 20)
+
+/* ---- diagnostics (diag.c) ---------------------------------------------- */
+
+typedef struct cs_diag_item {
+    cstack_diag pub;
+    char *line; /* the source line, filled by cs_diags_finish */
+    size_t seq; /* emission order, to keep the sort stable */
+} cs_diag_item;
+
+struct cstack_diags {
+    cs_diag_item *v;
+    size_t n;
+    size_t cap;
+    char *file;
+    size_t errors; /* every error reported, including dropped ones */
+    cs_pos first_dropped;
+    bool oom;
+};
+
+cstack_diags *cs_diags_new(const char *file);
+/* Records an error at `pos`; past CS_MAX_DIAGS errors are only counted. */
+void cs_diag(cstack_diags *d, cs_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cs_vdiag(cstack_diags *d, cs_pos pos, const char *fmt, va_list ap);
+/* Sorts into source order, copies the source lines and appends the
+ * "too many errors" note when some were dropped. */
+void cs_diags_finish(cstack_diags *d, const char *src, size_t len);
+
+/* ---- tokens (lexer.c) -------------------------------------------------- */
+
+typedef enum cs_tok_kind {
+    T_EOF,
+    T_IDENT,
+    T_STRING, /* text: unescaped, malloc'd */
+    T_NUMBER,
+    T_DOC, /* /// comment; text: the comment without the slashes */
+    T_LBRACE,
+    T_RBRACE,
+    T_LPAREN,
+    T_RPAREN,
+    T_LBRACK,
+    T_RBRACK,
+    T_COMMA,
+    T_COLON,
+    T_ASSIGN,
+    T_QUEST,
+    T_BANG,
+    T_CARET,
+    T_DOT,
+    T_AT,
+    T_ATAT,
+    T_EQ,
+    T_NE,
+    T_LT,
+    T_LE,
+    T_GT,
+    T_GE,
+    T_AND,
+    T_OR
+} cs_tok_kind;
+
+/* Kept small (32 bytes): a hostile 16 MiB source could otherwise need
+ * gigabytes of tokens; CS_MAX_TOKENS bounds the array as well. */
+typedef struct cs_token {
+    const char *start; /* into the source */
+    char *text;        /* T_STRING and T_DOC (and repaired T_IDENT); else NULL */
+    cs_pos pos;
+    uint32_t len;
+    unsigned char kind; /* cs_tok_kind */
+    /* A lexical error was reported in or just before this token: a syntax
+     * error near it is most likely the same mistake, so it is not reported
+     * again (see cs_syntax). */
+    bool lexerr;
+} cs_token;
+
+const char *cs_tok_kind_name(cs_tok_kind k);
+
+/* ---- parse-only facts ------------------------------------------------ */
+
+typedef struct cs_names {
+    char **v;
+    cs_pos *pos;
+    size_t n;
+} cs_names;
+
+typedef struct cs_pfield {
+    cs_pos type_pos;
+    bool bad_type; /* the type did not resolve (already reported) */
+    cs_pos id_pos, unique_pos, updated_pos, map_pos; /* line 0: absent */
+    /* @default(literal): the literal token kind and its raw text */
+    cs_pos def_pos;
+    cs_tok_kind def_tok;
+    char *def_text;
+    /* @relation(...) */
+    cs_pos rel_pos; /* line 0: no @relation */
+    bool rel_has_fields;
+    bool rel_has_refs;
+    cs_names rel_fields;
+    cs_names rel_refs;
+    char *rel_name;
+    cs_action on_delete;
+    cs_action on_update;
+} cs_pfield;
+
+typedef enum cs_set_kind {
+    CS_SET_ID,
+    CS_SET_UNIQUE,       /* @@unique */
+    CS_SET_FIELD_UNIQUE, /* @unique on one field */
+    CS_SET_INDEX
+} cs_set_kind;
+
+typedef struct cs_pset {
+    cs_set_kind kind;
+    cs_names names;
+    cs_pos pos;
+} cs_pset;
+
+typedef struct cs_pmodel {
+    cs_pfield *fields; /* parallel to cs_model.fields */
+    cs_pset *sets;
+    size_t nsets;
+    char *soft_name;
+    cs_pos soft_pos;
+    cs_pos map_pos;
+    cs_pos audit_pos, emit_pos, local_pos;
+    /* A field of this model failed to parse: names that are unknown may be
+     * the lost field, so "unknown field" and "no primary key" errors are
+     * suppressed to avoid a cascade of follow-on diagnostics. */
+    bool broken;
+} cs_pmodel;
+
+typedef struct cs_parse {
+    const char *file;
+    const char *src;
+    size_t len;
+    cstack_diags *diags;
+    cs_token *toks;
+    size_t ntoks;
+    size_t cur;
+    cstack_schema *s;
+    cs_pmodel *pm;        /* parallel to s->models */
+    cs_pfield *pauth;     /* parallel to s->auth.fields */
+    cs_pfield *pauth_tmp; /* while an auth block is being parsed */
+    bool auth_broken;     /* an auth field failed to parse */
+    cs_pos ds_pos, auth_pos;
+    int depth;           /* expression nesting while parsing */
+    size_t member_start; /* token index where the current member began */
+    bool limit_hit;      /* a size limit was reported */
+    bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
+    bool oom;
+} cs_parse;
+
+#define CS_MAX_MODELS 10000
+#define CS_MAX_FIELDS 2000 /* SQLite's default column limit */
+#define CS_MAX_MEMBERS 10000
+#define CS_MAX_ATTRS 1000 /* @@index/@@unique sets and policies per model */
+
+/* lexer.c */
+int cs_lex(cs_parse *p);
+void cs_tokens_free(cs_parse *p);
+
+/* parser.c */
+void cs_parse_tokens(cs_parse *p);
+/* Capacity-free growth: arrays are sized to the next power of two, so
+ * pushing element n reallocates only when n is 0 or a power of two.
+ * Returns the zeroed new slot or NULL (p->oom set). */
+void *cs_push(cs_parse *p, void *arrp, size_t n, size_t elem);
+char *cs_tok_strdup(cs_parse *p, const cs_token *t);
+char *cs_xstrdup(cs_parse *p, const char *s);
+void cs_names_free(cs_names *n);
+/* Token cursor (parser.c): cs_peek skips doc comments, which only matter
+ * where cs_take_docs is called. */
+const cs_token *cs_peek(cs_parse *p);
+const cs_token *cs_next(cs_parse *p);
+bool cs_accept(cs_parse *p, cs_tok_kind k);
+/* Reports a syntax error unless a lexical error was already reported
+ * between the start of the current member and the current token. */
+void cs_syntax(cs_parse *p, cs_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "expected WHAT, found TOKEN" at the current token, through cs_syntax. */
+void cs_err_expected(cs_parse *p, const char *what);
+/* "'foo'", "string \"x\"", "end of file": what was found, for messages. */
+const char *cs_tok_desc(const cs_token *t, char *buf, size_t n);
+void cs_pmodel_free(cs_pmodel *pm, size_t nfields);
+void cs_pfield_free(cs_pfield *pf);
+
+/* Generic attribute arguments as parsed (parser.c), interpreted by attrs.c.
+ * Items of lists and calls are literal tokens (no nesting). */
+typedef enum { V_LIT, V_CALL, V_LIST } vkind; /* literal, f(...), [...] */
+
+typedef struct parg {
+    const cs_token *name; /* `name:` or NULL */
+    vkind kind;
+    const cs_token *tok; /* the literal, or the called function's name */
+    const cs_token **items;
+    size_t n;
+    cs_pos pos;
+} parg;
+
+typedef struct pargs {
+    parg *v;
+    size_t n;
+    bool given; /* parentheses were present */
+} pargs;
+
+typedef struct actx {
+    cs_parse *p;
+    const char *attr;  /* "@default", "@@index" */
+    const char *owner; /* "field 'Note.id'" or "model 'Note'" */
+    cs_pos pos;
+    const cs_token *field_tok; /* the field being parsed, for @unique */
+} actx;
+
+bool cs_tok_is(const cs_token *t, const char *word);
+/* attrs.c: `(args)` when present (a->given says so), one value, cleanup. */
+bool cs_parse_args(cs_parse *p, pargs *a);
+bool cs_parse_value(cs_parse *p, parg *a);
+void cs_pargs_free(pargs *a);
+bool cs_names_push(cs_parse *p, cs_names *n, const cs_token *t);
+bool cs_limit_once(cs_parse *p);
+
+/* attrs.c */
+void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, cs_pfield *pf,
+                   cs_pmodel *pm);
+void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, cs_pmodel *pm);
+void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops);
+
+/* policy.c: expressions */
+cs_expr *cs_parse_expr(cs_parse *p);
+void cs_expr_free(cs_expr *e);
+void cs_validate_policies(cs_parse *p, int mi);
+int cs_expr_canon(cs_buf *b, const cs_expr *e);
+
+/* validate.c */
+void cs_validate(cs_parse *p);
+/* keys.c: primary key, unique sets, indexes, soft delete of model mi */
+void cs_validate_keys(cs_parse *p, size_t mi);
+/* relations.c: owning sides first (for every model), then back sides */
+void cs_validate_owning(cs_parse *p, size_t mi);
+void cs_validate_back(cs_parse *p, size_t mi);
+
+/* A small open-addressing set of borrowed names (schema.c), so duplicate
+ * checks stay linear on schemas with thousands of models or members.
+ * `ci`: ASCII case-insensitive (SQL identifiers). */
+typedef struct cs_nameset {
+    const char **keys;
+    int *vals;
+    size_t cap;
+    size_t n;
+    bool ci;
+} cs_nameset;
+
+/* Adds key -> val; returns the value already stored for an equal key, or
+ * -1 when the key was added (or on OOM, with p->oom set). */
+int cs_nameset_add(cs_parse *p, cs_nameset *s, const char *key, int val);
+void cs_nameset_free(cs_nameset *s);
+
+/* schema.c */
+void cs_schema_destroy(cstack_schema *s);
+void cs_field_clear(cs_field *f);
+int cs_canon(cstack_schema *s);
+
+/* Shared by validate.c and policy.c: the model index of the field path
+ * segment's relation, etc. */
+bool cs_name_reserved(const char *name);
+
+#endif
