@@ -53,7 +53,8 @@ extern "C" {
     X(IO, -12, "io", "input/output error")                                       \
     X(MIGRATION, -13, "migration", "the schema change would lose or reinterpret data") \
     X(TOOBIG, -14, "too_big", "a size limit was exceeded")                       \
-    X(MISUSE, -15, "misuse", "the API was used incorrectly")
+    X(MISUSE, -15, "misuse", "the API was used incorrectly")                     \
+    X(CLOCK, -16, "clock_drift", "a remote clock is too far ahead of local time")
 
 typedef enum cstack_errno {
 #define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
@@ -470,6 +471,100 @@ typedef struct cstack_outbox_entry {
 CSTACK_API int cstack_outbox_drain(cstack *db, size_t max,
                                    int (*fn)(const cstack_outbox_entry *e, void *ctx),
                                    void *ctx, size_t *drained);
+
+/* ------------------------------------------------------------------------ */
+/* Sync (docs/sync.md)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Every model but @@local ones is synced: each local write (through any
+ * path: delegates, the envelope, raw SQL through cstack_with_sqlite) is
+ * captured in the same transaction with a hybrid logical clock, and can be
+ * exported as a changeset and merged into other replicas.  Sync needs the
+ * database bootstrapped (cstack_bootstrap). */
+
+/* This database's site id as 32 lowercase hex digits (borrowed; lives as
+ * long as the runtime). */
+CSTACK_API const char *cstack_sync_site_id(cstack *db);
+
+/* The current version of the database: the cursor a peer that has seen
+ * everything up to now would pass as `since`. */
+CSTACK_API int cstack_sync_version(cstack *db, int64_t *version);
+
+/* The largest amount (milliseconds) a remote clock may run ahead of the local
+ * wall clock; changesets carrying a later clock are refused.  Default
+ * 300000 (5 minutes). */
+CSTACK_API int cstack_sync_set_max_drift(cstack *db, int64_t ms);
+
+/* Exports every change (local or merged from elsewhere) made after version
+ * `since` (0: everything) as a changeset.  *out is a buffer to free with
+ * cstack_free(), *len its size, and *cursor (optional) the version to pass
+ * as `since` next time.  Cost grows with the changes, not the database. */
+CSTACK_API int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len,
+                                     int64_t *cursor);
+
+typedef struct cstack_apply_stats {
+    int64_t rows;     /* row changes in the changeset */
+    int64_t columns;  /* column changes in the changeset */
+    int64_t won;      /* column changes that won the merge and were written */
+    int64_t parked;   /* rows hidden by a unique or foreign-key conflict */
+} cstack_apply_stats;
+
+/* Merges a changeset into the database, all or nothing, idempotently.
+ * Refused (nothing applied) with CSTACK_ESCHEMA when it was made with another
+ * schema (the message names both hashes), CSTACK_ECLOCK when a clock in it is
+ * more than the maximum drift ahead, CSTACK_EINVAL when it is malformed.
+ * `stats` may be NULL.  Cannot run inside a transaction. */
+CSTACK_API int cstack_changes_apply(cstack *db, const void *changeset, size_t len,
+                                    cstack_apply_stats *stats);
+
+/* The upload queue: local transactions not yet acknowledged, oldest first.
+ * It survives restarts and crashes (it is derived from durable metadata). */
+typedef struct cstack_upload_tx cstack_upload_tx;
+
+/* The number of pending local transactions. */
+CSTACK_API int cstack_upload_pending(cstack *db, int64_t *count);
+/* The oldest pending local transaction, or *out NULL when none.  Free with
+ * cstack_upload_tx_free(). */
+CSTACK_API int cstack_upload_next(cstack *db, cstack_upload_tx **out);
+/* Its version (pass to cstack_upload_complete once uploaded). */
+CSTACK_API int64_t cstack_upload_tx_version(const cstack_upload_tx *tx);
+/* Its operations as JSON, for an app uploading to its own API:
+ * {"version":N,"ops":[{"op":"put"|"patch"|"delete","model":"Note",
+ *   "key":{...},"data":{...}}]} (borrowed; lives as long as tx). */
+CSTACK_API const char *cstack_upload_tx_json(const cstack_upload_tx *tx);
+/* The same operations as a changeset for cstack_changes_apply (borrowed). */
+CSTACK_API const void *cstack_upload_tx_changeset(const cstack_upload_tx *tx, size_t *len);
+CSTACK_API void cstack_upload_tx_free(cstack_upload_tx *tx);
+/* Acknowledges every pending local transaction up to `version`: they leave
+ * the queue. */
+CSTACK_API int cstack_upload_complete(cstack *db, int64_t version);
+
+/* Compaction.  Records that the peer with site id `peer` (32 hex digits) has
+ * seen this database's changes up to `version`, then
+ * cstack_sync_compact() drops tombstones and transaction records every known
+ * peer has seen.  *removed (optional) receives the number of tombstones
+ * dropped.  Compaction never changes what a merge produces for peers that
+ * have acknowledged. */
+CSTACK_API int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version);
+CSTACK_API int cstack_sync_compact(cstack *db, int64_t *removed);
+
+/* ------------------------------------------------------------------------ */
+/* The JSON envelope (docs/envelope.md)                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Maximum size of one envelope request in bytes. */
+#define CSTACK_ENVELOPE_MAX (16u * 1024u * 1024u)
+
+/* Runs one JSON request (`{"model":..,"kind":..,"payload":{..}}`) against the
+ * database and produces the JSON response: `{"status":"ok","data":..}` or
+ * `{"status":"err","code":"..","message":".."}`.  Any malformed request
+ * yields an err response, never a crash or a partial write.  On success
+ * (CSTACK_OK) *response is a NUL-terminated string to free with cstack_free()
+ * and *response_len (if not NULL) its length.  The return value is non-zero
+ * only when no response could be produced at all (CSTACK_ENOMEM,
+ * CSTACK_EMISUSE), in which case *response is NULL. */
+CSTACK_API int cstack_envelope_call(cstack *db, const char *request, size_t len,
+                                    char **response, size_t *response_len);
 
 #ifdef __cplusplus
 }

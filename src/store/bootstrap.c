@@ -141,6 +141,10 @@ static int bootstrap_locked(cstack *db, cs_buf *report)
         rc = fresh_database(db, report);
     else if (!rc && strcmp(hash, db->schema->hash) != 0)
         rc = migrate_database(db, src ? src : "", report);
+    /* The extension (sync) brings its own tables up to date every time:
+     * it is cheap when nothing changed and it must follow every migration. */
+    if (!rc && db->ext && db->ext->bootstrap)
+        rc = db->ext->bootstrap(db->ext_ctx, db, report);
     if (!rc && (!hash || strcmp(hash, db->schema->hash) != 0))
         rc = check_foreign_keys(db);
     if (!rc && (!hash || strcmp(hash, db->schema->hash) != 0))

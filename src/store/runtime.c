@@ -99,8 +99,19 @@ static cstack *runtime_new(const cstack_schema *schema, const char *path, bool m
     return db;
 }
 
-static int runtime_open(const cstack_schema *schema, const char *path, bool memory,
-                        const cstack_open_options *opts, cstack **out)
+int cs_store_conn_init(cstack *db, sqlite3 *conn, bool writer, char *err, size_t errlen)
+{
+    if (!db->ext || !db->ext->conn_init)
+        return SQLITE_OK;
+    int rc = db->ext->conn_init(db->ext_ctx, conn, writer);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "cannot prepare a connection: %s", sqlite3_errstr(rc));
+    return rc;
+}
+
+int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
+                  const cstack_open_options *opts, const cs_store_ext *ext, void *ext_ctx,
+                  cstack **out)
 {
     *out = NULL;
     if (!schema)
@@ -111,10 +122,14 @@ static int runtime_open(const cstack_schema *schema, const char *path, bool memo
     if (!db)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     *out = db;
+    db->ext = ext;
+    db->ext_ctx = ext_ctx;
     db->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : DEFAULT_BUSY_MS;
     db->maxreaders = memory ? 0 : opts && opts->readers > 0 ? opts->readers : DEFAULT_READERS;
     char err[512];
     int rc = cs_conn_open(&db->writer, db->path, false, memory, db->busy_ms, err, sizeof err);
+    if (rc == SQLITE_OK)
+        rc = cs_store_conn_init(db, db->writer.db, true, err, sizeof err);
     if (rc != SQLITE_OK) {
         int code = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? CSTACK_EBUSY
                    : rc == SQLITE_CANTOPEN ? CSTACK_EIO
@@ -135,21 +150,6 @@ static int runtime_open(const cstack_schema *schema, const char *path, bool memo
     return 0;
 }
 
-int cstack_open(const cstack_schema *schema, const char *path, const cstack_open_options *opts,
-                cstack **out)
-{
-    if (!out)
-        return cs_err(CSTACK_EMISUSE, "cstack_open: out is NULL");
-    return runtime_open(schema, path, false, opts, out);
-}
-
-int cstack_open_in_memory(const cstack_schema *schema, cstack **out)
-{
-    if (!out)
-        return cs_err(CSTACK_EMISUSE, "cstack_open_in_memory: out is NULL");
-    return runtime_open(schema, NULL, true, NULL, out);
-}
-
 void cstack_close(cstack *db)
 {
     if (!db)
@@ -160,6 +160,8 @@ void cstack_close(cstack *db)
         set_held(db, false);
         pthread_mutex_unlock(&db->wlock);
     }
+    if (db->ext && db->ext->destroy)
+        db->ext->destroy(db->ext_ctx);
     cs_events_clear(db);
     free(db->pending);
     cs_subs_free(db);
@@ -359,7 +361,8 @@ cs_conn *cs_read_begin(cstack *db)
             cs_conn *c = &db->readers[db->nreaders];
             char err[512];
             if (cs_conn_open(c, db->path, true, false, db->busy_ms, err, sizeof err) !=
-                SQLITE_OK) {
+                    SQLITE_OK ||
+                cs_store_conn_init(db, c->db, false, err, sizeof err) != SQLITE_OK) {
                 /* A reader that cannot open is not fatal: read through the
                  * writer, which sees the same committed data. */
                 cs_conn_close(c);

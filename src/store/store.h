@@ -27,6 +27,7 @@
 #include "util/buf.h"
 
 typedef struct cs_shape cs_shape;
+typedef struct cs_store_ext cs_store_ext;
 
 /* ---- connections ------------------------------------------------------- */
 
@@ -45,6 +46,12 @@ typedef struct cs_conn {
 
 int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int busy_ms,
                  char *err, size_t errlen);
+/* Opens a runtime (see cstack_open) with an optional extension. */
+int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
+                  const cstack_open_options *opts, const cs_store_ext *ext, void *ext_ctx,
+                  cstack **out);
+/* Runs the extension's conn_init on a connection of this runtime. */
+int cs_store_conn_init(cstack *db, sqlite3 *conn, bool writer, char *err, size_t errlen);
 void cs_conn_close(cs_conn *c);
 /* A prepared statement for `sql`, cached under `key` (any non-zero value that
  * identifies the SQL; 0 means "hash the text").  The statement is reset and
@@ -58,6 +65,19 @@ uint64_t cs_hash64(const void *p, size_t n);
 sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key);
 
 /* ---- the runtime --------------------------------------------------------- */
+
+/* A layer above the store (sync) extends it through this method table, so
+ * the store never refers to the layers built on it.  Every method may be
+ * NULL. */
+struct cs_store_ext {
+    /* Called for every new connection (writer first, then readers). */
+    int (*conn_init)(void *ctx, sqlite3 *conn, bool writer);
+    /* Called by bootstrap inside its transaction, after the store's own
+     * tables are current; appends report lines. */
+    int (*bootstrap)(void *ctx, cstack *db, cs_buf *report);
+    /* Called by cstack_close before the connections close. */
+    void (*destroy)(void *ctx);
+};
 
 typedef struct cs_sub {
     uint64_t id;
@@ -74,6 +94,8 @@ typedef struct cs_pending {
 
 struct cstack {
     cstack_schema *schema;
+    const cs_store_ext *ext;
+    void *ext_ctx;
     bool memory;
     char *path;
     int busy_ms;

@@ -1,0 +1,443 @@
+/* apply.c -- merging a changeset.
+ *
+ * Per row, the higher causal length wins outright (a delete beats the
+ * updates it saw; a re-insert beats the delete).  At equal causal length each
+ * column merges on its own: the higher (clock, site id) wins, and a full tie
+ * goes to the greater value, so every replica picks the same winner whatever
+ * the order or repetition of delivery.  Winning values are written with the
+ * capture triggers quiet (the merge writes the metadata itself) under one
+ * local version, all in one transaction.
+ *
+ * Constraints other than the primary key cannot be allowed to fail a valid
+ * merge, so they decide visibility instead (parked.c): among rows that claim
+ * the same unique value, the one whose claim (the latest clock among the
+ * constrained columns) is earliest stays visible and the others are parked;
+ * a row whose parent is not visible is parked too; a parked row comes back
+ * when its conflict is gone.  Foreign keys are switched off for the merge so
+ * that no cascade or ordering of parents and children interferes; visibility
+ * of children follows from these rules instead. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/apply.h"
+
+static int prep(apply_ctx *a, const cs_buf *sql, sqlite3_stmt **st)
+{
+    *st = cs_conn_prepare(a->c, 0, sql->data, sql->len);
+    return *st ? 0 : cs_err_sqlite(NULL, a->c->db, sqlite3_errcode(a->c->db));
+}
+
+/* Appends ` WHERE "k1" = ?N AND ...` with parameters starting at `first`. */
+static int where_pk(cs_buf *b, const cs_model *m, int first)
+{
+    int rc = cs_buf_puts(b, " WHERE ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(b, i ? " AND " : "");
+        rc = rc ? rc : cs_buf_ident(b, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(b, " = ?%d", first + (int)i);
+    }
+    return rc;
+}
+
+static int bind_pk(sqlite3_stmt *st, const cs_model *m, const cs_cs_value *pk, int first)
+{
+    for (size_t i = 0; i < m->npk; i++) {
+        int rc = cs_cs_bind(st, first + (int)i, &pk[i]);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+/* ---- rows as value arrays ------------------------------------------------ */
+
+int cs_row_init(cs_arow *r, const cs_model *m)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->vals = calloc(m->nfields ? m->nfields : 1, sizeof *r->vals);
+    r->present = calloc(m->nfields ? m->nfields : 1, sizeof *r->present);
+    return r->vals && r->present ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+}
+
+void cs_row_free(cs_arow *r)
+{
+    free(r->vals);
+    free(r->present);
+    cs_buf_free(&r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* Makes the row own its bytes: encodes then decodes over its own buffer. */
+int cs_row_own(cs_arow *r)
+{
+    cs_buf tmp = CS_BUF_INIT;
+    int rc = cs_parked_encode(&tmp, r->m, r->vals, r->present);
+    if (!rc) {
+        cs_buf_free(&r->buf);
+        r->buf = tmp;
+        rc = cs_parked_decode(r->buf.data, r->buf.len, r->m, r->vals, r->present);
+    } else {
+        cs_buf_free(&tmp);
+    }
+    return rc ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
+}
+
+/* Loads the visible row with primary key `pk` (found: in the table), or its
+ * parked copy (parked), into r. */
+int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow *r,
+                bool *found, bool *parked)
+{
+    *found = *parked = false;
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "SELECT ");
+    size_t n = 0;
+    for (size_t f = 0; f < m->nfields && !rc; f++) {
+        if (!cs_field_is_column(&m->fields[f]))
+            continue;
+        rc = cs_buf_puts(&sql, n++ ? ", " : "");
+        rc = rc ? rc : cs_buf_ident(&sql, m->fields[f].column);
+    }
+    rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, m->table);
+    rc = rc ? rc : where_pk(&sql, m, 1);
+    sqlite3_stmt *st = NULL;
+    if (!rc)
+        rc = prep(a, &sql, &st);
+    cs_buf_free(&sql);
+    if (rc)
+        return rc;
+    memset(r->present, 0, m->nfields * sizeof *r->present);
+    bind_pk(st, m, pk, 1);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        n = 0;
+        for (size_t f = 0; f < m->nfields; f++) {
+            if (!cs_field_is_column(&m->fields[f]))
+                continue;
+            cs_cs_value_from_stmt(&r->vals[f], st, (int)n++);
+            r->present[f] = true;
+        }
+        *found = true;
+        rc = cs_row_own(r);
+    } else if (step != SQLITE_DONE) {
+        rc = cs_err_sqlite(m, a->c->db, step);
+    }
+    sqlite3_reset(st);
+    if (rc || *found)
+        return rc;
+    cs_buf key = CS_BUF_INIT;
+    rc = cs_parked_key(&key, pk, m->npk);
+    rc = rc ? rc : cs_parked_get(a->c, m, &key, &r->buf, parked);
+    if (!rc && *parked)
+        rc = cs_parked_decode(r->buf.data, r->buf.len, m, r->vals, r->present);
+    cs_buf_free(&key);
+    return rc ? cs_err(CSTACK_ESQLITE, "cannot read a parked row of %s", m->name) : 0;
+}
+
+void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
+{
+    for (size_t i = 0; i < r->m->npk; i++)
+        pk[i] = r->vals[r->m->pk[i]];
+}
+
+/* ---- clock rows ---------------------------------------------------------- */
+
+int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
+{
+    const cs_model *m = &a->db->schema->models[mi];
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "SELECT _cstack_cl, _cstack_clk FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, a->s->models[mi].clk_table);
+    rc = rc ? rc : where_pk(&sql, m, 1);
+    sqlite3_stmt *st = NULL;
+    if (!rc)
+        rc = prep(a, &sql, &st);
+    cs_buf_free(&sql);
+    if (rc)
+        return rc;
+    bind_pk(st, m, pk, 1);
+    *cl = 0;
+    cs_clk_free(clk);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *cl = (uint64_t)sqlite3_column_int64(st, 0);
+        if (cs_clk_decode(clk, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1)))
+            rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata for a row of %s", m->name);
+    } else if (step != SQLITE_DONE) {
+        rc = cs_err_sqlite(m, a->c->db, step);
+    }
+    sqlite3_reset(st);
+    return rc ? rc : cs_clk_resize(clk, a->s->models[mi].ncols);
+}
+
+static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
+{
+    const cs_model *m = &a->db->schema->models[mi];
+    cs_buf sql = CS_BUF_INIT, blob = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(&sql, a->s->models[mi].clk_table);
+    rc = rc ? rc : cs_buf_puts(&sql, "(");
+    rc = rc ? rc : cs_sync_pk_list(&sql, m, NULL);
+    rc = rc ? rc : cs_buf_puts(&sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+    for (size_t i = 0; i < m->npk && !rc; i++)
+        rc = cs_buf_printf(&sql, "?%zu, ", i + 4);
+    rc = rc ? rc : cs_buf_puts(&sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
+                                     "_cstack_ver = ?2, _cstack_clk = ?3");
+    rc = rc ? rc : cs_clk_encode(clk, &blob);
+    sqlite3_stmt *st = NULL;
+    if (!rc)
+        rc = prep(a, &sql, &st);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
+        sqlite3_bind_int64(st, 2, a->ver);
+        sqlite3_bind_blob(st, 3, blob.data, (int)blob.len, SQLITE_STATIC);
+        bind_pk(st, m, pk, 4);
+        int step = sqlite3_step(st);
+        if (step != SQLITE_DONE)
+            rc = cs_err_sqlite(m, a->c->db, step);
+        sqlite3_reset(st);
+    }
+    cs_buf_free(&sql);
+    cs_buf_free(&blob);
+    return rc;
+}
+
+/* ---- merging one row ----------------------------------------------------- */
+
+/* Compares a remote column write with the local entry: > 0 when it wins. */
+static int compare_col(apply_ctx *a, const cs_cs_col *col, const cs_clk_entry *e,
+                       const cs_cs_value *local, bool have_local)
+{
+    if (!e)
+        return 1;
+    if (col->hlc != e->hlc)
+        return col->hlc > e->hlc ? 1 : -1;
+    const unsigned char *rs = a->h.sites + (size_t)col->site * CS_SITE_LEN;
+    const unsigned char *ls = cs_site_id(a->s, e->site);
+    int c = ls ? memcmp(rs, ls, CS_SITE_LEN) : 1;
+    if (c)
+        return c;
+    if (!have_local)
+        return 1;
+    return cs_cs_value_cmp(&col->value, local);
+}
+
+static int merge_row(apply_ctx *a, const cs_cs_row *in)
+{
+    int mi = in->model;
+    const cs_model *m = &a->db->schema->models[mi];
+    const cs_sync_model *sm = &a->s->models[mi];
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    cs_arow cur;
+    bool loaded = false, found = false, parked = false;
+    int rc = cs_row_init(&cur, m);
+    rc = rc ? rc : cs_clock_load(a, mi, in->pk, &cl, &clk);
+    if (rc || in->cl < cl)
+        goto out;
+    bool exist = in->cl > cl;
+    bool any = exist;
+    for (size_t i = 0; i < in->ncols && !rc; i++) {
+        const cs_cs_col *col = &in->cols[i];
+        int k = a->field_col[mi][col->field];
+        if (k < 0) {
+            rc = cs_err(CSTACK_ESCHEMA, "field %s.%s is not registered for sync (bootstrap the "
+                                        "database)",
+                        m->name, m->fields[col->field].name);
+            break;
+        }
+        const cs_clk_entry *e = cs_clk_get(&clk, (size_t)k);
+        if (!exist && e && e->hlc == col->hlc && !loaded) {
+            rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
+            loaded = true;
+        }
+        int win = exist ? 1
+                        : compare_col(a, col, e, &cur.vals[col->field],
+                                      loaded && cur.present[col->field]);
+        if (rc || win <= 0)
+            continue;
+        cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
+        rc = cs_clk_set(&clk, (size_t)k, &ne);
+        a->won[i] = true;
+        any = true;
+        a->stats.won++;
+    }
+    if (rc || !any)
+        goto out;
+    if (exist) {
+        cs_clk_entry re = {0, a->origin_ord, a->ver};
+        rc = cs_clk_set(&clk, SIZE_MAX, &re);
+    }
+    rc = rc ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
+    if (!rc && !loaded)
+        rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
+    if (!rc && !(in->cl & 1))
+        rc = cs_apply_remove(a, &cur, in->pk, found, parked);
+    else if (!rc)
+        rc = cs_apply_write(a, in, &cur, found, parked);
+out:
+    for (size_t i = 0; i < in->ncols; i++)
+        a->won[i] = false;
+    cs_row_free(&cur);
+    cs_clk_free(&clk);
+    (void)sm;
+    return rc;
+}
+
+/* ---- the whole changeset --------------------------------------------------- */
+
+/* Checks everything that can be checked before writing: structure, schema,
+ * values against their fields, clocks against the drift bound. */
+static int validate(apply_ctx *a, const void *buf, size_t len)
+{
+    char err[256] = "";
+    cs_reader r = {buf, len, 0};
+    int rc = cs_cs_read_header(&r, &a->h, err, sizeof err);
+    if (rc)
+        return cs_err(CSTACK_EINVAL, "%s", err);
+    if (strcmp(a->h.hash, a->db->schema->hash) != 0)
+        return cs_err(CSTACK_ESCHEMA,
+                      "the changeset was made with schema %s but this database has schema %s; "
+                      "nothing was applied",
+                      a->h.hash, a->db->schema->hash);
+    uint64_t max_hlc = 0;
+    for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
+        rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);
+        if (rc)
+            return cs_err(CSTACK_EINVAL, "row %llu: %s", (unsigned long long)i, err);
+        a->stats.rows++;
+        a->stats.columns += (int64_t)a->row.ncols;
+        for (size_t c = 0; c < a->row.ncols && !rc; c++) {
+            if (a->row.cols[c].hlc > max_hlc)
+                max_hlc = a->row.cols[c].hlc;
+            rc = cs_apply_check_value(a, &a->db->schema->models[a->row.model],
+                                      a->row.cols[c].field, &a->row.cols[c].value);
+        }
+    }
+    if (!rc && r.pos != r.len)
+        rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
+    return rc ? rc : cs_hlc_observe(a->s, max_hlc);
+}
+
+static int map_sites(apply_ctx *a)
+{
+    a->site_ord = calloc(a->h.nsites ? a->h.nsites : 1, sizeof *a->site_ord);
+    if (!a->site_ord)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    for (size_t i = 0; i < a->h.nsites; i++) {
+        int rc = cs_site_ordinal(a->s, a->c->db, a->h.sites + i * CS_SITE_LEN, &a->site_ord[i]);
+        if (rc != SQLITE_OK)
+            return cs_err_sqlite(NULL, a->c->db, rc);
+    }
+    int rc = cs_site_ordinal(a->s, a->c->db, a->h.origin, &a->origin_ord);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, a->c->db, rc);
+}
+
+static int merge_all(apply_ctx *a, const void *buf, size_t len)
+{
+    char err[256];
+    cs_reader r = {buf, len, 0};
+    int rc = cs_cs_read_header(&r, &a->h, err, sizeof err);
+    rc = rc ? rc : map_sites(a);
+    for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
+        rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);
+        rc = rc ? cs_err(CSTACK_EINVAL, "%s", err) : merge_row(a, &a->row);
+    }
+    rc = rc ? rc : cs_apply_settle(a);
+    int src = rc ? SQLITE_OK : cs_sync_state_put(a->c->db, "hlc", (int64_t)a->s->hlc);
+    return rc ? rc : src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, a->c->db, src);
+}
+
+static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
+{
+    memset(a, 0, sizeof *a);
+    a->db = db;
+    a->s = s;
+    a->c = &db->writer;
+    size_t maxf = 1;
+    for (size_t i = 0; i < db->schema->nmodels; i++)
+        if (db->schema->models[i].nfields > maxf)
+            maxf = db->schema->models[i].nfields;
+    a->row.cols = calloc(maxf, sizeof *a->row.cols);
+    a->won = calloc(maxf, sizeof *a->won);
+    a->field_col = calloc(db->schema->nmodels ? db->schema->nmodels : 1, sizeof *a->field_col);
+    if (!a->row.cols || !a->won || !a->field_col)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    for (size_t mi = 0; mi < db->schema->nmodels; mi++) {
+        const cs_model *m = &db->schema->models[mi];
+        a->field_col[mi] = malloc((m->nfields ? m->nfields : 1) * sizeof(int));
+        if (!a->field_col[mi])
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        for (size_t f = 0; f < m->nfields; f++)
+            a->field_col[mi][f] = -1;
+        for (size_t k = 0; k < s->models[mi].ncols; k++)
+            if (s->models[mi].cols[k] >= 0)
+                a->field_col[mi][s->models[mi].cols[k]] = (int)k;
+    }
+    return 0;
+}
+
+static void ctx_free(apply_ctx *a)
+{
+    for (size_t mi = 0; a->field_col && mi < a->db->schema->nmodels; mi++)
+        free(a->field_col[mi]);
+    free(a->field_col);
+    free(a->row.cols);
+    free(a->won);
+    free(a->site_ord);
+    cs_apply_work_free(a);
+}
+
+static int exec(sqlite3 *conn, const char *sql)
+{
+    int rc = sqlite3_exec(conn, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
+}
+
+int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_apply_stats *stats)
+{
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (!db || (!changeset && len))
+        return CSTACK_EMISUSE;
+    cs_sync *s;
+    int rc = cs_sync_require(db, &s);
+    if (rc)
+        return rc;
+    if (cs_holds_write_lock(db))
+        return cs_err(CSTACK_EMISUSE, "cstack_changes_apply cannot run inside a transaction");
+    apply_ctx a;
+    rc = ctx_init(&a, db, s);
+    rc = rc ? rc : validate(&a, changeset, len);
+    if (rc) {
+        ctx_free(&a);
+        return rc;
+    }
+    cs_write_lock(db);
+    /* foreign_keys can only change outside a transaction. */
+    rc = exec(db->writer.db, "PRAGMA foreign_keys=OFF");
+    rc = rc ? rc : exec(db->writer.db, "BEGIN IMMEDIATE");
+    if (!rc) {
+        s->applying = true;
+        int trc = cs_sync_tx(s, db->writer.db);
+        a.ver = s->tx_ver;
+        rc = trc == SQLITE_OK ? merge_all(&a, changeset, len) : cs_err_sqlite(NULL, a.c->db, trc);
+        s->applying = false;
+        if (!rc)
+            rc = exec(db->writer.db, "COMMIT");
+        if (rc) {
+            sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
+            cs_sync_load_sites(s, db->writer.db);
+        }
+    }
+    sqlite3_exec(db->writer.db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    cs_write_unlock(db);
+    if (!rc && stats) {
+        *stats = a.stats;
+    }
+    ctx_free(&a);
+    return rc;
+}

@@ -1,0 +1,196 @@
+/* attach.c -- composing the store with sync: the public cstack_open and the
+ * sync part of bootstrap (tables, column registry, capture triggers).
+ *
+ * Capture lives in the database: AFTER INSERT / UPDATE / DELETE triggers on
+ * every synced table keep its clock table current, whatever path made the
+ * write (delegates, the envelope, raw SQL through cstack_with_sqlite).  The
+ * triggers call C functions (clock.c) registered on every connection of the
+ * runtime, so a connection without them (the stock sqlite3 shell) cannot
+ * write synced tables behind the metadata's back: its writes fail with "no
+ * such function" instead of silently escaping sync. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/sync.h"
+
+static void sync_destroy(void *ctx);
+static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer);
+
+static const cs_store_ext sync_ext = {sync_conn_init, cs_sync_bootstrap, sync_destroy};
+
+cs_sync *cs_sync_of(cstack *db)
+{
+    return db && db->ext == &sync_ext ? db->ext_ctx : NULL;
+}
+
+int cs_sync_require(cstack *db, cs_sync **out)
+{
+    cs_sync *s = cs_sync_of(db);
+    if (!s)
+        return CSTACK_EMISUSE;
+    if (!s->ready)
+        return cs_err(CSTACK_EMISUSE, "sync needs a bootstrapped database: call cstack_bootstrap");
+    *out = s;
+    return 0;
+}
+
+static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer)
+{
+    return cs_sync_register_functions(ctx, conn, writer);
+}
+
+static void models_free(cs_sync *s)
+{
+    for (size_t i = 0; i < s->nmodels; i++) {
+        free(s->models[i].clk_table);
+        free(s->models[i].cols);
+    }
+    free(s->models);
+    s->models = NULL;
+    s->nmodels = 0;
+}
+
+static void sync_destroy(void *ctx)
+{
+    cs_sync *s = ctx;
+    if (s->ready && s->db && s->db->writer.db) {
+        /* Best effort: the clock is also recoverable from the metadata. */
+        pthread_mutex_lock(&s->db->wlock);
+        cs_sync_state_put(s->db->writer.db, "hlc", (int64_t)s->hlc);
+        pthread_mutex_unlock(&s->db->wlock);
+    }
+    models_free(s);
+    free(s->sites);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int models_init(cs_sync *s, const cstack_schema *schema)
+{
+    s->models = calloc(schema->nmodels ? schema->nmodels : 1, sizeof *s->models);
+    if (!s->models)
+        return CSTACK_ENOMEM;
+    s->nmodels = schema->nmodels;
+    for (size_t i = 0; i < schema->nmodels; i++) {
+        cs_sync_model *sm = &s->models[i];
+        sm->model = (int)i;
+        sm->synced = !schema->models[i].local;
+        cs_buf name = CS_BUF_INIT;
+        if (cs_buf_printf(&name, "_cstack_clk_%s", schema->models[i].name))
+            return CSTACK_ENOMEM;
+        sm->clk_table = cs_buf_take(&name);
+        if (!sm->clk_table)
+            return CSTACK_ENOMEM;
+    }
+    return 0;
+}
+
+bool cs_table_exists(sqlite3 *conn, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    if (sqlite3_prepare_v2(conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Loads the column registry, the sites and the clock of an existing
+ * database. */
+int cs_sync_load_all(cs_sync *s, sqlite3 *conn)
+{
+    int rc = cs_sync_load_models(s, conn);
+    if (rc == SQLITE_OK)
+        rc = cs_sync_load_sites(s, conn);
+    if (rc == SQLITE_OK)
+        rc = cs_sync_load_clock(s, conn);
+    if (rc == SQLITE_OK && s->nsites > 0) {
+        memcpy(s->site, s->sites[0], CS_SITE_LEN);
+        for (size_t i = 0; i < CS_SITE_LEN; i++)
+            snprintf(s->site_hex + 2 * i, 3, "%02x", s->site[i]);
+        s->ready = true;
+    }
+    return rc;
+}
+
+static int open_with_sync(const cstack_schema *schema, const char *path, bool memory,
+                          const cstack_open_options *opts, cstack **out)
+{
+    if (!out)
+        return cs_err(CSTACK_EMISUSE, "cstack_open: out is NULL");
+    *out = NULL;
+    if (!schema)
+        return cs_err(CSTACK_EMISUSE, "cstack_open: schema is NULL");
+    cs_sync *s = calloc(1, sizeof *s);
+    if (!s)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    s->max_drift_ms = CS_DEFAULT_DRIFT_MS;
+    if (models_init(s, schema)) {
+        sync_destroy(s);
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
+    int rc = cs_store_open(schema, path, memory, opts, &sync_ext, s, out);
+    if (!*out) {
+        sync_destroy(s);
+        return rc;
+    }
+    s->db = *out;
+    if (rc == 0 && cs_table_exists((*out)->writer.db, "_cstack_sites")) {
+        pthread_mutex_lock(&(*out)->wlock);
+        int lrc = cs_sync_load_all(s, (*out)->writer.db);
+        pthread_mutex_unlock(&(*out)->wlock);
+        if (lrc != SQLITE_OK)
+            rc = cs_err_sqlite(NULL, (*out)->writer.db, lrc);
+    }
+    return rc;
+}
+
+int cstack_open(const cstack_schema *schema, const char *path, const cstack_open_options *opts,
+                cstack **out)
+{
+    if (!path || !*path) {
+        if (out)
+            *out = NULL;
+        return cs_err(CSTACK_EMISUSE, "cstack_open: path is empty");
+    }
+    return open_with_sync(schema, path, false, opts, out);
+}
+
+int cstack_open_in_memory(const cstack_schema *schema, cstack **out)
+{
+    return open_with_sync(schema, NULL, true, NULL, out);
+}
+
+const char *cstack_sync_site_id(cstack *db)
+{
+    cs_sync *s = cs_sync_of(db);
+    return s && s->ready ? s->site_hex : "";
+}
+
+int cstack_sync_set_max_drift(cstack *db, int64_t ms)
+{
+    cs_sync *s = cs_sync_of(db);
+    if (!s || ms < 0)
+        return CSTACK_EMISUSE;
+    s->max_drift_ms = ms;
+    return 0;
+}
+
+int cstack_sync_version(cstack *db, int64_t *version)
+{
+    cs_sync *s;
+    int rc = cs_sync_require(db, &s);
+    if (rc || !version)
+        return rc ? rc : CSTACK_EMISUSE;
+    if ((rc = cs_write_lock(db)))
+        return rc;
+    rc = cs_sync_load_clock(s, db->writer.db);
+    *version = s->last_ver;
+    cs_write_unlock(db);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+}

@@ -1,0 +1,102 @@
+/* compact.c -- peer acknowledgements and compaction.
+ *
+ * A tombstone (a clock row with an even causal length) must outlive every
+ * peer that might still send the row's older, alive state: without it that
+ * state would resurrect the row.  Once every known peer has acknowledged
+ * this database's changes up to a version, tombstones recorded at or before
+ * it can go.  Superseded clocks need no compaction: a row's clock blob drops
+ * the entries no column refers to every time it is written. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/sync.h"
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version)
+{
+    cs_sync *s;
+    int rc = cs_sync_require(db, &s);
+    if (rc)
+        return rc;
+    unsigned char site[CS_SITE_LEN];
+    if (!peer || strlen(peer) != 2 * CS_SITE_LEN || version < 0)
+        return cs_err(CSTACK_EINVAL, "a peer is named by 32 hex digits and a version >= 0");
+    for (size_t i = 0; i < CS_SITE_LEN; i++) {
+        int hi = hex_val(peer[2 * i]), lo = hex_val(peer[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return cs_err(CSTACK_EINVAL, "peer site id '%s' is not hex", peer);
+        site[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if ((rc = cs_write_begin(db)))
+        return rc;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(db->writer.db,
+                                 "INSERT INTO _cstack_peers(site, ver) VALUES (?1, ?2) "
+                                 "ON CONFLICT(site) DO UPDATE SET ver = max(ver, excluded.ver)",
+                                 -1, &st, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, version);
+        src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db->writer.db);
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, db->writer.db, src);
+    return cs_write_end(db, rc);
+}
+
+static int compact_model(cstack *db, const cs_sync_model *sm, int64_t upto, int64_t *removed)
+{
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "DELETE FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(&sql, " WHERE _cstack_ver <= ?1 AND _cstack_cl % 2 = 0");
+    sqlite3_stmt *st = NULL;
+    int src = rc ? SQLITE_NOMEM : sqlite3_prepare_v2(db->writer.db, sql.data, -1, &st, NULL);
+    cs_buf_free(&sql);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, upto);
+        src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db->writer.db);
+        *removed += sqlite3_changes64(db->writer.db);
+    }
+    sqlite3_finalize(st);
+    return src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, src);
+}
+
+int cstack_sync_compact(cstack *db, int64_t *removed)
+{
+    cs_sync *s;
+    int64_t n = 0;
+    if (removed)
+        *removed = 0;
+    int rc = cs_sync_require(db, &s);
+    if (rc || (rc = cs_write_begin(db)))
+        return rc;
+    sqlite3_stmt *st = NULL;
+    int64_t upto = -1;
+    int src = sqlite3_prepare_v2(db->writer.db, "SELECT count(*), min(ver) FROM _cstack_peers", -1,
+                                 &st, NULL);
+    if (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        upto = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, db->writer.db, src);
+    /* No known peer: nobody has acknowledged anything, so nothing can go. */
+    for (size_t i = 0; !rc && upto >= 0 && i < s->nmodels; i++)
+        if (s->models[i].synced)
+            rc = compact_model(db, &s->models[i], upto, &n);
+    rc = cs_write_end(db, rc);
+    if (!rc && removed)
+        *removed = n;
+    return rc;
+}

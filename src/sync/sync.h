@@ -1,0 +1,147 @@
+/*
+ * sync.h -- the sync engine's private interfaces (docs/sync.md).
+ *
+ *   attach.c     the public cstack_open / cstack_bootstrap, composing the
+ *                store with sync; sync tables, column registry, triggers
+ *   clock.c      hybrid logical clock, site ids, transaction versions, the
+ *                SQL functions the capture triggers call
+ *   meta.c       the per-row clock blob (encode, decode, merge helpers)
+ *   changeset.c  the wire format (documented at its top)
+ *   export.c     export since a version, the upload queue
+ *   apply.c      merging a changeset, parking of conflicting rows
+ *   compact.c    peer acknowledgements and compaction
+ *
+ * Data flows store -> sync: sync extends the store through cs_store_ext and
+ * the store never includes this header.
+ */
+#ifndef CS_SYNC_H
+#define CS_SYNC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define CS_SITE_LEN 16
+#define CS_DEFAULT_DRIFT_MS 300000
+
+/* ---- the clock blob ---------------------------------------------------------
+ *
+ * One per row of a synced model, in column _cstack_clk of its clock table.
+ * It lists the distinct clocks that wrote the row, then which clock wrote the
+ * row's existence (the last causal-length change) and each column:
+ *
+ *   varint ncols            columns described (registry order)
+ *   varint nentries         distinct clocks (at most ncols + 1)
+ *   entries: u64 hlc (8 bytes little-endian), varint site ordinal,
+ *            varint version (local version that recorded it)
+ *   varint row slot         1-based entry index, 0 = unknown
+ *   ncols x varint slot     1-based entry index, 0 = never written
+ *
+ * Columns written together share one entry, so a freshly inserted row costs
+ * one entry plus a byte per column. */
+typedef struct cs_clk_entry {
+    uint64_t hlc;
+    uint32_t site;  /* ordinal in _cstack_sites; 0 is this database */
+    int64_t ver;
+} cs_clk_entry;
+
+#define CS_CLK_MAX_COLS 2000
+
+typedef struct cs_clk {
+    size_t ncols;
+    size_t nentries;
+    cs_clk_entry *entries; /* nentries */
+    uint32_t row;          /* slot of the existence change */
+    uint32_t *slots;       /* ncols slots */
+    size_t ncap, scap;     /* heap capacities (when not inline) */
+    /* inline storage for small rows */
+    cs_clk_entry e_inline[16];
+    uint32_t s_inline[32];
+} cs_clk;
+
+void cs_clk_init(cs_clk *c);
+void cs_clk_free(cs_clk *c);
+/* Decodes a blob; CSTACK_EINVAL when malformed. */
+int cs_clk_decode(cs_clk *c, const void *blob, size_t len);
+/* Grows to at least n columns (new ones never written). */
+int cs_clk_resize(cs_clk *c, size_t n);
+/* Points column `col` (or the row slot when col == SIZE_MAX) at an entry
+ * equal to `e`, adding it if needed. */
+int cs_clk_set(cs_clk *c, size_t col, const cs_clk_entry *e);
+/* Drops entries no slot references and encodes into `out` (reset first). */
+int cs_clk_encode(cs_clk *c, cs_buf *out);
+/* The entry of a column (NULL when never written). */
+const cs_clk_entry *cs_clk_get(const cs_clk *c, size_t col);
+const cs_clk_entry *cs_clk_row(const cs_clk *c);
+
+/* ---- per-model sync info ------------------------------------------------- */
+
+typedef struct cs_sync_model {
+    int model;          /* model index */
+    bool synced;
+    bool has_table;     /* its clock table exists (bootstrapped) */
+    char *clk_table;    /* "_cstack_clk_<Model>" */
+    size_t ncols;       /* registry columns (field indices, blob order) */
+    int *cols;          /* field index per blob column, -1 if the field is gone */
+} cs_sync_model;
+
+typedef struct cs_sync {
+    cstack *db;
+    unsigned char site[CS_SITE_LEN];
+    char site_hex[2 * CS_SITE_LEN + 1];
+
+    pthread_mutex_t mu; /* guards the clock and the site cache */
+    uint64_t hlc;       /* last clock issued or seen */
+    int64_t max_drift_ms;
+
+    /* The open write transaction on the writer connection. */
+    bool tx_active;
+    int64_t tx_ver;
+    uint64_t tx_hlc;
+    int64_t last_ver;   /* highest version known to be used */
+    bool applying;      /* capture triggers stay quiet */
+    bool ready;         /* sync tables exist (bootstrapped) */
+
+    cs_sync_model *models; /* one per schema model */
+    size_t nmodels;
+
+    unsigned char (*sites)[CS_SITE_LEN]; /* ordinal -> site id */
+    size_t nsites;
+} cs_sync;
+
+/* clock.c */
+uint64_t cs_hlc_now_wall(void);
+/* Issues a new local clock: max(wall, last + 1). */
+uint64_t cs_hlc_tick(cs_sync *s);
+/* Folds a remote clock into the local one; CSTACK_ECLOCK if it is too far
+ * ahead of the wall clock. */
+int cs_hlc_observe(cs_sync *s, uint64_t remote);
+int cs_sync_register_functions(cs_sync *s, sqlite3 *conn, bool writer);
+/* Starts (if needed) the current transaction's version and clock. */
+int cs_sync_tx(cs_sync *s, sqlite3 *conn);
+/* Ordinal of a site id, inserting it into _cstack_sites when new. */
+int cs_site_ordinal(cs_sync *s, sqlite3 *conn, const unsigned char site[CS_SITE_LEN],
+                    uint32_t *ord);
+/* Site id of an ordinal (NULL when unknown). */
+const unsigned char *cs_site_id(cs_sync *s, uint32_t ord);
+int cs_sync_load_sites(cs_sync *s, sqlite3 *conn);
+int cs_sync_load_clock(cs_sync *s, sqlite3 *conn);
+int cs_sync_state_put(sqlite3 *conn, const char *key, int64_t value);
+int cs_sync_state_get(sqlite3 *conn, const char *key, int64_t *value);
+
+/* attach.c */
+cs_sync *cs_sync_of(cstack *db);
+int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report);
+int cs_sync_load_models(cs_sync *s, sqlite3 *conn);
+/* Loads registry, sites and clock; marks the runtime ready to capture. */
+int cs_sync_load_all(cs_sync *s, sqlite3 *conn);
+/* Appends `"c1", "c2"` (the primary-key columns of model m). */
+int cs_sync_pk_list(cs_buf *b, const cs_model *m, const char *prefix);
+
+bool cs_table_exists(sqlite3 *conn, const char *name);
+/* Requires a bootstrapped, synced runtime; sets the message otherwise. */
+int cs_sync_require(cstack *db, cs_sync **out);
+
+#endif
