@@ -218,6 +218,7 @@ static int level_open(cstack *db)
     if (rc)
         return rc;
     cs_events_mark(db, db->depth);
+    db->cap_marks[db->depth] = cs_capture_mark(db);
     if (db->depth == 0)
         set_held(db, true);
     db->depth++;
@@ -230,7 +231,11 @@ static int level_close(cstack *db, bool ok)
     int level = db->depth - 1;
     int rc = 0;
     if (level == 0) {
-        rc = ok ? exec_cached(db, "COMMIT", 0) : 0;
+        /* The extension (sync) records what this transaction captured in
+         * the transaction itself, just before it commits. */
+        if (ok && db->ext && db->ext->before_commit)
+            rc = db->ext->before_commit(db->ext_ctx, db);
+        rc = ok && !rc ? exec_cached(db, "COMMIT", 0) : rc;
         if (!ok || rc) {
             /* A failed COMMIT (e.g. SQLITE_BUSY) still must not leave the
              * transaction open behind the caller's back. */
@@ -242,8 +247,10 @@ static int level_close(cstack *db, bool ok)
             exec_cached(db, "ROLLBACK TO", level);
         rc = exec_cached(db, "RELEASE", level);
     }
-    if (!ok)
+    if (!ok) {
         cs_events_rollback(db, level);
+        cs_capture_reset(db, db->cap_marks[level]);
+    }
     db->depth = level;
     if (level == 0)
         set_held(db, false);
@@ -290,6 +297,22 @@ int cs_write_end(cstack *db, int rc)
     return rc ? rc : crc;
 }
 
+size_t cs_capture_mark(cstack *db)
+{
+    return db->ext && db->ext->capture_mark ? db->ext->capture_mark(db->ext_ctx) : 0;
+}
+
+void cs_capture_reset(cstack *db, size_t mark)
+{
+    if (db->ext && db->ext->capture_reset)
+        db->ext->capture_reset(db->ext_ctx, mark);
+}
+
+bool cs_in_transaction(cstack *db)
+{
+    return holds_lock(db) && db->depth > 0;
+}
+
 int cs_write_lock(cstack *db)
 {
     return lock_writer(db);
@@ -330,12 +353,14 @@ int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ct
 {
     if (!db || !fn)
         return CSTACK_EMISUSE;
-    int lrc = lock_writer(db);
-    if (lrc)
-        return lrc;
-    int rc = fn(db->writer.db, ctx);
-    unlock_writer(db);
-    return rc;
+    /* A write scope, so whatever the callback writes is captured for sync
+     * and committed together with that record, or not at all. */
+    int rc = cs_write_begin(db);
+    if (rc)
+        return rc;
+    int frc = fn(db->writer.db, ctx);
+    rc = cs_write_end(db, frc ? CSTACK_EERROR : 0);
+    return frc ? frc : rc;
 }
 
 /* ---- readers ------------------------------------------------------------- */

@@ -77,6 +77,13 @@ struct cs_store_ext {
     int (*bootstrap)(void *ctx, cstack *db, cs_buf *report);
     /* Called by cstack_close before the connections close. */
     void (*destroy)(void *ctx);
+    /* The size of what has been captured so far, and a truncation back to
+     * such a size (a savepoint or statement that rolled back). */
+    size_t (*capture_mark)(void *ctx);
+    void (*capture_reset)(void *ctx, size_t mark);
+    /* Called inside the outermost transaction just before COMMIT; an error
+     * rolls the transaction back. */
+    int (*before_commit)(void *ctx, cstack *db);
 };
 
 typedef struct cs_sub {
@@ -121,6 +128,7 @@ struct cstack {
     cs_pending *pending;
     size_t npending, cappending;
     size_t marks[64];
+    size_t cap_marks[64];   /* capture marks of each level */
 };
 
 /* Sets the thread's error message (printf-style) and returns `code`. */
@@ -139,6 +147,10 @@ int cs_write_end(cstack *db, int rc);
  * nothing: SQLite makes a single statement atomic, so it needs no savepoint. */
 int cs_write_lock(cstack *db);
 void cs_write_unlock(cstack *db);
+size_t cs_capture_mark(cstack *db);
+void cs_capture_reset(cstack *db, size_t mark);
+/* Whether this thread has a transaction open on db. */
+bool cs_in_transaction(cstack *db);
 /* Whether this thread holds the write lock in an open transaction. */
 bool cs_holds_write_lock(cstack *db);
 /* Read scope: a connection for reading; release with cs_read_end. */

@@ -307,11 +307,13 @@ int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack
     if (!m)
         return CSTACK_EINVAL;
     int rc;
-    if (single_statement_insert(m)) {
-        if ((rc = cs_write_lock(db)))
-            return rc;
+    if (single_statement_insert(m) && cs_in_transaction(db)) {
+        /* Inside the caller's transaction a single INSERT is atomic by
+         * itself: no savepoint, only the capture mark to undo on failure. */
+        size_t mark = cs_capture_mark(db);
         rc = insert_row(db, mi, data, out != NULL, out);
-        cs_write_unlock(db);
+        if (rc)
+            cs_capture_reset(db, mark);
     } else {
         if ((rc = cs_write_begin(db)))
             return rc;

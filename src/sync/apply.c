@@ -341,6 +341,8 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     char err[256];
     cs_reader r = {buf, len, 0};
     int rc = cs_cs_read_header(&r, &a->h, err, sizeof err);
+    /* Local writes not yet folded must take part in the merge. */
+    rc = rc ? rc : cs_sync_materialize(a->s);
     rc = rc ? rc : map_sites(a);
     for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
         rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);

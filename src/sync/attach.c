@@ -1,13 +1,9 @@
-/* attach.c -- composing the store with sync: the public cstack_open and the
- * sync part of bootstrap (tables, column registry, capture triggers).
+/* attach.c -- composing the store with sync: the public cstack_open.
  *
- * Capture lives in the database: AFTER INSERT / UPDATE / DELETE triggers on
- * every synced table keep its clock table current, whatever path made the
- * write (delegates, the envelope, raw SQL through cstack_with_sqlite).  The
- * triggers call C functions (clock.c) registered on every connection of the
- * runtime, so a connection without them (the stock sqlite3 shell) cannot
- * write synced tables behind the metadata's back: its writes fail with "no
- * such function" instead of silently escaping sync. */
+ * The store knows nothing of sync; sync plugs into it through the store's
+ * extension table: it hooks the write connection (capture.c), adds its
+ * tables at bootstrap (tables.c), and records each transaction's captured
+ * changes just before the transaction commits. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +13,10 @@
 static void sync_destroy(void *ctx);
 static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer);
 
-static const cs_store_ext sync_ext = {sync_conn_init, cs_sync_bootstrap, sync_destroy};
+static const cs_store_ext sync_ext = {
+    sync_conn_init,     cs_sync_bootstrap,   sync_destroy,
+    cs_capture_mark_fn, cs_capture_reset_fn, cs_capture_flush,
+};
 
 cs_sync *cs_sync_of(cstack *db)
 {
@@ -37,7 +36,8 @@ int cs_sync_require(cstack *db, cs_sync **out)
 
 static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer)
 {
-    return cs_sync_register_functions(ctx, conn, writer);
+    /* Only the write connection writes, so only it is watched. */
+    return writer ? cs_sync_register_hooks(ctx, conn) : SQLITE_OK;
 }
 
 static void models_free(cs_sync *s)
@@ -45,6 +45,7 @@ static void models_free(cs_sync *s)
     for (size_t i = 0; i < s->nmodels; i++) {
         free(s->models[i].clk_table);
         free(s->models[i].cols);
+        free(s->models[i].tcols);
     }
     free(s->models);
     s->models = NULL;
@@ -62,6 +63,7 @@ static void sync_destroy(void *ctx)
     }
     models_free(s);
     free(s->sites);
+    cs_buf_free(&s->captured);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -9,8 +9,9 @@
  * holds the clocks that wrote it) and in _cstack_sync_state after merges.
  *
  * Every local write transaction gets one version (a counter local to this
- * database, the cursor of exports) and one clock, allocated by the first
- * captured write and forgotten at COMMIT or ROLLBACK (SQLite's hooks). */
+ * database, the cursor of exports) and one clock, allocated when the
+ * transaction records what it captured (capture.c) and forgotten at COMMIT or
+ * ROLLBACK (SQLite's hooks). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,6 +121,18 @@ static int scan_latest(cs_sync *s, sqlite3 *conn, int64_t *ver, uint64_t *hlc)
         sqlite3_finalize(st);
     }
     cs_buf_free(&sql);
+    if (rc != SQLITE_OK)
+        return rc;
+    /* Captured transactions not yet folded into the clock tables. */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(conn, "SELECT max(ver), max(hlc) FROM _cstack_txlog", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 0) > *ver)
+            *ver = sqlite3_column_int64(st, 0);
+        if ((uint64_t)sqlite3_column_int64(st, 1) > *hlc)
+            *hlc = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -171,6 +184,15 @@ static void on_rollback(void *ctx)
 {
     cs_sync *s = ctx;
     s->tx_active = false;
+    cs_capture_clear(s);
+}
+
+int cs_sync_register_hooks(cs_sync *s, sqlite3 *conn)
+{
+    sqlite3_commit_hook(conn, on_commit, s);
+    sqlite3_rollback_hook(conn, on_rollback, s);
+    sqlite3_preupdate_hook(conn, cs_capture_hook, s);
+    return SQLITE_OK;
 }
 
 /* ---- sites ------------------------------------------------------------- */
@@ -236,142 +258,3 @@ int cs_site_ordinal(cs_sync *s, sqlite3 *conn, const unsigned char site[CS_SITE_
     return SQLITE_OK;
 }
 
-/* ---- SQL functions for the triggers ------------------------------------- */
-
-static cs_sync *fn_sync(sqlite3_context *ctx)
-{
-    return sqlite3_user_data(ctx);
-}
-
-static bool fn_tx(sqlite3_context *ctx, cs_sync *s)
-{
-    int rc = cs_sync_tx(s, sqlite3_context_db_handle(ctx));
-    if (rc != SQLITE_OK) {
-        sqlite3_result_error_code(ctx, rc);
-        return false;
-    }
-    return true;
-}
-
-static void fn_capture(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    cs_sync *s = fn_sync(ctx);
-    sqlite3_result_int(ctx, s->ready && !s->applying);
-}
-
-static void fn_ver(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    cs_sync *s = fn_sync(ctx);
-    if (fn_tx(ctx, s))
-        sqlite3_result_int64(ctx, s->tx_ver);
-}
-
-static void result_clk(sqlite3_context *ctx, cs_clk *c)
-{
-    cs_buf out = CS_BUF_INIT;
-    if (cs_clk_encode(c, &out)) {
-        sqlite3_result_error_nomem(ctx);
-    } else {
-        sqlite3_result_blob(ctx, out.data, (int)out.len, SQLITE_TRANSIENT);
-    }
-    cs_buf_free(&out);
-}
-
-/* cstack_clk_all(n): a new row, every column and its existence written now. */
-static void fn_clk_all(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    cs_sync *s = fn_sync(ctx);
-    if (!fn_tx(ctx, s))
-        return;
-    int64_t n = sqlite3_value_int64(argv[0]);
-    cs_clk c;
-    cs_clk_init(&c);
-    cs_clk_entry e = {s->tx_hlc, 0, s->tx_ver};
-    int rc = n < 0 || n > CS_CLK_MAX_COLS ? CSTACK_EINVAL : cs_clk_set(&c, SIZE_MAX, &e);
-    for (int64_t i = 0; !rc && i < n; i++)
-        rc = cs_clk_set(&c, (size_t)i, &e);
-    if (rc)
-        sqlite3_result_error(ctx, "cstack_clk_all failed", -1);
-    else
-        result_clk(ctx, &c);
-    cs_clk_free(&c);
-}
-
-/* cstack_clk_touch(clk, n, mask0, mask1, ...): the columns whose bits are set
- * (62 columns per mask) were written now; the row's existence is unchanged. */
-static void fn_clk_touch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    cs_sync *s = fn_sync(ctx);
-    if (argc < 3 || !fn_tx(ctx, s))
-        return;
-    cs_clk c;
-    cs_clk_init(&c);
-    int rc = 0;
-    if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
-        rc = cs_clk_decode(&c, sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]));
-    int64_t n = sqlite3_value_int64(argv[1]);
-    if (!rc)
-        rc = n < 0 || n > CS_CLK_MAX_COLS ? CSTACK_EINVAL : cs_clk_resize(&c, (size_t)n);
-    cs_clk_entry e = {s->tx_hlc, 0, s->tx_ver};
-    for (int a = 2; !rc && a < argc; a++) {
-        uint64_t mask = (uint64_t)sqlite3_value_int64(argv[a]);
-        for (int bit = 0; !rc && bit < 62; bit++)
-            if (mask & (1ull << bit))
-                rc = cs_clk_set(&c, (size_t)(a - 2) * 62 + (size_t)bit, &e);
-    }
-    if (rc)
-        sqlite3_result_error(ctx, "cstack_clk_touch: bad clock metadata", -1);
-    else
-        result_clk(ctx, &c);
-    cs_clk_free(&c);
-}
-
-/* cstack_clk_exist(clk, n): the row's existence changed now (delete or
- * re-insert); a NULL clk starts a fresh blob of n unwritten columns. */
-static void fn_clk_exist(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    cs_sync *s = fn_sync(ctx);
-    if (!fn_tx(ctx, s))
-        return;
-    cs_clk c;
-    cs_clk_init(&c);
-    int rc = 0;
-    if (sqlite3_value_type(argv[0]) == SQLITE_BLOB)
-        rc = cs_clk_decode(&c, sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]));
-    int64_t n = sqlite3_value_int64(argv[1]);
-    if (!rc)
-        rc = n < 0 || n > CS_CLK_MAX_COLS ? CSTACK_EINVAL : cs_clk_resize(&c, (size_t)n);
-    cs_clk_entry e = {s->tx_hlc, 0, s->tx_ver};
-    if (!rc)
-        rc = cs_clk_set(&c, SIZE_MAX, &e);
-    if (rc)
-        sqlite3_result_error(ctx, "cstack_clk_exist: bad clock metadata", -1);
-    else
-        result_clk(ctx, &c);
-    cs_clk_free(&c);
-}
-
-int cs_sync_register_functions(cs_sync *s, sqlite3 *conn, bool writer)
-{
-    struct {
-        const char *name;
-        int nargs;
-        void (*fn)(sqlite3_context *, int, sqlite3_value **);
-    } fns[] = {
-        {"cstack_sync_capture", 0, fn_capture}, {"cstack_sync_ver", 0, fn_ver},
-        {"cstack_clk_all", 1, fn_clk_all},       {"cstack_clk_touch", -1, fn_clk_touch},
-        {"cstack_clk_exist", 2, fn_clk_exist},
-    };
-    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-        int rc = sqlite3_create_function_v2(conn, fns[i].name, fns[i].nargs,
-                                            SQLITE_UTF8, s, fns[i].fn, NULL,
-                                            NULL, NULL);
-        if (rc != SQLITE_OK)
-            return rc;
-    }
-    if (writer) {
-        sqlite3_commit_hook(conn, on_commit, s);
-        sqlite3_rollback_hook(conn, on_rollback, s);
-    }
-    return SQLITE_OK;
-}

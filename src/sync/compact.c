@@ -82,11 +82,13 @@ int cstack_sync_compact(cstack *db, int64_t *removed)
     int rc = cs_sync_require(db, &s);
     if (rc || (rc = cs_write_begin(db)))
         return rc;
+    rc = cs_sync_materialize(s);
     sqlite3_stmt *st = NULL;
     int64_t upto = -1;
-    int src = sqlite3_prepare_v2(db->writer.db, "SELECT count(*), min(ver) FROM _cstack_peers", -1,
-                                 &st, NULL);
-    if (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+    int src = rc ? SQLITE_OK
+                  : sqlite3_prepare_v2(db->writer.db, "SELECT count(*), min(ver) FROM _cstack_peers",
+                                       -1, &st, NULL);
+    if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
         upto = sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
     if (src != SQLITE_OK)

@@ -217,18 +217,20 @@ static int export_row(scan *sc, void *ctx)
     return emit_row(sc, &x->w, &x->rg, &emitted);
 }
 
-/* Runs fn under the write lock inside a read snapshot. */
+/* Runs fn inside a write scope, after folding the capture log. */
 static int locked(cstack *db, cs_sync **s, int (*fn)(cstack *db, cs_sync *s, void *ctx),
                   void *ctx)
 {
     int rc = cs_sync_require(db, s);
     if (rc || (rc = cs_write_begin(db)))
         return rc;
-    rc = cs_sync_load_clock(*s, db->writer.db);
-    rc = rc == SQLITE_OK ? fn(db, *s, ctx) : cs_err_sqlite(NULL, db->writer.db, rc);
-    /* Reading only: end the scope as a rollback so nothing is written. */
-    int erc = cs_write_end(db, rc ? rc : 1);
-    return rc ? rc : erc == 1 ? 0 : erc;
+    /* Captured transactions become clock rows first (and that is kept). */
+    rc = cs_sync_materialize(*s);
+    int src = rc ? SQLITE_OK : cs_sync_load_clock(*s, db->writer.db);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, db->writer.db, src);
+    rc = rc ? rc : fn(db, *s, ctx);
+    return cs_write_end(db, rc);
 }
 
 typedef struct export_args {

@@ -1,10 +1,11 @@
 /*
  * sync.h -- the sync engine's private interfaces (docs/sync.md).
  *
- *   attach.c     the public cstack_open / cstack_bootstrap, composing the
- *                store with sync; sync tables, column registry, triggers
- *   clock.c      hybrid logical clock, site ids, transaction versions, the
- *                SQL functions the capture triggers call
+ *   attach.c     the public cstack_open, composing the store with sync
+ *   tables.c     sync tables and the column registry (bootstrap)
+ *   capture.c    recording local writes (preupdate hook, _cstack_txlog) and
+ *                folding them into the clock tables
+ *   clock.c      hybrid logical clock, site ids, transaction versions
  *   meta.c       the per-row clock blob (encode, decode, merge helpers)
  *   changeset.c  the wire format (documented at its top)
  *   export.c     export since a version, the upload queue
@@ -85,6 +86,9 @@ typedef struct cs_sync_model {
     char *clk_table;    /* "_cstack_clk_<Model>" */
     size_t ncols;       /* registry columns (field indices, blob order) */
     int *cols;          /* field index per blob column, -1 if the field is gone */
+    int *tcols;         /* table column index (cid) per blob column, -1 */
+    int pkcid[16];      /* table column index of each primary-key field */
+    const char *seen_name; /* last table-name pointer the hook matched */
 } cs_sync_model;
 
 typedef struct cs_sync {
@@ -109,6 +113,11 @@ typedef struct cs_sync {
 
     unsigned char (*sites)[CS_SITE_LEN]; /* ordinal -> site id */
     size_t nsites;
+
+    /* Changes captured in the open transaction (capture.c), flushed to
+     * _cstack_txlog just before it commits. */
+    cs_buf captured;
+    bool capture_failed;
 } cs_sync;
 
 /* clock.c */
@@ -118,7 +127,7 @@ uint64_t cs_hlc_tick(cs_sync *s);
 /* Folds a remote clock into the local one; CSTACK_ECLOCK if it is too far
  * ahead of the wall clock. */
 int cs_hlc_observe(cs_sync *s, uint64_t remote);
-int cs_sync_register_functions(cs_sync *s, sqlite3 *conn, bool writer);
+int cs_sync_register_hooks(cs_sync *s, sqlite3 *conn);
 /* Starts (if needed) the current transaction's version and clock. */
 int cs_sync_tx(cs_sync *s, sqlite3 *conn);
 /* Ordinal of a site id, inserting it into _cstack_sites when new. */
@@ -130,6 +139,19 @@ int cs_sync_load_sites(cs_sync *s, sqlite3 *conn);
 int cs_sync_load_clock(cs_sync *s, sqlite3 *conn);
 int cs_sync_state_put(sqlite3 *conn, const char *key, int64_t value);
 int cs_sync_state_get(sqlite3 *conn, const char *key, int64_t *value);
+
+/* capture.c */
+void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char *table,
+                     sqlite3_int64 key1, sqlite3_int64 key2);
+void cs_capture_clear(cs_sync *s);
+size_t cs_capture_mark_fn(void *ctx);
+void cs_capture_reset_fn(void *ctx, size_t mark);
+int cs_capture_flush(void *ctx, cstack *db);
+/* Folds captured transactions (_cstack_txlog) into the clock tables; runs
+ * inside a write scope before anything reads the clock tables. */
+int cs_sync_materialize(cs_sync *s);
+/* Records every existing row without a clock row as inserted now. */
+int cs_sync_backfill(cs_sync *s, int mi);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);

@@ -1,0 +1,368 @@
+/* capture.c -- recording local writes, and folding them into clock tables.
+ *
+ * Every row change on the write connection passes SQLite's preupdate hook,
+ * whatever made it: a delegate, the envelope, raw SQL through
+ * cstack_with_sqlite, a foreign-key cascade.  The hook appends a short record
+ * (model, operation, primary key, changed columns) to an in-memory buffer;
+ * just before the transaction commits, the buffer becomes one row of
+ * _cstack_txlog keyed by the transaction's version and clock, in the same
+ * transaction.  A write therefore costs a few bytes of memory, and a
+ * transaction one extra row, however many rows it touched.
+ *
+ * Before anything reads the clock tables (export, merge, the upload queue,
+ * compaction) the logged transactions are folded into them, in version
+ * order, and the log is emptied: the per-row clock work is done once per
+ * sync rather than once per write, and repeated writes to a row between two
+ * syncs cost it once.
+ *
+ *   record := varint(model) u8(op) value*npk [varint(nmask) mask[nmask]]
+ *   op     := 1 insert | 2 update (with the mask of changed blob columns)
+ *           | 3 delete
+ *
+ * Writes made outside this library (another process, the stock sqlite3
+ * shell) are not captured; docs/sync.md says so.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/changeset.h"
+
+enum { OP_INSERT = 1, OP_UPDATE = 2, OP_DELETE = 3 };
+
+#define CAPTURE_MAX ((size_t)1 << 30)
+
+void cs_capture_clear(cs_sync *s)
+{
+    cs_buf_reset(&s->captured);
+    s->capture_failed = false;
+}
+
+size_t cs_capture_mark_fn(void *ctx)
+{
+    return ((cs_sync *)ctx)->captured.len;
+}
+
+void cs_capture_reset_fn(void *ctx, size_t mark)
+{
+    cs_sync *s = ctx;
+    if (mark <= s->captured.len) {
+        s->captured.len = mark;
+        if (s->captured.data)
+            s->captured.data[mark] = 0;
+    }
+}
+
+static int model_of(cs_sync *s, const char *table)
+{
+    for (size_t i = 0; i < s->nmodels; i++)
+        if (s->models[i].seen_name == table)
+            return (int)i;
+    const cstack_schema *schema = s->db->schema;
+    for (size_t i = 0; i < s->nmodels; i++) {
+        if (strcmp(schema->models[i].table, table) == 0) {
+            /* SQLite passes the same name pointer for a table every time. */
+            s->models[i].seen_name = table;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static void value_of(sqlite3_value *v, cs_cs_value *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = v ? sqlite3_value_type(v) : SQLITE_NULL;
+    switch (out->type) {
+    case SQLITE_INTEGER:
+        out->i = sqlite3_value_int64(v);
+        break;
+    case SQLITE_FLOAT:
+        out->f = sqlite3_value_double(v);
+        break;
+    case SQLITE_TEXT:
+        out->p = sqlite3_value_text(v);
+        out->n = (size_t)sqlite3_value_bytes(v);
+        break;
+    case SQLITE_BLOB:
+        out->p = sqlite3_value_blob(v);
+        out->n = (size_t)sqlite3_value_bytes(v);
+        break;
+    default:
+        break;
+    }
+}
+
+typedef int (*getter)(sqlite3 *, int, sqlite3_value **);
+
+static int put_pk(cs_buf *b, sqlite3 *db, const cs_model *m, const cs_sync_model *sm, getter get)
+{
+    for (size_t i = 0; i < m->npk; i++) {
+        sqlite3_value *v = NULL;
+        cs_cs_value cv;
+        if (get(db, sm->pkcid[i], &v) != SQLITE_OK)
+            return CSTACK_ESQLITE;
+        value_of(v, &cv);
+        int rc = cs_cs_put_value(b, &cv);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int record(cs_sync *s, sqlite3 *db, int mi, int op, getter get, const unsigned char *mask,
+                  size_t nmask)
+{
+    const cs_model *m = &s->db->schema->models[mi];
+    cs_buf *b = &s->captured;
+    b->max = CAPTURE_MAX;
+    unsigned char opb = (unsigned char)op;
+    int rc = cs_wr_varint(b, (uint64_t)mi);
+    rc = rc ? rc : cs_buf_append(b, &opb, 1);
+    rc = rc ? rc : put_pk(b, db, m, &s->models[mi], get);
+    if (!rc && op == OP_UPDATE) {
+        rc = cs_wr_varint(b, nmask);
+        rc = rc ? rc : cs_buf_append(b, mask, nmask);
+    }
+    return rc;
+}
+
+static bool same_value(sqlite3_value *a, sqlite3_value *b)
+{
+    cs_cs_value x, y;
+    value_of(a, &x);
+    value_of(b, &y);
+    return cs_cs_value_cmp(&x, &y) == 0;
+}
+
+static int capture_update(cs_sync *s, sqlite3 *db, int mi)
+{
+    const cs_model *m = &s->db->schema->models[mi];
+    const cs_sync_model *sm = &s->models[mi];
+    bool key_changed = false;
+    for (size_t i = 0; i < m->npk && !key_changed; i++) {
+        sqlite3_value *o = NULL, *n = NULL;
+        sqlite3_preupdate_old(db, sm->pkcid[i], &o);
+        sqlite3_preupdate_new(db, sm->pkcid[i], &n);
+        key_changed = !same_value(o, n);
+    }
+    if (key_changed) {
+        /* A new primary key is another row: delete the old, insert the new. */
+        int rc = record(s, db, mi, OP_DELETE, sqlite3_preupdate_old, NULL, 0);
+        return rc ? rc : record(s, db, mi, OP_INSERT, sqlite3_preupdate_new, NULL, 0);
+    }
+    size_t nmask = (sm->ncols + 7) / 8;
+    unsigned char small[64];
+    unsigned char *mask = nmask <= sizeof small ? small : calloc(nmask, 1);
+    if (!mask)
+        return CSTACK_ENOMEM;
+    memset(mask, 0, nmask);
+    bool any = false;
+    for (size_t k = 0; k < sm->ncols; k++) {
+        if (sm->tcols[k] < 0)
+            continue;
+        sqlite3_value *o = NULL, *n = NULL;
+        sqlite3_preupdate_old(db, sm->tcols[k], &o);
+        sqlite3_preupdate_new(db, sm->tcols[k], &n);
+        if (!same_value(o, n)) {
+            mask[k / 8] |= (unsigned char)(1u << (k % 8));
+            any = true;
+        }
+    }
+    int rc = any ? record(s, db, mi, OP_UPDATE, sqlite3_preupdate_new, mask, nmask) : 0;
+    if (mask != small)
+        free(mask);
+    return rc;
+}
+
+void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char *table,
+                     sqlite3_int64 key1, sqlite3_int64 key2)
+{
+    cs_sync *s = ctx;
+    if (!s->ready || s->applying || strcmp(zdb, "main") != 0)
+        return;
+    int mi = model_of(s, table);
+    if (mi < 0 || !s->models[mi].synced || !s->models[mi].tcols)
+        return;
+    int rc;
+    if (op == SQLITE_INSERT)
+        rc = record(s, db, mi, OP_INSERT, sqlite3_preupdate_new, NULL, 0);
+    else if (op == SQLITE_DELETE)
+        rc = record(s, db, mi, OP_DELETE, sqlite3_preupdate_old, NULL, 0);
+    else
+        rc = capture_update(s, db, mi);
+    if (rc)
+        s->capture_failed = true;
+}
+
+int cs_capture_flush(void *ctx, cstack *db)
+{
+    cs_sync *s = ctx;
+    if (s->capture_failed) {
+        cs_capture_clear(s);
+        return cs_err(CSTACK_ENOMEM, "sync could not record this transaction's changes; "
+                                     "it was rolled back");
+    }
+    if (s->captured.len == 0)
+        return 0;
+    sqlite3 *conn = db->writer.db;
+    int src = cs_sync_tx(s, conn);
+    sqlite3_stmt *st = NULL;
+    static const char sql[] = "INSERT INTO _cstack_txlog(ver, hlc, payload) VALUES (?1, ?2, ?3) "
+                              "ON CONFLICT(ver) DO UPDATE SET payload = payload || excluded.payload";
+    if (src == SQLITE_OK)
+        st = cs_conn_prepare(&db->writer, 0, sql, sizeof sql - 1);
+    if (src == SQLITE_OK && !st)
+        src = sqlite3_errcode(conn);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, s->tx_ver);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)s->tx_hlc);
+        sqlite3_bind_blob64(st, 3, s->captured.data, s->captured.len, SQLITE_STATIC);
+        src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
+        sqlite3_reset(st);
+    }
+    cs_capture_clear(s);
+    return src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, src);
+}
+
+/* ---- folding the log into the clock tables ------------------------------- */
+
+typedef struct fold {
+    cs_sync *s;
+    cs_conn *c;
+    int64_t ver;
+    uint64_t hlc;
+    cs_clk clk;
+    cs_buf blob, sql;
+} fold;
+
+static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsigned char *mask,
+                    size_t nmask)
+{
+    cs_sync *s = f->s;
+    const cs_model *m = &s->db->schema->models[mi];
+    const cs_sync_model *sm = &s->models[mi];
+    cs_buf *sql = &f->sql;
+    cs_buf_reset(sql);
+    int rc = cs_buf_puts(sql, "SELECT _cstack_cl, _cstack_clk FROM ");
+    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(sql, i ? " AND " : " WHERE ");
+        rc = rc ? rc : cs_buf_ident(sql, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(sql, " = ?%zu", i + 1);
+    }
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
+    if (!st)
+        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 1, &pk[i]);
+    uint64_t cl = 0;
+    cs_clk_free(&f->clk);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        cl = (uint64_t)sqlite3_column_int64(st, 0);
+        if (cs_clk_decode(&f->clk, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1)))
+            rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata in %s", sm->clk_table);
+    }
+    sqlite3_reset(st);
+    rc = rc ? rc : cs_clk_resize(&f->clk, sm->ncols);
+    cs_clk_entry e = {f->hlc, 0, f->ver};
+    bool all = op == OP_INSERT || (op == OP_UPDATE && cl == 0);
+    if (op == OP_INSERT)
+        cl = cl == 0 ? 1 : cl + 1 - cl % 2;
+    else if (op == OP_DELETE)
+        cl = cl == 0 ? 2 : cl + cl % 2;
+    else if (cl == 0)
+        cl = 1;
+    if (!rc && op != OP_UPDATE)
+        rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
+    for (size_t k = 0; !rc && k < sm->ncols; k++) {
+        bool hit = all || (op == OP_UPDATE && k / 8 < nmask && (mask[k / 8] >> (k % 8) & 1));
+        if (hit)
+            rc = cs_clk_set(&f->clk, k, &e);
+    }
+    rc = rc ? rc : cs_clk_encode(&f->clk, &f->blob);
+    if (rc)
+        return rc;
+    cs_buf_reset(sql);
+    rc = cs_buf_puts(sql, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(sql, "(");
+    rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
+    rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+    for (size_t i = 0; i < m->npk && !rc; i++)
+        rc = cs_buf_printf(sql, "?%zu, ", i + 4);
+    rc = rc ? rc : cs_buf_puts(sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
+                                    "_cstack_ver = ?2, _cstack_clk = ?3");
+    st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
+    if (!st)
+        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
+    sqlite3_bind_int64(st, 2, f->ver);
+    sqlite3_bind_blob(st, 3, f->blob.data, (int)f->blob.len, SQLITE_STATIC);
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 4, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
+}
+
+static int fold_payload(fold *f, const unsigned char *p, size_t len)
+{
+    cs_reader r = {p, len, 0};
+    const cstack_schema *schema = f->s->db->schema;
+    while (r.pos < r.len) {
+        uint64_t mi, nmask = 0;
+        const unsigned char *opb, *mask = NULL;
+        cs_cs_value pk[16];
+        if (cs_rd_varint(&r, &mi) || mi >= schema->nmodels || cs_rd_bytes(&r, 1, &opb) ||
+            *opb < OP_INSERT || *opb > OP_DELETE || schema->models[mi].npk > 16)
+            return cs_err(CSTACK_ESQLITE, "corrupt capture log");
+        for (size_t i = 0; i < schema->models[mi].npk; i++)
+            if (cs_cs_read_value(&r, &pk[i]))
+                return cs_err(CSTACK_ESQLITE, "corrupt capture log");
+        if (*opb == OP_UPDATE &&
+            (cs_rd_varint(&r, &nmask) || nmask > r.len - r.pos || cs_rd_bytes(&r, nmask, &mask)))
+            return cs_err(CSTACK_ESQLITE, "corrupt capture log");
+        if (!f->s->models[mi].synced)
+            continue;
+        int rc = fold_row(f, (int)mi, *opb, pk, mask, (size_t)nmask);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int cs_sync_materialize(cs_sync *s)
+{
+    cs_conn *c = &s->db->writer;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(c->db, "SELECT ver, hlc, payload FROM _cstack_txlog ORDER BY ver",
+                                 -1, &st, NULL);
+    if (src != SQLITE_OK)
+        return cs_err_sqlite(NULL, c->db, src);
+    fold f = {.s = s, .c = c};
+    cs_clk_init(&f.clk);
+    int rc = 0;
+    int64_t last = -1;
+    while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        f.ver = sqlite3_column_int64(st, 0);
+        f.hlc = (uint64_t)sqlite3_column_int64(st, 1);
+        last = f.ver;
+        rc = fold_payload(&f, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = cs_err_sqlite(NULL, c->db, src);
+    sqlite3_finalize(st);
+    if (!rc && last >= 0) {
+        /* The folded clocks now live in the clock tables; keep the highest
+         * in the state too in case compaction drops those rows. */
+        src = sqlite3_exec(c->db, "DELETE FROM _cstack_txlog", NULL, NULL, NULL);
+        if (src == SQLITE_OK)
+            src = cs_sync_state_put(c->db, "ver", s->last_ver > last ? s->last_ver : last);
+        if (src != SQLITE_OK)
+            rc = cs_err_sqlite(NULL, c->db, src);
+    }
+    cs_clk_free(&f.clk);
+    cs_buf_free(&f.blob);
+    cs_buf_free(&f.sql);
+    return rc;
+}
