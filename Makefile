@@ -4,9 +4,13 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build build-asan demo test test-plain test-asan bench format clean
+.PHONY: all deps build build-asan build-fuzz demo test test-plain test-asan test-fuzz fuzz bench \
+	format clean
 
 all: build
 
@@ -24,7 +28,7 @@ build-asan: deps
 demo: build
 	@./$(BUILD)/cstack demo
 
-test: test-plain test-asan
+test: test-plain test-asan test-fuzz
 
 test-plain: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -34,6 +38,21 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CSTACK_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
 
+# Fuzzing (fuzz/, CMake option CSTACK_FUZZ): clang, libFuzzer, ASan + UBSan.
+# `make fuzz` runs every fuzzer for FUZZ_SECONDS; `make test-fuzz` is the
+# suite's run, FUZZ_TEST_SECONDS each.  Both fail on a crash, a sanitizer
+# report or a leak.
+build-fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCSTACK_FUZZ=ON -DCSTACK_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+test-fuzz: build-fuzz
+	@cd $(FUZZ_BUILD) && ctest -L fuzz --output-on-failure -j $(JOBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory test-fuzz FUZZ_TEST_SECONDS=$(FUZZ_SECONDS)
+
 bench: build
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b; done
 
@@ -41,4 +60,4 @@ format:
 	@clang-format -i include/*.h src/*/*.[ch] cli/*.[ch] tests/*.[ch] bench/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

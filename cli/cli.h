@@ -67,6 +67,8 @@ int cmd_check(int argc, char **argv);
 int cmd_ddl(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_call(int argc, char **argv);
+int cmd_changes(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
 #endif

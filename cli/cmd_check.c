@@ -110,7 +110,10 @@ int cmd_ddl(int argc, char **argv)
         fprintf(stderr, "cstack ddl: %s\n", cstack_errstr(err));
         return CLI_FAIL;
     }
+    size_t len = strlen(ddl);
     fputs(ddl, stdout);
+    if (len > 0 && ddl[len - 1] != '\n')
+        putchar('\n');
     cstack_free(ddl);
     return CLI_OK;
 }

@@ -67,8 +67,9 @@ int cli_open_db(const char *cmd, const char *schema_path, const char *db_path, c
     if (rc == CSTACK_OK)
         rc = cstack_bootstrap(db, report);
     if (rc != CSTACK_OK) {
-        const char *what = rc == CSTACK_EMIGRATION ? "migration refused: " : "";
-        fprintf(stderr, "cstack %s: %s: %s%s\n", cmd, db_path, what,
+        /* The runtime's message says what failed (for a refused migration:
+         * the model, the field and the change); add only where. */
+        fprintf(stderr, "cstack %s: %s: %s\n", cmd, db_path,
                 db ? cstack_errmsg(db) : cstack_errstr(rc));
         if (report) {
             cstack_free(*report);

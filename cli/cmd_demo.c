@@ -263,8 +263,8 @@ static int step_schema(demo *d)
 
 static int step_bootstrap(demo *d)
 {
-    demo_say(d, "cstack_bootstrap() creates the tables, indexes and cstack's own journal\n"
-                "tables.  It reports what it did:");
+    demo_say(d, "cstack_bootstrap() creates the tables and indexes, and cstack's own\n"
+                "tables (audit journal, outbox, sync metadata).  It reports what it did:");
     char *report = NULL;
     int rc = cstack_bootstrap(d->db, &report);
     if (rc != CSTACK_OK)
@@ -329,7 +329,8 @@ static void print_outro(const demo *d, int kept)
     putchar('\n');
     if (kept) {
         printf("The database is kept in %s.  Look inside with:\n", d->dir);
-        printf("  sqlite3 %s/notes.db 'SELECT title, price FROM Note ORDER BY title'\n", d->dir);
+        printf("  sqlite3 %s/notes.db 'SELECT title, price, deletedAt FROM Note ORDER BY title'\n",
+               d->dir);
         printf("  cstack dump --schema %s/notes_v2.cstack --db %s/notes.db\n", d->dir, d->dir);
     } else {
         puts("The temporary directory was removed; `cstack demo --keep DIR` keeps it.");

@@ -205,6 +205,15 @@ static int explain_canonical(demo *d)
         demo_expect_field(d, "Review sqlite patch", "createdAt", "2026-01-01T10:00:00.000000Z") ||
         demo_expect_field(d, "Coffee beans", "status", "OPEN"))
         return CLI_FAIL;
+    cstack_filter *unpinned = cstack_filter_cmp("pinned", CSTACK_OP_EQ, 0, cstack_v_bool(0));
+    int64_t n = 0;
+    int rc = cstack_count(d->db, "Note", unpinned, &n);
+    cstack_filter_free(unpinned);
+    if (rc != CSTACK_OK)
+        return demo_fail(d, "cstack_count", rc);
+    if (demo_expect(d, n == NNOTES - 1, "%zu notes with pinned false, got %lld", NNOTES - 1,
+                    (long long)n))
+        return CLI_FAIL;
     demo_ok(d, "Decimal 1.10 reads back as 1.10: exact text, never a binary float");
     demo_ok(d, "Json [ \"books\", \"sqlite\" ] is stored compact: [\"books\",\"sqlite\"]");
     demo_ok(d, "DateTime 2026-01-01T12:00:00+02:00 is stored in UTC: 2026-01-01T10:00:00.000000Z");
@@ -213,7 +222,7 @@ static int explain_canonical(demo *d)
     cstack_field_value key[] = {{"id", cstack_v_text(demo_note_id(d, "Review sqlite patch"))}};
     cstack_data where = DATA(key);
     cstack_row *row = NULL;
-    int rc = cstack_find_unique(d->db, "Note", &where, NULL, 0, &row);
+    rc = cstack_find_unique(d->db, "Note", &where, NULL, 0, &row);
     if (rc != CSTACK_OK || !row)
         return demo_fail(d, "cstack_find_unique", rc);
     char *json = cstack_row_json(row);

@@ -22,6 +22,8 @@ static const command COMMANDS[] = {
     {"ddl", "print the SQL DDL of a schema (sqlite or postgres)", cmd_ddl},
     {"migrate", "create or migrate a database to a schema", cmd_migrate},
     {"dump", "print every live row of a database as JSON lines", cmd_dump},
+    {"call", "answer JSON envelope requests read from stdin, one per line", cmd_call},
+    {"changes", "export or apply a changeset (sync two databases by hand)", cmd_changes},
     {"demo", "build a small notes database and show what cstack does", cmd_demo},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -373,8 +373,13 @@ CSTACK_API const cstack_schema *cstack_schema_of(const cstack *db);
  * nothing changed); free it with cstack_free(). */
 CSTACK_API int cstack_bootstrap(cstack *db, char **report);
 
-/* Runs `fn` with the write connection, under the write lock.  Whatever `fn`
- * returns is returned.  The connection is borrowed for the call only. */
+/* Runs `fn` with the write connection inside a write scope: a transaction
+ * of its own, or a savepoint inside the caller's transaction.  Writes `fn`
+ * makes are captured for sync like any other and commit with it; when `fn`
+ * returns non-zero they are rolled back and that value is returned (else the
+ * commit's result).  `fn` must not BEGIN or COMMIT itself (use SAVEPOINT).
+ * The connection is borrowed for the call only.  Writes made to the database
+ * file by other means (another process, the sqlite3 shell) are not synced. */
 CSTACK_API int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ctx);
 
 /* Transactions.  Between begin and commit/rollback every call from this

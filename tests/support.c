@@ -57,11 +57,31 @@ char *t_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* Directories made by t_tmpdir in this process, removed when it exits. */
+static char *made[64];
+static int nmade;
+
+static void remove_made(void)
+{
+    for (int i = 0; i < nmade; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", made[i]);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", made[i]);
+        free(made[i]);
+    }
+    nmade = 0;
+}
+
 char *t_tmpdir(void)
 {
     char tmpl[] = "/tmp/cstack-test-XXXXXX";
     char *d = mkdtemp(tmpl);
     cr_assert_not_null(d);
+    if (nmade == 0)
+        atexit(remove_made);
+    if (nmade < 64)
+        made[nmade++] = strdup(d);
     return strdup(d);
 }
 

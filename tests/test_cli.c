@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -64,9 +65,28 @@ static void close_db(void *p)
     cstack_close(p);
 }
 
+/* Removes a test directory and the files in it (tests create no
+ * subdirectories), so repeated runs do not fill /tmp. */
+static void remove_dir(void *p)
+{
+    char *dir = p;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        char path[1024];
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+    free(dir);
+}
+
 static char *tmpdir(void)
 {
-    return track(t_tmpdir(), free);
+    return track(t_tmpdir(), remove_dir);
 }
 
 /* Runs `cstack ARGS` (formatted) and returns its exit status; *out receives

@@ -103,7 +103,7 @@ int cstack_aggregate(cstack *db, const char *model, const cstack_aggregate_spec 
                             m->name, name ? name : "(null)");
                 break;
             }
-            cs_scalar type;
+            cs_scalar type = CS_T_INT;
             if (col)
                 rc = cs_buf_puts(&q.sql, ", ");
             if (!rc)

@@ -155,7 +155,7 @@ static int fill_defaults(cstack *db, const cs_model *m, rowvals *rv, char *now)
             rv->owned[i] = id;
             rv->v[i] = cstack_v_textn(id, strlen(id));
         } else if (k == CS_DEF_AUTOINCREMENT) {
-            int64_t next;
+            int64_t next = 0;
             int rc = next_sequence(db, m, f, &next);
             if (rc)
                 return rc;

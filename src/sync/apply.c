@@ -405,7 +405,7 @@ int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_a
         memset(stats, 0, sizeof *stats);
     if (!db || (!changeset && len))
         return CSTACK_EMISUSE;
-    cs_sync *s;
+    cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc)
         return rc;

@@ -185,7 +185,7 @@ int cstack_sync_set_max_drift(cstack *db, int64_t ms)
 
 int cstack_sync_version(cstack *db, int64_t *version)
 {
-    cs_sync *s;
+    cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || !version)
         return rc ? rc : CSTACK_EMISUSE;

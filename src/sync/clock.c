@@ -123,7 +123,10 @@ static int scan_latest(cs_sync *s, sqlite3 *conn, int64_t *ver, uint64_t *hlc)
     cs_buf_free(&sql);
     if (rc != SQLITE_OK)
         return rc;
-    /* Captured transactions not yet folded into the clock tables. */
+    /* Captured transactions not yet folded into the clock tables (the
+     * table appears at bootstrap). */
+    if (!cs_table_exists(conn, "_cstack_txlog"))
+        return SQLITE_OK;
     sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(conn, "SELECT max(ver), max(hlc) FROM _cstack_txlog", -1, &st, NULL);
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {

@@ -260,7 +260,7 @@ int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len, in
         return CSTACK_EMISUSE;
     *out = NULL;
     *len = 0;
-    cs_sync *s;
+    cs_sync *s = NULL;
     export_args a = {since, out, len, cursor};
     return locked(db, &s, do_export, &a);
 }
@@ -329,7 +329,7 @@ int cstack_upload_pending(cstack *db, int64_t *count)
     if (!db || !count)
         return CSTACK_EMISUSE;
     *count = 0;
-    cs_sync *s;
+    cs_sync *s = NULL;
     return locked(db, &s, do_pending, count);
 }
 
@@ -455,7 +455,7 @@ int cstack_upload_next(cstack *db, cstack_upload_tx **out)
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = NULL;
-    cs_sync *s;
+    cs_sync *s = NULL;
     return locked(db, &s, do_next, out);
 }
 
@@ -487,7 +487,7 @@ void cstack_upload_tx_free(cstack_upload_tx *tx)
 
 int cstack_upload_complete(cstack *db, int64_t version)
 {
-    cs_sync *s;
+    cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || (rc = cs_write_begin(db)))
         return rc;

@@ -208,8 +208,9 @@ static int delete_visible(apply_ctx *a, const cs_arow *r)
     return rc ? rc : step == SQLITE_DONE ? 0 : cs_err_sqlite(m, a->c->db, step);
 }
 
-/* Moves a row from its table (when visible) to the parked rows. */
-static int park(apply_ctx *a, const cs_arow *r, bool visible)
+/* Moves a row from its table (when visible) to the parked rows, or stores
+ * the latest values of a row that stays parked (`again`). */
+static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
 {
     cs_cs_value pk[16];
     cs_row_pk(r, pk);
@@ -225,11 +226,16 @@ static int park(apply_ctx *a, const cs_arow *r, bool visible)
         rc = delete_visible(a, r);
     if (!rc && visible && has_children(a->db->schema, model_index(a, r->m)))
         rc = work_push(&a->removed, r, model_index(a, r->m));
-    if (!rc)
+    if (!rc && !again)
         a->stats.parked++;
     cs_buf_free(&key);
     cs_buf_free(&row);
     return rc;
+}
+
+static int park(apply_ctx *a, const cs_arow *r, bool visible)
+{
+    return park_row(a, r, visible, false);
 }
 
 static int unpark_entry(apply_ctx *a, const cs_arow *r)
@@ -391,9 +397,7 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
         }
         int ext = sqlite3_extended_errcode(a->c->db);
         if (ext == SQLITE_CONSTRAINT_NOTNULL)
-            return visible ? cs_err_sqlite(m, a->c->db, ext)
-                   : was_parked ? 0
-                                : park(a, r, false);
+            return visible ? cs_err_sqlite(m, a->c->db, ext) : park_row(a, r, false, was_parked);
         if (ext != SQLITE_CONSTRAINT_UNIQUE)
             return cs_err_sqlite_named(a->db->schema, m, a->c->db, ext);
         cs_arow rival;
@@ -407,7 +411,7 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
         rc = rc ? rc : claim_cmp(a, r, &rival, ix, &cmp);
         if (!rc && cmp > 0) {
             cs_row_free(&rival);
-            return was_parked ? 0 : park(a, r, visible);
+            return park_row(a, r, visible, was_parked);
         }
         rc = rc ? rc : park(a, &rival, true);
         cs_row_free(&rival);
@@ -627,11 +631,17 @@ static int unpark_all(apply_ctx *a, bool *progress)
             cs_row_pk(&r, pk);
             rc = cs_clock_load(a, rows.items[i].model, pk, &cl, &clk);
         }
-        if (!rc && !(cl & 1))
-            rc = unpark_entry(a, &r); /* deleted meanwhile */
+        cs_arow cur;
+        bool vis = false, parked = false;
+        if (!rc && (cl & 1) && !(rc = cs_row_init(&cur, r.m))) {
+            rc = cs_row_load(a, r.m, pk, &cur, &vis, &parked);
+            cs_row_free(&cur);
+        }
+        if (!rc && (!(cl & 1) || vis))
+            rc = unpark_entry(a, &r); /* deleted, or written again locally */
         else if (!rc)
             rc = parents_visible(a, &r, &ok);
-        if (!rc && (cl & 1) && ok)
+        if (!rc && (cl & 1) && !vis && ok)
             rc = make_visible(a, &r, false, true, &shown);
         if (shown) {
             a->stats.parked--;

@@ -1,0 +1,410 @@
+/*
+ * kinds.c -- one handler per request kind, each reading its payload (whose
+ * keys are checked against the kind's list, so a typo is an error rather than
+ * an ignored argument), calling the runtime delegate and writing the data of
+ * the ok response.  Handlers are generic: the model and its fields come from
+ * the schema, never from code written per model.
+ *
+ * The path is at "payload" when a handler starts.  Errors of the runtime are
+ * reported under the part of the payload they concern (payload.data for a
+ * unique violation on create, payload.where for not_found, ...).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope/envelope.h"
+#include "value/value.h"
+
+int env_check_keys(env *e, const json_t *obj, const char *const *allowed,
+                   const char *const *required)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        size_t n = 0;
+        while (allowed[n] && strcmp(allowed[n], key) != 0)
+            n++;
+        if (allowed[n])
+            continue;
+        char list[256] = "", hint[128];
+        for (size_t i = 0, o = 0; allowed[i] && o < sizeof list; i++)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", allowed[i]);
+        size_t mark = env_path_key(e, key);
+        env_fail(e, CSTACK_EINVAL, "unknown key (expected %s%s)%s", allowed[1] ? "one of " : "",
+                 list, env_hint(hint, sizeof hint, env_suggest(key, allowed, n)));
+        env_path_set(e, mark);
+        return e->code;
+    }
+    for (size_t i = 0; required && required[i]; i++)
+        if (!json_object_get(obj, required[i]))
+            return env_fail(e, CSTACK_EINVAL, "missing '%s'", required[i]);
+    return 0;
+}
+
+/* Reads payload.KEY as a data object. */
+static int data_at(env *e, const cs_model *m, const json_t *payload, const char *key,
+                   env_data_mode mode, cstack_data *out)
+{
+    size_t mark = env_path_key(e, key);
+    int rc = env_data(e, m, json_object_get(payload, key), mode, out);
+    env_path_set(e, mark);
+    return rc;
+}
+
+/* Reports a runtime failure under payload.KEY (or payload when NULL). */
+static int store_fail_at(env *e, int rc, const char *key)
+{
+    size_t mark = key ? env_path_key(e, key) : e->plen;
+    env_store_fail(e, rc);
+    env_path_set(e, mark);
+    return rc;
+}
+
+/* Appends a row, or null; frees it. */
+static int put_row(env *e, cs_buf *out, const cs_model *m, cstack_row *row)
+{
+    int rc = row ? env_put_row(e, out, m, row) : cs_buf_puts(out, "null");
+    cstack_row_free(row);
+    return rc;
+}
+
+static int put_count(env *e, cs_buf *out, int64_t n)
+{
+    int rc = cs_buf_puts(out, "{\"count\":");
+    if (!rc)
+        rc = env_put_int(e, out, n);
+    return rc ? rc : cs_buf_putc(out, '}');
+}
+
+/* ---- writes ---------------------------------------------------------------- */
+
+static int k_create(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_data d;
+    cstack_row *row = NULL;
+    if (data_at(e, m, p, "data", ENV_DATA_CREATE, &d))
+        return e->code;
+    int rc = cstack_create(e->db, m->name, &d, &row);
+    if (rc)
+        return store_fail_at(e, rc, "data");
+    return put_row(e, out, m, row);
+}
+
+static int k_create_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    const json_t *list = json_object_get(p, "data");
+    size_t mark = env_path_key(e, "data");
+    size_t n = json_array_size(list);
+    if (!json_is_array(list))
+        env_fail(e, CSTACK_EINVAL, "expected a list of objects, got %s", env_kind_name(list));
+    else if (n > ENV_MAX_ROWS)
+        env_fail(e, CSTACK_ETOOBIG, "%zu rows; create_many takes at most %d", n, ENV_MAX_ROWS);
+    cstack_data *rows = e->code ? NULL : calloc(n ? n : 1, sizeof *rows);
+    if (!e->code && (!rows || env_own(e, rows)))
+        env_fail(e, CSTACK_ENOMEM, "out of memory");
+    for (size_t i = 0; !e->code && i < n; i++) {
+        size_t at = env_path_index(e, i);
+        env_data(e, m, json_array_get(list, i), ENV_DATA_CREATE, &rows[i]);
+        env_path_set(e, at);
+    }
+    env_path_set(e, mark);
+    if (e->code)
+        return e->code;
+    int64_t count = 0;
+    int rc = cstack_create_many(e->db, m->name, rows, n, &count);
+    if (rc)
+        return store_fail_at(e, rc, "data");
+    return put_count(e, out, count);
+}
+
+static int k_update(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_data where, d;
+    cstack_row *row = NULL;
+    if (data_at(e, m, p, "where", ENV_DATA_UNIQUE, &where) ||
+        data_at(e, m, p, "data", ENV_DATA_UPDATE, &d))
+        return e->code;
+    int rc = cstack_update(e->db, m->name, &where, &d, &row);
+    if (rc)
+        return store_fail_at(e, rc,
+                             rc == CSTACK_ENOTFOUND || rc == CSTACK_EINVAL ? "where" : "data");
+    return put_row(e, out, m, row);
+}
+
+static int k_update_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_filter *where = NULL;
+    cstack_data d;
+    int64_t count = 0;
+    if (data_at(e, m, p, "data", ENV_DATA_UPDATE, &d) ||
+        env_where(e, m, json_object_get(p, "where"), &where))
+        return e->code;
+    int rc = cstack_update_many(e->db, m->name, where, &d, &count);
+    cstack_filter_free(where);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    return put_count(e, out, count);
+}
+
+static int k_upsert(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_data where, create, update;
+    cstack_row *row = NULL;
+    /* The create data is read like an update: the where's fields complete
+     * it, so the runtime checks what is still missing. */
+    if (data_at(e, m, p, "where", ENV_DATA_UNIQUE, &where) ||
+        data_at(e, m, p, "create", ENV_DATA_UPDATE, &create) ||
+        data_at(e, m, p, "update", ENV_DATA_UPDATE, &update))
+        return e->code;
+    int rc = cstack_upsert(e->db, m->name, &where, &create, &update, &row);
+    if (rc)
+        return store_fail_at(e, rc, rc == CSTACK_EINVAL ? "where" : NULL);
+    return put_row(e, out, m, row);
+}
+
+static int k_delete(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_data where;
+    cstack_row *row = NULL;
+    if (data_at(e, m, p, "where", ENV_DATA_UNIQUE, &where))
+        return e->code;
+    int rc = cstack_delete(e->db, m->name, &where, &row);
+    if (rc)
+        return store_fail_at(e, rc, rc == CSTACK_ENOTFOUND || rc == CSTACK_EINVAL ? "where" : NULL);
+    return put_row(e, out, m, row);
+}
+
+static int k_delete_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_filter *where = NULL;
+    int64_t count = 0;
+    if (env_where(e, m, json_object_get(p, "where"), &where))
+        return e->code;
+    int rc = cstack_delete_many(e->db, m->name, where, &count);
+    cstack_filter_free(where);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    return put_count(e, out, count);
+}
+
+/* ---- reads ----------------------------------------------------------------- */
+
+static int k_find_unique(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_data where;
+    const char *const *select = NULL;
+    size_t nselect = 0;
+    cstack_row *row = NULL;
+    if (data_at(e, m, p, "where", ENV_DATA_UNIQUE, &where))
+        return e->code;
+    const json_t *sel = json_object_get(p, "select");
+    if (sel) {
+        size_t mark = env_path_key(e, "select");
+        env_select(e, m, sel, &select, &nselect);
+        env_path_set(e, mark);
+        if (e->code)
+            return e->code;
+    }
+    int rc = cstack_find_unique(e->db, m->name, &where, select, nselect, &row);
+    if (rc)
+        return store_fail_at(e, rc, "where");
+    return put_row(e, out, m, row);
+}
+
+static int k_find_first(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    env_query q;
+    cstack_row *row = NULL;
+    int rc = env_query_read(e, m, p, &q);
+    if (!rc && (rc = cstack_find_first(e->db, m->name, &q.q, &row)))
+        store_fail_at(e, rc, rc == CSTACK_ENOTFOUND ? "cursor" : NULL);
+    env_query_free(&q);
+    if (rc)
+        return rc;
+    if (q.take_zero) {
+        cstack_row_free(row);
+        row = NULL;
+    }
+    return put_row(e, out, m, row);
+}
+
+static int k_find_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    env_query q;
+    cstack_rows *rows = NULL;
+    int rc = env_query_read(e, m, p, &q);
+    if (!rc && (rc = cstack_find_many(e->db, m->name, &q.q, &rows)))
+        store_fail_at(e, rc, rc == CSTACK_ENOTFOUND ? "cursor" : NULL);
+    env_query_free(&q);
+    size_t n = q.take_zero ? 0 : cstack_rows_count(rows);
+    if (!rc)
+        rc = cs_buf_putc(out, '[');
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (i)
+            rc = cs_buf_putc(out, ',');
+        if (!rc)
+            rc = env_put_row(e, out, m, cstack_rows_get(rows, i));
+    }
+    cstack_rows_free(rows);
+    return rc ? rc : cs_buf_putc(out, ']');
+}
+
+static int k_count(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_filter *where = NULL;
+    int64_t count = 0;
+    if (env_where(e, m, json_object_get(p, "where"), &where))
+        return e->code;
+    int rc = cstack_count(e->db, m->name, where, &count);
+    cstack_filter_free(where);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    return put_count(e, out, count);
+}
+
+/* ---- aggregate --------------------------------------------------------------- */
+
+static const char *const AGG_KEYS[] = {"_sum", "_avg", "_min", "_max"};
+
+/* Reads _count and the four field lists into spec (the where is separate). */
+static int read_aggregate(env *e, const cs_model *m, const json_t *p, cstack_aggregate_spec *a)
+{
+    const json_t *count = json_object_get(p, "_count");
+    if (count) {
+        size_t mark = env_path_key(e, "_count");
+        if (!json_is_boolean(count))
+            env_fail(e, CSTACK_EINVAL, "expected true or false, got %s", env_kind_name(count));
+        env_path_set(e, mark);
+        a->count = json_is_true(count);
+    }
+    const char *const **lists[4] = {&a->sum, &a->avg, &a->min, &a->max};
+    size_t *counts[4] = {&a->n_sum, &a->n_avg, &a->n_min, &a->n_max};
+    for (int k = 0; k < 4 && !e->code; k++) {
+        const json_t *j = json_object_get(p, AGG_KEYS[k]);
+        if (!j)
+            continue;
+        size_t mark = env_path_key(e, AGG_KEYS[k]);
+        env_field_list(e, m, j, k < 2, lists[k], counts[k]);
+        env_path_set(e, mark);
+    }
+    if (!e->code && !a->count && !a->n_sum && !a->n_avg && !a->n_min && !a->n_max)
+        env_fail(e, CSTACK_EINVAL,
+                 "an aggregate needs at least one of _count: true, _sum, _avg, _min, _max");
+    return e->code;
+}
+
+/* Writes the aggregate row ("_count", "_sum.f", ...) as nested objects:
+ * {"_count":N,"_sum":{"f":v},...}. */
+static int put_aggregate(env *e, cs_buf *out, const cs_model *m, const cstack_row *row)
+{
+    int rc = cs_buf_putc(out, '{');
+    const char *group = NULL; /* the open group's name, e.g. "_sum" */
+    size_t glen = 0;
+    for (size_t i = 0; !rc && i < cstack_row_size(row); i++) {
+        const char *name = cstack_row_name(row, i), *dot = strchr(name, '.');
+        cstack_value v = cstack_row_value(row, i);
+        size_t plen = dot ? (size_t)(dot - name) : strlen(name);
+        bool same = group && dot && plen == glen && memcmp(group, name, plen) == 0;
+        if (group && !same)
+            rc = cs_buf_putc(out, '}');
+        if (!rc && i)
+            rc = cs_buf_putc(out, ',');
+        if (!rc && !same)
+            rc = cs_buf_json_str(out, name, plen);
+        if (!rc && !same)
+            rc = cs_buf_puts(out, dot ? ":{" : ":");
+        group = dot ? name : NULL;
+        glen = plen;
+        if (!rc && dot)
+            rc = cs_buf_json_str(out, dot + 1, strlen(dot + 1));
+        if (!rc && dot)
+            rc = cs_buf_putc(out, ':');
+        int fi = dot ? cs_field_find(m, dot + 1) : -1;
+        if (!rc)
+            rc = env_put_value(e, out, fi >= 0 ? m->fields[fi].type : CS_T_INT, &v);
+    }
+    if (!rc && group)
+        rc = cs_buf_putc(out, '}');
+    return rc ? rc : cs_buf_putc(out, '}');
+}
+
+static int k_aggregate(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+{
+    cstack_aggregate_spec a;
+    memset(&a, 0, sizeof a);
+    cstack_filter *where = NULL;
+    cstack_row *row = NULL;
+    if (read_aggregate(e, m, p, &a) || env_where(e, m, json_object_get(p, "where"), &where))
+        return e->code;
+    a.where = where;
+    int rc = cstack_aggregate(e->db, m->name, &a, &row);
+    cstack_filter_free(where);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    rc = row ? put_aggregate(e, out, m, row) : cs_buf_puts(out, "null");
+    cstack_row_free(row);
+    return rc;
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+typedef int (*kind_fn)(env *e, const cs_model *m, const json_t *payload, cs_buf *out);
+
+typedef struct kind_def {
+    const char *name;
+    kind_fn run;
+    const char *keys[7];     /* allowed payload keys, NULL-terminated */
+    const char *required[4]; /* of which required */
+} kind_def;
+
+#define FIND_KEYS                                                                                  \
+    {                                                                                              \
+        "where", "orderBy", "take", "skip", "cursor", "select", NULL                               \
+    }
+
+static const kind_def KINDS[] = {
+    {"create", k_create, {"data", NULL}, {"data", NULL}},
+    {"create_many", k_create_many, {"data", NULL}, {"data", NULL}},
+    {"find_unique", k_find_unique, {"where", "select", NULL}, {"where", NULL}},
+    {"find_first", k_find_first, FIND_KEYS, {NULL}},
+    {"find_many", k_find_many, FIND_KEYS, {NULL}},
+    {"count", k_count, {"where", NULL}, {NULL}},
+    {"aggregate", k_aggregate, {"where", "_count", "_sum", "_avg", "_min", "_max", NULL}, {NULL}},
+    {"update", k_update, {"where", "data", NULL}, {"where", "data", NULL}},
+    {"update_many", k_update_many, {"where", "data", NULL}, {"data", NULL}},
+    {"upsert", k_upsert, {"where", "create", "update", NULL}, {"where", "create", "update", NULL}},
+    {"delete", k_delete, {"where", NULL}, {"where", NULL}},
+    {"delete_many", k_delete_many, {"where", NULL}, {NULL}},
+};
+#define NKINDS (sizeof KINDS / sizeof KINDS[0])
+
+static const kind_def *find_kind(const char *name)
+{
+    for (size_t i = 0; i < NKINDS; i++)
+        if (strcmp(KINDS[i].name, name) == 0)
+            return &KINDS[i];
+    return NULL;
+}
+
+bool env_kind_known(const char *kind)
+{
+    return find_kind(kind) != NULL;
+}
+
+const char *env_kind_list(void)
+{
+    return "create, create_many, find_unique, find_first, find_many, count, aggregate, update, "
+           "update_many, upsert, delete, delete_many";
+}
+
+int env_run_kind(env *e, const char *kind, const cs_model *m, const json_t *payload, cs_buf *out)
+{
+    const kind_def *k = find_kind(kind);
+    if (!k)
+        return env_fail(e, CSTACK_EINVAL, "unknown kind");
+    if (env_check_keys(e, payload, k->keys, k->required))
+        return e->code;
+    return k->run(e, m, payload, out);
+}
