@@ -544,6 +544,11 @@ CSTACK_API void cstack_upload_tx_free(cstack_upload_tx *tx);
  * the queue. */
 CSTACK_API int cstack_upload_complete(cstack *db, int64_t version);
 
+/* A checksum of every visible row of every synced model, independent of
+ * order: two replicas holding the same visible data have the same sum (a
+ * server's checkpoints carry the sum of what the user may see). */
+CSTACK_API int cstack_sync_checksum(cstack *db, uint64_t *sum);
+
 /* Compaction.  Records that the peer with site id `peer` (32 hex digits) has
  * seen this database's changes up to `version`, then
  * cstack_sync_compact() drops tombstones and transaction records every known

@@ -224,8 +224,44 @@ static int compare_col(apply_ctx *a, const cs_cs_col *col, const cs_clk_entry *e
     return cs_cs_value_cmp(&col->value, local);
 }
 
+/* Forgets a row entirely (a drop from a server: no longer visible here). */
+static int drop_row(apply_ctx *a, const cs_cs_row *in)
+{
+    int mi = in->model;
+    const cs_model *m = &a->db->schema->models[mi];
+    cs_arow cur;
+    bool found = false, parked = false;
+    int rc = cs_row_init(&cur, m);
+    rc = rc ? rc : cs_row_load(a, m, in->pk, &cur, &found, &parked);
+    rc = rc ? rc : cs_apply_remove(a, &cur, in->pk, found, parked);
+    cs_row_free(&cur);
+    cs_buf sql = CS_BUF_INIT;
+    rc = rc ? rc : cs_buf_puts(&sql, "DELETE FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, a->s->models[mi].clk_table);
+    rc = rc ? rc : where_pk(&sql, m, 1);
+    sqlite3_stmt *st = NULL;
+    if (!rc)
+        rc = prep(a, &sql, &st);
+    cs_buf_free(&sql);
+    if (rc)
+        return rc;
+    bind_pk(st, m, in->pk, 1);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, a->c->db, step);
+}
+
+static int check(apply_ctx *a, const cs_cs_row *in, int op, int phase)
+{
+    if (!a->opts || !a->opts->check || !op)
+        return 0;
+    return a->opts->check(a->opts->ctx, a->db, in->model, in->pk, op, phase);
+}
+
 static int merge_row(apply_ctx *a, const cs_cs_row *in)
 {
+    if (in->cl == 0)
+        return drop_row(a, in);
     int mi = in->model;
     const cs_model *m = &a->db->schema->models[mi];
     const cs_sync_model *sm = &a->s->models[mi];
@@ -271,13 +307,18 @@ static int merge_row(apply_ctx *a, const cs_cs_row *in)
         cs_clk_entry re = {0, a->origin_ord, a->ver};
         rc = cs_clk_set(&clk, SIZE_MAX, &re);
     }
+    bool was_alive = cl & 1, alive = in->cl & 1;
+    int op = alive ? (was_alive ? CS_CHECK_UPDATE : CS_CHECK_CREATE)
+                   : (was_alive ? CS_CHECK_DELETE : 0);
+    rc = rc ? rc : check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
     rc = rc ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
     if (!rc && !loaded)
         rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
-    if (!rc && !(in->cl & 1))
+    if (!rc && !alive)
         rc = cs_apply_remove(a, &cur, in->pk, found, parked);
     else if (!rc)
         rc = cs_apply_write(a, in, &cur, found, parked);
+    rc = rc ? rc : check(a, in, op == CS_CHECK_DELETE ? 0 : op, CS_CHECK_AFTER);
 out:
     for (size_t i = 0; i < in->ncols; i++)
         a->won[i] = false;
@@ -308,6 +349,9 @@ static int validate(apply_ctx *a, const void *buf, size_t len)
         rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);
         if (rc)
             return cs_err(CSTACK_EINVAL, "row %llu: %s", (unsigned long long)i, err);
+        if (a->row.cl == 0 && a->opts && a->opts->refuse_drops)
+            return cs_err(CSTACK_EINVAL, "row %llu: drops are only accepted from a server",
+                          (unsigned long long)i);
         a->stats.rows++;
         a->stats.columns += (int64_t)a->row.ncols;
         for (size_t c = 0; c < a->row.ncols && !rc; c++) {
@@ -401,6 +445,12 @@ static int exec(sqlite3 *conn, const char *sql)
 
 int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_apply_stats *stats)
 {
+    return cs_changes_apply_opts(db, changeset, len, NULL, stats);
+}
+
+int cs_changes_apply_opts(cstack *db, const void *changeset, size_t len,
+                          const cs_apply_opts *opts, cstack_apply_stats *stats)
+{
     if (stats)
         memset(stats, 0, sizeof *stats);
     if (!db || (!changeset && len))
@@ -413,6 +463,7 @@ int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_a
         return cs_err(CSTACK_EMISUSE, "cstack_changes_apply cannot run inside a transaction");
     apply_ctx a;
     rc = ctx_init(&a, db, s);
+    a.opts = opts;
     rc = rc ? rc : validate(&a, changeset, len);
     if (rc) {
         ctx_free(&a);

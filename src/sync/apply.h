@@ -4,6 +4,7 @@
 
 #include "sync/changeset.h"
 #include "sync/parked.h"
+#include "sync/sync_ext.h"
 
 /* A row as values by field index; `buf` owns the bytes when loaded. */
 typedef struct cs_arow {
@@ -38,6 +39,7 @@ typedef struct apply_ctx {
     cstack_apply_stats stats;
     cs_worklist touched;  /* rows made visible or changed */
     cs_worklist removed;  /* rows deleted or parked */
+    const cs_apply_opts *opts;
 } apply_ctx;
 
 int cs_row_init(cs_arow *r, const cs_model *m);

@@ -25,7 +25,8 @@
  * hash is the schema hash (binary SHA-256); `model` and `field` index the
  * schema's models and fields (the hash guarantees both sides agree); `site`
  * indexes the header's site table; npk is the model's primary-key size; u64
- * is little-endian.  `cl` is the causal length: odd alive, even deleted.
+ * is little-endian.  `cl` is the causal length: odd alive, even deleted; 0
+ * is a drop sent by a server (the row stopped being visible to the reader).
  *
  * Every count and length is checked against the bytes that remain before
  * anything is read or allocated.
@@ -134,7 +135,9 @@ int cs_cs_read_row(cs_reader *r, const cstack_schema *s, const cs_cs_header *h, 
     const cs_model *m = &s->models[model];
     if (m->local)
         FAIL("changeset carries rows of @@local model %s", m->name);
-    if (cl == 0 || cl > ((uint64_t)1 << 62) || ver > INT64_MAX)
+    /* cl 0 is a drop (sync_ext.h): whether it is allowed is the merge's
+     * decision. */
+    if (cl > ((uint64_t)1 << 62) || ver > INT64_MAX)
         FAIL("changeset row of %s has an invalid causal length", m->name);
     if (m->npk > sizeof row->pk / sizeof row->pk[0])
         FAIL("model %s has too many key fields for sync", m->name);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sync/changeset.h"
+#include "sync/sync_ext.h"
 #include "sync/parked.h"
 #include "value/value.h"
 
@@ -252,6 +253,84 @@ static int do_export(cstack *db, cs_sync *s, void *ctx)
         *a->cursor = until > a->since ? until : a->since;
     cs_cs_writer_free(&x.w);
     return rc;
+}
+
+typedef struct filtered_ctx {
+    cs_cs_writer w;
+    int64_t since;
+    cs_export_filter filter;
+    void *fctx;
+} filtered_ctx;
+
+static int emit_drop(scan *sc, cs_cs_writer *w)
+{
+    cs_buf *b = &w->body;
+    int rc = cs_wr_varint(b, (uint64_t)sc->mi);
+    rc = rc ? rc : cs_wr_varint(b, (uint64_t)sc->ver);
+    rc = rc ? rc : cs_wr_varint(b, 0);
+    for (size_t i = 0; i < sc->m->npk && !rc; i++) {
+        cs_cs_value pk;
+        cs_cs_value_from_stmt(&pk, sc->st, (int)i);
+        rc = cs_cs_put_value(b, &pk);
+    }
+    rc = rc ? rc : cs_wr_varint(b, 0);
+    if (!rc)
+        w->nrows++;
+    return rc;
+}
+
+static int filtered_row(scan *sc, void *ctx)
+{
+    filtered_ctx *x = ctx;
+    cs_cs_value pk[16];
+    for (size_t i = 0; i < sc->m->npk && i < 16; i++)
+        cs_cs_value_from_stmt(&pk[i], sc->st, (int)i);
+    cs_export_decision d = CS_EXPORT_SKIP;
+    int rc = x->filter(x->fctx, sc->mi, pk, sc->ver, (sc->cl & 1) != 0, &d);
+    if (rc || d == CS_EXPORT_SKIP)
+        return rc;
+    if (d == CS_EXPORT_DROP)
+        return emit_drop(sc, &x->w);
+    /* A full row must also carry a row that has not changed since `since`. */
+    range rg = {d == CS_EXPORT_FULL ? 0 : x->since, INT64_MAX, false};
+    bool emitted;
+    return emit_row(sc, &x->w, &rg, &emitted);
+}
+
+typedef struct filtered_args {
+    int64_t scan_from, since;
+    cs_export_filter filter;
+    void *fctx;
+    void **out;
+    size_t *len;
+    int64_t *cursor;
+} filtered_args;
+
+static int do_filtered(cstack *db, cs_sync *s, void *ctx)
+{
+    filtered_args *a = ctx;
+    filtered_ctx x = {.since = a->since, .filter = a->filter, .fctx = a->fctx};
+    int64_t until = s->last_ver;
+    int rc = walk(s, a->scan_from, filtered_row, &x);
+    if (!rc)
+        rc = cs_cs_finish(&x.w, db->schema, s->site, a->since, until, a->out, a->len);
+    if (!rc && a->cursor)
+        *a->cursor = until > a->since ? until : a->since;
+    cs_cs_writer_free(&x.w);
+    return rc;
+}
+
+int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
+                               cs_export_filter filter, void *ctx, void **out, size_t *len,
+                               int64_t *cursor)
+{
+    if (!db || !filter || !out || !len || since < 0 || scan_from < 0)
+        return CSTACK_EMISUSE;
+    *out = NULL;
+    *len = 0;
+    cs_sync *s = NULL;
+    filtered_args a = {scan_from, since, filter, ctx, out, len, cursor};
+    return locked(db, &s, do_filtered, &a);
 }
 
 int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len, int64_t *cursor)

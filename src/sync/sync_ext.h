@@ -1,0 +1,61 @@
+/*
+ * sync_ext.h -- the sync engine's interface for the sync server (and any
+ * other trusted layer above it): exports filtered per reader, merges with a
+ * per-row check, and the visible-state checksum.
+ *
+ * Drops: a changeset row with causal length 0 tells a replica to forget the
+ * row entirely (data, parked copy and clock row) without deleting it: the
+ * row stopped being visible to that replica's user.  Only a server emits
+ * them; the server's own merges refuse them.
+ */
+#ifndef CS_SYNC_EXT_H
+#define CS_SYNC_EXT_H
+
+#include "sync/changeset.h"
+
+/* What a filtered export does with one row. */
+typedef enum cs_export_decision {
+    CS_EXPORT_SKIP,     /* not sent */
+    CS_EXPORT_CHANGES,  /* the columns changed after `since` (and the cl) */
+    CS_EXPORT_FULL,     /* every column: the reader has not got the row */
+    CS_EXPORT_DROP      /* a drop: the reader must forget the row */
+} cs_export_decision;
+
+/* Decides for one row (`pk` holds the model's key values; `ver` the last
+ * local version that touched the row; `alive` its causal length is odd).
+ * Returns 0 or a CSTACK_E* code (which aborts the export). */
+typedef int (*cs_export_filter)(void *ctx, int model, const cs_cs_value *pk, int64_t ver,
+                                bool alive, cs_export_decision *decision);
+
+/* Exports rows whose version is past `scan_from` (pass `since` for a normal
+ * pull, 0 to re-examine every row), with columns selected per the filter's
+ * decision relative to `since`.  Output and cursor as cstack_changes_export. */
+int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
+                               cs_export_filter filter, void *ctx, void **out, size_t *len,
+                               int64_t *cursor);
+
+enum { CS_CHECK_CREATE = 1, CS_CHECK_UPDATE = 2, CS_CHECK_DELETE = 3 };
+enum { CS_CHECK_BEFORE = 1, CS_CHECK_AFTER = 2 };
+
+/* Called during a merge for each row the merge changes, inside the merge's
+ * transaction: once before the row is written (phase BEFORE, the row as it
+ * was; skipped for a create) and once after (phase AFTER, the row as merged;
+ * skipped for a delete).  Returning non-zero (with cs_err set) aborts the
+ * whole merge: nothing is applied. */
+typedef int (*cs_apply_check)(void *ctx, cstack *db, int model, const cs_cs_value *pk, int op,
+                              int phase);
+
+typedef struct cs_apply_opts {
+    cs_apply_check check;
+    void *ctx;
+    bool refuse_drops;  /* a server never lets a client make it forget rows */
+} cs_apply_opts;
+
+int cs_changes_apply_opts(cstack *db, const void *changeset, size_t len,
+                          const cs_apply_opts *opts, cstack_apply_stats *stats);
+
+/* The contribution of one visible row to a state checksum: the sum (mod
+ * 2^64) over rows of FNV-1a-64 of "Model\0<row JSON>". */
+uint64_t cs_row_checksum(const char *model, const char *json, size_t len);
+
+#endif
