@@ -4,7 +4,8 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config libsqlite3-dev sqlite3 libcriterion-dev
-libjansson-dev clang libclang-rt-14-dev python3"
+libjansson-dev clang libclang-rt-14-dev python3 libmicrohttpd-dev libcurl4-openssl-dev
+libjwt-dev"
 
 missing=""
 for p in $PKGS; do
