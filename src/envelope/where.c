@@ -61,13 +61,13 @@ static int flist_push(env *e, flist *l, cstack_filter *f)
 
 /* Combines the list into one filter (AND or OR), emptying it.  An empty AND
  * is NULL (every row); an empty OR matches nothing. */
-static int flist_done(env *e, flist *l, bool or, cstack_filter **out)
+static int flist_done(env *e, flist *l, bool is_or, cstack_filter **out)
 {
     *out = NULL;
     if (l->n == 1 && l->v) {
         *out = l->v[0];
-    } else if (l->n > 0 || or) {
-        *out = or ? cstack_filter_or(l->v, l->n) : cstack_filter_and(l->v, l->n);
+    } else if (l->n > 0 || is_or) {
+        *out = is_or ? cstack_filter_or(l->v, l->n) : cstack_filter_and(l->v, l->n);
         if (!*out) {
             free(l->v);
             l->v = NULL;
@@ -369,11 +369,11 @@ static int rel_filter(env *e, const cs_model *m, const cs_field *f, const json_t
 static int combinator(env *e, const cs_model *m, const char *name, const json_t *v,
                       cstack_filter **out)
 {
-    bool not = name[0] == 'N', or = name[0] == 'O';
+    bool is_not = name[0] == 'N', is_or = name[0] == 'O';
     if (json_is_object(v)) {
         if (where_obj(e, m, v, out))
             return e->code;
-        if (not ) {
+        if (is_not) {
             *out = negate(*out);
             return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
         }
@@ -392,15 +392,15 @@ static int combinator(env *e, const cs_model *m, const char *name, const json_t 
         int rc = where_obj(e, m, json_array_get(v, i), &one);
         /* A member matching every row: dropped from AND, kept in OR (where
          * it makes the whole OR true), negated to "nothing" in NOT. */
-        if (!rc && (one || or || not ))
-            rc = flist_push(e, &l, not ? negate(one) : one ? one : cstack_filter_and(NULL, 0));
+        if (!rc && (one || is_or || is_not))
+            rc = flist_push(e, &l, is_not ? negate(one) : one ? one : cstack_filter_and(NULL, 0));
         env_path_set(e, mark);
         if (rc) {
             flist_free(&l);
             return rc;
         }
     }
-    return flist_done(e, &l, or, out);
+    return flist_done(e, &l, is_or, out);
 }
 
 static int where_member(env *e, const cs_model *m, const char *key, const json_t *v,

@@ -694,7 +694,7 @@ static void parse_datasource(cs_parse *p)
 
 static bool auth_member(cs_parse *p, void *vctx, char *doc)
 {
-    cs_auth *a = vctx;
+    cs_auth_block *a = vctx;
     const cs_token *t = cs_peek(p);
     if (t->kind != T_IDENT || a->nfields >= CS_MAX_FIELDS) {
         char b[64];
@@ -740,7 +740,7 @@ static void parse_auth(cs_parse *p)
         cs_diag(p->diags, kw->pos, "only one auth block is allowed");
     else
         p->auth_pos = name->pos;
-    cs_auth a = {0};
+    cs_auth_block a = {0};
     a.name = cs_tok_strdup(p, name);
     p->pauth_tmp = NULL;
     if (a.name)

@@ -459,7 +459,7 @@ static bool check_path(pctx *c, cs_expr *e, int mi)
 
 static bool check_auth(pctx *c, cs_expr *e)
 {
-    const cs_auth *a = &c->p->s->auth;
+    const cs_auth_block *a = &c->p->s->auth;
     if (!a->name) {
         cs_diag(c->p->diags, e->pos, "policy on '%s' uses auth() but the schema has no auth block",
                 c->root);

@@ -217,17 +217,17 @@ typedef struct cs_datasource {
 } cs_datasource;
 
 /* The auth block: fields only (scalars and enums, no relations). */
-typedef struct cs_auth {
+typedef struct cs_auth_block {
     char *name;          /* NULL when the schema has no auth block */
     cs_field *fields;
     size_t nfields;
-} cs_auth;
+} cs_auth_block;
 
 struct cstack_schema {
     int refcount;
     char *filename;
     cs_datasource datasource;
-    cs_auth auth;
+    cs_auth_block auth;
     cs_enum *enums;
     size_t nenums;
     cs_model *models;

@@ -1,0 +1,723 @@
+/*
+ * policy.c -- @@allow / @@deny rules rendered to SQL for one user.
+ *
+ * A model's rules for one operation become one SQL expression over the row
+ * (aliased tN) that is always 0 or 1, never NULL:
+ *
+ *     (NOT (deny1 OR deny2 ...) AND (allow1 OR allow2 ...))
+ *
+ * and "0" when no allow rule names the operation.  Decisions:
+ *
+ * - Deny by default.  A model without any @@allow for an operation permits
+ *   it to nobody, as SPEC section 2 says ("else denied"): a server with a
+ *   schema that has no policies serves and accepts nothing, so the schema
+ *   author must write the @@allow rules (`@@allow('all', true)` opens a
+ *   model to everyone, anonymous requests included).
+ * - Two-valued logic.  Every boolean sub-expression renders to 0/1: a
+ *   comparison with a NULL operand is 0 (false), so `a != b` with a null
+ *   side is false, and `x == y` is false when both are NULL at run time
+ *   (only the literal `null` makes a null test: `x == null` is `x IS NULL`,
+ *   `x != null` is `x IS NOT NULL`; an anonymous user therefore never
+ *   matches rows whose owner is null through `ownerId == auth().id`).  A
+ *   Boolean field or auth() field used as a condition is true only when it
+ *   is true (null is false).  `!` negates that 0/1, so the negation of a
+ *   comparison that was false because of a null is *true*: with status
+ *   null, `!(status == DONE)` holds.  This keeps `!` an ordinary boolean
+ *   negation everywhere; SQL's three-valued NOT (which would leave it
+ *   unknown) is never used.
+ * - auth() is bound as 1 when signed in and NULL when anonymous, so it
+ *   compares with null only; auth().field is bound as the user's canonical
+ *   value (NULL when anonymous: member access on null is null).  Every
+ *   literal is bound too.  The SQL text therefore depends only on the
+ *   schema, model and operation, never on the user: callers may cache one
+ *   prepared statement per (model, operation) and rebind per user.
+ * - Paths through to-one relations are scalar subqueries joined on the
+ *   relation (`owner.orgId` is (SELECT t1."orgId" FROM "Account" AS t1 WHERE
+ *   t1."id" = t0."ownerId" AND <t1 not soft-deleted>)); a missing or
+ *   soft-deleted related row makes the value NULL.  A path ending at a
+ *   relation (`owner == null`) is (SELECT 1 ...), NULL when absent.
+ * - To-many predicates ignore soft-deleted related rows:
+ *   `rel?[p]` EXISTS(... AND p), `rel^[p]` NOT EXISTS(... AND p) and
+ *   `rel![p]` NOT EXISTS(... AND NOT p) (p is 0/1, so "not true" includes
+ *   the rows where p failed on a null).  When a to-one hop before the
+ *   to-many relation is missing there are no related rows: `?` is false, `!`
+ *   and `^` are (vacuously) true.
+ * - Coercions, so that values compare as the types they are:
+ *   Decimal with Decimal (and with Int, cast to text, or with a number
+ *   literal, bound as canonical decimal text) compares under the
+ *   cstack_decimal collation, exactly; Decimal with Float (or a literal with
+ *   an exponent) compares as REAL.  A String or Cuid compared with a Uuid is
+ *   lowered, because Uuids are stored lowercase.  Everything else is stored
+ *   in canonical form on both sides (auth values are canonicalised for their
+ *   auth field when the token is verified) and compares as stored.
+ * - The row's own soft-delete field is an ordinary column here: whether
+ *   soft-deleted rows are served at all is the caller's business.
+ * - Per-row checks (cs_policy_row_allowed) render the query each time but
+ *   reuse the runtime connection's cached statement, since the text is the
+ *   same for every user and key; cs_policy_check_* goes further and binds
+ *   the user once, for loops over many rows (measured on 100k rows, Release:
+ *   ~8 us per row for the former, ~3 us for the latter).
+ */
+#include "server/policy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "value/value.h"
+
+typedef struct pctx {
+    cs_sqlb *q;
+    const cstack_schema *s;
+    const cs_auth *auth;
+} pctx;
+
+static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias);
+
+static int put(pctx *c, const char *text)
+{
+    return cs_buf_puts(&c->q->sql, text);
+}
+
+static int col(pctx *c, int alias, const cs_field *f)
+{
+    int rc = cs_buf_printf(&c->q->sql, "t%d.", alias);
+    return rc ? rc : cs_buf_ident(&c->q->sql, f->column);
+}
+
+/* Takes ownership of `p` for the lifetime of the query (bound text). */
+static int own(cs_sqlb *q, char *p)
+{
+    if (q->nowned == q->capowned) {
+        size_t cap = q->capowned ? q->capowned * 2 : 8;
+        char **o = realloc(q->owned, cap * sizeof *o);
+        if (!o) {
+            free(p);
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        }
+        q->owned = o;
+        q->capowned = cap;
+    }
+    q->owned[q->nowned++] = p;
+    return 0;
+}
+
+/* ---- relation hops -------------------------------------------------------- */
+
+/* The join condition between alias `a` (model m, relation field f) and alias
+ * `b` (the related model), whichever side holds the foreign key. */
+static int join(pctx *c, const cs_model *m, const cs_field *f, int a, int b)
+{
+    const cs_relation *r = f->rel;
+    const cs_model *tm = &c->s->models[r->target];
+    const cs_relation *owner = r->nfields ? r : tm->fields[r->back_field].rel;
+    const cs_model *om = r->nfields ? m : tm; /* holds the foreign key */
+    const cs_model *rm = r->nfields ? tm : m; /* is referenced */
+    int oa = r->nfields ? a : b, ra = r->nfields ? b : a;
+    int rc = 0;
+    for (size_t i = 0; i < owner->nfields && !rc; i++) {
+        if (i)
+            rc = put(c, " AND ");
+        if (!rc)
+            rc = col(c, ra, &rm->fields[owner->refs[i]]);
+        if (!rc)
+            rc = put(c, " = ");
+        if (!rc)
+            rc = col(c, oa, &om->fields[owner->fields[i]]);
+    }
+    return rc;
+}
+
+/* The relation field `name` of m; the validator guarantees it exists. */
+static const cs_field *rel_field(const cs_model *m, const char *name)
+{
+    int fi = cs_field_find(m, name);
+    return fi >= 0 && m->fields[fi].type == CS_T_MODEL ? &m->fields[fi] : NULL;
+}
+
+/* The model reached after the relation hops path[0..nhops) from m. */
+static const cs_model *walk(const cstack_schema *s, const cs_model *m, char *const *path,
+                            size_t nhops)
+{
+    for (size_t i = 0; i < nhops && m; i++) {
+        const cs_field *f = rel_field(m, path[i]);
+        m = f ? &s->models[f->rel->target] : NULL;
+    }
+    if (!m)
+        cs_err(CSTACK_EINVAL, "policy path '%s' does not follow relations", path[0]);
+    return m;
+}
+
+/* Emits "FROM T1 AS tA, ... WHERE <joins and soft-delete conditions>" for
+ * the hops path[0..nhops) from m (aliased `alias`); the hops take the aliases
+ * `first`, first+1, ...  (reserved by the caller). */
+static int emit_hops(pctx *c, const cs_model *m, int alias, char *const *path, size_t nhops,
+                     int first)
+{
+    const cs_model *cur = m;
+    int rc = put(c, " FROM ");
+    for (size_t i = 0; i < nhops && !rc; i++) {
+        const cs_model *tm = &c->s->models[rel_field(cur, path[i])->rel->target];
+        rc = put(c, i ? ", " : "");
+        if (!rc)
+            rc = cs_buf_ident(&c->q->sql, tm->table);
+        if (!rc)
+            rc = cs_buf_printf(&c->q->sql, " AS t%d", first + (int)i);
+        cur = tm;
+    }
+    if (!rc)
+        rc = put(c, " WHERE ");
+    cur = m;
+    for (size_t i = 0; i < nhops && !rc; i++) {
+        const cs_field *f = rel_field(cur, path[i]);
+        const cs_model *tm = &c->s->models[f->rel->target];
+        int a = i ? first + (int)i - 1 : alias, b = first + (int)i;
+        rc = put(c, i ? " AND " : "");
+        if (!rc)
+            rc = join(c, cur, f, a, b);
+        if (!rc && tm->soft_delete >= 0) {
+            rc = put(c, " AND ");
+            if (!rc)
+                rc = col(c, b, &tm->fields[tm->soft_delete]);
+            if (!rc)
+                rc = put(c, " IS NULL");
+        }
+        cur = tm;
+    }
+    return rc;
+}
+
+/* Reserves `n` aliases and returns the first. */
+static int reserve(pctx *c, size_t n)
+{
+    int first = c->q->alias + 1;
+    c->q->alias += (int)n;
+    return first;
+}
+
+/* A field path's value: the column, or a scalar subquery through the
+ * to-one relations (SELECT 1 when the path ends at a relation). */
+static int render_path(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    const cs_model *last = walk(c->s, m, e->path, e->npath - 1);
+    if (!last)
+        return CSTACK_EINVAL;
+    int fi = cs_field_find(last, e->path[e->npath - 1]);
+    if (fi < 0)
+        return cs_err(CSTACK_EINVAL, "policy names unknown field '%s'", e->path[e->npath - 1]);
+    const cs_field *f = &last->fields[fi];
+    if (e->npath == 1 && cs_field_is_column(f))
+        return col(c, alias, f);
+    /* A trailing relation is one more hop, whose existence is the value. */
+    size_t nhops = e->npath - (cs_field_is_column(f) ? 1 : 0);
+    int first = reserve(c, nhops);
+    int rc = put(c, "(SELECT ");
+    if (!rc)
+        rc = cs_field_is_column(f) ? col(c, first + (int)nhops - 1, f) : put(c, "1");
+    if (!rc)
+        rc = emit_hops(c, m, alias, e->path, nhops, first);
+    return rc ? rc : put(c, ")");
+}
+
+/* rel?[p], rel![p], rel^[p] (the path may start with to-one hops). */
+static int render_predicate(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    const cs_model *tm = walk(c->s, m, e->path, e->npath);
+    if (!tm)
+        return CSTACK_EINVAL;
+    int first = reserve(c, e->npath);
+    int rc = put(c, e->kind == CS_E_SOME ? "EXISTS (SELECT 1" : "NOT EXISTS (SELECT 1");
+    if (!rc)
+        rc = emit_hops(c, m, alias, e->path, e->npath, first);
+    if (!rc)
+        rc = put(c, e->kind == CS_E_EVERY ? " AND NOT " : " AND ");
+    if (!rc)
+        rc = render_bool(c, e->lhs, tm, first + (int)e->npath - 1);
+    return rc ? rc : put(c, ")");
+}
+
+/* ---- values ----------------------------------------------------------------- */
+
+static int bind(pctx *c, cstack_value v)
+{
+    return cs_sqlb_bind(c->q, v);
+}
+
+static int bind_number(pctx *c, const char *text)
+{
+    char *end;
+    errno = 0;
+    if (!strpbrk(text, ".eE")) {
+        long long i = strtoll(text, &end, 10);
+        if (!errno && !*end)
+            return bind(c, cstack_v_int(i));
+    }
+    errno = 0;
+    double d = strtod(text, &end);
+    if (*end || errno)
+        return cs_err(CSTACK_EINVAL, "policy number '%s' is out of range", text);
+    return bind(c, cstack_v_float(d));
+}
+
+/* auth().name: the user's value, NULL when anonymous. */
+static int bind_auth_field(pctx *c, const char *name)
+{
+    const cstack_value *v = c->auth->signed_in ? cs_auth_value(c->s, c->auth, name) : NULL;
+    return bind(c, v ? *v : cstack_v_null());
+}
+
+/* A value operand of a comparison (possibly NULL at run time). */
+static int render_value(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    switch (e->kind) {
+    case CS_E_BOOL:
+        return bind(c, cstack_v_int(e->bval ? 1 : 0));
+    case CS_E_NUMBER:
+        return bind_number(c, e->text);
+    case CS_E_STRING:
+    case CS_E_ENUM:
+        return bind(c, cstack_v_text(e->text));
+    case CS_E_AUTH:
+        return bind(c, c->auth->signed_in ? cstack_v_int(1) : cstack_v_null());
+    case CS_E_AUTH_FIELD:
+        return bind_auth_field(c, e->text);
+    case CS_E_FIELD:
+        return render_path(c, e, m, alias);
+    default:
+        return render_bool(c, e, m, alias);
+    }
+}
+
+/* ---- comparisons ------------------------------------------------------------ */
+
+/* How an operand is wrapped so both sides compare as the same type. */
+typedef enum wrap { W_NONE, W_TEXT, W_REAL, W_LOWER, W_DECLIT } wrap;
+
+typedef struct cmp_plan {
+    wrap w[2];
+    bool decimal; /* COLLATE cstack_decimal */
+} cmp_plan;
+
+static bool decimal_literal(const cs_expr *e)
+{
+    if (e->kind != CS_E_NUMBER)
+        return false;
+    cs_buf b = CS_BUF_INIT;
+    char err[8];
+    bool ok = cs_decimal_canon(e->text, strlen(e->text), &b, err, sizeof err) == 0;
+    cs_buf_free(&b);
+    return ok;
+}
+
+static cmp_plan plan_compare(const cs_expr *const x[2])
+{
+    cmp_plan p = {{W_NONE, W_NONE}, false};
+    for (int i = 0; i < 2; i++) {
+        const cs_expr *a = x[i], *b = x[1 - i];
+        if (a->vtype == CS_T_DECIMAL && b->vtype == CS_T_DECIMAL) {
+            p.decimal = true;
+        } else if (a->vtype == CS_T_DECIMAL && (b->vtype == CS_T_INT || b->vtype == CS_T_FLOAT)) {
+            if (b->kind == CS_E_NUMBER && decimal_literal(b)) {
+                p.w[1 - i] = W_DECLIT;
+                p.decimal = true;
+            } else if (b->vtype == CS_T_INT && b->kind != CS_E_NUMBER) {
+                p.w[1 - i] = W_TEXT;
+                p.decimal = true;
+            } else {
+                p.w[i] = W_REAL;
+            }
+        } else if (a->vtype == CS_T_UUID && b->kind != CS_E_STRING &&
+                   (b->vtype == CS_T_STRING || b->vtype == CS_T_CUID)) {
+            p.w[1 - i] = W_LOWER;
+        }
+    }
+    return p;
+}
+
+static int render_operand(pctx *c, const cs_expr *e, wrap w, const cs_model *m, int alias)
+{
+    if (w == W_DECLIT) {
+        cs_buf b = CS_BUF_INIT;
+        char err[8];
+        int rc = cs_decimal_canon(e->text, strlen(e->text), &b, err, sizeof err);
+        char *text = rc ? NULL : cs_buf_take(&b);
+        cs_buf_free(&b);
+        if (!text)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        if ((rc = own(c->q, text)))
+            return rc;
+        return bind(c, cstack_v_text(text));
+    }
+    static const char *const open[] = {"(", "CAST(", "CAST(", "lower(", ""};
+    static const char *const close[] = {")", " AS TEXT)", " AS REAL)", ")", ""};
+    int rc = put(c, open[w]);
+    if (!rc)
+        rc = render_value(c, e, m, alias);
+    return rc ? rc : put(c, close[w]);
+}
+
+static const char *const cmp_sql[] = {" = ", " <> ", " < ", " <= ", " > ", " >= "};
+
+/* A comparison with the literal null: a null test, or false. */
+static int render_null_test(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    const cs_expr *other = e->lhs->kind == CS_E_NULL ? e->rhs : e->lhs;
+    if (e->op != CS_OP_EQ && e->op != CS_OP_NE)
+        return put(c, "0");
+    if (other->kind == CS_E_NULL)
+        return put(c, e->op == CS_OP_EQ ? "1" : "0");
+    int rc = put(c, "(");
+    if (!rc)
+        rc = render_value(c, other, m, alias);
+    return rc ? rc : put(c, e->op == CS_OP_EQ ? " IS NULL)" : " IS NOT NULL)");
+}
+
+static int render_compare(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    if (e->lhs->kind == CS_E_NULL || e->rhs->kind == CS_E_NULL)
+        return render_null_test(c, e, m, alias);
+    const cs_expr *x[2] = {e->lhs, e->rhs};
+    cmp_plan p = plan_compare(x);
+    /* NULL on either side makes the comparison NULL, which coalesce turns
+     * into false. */
+    int rc = put(c, "coalesce(");
+    if (!rc)
+        rc = render_operand(c, e->lhs, p.w[0], m, alias);
+    if (!rc)
+        rc = put(c, cmp_sql[e->op]);
+    if (!rc)
+        rc = render_operand(c, e->rhs, p.w[1], m, alias);
+    if (!rc && p.decimal)
+        rc = put(c, " COLLATE cstack_decimal");
+    return rc ? rc : put(c, ", 0)");
+}
+
+/* ---- booleans --------------------------------------------------------------- */
+
+/* A boolean expression as 0/1, never NULL. */
+static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias)
+{
+    int rc;
+    switch (e->kind) {
+    case CS_E_BOOL:
+        return render_value(c, e, m, alias);
+    case CS_E_FIELD:
+    case CS_E_AUTH_FIELD:
+        if (e->vtype != CS_T_BOOLEAN)
+            break;
+        /* True only when true: a null Boolean is false. */
+        rc = put(c, "(");
+        if (!rc)
+            rc = render_value(c, e, m, alias);
+        return rc ? rc : put(c, " IS 1)");
+    case CS_E_NOT:
+        rc = put(c, "(NOT ");
+        if (!rc)
+            rc = render_bool(c, e->lhs, m, alias);
+        return rc ? rc : put(c, ")");
+    case CS_E_SOME:
+    case CS_E_EVERY:
+    case CS_E_NONE:
+        return render_predicate(c, e, m, alias);
+    case CS_E_BINARY:
+        if (e->op != CS_OP_AND && e->op != CS_OP_OR)
+            return render_compare(c, e, m, alias);
+        rc = put(c, "(");
+        if (!rc)
+            rc = render_bool(c, e->lhs, m, alias);
+        if (!rc)
+            rc = put(c, e->op == CS_OP_AND ? " AND " : " OR ");
+        if (!rc)
+            rc = render_bool(c, e->rhs, m, alias);
+        return rc ? rc : put(c, ")");
+    default:
+        break;
+    }
+    return cs_err(CSTACK_EINVAL, "a policy of %s is not a boolean expression", m->name);
+}
+
+/* ---- rules -------------------------------------------------------------------- */
+
+/* "r1 OR r2 ..." for the rules of one kind (allow or deny) naming op;
+ * *count is how many there were. */
+static int render_rules(pctx *c, const cs_model *m, int alias, unsigned op, bool deny,
+                        size_t *count)
+{
+    int rc = 0;
+    *count = 0;
+    for (size_t i = 0; i < m->npolicies && !rc; i++) {
+        const cs_policy *p = &m->policies[i];
+        if (p->deny != deny || !(p->ops & op))
+            continue;
+        if ((*count)++)
+            rc = put(c, " OR ");
+        if (!rc)
+            rc = render_bool(c, p->expr, m, alias);
+    }
+    return rc;
+}
+
+static size_t rule_count(const cs_model *m, unsigned op, bool deny)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->npolicies; i++)
+        n += m->policies[i].deny == deny && (m->policies[i].ops & op);
+    return n;
+}
+
+int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
+                     const cs_auth *auth)
+{
+    if (op == 0 || op > CS_POL_DELETE || (op & (op - 1)))
+        return cs_err(CSTACK_EINVAL,
+                      "policy operation must be one of read, create, update, "
+                      "delete (got %u)",
+                      op);
+    if (!auth)
+        return cs_err(CSTACK_EINVAL, "policy check without a user (use cs_auth_anonymous)");
+    if (q->alias < alias)
+        q->alias = alias;
+    pctx c = {q, s, auth};
+    if (rule_count(m, op, false) == 0)
+        return put(&c, "0");
+    size_t n;
+    int rc = put(&c, "(");
+    if (!rc && rule_count(m, op, true)) {
+        rc = put(&c, "NOT (");
+        if (!rc)
+            rc = render_rules(&c, m, alias, op, true, &n);
+        if (!rc)
+            rc = put(&c, ") AND ");
+    }
+    if (!rc)
+        rc = put(&c, "(");
+    if (!rc)
+        rc = render_rules(&c, m, alias, op, false, &n);
+    return rc ? rc : put(&c, "))");
+}
+
+/* ---- one row -------------------------------------------------------------------- */
+
+/* SELECT <policy> FROM table AS t0 WHERE <primary key>.  With pk NULL the
+ * key's placeholders are bound to NULL, to be rebound per row. */
+static int row_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsigned op,
+                     const cs_auth *auth, const cstack_value *pk)
+{
+    int rc = cs_buf_puts(&q->sql, "SELECT ");
+    if (!rc)
+        rc = cs_policy_render(q, s, m, 0, op, auth);
+    if (!rc)
+        rc = cs_buf_puts(&q->sql, " FROM ");
+    if (!rc)
+        rc = cs_buf_ident(&q->sql, m->table);
+    if (!rc)
+        rc = cs_buf_puts(&q->sql, " AS t0 WHERE ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        const cs_field *f = &m->fields[m->pk[i]];
+        if (pk && pk[i].type == CSTACK_NULL)
+            return cs_err(CSTACK_EINVAL, "%s.%s: a primary key value cannot be null", m->name,
+                          f->name);
+        rc = cs_buf_printf(&q->sql, "%st0.", i ? " AND " : "");
+        if (!rc)
+            rc = cs_buf_ident(&q->sql, f->column);
+        if (!rc)
+            rc = cs_buf_puts(&q->sql, " = ");
+        if (!rc)
+            rc = pk ? cs_sqlb_bind_field(q, s, m, f, &pk[i]) : cs_sqlb_bind(q, cstack_v_null());
+    }
+    return rc;
+}
+
+/* The runtime connection wrapping `conn`, whose statement cache may be used
+ * (the caller owns it: the write lock for the writer, cs_read_begin for a
+ * reader), or NULL for a foreign connection. */
+static cs_conn *runtime_conn(cstack *db, sqlite3 *conn)
+{
+    if (db->writer.db == conn)
+        return &db->writer;
+    cs_conn *found = NULL;
+    pthread_mutex_lock(&db->plock);
+    for (int i = 0; i < db->nreaders && !found; i++)
+        if (db->readers[i].db == conn)
+            found = &db->readers[i];
+    pthread_mutex_unlock(&db->plock);
+    return found;
+}
+
+/* Steps the one-row query: 0/1 in *allowed, false when there is no row. */
+static int step_allowed(sqlite3_stmt *st, const cs_sqlb *q, bool *allowed)
+{
+    int src = cs_sqlb_apply(q, st);
+    if (src == SQLITE_OK) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            *allowed = sqlite3_column_int(st, 0) != 0;
+        if (src == SQLITE_ROW || src == SQLITE_DONE)
+            src = SQLITE_OK;
+    }
+    return src;
+}
+
+int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
+                          const cstack_value *pk, bool *allowed)
+{
+    *allowed = false;
+    const cstack_schema *s = db->schema;
+    if (mi < 0 || (size_t)mi >= s->nmodels || !pk)
+        return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without a key");
+    const cs_model *m = &s->models[mi];
+    cs_sqlb q = {0};
+    int rc = row_query(&q, s, m, op, auth, pk);
+    if (rc) {
+        cs_sqlb_free(&q);
+        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+    }
+    /* The text does not depend on the user or the key, so on a runtime
+     * connection the statement is prepared once per model and operation
+     * (a pull checks every row it sends). */
+    cs_conn *rc_conn = runtime_conn(db, conn);
+    sqlite3_stmt *st = NULL;
+    int src = SQLITE_OK;
+    if (rc_conn)
+        st = cs_conn_prepare(rc_conn, 0, q.sql.data, q.sql.len);
+    else
+        src = sqlite3_prepare_v2(conn, q.sql.data, (int)q.sql.len, &st, NULL);
+    if (!st && src == SQLITE_OK)
+        src = sqlite3_errcode(conn) != SQLITE_OK ? sqlite3_errcode(conn) : SQLITE_ERROR;
+    if (st)
+        src = step_allowed(st, &q, allowed);
+    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, conn, src);
+    if (rc_conn && st) {
+        /* The bindings point into q, which is freed below. */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else
+        sqlite3_finalize(st);
+    cs_sqlb_free(&q);
+    return rc;
+}
+
+/* ---- many rows ---------------------------------------------------------------- */
+
+struct cs_policy_check {
+    cstack *db;
+    const cs_model *m;
+    sqlite3 *conn;
+    sqlite3_stmt *st;
+    cs_sqlb q;        /* owns what the user's bindings point to */
+    size_t first_key; /* parameter number of the first key column - 1 */
+};
+
+int cs_policy_check_open(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
+                         cs_policy_check **out)
+{
+    *out = NULL;
+    const cstack_schema *s = db->schema;
+    if (mi < 0 || (size_t)mi >= s->nmodels)
+        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
+    cs_policy_check *c = calloc(1, sizeof *c);
+    if (!c)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    c->db = db;
+    c->m = &s->models[mi];
+    c->conn = conn;
+    int rc = row_query(&c->q, s, c->m, op, auth, NULL);
+    if (rc) {
+        cs_policy_check_close(c);
+        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+    }
+    c->first_key = c->q.nbinds - c->m->npk;
+    int src = sqlite3_prepare_v3(conn, c->q.sql.data, (int)c->q.sql.len, SQLITE_PREPARE_PERSISTENT,
+                                 &c->st, NULL);
+    if (src == SQLITE_OK)
+        src = cs_sqlb_apply(&c->q, c->st);
+    if (src != SQLITE_OK) {
+        rc = cs_err_sqlite(c->m, conn, src);
+        cs_policy_check_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed)
+{
+    *allowed = false;
+    const cstack_schema *s = c->db->schema;
+    cstack_value key[16];
+    char *owned[16] = {NULL};
+    if (c->m->npk > 16)
+        return cs_err(CSTACK_ETOOBIG, "%s: primary key of more than 16 fields", c->m->name);
+    int rc = 0, src = SQLITE_OK;
+    for (size_t i = 0; i < c->m->npk && !rc; i++) {
+        const cs_field *f = &c->m->fields[c->m->pk[i]];
+        rc = pk[i].type == CSTACK_NULL
+                 ? cs_err(CSTACK_EINVAL, "%s.%s: a primary key value cannot be null", c->m->name,
+                          f->name)
+                 : cs_canon_field(s, c->m, f, &pk[i], &key[i], &owned[i]);
+        if (!rc)
+            src = cs_bind_one(c->st, (int)(c->first_key + i) + 1, &key[i]);
+        if (!rc && src != SQLITE_OK)
+            rc = cs_err_sqlite(c->m, c->conn, src);
+    }
+    if (!rc) {
+        src = sqlite3_step(c->st);
+        if (src == SQLITE_ROW)
+            *allowed = sqlite3_column_int(c->st, 0) != 0;
+        else if (src != SQLITE_DONE)
+            rc = cs_err_sqlite(c->m, c->conn, src);
+    }
+    sqlite3_reset(c->st);
+    for (size_t i = 0; i < c->m->npk && i < 16; i++)
+        free(owned[i]);
+    return rc;
+}
+
+void cs_policy_check_close(cs_policy_check *c)
+{
+    if (!c)
+        return;
+    sqlite3_finalize(c->st);
+    cs_sqlb_free(&c->q);
+    free(c);
+}
+
+/* ---- locality ------------------------------------------------------------------- */
+
+/* Whether an expression reads only the row's own columns, auth() and
+ * literals. */
+static bool expr_local(const cs_expr *e)
+{
+    switch (e->kind) {
+    case CS_E_FIELD:
+        /* One segment that is a relation (`owner == null`) depends on the
+         * related row: vtype tells them apart. */
+        return e->npath == 1 && e->vtype != CS_T_MODEL;
+    case CS_E_SOME:
+    case CS_E_EVERY:
+    case CS_E_NONE:
+        return false;
+    case CS_E_NOT:
+        return expr_local(e->lhs);
+    case CS_E_BINARY:
+        return expr_local(e->lhs) && expr_local(e->rhs);
+    default:
+        return true;
+    }
+}
+
+bool cs_policy_model_read_is_local(const cs_model *m)
+{
+    for (size_t i = 0; i < m->npolicies; i++)
+        if ((m->policies[i].ops & CS_POL_READ) && !expr_local(m->policies[i].expr))
+            return false;
+    return true;
+}
+
+bool cs_policy_read_is_local(const cstack_schema *s)
+{
+    for (size_t i = 0; i < s->nmodels; i++)
+        if (!s->models[i].local && !cs_policy_model_read_is_local(&s->models[i]))
+            return false;
+    return true;
+}

@@ -1,0 +1,75 @@
+/*
+ * policy.h -- @@allow / @@deny rules rendered to SQL for one user.
+ *
+ * The server (not the embedded runtime) enforces the schema's policies: read
+ * rules filter what a user receives, write rules check every pushed row.
+ * Both are SQL expressions over the row, evaluated by SQLite, with the
+ * user's auth() values bound (never spliced into the text).
+ */
+#ifndef CS_SERVER_POLICY_H
+#define CS_SERVER_POLICY_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "server/auth.h"
+#include "store/store.h"
+
+/*
+ * Appends to q a SQL boolean expression (0/1, never NULL) that is true when
+ * `auth` may perform the operation `op` (one CS_POL_* bit) on the row aliased
+ * t<alias> of model m, per the model's @@allow / @@deny rules: any matching
+ * deny -> false; else any matching allow -> true; else false (a model with no
+ * allow rule for `op` renders "0").  auth values and literals are bound into q
+ * (cs_sqlb_bind), never spliced.  Table aliases for subqueries use q->alias
+ * (++), so q->alias must be at least `alias` on entry.  Bound text borrows
+ * from `auth` and the schema: both must outlive the statement's execution.
+ * Returns 0, CSTACK_EINVAL (op not a single bit, auth NULL), CSTACK_ETOOBIG
+ * or CSTACK_ENOMEM (message via cs_err).
+ */
+int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
+                     const cs_auth *auth);
+
+/*
+ * Whether `auth` may perform `op` on the row of model `mi` with primary key
+ * `pk` (npk values in primary-key order, canonical or convertible to it) as
+ * it is now in the database on connection `conn` (false when the row is not
+ * there).  A soft-deleted row is still there: its own soft-delete field is
+ * an ordinary column to policies (so soft-deleting through sync can be
+ * checked as the update it is).  Runs one query on `conn`, from the thread
+ * that owns it: the write lock for the runtime's writer, cs_read_begin for a
+ * reader; on those the statement is cached (prepared once per model and
+ * operation), a foreign connection prepares it each time and must have the
+ * cstack SQL helpers registered.  `db` gives the schema.  Returns 0 with
+ * *allowed, or an error code (message via cs_err).
+ */
+int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
+                          const cstack_value *pk, bool *allowed);
+
+/*
+ * A prepared check for many rows: the same decision as cs_policy_row_allowed
+ * for one user, model and operation, with the statement prepared and the
+ * user's values bound once, so each row costs one primary-key lookup (a pull
+ * deciding the visibility of every row it sends; ~10x cheaper per row than
+ * cs_policy_row_allowed).  Same thread rules as cs_policy_row_allowed; `auth`
+ * must outlive the check.  Close it before the connection closes.
+ */
+typedef struct cs_policy_check cs_policy_check;
+int cs_policy_check_open(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
+                         cs_policy_check **out);
+/* The decision for the row with primary key `pk` (npk values). */
+int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed);
+/* Frees the check; NULL is fine. */
+void cs_policy_check_close(cs_policy_check *c);
+
+/*
+ * True when the model's read rules for every model involve only the row's own
+ * fields and auth() (no relation paths or to-many predicates): then a row's
+ * visibility can only change when the row itself changes.
+ */
+bool cs_policy_read_is_local(const cstack_schema *s);
+
+/* The same for one model. */
+bool cs_policy_model_read_is_local(const cs_model *m);
+
+#endif
