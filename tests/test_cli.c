@@ -382,7 +382,7 @@ Test(cli, demo_keeps_a_database_that_dump_reads)
     for (int run = 0; run < 2; run++) {
         int rc = cli(1, &out, "demo --keep '%s'", dir);
         cr_assert_eq(rc, 0, "demo exits %d:\n%s", rc, out);
-        cr_expect(strstr(out, "All 11 steps passed") != NULL, "%s", out);
+        cr_expect(strstr(out, "All 18 steps passed") != NULL, "%s", out);
         cr_expect(strstr(out, "\033[") == NULL, "no colour when stdout is not a terminal");
     }
     /* The schemas compiled into the demo are exactly the example files. */

@@ -23,7 +23,7 @@
 /* The flags of the brief (-std=c11 -Wall -Wextra -Werror -pedantic) plus the
  * stricter ones an application might use. */
 #define STRICT                                                                                     \
-    "-std=c11 -Wall -Wextra -Werror -pedantic -Wshadow -Wconversion -Wsign-conversion "           \
+    "-std=c11 -Wall -Wextra -Werror -pedantic -Wshadow -Wconversion -Wsign-conversion "            \
     "-Wmissing-prototypes -Wstrict-prototypes -Wcast-qual -Wundef"
 
 static bool have(const char *tool)
@@ -137,8 +137,8 @@ Test(codegen, every_valid_schema_compiles_with_gcc_and_clang, .timeout = 600)
         for (int k = 0; k < 2; k++) {
             if (!have(compilers[k]))
                 continue;
-            cr_expect_eq(compile(compilers[k], sub, base, path), 0, "%s: %s rejects the code",
-                         path, compilers[k]);
+            cr_expect_eq(compile(compilers[k], sub, base, path), 0, "%s: %s rejects the code", path,
+                         compilers[k]);
             compiled++;
         }
         if (cxx)
@@ -242,16 +242,17 @@ Test(codegen, colliding_names_are_renamed)
     cr_assert_eq(g.rc, 0, "%s", g.err);
     static const char *const expected[] = {
         "typedef struct char_m {",         /* keyword */
-        "typedef struct index_m {",        /* <strings.h> */
+        "typedef struct index_m {",        /* the model Index_m ... */
+        "typedef struct index_m2 {",       /* ... so Index (<strings.h>) is renamed twice */
         "typedef struct note_list_m {",    /* Note's list type */
         "typedef struct note_list {",      /* ... which keeps its name */
         "typedef struct m_cstack_thing {", /* cstack's namespace */
         "typedef struct http_request {",   /* snake case of an acronym */
         "typedef enum bool_t {",
-        "NOTE_STATUS_inProgress",          /* members keep their spelling */
-        "const char *default_;",           /* keyword member */
-        "int64_t row;",                    /* a field keeps its name ... */
-        "cstack_row *row_;",               /* ... the added member moves */
+        "NOTE_STATUS_inProgress", /* members keep their spelling */
+        "const char *default_;",  /* keyword member */
+        "int64_t row;",           /* a field keeps its name ... */
+        "cstack_row *row_;",      /* ... the added member moves */
         "size_t x_len_;",
         "int64_t x_len;",
         "bool has_y_;",
@@ -314,4 +315,92 @@ Test(codegen, doc_comments_cannot_break_out)
     cr_assert_eq(g.rc, 0, "%s", g.err);
     cr_expect(strstr(g.h.data, "ends * / early ? ?/ and / * nests") != NULL, "%s", g.h.data);
     gen_free(&g);
+}
+
+/* ---- `cstack gen` ---- */
+
+/* Runs `cstack ARGS 2>&1`; returns the exit status, *out the output (free). */
+static int cli(char **out, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", CSTACK_CLI, args);
+    return t_run(cmd, out);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
+Test(codegen_cli, gen_writes_the_pair_and_says_so)
+{
+    char *dir = t_tmpdir(), *out = NULL, args[2048];
+    snprintf(args, sizeof args, "gen %s -o '%s/a/b'", CSTACK_SOURCE_DIR "/examples/notes.cstack",
+             dir);
+    cr_assert_eq(cli(&out, args), 0, "%s", out);
+    char want[1200];
+    snprintf(want, sizeof want, "wrote %s/a/b/notes.h\nwrote %s/a/b/notes.c\n", dir, dir);
+    cr_expect_str_eq(out, want);
+    free(out);
+    /* The default name is the schema's stem; nothing but the pair is left. */
+    snprintf(args, sizeof args, "ls -A '%s/a/b'", dir);
+    cr_assert_eq(t_run(args, &out), 0);
+    cr_expect_str_eq(out, "notes.c\nnotes.h\n");
+    free(out);
+    snprintf(args, sizeof args, "gen --name=model -o '%s' %s", dir,
+             CSTACK_SOURCE_DIR "/examples/notes.cstack");
+    cr_assert_eq(cli(&out, args), 0, "%s", out);
+    cr_expect(exists(dir, "model.h") && exists(dir, "model.c"));
+    free(out);
+    snprintf(args, sizeof args, "grep -c '#include \"model.h\"' '%s/model.c'", dir);
+    cr_expect_eq(t_run(args, NULL), 0, "the source includes the header by its new name");
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    t_run(args, NULL);
+    free(dir);
+}
+
+Test(codegen_cli, schema_errors_exit_1_and_write_nothing)
+{
+    char *dir = t_tmpdir(), *out = NULL, args[2048];
+    snprintf(args, sizeof args, "gen %s -o '%s'",
+             CSTACK_TEST_DIR "/schemas/three_mistakes.fail.cstack", dir);
+    cr_expect_eq(cli(&out, args), 1, "%s", out);
+    cr_expect(strstr(out, "three_mistakes.fail.cstack:") != NULL, "diagnostics: %s", out);
+    cr_expect_not(exists(dir, "three_mistakes.fail.h"));
+    free(out);
+    /* A directory that cannot be created is a failure too. */
+    snprintf(args, sizeof args, "gen %s -o %s/sub", CSTACK_SOURCE_DIR "/examples/notes.cstack",
+             CSTACK_SOURCE_DIR "/examples/notes.cstack");
+    cr_expect_eq(cli(&out, args), 1, "%s", out);
+    cr_expect(strstr(out, "cannot create directory") != NULL, "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    t_run(args, NULL);
+    free(dir);
+}
+
+Test(codegen_cli, usage_errors_exit_2)
+{
+    static const char *const bad[] = {
+        "gen",
+        "gen " CSTACK_SOURCE_DIR "/examples/notes.cstack",
+        "gen -o /tmp",
+        "gen a.cstack b.cstack -o /tmp",
+        "gen " CSTACK_SOURCE_DIR "/examples/notes.cstack -o /tmp --name 'a b'",
+        "gen " CSTACK_SOURCE_DIR "/examples/notes.cstack -o",
+        "gen --bogus",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = NULL;
+        cr_expect_eq(cli(&out, bad[i]), 2, "cstack %s: %s", bad[i], out);
+        cr_expect(strstr(out, "Try 'cstack gen --help'") != NULL, "cstack %s: %s", bad[i], out);
+        free(out);
+    }
+    char *out = NULL;
+    cr_expect_eq(cli(&out, "gen --help"), 0);
+    cr_expect(strstr(out, "usage: cstack gen FILE -o DIR") != NULL, "%s", out);
+    free(out);
 }

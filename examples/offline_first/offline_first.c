@@ -117,8 +117,8 @@ static int exact_money(cstack *db)
 /* Entries over 1.00 in the Groceries wallet: a filter through the relation. */
 static int filters(cstack *db)
 {
-    cstack_filter *where = cstack_filter_and2(entry_wallet_is(wallet_name_eq("Groceries")),
-                                              entry_amount_gt("1.00"));
+    cstack_filter *where =
+        cstack_filter_and2(entry_wallet_is(wallet_name_eq("Groceries")), entry_amount_gt("1.00"));
     cstack_query q = {.where = where};
     entry_list list;
     int rc = entry_find_many(db, &q, &list);
@@ -152,15 +152,15 @@ static int partial_updates(cstack *db)
     cstack_filter_free(market);
     if (rc || !found)
         return rc ? fail(db, "entry_find_first", rc) : 1;
-    entry_update_input up = {.set_cleared = true, .cleared = true, .set_memo = true,
-                             .memo = "weekly, paid"};
+    entry_update_input up = {
+        .set_cleared = true, .cleared = true, .set_memo = true, .memo = "weekly, paid"};
     entry after;
     rc = entry_update_by_id(db, e.id, &up, &after);
     entry_free(&e);
     if (rc)
         return fail(db, "entry_update_by_id", rc);
-    printf("update: %s %s cleared=%s memo=\"%s\" (amount and category untouched)\n",
-           after.category, after.amount, after.cleared ? "true" : "false", after.memo);
+    printf("update: %s %s cleared=%s memo=\"%s\" (amount and category untouched)\n", after.category,
+           after.amount, after.cleared ? "true" : "false", after.memo);
     entry_free(&after);
     int64_t n = 0;
     cstack_filter *travel = entry_wallet_is(wallet_name_eq("Travel"));

@@ -11,6 +11,7 @@
  * underscore (`default_`). */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,12 +146,13 @@ const char *cg_str(cg *g, const char *fmt, ...)
 
 /* ---- the registry: an open-addressing hash set of names ---- */
 
+/* FNV-1a. */
 static size_t hash_name(const char *s)
 {
-    size_t h = 1469598103934665603u & (size_t)-1;
+    uint64_t h = 1469598103934665603u;
     for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * (size_t)1099511628211u;
-    return h;
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)h;
 }
 
 static cg_entry *reg_find(cg *g, const char *name)
@@ -296,11 +298,10 @@ static const char *prefix_for(cg *g, const char *schema_name, int bump, char tag
         return "";
     }
     bool foreign = strncmp(b.data, "cstack", 6) == 0 || strncmp(b.data, "sqlite", 6) == 0;
-    const char *p = cg_str(g, "%s%s%s", foreign ? (tag == 'm' ? "m_" : "e_") : "", b.data,
-                           bump == 0   ? ""
-                           : bump == 1 ? (tag == 'm' ? "_m" : "_e")
-                                       : "");
-    if (bump > 1)
+    const char *p = cg_str(g, "%s%s", foreign ? (tag == 'm' ? "m_" : "e_") : "", b.data);
+    if (bump == 1)
+        p = cg_str(g, "%s_%c", p, tag);
+    else if (bump > 1)
         p = cg_str(g, "%s_%c%d", p, tag, bump);
     cs_buf_free(&b);
     return p;

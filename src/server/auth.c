@@ -439,8 +439,8 @@ int cs_auth_verify(const cstack_schema *s, const char *authorization, const char
         err[0] = 0;
     if (!secret || !*secret)
         return fail(err, errlen, "the server has no token secret configured");
-    const char *tok;
-    size_t n;
+    const char *tok = NULL;
+    size_t n = 0;
     int rc = bearer_token(authorization, &tok, &n, err, errlen);
     if (!rc)
         rc = check_structure(tok, n, err, errlen);

@@ -250,6 +250,38 @@ static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool ret
     return st;
 }
 
+/* Reads the full row with the given rowid (every model table is a rowid
+ * table: primary keys are table constraints on BLOB columns). */
+static int read_by_rowid(cstack *db, int mi, sqlite3_int64 rowid, cstack_row **out)
+{
+    const cs_model *m = &db->schema->models[mi];
+    uint64_t key = CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)1 << 38;
+    sqlite3_stmt *st = cs_conn_cached(&db->writer, key);
+    if (!st) {
+        cs_sqlb q = {0};
+        int rc = cs_buf_puts(&q.sql, "SELECT ");
+        rc = rc ? rc : cs_render_columns(&q, db->shapes[mi], 0);
+        rc = rc ? rc : cs_buf_puts(&q.sql, " FROM ");
+        rc = rc ? rc : cs_buf_ident(&q.sql, m->table);
+        rc = rc ? rc : cs_buf_puts(&q.sql, " AS t0 WHERE t0.rowid = ?1");
+        st = rc ? NULL : cs_conn_prepare(&db->writer, key, q.sql.data, q.sql.len);
+        cs_sqlb_free(&q);
+        if (!st)
+            return rc ? cs_err(rc, "out of memory")
+                      : cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    }
+    sqlite3_bind_int64(st, 1, rowid);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = cs_row_from_stmt(db->shapes[mi], st, NULL);
+        rc = *out ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+    } else {
+        rc = cs_err(CSTACK_ESQLITE, "the row inserted into %s cannot be read back", m->name);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
 /* Inserts one row; the caller holds a write scope. */
 static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cstack_row **out)
 {
@@ -264,7 +296,9 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
         rc = take_data(db->schema, m, data, &rv);
     if (!rc)
         rc = fill_defaults(db, m, &rv, now);
-    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv, returning);
+    /* No RETURNING: SQLite materialises RETURNING rows in a temporary table
+     * per statement, which costs more than reading the row back by rowid. */
+    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv, false);
     if (!rc && !st)
         rc = CSTACK_ESQLITE;
     for (size_t i = 0, k = 0; !rc && i < m->nfields; i++) {
@@ -274,7 +308,9 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
             rc = cs_err_sqlite(m, db->writer.db, rc);
     }
     if (!rc)
-        rc = step_write(db, m, st, returning, &row);
+        rc = step_write(db, m, st, false, &row);
+    if (!rc && returning)
+        rc = read_by_rowid(db, mi, sqlite3_last_insert_rowid(db->writer.db), &row);
     if (!rc && cs_model_journaled(m))
         rc = cs_record_write(db, mi, CS_OP_CREATE, NULL, row);
     rowvals_free(&rv);

@@ -39,8 +39,8 @@ TestSuite(typed, .init = setup, .fini = teardown);
 /* A task with only its required fields. */
 static int64_t add_task(const char *title, int64_t points)
 {
-    task_create_input in = {.title = title, .ownerId = alice.id, .has_points = true,
-                            .points = points};
+    task_create_input in = {
+        .title = title, .ownerId = alice.id, .has_points = true, .points = points};
     task t;
     cr_assert_eq(task_create(db, &in, &t), 0, "%s", cstack_errmsg(db));
     int64_t id = t.id;
@@ -79,8 +79,8 @@ Test(typed, every_scalar_round_trips_in_canonical_form)
     static const unsigned char blob[] = {0, 1, 2, 0xff, 0};
     char upper_id[37];
     for (size_t i = 0; i < 37; i++)
-        upper_id[i] = (char)(alice.id[i] >= 'a' && alice.id[i] <= 'f' ? alice.id[i] - 32
-                                                                        : alice.id[i]);
+        upper_id[i] =
+            (char)(alice.id[i] >= 'a' && alice.id[i] <= 'f' ? alice.id[i] - 32 : alice.id[i]);
     task_create_input in = {
         .title = "all types",
         .body = "h\xc3\xa9llo",
@@ -243,12 +243,20 @@ Test(typed, relation_and_null_helpers)
 
 Test(typed, updates_are_partial_and_can_write_null)
 {
-    task_create_input in = {.title = "partial", .body = "text", .ownerId = alice.id,
-                            .has_level = true, .level = PRIORITY_HIGH, .price = "2.50"};
+    task_create_input in = {.title = "partial",
+                            .body = "text",
+                            .ownerId = alice.id,
+                            .has_level = true,
+                            .level = PRIORITY_HIGH,
+                            .price = "2.50"};
     task t;
     cr_assert_eq(task_create(db, &in, &t), 0);
-    task_update_input up = {.set_points = true, .points = 42, .set_body = true, .body = NULL,
-                            .set_level = true, .has_level = false};
+    task_update_input up = {.set_points = true,
+                            .points = 42,
+                            .set_body = true,
+                            .body = NULL,
+                            .set_level = true,
+                            .has_level = false};
     task after;
     cr_assert_eq(task_update_by_id(db, t.id, &up, &after), 0, "%s", cstack_errmsg(db));
     cr_expect_eq(after.points, 42);
@@ -355,8 +363,8 @@ Test(typed, errors_leave_outputs_empty)
     task_create_input bad_decimal = {.title = "d", .ownerId = alice.id, .price = "1e5"};
     cr_expect_eq(task_create(db, &bad_decimal, &t), CSTACK_EVALIDATION);
 
-    task_create_input bad_enum = {.title = "e", .ownerId = alice.id, .has_priority = true,
-                                  .priority = (priority_t)42};
+    task_create_input bad_enum = {
+        .title = "e", .ownerId = alice.id, .has_priority = true, .priority = (priority_t)42};
     cr_expect_eq(task_create(db, &bad_enum, &t), CSTACK_EVALIDATION);
     cr_expect(strstr(cstack_errmsg(db), "priority") != NULL, "%s", cstack_errmsg(db));
 
