@@ -2,8 +2,9 @@
  * cli.h -- the pieces shared by the commands of the `cstack` tool.
  *
  * The CLI is a client of the public API only (include/cstack.h) plus SQLite's
- * own API; it never reaches into src/.  Each command lives in its own file
- * and has the shape `int cmd_x(int argc, char **argv)`, where argv[0] is the
+ * own API; it never reaches into src/, except `serve` and `token`, which use
+ * the server library's own interface (src/server/server.h, auth.h).  Each
+ * command lives in its own file and has the shape `int cmd_x(int argc, char **argv)`, where argv[0] is the
  * command name and the return value is the process exit code.
  *
  * Exit codes (docs/cli.md): 0 success, 1 the command ran and failed (schema
@@ -69,6 +70,10 @@ int cmd_migrate(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_changes(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

@@ -144,6 +144,11 @@ static const char DEMO_USAGE[] =
     "soft delete, the audit journal, events and the outbox, a transaction rolled\n"
     "back, and two schema migrations (one applied, one refused).\n"
     "\n"
+    "Then the same notes sync through a server on loopback (127.0.0.1): two\n"
+    "devices edit them offline with conflicts, converge when the server comes\n"
+    "back, a third device syncs from scratch, and a second user sees only his\n"
+    "own notes.  It ends by checking that every device agrees with the server.\n"
+    "\n"
     "options:\n"
     "  --keep DIR   work in DIR (created when missing) and keep the database and\n"
     "               the schema files there; an old notes.db in DIR is replaced.\n"
@@ -155,6 +160,12 @@ static const char DEMO_USAGE[] =
 static const char *const DEMO_FILES[] = {
     "notes.db",     "notes.db-wal",    "notes.db-shm",    "notes.db-journal",
     "notes.cstack", "notes_v2.cstack", "notes_v3.cstack",
+    /* the sync part (demo_sync.c) */
+    "server.db",       "server.db-wal",   "server.db-shm",
+    "ada-laptop.db",   "ada-laptop.db-wal",   "ada-laptop.db-shm",
+    "ada-phone.db",    "ada-phone.db-wal",    "ada-phone.db-shm",
+    "ada-tablet.db",   "ada-tablet.db-wal",   "ada-tablet.db-shm",
+    "linus-laptop.db", "linus-laptop.db-wal", "linus-laptop.db-shm",
 };
 #define DEMO_NFILES (sizeof DEMO_FILES / sizeof DEMO_FILES[0])
 
@@ -198,7 +209,7 @@ int demo_reopen(demo *d, const char *name, const char *text)
 static void remove_files(const demo *d, int db_only)
 {
     for (size_t i = 0; i < DEMO_NFILES; i++) {
-        if (db_only && strncmp(DEMO_FILES[i], "notes.db", 8) != 0)
+        if (db_only && !strstr(DEMO_FILES[i], ".db"))
             continue;
         unlink(demo_path(d, DEMO_FILES[i]));
     }
@@ -307,6 +318,13 @@ static const demo_stepdef STEPS[] = {
     {"A transaction that rolls back", demo_step_rollback},
     {"Migrate to notes_v2.cstack", demo_step_migrate},
     {"A migration that would lose data", demo_step_refuse},
+    {"Start a sync server", demo_step_serve},
+    {"Ada signs in on two devices", demo_step_sign_in},
+    {"Offline: both devices edit the same notes", demo_step_offline},
+    {"The server comes back: the devices converge", demo_step_converge},
+    {"A third device syncs from scratch", demo_step_initial},
+    {"A second user sees only his own notes", demo_step_isolation},
+    {"Every device agrees", demo_step_agree},
 };
 #define DEMO_NSTEPS (sizeof STEPS / sizeof STEPS[0])
 
@@ -324,14 +342,21 @@ static void print_outro(const demo *d, int kept)
     putchar('\n');
     demo_style(d, DEMO_BOLD);
     demo_style(d, DEMO_GREEN);
-    printf("All %zu steps passed.", DEMO_NSTEPS);
+    printf("All %zu steps passed: every device agrees with the server, and Linus sees only "
+           "his notes.",
+           DEMO_NSTEPS);
     demo_unstyle(d);
     putchar('\n');
     if (kept) {
-        printf("The database is kept in %s.  Look inside with:\n", d->dir);
+        printf("The databases are kept in %s.  Look inside with:\n", d->dir);
         printf("  sqlite3 %s/notes.db 'SELECT title, price, deletedAt FROM Note ORDER BY title'\n",
                d->dir);
         printf("  cstack dump --schema %s/notes_v2.cstack --db %s/notes.db\n", d->dir, d->dir);
+        printf("  cstack dump --schema %s/notes_v2.cstack --db %s/ada-phone.db\n", d->dir,
+               d->dir);
+        printf("Sync a device yourself:\n");
+        printf("  cstack serve --schema %s/notes_v2.cstack --db %s/server.db --jwt-secret S\n",
+               d->dir, d->dir);
     } else {
         puts("The temporary directory was removed; `cstack demo --keep DIR` keeps it.");
     }
@@ -377,6 +402,7 @@ int cmd_demo(int argc, char **argv)
     if (rc == CLI_OK) {
         print_intro(d);
         rc = run_steps(d);
+        demo_sync_free(d);
         cstack_close(d->db);
         d->db = NULL;
         if (!keep) {

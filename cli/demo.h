@@ -22,8 +22,11 @@ typedef struct demo_note {
     char id[DEMO_ID_LEN + 1];
 } demo_note;
 
+struct demo_sync;
+
 typedef struct demo {
     cstack *db;
+    struct demo_sync *sync; /* the sync part's server and devices (demo_sync.c) */
     char dir[4096]; /* where the database and schema files live */
     int colour;     /* stdout is a terminal and NO_COLOR is not set */
     int step;       /* number of the step running */
@@ -134,5 +137,57 @@ int demo_step_events(demo *d);      /* demo_journal.c */
 int demo_step_rollback(demo *d);    /* demo_journal.c */
 int demo_step_migrate(demo *d);     /* demo_migrate.c */
 int demo_step_refuse(demo *d);      /* demo_migrate.c */
+
+/* ---- the sync part: a server and four devices on loopback ---- */
+
+struct cs_server;
+
+typedef struct demo_device {
+    const char *name; /* "Ada's laptop" */
+    const char *file; /* "ada-laptop.db" in the demo directory */
+    int linus;        /* signs in as Linus (else as Ada) */
+    cstack *db;
+    cstack_sync_session *session;
+} demo_device;
+
+enum { DEV_LAPTOP, DEV_PHONE, DEV_TABLET, DEV_LINUS, DEMO_NDEVICES };
+
+typedef struct demo_sync {
+    struct cs_server *srv;
+    int port;
+    char url[64];
+    char secret[33];
+    char *token[2]; /* Ada's and Linus's bearer tokens (malloc'd) */
+    cstack_schema *schema;
+    demo_device dev[DEMO_NDEVICES];
+} demo_sync;
+
+/* Stops sessions, closes devices, stops the server and frees d->sync.
+ * Safe to call at any point, and more than once. */
+void demo_sync_free(demo *d);
+/* Opens a device's database (creating and bootstrapping it).  Returns 0 or
+ * CLI_FAIL (printed). */
+int demo_dev_open(demo *d, demo_device *dev);
+/* Syncs a device once (push, pull, checkpoint); *st receives the status.
+ * Returns the library's code (not printed: callers decide). */
+int demo_dev_sync(demo *d, demo_device *dev, cstack_sync_status *st);
+/* Starts / restarts the server on d->sync->port (0: any free port). */
+int demo_server_start(demo *d);
+/* Every live row of a device as text, models in schema order (malloc'd). */
+char *demo_dev_dump(demo_device *dev);
+/* Prints a device's live notes as a table, ordered by title. */
+int demo_dev_show(demo *d, demo_device *dev);
+/* Reads a text field of the note titled `title` on a device ("" when the
+ * note is not live there). */
+const char *demo_dev_field(demo *d, demo_device *dev, const char *title, const char *field,
+                           char *buf, size_t cap);
+
+int demo_step_serve(demo *d);       /* demo_sync.c */
+int demo_step_sign_in(demo *d);     /* demo_sync.c */
+int demo_step_offline(demo *d);     /* demo_sync.c */
+int demo_step_converge(demo *d);    /* demo_converge.c */
+int demo_step_initial(demo *d);     /* demo_converge.c */
+int demo_step_isolation(demo *d);   /* demo_converge.c */
+int demo_step_agree(demo *d);       /* demo_converge.c */
 
 #endif

@@ -24,7 +24,11 @@ static const command COMMANDS[] = {
     {"dump", "print every live row of a database as JSON lines", cmd_dump},
     {"call", "answer JSON envelope requests read from stdin, one per line", cmd_call},
     {"changes", "export or apply a changeset (sync two databases by hand)", cmd_changes},
+    {"gen", "generate the typed C API of a schema (a .h and a .c)", cmd_gen},
     {"demo", "build a small notes database and show what cstack does", cmd_demo},
+    {"sync", "sync a database with a cstack server (push, pull, stream)", cmd_sync},
+    {"serve", "run the sync server for a schema (HTTP: push, pull, stream)", cmd_serve},
+    {"token", "mint a bearer token (JWT) for the sync server, for development", cmd_token},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -511,7 +511,9 @@ typedef struct cstack_apply_stats {
     int64_t rows;     /* row changes in the changeset */
     int64_t columns;  /* column changes in the changeset */
     int64_t won;      /* column changes that won the merge and were written */
-    int64_t parked;   /* rows hidden by a unique or foreign-key conflict */
+    int64_t parked;   /* rows this merge hid because of a unique or foreign-key
+                         conflict (rows it made visible again are not
+                         subtracted) */
 } cstack_apply_stats;
 
 /* Merges a changeset into the database, all or nothing, idempotently.
@@ -557,6 +559,123 @@ CSTACK_API int cstack_sync_checksum(cstack *db, uint64_t *sum);
  * have acknowledged. */
 CSTACK_API int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version);
 CSTACK_API int cstack_sync_compact(cstack *db, int64_t *removed);
+
+/* ------------------------------------------------------------------------ */
+/* Sync client (docs/client.md)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A sync session keeps one database in step with a `cstack serve` server over
+ * HTTP (docs/server.md): it pushes the upload queue oldest first, pulls the
+ * server's changes until caught up, then follows the server's stream while
+ * pushing new local writes as they are made.  It runs on a thread of its own
+ * and goes through the runtime like any other caller, so local reads and
+ * writes never wait for the network.  A batch the server refuses (invalid,
+ * forbidden by a write policy, too large) is reported, kept in the table
+ * _cstack_rejected(version, status, message, changeset, at) and set aside so
+ * later batches still go through.  The server cursor is kept durably in
+ * _cstack_client_state, so a restarted session resumes where it stopped. */
+typedef struct cstack_sync_session cstack_sync_session;
+
+typedef struct cstack_sync_options {
+    const char *url;   /* server base URL, "http://127.0.0.1:8080"; required */
+    const char *token; /* bearer JWT; required */
+    int retry_min_ms;  /* first reconnect delay; 0 = default (200) */
+    int retry_max_ms;  /* reconnect delay cap; 0 = default (30000) */
+    int poll_ms;       /* how often a streaming session looks for new local
+                        * writes to push; 0 = default (50) */
+    int connect_timeout_ms; /* 0 = default (10000) */
+    int request_timeout_ms; /* push and pull requests; 0 = default (300000) */
+    /* A stream that delivers nothing (not even a keep-alive) for this long
+     * is reconnected; 0 = default (60000). */
+    int stall_timeout_ms;
+    size_t max_response; /* largest response body buffered; 0 = 256 MiB */
+} cstack_sync_options;
+
+typedef enum cstack_sync_state {
+    CSTACK_SYNC_OFFLINE = 0, /* no connection; waiting to retry */
+    CSTACK_SYNC_CONNECTING,
+    CSTACK_SYNC_UPLOADING,   /* pushing the upload queue */
+    CSTACK_SYNC_DOWNLOADING, /* pulling to catch up */
+    CSTACK_SYNC_CONNECTED,   /* caught up and following the stream */
+    CSTACK_SYNC_STOPPED
+} cstack_sync_state;
+
+/* What a status report announces. */
+typedef enum cstack_sync_event {
+    CSTACK_SYNC_EV_STATE,      /* the state changed */
+    CSTACK_SYNC_EV_PROGRESS,   /* a download advanced (bytes_*, rows_applied) */
+    CSTACK_SYNC_EV_PUSHED,     /* the batch `version` was accepted */
+    CSTACK_SYNC_EV_REJECTED,   /* the batch `version` was refused and set aside */
+    CSTACK_SYNC_EV_APPLIED,    /* server changes were merged (cursor moved) */
+    CSTACK_SYNC_EV_CAUGHT_UP,  /* a pull reached the server's cursor */
+    CSTACK_SYNC_EV_CHECKPOINT, /* the state was compared with the server's: checksum_ok */
+    CSTACK_SYNC_EV_ERROR       /* a request failed (last_error); the session retries */
+} cstack_sync_event;
+
+/* A snapshot of a session.  Plain data: copy it freely. */
+typedef struct cstack_sync_status {
+    cstack_sync_state state;
+    cstack_sync_event event;
+    int64_t cursor;         /* the server cursor merged up to */
+    int64_t last_synced_ms; /* Unix time (ms) of the last catch-up; 0: never */
+    int64_t pending;        /* local transactions not yet pushed (last seen) */
+    int64_t pushed;         /* batches accepted during this session */
+    int64_t rejected;       /* batches refused and set aside during this session */
+    int64_t version;        /* EV_PUSHED / EV_REJECTED: the batch's local version */
+    int http_status;        /* of the last response; 0 when there was none */
+    int checksum_ok;        /* 1 state matches the server's, 0 it differs, -1 not checked */
+    int initial;            /* non-zero during the first download (from cursor 0) */
+    int64_t bytes_received; /* of the download in progress */
+    int64_t bytes_total;    /* of the download in progress; -1 unknown */
+    int64_t rows_applied;   /* server rows merged during this session */
+    int64_t attempts;       /* consecutive failed connection attempts */
+    char last_error[256];   /* the last failure, "" when none */
+} cstack_sync_status;
+
+/* Receives every status change.  `st` is borrowed for the call.  Called on
+ * the session's thread (cstack_sync_start) or the caller's
+ * (cstack_sync_run_once); it must not stop its own session. */
+typedef void (*cstack_sync_status_fn)(const cstack_sync_status *st, void *ctx);
+
+/* Starts a session for `db` on a new thread.  `o` and its strings are
+ * copied.  `on_status` may be NULL.  On success *out is a session to end
+ * with cstack_sync_stop() before closing `db`.
+ * Errors: CSTACK_EMISUSE (missing url or token, db not bootstrapped),
+ * CSTACK_EINVAL (url not http:// or https://), CSTACK_ENOMEM. */
+CSTACK_API int cstack_sync_start(cstack *db, const cstack_sync_options *o,
+                                 cstack_sync_status_fn on_status, void *ctx,
+                                 cstack_sync_session **out);
+/* Stops a session: interrupts its requests, joins its thread and frees it.
+ * Nothing acknowledged is lost; an interrupted push is retried by the next
+ * session (the server applies a retried batch once).  NULL ok. */
+CSTACK_API void cstack_sync_stop(cstack_sync_session *s);
+/* Copies the session's current status into *out. */
+CSTACK_API int cstack_sync_session_status(cstack_sync_session *s, cstack_sync_status *out);
+/* Asks a streaming session to push now rather than at its next poll. */
+CSTACK_API void cstack_sync_nudge(cstack_sync_session *s);
+
+/* Syncs once on the calling thread: pushes every pending local transaction,
+ * then pulls until caught up with the server (comparing checksums with its
+ * checkpoint when nothing is left to push), then returns.  `on_status` may
+ * be NULL; `final` (optional) receives the last status.  A refused batch is
+ * set aside as in a session and is not an error here (final->rejected counts
+ * them).  Errors: CSTACK_EIO (the server is unreachable, answered 5xx or
+ * something that is not the protocol), CSTACK_EINVAL (401: the token was
+ * refused; or a URL that is not http:// or https://), CSTACK_ESCHEMA (409:
+ * the server runs another schema), CSTACK_ETOOBIG (a response over
+ * max_response), CSTACK_EMISUSE, or the code of a failed local merge;
+ * cstack_errmsg() explains.  Nothing is lost on failure: what was not
+ * acknowledged stays queued. */
+CSTACK_API int cstack_sync_run_once(cstack *db, const cstack_sync_options *o,
+                                    cstack_sync_status_fn on_status, void *ctx,
+                                    cstack_sync_status *final);
+
+/* The number of batches set aside in _cstack_rejected (0 when none). */
+CSTACK_API int cstack_sync_rejected_count(cstack *db, int64_t *count);
+
+/* Human name of a state ("connected") or event ("pushed"); never NULL. */
+CSTACK_API const char *cstack_sync_state_name(cstack_sync_state state);
+CSTACK_API const char *cstack_sync_event_name(cstack_sync_event event);
 
 /* ------------------------------------------------------------------------ */
 /* The JSON envelope (docs/envelope.md)                                      */

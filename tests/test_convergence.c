@@ -8,7 +8,9 @@
  * is identical.
  *
  * CSTACK_CONVERGENCE_SEEDS=N runs N seeds (default 200; the long mode is a
- * large N); CSTACK_CONVERGENCE_SEED=S runs only seed S, to replay a failure.
+ * large N); CSTACK_CONVERGENCE_SEED=S runs only seed S, to replay a failure;
+ * CSTACK_CONVERGENCE_OPS=K sets the writes per seed (default 32; a small K
+ * finds short reproductions).
  * A failure prints the seed, the operations and the diverging dumps. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -50,7 +52,6 @@ static const char *SCHEMA =
     "}\n";
 
 #define NREP 5
-#define OPS_PER_SEED 45
 #define MAX_INFLIGHT 24
 #define MAX_ROUNDS 8
 #define N_ACCOUNTS 6
@@ -64,6 +65,7 @@ typedef struct inflight {
 } inflight;
 
 typedef struct world {
+    int ops; /* local writes (or transactions) in the seed */
     cstack *r[NREP];
     int64_t cursor[NREP][NREP]; /* [src][dst]: since for the next export */
     inflight fl[MAX_INFLIGHT];
@@ -275,7 +277,11 @@ static int random_write(world *w, int r)
         cstack_data d = {s.f, s.n};
         rc = cstack_update(db, m->name, &key, &d, NULL);
     }
-    logf_(w, "r%d %s %s %lld (%zu fields) -> %s", r, what, m->name, (long long)id, s.n,
+    char fields[128] = "";
+    for (size_t i = 0; i < s.n; i++)
+        snprintf(fields + strlen(fields), sizeof fields - strlen(fields), "%s%s", i ? "," : "",
+                 s.f[i].field);
+    logf_(w, "r%d %s %s %lld (%s) -> %s", r, what, m->name, (long long)id, fields,
           cstack_errname(rc));
     if (!acceptable(rc))
         return fail(w, "r%d %s %s %lld: %s: %s", r, what, m->name, (long long)id,
@@ -312,6 +318,14 @@ static int do_apply(world *w, int src, int dst, const void *buf, size_t len, cst
     if (rc != CSTACK_OK)
         return fail(w, "apply r%d -> r%d: %s: %s", src, dst, cstack_errname(rc),
                     cstack_errmsg(w->r[dst]));
+    /* The header's meaning of the counters: changes carried, changes that
+     * won among them, rows hidden; none can be negative. */
+    if (st->rows < 0 || st->columns < 0 || st->won < 0 || st->parked < 0 || st->won > st->columns)
+        return fail(w,
+                    "apply r%d -> r%d: impossible stats: rows %lld columns %lld won %lld "
+                    "parked %lld",
+                    src, dst, (long long)st->rows, (long long)st->columns, (long long)st->won,
+                    (long long)st->parked);
     return 0;
 }
 
@@ -408,7 +422,7 @@ static int run_seed(world *w, uint64_t seed, char *dumps[NREP])
         if (rc != CSTACK_OK || cstack_bootstrap(w->r[i], NULL) != CSTACK_OK)
             return fail(w, "open replica %d: %s", i, cstack_errmsg(w->r[i]));
     }
-    for (int op = 0; op < OPS_PER_SEED; op++) {
+    for (int op = 0; op < w->ops; op++) {
         int r = pick(w, NREP);
         if ((chance(w, 12) ? random_tx(w, r) : random_write(w, r)) != 0)
             return -1;
@@ -459,9 +473,11 @@ Test(convergence, five_replicas_converge_whatever_the_delivery, .timeout = 900)
     uint64_t only = env_u64("CSTACK_CONVERGENCE_SEED", UINT64_MAX);
     uint64_t first = only == UINT64_MAX ? 1 : only;
     uint64_t last = only == UINT64_MAX ? nseeds : only;
+    int ops = (int)env_u64("CSTACK_CONVERGENCE_OPS", 32);
     for (uint64_t seed = first; seed <= last; seed++) {
         world *w = calloc(1, sizeof *w);
         cr_assert_not_null(w);
+        w->ops = ops;
         char *dumps[NREP] = {0};
         int rc = run_seed(w, seed, dumps);
         if (rc != 0) {

@@ -12,7 +12,8 @@
  *   - writing goes on afterwards.
  * Writer rounds share one database, so a database killed before is reopened
  * and written again; applier rounds each start from a fresh one.
- * CSTACK_CRASH_ROUNDS=N overrides the number of rounds (default 60). */
+ * CSTACK_CRASH_ROUNDS=N overrides the number of rounds (default 60);
+ * CSTACK_CRASH_SEED=S replays the random choices of a logged run. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -40,7 +41,7 @@ static const char SCHEMA[] = "model Log {\n"
                              "}\n";
 
 #define BATCHES 24
-#define BATCH_ROWS 150
+#define BATCH_ROWS 50
 #define REMOTE_BASE 1000000 /* Log ids of the applier's remote batches */
 #define MAX_IDS (1 << 21)
 
@@ -354,7 +355,8 @@ Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 90
     size_t len[BATCHES];
     make_batches(cs, len);
     record rec = {malloc(MAX_IDS), malloc(MAX_IDS), {0}, {0}};
-    unsigned seed = (unsigned)time(NULL);
+    const char *seed_env = getenv("CSTACK_CRASH_SEED");
+    unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : (unsigned)time(NULL);
     cr_log_info("crash test seed %u", seed);
     int kills = 0;
     long long committed = 0, acked = 0, applied = 0;

@@ -393,7 +393,11 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
         rc = rc ? cs_err(CSTACK_EINVAL, "%s", err) : merge_row(a, &a->row);
     }
     rc = rc ? rc : cs_apply_settle(a);
+    /* The merge's version is recorded even when nothing referenced it: a
+     * cursor handed out after this commit must never be issued again. */
     int src = rc ? SQLITE_OK : cs_sync_state_put(a->c->db, "hlc", (int64_t)a->s->hlc);
+    if (src == SQLITE_OK && !rc)
+        src = cs_sync_state_put(a->c->db, "ver", a->ver);
     return rc ? rc : src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, a->c->db, src);
 }
 

@@ -186,6 +186,10 @@ static int on_commit(void *ctx)
 static void on_rollback(void *ctx)
 {
     cs_sync *s = ctx;
+    /* The version of a rolled-back transaction was never committed: give it
+     * back, so no cursor can name a version that does not exist. */
+    if (s->tx_active && s->last_ver == s->tx_ver)
+        s->last_ver = s->tx_ver - 1;
     s->tx_active = false;
     cs_capture_clear(s);
 }

@@ -111,6 +111,20 @@ static int column_value(scan *sc, size_t k, cs_cs_value *v, bool *have)
     return 0;
 }
 
+/* The columns to send with a row.  An upload-queue transaction that created
+ * the row (its existence entry is in range) also carries the row's columns
+ * rewritten by later pending local transactions: without them the receiver
+ * would see a created row missing fields (a server checks policies on it and
+ * a backend connector's "put" expects the whole row).  Those columns go again
+ * with their own transaction later, which merging makes harmless. */
+static range column_range(const scan *sc, const range *rg)
+{
+    range r = *rg;
+    if (rg->local_only && (sc->cl & 1) && in_range(rg, cs_clk_row(&sc->clk)))
+        r.upto = INT64_MAX;
+    return r;
+}
+
 /* Appends the current row to the changeset if anything in it is in range. */
 static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
 {
@@ -118,11 +132,12 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
     size_t ncols = 0;
     int rc = 0;
     *emitted = false;
+    range crg = column_range(sc, rg);
     for (size_t k = 0; k < sc->sm->ncols && !rc; k++) {
         const cs_clk_entry *e = cs_clk_get(&sc->clk, k);
         cs_cs_value v;
         bool have;
-        if (!in_range(rg, e) || (rc = column_value(sc, k, &v, &have)) || !have)
+        if (!in_range(&crg, e) || (rc = column_value(sc, k, &v, &have)) || !have)
             continue;
         const unsigned char *site = cs_site_id(sc->s, e->site);
         uint32_t idx;
@@ -394,10 +409,50 @@ static int pending_versions(cstack *db, cs_sync *s, versions *vs)
     return walk(s, acked, collect_versions, vs);
 }
 
+/* The highest version recorded in the file (not the runtime's counter, which
+ * may be ahead by versions that wrote nothing). */
+static int disk_version(cs_sync *s, sqlite3 *conn, int64_t *ver)
+{
+    int rc = cs_sync_state_get(conn, "ver", ver);
+    cs_buf sql = CS_BUF_INIT;
+    for (size_t i = 0; rc == SQLITE_OK && i < s->nmodels; i++) {
+        if (!s->models[i].synced || !s->models[i].has_table)
+            continue;
+        cs_buf_reset(&sql);
+        sqlite3_stmt *st = NULL;
+        rc = cs_buf_puts(&sql, "SELECT max(_cstack_ver) FROM ") ||
+                     cs_buf_ident(&sql, s->models[i].clk_table)
+                 ? SQLITE_NOMEM
+                 : sqlite3_prepare_v2(conn, sql.data, -1, &st, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+            sqlite3_column_int64(st, 0) > *ver)
+            *ver = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    cs_buf_free(&sql);
+    return rc;
+}
+
+/* With nothing pending, everything in the file is acknowledged: later queue
+ * reads then skip the rows merged from elsewhere since the last upload
+ * instead of re-examining them every time.  Safe across processes: this
+ * runs in a BEGIN IMMEDIATE write scope, and any later transaction takes its
+ * version from the file after this one commits. */
+static int ack_all(cstack *db, cs_sync *s, int64_t acked)
+{
+    int64_t ver = 0;
+    int rc = disk_version(s, db->writer.db, &ver);
+    if (rc == SQLITE_OK && ver > acked)
+        rc = cs_sync_state_put(db->writer.db, "acked", ver);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+}
+
 static int do_pending(cstack *db, cs_sync *s, void *ctx)
 {
     versions vs = {0};
     int rc = pending_versions(db, s, &vs);
+    if (rc == 0 && vs.n == 0)
+        rc = ack_all(db, s, vs.after);
     *(int64_t *)ctx = (int64_t)vs.n;
     free(vs.v);
     return rc;
@@ -475,10 +530,11 @@ static int upload_row(scan *sc, void *ctx)
     if (!rc && (sc->cl & 1)) {
         rc = cs_buf_puts(b, ",\"data\":{");
         size_t n = 0;
+        range crg = column_range(sc, &u->rg);
         for (size_t k = 0; k < sc->sm->ncols && !rc; k++) {
             cs_cs_value v;
             bool have;
-            if (!in_range(&u->rg, cs_clk_get(&sc->clk, k)) ||
+            if (!in_range(&crg, cs_clk_get(&sc->clk, k)) ||
                 (rc = column_value(sc, k, &v, &have)) || !have)
                 continue;
             const cs_field *f = &sc->m->fields[sc->sm->cols[k]];
@@ -497,6 +553,8 @@ static int do_next(cstack *db, cs_sync *s, void *ctx)
     cstack_upload_tx **out = ctx;
     versions vs = {0};
     int rc = pending_versions(db, s, &vs);
+    if (rc == 0 && vs.n == 0)
+        rc = ack_all(db, s, vs.after);
     if (rc || vs.n == 0) {
         free(vs.v);
         return rc;

@@ -643,10 +643,8 @@ static int unpark_all(apply_ctx *a, bool *progress)
             rc = parents_visible(a, &r, &ok);
         if (!rc && (cl & 1) && !vis && ok)
             rc = make_visible(a, &r, false, true, &shown);
-        if (shown) {
-            a->stats.parked--;
+        if (shown)
             *progress = true;
-        }
         cs_clk_free(&clk);
         cs_row_free(&r);
     }

@@ -273,7 +273,10 @@ int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
     rc = cs_sync_load_all(s, conn);
     if (rc != SQLITE_OK)
         return cs_err_sqlite(NULL, conn, rc);
-    int err = 0;
+    /* Transactions an earlier process captured but never folded are tracked
+     * already: fold them first, or the backfill below would take their rows
+     * for untracked ones and re-record them all as one new transaction. */
+    int err = cs_sync_materialize(s);
     for (size_t i = 0; !err && i < s->nmodels; i++)
         if (s->models[i].synced)
             err = cs_sync_backfill(s, (int)i);

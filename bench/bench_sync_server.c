@@ -1,0 +1,626 @@
+/*
+ * bench_sync_server.c -- the server figures of SPEC section 13, on loopback:
+ *
+ *   initial sync  N rows (default 100k) x 6 columns in the server's database,
+ *                 pulled by a fresh device through the sync client
+ *                 (cstack_sync_run_once): time until it is caught up (every
+ *                 row merged and the cursor confirmed), target <= 3 s, and
+ *                 until its checksum is compared with the server's.
+ *   fan-out       C (default 1000) streaming clients on one server; one write
+ *                 is pushed and the time from its commit (the push's 200
+ *                 response) to its arrival on every stream is measured, over
+ *                 several rounds: p50 and p99.  Target: p99 <= 250 ms.  The
+ *                 server's resident memory is read from /proc/PID/status.
+ *
+ * The server runs in a child process (forked, cs_server_start) so that its
+ * memory and CPU are its own.  The streaming clients are light raw readers:
+ * one non-blocking socket each, driven by one epoll loop, sending the stream
+ * request of docs/server.md and counting `event: changes` lines; a full
+ * runtime per client would measure the clients, not the server.  Each of
+ * them signs in as a different user (by default: --users sets how many
+ * distinct users share the streams) so the server does per-user work for
+ * every stream.
+ *
+ * Everything binds to 127.0.0.1.  Every wait is bounded; the benchmark
+ * reports and never fails on a slow machine (exit status 0 unless something
+ * errors).
+ *
+ * usage: bench_sync_server [--rows N] [--clients C] [--users U] [--rounds R]
+ */
+#define _GNU_SOURCE /* memmem */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cstack.h"
+#include "server/auth.h"
+#include "server/server.h"
+
+#define SECRET "bench-secret"
+#define INITIAL_TARGET_S 3.0
+#define FANOUT_TARGET_MS 250.0
+#define ROUND_TIMEOUT_MS 10000
+#define CONNECT_TIMEOUT_MS 30000
+
+static const char SCHEMA[] = "auth User {\n"
+                             "  id String\n"
+                             "}\n"
+                             "model Item {\n"
+                             "  id     Int      @id\n"
+                             "  name   String\n"
+                             "  qty    Int\n"
+                             "  score  Float\n"
+                             "  active Boolean\n"
+                             "  at     DateTime\n"
+                             "  @@allow('read', auth() != null)\n"
+                             "  @@allow('create,update,delete', auth() != null)\n"
+                             "}\n";
+
+typedef struct bench {
+    char dir[256];
+    cstack_schema *schema;
+    size_t rows, clients, users, rounds;
+} bench;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "bench_sync_server: %s: %s\n", what, detail);
+    exit(1);
+}
+
+static char *token_for(const char *sub)
+{
+    char *tok = NULL, err[256];
+    if (cs_auth_mint(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err) != 0)
+        die("token", err);
+    return tok;
+}
+
+static cstack *open_db(bench *b, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", b->dir, name);
+    cstack *db = NULL;
+    if (cstack_open(b->schema, path, NULL, &db) != 0 || cstack_bootstrap(db, NULL) != 0)
+        die(path, db ? cstack_errmsg(db) : "cannot open");
+    return db;
+}
+
+/* ---- the server in a child process ---------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int port;
+    int ctl; /* closing it tells the child to drain and exit */
+} child;
+
+static void child_main(bench *b, const char *db, int up, int ctl)
+{
+    cs_server_config cfg = {.schema = b->schema,
+                            .db_path = db,
+                            .jwt_secret = SECRET,
+                            .max_connections = (unsigned)(b->clients + 64),
+                            .checkpoint_ms = 10000,
+                            .keepalive_ms = 15000};
+    cs_server *srv = NULL;
+    char err[512] = "";
+    int rc = cs_server_start(&cfg, &srv, err, sizeof err);
+    int port = rc ? -1 : cs_server_port(srv);
+    if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
+        fprintf(stderr, "bench_sync_server: server: %s\n", err);
+        _exit(1);
+    }
+    char c;
+    while (read(ctl, &c, 1) != 0 && errno == EINTR)
+        ;
+    cs_server_stop(srv);
+    _exit(0);
+}
+
+static child fork_server(bench *b, const char *name)
+{
+    char db[512];
+    snprintf(db, sizeof db, "%s/%s", b->dir, name);
+    int up[2], ctl[2];
+    if (pipe(up) != 0 || pipe(ctl) != 0)
+        die("pipe", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", strerror(errno));
+    if (pid == 0) {
+        close(up[0]);
+        close(ctl[1]);
+        child_main(b, db, up[1], ctl[0]);
+    }
+    close(up[1]);
+    close(ctl[0]);
+    child c = {pid, -1, ctl[1]};
+    if (read(up[0], &c.port, sizeof c.port) != (ssize_t)sizeof c.port || c.port <= 0)
+        die("server", "did not start");
+    close(up[0]);
+    return c;
+}
+
+static void stop_server(child *c)
+{
+    close(c->ctl);
+    waitpid(c->pid, NULL, 0);
+}
+
+/* VmRSS and VmHWM of a process, in MiB. */
+static void rss_of(pid_t pid, double *rss, double *hwm)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    *rss = *hwm = -1;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        long kb = 0;
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            *rss = (double)kb / 1024.0;
+        else if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            *hwm = (double)kb / 1024.0;
+    }
+    fclose(f);
+}
+
+/* ---- initial sync ------------------------------------------------------------ */
+
+static void fill(bench *b, cstack *db)
+{
+    enum { CHUNK = 1000 };
+    cstack_field_value f[CHUNK][6];
+    cstack_data rows[CHUNK];
+    char name[CHUNK][32];
+    if (cstack_begin(db) != 0)
+        die("begin", cstack_errmsg(db));
+    for (size_t base = 0; base < b->rows; base += CHUNK) {
+        size_t n = b->rows - base < CHUNK ? b->rows - base : CHUNK;
+        for (size_t i = 0; i < n; i++) {
+            int64_t id = (int64_t)(base + i);
+            snprintf(name[i], sizeof name[i], "item %" PRId64, id);
+            f[i][0] = (cstack_field_value){"id", cstack_v_int(id)};
+            f[i][1] = (cstack_field_value){"name", cstack_v_text(name[i])};
+            f[i][2] = (cstack_field_value){"qty", cstack_v_int(id % 97)};
+            f[i][3] = (cstack_field_value){"score", cstack_v_float((double)id / 7.0)};
+            f[i][4] = (cstack_field_value){"active", cstack_v_bool(id % 2)};
+            f[i][5] = (cstack_field_value){"at", cstack_v_text("2026-11-26T10:40:21.123456Z")};
+            rows[i] = (cstack_data){f[i], 6};
+        }
+        int64_t count = 0;
+        if (cstack_create_many(db, "Item", rows, n, &count) != 0)
+            die("create_many", cstack_errmsg(db));
+    }
+    if (cstack_commit(db) != 0)
+        die("commit", cstack_errmsg(db));
+}
+
+/* When each phase of the initial sync ended, from the status events. */
+typedef struct timing {
+    double start, first_byte, last_byte, merged, caught_up;
+    int64_t bytes;
+} timing;
+
+static void on_status(const cstack_sync_status *st, void *ctx)
+{
+    timing *t = ctx;
+    double now = now_ms();
+    /* Bytes of the first page only (the confirming request follows it). */
+    if (st->event == CSTACK_SYNC_EV_PROGRESS && st->bytes_received > t->bytes && !t->merged) {
+        if (t->first_byte == 0)
+            t->first_byte = now;
+        t->last_byte = now;
+        t->bytes = st->bytes_received;
+    }
+    if (st->event == CSTACK_SYNC_EV_APPLIED && t->merged == 0)
+        t->merged = now;
+    if (st->event == CSTACK_SYNC_EV_CAUGHT_UP)
+        t->caught_up = now;
+}
+
+static void bench_initial(bench *b)
+{
+    cstack *seed = open_db(b, "initial-server.db");
+    double t0 = now_ms();
+    fill(b, seed);
+    double filled = now_ms() - t0;
+    cstack_close(seed);
+    child srv = fork_server(b, "initial-server.db");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+    char *tok = token_for("reader");
+    cstack *dev = open_db(b, "initial-device.db");
+    cstack_sync_options o = {.url = url, .token = tok};
+    cstack_sync_status st;
+    timing t = {.start = now_ms()};
+    int rc = cstack_sync_run_once(dev, &o, on_status, &t, &st);
+    double total = (now_ms() - t.start) / 1e3;
+    if (rc != 0)
+        die("initial sync", cstack_errmsg(dev));
+    int64_t count = 0;
+    cstack_count(dev, "Item", NULL, &count);
+    printf("initial sync: %zu rows x 6 columns (server filled in %.1f s)\n", b->rows, filled / 1e3);
+    double usable = (t.caught_up - t.start) / 1e3;
+    printf("  fresh device caught up (every row merged, cursor confirmed) in %.2f s"
+           " (target <= %.1f s) %s\n",
+           usable, INITIAL_TARGET_S, usable <= INITIAL_TARGET_S ? "ok" : "MISSED");
+    printf("  then verified against the server's checksum: %.2f s in all\n", total);
+    printf("  %.1f MB; first byte at %.2f s (the server's export), last byte at %.2f s,"
+           " merged at %.2f s\n",
+           (double)t.bytes / 1e6, (t.first_byte - t.start) / 1e3, (t.last_byte - t.start) / 1e3,
+           (t.merged - t.start) / 1e3);
+    printf("  rows on the device: %" PRId64 ", checksum %s the server's\n", count,
+           st.checksum_ok == 1 ? "matches" : "DOES NOT match");
+    cstack_close(dev);
+    free(tok);
+    stop_server(&srv);
+}
+
+/* ---- fan-out ---------------------------------------------------------------- */
+
+#define PATTERN "event: changes"
+#define PLEN (sizeof PATTERN - 1)
+
+typedef struct reader {
+    int fd;
+    bool ok;         /* answered 200 */
+    bool headers;    /* the status line has been read */
+    size_t seen;     /* `event: changes` lines so far */
+    char tail[PLEN]; /* the last bytes of the previous read */
+    size_t ntail;
+    double *arrival; /* per round */
+} reader;
+
+typedef struct fanout {
+    bench *b;
+    reader *r;
+    int ep;
+    child srv;
+    char hash[65];
+    atomic_int round;  /* the round being pushed; -1 none */
+    double commit[64]; /* per round: when the push's 200 arrived */
+    double sent[64];   /* per round: when the push was sent */
+} fanout;
+
+static void reader_connect(fanout *f, size_t i)
+{
+    reader *r = &f->r[i];
+    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (r->fd < 0)
+        die("socket", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(r->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS)
+        die("connect", strerror(errno));
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u64 = i};
+    epoll_ctl(f->ep, EPOLL_CTL_ADD, r->fd, &ev);
+}
+
+static void reader_send(fanout *f, size_t i)
+{
+    char sub[32], req[4096];
+    snprintf(sub, sizeof sub, "user-%zu", i % f->b->users);
+    char *tok = token_for(sub);
+    int n = snprintf(req, sizeof req,
+                     "GET /v1/stream?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Authorization: Bearer %s\r\nX-Cstack-Schema: %s\r\n"
+                     "X-Cstack-Site: %032zx\r\nAccept: text/event-stream\r\n\r\n",
+                     tok, f->hash, i + 1);
+    free(tok);
+    /* A fresh loopback socket takes a few KB at once. */
+    if (send(f->r[i].fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        die("send", strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+    epoll_ctl(f->ep, EPOLL_CTL_MOD, f->r[i].fd, &ev);
+}
+
+/* Scans new bytes for the pattern, across reads. */
+static void reader_data(fanout *f, reader *r, const char *p, size_t n, double t)
+{
+    if (!r->headers && n >= 12) {
+        r->headers = true;
+        r->ok = memcmp(p, "HTTP/1.1 200", 12) == 0;
+    }
+    char buf[PLEN + 65536];
+    memcpy(buf, r->tail, r->ntail);
+    memcpy(buf + r->ntail, p, n);
+    size_t len = r->ntail + n;
+    for (const char *at = buf; (at = memmem(at, (size_t)(buf + len - at), PATTERN, PLEN));
+         at += PLEN) {
+        if (r->seen < f->b->rounds)
+            r->arrival[r->seen] = t;
+        r->seen++;
+    }
+    r->ntail = len < PLEN - 1 ? len : PLEN - 1;
+    memcpy(r->tail, buf + len - r->ntail, r->ntail);
+}
+
+/* Runs the epoll loop until `done` says so or the deadline passes. */
+static void pump(fanout *f, double deadline, bool (*done)(fanout *f))
+{
+    struct epoll_event evs[256];
+    char buf[65536];
+    while (!done(f) && now_ms() < deadline) {
+        int n = epoll_wait(f->ep, evs, 256, 5);
+        double t = now_ms();
+        for (int k = 0; k < n; k++) {
+            size_t i = evs[k].data.u64;
+            reader *r = &f->r[i];
+            if (evs[k].events & EPOLLOUT) {
+                reader_send(f, i);
+                continue;
+            }
+            ssize_t got = recv(r->fd, buf, sizeof buf, 0);
+            if (got > 0) {
+                reader_data(f, r, buf, (size_t)got, t);
+            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+                epoll_ctl(f->ep, EPOLL_CTL_DEL, r->fd, NULL);
+            }
+        }
+    }
+}
+
+static bool all_connected(fanout *f)
+{
+    for (size_t i = 0; i < f->b->clients; i++)
+        if (!f->r[i].headers)
+            return false;
+    return true;
+}
+
+static bool round_done(fanout *f)
+{
+    int k = atomic_load(&f->round);
+    if (k < 0 || f->commit[k] == 0)
+        return false;
+    for (size_t i = 0; i < f->b->clients; i++)
+        if (f->r[i].ok && f->r[i].seen <= (size_t)k)
+            return false;
+    return true;
+}
+
+typedef struct pusher {
+    fanout *f;
+    cstack *db;
+    CURL *curl;
+    struct curl_slist *hdrs;
+    char url[96];
+} pusher;
+
+static size_t discard(char *p, size_t s, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return s * n;
+}
+
+/* Writes one row and pushes it as a device would; records when the push
+ * was sent and when its 200 came back. */
+static void *push_round(void *arg)
+{
+    pusher *p = arg;
+    int k = atomic_load(&p->f->round);
+    cstack_field_value fv[] = {
+        {"id", cstack_v_int(k)},      {"name", cstack_v_text("pushed")},
+        {"qty", cstack_v_int(k)},     {"score", cstack_v_float(0.5)},
+        {"active", cstack_v_bool(1)}, {"at", cstack_v_text("2026-11-26T10:40:21.123456Z")}};
+    cstack_data d = {fv, 6};
+    cstack_upload_tx *tx = NULL;
+    if (cstack_create(p->db, "Item", &d, NULL) != 0 || cstack_upload_next(p->db, &tx) != 0 || !tx)
+        die("push", cstack_errmsg(p->db));
+    size_t len = 0;
+    const void *bytes = cstack_upload_tx_changeset(tx, &len);
+    char batch[128];
+    snprintf(batch, sizeof batch, "X-Cstack-Batch: %s:%" PRId64, cstack_sync_site_id(p->db),
+             cstack_upload_tx_version(tx));
+    struct curl_slist *h = curl_slist_append(NULL, batch);
+    for (struct curl_slist *i = p->hdrs; i; i = i->next)
+        h = curl_slist_append(h, i->data);
+    curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, bytes);
+    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    p->f->sent[k] = now_ms();
+    CURLcode cc = curl_easy_perform(p->curl);
+    double t = now_ms();
+    long status = 0;
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK || status != 200)
+        die("push", cc != CURLE_OK ? curl_easy_strerror(cc) : "not 200");
+    p->f->commit[k] = t;
+    cstack_upload_complete(p->db, cstack_upload_tx_version(tx));
+    cstack_upload_tx_free(tx);
+    curl_slist_free_all(h);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pusher_init(pusher *p, fanout *f, bench *b)
+{
+    p->f = f;
+    p->db = open_db(b, "fanout-writer.db");
+    char *tok = token_for("writer"), line[4096];
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d/v1/push", f->srv.port);
+    snprintf(line, sizeof line, "Authorization: Bearer %s", tok);
+    p->hdrs = curl_slist_append(NULL, line);
+    snprintf(line, sizeof line, "X-Cstack-Schema: %s", f->hash);
+    p->hdrs = curl_slist_append(p->hdrs, line);
+    snprintf(line, sizeof line, "X-Cstack-Site: %s", cstack_sync_site_id(p->db));
+    p->hdrs = curl_slist_append(p->hdrs, line);
+    p->hdrs = curl_slist_append(p->hdrs, "Content-Type: application/octet-stream");
+    p->hdrs = curl_slist_append(p->hdrs, "Expect:");
+    free(tok);
+    p->curl = curl_easy_init();
+    curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+}
+
+/* Runs the rounds; fills `lat` with every arrival (ms after the commit,
+ * arrivals before the 200 count as 0) and returns how many arrived. */
+static size_t run_rounds(fanout *f, pusher *p, double *lat, size_t *missing)
+{
+    size_t n = 0;
+    *missing = 0;
+    for (size_t k = 0; k < f->b->rounds; k++) {
+        atomic_store(&f->round, (int)k);
+        pthread_t th;
+        pthread_create(&th, NULL, push_round, p);
+        pump(f, now_ms() + ROUND_TIMEOUT_MS, round_done);
+        pthread_join(th, NULL);
+        for (size_t i = 0; i < f->b->clients; i++) {
+            reader *r = &f->r[i];
+            if (!r->ok || r->seen <= k) {
+                (*missing)++;
+                continue;
+            }
+            double d = r->arrival[k] - f->commit[k];
+            lat[n++] = d > 0 ? d : 0;
+        }
+        /* Let the streams settle (checkpoints, the echo) between rounds. */
+        pump(f, now_ms() + 200, round_done);
+    }
+    return n;
+}
+
+static void bench_fanout(bench *b)
+{
+    fanout f = {.b = b, .round = -1};
+    snprintf(f.hash, sizeof f.hash, "%s", cstack_schema_hash(b->schema));
+    f.srv = fork_server(b, "fanout-server.db");
+    f.ep = epoll_create1(0);
+    f.r = calloc(b->clients, sizeof *f.r);
+    double *arrivals = calloc(b->clients * b->rounds, sizeof *arrivals);
+    double *lat = calloc(b->clients * b->rounds, sizeof *lat);
+    if (!f.r || !arrivals || !lat || f.ep < 0)
+        die("fan-out", "out of memory");
+    double t0 = now_ms();
+    for (size_t i = 0; i < b->clients; i++) {
+        f.r[i].arrival = arrivals + i * b->rounds;
+        reader_connect(&f, i);
+        if (i % 100 == 99) /* in waves, as devices would come online */
+            pump(&f, now_ms() + 20, all_connected);
+    }
+    pump(&f, now_ms() + CONNECT_TIMEOUT_MS, all_connected);
+    size_t ok = 0;
+    for (size_t i = 0; i < b->clients; i++)
+        ok += f.r[i].ok;
+    double connect_s = (now_ms() - t0) / 1e3, rss0, hwm0;
+    rss_of(f.srv.pid, &rss0, &hwm0);
+    pusher p;
+    pusher_init(&p, &f, b);
+    size_t missing = 0;
+    size_t n = run_rounds(&f, &p, lat, &missing);
+    double rss1, hwm1;
+    rss_of(f.srv.pid, &rss1, &hwm1);
+    qsort(lat, n, sizeof *lat, cmp_double);
+    double p50 = n ? lat[n / 2] : -1, p99 = n ? lat[(n * 99 + 99) / 100 - 1] : -1;
+    printf("fan-out: %zu streaming clients of %zu users (%zu answered 200, connected in %.1f s),"
+           " %zu rounds\n",
+           b->clients, b->users, ok, connect_s, b->rounds);
+    printf("  commit -> arrival at every stream: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
+           " (target p99 <= %.0f ms) %s\n",
+           p50, p99, n ? lat[n - 1] : -1, FANOUT_TARGET_MS,
+           n && p99 <= FANOUT_TARGET_MS && missing == 0 ? "ok" : "MISSED");
+    printf("  arrivals %zu, missing %zu\n", n, missing);
+    printf("  server memory: %.1f MiB resident with %zu streams (%.1f after the rounds,"
+           " peak %.1f)\n",
+           rss0, ok, rss1, hwm1);
+    for (size_t i = 0; i < b->clients; i++)
+        close(f.r[i].fd);
+    close(f.ep);
+    curl_easy_cleanup(p.curl);
+    curl_slist_free_all(p.hdrs);
+    cstack_close(p.db);
+    stop_server(&f.srv);
+    free(f.r);
+    free(arrivals);
+    free(lat);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static size_t arg_size(int argc, char **argv, const char *name, size_t dflt)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return (size_t)strtoull(argv[i + 1], NULL, 10);
+    return dflt;
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_sync_server: could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv)
+{
+    bench b = {.rows = arg_size(argc, argv, "--rows", 100000),
+               .clients = arg_size(argc, argv, "--clients", 1000),
+               .users = arg_size(argc, argv, "--users", 0),
+               .rounds = arg_size(argc, argv, "--rounds", 5)};
+    if (b.rounds > 64)
+        b.rounds = 64;
+    if (b.users == 0 || b.users > b.clients)
+        b.users = b.clients;
+    /* Each stream is a socket here and one in the server. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < b.clients + 256) {
+        b.clients = rl.rlim_cur > 512 ? (size_t)rl.rlim_cur - 256 : 256;
+        printf("(open-file limit: %zu streaming clients)\n", b.clients);
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(b.dir, sizeof b.dir, "%s/cstack-bench-server-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(b.dir))
+        die("mkdtemp", strerror(errno));
+    cstack_diags *d = NULL;
+    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &b.schema, &d) != 0)
+        die("schema", "invalid");
+    cstack_diags_free(d);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (b.rows > 0)
+        bench_initial(&b);
+    if (b.clients > 0)
+        bench_fanout(&b);
+    cstack_schema_free(b.schema);
+    curl_global_cleanup();
+    remove_dir(b.dir);
+    return 0;
+}

@@ -1,0 +1,163 @@
+/*
+ * client.h -- private interface of the sync client (src/client/).
+ *
+ *   http.c     libcurl requests with the headers of docs/server.md and
+ *              bounded response buffers
+ *   sse.c      an incremental, bounded text/event-stream parser
+ *   state.c    the client's own tables (cursor, rejected batches)
+ *   exchange.c push and pull against the server, merging, checkpoints
+ *   stream.c   following the server's event stream while pushing
+ *   session.c  the public API: sessions on a thread, backoff, run-once
+ *
+ * A `cs_client` is one connection's worth of state; a session owns one and
+ * drives it from its thread, cstack_sync_run_once builds one on the stack.
+ */
+#ifndef CS_CLIENT_H
+#define CS_CLIENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cstack.h"
+#include "util/buf.h"
+
+/* ---- SSE parsing (sse.c) ---------------------------------------------- */
+
+/* One dispatched event.  Borrowed: valid for the callback only. */
+typedef struct cs_sse_event {
+    const char *type; /* "message" when the stream named none */
+    const char *data; /* data lines joined with '\n' */
+    size_t data_len;
+    const char *id; /* the last `id:` seen, "" when none */
+} cs_sse_event;
+
+/* Returns 0 to go on, non-zero (a CSTACK_E* code) to stop the stream. */
+typedef int (*cs_sse_fn)(void *ctx, const cs_sse_event *ev);
+
+typedef struct cs_sse {
+    cs_buf line; /* the line being read (no terminator) */
+    cs_buf data; /* data of the event being built */
+    char type[64];
+    char id[64];
+    bool cr;    /* the last byte was CR: a following LF is part of it */
+    size_t max; /* bound of one line and of one event's data */
+    cs_sse_fn fn;
+    void *ctx;
+} cs_sse;
+
+void cs_sse_init(cs_sse *p, size_t max, cs_sse_fn fn, void *ctx);
+/* Feeds bytes; dispatches complete events.  Returns 0, CSTACK_ETOOBIG when a
+ * line or an event exceeds the bound, CSTACK_ENOMEM, or the callback's code. */
+int cs_sse_feed(cs_sse *p, const char *bytes, size_t n);
+void cs_sse_free(cs_sse *p);
+
+/* ---- HTTP (http.c) ------------------------------------------------------ */
+
+typedef struct cs_client cs_client;
+
+/* A buffered response. */
+typedef struct cs_http_resp {
+    long status; /* 0: no response (transport failure) */
+    cs_buf body;
+    bool too_big;   /* the body went past the bound and was cut off */
+    int64_t cursor; /* X-Cstack-Cursor, -1 when absent */
+    bool has_checksum;
+    uint64_t checksum; /* X-Cstack-Checksum */
+} cs_http_resp;
+
+/* Makes sure libcurl is initialised (once per process). */
+int cs_http_global_init(void);
+/* Builds the handles and the common headers of `c`.  Returns 0 or
+ * CSTACK_ENOMEM. */
+int cs_http_open(cs_client *c);
+void cs_http_close(cs_client *c);
+/* Performs one request on the reusable handle: GET when `body` is NULL, else
+ * POST of `len` bytes with the extra header `hdr` (may be NULL).  Returns 0
+ * when a response arrived (whatever its status), CSTACK_EIO on a transport
+ * failure or when stopped, CSTACK_ETOOBIG when the body exceeds the bound;
+ * the client's error text says why. */
+int cs_http_request(cs_client *c, const char *path, const void *body, size_t len, const char *hdr,
+                    cs_http_resp *r);
+void cs_http_resp_free(cs_http_resp *r);
+/* The "message" of an error response, or its first bytes, into the client's
+ * error text, prefixed with `what`. */
+void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r);
+
+/* ---- the client --------------------------------------------------------- */
+
+struct cs_client {
+    cstack *db;
+    cstack_sync_options o; /* strings point into url/token below */
+    char *url;             /* without a trailing '/' */
+    char *token;
+    char site[33];
+    cstack_sync_status_fn on_status;
+    void *ctx;
+    /* Set by cstack_sync_stop; every wait and transfer checks it. */
+    atomic_bool stop;
+    /* Set by cstack_sync_nudge: push without waiting for the next poll. */
+    atomic_bool nudge;
+    void *curl;    /* CURL * for push and pull */
+    void *stream;  /* CURL * for the stream */
+    void *multi;   /* CURLM * driving the stream */
+    void *headers; /* struct curl_slist * shared by both */
+    char curl_err[256];
+    cs_http_resp *progress_of; /* the download whose progress is reported */
+    int64_t cursor;
+    int64_t last_version; /* sync version when the queue was last examined */
+    bool stored_cursor;   /* the cursor row exists for this URL */
+    /* The server cursor of our latest acknowledged push: a checkpoint older
+     * than it describes a state without that push, so it is not compared. */
+    int64_t pushed_cursor;
+    int64_t pull_base; /* bytes of the earlier pages of this catch-up */
+    bool sum_valid;    /* `sum` is the local checksum at `sum_version` */
+    int64_t sum_version;
+    uint64_t sum;
+    cstack_sync_status st;
+    pthread_mutex_t st_mu; /* guards `st` for cstack_sync_session_status */
+};
+
+/* Status: sets fields under the lock and reports them. */
+void cs_client_report(cs_client *c, cstack_sync_event ev);
+void cs_client_set_state(cs_client *c, cstack_sync_state s);
+/* Records the failure text (printf-style) in st.last_error and reports
+ * EV_ERROR; returns `code`. */
+int cs_client_fail(cs_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool cs_client_stopping(const cs_client *c);
+int64_t cs_client_now_ms(void);
+
+/* ---- state tables (state.c) --------------------------------------------- */
+
+/* Creates the client tables when missing and loads the cursor kept for the
+ * client's URL (0 when none, or when it was kept for another server). */
+int cs_state_load(cs_client *c);
+/* Stores the cursor durably. */
+int cs_state_save_cursor(cs_client *c, int64_t cursor);
+/* Keeps a refused batch and acknowledges it in one write, so a crash can
+ * neither lose the record nor push the batch again. */
+int cs_state_reject(cs_client *c, int64_t version, long status, const char *message,
+                    const void *changeset, size_t len);
+
+/* ---- the exchanges (exchange.c, stream.c) ----------------------------------------- */
+
+/* Pushes every pending local transaction, oldest first.  Returns 0 when the
+ * queue is empty (refused batches set aside), else the failure's code. */
+int cs_push_all(cs_client *c);
+/* Pulls pages until the server's cursor stops moving. */
+int cs_pull_all(cs_client *c);
+/* Follows the stream until it ends, fails or the client stops, pushing new
+ * local writes in between.  Returns 0 when stopped, else the failure's
+ * code (a closed stream is CSTACK_EIO). */
+int cs_stream(cs_client *c);
+/* Applies one changeset received from the server and moves the cursor. */
+int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor);
+/* Compares the local checksum with the server's at `cursor` when nothing is
+ * pending and the checkpoint is not older than our last push; reports
+ * EV_CHECKPOINT. */
+int cs_checkpoint(cs_client *c, int64_t cursor, uint64_t server_sum);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * exchange.c -- push, pull and stream against the server (docs/server.md).
+ *
+ * Push: the upload queue, oldest first, one local transaction per
+ * `POST /v1/push` with `X-Cstack-Batch: <site>:<version>`; a 200
+ * acknowledges it (cstack_upload_complete).  A batch the server refuses for
+ * what it contains (400 malformed, 403 forbidden by a write policy, 413 too
+ * large) would be refused again on every retry, so it is recorded in
+ * _cstack_rejected, acknowledged and reported, and the queue moves on.  A
+ * 401 (the token) or 409 (the schema) is about the session, not the batch:
+ * the batch stays queued and the session fails until that is fixed.
+ *
+ * Pull: `GET /v1/pull?since=CURSOR` until the returned X-Cstack-Cursor stops
+ * moving.  Each page is merged (cstack_changes_apply, which also forgets
+ * rows the server drops) and then the cursor is stored; a crash in between
+ * only repeats an idempotent merge.
+ *
+ * The stream is in stream.c.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "client/client.h"
+#include "store/store.h"
+
+/* ---- push --------------------------------------------------------------- */
+
+static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
+{
+    int64_t v = cstack_upload_tx_version(tx);
+    size_t len = 0;
+    const void *bytes = cstack_upload_tx_changeset(tx, &len);
+    char what[64];
+    snprintf(what, sizeof what, "batch %" PRId64 " refused", v);
+    cs_http_error_text(c, what, r);
+    char msg[sizeof c->st.last_error];
+    pthread_mutex_lock(&c->st_mu);
+    memcpy(msg, c->st.last_error, sizeof msg);
+    pthread_mutex_unlock(&c->st_mu);
+    int rc = cs_state_reject(c, v, r->status, msg, bytes, len);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.rejected++;
+    c->st.version = v;
+    memcpy(c->st.last_error, msg, sizeof msg);
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_REJECTED);
+    return 0;
+}
+
+/* Fails the session on a response that is not the batch's fault. */
+static int session_error(cs_client *c, const char *what, const cs_http_resp *r)
+{
+    cs_http_error_text(c, what, r);
+    int code = r->status == 401 ? CSTACK_EINVAL : r->status == 409 ? CSTACK_ESCHEMA : CSTACK_EIO;
+    char msg[sizeof c->st.last_error];
+    pthread_mutex_lock(&c->st_mu);
+    memcpy(msg, c->st.last_error, sizeof msg);
+    pthread_mutex_unlock(&c->st_mu);
+    return cs_client_fail(c, code, "%s", msg);
+}
+
+/* Notes the server cursor an accepted push reports ({"cursor":N}). */
+static void note_push_cursor(cs_client *c, const cs_http_resp *r)
+{
+    json_t *j = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
+    json_t *cur = json_object_get(j, "cursor");
+    if (json_is_integer(cur) && json_integer_value(cur) > c->pushed_cursor)
+        c->pushed_cursor = (int64_t)json_integer_value(cur);
+    json_decref(j);
+}
+
+static int push_one(cs_client *c, cstack_upload_tx *tx)
+{
+    int64_t v = cstack_upload_tx_version(tx);
+    size_t len = 0;
+    const void *bytes = cstack_upload_tx_changeset(tx, &len);
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "X-Cstack-Batch: %s:%" PRId64, c->site, v);
+    cs_http_resp r = {0};
+    int rc = cs_http_request(c, "/v1/push", bytes, len, hdr, &r);
+    if (rc == 0 && r.status == 200) {
+        note_push_cursor(c, &r);
+        rc = cstack_upload_complete(c->db, v);
+        if (rc)
+            rc = cs_client_fail(c, rc, "cannot acknowledge batch %" PRId64 ": %s", v,
+                                cstack_errmsg(c->db));
+        else {
+            pthread_mutex_lock(&c->st_mu);
+            c->st.pushed++;
+            c->st.version = v;
+            c->st.pending = c->st.pending > 0 ? c->st.pending - 1 : 0;
+            pthread_mutex_unlock(&c->st_mu);
+            cs_client_report(c, CSTACK_SYNC_EV_PUSHED);
+        }
+    } else if (rc == 0 && (r.status == 400 || r.status == 403 || r.status == 413)) {
+        rc = set_aside(c, tx, &r);
+    } else if (rc == 0) {
+        rc = session_error(c, "push", &r);
+    }
+    cs_http_resp_free(&r);
+    return rc;
+}
+
+int cs_push_all(cs_client *c)
+{
+    int64_t ver = 0, pending = 0;
+    int rc = cstack_sync_version(c->db, &ver);
+    if (rc == 0)
+        rc = cstack_upload_pending(c->db, &pending);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot read the upload queue: %s", cstack_errmsg(c->db));
+    pthread_mutex_lock(&c->st_mu);
+    c->st.pending = pending;
+    pthread_mutex_unlock(&c->st_mu);
+    if (pending > 0)
+        cs_client_set_state(c, CSTACK_SYNC_UPLOADING);
+    for (;;) {
+        if (cs_client_stopping(c))
+            return CSTACK_EIO;
+        cstack_upload_tx *tx = NULL;
+        rc = cstack_upload_next(c->db, &tx);
+        if (rc)
+            return cs_client_fail(c, rc, "cannot read the upload queue: %s", cstack_errmsg(c->db));
+        if (!tx)
+            break;
+        rc = push_one(c, tx);
+        cstack_upload_tx_free(tx);
+        if (rc)
+            return rc;
+    }
+    /* Writes made after `ver` was read move the version again, so the next
+     * poll looks at the queue again. */
+    c->last_version = ver;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.pending = 0;
+    pthread_mutex_unlock(&c->st_mu);
+    return 0;
+}
+
+/* ---- applying and checking -------------------------------------------- */
+
+int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor)
+{
+    cstack_apply_stats stats = {0};
+    /* A page whose rows were all invisible to this user may come empty. */
+    int rc = len ? cstack_changes_apply(c->db, bytes, len, &stats) : 0;
+    if (rc)
+        return cs_client_fail(c, rc, "cannot merge the server's changes (%s): %s",
+                              cstack_errname(rc), cstack_errmsg(c->db));
+    /* A replayed event must not move the cursor back. */
+    if (cursor > c->cursor && (rc = cs_state_save_cursor(c, cursor)))
+        return rc;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.rows_applied += stats.rows;
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_APPLIED);
+    return 0;
+}
+
+/* The local checksum, recomputed only when the database changed since the
+ * last time (a checkpoint every few seconds must not rescan a large
+ * database that did not move). */
+static int local_sum(cs_client *c, uint64_t *sum)
+{
+    int64_t ver = 0;
+    int rc = cstack_sync_version(c->db, &ver);
+    if (rc == 0 && c->sum_valid && ver == c->sum_version) {
+        *sum = c->sum;
+        return 0;
+    }
+    if (rc == 0)
+        rc = cstack_sync_checksum(c->db, sum);
+    if (rc == 0) {
+        c->sum = *sum;
+        c->sum_version = ver;
+        c->sum_valid = true;
+    }
+    return rc;
+}
+
+int cs_checkpoint(cs_client *c, int64_t cursor, uint64_t server_sum)
+{
+    int64_t pending = 0;
+    uint64_t sum = 0;
+    if (cursor < c->pushed_cursor)
+        return 0; /* the server's state then did not hold our latest push */
+    int rc = cstack_upload_pending(c->db, &pending);
+    /* Local writes the server has not seen yet make the states differ
+     * legitimately; the next checkpoint after they are pushed decides. */
+    if (rc == 0 && pending > 0)
+        return 0;
+    if (rc == 0)
+        rc = local_sum(c, &sum);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot compute the local checksum: %s", cstack_errmsg(c->db));
+    pthread_mutex_lock(&c->st_mu);
+    c->st.checksum_ok = sum == server_sum;
+    if (sum != server_sum)
+        snprintf(c->st.last_error, sizeof c->st.last_error,
+                 "state differs from the server's at cursor %" PRId64 " (local checksum %016" PRIx64
+                 ", server %016" PRIx64 ")",
+                 cursor, sum, server_sum);
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_CHECKPOINT);
+    return 0;
+}
+
+/* ---- pull ----------------------------------------------------------------- */
+
+/* What one pull page did. */
+typedef struct page {
+    bool moved;     /* the cursor moved: pull again */
+    bool restarted; /* started over from cursor 0 (once per catch-up) */
+    bool have_sum;  /* caught up, and the server's checksum at the cursor */
+    uint64_t sum;
+} page;
+
+/* Takes a pull response: merges it, or starts over, or notes that the
+ * replica is caught up. */
+static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *pg)
+{
+    if (r->status != 200)
+        return session_error(c, "pull", r);
+    if (r->cursor < 0)
+        return cs_client_fail(c, CSTACK_EIO, "pull: the response has no valid X-Cstack-Cursor");
+    if (r->cursor < since) {
+        /* The server's history is shorter than what we merged: it was
+         * replaced or restored from a backup.  Start over from its
+         * beginning; merging everything again is idempotent. */
+        pg->moved = true;
+        return cs_state_save_cursor(c, 0);
+    }
+    if (r->cursor != since) {
+        pg->moved = true;
+        c->pull_base += (int64_t)r->body.len;
+        return cs_apply_changes(c, r->body.data, r->body.len, r->cursor);
+    }
+    pg->have_sum = r->has_checksum;
+    pg->sum = r->checksum;
+    return 0;
+}
+
+/* One page.  A server that refuses our cursor (400: not a cursor it gave
+ * out, the same situation as above) makes the pull start over from 0. */
+static int pull_page(cs_client *c, page *pg)
+{
+    char path[64];
+    int64_t since = c->cursor;
+    snprintf(path, sizeof path, "/v1/pull?since=%" PRId64, since);
+    cs_http_resp r = {0};
+    c->progress_of = &r;
+    int rc = cs_http_request(c, path, NULL, 0, NULL, &r);
+    c->progress_of = NULL;
+    pg->moved = false;
+    if (rc == 0 && r.status == 400 && since > 0 && !pg->restarted) {
+        cs_http_error_text(c, "pull (starting over from cursor 0)", &r);
+        cs_client_report(c, CSTACK_SYNC_EV_ERROR);
+        pg->restarted = pg->moved = true;
+        rc = cs_state_save_cursor(c, 0);
+    } else if (rc == 0) {
+        rc = take_page(c, &r, since, pg);
+    }
+    cs_http_resp_free(&r);
+    return rc;
+}
+
+/* Caught up is reported as soon as the cursor stops moving (the data is all
+ * there); the checksum comparison, which reads every row, follows. */
+int cs_pull_all(cs_client *c)
+{
+    pthread_mutex_lock(&c->st_mu);
+    c->st.initial = c->cursor == 0;
+    c->st.bytes_received = 0;
+    c->st.bytes_total = -1;
+    pthread_mutex_unlock(&c->st_mu);
+    c->pull_base = 0;
+    cs_client_set_state(c, CSTACK_SYNC_DOWNLOADING);
+    page pg = {.moved = true};
+    int rc = 0;
+    while (rc == 0 && pg.moved) {
+        if (cs_client_stopping(c))
+            return CSTACK_EIO;
+        rc = pull_page(c, &pg);
+    }
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.initial = 0;
+    c->st.last_synced_ms = cs_client_now_ms();
+    c->st.cursor = c->cursor;
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_CAUGHT_UP);
+    return pg.have_sum ? cs_checkpoint(c, c->cursor, pg.sum) : 0;
+}

@@ -1,0 +1,185 @@
+/*
+ * state.c -- the sync client's own tables, created on first use through
+ * cstack_with_sqlite (so they share the runtime's write lock and, being no
+ * model's table, are never captured for sync):
+ *
+ *   _cstack_client_state(server, cursor, synced_at)
+ *       the server cursor merged up to, per server URL: a restarted session
+ *       resumes its pulls there; pointing a database at another server
+ *       starts that server from cursor 0 (a full, idempotent re-pull).
+ *   _cstack_rejected(version, status, message, changeset, at)
+ *       local transactions the server refused, kept with the refusal so an
+ *       app can show, repair or re-apply them; the upload queue moves past
+ *       them so later batches are not stalled by one poison batch.
+ *
+ * The callbacks use SAVEPOINTs only: cstack_with_sqlite owns the
+ * transaction.
+ */
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "client/client.h"
+#include "store/store.h"
+
+static const char DDL[] =
+    "CREATE TABLE IF NOT EXISTS _cstack_client_state("
+    " server TEXT PRIMARY KEY, cursor INTEGER NOT NULL, synced_at INTEGER);"
+    "CREATE TABLE IF NOT EXISTS _cstack_rejected("
+    " version INTEGER PRIMARY KEY, status INTEGER NOT NULL, message TEXT NOT NULL,"
+    " changeset BLOB, at TEXT NOT NULL);";
+
+typedef struct load_args {
+    const char *url;
+    int64_t cursor;
+    bool found;
+} load_args;
+
+/* Sets the runtime's error message (what cstack_errmsg returns) from the
+ * connection and returns the matching code. */
+static int sql_fail(sqlite3 *conn, int rc)
+{
+    int code = (rc & 0xff) == SQLITE_BUSY ? CSTACK_EBUSY : CSTACK_ESQLITE;
+    return cs_err(code, "sync client tables: %s", sqlite3_errmsg(conn));
+}
+
+static int do_load(sqlite3 *conn, void *ctx)
+{
+    load_args *a = ctx;
+    int rc = sqlite3_exec(conn, DDL, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(conn, "SELECT cursor FROM _cstack_client_state WHERE server = ?", -1,
+                            &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    sqlite3_bind_text(st, 1, a->url, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        a->cursor = sqlite3_column_int64(st, 0);
+        a->found = true;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(conn, rc);
+}
+
+int cs_state_load(cs_client *c)
+{
+    load_args a = {c->url, 0, false};
+    int rc = cstack_with_sqlite(c->db, do_load, &a);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot read the sync client's state: %s",
+                              cstack_errmsg(c->db));
+    c->cursor = a.cursor;
+    c->stored_cursor = a.found;
+    return 0;
+}
+
+typedef struct save_args {
+    const char *url;
+    int64_t cursor;
+    int64_t now;
+} save_args;
+
+static int do_save(sqlite3 *conn, void *ctx)
+{
+    save_args *a = ctx;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn,
+                                "INSERT INTO _cstack_client_state(server, cursor, synced_at)"
+                                " VALUES(?1, ?2, ?3) ON CONFLICT(server) DO UPDATE"
+                                " SET cursor = ?2, synced_at = ?3",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    sqlite3_bind_text(st, 1, a->url, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->cursor);
+    sqlite3_bind_int64(st, 3, a->now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(conn, rc);
+}
+
+int cs_state_save_cursor(cs_client *c, int64_t cursor)
+{
+    save_args a = {c->url, cursor, cs_client_now_ms()};
+    int rc = cstack_with_sqlite(c->db, do_save, &a);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot store the server cursor: %s", cstack_errmsg(c->db));
+    c->cursor = cursor;
+    c->stored_cursor = true;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.cursor = cursor;
+    pthread_mutex_unlock(&c->st_mu);
+    return 0;
+}
+
+typedef struct reject_args {
+    int64_t version;
+    long status;
+    const char *message;
+    const void *changeset;
+    size_t len;
+} reject_args;
+
+static int do_reject(sqlite3 *conn, void *ctx)
+{
+    reject_args *a = ctx;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        conn,
+        "INSERT OR REPLACE INTO _cstack_rejected(version, status, message, changeset, at)"
+        " VALUES(?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    sqlite3_bind_int64(st, 1, a->version);
+    sqlite3_bind_int64(st, 2, a->status);
+    sqlite3_bind_text(st, 3, a->message, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 4, a->changeset, a->len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(conn, rc);
+}
+
+int cs_state_reject(cs_client *c, int64_t version, long status, const char *message,
+                    const void *changeset, size_t len)
+{
+    reject_args a = {version, status, message, changeset, len};
+    int rc = cstack_begin(c->db);
+    if (rc == 0) {
+        rc = cstack_with_sqlite(c->db, do_reject, &a);
+        if (rc == 0)
+            rc = cstack_upload_complete(c->db, version);
+        rc = rc == 0 ? cstack_commit(c->db) : (cstack_rollback(c->db), rc);
+    }
+    if (rc)
+        return cs_client_fail(c, rc, "cannot set the refused batch %lld aside: %s",
+                              (long long)version, cstack_errmsg(c->db));
+    return 0;
+}
+
+static int do_count(sqlite3 *conn, void *ctx)
+{
+    int rc = sqlite3_exec(conn, DDL, NULL, NULL, NULL);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(conn, "SELECT count(*) FROM _cstack_rejected", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *(int64_t *)ctx = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : sql_fail(conn, rc);
+}
+
+int cstack_sync_rejected_count(cstack *db, int64_t *count)
+{
+    if (!db || !count)
+        return CSTACK_EMISUSE;
+    *count = 0;
+    return cstack_with_sqlite(db, do_count, count);
+}

@@ -1,0 +1,762 @@
+/*
+ * http.c -- the sync server's HTTP side (libmicrohttpd): routes, limits,
+ * errors, the request log, and start / stop with drain.
+ *
+ * Threads.  MHD runs one thread per connection (small stacks, see
+ * cs_server_config.thread_stack).  That keeps every handler simple: a push
+ * merges on its own thread and a stream's content reader may sleep until the
+ * hub queues something for it, without stalling anyone else.  The store
+ * serialises what must be (pushes, and each pull's snapshot); the runtime is
+ * shared by all threads.
+ *
+ * A request goes through on_request() in up to three calls: headers (route,
+ * method, auth, schema, site; GET routes answer here), body chunks (counted
+ * against max_body), and the end of the body (the push itself).  Every
+ * error is {"status":"err","code":"...","message":"..."}; on_completed() logs
+ * one line per request and counts it.
+ *
+ * Stop drains: the listening socket closes (MHD_quiesce_daemon), streams end,
+ * requests in flight finish within drain_ms (a push is acknowledged only
+ * after its COMMIT), then MHD joins its threads and the database closes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/server_int.h"
+
+#define CONNECTION_TIMEOUT_S 120
+#define STREAM_BLOCK (32u * 1024u)
+/* How much of an oversized chunked body is read (and dropped) to be able to
+ * answer 413 before the connection is simply closed. */
+#define DISCARD_MAX ((uint64_t)64 << 20)
+
+/* One HTTP request (MHD's per-request context). */
+typedef struct srv_req {
+    cs_server *srv;
+    int route;
+    char method[12];
+    char *path;
+    int64_t start_ms;
+    int status;     /* 0 until a response is queued */
+    uint64_t bytes; /* response body */
+    char *user;     /* the token's sub, for the log */
+    cs_auth *auth;
+    char site[33];
+    char batch[64];
+    cs_buf body;
+    bool too_big;
+    uint64_t received; /* body bytes, kept or not */
+    bool counted;      /* in srv->active */
+    cs_stream *stream;
+} srv_req;
+
+/* ---- responses ------------------------------------------------------------- */
+
+static enum MHD_Result reply(srv_req *r, struct MHD_Connection *c, int status, const char *ctype,
+                             char *body, size_t len, const char *const *headers)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    if (atomic_load(&r->srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES) {
+        r->status = status;
+        r->bytes = len;
+    }
+    return ok;
+}
+
+static enum MHD_Result reply_json(srv_req *r, struct MHD_Connection *c, int status, cs_buf *b,
+                                  const char *const *headers)
+{
+    if (!b->data && cs_buf_puts(b, "{}"))
+        return MHD_NO;
+    size_t len = b->len;
+    char *body = cs_buf_take(b);
+    return body ? reply(r, c, status, "application/json", body, len, headers) : MHD_NO;
+}
+
+static enum MHD_Result reply_err(srv_req *r, struct MHD_Connection *c, int status, const char *code,
+                                 const char *const *headers, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static enum MHD_Result reply_err(srv_req *r, struct MHD_Connection *c, int status, const char *code,
+                                 const char *const *headers, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cs_buf b = CS_BUF_INIT;
+    cs_buf_puts(&b, "{\"status\":\"err\",\"code\":");
+    cs_buf_json_str(&b, code, strlen(code));
+    cs_buf_puts(&b, ",\"message\":");
+    cs_buf_json_str(&b, msg, strlen(msg));
+    cs_buf_putc(&b, '}');
+    enum MHD_Result ok = reply_json(r, c, status, &b, headers);
+    cs_buf_free(&b);
+    return ok;
+}
+
+/* A store refusal as its HTTP status and error code. */
+static enum MHD_Result reply_store_err(srv_req *r, struct MHD_Connection *c, const cs_srv_err *e)
+{
+    switch (e->kind) {
+    case CS_SRV_BAD:
+        return reply_err(r, c, 400, cstack_errname(e->code), NULL, "%s", e->message);
+    case CS_SRV_FORBIDDEN:
+        return reply_err(r, c, 403, "forbidden", NULL, "%s", e->message);
+    case CS_SRV_CONFLICT:
+        return reply_err(r, c, 409, "schema_mismatch", NULL, "%s", e->message);
+    default:
+        if (e->code == CSTACK_EBUSY)
+            return reply_err(r, c, 503, "locked", NULL, "%s", e->message);
+        return reply_err(r, c, 500, "internal", NULL, "%s", e->message);
+    }
+}
+
+/* A copy fit for the one-line log: control characters (a decoded %0A in a
+ * path, a newline in a token's sub) would forge lines. */
+static char *log_safe(const char *s)
+{
+    char *out = cs_strndup(s, strnlen(s, 512));
+    for (char *p = out; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ')
+            *p = '?';
+    return out;
+}
+
+/* ---- request checks -------------------------------------------------------- */
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static int route_of(const char *url)
+{
+    static const char *const PATHS[] = {"/v1/push", "/v1/pull", "/v1/stream", "/healthz",
+                                        "/metrics"};
+    for (int i = 0; i < (int)(sizeof PATHS / sizeof PATHS[0]); i++)
+        if (strcmp(url, PATHS[i]) == 0)
+            return i;
+    return CS_ROUTE_OTHER;
+}
+
+/* Token, schema hash and site id, common to push, pull and stream.  Returns
+ * false when it has answered the request. */
+static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    cs_server *srv = r->srv;
+    char why[256] = "";
+    int rc = cs_auth_verify(srv->schema, header(c, MHD_HTTP_HEADER_AUTHORIZATION), srv->secret,
+                            (int64_t)time(NULL), &r->auth, why, sizeof why);
+    static const char *const BEARER[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", NULL};
+    if (rc == CSTACK_ENOMEM) {
+        *ret = reply_err(r, c, 500, "internal", NULL, "out of memory");
+        return false;
+    }
+    if (rc) {
+        *ret = reply_err(r, c, 401, "unauthorized", BEARER, "%s", why[0] ? why : "bad token");
+        return false;
+    }
+    r->user = log_safe(r->auth->sub ? r->auth->sub : "");
+    const char *hash = header(c, "X-Cstack-Schema");
+    if (!hash) {
+        *ret = reply_err(r, c, 400, "bad_request", NULL,
+                         "missing X-Cstack-Schema header (this server runs schema %s)",
+                         srv->schema->hash);
+        return false;
+    }
+    if (strcmp(hash, srv->schema->hash) != 0) {
+        *ret = reply_err(r, c, 409, "schema_mismatch", NULL,
+                         "the client runs schema %.64s but this server runs schema %s", hash,
+                         srv->schema->hash);
+        return false;
+    }
+    const char *site = header(c, "X-Cstack-Site");
+    unsigned char bin[16];
+    if (!site || cs_srv_site_parse(site, bin)) {
+        *ret = reply_err(r, c, 400, "bad_request", NULL,
+                         "X-Cstack-Site must be the device's site id (32 hex digits)");
+        return false;
+    }
+    snprintf(r->site, sizeof r->site, "%s", site);
+    return true;
+}
+
+/* A cursor: decimal digits only, at most 18 of them. */
+static bool parse_cursor(const char *s, int64_t *out)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 18)
+        return false;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* X-Cstack-Batch: "<site>:<version>", the site being the sender's. */
+static bool check_batch(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    const char *b = header(c, "X-Cstack-Batch");
+    const char *colon = b ? strchr(b, ':') : NULL;
+    int64_t v = 0;
+    if (!colon || colon - b != 32 || !parse_cursor(colon + 1, &v)) {
+        *ret = reply_err(r, c, 400, "bad_request", NULL,
+                         "X-Cstack-Batch must be \"<site>:<version>\" (32 hex digits, a colon, "
+                         "a decimal version)");
+        return false;
+    }
+    if (strncasecmp(b, r->site, 32) != 0) {
+        *ret =
+            reply_err(r, c, 400, "bad_request", NULL,
+                      "the batch %.60s was not made by this device (X-Cstack-Site %s)", b, r->site);
+        return false;
+    }
+    snprintf(r->batch, sizeof r->batch, "%s", b);
+    return true;
+}
+
+/* ---- routes ------------------------------------------------------------------ */
+
+static enum MHD_Result do_healthz(srv_req *r, struct MHD_Connection *c)
+{
+    cs_server *srv = r->srv;
+    int64_t v = 0;
+    if (srv->ops->version(srv->store, &v))
+        return reply_err(r, c, 503, "unavailable", NULL, "the store does not answer");
+    cs_buf b = CS_BUF_INIT;
+    cs_buf_printf(&b,
+                  "{\"status\":\"ok\",\"version\":%" PRId64 ",\"schema\":\"%s\",\"streams\":%ld,"
+                  "\"store\":\"%s\"}",
+                  v, srv->schema->hash, (long)atomic_load(&srv->metrics.streams), srv->ops->name);
+    enum MHD_Result ok = reply_json(r, c, 200, &b, NULL);
+    cs_buf_free(&b);
+    return ok;
+}
+
+static enum MHD_Result do_metrics(srv_req *r, struct MHD_Connection *c)
+{
+    cs_buf b = CS_BUF_INIT;
+    if (cs_metrics_render(r->srv, &b)) {
+        cs_buf_free(&b);
+        return reply_err(r, c, 500, "internal", NULL, "out of memory");
+    }
+    size_t len = b.len;
+    char *body = cs_buf_take(&b);
+    return body ? reply(r, c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL)
+                : MHD_NO;
+}
+
+static bool since_arg(srv_req *r, struct MHD_Connection *c, const char *fallback, int64_t *since,
+                      enum MHD_Result *ret)
+{
+    const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    if (!s)
+        s = fallback;
+    *since = 0;
+    if (s && !parse_cursor(s, since)) {
+        *ret = reply_err(r, c, 400, "bad_request", NULL,
+                         "bad cursor '%.40s': since must be a version this server gave out", s);
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
+{
+    cs_server *srv = r->srv;
+    enum MHD_Result ret = MHD_NO;
+    int64_t since = 0;
+    if (!since_arg(r, c, NULL, &since, &ret))
+        return ret;
+    cs_srv_pull req = {r->auth, r->site, since, true, true, true};
+    cs_srv_pull_result res;
+    cs_srv_err err;
+    if (srv->ops->pull(srv->store, &req, 1, &res, &err))
+        return reply_store_err(r, c, &err);
+    atomic_fetch_add(&srv->metrics.changes_out, res.rows);
+    char cursor[24], sum[24];
+    snprintf(cursor, sizeof cursor, "%" PRId64, res.cursor);
+    snprintf(sum, sizeof sum, "%016" PRIx64, res.checksum);
+    const char *const headers[] = {"X-Cstack-Cursor", cursor, "X-Cstack-Checksum", sum, NULL};
+    char *body = res.body;
+    res.body = NULL;
+    return reply(r, c, 200, "application/octet-stream", body, res.len, headers);
+}
+
+static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
+{
+    cs_server *srv = r->srv;
+    enum MHD_Result ret = MHD_NO;
+    int64_t since = 0, version = 0;
+    if (!since_arg(r, c, header(c, MHD_HTTP_HEADER_LAST_EVENT_ID), &since, &ret))
+        return ret;
+    if (srv->ops->version(srv->store, &version))
+        return reply_err(r, c, 503, "unavailable", NULL, "the store does not answer");
+    if (since > version)
+        return reply_err(r, c, 400, "bad_request", NULL,
+                         "cursor %" PRId64
+                         " is not a cursor of this server (its version is %" PRId64 ")",
+                         since, version);
+    cs_stream *s = NULL;
+    cs_auth *auth = r->auth;
+    r->auth = NULL;
+    if (cs_stream_open(srv->hub, auth, r->site, since, &s))
+        return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, STREAM_BLOCK, cs_stream_read, s, cs_stream_response_free);
+    if (!resp) {
+        cs_stream_response_free(s);
+        cs_stream_release(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    r->status = MHD_HTTP_OK;
+    r->stream = s;
+    /* A stream is not "in flight" for the drain: the hub ends it. */
+    pthread_mutex_lock(&srv->mu);
+    srv->active--;
+    r->counted = false;
+    pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->mu);
+    return ok;
+}
+
+static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
+{
+    cs_server *srv = r->srv;
+    if (r->too_big)
+        return reply_err(r, c, 413, "too_big", NULL, "the body exceeds %zu bytes",
+                         srv->cfg.max_body);
+    cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
+    cs_srv_push_result res;
+    cs_srv_err err;
+    if (srv->ops->push(srv->store, &req, &res, &err)) {
+        atomic_fetch_add(&srv->metrics.push[CS_PUSH_REJECTED], 1);
+        return reply_store_err(r, c, &err);
+    }
+    atomic_fetch_add(&srv->metrics.push[res.duplicate ? CS_PUSH_DUPLICATE : CS_PUSH_OK], 1);
+    if (!res.duplicate) {
+        atomic_fetch_add(&srv->metrics.changes_in, res.columns);
+        cs_hub_notify(srv->hub, cs_srv_now_ms());
+    }
+    cs_buf b = CS_BUF_INIT;
+    cs_buf_puts(&b, "{\"status\":\"ok\",\"batch\":");
+    cs_buf_json_str(&b, r->batch, strlen(r->batch));
+    cs_buf_printf(&b, ",\"duplicate\":%s,\"cursor\":%" PRId64 "}", res.duplicate ? "true" : "false",
+                  res.cursor);
+    enum MHD_Result ok = reply_json(r, c, 200, &b, NULL);
+    cs_buf_free(&b);
+    return ok;
+}
+
+/* Checks a push's headers before its body is read: a body that cannot be
+ * accepted is refused before it is uploaded. */
+static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    if (!check_batch(r, c, ret))
+        return false;
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t n = 0;
+    if (cl && parse_cursor(cl, &n) && (uint64_t)n > r->srv->cfg.max_body) {
+        *ret = reply_err(r, c, 413, "too_big", NULL,
+                         "the body (%" PRId64 " bytes) exceeds %zu bytes", n, r->srv->cfg.max_body);
+        return false;
+    }
+    r->body.max = r->srv->cfg.max_body;
+    if (n > 0)
+        cs_buf_reserve(&r->body, (size_t)n);
+    return true;
+}
+
+/* Everything the headers decide.  A push's headers are checked before its
+ * body is read (a body that cannot be accepted is refused before it is
+ * uploaded); other requests are answered once the request is complete,
+ * which keeps the connection reusable. */
+static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
+{
+    static const char *const ALLOW_GET[] = {MHD_HTTP_HEADER_ALLOW, "GET", NULL};
+    static const char *const ALLOW_POST[] = {MHD_HTTP_HEADER_ALLOW, "POST", NULL};
+    enum MHD_Result ret = MHD_YES;
+    if (atomic_load(&r->srv->draining))
+        return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
+    if (r->route == CS_ROUTE_OTHER)
+        return reply_err(r, c, 404, "not_found", NULL, "no route %.200s", r->path);
+    bool post = r->route == CS_ROUTE_PUSH;
+    if (strcmp(r->method, post ? "POST" : "GET") != 0)
+        return reply_err(r, c, 405, "method_not_allowed", post ? ALLOW_POST : ALLOW_GET,
+                         "%s %s is not allowed; use %s", r->method, r->path, post ? "POST" : "GET");
+    if (r->route == CS_ROUTE_HEALTHZ)
+        return do_healthz(r, c);
+    if (r->route == CS_ROUTE_METRICS)
+        return do_metrics(r, c);
+    if (!check_client(r, c, &ret))
+        return ret;
+    if (r->route == CS_ROUTE_PULL)
+        return do_pull(r, c);
+    if (r->route == CS_ROUTE_STREAM)
+        return do_stream(r, c);
+    return push_headers(r, c, &ret) ? MHD_YES : ret;
+}
+
+static srv_req *req_new(cs_server *srv, const char *url, const char *method)
+{
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = log_safe(url))) {
+        free(r);
+        return NULL;
+    }
+    r->srv = srv;
+    r->route = route_of(url);
+    snprintf(r->method, sizeof r->method, "%.11s", method);
+    for (char *p = r->method; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    r->start_ms = cs_srv_mono_ms();
+    pthread_mutex_lock(&srv->mu);
+    srv->active++;
+    r->counted = true;
+    pthread_mutex_unlock(&srv->mu);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    srv_req *r = *con_cls;
+    if (!r) {
+        if (!(r = req_new(cls, url, method)))
+            return MHD_NO;
+        *con_cls = r;
+        bool push = r->route == CS_ROUTE_PUSH && strcmp(method, "POST") == 0;
+        return push ? dispatch(r, c) : MHD_YES;
+    }
+    if (r->status) {
+        /* Already answered (an early error): the rest of the body is dropped. */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    bool push = r->route == CS_ROUTE_PUSH && strcmp(r->method, "POST") == 0;
+    if (*upload_size && !push) {
+        /* Only a push has a body; any other is read and ignored. */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        /* MHD cannot answer before the body is in, so past the limit the
+         * rest is counted and dropped, and a body that goes on far beyond
+         * it is cut off by closing the connection. */
+        if (!r->too_big && cs_buf_append(&r->body, upload, *upload_size)) {
+            r->too_big = true;
+            cs_buf_free(&r->body);
+        }
+        r->received += *upload_size;
+        *upload_size = 0;
+        return r->received > r->srv->cfg.max_body + DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    return push ? do_push(r, c) : dispatch(r, c);
+}
+
+/* ---- log, completion, connections ------------------------------------------ */
+
+static void log_request(srv_req *r)
+{
+    FILE *f = r->srv->cfg.log;
+    if (!f)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(f, "%s.%03ldZ %s %s %d %" PRIu64 " %.1fms user=%s\n", when, ts.tv_nsec / 1000000,
+            r->method, r->path, r->status, r->bytes, (double)(cs_srv_mono_ms() - r->start_ms),
+            r->user && *r->user ? r->user : "-");
+    fflush(f);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    cs_server *srv = cls;
+    srv_req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    if (r->stream) {
+        r->bytes = cs_stream_bytes(r->stream);
+        cs_stream_release(r->stream);
+    }
+    log_request(r);
+    cs_metrics_request(&srv->metrics, r->route, r->status);
+    if (r->counted) {
+        pthread_mutex_lock(&srv->mu);
+        srv->active--;
+        pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->mu);
+    }
+    cs_auth_free(r->auth);
+    cs_buf_free(&r->body);
+    free(r->user);
+    free(r->path);
+    free(r);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)c;
+    (void)socket_ctx;
+    cs_server *srv = cls;
+    atomic_fetch_add(&srv->metrics.connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    cs_server *srv = cls;
+    if (!srv->cfg.log)
+        return;
+    fputs("httpd: ", srv->cfg.log);
+    vfprintf(srv->cfg.log, fmt, ap);
+    fflush(srv->cfg.log);
+}
+
+/* ---- start, stop, run ------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int load_schema(cs_server *srv, const cs_server_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->schema) {
+        srv->schema = cs_schema_retain(cfg->schema);
+        return 0;
+    }
+    if (!cfg->schema_path) {
+        set_err(err, errlen, "no schema given");
+        return CSTACK_EMISUSE;
+    }
+    cstack_diags *d = NULL;
+    int rc = cstack_schema_load(cfg->schema_path, &srv->schema, &d);
+    if (rc) {
+        char *txt = cstack_diags_format(d);
+        set_err(err, errlen, "%s", txt ? txt : cstack_errstr(rc));
+        cstack_free(txt);
+    }
+    cstack_diags_free(d);
+    return rc;
+}
+
+/* Copies the configuration with its defaults and its strings. */
+static int configure(cs_server *srv, const cs_server_config *cfg)
+{
+    srv->cfg = *cfg;
+    cs_server_config *c = &srv->cfg;
+    c->max_body = c->max_body ? c->max_body : CS_SERVER_DEFAULT_MAX_BODY;
+    c->checkpoint_ms = c->checkpoint_ms > 0 ? c->checkpoint_ms : 10000;
+    c->keepalive_ms = c->keepalive_ms > 0 ? c->keepalive_ms : 15000;
+    c->max_connections = c->max_connections ? c->max_connections : 4096;
+    c->thread_stack = c->thread_stack ? c->thread_stack : (size_t)256 << 10;
+    c->drain_ms = c->drain_ms > 0 ? c->drain_ms : 10000;
+    srv->secret = cs_strdup(cfg->jwt_secret);
+    srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CS_SERVER_DEFAULT_DB);
+    srv->bind = cs_strdup(cfg->bind ? cfg->bind : CS_SERVER_DEFAULT_BIND);
+    c->jwt_secret = srv->secret;
+    c->db_path = srv->db_path;
+    c->bind = srv->bind;
+    c->schema = NULL;
+    c->schema_path = NULL;
+    return srv->secret && srv->db_path && srv->bind ? 0 : CSTACK_ENOMEM;
+}
+
+static int listen_on(cs_server *srv, char *err, size_t errlen)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(srv->bind, NULL, &hints, &ai);
+    if (gai != 0 || !ai) {
+        set_err(err, errlen, "cannot resolve bind address '%s': %s", srv->bind, gai_strerror(gai));
+        return CSTACK_EINVAL;
+    }
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    bool v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    if (v6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)srv->cfg.port);
+    else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)srv->cfg.port);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    srv->mhd = MHD_start_daemon(
+        flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (!srv->mhd) {
+        set_err(err, errlen, "cannot listen on %s port %d (in use, or not an address of this host)",
+                srv->bind, srv->cfg.port);
+        return CSTACK_EIO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : srv->cfg.port;
+    return 0;
+}
+
+int cs_server_start(const cs_server_config *cfg, cs_server **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!cfg || !cfg->jwt_secret || !*cfg->jwt_secret) {
+        set_err(err, errlen, "a JWT secret is required (--jwt-secret or CSTACK_JWT_SECRET)");
+        return CSTACK_EMISUSE;
+    }
+    cs_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return CSTACK_ENOMEM;
+    srv->listen_fd = -1;
+    srv->ops = &cs_srv_store_sqlite;
+    cs_metrics_init(&srv->metrics);
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->idle, NULL);
+    int rc = configure(srv, cfg);
+    if (rc)
+        set_err(err, errlen, "out of memory");
+    rc = rc ? rc : load_schema(srv, cfg, err, errlen);
+    if (!rc) {
+        cs_srv_err serr = {0};
+        rc = srv->ops->open(srv->schema, srv->db_path, &srv->store, &serr);
+        if (rc)
+            set_err(err, errlen, "%s", serr.message);
+    }
+    if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
+        set_err(err, errlen, "cannot start the stream hub");
+    rc = rc ? rc : listen_on(srv, err, errlen);
+    if (rc) {
+        cs_server_stop(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+int cs_server_port(const cs_server *srv)
+{
+    return srv ? srv->port : 0;
+}
+
+/* Waits until no request is in flight, or the drain time has passed. */
+static void wait_idle(cs_server *srv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (int64_t)(srv->cfg.drain_ms % 1000) * 1000000;
+    ts.tv_sec += srv->cfg.drain_ms / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&srv->mu);
+    while (srv->active > 0)
+        if (pthread_cond_timedwait(&srv->idle, &srv->mu, &ts) != 0)
+            break;
+    pthread_mutex_unlock(&srv->mu);
+}
+
+void cs_server_stop(cs_server *srv)
+{
+    if (!srv)
+        return;
+    atomic_store(&srv->draining, true);
+    if (srv->mhd)
+        srv->listen_fd = MHD_quiesce_daemon(srv->mhd);
+    cs_hub_stop(srv->hub);
+    if (srv->mhd) {
+        wait_idle(srv);
+        MHD_stop_daemon(srv->mhd);
+    }
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    cs_hub_free(srv->hub);
+    if (srv->store)
+        srv->ops->close(srv->store);
+    cstack_schema_free(srv->schema);
+    cs_metrics_free(&srv->metrics);
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->idle);
+    free(srv->secret);
+    free(srv->db_path);
+    free(srv->bind);
+    free(srv);
+}
+
+int cs_server_run(const cs_server_config *cfg, FILE *out, char *err, size_t errlen)
+{
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    cs_server *srv = NULL;
+    int rc = cs_server_start(cfg, &srv, err, errlen);
+    if (!rc) {
+        bool v6 = strchr(srv->bind, ':') != NULL;
+        fprintf(out, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", srv->bind, v6 ? "]" : "",
+                srv->port);
+        fflush(out);
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (srv->cfg.log) {
+            fprintf(srv->cfg.log, "%s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            fflush(srv->cfg.log);
+        }
+        cs_server_stop(srv);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}

@@ -1,0 +1,106 @@
+/*
+ * server_int.h -- what the server's modules share:
+ *
+ *   http.c     the daemon, routes, limits, the request log, start/stop/drain
+ *   stream.c   GET /v1/stream: the hub that feeds every open stream
+ *   metrics.c  counters and the Prometheus text of /metrics
+ */
+#ifndef CS_SERVER_INT_H
+#define CS_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "server/server.h"
+#include "server/store.h"
+
+/* ---- metrics ------------------------------------------------------------- */
+
+enum {
+    CS_ROUTE_PUSH,
+    CS_ROUTE_PULL,
+    CS_ROUTE_STREAM,
+    CS_ROUTE_HEALTHZ,
+    CS_ROUTE_METRICS,
+    CS_ROUTE_OTHER,
+    CS_NROUTES
+};
+
+enum { CS_PUSH_OK, CS_PUSH_DUPLICATE, CS_PUSH_REJECTED, CS_NPUSH };
+
+#define CS_METRICS_MAX_STATUS 600
+
+typedef struct cs_metrics {
+    atomic_long connections; /* open TCP connections */
+    atomic_long streams;     /* open streams */
+    atomic_llong push[CS_NPUSH];
+    atomic_llong changes_in;  /* column changes accepted */
+    atomic_llong changes_out; /* rows sent by pulls and streams */
+    atomic_llong requests[CS_NROUTES][CS_METRICS_MAX_STATUS];
+    /* The largest commit-to-delivery time in the current and the previous
+     * minute: "recent" without keeping every sample. */
+    pthread_mutex_t lag_mu;
+    int64_t lag_minute;
+    int64_t lag_max[2];
+} cs_metrics;
+
+void cs_metrics_init(cs_metrics *m);
+void cs_metrics_free(cs_metrics *m);
+void cs_metrics_request(cs_metrics *m, int route, int status);
+void cs_metrics_lag(cs_metrics *m, int64_t ms);
+/* The Prometheus text exposition of every metric, appended to `out`. */
+int cs_metrics_render(cs_server *srv, cs_buf *out);
+const char *cs_route_name(int route);
+
+/* ---- streams ---------------------------------------------------------------- */
+
+typedef struct cs_hub cs_hub;
+typedef struct cs_stream cs_stream;
+
+int cs_hub_start(cs_server *srv, cs_hub **out);
+/* Ends every stream and joins the hub's thread; streams still referenced by
+ * their responses are freed when those go.  NULL ok. */
+void cs_hub_stop(cs_hub *h);
+void cs_hub_free(cs_hub *h);
+/* A push committed at `commit_ms` (wall clock): streams get their share. */
+void cs_hub_notify(cs_hub *h, int64_t commit_ms);
+
+/* Opens a stream for `auth` (taken over, freed with the stream) on device
+ * `site` from cursor `since`.  The stream holds three references: the hub's,
+ * the response's (dropped by cs_stream_response_free, the MHD free callback)
+ * and the caller's (dropped with cs_stream_release). */
+int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs_stream **out);
+void cs_stream_release(cs_stream *s);
+/* The MHD content reader and its free callback (cls is the stream). */
+ssize_t cs_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void cs_stream_response_free(void *cls);
+/* Bytes handed to the connection so far. */
+uint64_t cs_stream_bytes(cs_stream *s);
+
+/* ---- the server ---------------------------------------------------------- */
+
+struct cs_server {
+    cs_server_config cfg; /* strings below replace the borrowed ones */
+    char *secret;
+    char *db_path;
+    char *bind;
+    cstack_schema *schema;
+    const cs_srv_store_ops *ops;
+    cs_srv_store *store;
+    struct MHD_Daemon *mhd;
+    int listen_fd; /* after quiesce: closed once the daemon stops */
+    int port;
+    cs_metrics metrics;
+    cs_hub *hub;
+    atomic_bool draining;
+    pthread_mutex_t mu; /* guards `active` */
+    pthread_cond_t idle;
+    long active; /* requests in flight, streams excluded */
+};
+
+/* Monotonic milliseconds (timeouts, durations). */
+int64_t cs_srv_mono_ms(void);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * store.h -- the sync server's state behind a small method table.
+ *
+ * The HTTP layer (http.c, stream.c) never touches a database: it calls a
+ * cs_srv_store_ops.  `cs_srv_store_sqlite` (store_sqlite.c) is the embedded
+ * default, a cstack database of the served schema merged with the same sync
+ * engine as the devices; a PostgreSQL store plugs in behind the same table
+ * later without changing the callers.
+ *
+ * Threads: every method may be called from any thread at the same time; a
+ * store serialises what must be serialised (pushes, and each pull's snapshot)
+ * itself.  Errors come back as a CSTACK_E* code plus a cs_srv_err saying what
+ * kind of refusal it is (the HTTP status follows from the kind) and why.
+ */
+#ifndef CS_SERVER_STORE_H
+#define CS_SERVER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/auth.h"
+#include "util/buf.h"
+
+/* What kind of failure a store reports; http.c maps each to one status. */
+typedef enum cs_srv_fail {
+    CS_SRV_OK = 0,
+    CS_SRV_BAD,       /* malformed input: a bad changeset, cursor or batch id (400) */
+    CS_SRV_FORBIDDEN, /* a write policy refused a row (403) */
+    CS_SRV_CONFLICT,  /* the input was made with another schema (409) */
+    CS_SRV_INTERNAL   /* the store itself failed (500) */
+} cs_srv_fail;
+
+typedef struct cs_srv_err {
+    cs_srv_fail kind;
+    int code;          /* the CSTACK_E* code behind it */
+    char message[512]; /* one readable sentence */
+} cs_srv_err;
+
+/* One push: a changeset from the device `site` (32 hex digits) signed in as
+ * `auth`, idempotent under `batch` ("<site>:<version>").  Everything is
+ * borrowed for the call. */
+typedef struct cs_srv_push {
+    const cs_auth *auth;
+    const char *site;
+    const char *batch;
+    const void *changeset;
+    size_t len;
+} cs_srv_push;
+
+typedef struct cs_srv_push_result {
+    bool duplicate;  /* the batch had been applied before; nothing was done */
+    int64_t cursor;  /* the server's version once the batch is in */
+    int64_t rows;    /* row changes in the changeset */
+    int64_t columns; /* column changes in the changeset */
+    int64_t won;     /* column changes that won the merge */
+} cs_srv_push_result;
+
+/* One pull: what `auth` on device `site` must receive after cursor `since`. */
+typedef struct cs_srv_pull {
+    const cs_auth *auth;
+    const char *site;
+    int64_t since;
+    bool want_changes;  /* false: only the cursor (and checksum) */
+    bool want_checksum; /* the user's visible-state checksum at the cursor */
+    /* `since` comes from the device itself (a pull, or a stream as it
+     * opens): it holds everything sent up to there, so what the store keeps
+     * about rows dropped before it can go.  A stream's later cursors are the
+     * server's own guess of what was delivered and do not confirm anything. */
+    bool confirmed;
+} cs_srv_pull;
+
+typedef struct cs_srv_pull_result {
+    void *body; /* the changeset (free with free()); NULL when not wanted
+                 * or when same_as >= 0 */
+    size_t len;
+    int64_t rows;      /* rows in the changeset (full rows, tombstones, drops) */
+    int64_t cursor;    /* the version the changeset brings the device to */
+    uint64_t checksum; /* when asked for */
+    long same_as;      /* >= 0: identical to result [same_as] of the same call */
+} cs_srv_pull_result;
+
+typedef struct cs_srv_store cs_srv_store;
+
+/* The method table (its version first, like SQLite's VFS, so a table built
+ * for an older layout can still be recognised). */
+typedef struct cs_srv_store_ops {
+    int iversion;     /* 1 */
+    const char *name; /* "sqlite" */
+    /* Opens (creating when missing) the state at `target` (a file path for
+     * SQLite) for `schema` (the store keeps its own reference).  On success
+     * *out is a store to close with close(). */
+    int (*open)(const cstack_schema *schema, const char *target, cs_srv_store **out,
+                cs_srv_err *err);
+    /* Validates and merges one batch, all or nothing, at most once per
+     * (user, batch); returns only after the merge is durable (COMMIT). */
+    int (*push)(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res, cs_srv_err *err);
+    /* Answers `n` pulls in one snapshot: every result describes the same
+     * server version.  Identical requests are computed once (same_as).  On
+     * failure no result holds anything (the store frees what it made). */
+    int (*pull)(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
+                cs_srv_err *err);
+    /* The current version (the cursor of a device that has everything). */
+    int (*version)(cs_srv_store *st, int64_t *version);
+    /* Closes the state; every push acknowledged before is durable.  NULL ok. */
+    void (*close)(cs_srv_store *st);
+} cs_srv_store_ops;
+
+extern const cs_srv_store_ops cs_srv_store_sqlite;
+
+/* Frees what a pull result holds and clears it. */
+void cs_srv_pull_result_free(cs_srv_pull_result *r);
+
+/* Fills `err` (NULL ok); a NULL msg takes the code's description. */
+void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg);
+
+/* Wall-clock milliseconds since the epoch. */
+int64_t cs_srv_now_ms(void);
+
+/* Decodes a site id given as 32 hex digits.  CSTACK_EINVAL when malformed. */
+int cs_srv_site_parse(const char *hex, unsigned char out[16]);
+
+/* A canonical text identifying everything policies can see of a user (sub and
+ * every auth() value), so that two requests with equal keys read exactly the
+ * same rows.  Appended to `out`. */
+int cs_srv_auth_key(const cstack_schema *s, const cs_auth *auth, cs_buf *out);
+
+#endif

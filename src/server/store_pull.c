@@ -1,0 +1,559 @@
+/*
+ * store_pull.c -- what each user receives: filtered exports with drops, and
+ * the checksum of the user's visible state.
+ *
+ * Read policies decide per row: the read rule rendered to SQL selects, in one
+ * query per model, the keys of the scanned rows the user may read (the test
+ * of cs_policy_row_allowed with CS_POL_READ, without a query per row):
+ *
+ *  - _cstack_srv_sent records what each device (site) holds, to send a row
+ *    the device lacks and drop (or send the deletion of) only rows it may
+ *    hold: a pull never reveals the keys of rows its user cannot read.
+ *
+ *  - Local read policies (every rule reads only the row itself and auth()):
+ *    a row's visibility changes only when the row changes, so a pull scans
+ *    only the rows changed since the cursor.
+ *
+ *  - Other read policies (a relation path, a to-many predicate): a row can
+ *    become visible or invisible while unchanged, so every row is
+ *    re-examined.
+ *    Each record carries the cursor of the pull that made it: the device
+ *    has acknowledged it once it pulls with a cursor at least that far, and
+ *    until then the record is treated as possibly lost (so a lost response
+ *    never leaves a row undelivered or undropped).
+ *
+ * The checksum is the sum of cs_row_checksum over the rows the user may read
+ * (soft-deleted rows excluded, as cstack_sync_checksum excludes them on the
+ * device), computed with the read policy rendered to SQL in one query per
+ * model, and cached per (user, version).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/policy.h"
+#include "server/store_int.h"
+#include "sync/parked.h"
+
+/* A set of encoded primary keys: open addressing over an arena of keys. */
+typedef struct keyslot {
+    uint64_t hash;
+    size_t off, len;
+    bool used;
+} keyslot;
+
+typedef struct keyset {
+    cs_buf arena;
+    keyslot *slots;
+    size_t cap, n; /* cap: a power of two, or 0 */
+} keyset;
+
+typedef struct pull_ctx {
+    cs_srv_store *st;
+    const cs_srv_pull *req;
+    int64_t scan_from;
+    unsigned char site[CS_SITE_LEN];
+    cs_buf key; /* the current row's primary key, encoded */
+    cs_buf scratch;
+    cs_buf notes;       /* _cstack_srv_sent changes: model, key, present */
+    int readable_model; /* the model `readable` holds, or -1 */
+    keyset readable;    /* its rows in the scan the user may read */
+    int64_t rows;
+} pull_ctx;
+
+void cs_srv_pull_result_free(cs_srv_pull_result *r)
+{
+    if (!r)
+        return;
+    cstack_free(r->body);
+    memset(r, 0, sizeof *r);
+    r->same_as = -1;
+}
+
+/* ---- the rows a user may read ---------------------------------------------- */
+
+static void keyset_free(keyset *k)
+{
+    cs_buf_free(&k->arena);
+    free(k->slots);
+    memset(k, 0, sizeof *k);
+}
+
+/* The slot holding the key, or the empty slot where it would go. */
+static size_t keyset_slot(const keyset *k, uint64_t hash, const void *p, size_t n, bool *found)
+{
+    size_t i = hash & (k->cap - 1);
+    *found = false;
+    for (; k->slots[i].used; i = (i + 1) & (k->cap - 1)) {
+        const keyslot *e = &k->slots[i];
+        if (e->hash == hash && e->len == n && memcmp(k->arena.data + e->off, p, n) == 0) {
+            *found = true;
+            break;
+        }
+    }
+    return i;
+}
+
+static int keyset_grow(keyset *k)
+{
+    size_t cap = k->cap ? k->cap * 2 : 1024;
+    keyslot *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return CSTACK_ENOMEM;
+    for (size_t i = 0; i < k->cap; i++) {
+        if (!k->slots[i].used)
+            continue;
+        size_t j = k->slots[i].hash & (cap - 1);
+        while (slots[j].used)
+            j = (j + 1) & (cap - 1);
+        slots[j] = k->slots[i];
+    }
+    free(k->slots);
+    k->slots = slots;
+    k->cap = cap;
+    return 0;
+}
+
+static int keyset_add(keyset *k, const void *p, size_t n)
+{
+    if ((k->n + 1) * 2 > k->cap && keyset_grow(k))
+        return CSTACK_ENOMEM;
+    uint64_t hash = cs_hash64(p, n);
+    bool found;
+    size_t at = keyset_slot(k, hash, p, n, &found);
+    if (found)
+        return 0;
+    size_t off = k->arena.len;
+    if (cs_buf_append(&k->arena, p, n))
+        return CSTACK_ENOMEM;
+    k->slots[at] = (keyslot){hash, off, n, true};
+    k->n++;
+    return 0;
+}
+
+static bool keyset_has(const keyset *k, const void *p, size_t n)
+{
+    bool found = false;
+    if (k->cap)
+        keyset_slot(k, cs_hash64(p, n), p, n, &found);
+    return found;
+}
+
+/* SELECT the keys of the model's rows in the scan (clock version past
+ * scan_from) that the user may read: the read rule rendered to SQL, the same
+ * test as cs_policy_row_allowed but one query instead of one per row. */
+static int readable_sql(pull_ctx *x, const cs_model *m, const cs_sync_model *sm, cs_sqlb *q)
+{
+    int rc = cs_buf_puts(&q->sql, "SELECT ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(&q->sql, i ? ", c." : "c.");
+        rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[m->pk[i]].column);
+    }
+    rc = rc ? rc : cs_buf_puts(&q->sql, " FROM ");
+    rc = rc ? rc : cs_buf_ident(&q->sql, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(&q->sql, " AS c JOIN ");
+    rc = rc ? rc : cs_buf_ident(&q->sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&q->sql, " AS t0 ON ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        const char *col = m->fields[m->pk[i]].column;
+        rc = cs_buf_puts(&q->sql, i ? " AND t0." : "t0.");
+        rc = rc ? rc : cs_buf_ident(&q->sql, col);
+        rc = rc ? rc : cs_buf_puts(&q->sql, " = c.");
+        rc = rc ? rc : cs_buf_ident(&q->sql, col);
+    }
+    rc = rc ? rc : cs_buf_puts(&q->sql, " WHERE c._cstack_ver > ");
+    rc = rc ? rc : cs_sqlb_bind(q, cstack_v_int(x->scan_from));
+    rc = rc ? rc : cs_buf_puts(&q->sql, " AND ");
+    return rc ? rc : cs_policy_render(q, x->st->schema, m, 0, CS_POL_READ, x->req->auth);
+}
+
+static int load_readable(pull_ctx *x, int model)
+{
+    cstack *db = x->st->db;
+    const cs_model *m = &x->st->schema->models[model];
+    keyset_free(&x->readable);
+    x->readable_model = model;
+    cs_sqlb q = {0};
+    q.alias = 1;
+    int rc = readable_sql(x, m, &cs_sync_of(db)->models[model], &q);
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    if (!rc && !st)
+        rc = cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    int step = rc ? SQLITE_DONE : cs_sqlb_apply(&q, st);
+    if (!rc && step != SQLITE_OK)
+        rc = cs_err_sqlite(m, db->writer.db, step);
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        cs_cs_value pk[16];
+        for (size_t i = 0; i < m->npk; i++)
+            cs_cs_value_from_stmt(&pk[i], st, (int)i);
+        rc = cs_parked_key(&x->scratch, pk, m->npk);
+        rc = rc ? rc : keyset_add(&x->readable, x->scratch.data, x->scratch.len);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = cs_err_sqlite(m, db->writer.db, step);
+    if (st)
+        sqlite3_reset(st);
+    cs_sqlb_free(&q);
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+}
+
+/* Whether the user may read the row (the export walks one model at a time,
+ * so each model's readable keys are loaded once). */
+static int readable(pull_ctx *x, int model, const cs_cs_value *pk, bool *ok)
+{
+    int rc = x->readable_model == model ? 0 : load_readable(x, model);
+    rc = rc ? rc : cs_parked_key(&x->scratch, pk, x->st->schema->models[model].npk);
+    *ok = !rc && keyset_has(&x->readable, x->scratch.data, x->scratch.len);
+    return rc;
+}
+
+/* ---- what a device holds ---------------------------------------------------- */
+
+static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *present, int64_t *at)
+{
+    static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
+                              "WHERE site = ? AND model = ? AND pk = ?";
+    sqlite3 *conn = x->st->db->writer.db;
+    sqlite3_stmt *st = cs_conn_prepare(&x->st->db->writer, 0, sql, sizeof sql - 1);
+    if (!st)
+        return cs_err_sqlite(NULL, conn, sqlite3_errcode(conn));
+    sqlite3_bind_blob(st, 1, x->site, CS_SITE_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, x->key.data ? x->key.data : "", (int)x->key.len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        *present = sqlite3_column_int(st, 0) != 0;
+        *at = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, conn, rc);
+}
+
+static int note(pull_ctx *x, int model, bool present)
+{
+    unsigned char p = present;
+    int rc = cs_wr_varint(&x->notes, (uint64_t)model);
+    rc = rc ? rc : cs_wr_varint(&x->notes, x->key.len);
+    rc = rc ? rc : cs_buf_append(&x->notes, x->key.data ? x->key.data : "", x->key.len);
+    return rc ? rc : cs_buf_append(&x->notes, &p, 1);
+}
+
+static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ver, bool alive,
+                         cs_export_decision *d)
+{
+    pull_ctx *x = ctx;
+    const cs_model *m = &x->st->schema->models[model];
+    bool found = false, present = false, ok = false;
+    int64_t at = 0, since = x->req->since;
+    *d = CS_EXPORT_SKIP;
+    int rc = cs_parked_key(&x->key, pk, m->npk);
+    rc = rc ? rc : sent_lookup(x, m, &found, &present, &at);
+    if (!rc && alive)
+        rc = readable(x, model, pk, &ok);
+    if (rc)
+        return rc;
+    bool has = found && present && at <= since;       /* acknowledged by the cursor */
+    bool may_have = found && (present || at > since); /* a drop not yet acknowledged */
+    if (alive && ok) {
+        if (has)
+            *d = ver > since ? CS_EXPORT_CHANGES : CS_EXPORT_SKIP;
+        else
+            *d = CS_EXPORT_FULL;
+        rc = has ? 0 : note(x, model, true);
+    } else if (may_have) {
+        *d = alive ? CS_EXPORT_DROP : CS_EXPORT_FULL;
+        rc = note(x, model, false);
+    }
+    x->rows += *d != CS_EXPORT_SKIP;
+    return rc;
+}
+
+static int exec_site(sqlite3 *conn, const char *sql, const unsigned char *site, int64_t v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, v);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
+}
+
+/* Writes the notes of one pull under its cursor, and forgets the drops the
+ * device has acknowledged (only a cursor the device sent acknowledges). */
+static int record_notes(pull_ctx *x, int64_t cursor)
+{
+    cs_conn *c = &x->st->db->writer;
+    static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
+                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
+    int rc = 0;
+    if (x->req->confirmed)
+        rc = exec_site(c->db,
+                       "DELETE FROM _cstack_srv_sent WHERE site = ? AND present = 0 "
+                       "AND at <= ?",
+                       x->site, x->req->since);
+    cs_reader r = {(const unsigned char *)x->notes.data, x->notes.len, 0};
+    while (!rc && r.pos < r.len) {
+        uint64_t model = 0, klen = 0;
+        const unsigned char *key = NULL, *present = NULL;
+        if (cs_rd_varint(&r, &model) || cs_rd_varint(&r, &klen) ||
+            cs_rd_bytes(&r, (size_t)klen, &key) || cs_rd_bytes(&r, 1, &present))
+            return cs_err(CSTACK_ERROR, "corrupt sent-set notes");
+        sqlite3_stmt *st = cs_conn_prepare(c, 0, ins, sizeof ins - 1);
+        if (!st)
+            return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
+        sqlite3_bind_blob(st, 1, x->site, CS_SITE_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, x->st->schema->models[model].name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, key, (int)klen, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, *present);
+        sqlite3_bind_int64(st, 5, cursor);
+        int step = sqlite3_step(st);
+        sqlite3_reset(st);
+        rc = step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
+    }
+    return rc;
+}
+
+/* ---- checksums -------------------------------------------------------------- */
+
+/* Adds the checksums of the rows of model mi that `auth` may read. */
+static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json, uint64_t *sum)
+{
+    cstack *db = st->db;
+    const cs_model *m = &st->schema->models[mi];
+    cs_shape *sh = db->shapes[mi];
+    cs_sqlb q = {0};
+    q.alias = 1;
+    int rc = cs_buf_puts(&q.sql, "SELECT ");
+    rc = rc ? rc : cs_render_columns(&q, sh, 0);
+    rc = rc ? rc : cs_buf_puts(&q.sql, " FROM ");
+    rc = rc ? rc : cs_buf_ident(&q.sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&q.sql, " AS t0 WHERE ");
+    rc = rc ? rc : cs_render_where(&q, st->schema, m, 0, NULL);
+    rc = rc ? rc : cs_buf_puts(&q.sql, " AND ");
+    rc = rc ? rc : cs_policy_render(&q, st->schema, m, 0, CS_POL_READ, auth);
+    sqlite3_stmt *s = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    if (!rc && !s)
+        rc = cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+    int step = rc ? SQLITE_DONE : cs_sqlb_apply(&q, s);
+    if (!rc && step != SQLITE_OK)
+        rc = cs_err_sqlite(m, db->writer.db, step);
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        cstack_row *row = cs_row_from_stmt(sh, s, NULL);
+        cs_buf_reset(json);
+        rc = row ? cs_row_json(json, row) : cs_err(CSTACK_ENOMEM, "out of memory");
+        if (!rc)
+            *sum += cs_row_checksum(m->name, json->data, json->len);
+        cstack_row_free(row);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = cs_err_sqlite(m, db->writer.db, step);
+    if (s)
+        sqlite3_reset(s);
+    cs_sqlb_free(&q);
+    return rc;
+}
+
+static bool cache_get(cs_srv_store *st, const char *key, int64_t version, uint64_t *sum)
+{
+    bool hit = false;
+    pthread_mutex_lock(&st->cache_mu);
+    for (size_t i = 0; i < CS_SRV_SUM_CACHE && !hit; i++) {
+        const cs_srv_sum *e = &st->cache[i];
+        if (e->key && e->version == version && strcmp(e->key, key) == 0) {
+            *sum = e->sum;
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&st->cache_mu);
+    return hit;
+}
+
+static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64_t sum)
+{
+    char *copy = cs_strdup(key);
+    if (!copy)
+        return; /* a cache that cannot grow just misses */
+    pthread_mutex_lock(&st->cache_mu);
+    cs_srv_sum *e = &st->cache[st->cache_next++ % CS_SRV_SUM_CACHE];
+    free(e->key);
+    *e = (cs_srv_sum){copy, version, sum};
+    pthread_mutex_unlock(&st->cache_mu);
+}
+
+/* The user's checksum at `version`, which must be the version of the
+ * caller's write scope (nothing commits while it is computed). */
+static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key, int64_t version,
+                         uint64_t *sum)
+{
+    *sum = 0;
+    if (cache_get(st, key, version, sum))
+        return 0;
+    cs_sync *sync = cs_sync_of(st->db);
+    cs_buf json = CS_BUF_INIT;
+    int rc = 0;
+    for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++)
+        if (sync->models[mi].synced)
+            rc = model_sum(st, (int)mi, auth, &json, sum);
+    cs_buf_free(&json);
+    if (!rc)
+        cache_put(st, key, version, *sum);
+    return rc;
+}
+
+/* ---- pulls -------------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+int cs_srv_site_parse(const char *hex, unsigned char out[CS_SITE_LEN])
+{
+    if (!hex || strlen(hex) != 2 * CS_SITE_LEN)
+        return CSTACK_EINVAL;
+    for (size_t i = 0; i < CS_SITE_LEN; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return CSTACK_EINVAL;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, int64_t version,
+                    cs_srv_pull_result *res)
+{
+    int64_t cursor = version;
+    int rc = 0;
+    if (req->want_changes) {
+        pull_ctx x = {.st = st, .req = req, .readable_model = -1};
+        x.scan_from = st->local_reads ? req->since : 0;
+        if (cs_srv_site_parse(req->site, x.site))
+            return cs_err(CSTACK_EINVAL, "a pull needs the device's site id (32 hex digits)");
+        rc = cs_changes_export_filtered(st->db, x.scan_from, req->since,
+                                        filter_device, &x,
+                                        &res->body, &res->len, &cursor);
+        if (!rc)
+            rc = record_notes(&x, cursor);
+        res->rows = x.rows;
+        cs_buf_free(&x.key);
+        cs_buf_free(&x.scratch);
+        cs_buf_free(&x.notes);
+        keyset_free(&x.readable);
+    }
+    if (!rc && req->want_checksum)
+        rc = user_checksum(st, req->auth, key, cursor, &res->checksum);
+    res->cursor = cursor;
+    return rc;
+}
+
+/* The dedup key of each request: identical keys (same user, same device,
+ * same cursor) get identical answers. */
+static int request_keys(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **keys)
+{
+    for (size_t i = 0; i < n; i++) {
+        cs_buf b = CS_BUF_INIT;
+        int rc = cs_srv_auth_key(st->schema, reqs[i].auth, &b);
+        if (!rc && (keys[i] = cs_buf_take(&b)) == NULL)
+            rc = CSTACK_ENOMEM;
+        cs_buf_free(&b);
+        if (rc)
+            return cs_err(rc, "out of memory");
+    }
+    return 0;
+}
+
+static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size_t i)
+{
+    (void)st; /* every answer is per device, so only the same device can share */
+    for (size_t j = 0; j < i; j++)
+        if (reqs[j].since == reqs[i].since && reqs[j].site && reqs[i].site &&
+            strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
+            reqs[j].confirmed == reqs[i].confirmed &&
+            reqs[j].want_checksum == reqs[i].want_checksum && strcmp(keys[j], keys[i]) == 0)
+            return (long)j;
+    return -1;
+}
+
+int cs_srv_durable_version(cs_srv_store *st, int64_t *version)
+{
+    sqlite3 *conn = st->db->writer.db;
+    int64_t stored = 0;
+    int rc = cstack_sync_version(st->db, version);
+    if (rc)
+        return rc;
+    int src = cs_sync_state_get(conn, "ver", &stored);
+    if (src == SQLITE_OK && stored < *version)
+        src = cs_sync_state_put(conn, "ver", *version);
+    return src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, src);
+}
+
+static int pull_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **keys,
+                    cs_srv_pull_result *res, cs_srv_err *err)
+{
+    int64_t version = 0;
+    int rc = cs_srv_durable_version(st, &version);
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (reqs[i].since < 0 || reqs[i].since > version) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "cursor %lld is not a cursor of this server (its version "
+                     "is %lld)",
+                     (long long)reqs[i].since, (long long)version);
+            cs_srv_err_set(err, CS_SRV_BAD, CSTACK_EINVAL, msg);
+            return CSTACK_EINVAL;
+        }
+    }
+    rc = rc ? rc : request_keys(st, reqs, n, keys);
+    for (size_t i = 0; i < n && !rc; i++) {
+        res[i].same_as = same_as(st, reqs, keys, i);
+        if (res[i].same_as >= 0) {
+            const cs_srv_pull_result *o = &res[res[i].same_as];
+            res[i].rows = o->rows;
+            res[i].cursor = o->cursor;
+            res[i].checksum = o->checksum;
+            res[i].len = o->len;
+        } else {
+            rc = pull_one(st, &reqs[i], keys[i], version, &res[i]);
+        }
+    }
+    return rc;
+}
+
+int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
+                       cs_srv_err *err)
+{
+    cs_srv_err_set(err, CS_SRV_OK, 0, "");
+    for (size_t i = 0; i < n; i++) {
+        memset(&res[i], 0, sizeof res[i]);
+        res[i].same_as = -1;
+    }
+    char **keys = calloc(n ? n : 1, sizeof *keys);
+    if (!keys) {
+        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
+        return CSTACK_ENOMEM;
+    }
+    /* One write scope: the changesets, cursors and checksums of this call
+     * all describe one version (pushes wait until it ends). */
+    int rc = cs_write_begin(st->db);
+    if (!rc)
+        rc = cs_write_end(st->db, pull_all(st, reqs, n, keys, res, err));
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    if (rc) {
+        if (err && err->kind == CS_SRV_OK)
+            cs_srv_err_set(err, rc == CSTACK_EINVAL ? CS_SRV_BAD : CS_SRV_INTERNAL, rc,
+                           cstack_errmsg(st->db));
+        for (size_t i = 0; i < n; i++)
+            cs_srv_pull_result_free(&res[i]);
+    }
+    return rc;
+}

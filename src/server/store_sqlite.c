@@ -1,0 +1,394 @@
+/*
+ * store_sqlite.c -- the embedded server store: a cstack database of the
+ * served schema, merged with the devices' own sync engine (sync_ext.h).
+ *
+ * Pushes.  A batch is merged with cs_changes_apply_opts under a check that
+ * runs the schema's write policies for the pushing user on every row the
+ * merge changes (create: the merged row; update: the row before and after;
+ * delete: the row before), with drops refused.  The batch id is recorded in
+ * _cstack_srv_batches by the first check, so inside the merge's own
+ * transaction: a batch is either applied and recorded or neither, and a
+ * retry is answered `duplicate` without being merged (or re-checked against
+ * policies that may have changed since).  A batch that changes nothing calls
+ * no check and is recorded right after; replaying it is harmless anyway.
+ * Pushes are serialised by `push_mu` so that two copies of one batch cannot
+ * both miss the record.
+ *
+ * Pulls.  cs_changes_export_filtered decides per row (store_pull.c).  Each
+ * pull call runs inside one write scope, so that its changesets, cursors and
+ * checksums all describe one version.
+ *
+ * Tables (beside the schema's own and the sync engine's):
+ *   _cstack_srv_batches(sub, batch, at)            applied batches per user
+ *   _cstack_srv_sent(site, model, pk, present, at) what each device holds,
+ *                                                  kept only when read
+ *                                                  policies are not local
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/policy.h"
+#include "server/store_int.h"
+
+/* Batch records older than this are forgotten at open: a device retries a
+ * batch within minutes, not months. */
+#define BATCH_KEEP_MS (30LL * 24 * 3600 * 1000)
+
+static const char TABLES_SQL[] = "CREATE TABLE IF NOT EXISTS _cstack_srv_batches("
+                                 " sub TEXT NOT NULL, batch TEXT NOT NULL, at INTEGER NOT NULL,"
+                                 " PRIMARY KEY(sub, batch)) WITHOUT ROWID;"
+                                 "CREATE TABLE IF NOT EXISTS _cstack_srv_sent("
+                                 " site BLOB NOT NULL, model TEXT NOT NULL, pk BLOB NOT NULL,"
+                                 " present INTEGER NOT NULL, at INTEGER NOT NULL,"
+                                 " PRIMARY KEY(site, model, pk)) WITHOUT ROWID;";
+
+int64_t cs_srv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg)
+{
+    if (!err)
+        return;
+    err->kind = kind;
+    err->code = code;
+    snprintf(err->message, sizeof err->message, "%s", msg ? msg : cstack_errstr(code));
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static int create_tables(sqlite3 *conn, void *ctx)
+{
+    (void)ctx;
+    int rc = sqlite3_exec(conn, TABLES_SQL, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return cs_err(CSTACK_ESQLITE, "creating the server tables: %s", sqlite3_errmsg(conn));
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(conn, "DELETE FROM _cstack_srv_batches WHERE at < ?", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, cs_srv_now_ms() - BATCH_KEEP_MS);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(conn));
+}
+
+static void store_free(cs_srv_store *st)
+{
+    if (!st)
+        return;
+    cstack_close(st->db);
+    for (size_t i = 0; i < CS_SRV_SUM_CACHE; i++)
+        free(st->cache[i].key);
+    pthread_mutex_destroy(&st->push_mu);
+    pthread_mutex_destroy(&st->cache_mu);
+    free(st);
+}
+
+static int sqlite_open(const cstack_schema *schema, const char *target, cs_srv_store **out,
+                       cs_srv_err *err)
+{
+    *out = NULL;
+    cs_srv_store *st = calloc(1, sizeof *st);
+    if (!st) {
+        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
+        return CSTACK_ENOMEM;
+    }
+    pthread_mutex_init(&st->push_mu, NULL);
+    pthread_mutex_init(&st->cache_mu, NULL);
+    int rc = cstack_open(schema, target, NULL, &st->db);
+    rc = rc ? rc : cstack_bootstrap(st->db, NULL);
+    rc = rc ? rc : cstack_with_sqlite(st->db, create_tables, NULL);
+    if (rc) {
+        char msg[480];
+        snprintf(msg, sizeof msg, "%s: %s", target,
+                 st->db ? cstack_errmsg(st->db) : cstack_errstr(rc));
+        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, msg);
+        store_free(st);
+        return rc;
+    }
+    st->schema = cstack_schema_of(st->db);
+    /* When visibility can change without the row changing (a membership
+     * elsewhere), only a record of what each device holds says what to send
+     * or drop. */
+    /* Devices are always tracked: a drop then goes only to a device that
+     * may hold the row, so no pull ever reveals keys of rows its user cannot
+     * read.  With local read rules a row's visibility changes only when the
+     * row does, so pulls still scan only the rows changed since the cursor. */
+    st->local_reads = cs_policy_read_is_local(st->schema);
+    *out = st;
+    return 0;
+}
+
+static void sqlite_close(cs_srv_store *st)
+{
+    store_free(st);
+}
+
+static int sqlite_version(cs_srv_store *st, int64_t *version)
+{
+    return cstack_sync_version(st->db, version);
+}
+
+/* ---- push ------------------------------------------------------------------ */
+
+typedef struct push_ctx {
+    cs_srv_store *st;
+    const cs_srv_push *req;
+    bool recorded; /* the batch row is written in the merge's transaction */
+    bool refused;  /* a policy said no; msg says which row */
+    char msg[480];
+} push_ctx;
+
+static const char *sub_of(const cs_auth *a)
+{
+    return a && a->signed_in && a->sub ? a->sub : "";
+}
+
+static int batch_insert(sqlite3 *conn, const cs_srv_push *req)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn,
+                                "INSERT OR IGNORE INTO _cstack_srv_batches(sub, batch, at) "
+                                "VALUES (?, ?, ?)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, sub_of(req->auth), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, req->batch, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, cs_srv_now_ms());
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK
+               ? 0
+               : cs_err(CSTACK_ESQLITE, "recording the batch: %s", sqlite3_errmsg(conn));
+}
+
+static int batch_insert_fn(sqlite3 *conn, void *ctx)
+{
+    return batch_insert(conn, ctx);
+}
+
+/* Whether (user, batch) was applied before. */
+static int batch_seen(cs_srv_store *st, const cs_srv_push *req, bool *seen)
+{
+    *seen = false;
+    cs_conn *c = cs_read_begin(st->db);
+    static const char sql[] = "SELECT 1 FROM _cstack_srv_batches WHERE sub = ? AND batch = ?";
+    sqlite3_stmt *s = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
+    int rc = s ? SQLITE_OK : sqlite3_errcode(c->db);
+    if (s) {
+        sqlite3_bind_text(s, 1, sub_of(req->auth), -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, req->batch, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        *seen = rc == SQLITE_ROW;
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_reset(s);
+    }
+    int out = rc == SQLITE_OK ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(c->db));
+    cs_read_end(st->db, c);
+    return out;
+}
+
+void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out)
+{
+    for (size_t i = 0; i < npk; i++) {
+        switch (pk[i].type) {
+        case SQLITE_INTEGER:
+            out[i] = cstack_v_int(pk[i].i);
+            break;
+        case SQLITE_FLOAT:
+            out[i] = cstack_v_float(pk[i].f);
+            break;
+        case SQLITE_TEXT:
+            out[i] = cstack_v_textn((const char *)pk[i].p, pk[i].n);
+            break;
+        case SQLITE_BLOB:
+            out[i] = cstack_v_blob(pk[i].p, pk[i].n);
+            break;
+        default:
+            out[i] = cstack_v_null();
+        }
+    }
+}
+
+/* Appends {"field":value,...} naming a row by its primary key. */
+static void key_json(cs_buf *b, const cs_model *m, const cs_cs_value *pk)
+{
+    cs_buf_putc(b, '{');
+    for (size_t i = 0; i < m->npk; i++) {
+        const char *f = m->fields[m->pk[i]].name;
+        cs_buf_printf(b, "%s", i ? "," : "");
+        cs_buf_json_str(b, f, strlen(f));
+        cs_buf_putc(b, ':');
+        if (pk[i].type == SQLITE_INTEGER)
+            cs_buf_printf(b, "%lld", (long long)pk[i].i);
+        else if (pk[i].type == SQLITE_FLOAT)
+            cs_buf_printf(b, "%.17g", pk[i].f);
+        else if (pk[i].type == SQLITE_TEXT)
+            cs_buf_json_str(b, (const char *)pk[i].p, pk[i].n);
+        else if (pk[i].type == SQLITE_BLOB) {
+            cs_buf_putc(b, '"');
+            cs_base64_encode(b, pk[i].p, pk[i].n);
+            cs_buf_putc(b, '"');
+        } else
+            cs_buf_puts(b, "null");
+    }
+    cs_buf_putc(b, '}');
+}
+
+static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op, int phase)
+{
+    static const char *const OPS[] = {"", "create", "update", "delete"};
+    cs_buf key = CS_BUF_INIT;
+    key.max = 256;
+    key_json(&key, m, pk);
+    const char *sub = sub_of(x->req->auth);
+    snprintf(x->msg, sizeof x->msg, "%s: %s of %s is not allowed for user '%s' (%s)", m->name,
+             OPS[op], key.data ? key.data : "{}", sub,
+             phase == CS_CHECK_BEFORE ? "checked on the row as it was"
+                                      : "checked on the row as it would be");
+    cs_buf_free(&key);
+    x->refused = true;
+    return cs_err(CSTACK_EVALIDATION, "%s", x->msg);
+}
+
+/* The merge's per-row check: the write policies of the pushing user. */
+static int push_check(void *ctx, cstack *db, int model, const cs_cs_value *pk, int op, int phase)
+{
+    push_ctx *x = ctx;
+    if (!x->recorded) {
+        int rc = batch_insert(db->writer.db, x->req);
+        if (rc)
+            return rc;
+        x->recorded = true;
+    }
+    unsigned pol = op == CS_CHECK_CREATE   ? CS_POL_CREATE
+                   : op == CS_CHECK_UPDATE ? CS_POL_UPDATE
+                                           : CS_POL_DELETE;
+    const cs_model *m = &db->schema->models[model];
+    cstack_value key[16];
+    cs_srv_pk_values(pk, m->npk, key);
+    bool allowed = false;
+    int rc = cs_policy_row_allowed(db, db->writer.db, x->req->auth, model, pol, key, &allowed);
+    if (rc || allowed)
+        return rc;
+    return refuse(x, m, pk, op, phase);
+}
+
+static void classify(push_ctx *x, int rc, cs_srv_err *err)
+{
+    if (x->refused) {
+        cs_srv_err_set(err, CS_SRV_FORBIDDEN, rc, x->msg);
+        return;
+    }
+    const char *msg = cstack_errmsg(x->st->db);
+    switch (rc) {
+    case CSTACK_ESCHEMA:
+        cs_srv_err_set(err, CS_SRV_CONFLICT, rc, msg);
+        break;
+    case CSTACK_EINVAL:
+    case CSTACK_EVALIDATION:
+    case CSTACK_EREQUIRED:
+    case CSTACK_ECLOCK:
+    case CSTACK_ETOOBIG:
+        cs_srv_err_set(err, CS_SRV_BAD, rc, msg);
+        break;
+    default:
+        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, msg);
+    }
+}
+
+static int push_locked(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res,
+                       cs_srv_err *err)
+{
+    bool seen = false;
+    int rc = batch_seen(st, req, &seen);
+    if (!rc && seen) {
+        res->duplicate = true;
+        return 0;
+    }
+    push_ctx x = {.st = st, .req = req};
+    cs_apply_opts opts = {push_check, &x, true};
+    cstack_apply_stats stats = {0};
+    if (!rc) {
+        rc = cs_changes_apply_opts(st->db, req->changeset, req->len, &opts, &stats);
+        if (rc) {
+            classify(&x, rc, err);
+            return rc;
+        }
+    }
+    if (!rc && !x.recorded)
+        rc = cstack_with_sqlite(st->db, batch_insert_fn, (void *)req);
+    res->rows = stats.rows;
+    res->columns = stats.columns;
+    res->won = stats.won;
+    return rc;
+}
+
+static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res,
+                       cs_srv_err *err)
+{
+    memset(res, 0, sizeof *res);
+    cs_srv_err_set(err, CS_SRV_OK, 0, "");
+    if (!req->batch || !req->auth) {
+        cs_srv_err_set(err, CS_SRV_BAD, CSTACK_EINVAL, "a push needs a batch id and a user");
+        return CSTACK_EINVAL;
+    }
+    pthread_mutex_lock(&st->push_mu);
+    int rc = push_locked(st, req, res, err);
+    if (!rc && !(rc = cs_write_begin(st->db)))
+        rc = cs_write_end(st->db, cs_srv_durable_version(st, &res->cursor));
+    pthread_mutex_unlock(&st->push_mu);
+    if (rc && err->kind == CS_SRV_OK)
+        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cstack_errmsg(st->db));
+    return rc;
+}
+
+/* ---- the user key ----------------------------------------------------------- */
+
+static int put_value(cs_buf *b, const cstack_value *v)
+{
+    switch (v->type) {
+    case CSTACK_INT:
+        return cs_buf_printf(b, "i%lld", (long long)v->u.i);
+    case CSTACK_FLOAT:
+        return cs_buf_printf(b, "f%.17g", v->u.f);
+    case CSTACK_BOOL:
+        return cs_buf_printf(b, "b%d", v->u.b);
+    case CSTACK_TEXT:
+        return cs_buf_putc(b, 't') ? CSTACK_ENOMEM : cs_buf_json_str(b, v->u.s.p, v->u.s.n);
+    case CSTACK_BLOB:
+        return cs_buf_putc(b, 'x') ? CSTACK_ENOMEM : cs_base64_encode(b, v->u.s.p, v->u.s.n);
+    default:
+        return cs_buf_putc(b, 'n');
+    }
+}
+
+int cs_srv_auth_key(const cstack_schema *s, const cs_auth *auth, cs_buf *out)
+{
+    if (!auth || !auth->signed_in)
+        return cs_buf_putc(out, '-');
+    int rc = cs_buf_json_str(out, auth->sub ? auth->sub : "", auth->sub ? strlen(auth->sub) : 0);
+    for (size_t i = 0; i < auth->n && i < s->auth.nfields && !rc; i++) {
+        rc = cs_buf_putc(out, ',');
+        rc = rc ? rc : put_value(out, &auth->values[i]);
+    }
+    return rc;
+}
+
+const cs_srv_store_ops cs_srv_store_sqlite = {
+    .iversion = 1,
+    .name = "sqlite",
+    .open = sqlite_open,
+    .push = sqlite_push,
+    .pull = cs_srv_sqlite_pull,
+    .version = sqlite_version,
+    .close = sqlite_close,
+};
