@@ -511,6 +511,26 @@ Test(sync, unique_conflict_converges_with_one_row_parked)
     same(a, b);
 }
 
+Test(sync, apply_stats_count_hidden_rows_never_a_negative_number)
+{
+    /* D's own row loses "e1" to A's earlier claim and is parked; C's later
+     * email for row 4 then frees "e1", and D's row comes back. */
+    cstack *a = replica(), *c = replica(), *d = replica();
+    account(a, 4, "e1@x.io");
+    usleep(2000);
+    account(d, 5, "e1@x.io");
+    usleep(2000);
+    account(c, 4, "e2@x.io");
+    cstack_apply_stats s1 = push(a, d);
+    cr_expect_eq(s1.parked, 1, "D's row 5 is hidden");
+    cr_expect_eq(count(d, "Account"), 1);
+    cstack_apply_stats s2 = push(c, d);
+    cr_expect_eq(count(d, "Account"), 2, "row 5 is visible again");
+    cr_expect_geq(s2.parked, 0, "parked counts rows hidden by this merge: got %lld",
+                  (long long)s2.parked);
+    cr_expect_leq(s2.won, s2.columns);
+}
+
 Test(sync, child_of_a_row_deleted_elsewhere_is_hidden_everywhere)
 {
     cstack *a = replica(), *b = replica();
@@ -668,8 +688,9 @@ static cstack *open_file(const char *path)
 Test(sync, upload_queue_and_site_id_survive_a_restart)
 {
     char *dir = t_tmpdir();
-    char path[512];
+    char path[512], cmd[600];
     snprintf(path, sizeof path, "%s/q.db", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     free(dir);
     cstack *db = open_file(path);
     char site[33];
@@ -699,6 +720,8 @@ Test(sync, upload_queue_and_site_id_survive_a_restart)
     db = open_file(path);
     cr_expect_eq(pending(db), 1, "an acknowledgement is durable too");
     cstack_close(db);
+    if (system(cmd) != 0)
+        cr_log_warn("could not remove the database of %s", path);
 }
 
 Test(sync, compaction_after_every_peer_acked_keeps_every_dump)

@@ -233,7 +233,57 @@ typedef struct fold {
     uint64_t hlc;
     cs_clk clk;
     cs_buf blob, sql;
+    /* The clock blob of a row inserted by the transaction being folded
+     * (every column and the row at its clock), for model `all_model`. */
+    cs_buf all;
+    int all_model;
+    int64_t all_ver;
 } fold;
+
+/* An insert rewrites every column and the row's existence, so its clock row
+ * does not depend on the old one: one upsert, and one blob per transaction
+ * and model. */
+static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
+{
+    cs_sync *s = f->s;
+    const cs_model *m = &s->db->schema->models[mi];
+    const cs_sync_model *sm = &s->models[mi];
+    int rc = 0;
+    if (f->all_model != mi || f->all_ver != f->ver) {
+        cs_clk_entry e = {f->hlc, 0, f->ver};
+        cs_clk_free(&f->clk);
+        rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
+        for (size_t k = 0; !rc && k < sm->ncols; k++)
+            rc = cs_clk_set(&f->clk, k, &e);
+        rc = rc ? rc : cs_clk_encode(&f->clk, &f->all);
+        if (rc)
+            return rc;
+        f->all_model = mi;
+        f->all_ver = f->ver;
+    }
+    cs_buf *sql = &f->sql;
+    cs_buf_reset(sql);
+    rc = cs_buf_puts(sql, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(sql, "(");
+    rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
+    rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+    for (size_t i = 0; i < m->npk && !rc; i++)
+        rc = cs_buf_printf(sql, "?%zu, ", i + 3);
+    rc = rc ? rc : cs_buf_puts(sql, "1, ?1, ?2) ON CONFLICT DO UPDATE SET _cstack_cl = "
+                                    "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
+                                    "_cstack_clk = ?2");
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
+    if (!st)
+        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
+    sqlite3_bind_int64(st, 1, f->ver);
+    sqlite3_bind_blob(st, 2, f->all.data, (int)f->all.len, SQLITE_STATIC);
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 3, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
+}
 
 static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsigned char *mask,
                     size_t nmask)
@@ -324,7 +374,8 @@ static int fold_payload(fold *f, const unsigned char *p, size_t len)
             return cs_err(CSTACK_ESQLITE, "corrupt capture log");
         if (!f->s->models[mi].synced)
             continue;
-        int rc = fold_row(f, (int)mi, *opb, pk, mask, (size_t)nmask);
+        int rc = *opb == OP_INSERT ? fold_insert(f, (int)mi, pk)
+                                   : fold_row(f, (int)mi, *opb, pk, mask, (size_t)nmask);
         if (rc)
             return rc;
     }
@@ -339,7 +390,7 @@ int cs_sync_materialize(cs_sync *s)
                                  -1, &st, NULL);
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
-    fold f = {.s = s, .c = c};
+    fold f = {.s = s, .c = c, .all_model = -1};
     cs_clk_init(&f.clk);
     int rc = 0;
     int64_t last = -1;
@@ -364,5 +415,6 @@ int cs_sync_materialize(cs_sync *s)
     cs_clk_free(&f.clk);
     cs_buf_free(&f.blob);
     cs_buf_free(&f.sql);
+    cs_buf_free(&f.all);
     return rc;
 }
