@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "sync/changeset.h"
+#include "sync/parked.h"
 
 enum { OP_INSERT = 1, OP_UPDATE = 2, OP_DELETE = 3 };
 
@@ -238,7 +239,22 @@ typedef struct fold {
     cs_buf all;
     int all_model;
     int64_t all_ver;
+    bool parked;    /* _cstack_parked is not empty */
+    cs_buf key;
 } fold;
+
+/* A local write to a row supersedes any parked copy of it (the app can write
+ * a row with the key of a hidden one): the copy must not come back later. */
+static int forget_parked(fold *f, int mi, const cs_cs_value *pk)
+{
+    if (!f->parked)
+        return 0;
+    const cs_model *m = &f->s->db->schema->models[mi];
+    int rc = cs_parked_key(&f->key, pk, m->npk);
+    int src = rc ? SQLITE_OK : cs_parked_del(f->c, m, &f->key);
+    return rc ? cs_err(CSTACK_ENOMEM, "out of memory")
+               : src == SQLITE_OK ? 0 : cs_err_sqlite(m, f->c->db, src);
+}
 
 /* An insert rewrites every column and the row's existence, so its clock row
  * does not depend on the old one: one upsert, and one blob per transaction
@@ -374,7 +390,9 @@ static int fold_payload(fold *f, const unsigned char *p, size_t len)
             return cs_err(CSTACK_ESQLITE, "corrupt capture log");
         if (!f->s->models[mi].synced)
             continue;
-        int rc = *opb == OP_INSERT ? fold_insert(f, (int)mi, pk)
+        int rc = forget_parked(f, (int)mi, pk);
+        if (!rc)
+            rc = *opb == OP_INSERT ? fold_insert(f, (int)mi, pk)
                                    : fold_row(f, (int)mi, *opb, pk, mask, (size_t)nmask);
         if (rc)
             return rc;
@@ -391,6 +409,11 @@ int cs_sync_materialize(cs_sync *s)
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
     fold f = {.s = s, .c = c, .all_model = -1};
+    sqlite3_stmt *pk_st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM _cstack_parked LIMIT 1", -1, &pk_st, NULL) ==
+        SQLITE_OK)
+        f.parked = sqlite3_step(pk_st) == SQLITE_ROW;
+    sqlite3_finalize(pk_st);
     cs_clk_init(&f.clk);
     int rc = 0;
     int64_t last = -1;
@@ -416,5 +439,6 @@ int cs_sync_materialize(cs_sync *s)
     cs_buf_free(&f.blob);
     cs_buf_free(&f.sql);
     cs_buf_free(&f.all);
+    cs_buf_free(&f.key);
     return rc;
 }
