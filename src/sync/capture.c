@@ -241,6 +241,8 @@ typedef struct fold {
     int64_t all_ver;
     bool parked;    /* _cstack_parked is not empty */
     cs_buf key;
+    sqlite3_stmt *ins; /* the insert upsert of model `ins_model` (cached) */
+    int ins_model;
 } fold;
 
 /* A local write to a row supersedes any parked copy of it (the app can write
@@ -277,21 +279,33 @@ static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
         f->all_model = mi;
         f->all_ver = f->ver;
     }
-    cs_buf *sql = &f->sql;
-    cs_buf_reset(sql);
-    rc = cs_buf_puts(sql, "INSERT INTO ");
-    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
-    rc = rc ? rc : cs_buf_puts(sql, "(");
-    rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
-    rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-    for (size_t i = 0; i < m->npk && !rc; i++)
-        rc = cs_buf_printf(sql, "?%zu, ", i + 3);
-    rc = rc ? rc : cs_buf_puts(sql, "1, ?1, ?2) ON CONFLICT DO UPDATE SET _cstack_cl = "
-                                    "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
-                                    "_cstack_clk = ?2");
-    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
-    if (!st)
-        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
+    sqlite3_stmt *st = f->ins_model == mi ? f->ins : NULL;
+    if (!st) {
+        cs_buf *sql = &f->sql;
+        cs_buf_reset(sql);
+        rc = cs_buf_puts(sql, "INSERT INTO ");
+        rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
+        rc = rc ? rc : cs_buf_puts(sql, "(");
+        rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
+        rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+        for (size_t i = 0; i < m->npk && !rc; i++)
+            rc = cs_buf_printf(sql, "?%zu, ", i + 3);
+        rc = rc ? rc : cs_buf_puts(sql, "1, ?1, ?2) ON CONFLICT DO UPDATE SET _cstack_cl = "
+                                        "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
+                                        "_cstack_clk = ?2");
+        /* Owned by the fold (not the connection's cache, which may evict):
+         * one statement for a model's run of inserts. */
+        sqlite3_finalize(f->ins);
+        f->ins = NULL;
+        f->ins_model = -1;
+        int src = rc ? SQLITE_NOMEM
+                     : sqlite3_prepare_v3(f->c->db, sql->data, (int)sql->len,
+                                          SQLITE_PREPARE_PERSISTENT, &st, NULL);
+        if (src != SQLITE_OK)
+            return rc ? rc : cs_err_sqlite(m, f->c->db, src);
+        f->ins = st;
+        f->ins_model = mi;
+    }
     sqlite3_bind_int64(st, 1, f->ver);
     sqlite3_bind_blob(st, 2, f->all.data, (int)f->all.len, SQLITE_STATIC);
     for (size_t i = 0; i < m->npk; i++)
@@ -408,7 +422,7 @@ int cs_sync_materialize(cs_sync *s)
                                  -1, &st, NULL);
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
-    fold f = {.s = s, .c = c, .all_model = -1};
+    fold f = {.s = s, .c = c, .all_model = -1, .ins_model = -1};
     sqlite3_stmt *pk_st = NULL;
     if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM _cstack_parked LIMIT 1", -1, &pk_st, NULL) ==
         SQLITE_OK)
@@ -440,5 +454,6 @@ int cs_sync_materialize(cs_sync *s)
     cs_buf_free(&f.sql);
     cs_buf_free(&f.all);
     cs_buf_free(&f.key);
+    sqlite3_finalize(f.ins);
     return rc;
 }
