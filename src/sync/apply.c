@@ -50,6 +50,13 @@ static int bind_pk(sqlite3_stmt *st, const cs_model *m, const cs_cs_value *pk, i
     return SQLITE_OK;
 }
 
+cs_buf *cs_apply_sql(apply_ctx *a, int mi, int kind, bool *fresh)
+{
+    cs_buf *b = &a->sqlcache[(size_t)mi * CS_SQL_KINDS + (size_t)kind];
+    *fresh = b->len == 0;
+    return b;
+}
+
 /* ---- rows as value arrays ------------------------------------------------ */
 
 int cs_row_init(cs_arow *r, const cs_model *m)
@@ -90,22 +97,25 @@ int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow 
                 bool *found, bool *parked)
 {
     *found = *parked = false;
-    cs_buf sql = CS_BUF_INIT;
-    int rc = cs_buf_puts(&sql, "SELECT ");
+    bool fresh;
+    cs_buf *sql = cs_apply_sql(a, (int)(m - a->db->schema->models), CS_SQL_ROW_LOAD, &fresh);
+    int rc = 0;
     size_t n = 0;
-    for (size_t f = 0; f < m->nfields && !rc; f++) {
-        if (!cs_field_is_column(&m->fields[f]))
-            continue;
-        rc = cs_buf_puts(&sql, n++ ? ", " : "");
-        rc = rc ? rc : cs_buf_ident(&sql, m->fields[f].column);
+    if (fresh) {
+        rc = cs_buf_puts(sql, "SELECT ");
+        for (size_t f = 0; f < m->nfields && !rc; f++) {
+            if (!cs_field_is_column(&m->fields[f]))
+                continue;
+            rc = cs_buf_puts(sql, n++ ? ", " : "");
+            rc = rc ? rc : cs_buf_ident(sql, m->fields[f].column);
+        }
+        rc = rc ? rc : cs_buf_puts(sql, " FROM ");
+        rc = rc ? rc : cs_buf_ident(sql, m->table);
+        rc = rc ? rc : where_pk(sql, m, 1);
     }
-    rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
-    rc = rc ? rc : cs_buf_ident(&sql, m->table);
-    rc = rc ? rc : where_pk(&sql, m, 1);
     sqlite3_stmt *st = NULL;
     if (!rc)
-        rc = prep(a, &sql, &st);
-    cs_buf_free(&sql);
+        rc = prep(a, sql, &st);
     if (rc)
         return rc;
     memset(r->present, 0, m->nfields * sizeof *r->present);
@@ -147,14 +157,17 @@ void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
 int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
 {
     const cs_model *m = &a->db->schema->models[mi];
-    cs_buf sql = CS_BUF_INIT;
-    int rc = cs_buf_puts(&sql, "SELECT _cstack_cl, _cstack_clk FROM ");
-    rc = rc ? rc : cs_buf_ident(&sql, a->s->models[mi].clk_table);
-    rc = rc ? rc : where_pk(&sql, m, 1);
+    bool fresh;
+    cs_buf *sql = cs_apply_sql(a, mi, CS_SQL_CLK_LOAD, &fresh);
+    int rc = 0;
+    if (fresh) {
+        rc = cs_buf_puts(sql, "SELECT _cstack_cl, _cstack_clk FROM ");
+        rc = rc ? rc : cs_buf_ident(sql, a->s->models[mi].clk_table);
+        rc = rc ? rc : where_pk(sql, m, 1);
+    }
     sqlite3_stmt *st = NULL;
     if (!rc)
-        rc = prep(a, &sql, &st);
-    cs_buf_free(&sql);
+        rc = prep(a, sql, &st);
     if (rc)
         return rc;
     bind_pk(st, m, pk, 1);
@@ -175,20 +188,25 @@ int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_
 static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
 {
     const cs_model *m = &a->db->schema->models[mi];
-    cs_buf sql = CS_BUF_INIT, blob = CS_BUF_INIT;
-    int rc = cs_buf_puts(&sql, "INSERT INTO ");
-    rc = rc ? rc : cs_buf_ident(&sql, a->s->models[mi].clk_table);
-    rc = rc ? rc : cs_buf_puts(&sql, "(");
-    rc = rc ? rc : cs_sync_pk_list(&sql, m, NULL);
-    rc = rc ? rc : cs_buf_puts(&sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-    for (size_t i = 0; i < m->npk && !rc; i++)
-        rc = cs_buf_printf(&sql, "?%zu, ", i + 4);
-    rc = rc ? rc : cs_buf_puts(&sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
-                                     "_cstack_ver = ?2, _cstack_clk = ?3");
+    cs_buf blob = CS_BUF_INIT;
+    bool fresh;
+    cs_buf *sql = cs_apply_sql(a, mi, CS_SQL_CLK_STORE, &fresh);
+    int rc = 0;
+    if (fresh) {
+        rc = cs_buf_puts(sql, "INSERT INTO ");
+        rc = rc ? rc : cs_buf_ident(sql, a->s->models[mi].clk_table);
+        rc = rc ? rc : cs_buf_puts(sql, "(");
+        rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
+        rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+        for (size_t i = 0; i < m->npk && !rc; i++)
+            rc = cs_buf_printf(sql, "?%zu, ", i + 4);
+        rc = rc ? rc : cs_buf_puts(sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
+                                        "_cstack_ver = ?2, _cstack_clk = ?3");
+    }
     rc = rc ? rc : cs_clk_encode(clk, &blob);
     sqlite3_stmt *st = NULL;
     if (!rc)
-        rc = prep(a, &sql, &st);
+        rc = prep(a, sql, &st);
     if (!rc) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
         sqlite3_bind_int64(st, 2, a->ver);
@@ -199,7 +217,6 @@ static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl,
             rc = cs_err_sqlite(m, a->c->db, step);
         sqlite3_reset(st);
     }
-    cs_buf_free(&sql);
     cs_buf_free(&blob);
     return rc;
 }
@@ -414,7 +431,9 @@ static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
     a->row.cols = calloc(maxf, sizeof *a->row.cols);
     a->won = calloc(maxf, sizeof *a->won);
     a->field_col = calloc(db->schema->nmodels ? db->schema->nmodels : 1, sizeof *a->field_col);
-    if (!a->row.cols || !a->won || !a->field_col)
+    a->sqlcache = calloc((db->schema->nmodels ? db->schema->nmodels : 1) * CS_SQL_KINDS,
+                         sizeof *a->sqlcache);
+    if (!a->row.cols || !a->won || !a->field_col || !a->sqlcache)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     for (size_t mi = 0; mi < db->schema->nmodels; mi++) {
         const cs_model *m = &db->schema->models[mi];
@@ -435,6 +454,9 @@ static void ctx_free(apply_ctx *a)
     for (size_t mi = 0; a->field_col && mi < a->db->schema->nmodels; mi++)
         free(a->field_col[mi]);
     free(a->field_col);
+    for (size_t i = 0; a->sqlcache && i < a->db->schema->nmodels * CS_SQL_KINDS; i++)
+        cs_buf_free(&a->sqlcache[i]);
+    free(a->sqlcache);
     free(a->row.cols);
     free(a->won);
     free(a->site_ord);

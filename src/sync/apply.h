@@ -40,7 +40,17 @@ typedef struct apply_ctx {
     cs_worklist touched;  /* rows made visible or changed */
     cs_worklist removed;  /* rows deleted or parked */
     const cs_apply_opts *opts;
+    /* SQL text of the per-row statements, built once per model and kind
+     * (the statements themselves come from the connection's cache). */
+    cs_buf *sqlcache;     /* [model * CS_SQL_KINDS + kind] */
 } apply_ctx;
+
+enum { CS_SQL_ROW_LOAD, CS_SQL_CLK_LOAD, CS_SQL_CLK_STORE, CS_SQL_INSERT, CS_SQL_UPDATE,
+       CS_SQL_KINDS };
+
+/* The cached SQL of (model, kind), or NULL when it must be built into the
+ * returned buffer (*fresh true). */
+cs_buf *cs_apply_sql(apply_ctx *a, int mi, int kind, bool *fresh);
 
 int cs_row_init(cs_arow *r, const cs_model *m);
 void cs_row_free(cs_arow *r);

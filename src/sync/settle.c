@@ -383,11 +383,12 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
     const cs_model *m = r->m;
     *shown = false;
     for (int attempt = 0; attempt < 16; attempt++) {
-        cs_buf sql = CS_BUF_INIT;
+        bool fresh;
+        cs_buf *sql = cs_apply_sql(a, model_index(a, m), visible ? CS_SQL_UPDATE : CS_SQL_INSERT,
+                                   &fresh);
         int step = SQLITE_DONE;
-        int rc = write_sql(&sql, m, visible) ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
-        rc = rc ? rc : run(a, m, &sql, r, false, &step);
-        cs_buf_free(&sql);
+        int rc = fresh && write_sql(sql, m, visible) ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
+        rc = rc ? rc : run(a, m, sql, r, false, &step);
         if (rc)
             return rc;
         if (step == SQLITE_DONE) {
