@@ -16,39 +16,38 @@
 #include "envelope/envelope.h"
 #include "value/value.h"
 
-int env_check_keys(env *e, const json_t *obj, const char *const *allowed,
+int env_check_keys(env *e, const jr_val *obj, const char *const *allowed,
                    const char *const *required)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
+    jr_iter it = jr_iter_of(obj);
+    for (const jr_val *key, *v; jr_iter_member(&it, &key, &v);) {
         size_t n = 0;
-        while (allowed[n] && strcmp(allowed[n], key) != 0)
+        while (allowed[n] && !env_name_is(allowed[n], jr_str(key), jr_len(key)))
             n++;
         if (allowed[n])
             continue;
         char list[256] = "", hint[128];
         for (size_t i = 0, o = 0; allowed[i] && o < sizeof list; i++)
             o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", allowed[i]);
-        size_t mark = env_path_key(e, key);
+        size_t mark = env_path_keyn(e, jr_str(key), jr_len(key));
         env_fail(e, CSTACK_EINVAL, "unknown key (expected %s%s)%s", allowed[1] ? "one of " : "",
-                 list, env_hint(hint, sizeof hint, env_suggest(key, allowed, n)));
+                 list,
+                 env_hint(hint, sizeof hint, env_suggest(jr_str(key), jr_len(key), allowed, n)));
         env_path_set(e, mark);
         return e->code;
     }
     for (size_t i = 0; required && required[i]; i++)
-        if (!json_object_get(obj, required[i]))
+        if (!jr_get(obj, required[i]))
             return env_fail(e, CSTACK_EINVAL, "missing '%s'", required[i]);
     return 0;
 }
 
 /* Reads payload.KEY as a data object. */
-static int data_at(env *e, const cs_model *m, const json_t *payload, const char *key,
+static int data_at(env *e, const cs_model *m, const jr_val *payload, const char *key,
                    env_data_mode mode, cstack_data *out)
 {
     size_t mark = env_path_key(e, key);
-    int rc = env_data(e, m, json_object_get(payload, key), mode, out);
+    int rc = env_data(e, m, jr_get(payload, key), mode, out);
     env_path_set(e, mark);
     return rc;
 }
@@ -56,16 +55,16 @@ static int data_at(env *e, const cs_model *m, const json_t *payload, const char 
 /* Reports a runtime failure under payload.KEY (or payload when NULL). */
 static int store_fail_at(env *e, int rc, const char *key)
 {
-    size_t mark = key ? env_path_key(e, key) : e->plen;
+    size_t mark = key ? env_path_key(e, key) : e->npath;
     env_store_fail(e, rc);
     env_path_set(e, mark);
     return rc;
 }
 
 /* Appends a row, or null; frees it. */
-static int put_row(env *e, cs_buf *out, const cs_model *m, cstack_row *row)
+static int put_row(env *e, cs_buf *out, cstack_row *row)
 {
-    int rc = row ? env_put_row(e, out, m, row) : cs_buf_puts(out, "null");
+    int rc = row ? env_put_row(e, out, row) : cs_buf_puts(out, "null");
     cstack_row_free(row);
     return rc;
 }
@@ -80,7 +79,7 @@ static int put_count(env *e, cs_buf *out, int64_t n)
 
 /* ---- writes ---------------------------------------------------------------- */
 
-static int k_create(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_create(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_data d;
     cstack_row *row = NULL;
@@ -89,24 +88,23 @@ static int k_create(env *e, const cs_model *m, const json_t *p, cs_buf *out)
     int rc = cstack_create(e->db, m->name, &d, &row);
     if (rc)
         return store_fail_at(e, rc, "data");
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_create_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_create_many(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
-    const json_t *list = json_object_get(p, "data");
+    const jr_val *list = jr_get(p, "data");
     size_t mark = env_path_key(e, "data");
-    size_t n = json_array_size(list);
-    if (!json_is_array(list))
+    size_t n = jr_size(list);
+    if (!jr_is(list, JR_ARRAY))
         env_fail(e, CSTACK_EINVAL, "expected a list of objects, got %s", env_kind_name(list));
     else if (n > ENV_MAX_ROWS)
         env_fail(e, CSTACK_ETOOBIG, "%zu rows; create_many takes at most %d", n, ENV_MAX_ROWS);
-    cstack_data *rows = e->code ? NULL : calloc(n ? n : 1, sizeof *rows);
-    if (!e->code && (!rows || env_own(e, rows)))
-        env_fail(e, CSTACK_ENOMEM, "out of memory");
+    cstack_data *rows = e->code ? NULL : env_alloc(e, n, sizeof *rows);
+    jr_iter it = e->code ? (jr_iter){0} : jr_iter_of(list);
     for (size_t i = 0; !e->code && i < n; i++) {
         size_t at = env_path_index(e, i);
-        env_data(e, m, json_array_get(list, i), ENV_DATA_CREATE, &rows[i]);
+        env_data(e, m, jr_iter_elem(&it), ENV_DATA_CREATE, &rows[i]);
         env_path_set(e, at);
     }
     env_path_set(e, mark);
@@ -119,7 +117,7 @@ static int k_create_many(env *e, const cs_model *m, const json_t *p, cs_buf *out
     return put_count(e, out, count);
 }
 
-static int k_update(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_update(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_data where, d;
     cstack_row *row = NULL;
@@ -130,16 +128,16 @@ static int k_update(env *e, const cs_model *m, const json_t *p, cs_buf *out)
     if (rc)
         return store_fail_at(e, rc,
                              rc == CSTACK_ENOTFOUND || rc == CSTACK_EINVAL ? "where" : "data");
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_update_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_update_many(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_filter *where = NULL;
     cstack_data d;
     int64_t count = 0;
     if (data_at(e, m, p, "data", ENV_DATA_UPDATE, &d) ||
-        env_where(e, m, json_object_get(p, "where"), &where))
+        env_where(e, m, jr_get(p, "where"), &where))
         return e->code;
     int rc = cstack_update_many(e->db, m->name, where, &d, &count);
     cstack_filter_free(where);
@@ -148,7 +146,7 @@ static int k_update_many(env *e, const cs_model *m, const json_t *p, cs_buf *out
     return put_count(e, out, count);
 }
 
-static int k_upsert(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_upsert(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_data where, create, update;
     cstack_row *row = NULL;
@@ -161,10 +159,10 @@ static int k_upsert(env *e, const cs_model *m, const json_t *p, cs_buf *out)
     int rc = cstack_upsert(e->db, m->name, &where, &create, &update, &row);
     if (rc)
         return store_fail_at(e, rc, rc == CSTACK_EINVAL ? "where" : NULL);
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_delete(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_delete(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_data where;
     cstack_row *row = NULL;
@@ -173,14 +171,14 @@ static int k_delete(env *e, const cs_model *m, const json_t *p, cs_buf *out)
     int rc = cstack_delete(e->db, m->name, &where, &row);
     if (rc)
         return store_fail_at(e, rc, rc == CSTACK_ENOTFOUND || rc == CSTACK_EINVAL ? "where" : NULL);
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_delete_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_delete_many(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_filter *where = NULL;
     int64_t count = 0;
-    if (env_where(e, m, json_object_get(p, "where"), &where))
+    if (env_where(e, m, jr_get(p, "where"), &where))
         return e->code;
     int rc = cstack_delete_many(e->db, m->name, where, &count);
     cstack_filter_free(where);
@@ -191,7 +189,7 @@ static int k_delete_many(env *e, const cs_model *m, const json_t *p, cs_buf *out
 
 /* ---- reads ----------------------------------------------------------------- */
 
-static int k_find_unique(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_find_unique(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_data where;
     const char *const *select = NULL;
@@ -199,7 +197,7 @@ static int k_find_unique(env *e, const cs_model *m, const json_t *p, cs_buf *out
     cstack_row *row = NULL;
     if (data_at(e, m, p, "where", ENV_DATA_UNIQUE, &where))
         return e->code;
-    const json_t *sel = json_object_get(p, "select");
+    const jr_val *sel = jr_get(p, "select");
     if (sel) {
         size_t mark = env_path_key(e, "select");
         env_select(e, m, sel, &select, &nselect);
@@ -210,10 +208,10 @@ static int k_find_unique(env *e, const cs_model *m, const json_t *p, cs_buf *out
     int rc = cstack_find_unique(e->db, m->name, &where, select, nselect, &row);
     if (rc)
         return store_fail_at(e, rc, "where");
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_find_first(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_find_first(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     env_query q;
     cstack_row *row = NULL;
@@ -227,10 +225,10 @@ static int k_find_first(env *e, const cs_model *m, const json_t *p, cs_buf *out)
         cstack_row_free(row);
         row = NULL;
     }
-    return put_row(e, out, m, row);
+    return put_row(e, out, row);
 }
 
-static int k_find_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_find_many(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     env_query q;
     cstack_rows *rows = NULL;
@@ -245,17 +243,17 @@ static int k_find_many(env *e, const cs_model *m, const json_t *p, cs_buf *out)
         if (i)
             rc = cs_buf_putc(out, ',');
         if (!rc)
-            rc = env_put_row(e, out, m, cstack_rows_get(rows, i));
+            rc = env_put_row(e, out, cstack_rows_get(rows, i));
     }
     cstack_rows_free(rows);
     return rc ? rc : cs_buf_putc(out, ']');
 }
 
-static int k_count(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_count(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_filter *where = NULL;
     int64_t count = 0;
-    if (env_where(e, m, json_object_get(p, "where"), &where))
+    if (env_where(e, m, jr_get(p, "where"), &where))
         return e->code;
     int rc = cstack_count(e->db, m->name, where, &count);
     cstack_filter_free(where);
@@ -269,20 +267,20 @@ static int k_count(env *e, const cs_model *m, const json_t *p, cs_buf *out)
 static const char *const AGG_KEYS[] = {"_sum", "_avg", "_min", "_max"};
 
 /* Reads _count and the four field lists into spec (the where is separate). */
-static int read_aggregate(env *e, const cs_model *m, const json_t *p, cstack_aggregate_spec *a)
+static int read_aggregate(env *e, const cs_model *m, const jr_val *p, cstack_aggregate_spec *a)
 {
-    const json_t *count = json_object_get(p, "_count");
+    const jr_val *count = jr_get(p, "_count");
     if (count) {
         size_t mark = env_path_key(e, "_count");
-        if (!json_is_boolean(count))
+        if (!jr_is(count, JR_TRUE) && !jr_is(count, JR_FALSE))
             env_fail(e, CSTACK_EINVAL, "expected true or false, got %s", env_kind_name(count));
         env_path_set(e, mark);
-        a->count = json_is_true(count);
+        a->count = jr_is(count, JR_TRUE);
     }
     const char *const **lists[4] = {&a->sum, &a->avg, &a->min, &a->max};
     size_t *counts[4] = {&a->n_sum, &a->n_avg, &a->n_min, &a->n_max};
     for (int k = 0; k < 4 && !e->code; k++) {
-        const json_t *j = json_object_get(p, AGG_KEYS[k]);
+        const jr_val *j = jr_get(p, AGG_KEYS[k]);
         if (!j)
             continue;
         size_t mark = env_path_key(e, AGG_KEYS[k]);
@@ -330,13 +328,13 @@ static int put_aggregate(env *e, cs_buf *out, const cs_model *m, const cstack_ro
     return rc ? rc : cs_buf_putc(out, '}');
 }
 
-static int k_aggregate(env *e, const cs_model *m, const json_t *p, cs_buf *out)
+static int k_aggregate(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
 {
     cstack_aggregate_spec a;
     memset(&a, 0, sizeof a);
     cstack_filter *where = NULL;
     cstack_row *row = NULL;
-    if (read_aggregate(e, m, p, &a) || env_where(e, m, json_object_get(p, "where"), &where))
+    if (read_aggregate(e, m, p, &a) || env_where(e, m, jr_get(p, "where"), &where))
         return e->code;
     a.where = where;
     int rc = cstack_aggregate(e->db, m->name, &a, &row);
@@ -350,7 +348,7 @@ static int k_aggregate(env *e, const cs_model *m, const json_t *p, cs_buf *out)
 
 /* ---- dispatch ------------------------------------------------------------------ */
 
-typedef int (*kind_fn)(env *e, const cs_model *m, const json_t *payload, cs_buf *out);
+typedef int (*kind_fn)(env *e, const cs_model *m, const jr_val *payload, cs_buf *out);
 
 typedef struct kind_def {
     const char *name;
@@ -380,17 +378,17 @@ static const kind_def KINDS[] = {
 };
 #define NKINDS (sizeof KINDS / sizeof KINDS[0])
 
-static const kind_def *find_kind(const char *name)
+static const kind_def *find_kind(const char *name, size_t n)
 {
     for (size_t i = 0; i < NKINDS; i++)
-        if (strcmp(KINDS[i].name, name) == 0)
+        if (env_name_is(KINDS[i].name, name, n))
             return &KINDS[i];
     return NULL;
 }
 
-bool env_kind_known(const char *kind)
+bool env_kind_known(const char *kind, size_t n)
 {
-    return find_kind(kind) != NULL;
+    return find_kind(kind, n) != NULL;
 }
 
 const char *env_kind_list(void)
@@ -399,9 +397,9 @@ const char *env_kind_list(void)
            "update_many, upsert, delete, delete_many";
 }
 
-int env_run_kind(env *e, const char *kind, const cs_model *m, const json_t *payload, cs_buf *out)
+int env_run_kind(env *e, const jr_val *kind, const cs_model *m, const jr_val *payload, cs_buf *out)
 {
-    const kind_def *k = find_kind(kind);
+    const kind_def *k = find_kind(jr_str(kind), jr_len(kind));
     if (!k)
         return env_fail(e, CSTACK_EINVAL, "unknown kind");
     if (env_check_keys(e, payload, k->keys, k->required))

@@ -120,25 +120,26 @@ static bool text_stored(cs_scalar t)
            t == CS_T_JSON || t == CS_T_DECIMAL || t == CS_T_ENUM;
 }
 
-static int op_filter(env *e, const cs_model *m, const cs_field *f, const json_t *ops, int flags,
+static int op_filter(env *e, const cs_model *m, const cs_field *f, const jr_val *ops, int flags,
                      cstack_filter **out);
 
 /* in / notIn: a list of values; insensitive lists become OR / AND of
  * comparisons, since an IN list has no case folding. */
-static int in_filter(env *e, const cs_field *f, const json_t *list, bool negated, int flags,
+static int in_filter(env *e, const cs_field *f, const jr_val *list, bool negated, int flags,
                      cstack_filter **out)
 {
-    if (!json_is_array(list))
+    if (!jr_is(list, JR_ARRAY))
         return env_fail(e, CSTACK_EINVAL, "expected a list of values, got %s", env_kind_name(list));
-    size_t n = json_array_size(list);
+    size_t n = jr_size(list);
     if (n > ENV_MAX_LIST)
         return env_fail(e, CSTACK_ETOOBIG, "%zu values; a list holds at most %d", n, ENV_MAX_LIST);
-    cstack_value *vals = calloc(n ? n : 1, sizeof *vals);
-    if (!vals || env_own(e, vals))
-        return env_fail(e, CSTACK_ENOMEM, "out of memory");
+    cstack_value *vals = env_alloc(e, n, sizeof *vals);
+    if (!vals)
+        return e->code;
+    jr_iter it = jr_iter_of(list);
     for (size_t i = 0; i < n; i++) {
         size_t mark = env_path_index(e, i);
-        int rc = env_value(e, f, json_array_get(list, i), &vals[i]);
+        int rc = env_value(e, f, jr_iter_elem(&it), &vals[i]);
         if (!rc && vals[i].type == CSTACK_NULL)
             rc = env_fail(e, CSTACK_EINVAL,
                           "null cannot be in a list; use {\"equals\": null} to match null");
@@ -162,7 +163,7 @@ static int in_filter(env *e, const cs_field *f, const json_t *list, bool negated
 }
 
 /* equals / not / lt ... with a value (null only for equals and not). */
-static int cmp_filter(env *e, const cs_field *f, cstack_op op, const json_t *j, int flags,
+static int cmp_filter(env *e, const cs_field *f, cstack_op op, const jr_val *j, int flags,
                       cstack_filter **out)
 {
     cstack_value v;
@@ -182,35 +183,33 @@ static int cmp_filter(env *e, const cs_field *f, cstack_op op, const json_t *j, 
 
 /* contains / startsWith / endsWith: a text fragment, bound as given. */
 static int text_filter(env *e, const cs_model *m, const cs_field *f, const op_def *op,
-                       const json_t *j, int flags, cstack_filter **out)
+                       const jr_val *j, int flags, cstack_filter **out)
 {
     if (!text_stored(f->type))
         return env_fail(e, CSTACK_EINVAL, "%s needs a text field; %s.%s is %s", op->name, m->name,
                         f->name, cs_scalar_name(f->type));
-    if (!env_is_string(j))
+    if (!jr_is(j, JR_STRING))
         return env_fail(e, CSTACK_EVALIDATION, "expected a string to search for, got %s",
                         env_kind_name(j));
-    *out = cstack_filter_cmp(f->name, op->op, flags,
-                             cstack_v_textn(json_string_value(j), json_string_length(j)));
+    *out = cstack_filter_cmp(f->name, op->op, flags, cstack_v_textn(jr_str(j), jr_len(j)));
     return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
 }
 
 /* Reads "mode" of an operator object into *flags. */
-static int read_mode(env *e, const cs_model *m, const cs_field *f, const json_t *ops, int *flags)
+static int read_mode(env *e, const cs_model *m, const cs_field *f, const jr_val *ops, int *flags)
 {
-    const json_t *mode = json_object_get(ops, "mode");
+    const jr_val *mode = jr_get(ops, "mode");
     if (!mode)
         return 0;
     size_t mark = env_path_key(e, "mode");
-    const char *s = env_is_string(mode) ? json_string_value(mode) : "";
-    if (strcmp(s, "insensitive") == 0) {
+    if (jr_str_is(mode, "insensitive")) {
         if (f->type != CS_T_STRING && f->type != CS_T_CUID && f->type != CS_T_ENUM)
             env_fail(e, CSTACK_EINVAL,
                      "insensitive mode needs a String, Cuid or enum field; "
                      "%s.%s is %s",
                      m->name, f->name, cs_scalar_name(f->type));
         *flags |= CSTACK_CI;
-    } else if (strcmp(s, "default") == 0) {
+    } else if (jr_str_is(mode, "default")) {
         *flags &= ~CSTACK_CI;
     } else {
         env_fail(e, CSTACK_EINVAL, "expected \"insensitive\" or \"default\"");
@@ -219,28 +218,29 @@ static int read_mode(env *e, const cs_model *m, const cs_field *f, const json_t 
     return e->code;
 }
 
-static const op_def *find_op(const char *key)
+static const op_def *find_op(const jr_val *key)
 {
     for (size_t i = 0; i < NOPS; i++)
-        if (strcmp(OPS[i].name, key) == 0)
+        if (env_name_is(OPS[i].name, jr_str(key), jr_len(key)))
             return &OPS[i];
     return NULL;
 }
 
-static int unknown_op(env *e, const char *key)
+static int unknown_op(env *e, const jr_val *key)
 {
     const char *names[NOPS];
     for (size_t i = 0; i < NOPS; i++)
         names[i] = OPS[i].name;
     char hint[128];
-    return env_fail(e, CSTACK_EINVAL,
-                    "unknown operator (expected one of equals, not, in, notIn, lt, lte, gt, "
-                    "gte, contains, startsWith, endsWith, mode)%s",
-                    env_hint(hint, sizeof hint, env_suggest(key, names, NOPS)));
+    return env_fail(
+        e, CSTACK_EINVAL,
+        "unknown operator (expected one of equals, not, in, notIn, lt, lte, gt, "
+        "gte, contains, startsWith, endsWith, mode)%s",
+        env_hint(hint, sizeof hint, env_suggest(jr_str(key), jr_len(key), names, NOPS)));
 }
 
 /* One operator of an operator object (the path is at the operator). */
-static int one_op(env *e, const cs_model *m, const cs_field *f, const char *key, const json_t *v,
+static int one_op(env *e, const cs_model *m, const cs_field *f, const jr_val *key, const jr_val *v,
                   int flags, cstack_filter **out)
 {
     const op_def *op = find_op(key);
@@ -250,7 +250,7 @@ static int one_op(env *e, const cs_model *m, const cs_field *f, const char *key,
     case OPK_NOT:
         /* Prisma's "not" negates an operator object; a Json field compared
          * with an object compares values. */
-        if (json_is_object(v) && f->type != CS_T_JSON) {
+        if (jr_is(v, JR_OBJECT) && f->type != CS_T_JSON) {
             cstack_filter *sub = NULL;
             if (op_filter(e, m, f, v, flags, &sub))
                 return e->code;
@@ -270,20 +270,18 @@ static int one_op(env *e, const cs_model *m, const cs_field *f, const char *key,
 }
 
 /* An operator object on field f; `flags` carries an enclosing mode. */
-static int op_filter(env *e, const cs_model *m, const cs_field *f, const json_t *ops, int flags,
+static int op_filter(env *e, const cs_model *m, const cs_field *f, const jr_val *ops, int flags,
                      cstack_filter **out)
 {
     *out = NULL;
     if (read_mode(e, m, f, ops, &flags))
         return e->code;
     flist l = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)ops, key, v)
-    {
-        if (strcmp(key, "mode") == 0)
+    jr_iter it = jr_iter_of(ops);
+    for (const jr_val *key, *v; jr_iter_member(&it, &key, &v);) {
+        if (jr_str_is(key, "mode"))
             continue;
-        size_t mark = env_path_key(e, key);
+        size_t mark = env_path_keyn(e, jr_str(key), jr_len(key));
         cstack_filter *one = NULL;
         int rc = one_op(e, m, f, key, v, flags, &one);
         if (!rc && one)
@@ -298,21 +296,21 @@ static int op_filter(env *e, const cs_model *m, const cs_field *f, const json_t 
 }
 
 /* A member of a where that names a scalar field. */
-static int field_filter(env *e, const cs_model *m, const cs_field *f, const json_t *v,
+static int field_filter(env *e, const cs_model *m, const cs_field *f, const jr_val *v,
                         cstack_filter **out)
 {
     /* An object is an operator object, except that a Json field compared
      * with an object must use {"equals": {...}} (said in docs/envelope.md). */
-    if (json_is_object(v))
+    if (jr_is(v, JR_OBJECT))
         return op_filter(e, m, f, v, 0, out);
     return cmp_filter(e, f, CSTACK_OP_EQ, v, 0, out);
 }
 
 /* ---- relations and combinators ------------------------------------------------ */
 
-static int where_obj(env *e, const cs_model *m, const json_t *j, cstack_filter **out);
+static int where_obj(env *e, const cs_model *m, const jr_val *j, cstack_filter **out);
 
-static int rel_op(env *e, const cs_model *m, const cs_field *f, const char *key, const json_t *v,
+static int rel_op(env *e, const cs_model *m, const cs_field *f, const jr_val *key, const jr_val *v,
                   cstack_filter **out)
 {
     static const char *const names[] = {"is", "isNot", "some", "every", "none"};
@@ -320,14 +318,14 @@ static int rel_op(env *e, const cs_model *m, const cs_field *f, const char *key,
                                        CSTACK_REL_EVERY, CSTACK_REL_NONE};
     bool many = f->rel->to_many;
     size_t k = 0;
-    while (k < 5 && strcmp(names[k], key) != 0)
+    while (k < 5 && !jr_str_is(key, names[k]))
         k++;
     if (k == 5 || (k >= 2) != many)
         return env_fail(e, CSTACK_EINVAL, "%s.%s is a to-%s relation: expected %s", m->name,
                         f->name, many ? "many" : "one",
                         many ? "some, every or none" : "is or isNot");
     const cs_model *tm = &e->schema->models[f->rel->target];
-    if (json_is_null(v) && !many) {
+    if (jr_is(v, JR_NULL) && !many) {
         /* is: null -- no related row; isNot: null -- there is one. */
         *out = cstack_filter_rel(f->name, k == 0 ? CSTACK_REL_IS_NOT : CSTACK_REL_IS, NULL);
         return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
@@ -339,19 +337,17 @@ static int rel_op(env *e, const cs_model *m, const cs_field *f, const char *key,
     return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
 }
 
-static int rel_filter(env *e, const cs_model *m, const cs_field *f, const json_t *v,
+static int rel_filter(env *e, const cs_model *m, const cs_field *f, const jr_val *v,
                       cstack_filter **out)
 {
     *out = NULL;
-    if (!json_is_object(v))
+    if (!jr_is(v, JR_OBJECT))
         return env_fail(e, CSTACK_EINVAL, "expected an object with %s, got %s",
                         f->rel->to_many ? "some, every or none" : "is or isNot", env_kind_name(v));
     flist l = {0};
-    const char *key;
-    json_t *sub;
-    json_object_foreach((json_t *)v, key, sub)
-    {
-        size_t mark = env_path_key(e, key);
+    jr_iter it = jr_iter_of(v);
+    for (const jr_val *key, *sub; jr_iter_member(&it, &key, &sub);) {
+        size_t mark = env_path_keyn(e, jr_str(key), jr_len(key));
         cstack_filter *one = NULL;
         int rc = rel_op(e, m, f, key, sub, &one);
         if (!rc)
@@ -365,12 +361,12 @@ static int rel_filter(env *e, const cs_model *m, const cs_field *f, const json_t
     return flist_done(e, &l, false, out);
 }
 
-/* AND / OR / NOT: a where object or a list of them. */
-static int combinator(env *e, const cs_model *m, const char *name, const json_t *v,
-                      cstack_filter **out)
+/* AND / OR / NOT (`name` is its first letter): a where object or a list of
+ * them. */
+static int combinator(env *e, const cs_model *m, char name, const jr_val *v, cstack_filter **out)
 {
-    bool is_not = name[0] == 'N', is_or = name[0] == 'O';
-    if (json_is_object(v)) {
+    bool is_not = name == 'N', is_or = name == 'O';
+    if (jr_is(v, JR_OBJECT)) {
         if (where_obj(e, m, v, out))
             return e->code;
         if (is_not) {
@@ -379,17 +375,19 @@ static int combinator(env *e, const cs_model *m, const char *name, const json_t 
         }
         return 0;
     }
-    if (!json_is_array(v))
+    if (!jr_is(v, JR_ARRAY))
         return env_fail(e, CSTACK_EINVAL, "expected a where object or a list of them, got %s",
                         env_kind_name(v));
-    if (json_array_size(v) > ENV_MAX_LIST)
-        return env_fail(e, CSTACK_ETOOBIG, "%zu members; a list holds at most %d",
-                        json_array_size(v), ENV_MAX_LIST);
+    if (jr_size(v) > ENV_MAX_LIST)
+        return env_fail(e, CSTACK_ETOOBIG, "%zu members; a list holds at most %d", jr_size(v),
+                        ENV_MAX_LIST);
     flist l = {0};
-    for (size_t i = 0; i < json_array_size(v); i++) {
+    jr_iter it = jr_iter_of(v);
+    const jr_val *item;
+    for (size_t i = 0; (item = jr_iter_elem(&it)); i++) {
         size_t mark = env_path_index(e, i);
         cstack_filter *one = NULL;
-        int rc = where_obj(e, m, json_array_get(v, i), &one);
+        int rc = where_obj(e, m, item, &one);
         /* A member matching every row: dropped from AND, kept in OR (where
          * it makes the whole OR true), negated to "nothing" in NOT. */
         if (!rc && (one || is_or || is_not))
@@ -403,12 +401,12 @@ static int combinator(env *e, const cs_model *m, const char *name, const json_t 
     return flist_done(e, &l, is_or, out);
 }
 
-static int where_member(env *e, const cs_model *m, const char *key, const json_t *v,
+static int where_member(env *e, const cs_model *m, const jr_val *key, const jr_val *v,
                         cstack_filter **out)
 {
-    if (strcmp(key, "AND") == 0 || strcmp(key, "OR") == 0 || strcmp(key, "NOT") == 0)
-        return combinator(e, m, key, v, out);
-    const cs_field *f = env_field(e, m, key);
+    if (jr_str_is(key, "AND") || jr_str_is(key, "OR") || jr_str_is(key, "NOT"))
+        return combinator(e, m, jr_str(key)[0], v, out);
+    const cs_field *f = env_field(e, m, jr_str(key), jr_len(key));
     if (!f)
         return e->code;
     if (f->type == CS_T_MODEL)
@@ -416,17 +414,15 @@ static int where_member(env *e, const cs_model *m, const char *key, const json_t
     return field_filter(e, m, f, v, out);
 }
 
-static int where_obj(env *e, const cs_model *m, const json_t *j, cstack_filter **out)
+static int where_obj(env *e, const cs_model *m, const jr_val *j, cstack_filter **out)
 {
     *out = NULL;
-    if (!json_is_object(j))
+    if (!jr_is(j, JR_OBJECT))
         return env_fail(e, CSTACK_EINVAL, "expected a where object, got %s", env_kind_name(j));
     flist l = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)j, key, v)
-    {
-        size_t mark = env_path_key(e, key);
+    jr_iter it = jr_iter_of(j);
+    for (const jr_val *key, *v; jr_iter_member(&it, &key, &v);) {
+        size_t mark = env_path_keyn(e, jr_str(key), jr_len(key));
         cstack_filter *one = NULL;
         int rc = where_member(e, m, key, v, &one);
         if (!rc && one)
@@ -440,7 +436,7 @@ static int where_obj(env *e, const cs_model *m, const json_t *j, cstack_filter *
     return flist_done(e, &l, false, out);
 }
 
-int env_where(env *e, const cs_model *m, const json_t *j, cstack_filter **out)
+int env_where(env *e, const cs_model *m, const jr_val *j, cstack_filter **out)
 {
     *out = NULL;
     if (!j)
@@ -458,13 +454,13 @@ int env_where(env *e, const cs_model *m, const json_t *j, cstack_filter **out)
 /* ---- orderBy, take, skip, select ---------------------------------------------- */
 
 /* A scalar field named by `j` (a string) at the current path. */
-static const cs_field *column_named(env *e, const cs_model *m, const json_t *j)
+static const cs_field *column_named(env *e, const cs_model *m, const jr_val *j)
 {
-    if (!env_is_string(j)) {
+    if (!jr_is(j, JR_STRING)) {
         env_fail(e, CSTACK_EINVAL, "expected a field name, got %s", env_kind_name(j));
         return NULL;
     }
-    const cs_field *f = env_field(e, m, json_string_value(j));
+    const cs_field *f = env_field(e, m, jr_str(j), jr_len(j));
     if (f && !cs_field_is_column(f)) {
         env_fail(e, CSTACK_EINVAL, "%s.%s is a relation, not a scalar field", m->name, f->name);
         return NULL;
@@ -472,48 +468,49 @@ static const cs_field *column_named(env *e, const cs_model *m, const json_t *j)
     return f;
 }
 
-static int order_item(env *e, const cs_model *m, const json_t *j, cstack_order *out)
+static int order_item(env *e, const cs_model *m, const jr_val *j, cstack_order *out)
 {
     static const char *const keys[] = {"field", "direction", NULL};
     static const char *const required[] = {"field", NULL};
-    if (!json_is_object(j))
+    if (!jr_is(j, JR_OBJECT))
         return env_fail(e, CSTACK_EINVAL,
                         "expected {\"field\": NAME, \"direction\": \"asc\"|\"desc\"}, got %s",
                         env_kind_name(j));
     if (env_check_keys(e, j, keys, required))
         return e->code;
     size_t mark = env_path_key(e, "field");
-    const cs_field *f = column_named(e, m, json_object_get(j, "field"));
+    const cs_field *f = column_named(e, m, jr_get(j, "field"));
     env_path_set(e, mark);
     if (!f)
         return e->code;
     out->field = f->name;
     out->desc = 0;
-    const json_t *dir = json_object_get(j, "direction");
+    const jr_val *dir = jr_get(j, "direction");
     if (dir) {
-        const char *d = env_is_string(dir) ? json_string_value(dir) : "";
         mark = env_path_key(e, "direction");
-        if (strcmp(d, "desc") == 0)
+        if (jr_str_is(dir, "desc"))
             out->desc = 1;
-        else if (strcmp(d, "asc") != 0)
+        else if (!jr_str_is(dir, "asc"))
             env_fail(e, CSTACK_EINVAL, "expected \"asc\" or \"desc\"");
         env_path_set(e, mark);
     }
     return e->code;
 }
 
-static int read_order(env *e, const cs_model *m, const json_t *j, cstack_query *q)
+static int read_order(env *e, const cs_model *m, const jr_val *j, cstack_query *q)
 {
-    size_t n = json_is_array(j) ? json_array_size(j) : 1;
+    bool list = jr_is(j, JR_ARRAY);
+    size_t n = list ? jr_size(j) : 1;
     if (n > m->nfields) /* ordering by a field twice adds nothing */
         return env_fail(e, CSTACK_EINVAL, "%zu orderings; model %s has %zu fields", n, m->name,
                         m->nfields);
-    cstack_order *items = calloc(n ? n : 1, sizeof *items);
-    if (!items || env_own(e, items))
-        return env_fail(e, CSTACK_ENOMEM, "out of memory");
+    cstack_order *items = env_alloc(e, n, sizeof *items);
+    if (!items)
+        return e->code;
+    jr_iter it = list ? jr_iter_of(j) : (jr_iter){0};
     for (size_t i = 0; i < n; i++) {
-        size_t mark = json_is_array(j) ? env_path_index(e, i) : e->plen;
-        int rc = order_item(e, m, json_is_array(j) ? json_array_get(j, i) : j, &items[i]);
+        size_t mark = list ? env_path_index(e, i) : e->npath;
+        int rc = order_item(e, m, list ? jr_iter_elem(&it) : j, &items[i]);
         env_path_set(e, mark);
         if (rc)
             return rc;
@@ -524,10 +521,10 @@ static int read_order(env *e, const cs_model *m, const json_t *j, cstack_query *
 }
 
 /* take / skip: a non-negative integer. */
-static int read_count(env *e, const json_t *j, int64_t *out)
+static int read_count(env *e, const jr_val *j, int64_t *out)
 {
     env_number num;
-    if (!env_get_number(e, j, &num))
+    if (!env_get_number(j, &num))
         return env_fail(e, CSTACK_EINVAL, "expected a non-negative integer, got %s",
                         env_kind_name(j));
     if (!num.is_int || num.i < 0)
@@ -537,22 +534,23 @@ static int read_count(env *e, const json_t *j, int64_t *out)
     return 0;
 }
 
-int env_select(env *e, const cs_model *m, const json_t *j, const char *const **out, size_t *n)
+int env_select(env *e, const cs_model *m, const jr_val *j, const char *const **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    if (!json_is_array(j) || json_array_size(j) == 0)
+    if (!jr_is(j, JR_ARRAY) || jr_size(j) == 0)
         return env_fail(e, CSTACK_EINVAL, "expected a non-empty list of field names, got %s",
-                        json_is_array(j) ? "an empty list" : env_kind_name(j));
-    size_t count = json_array_size(j);
+                        jr_is(j, JR_ARRAY) ? "an empty list" : env_kind_name(j));
+    size_t count = jr_size(j);
     if (count > m->nfields)
         return env_fail(e, CSTACK_EINVAL, "%zu names for a model of %zu fields", count, m->nfields);
-    const char **names = calloc(count, sizeof *names);
-    if (!names || env_own(e, names))
-        return env_fail(e, CSTACK_ENOMEM, "out of memory");
+    const char **names = env_alloc(e, count, sizeof *names);
+    if (!names)
+        return e->code;
+    jr_iter it = jr_iter_of(j);
     for (size_t i = 0; i < count; i++) {
         size_t mark = env_path_index(e, i);
-        const cs_field *f = column_named(e, m, json_array_get(j, i));
+        const cs_field *f = column_named(e, m, jr_iter_elem(&it));
         for (size_t k = 0; f && k < i; k++)
             if (names[k] == f->name)
                 env_fail(e, CSTACK_EINVAL, "field '%s' is listed twice", f->name);
@@ -566,7 +564,7 @@ int env_select(env *e, const cs_model *m, const json_t *j, const char *const **o
     return 0;
 }
 
-int env_field_list(env *e, const cs_model *m, const json_t *j, bool numeric,
+int env_field_list(env *e, const cs_model *m, const jr_val *j, bool numeric,
                    const char *const **out, size_t *n)
 {
     if (env_select(e, m, j, out, n))
@@ -587,36 +585,35 @@ int env_field_list(env *e, const cs_model *m, const json_t *j, bool numeric,
 }
 
 /* Reads one member of a find payload (the path is at the member). */
-static int query_member(env *e, const cs_model *m, const char *key, const json_t *v, env_query *out)
+static int query_member(env *e, const cs_model *m, const jr_val *key, const jr_val *v,
+                        env_query *out)
 {
-    if (strcmp(key, "orderBy") == 0)
+    if (jr_str_is(key, "orderBy"))
         return read_order(e, m, v, &out->q);
-    if (strcmp(key, "take") == 0) {
+    if (jr_str_is(key, "take")) {
         if (read_count(e, v, &out->q.take))
             return e->code;
         out->take_zero = out->q.take == 0;
         return 0;
     }
-    if (strcmp(key, "skip") == 0)
+    if (jr_str_is(key, "skip"))
         return read_count(e, v, &out->q.skip);
-    if (strcmp(key, "cursor") == 0)
+    if (jr_str_is(key, "cursor"))
         return env_data(e, m, v, ENV_DATA_UNIQUE, &out->q.cursor);
-    if (strcmp(key, "select") == 0)
+    if (jr_str_is(key, "select"))
         return env_select(e, m, v, &out->q.select, &out->q.n_select);
     return 0; /* "where" is read separately; other keys were refused */
 }
 
-int env_query_read(env *e, const cs_model *m, const json_t *payload, env_query *out)
+int env_query_read(env *e, const cs_model *m, const jr_val *payload, env_query *out)
 {
     memset(out, 0, sizeof *out);
-    if (env_where(e, m, json_object_get(payload, "where"), &out->where))
+    if (env_where(e, m, jr_get(payload, "where"), &out->where))
         return e->code;
     out->q.where = out->where;
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)payload, key, v)
-    {
-        size_t mark = env_path_key(e, key);
+    jr_iter it = jr_iter_of(payload);
+    for (const jr_val *key, *v; jr_iter_member(&it, &key, &v);) {
+        size_t mark = env_path_keyn(e, jr_str(key), jr_len(key));
         int rc = query_member(e, m, key, v, out);
         env_path_set(e, mark);
         if (rc)
