@@ -32,15 +32,10 @@
 
 #include "bench_envelope.h"
 #include "cstack.h"
+#include "bench_util.h"
 
 #define REPS 3
 #define TARGET 2.0
-
-typedef struct dataset {
-    size_t n;
-    char (*name)[32];
-    char (*at)[32];
-} dataset;
 
 typedef struct bench {
     cstack_schema *schema;
@@ -48,46 +43,6 @@ typedef struct bench {
     dataset data;
     int run;
 } bench;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "bench_envelope: %s: %s\n", what, detail);
-    exit(1);
-}
-
-static int64_t qty_of(size_t i)
-{
-    return (int64_t)(i * 7919 % 1000);
-}
-
-static double score_of(size_t i)
-{
-    return (double)i * 0.25;
-}
-
-static void make_dataset(dataset *ds, size_t n)
-{
-    ds->n = n;
-    ds->name = malloc(n * sizeof *ds->name);
-    ds->at = malloc(n * sizeof *ds->at);
-    if (!ds->name || !ds->at)
-        die("dataset", "out of memory");
-    time_t base = 1767225600; /* 2026-01-01T00:00:00Z */
-    for (size_t i = 0; i < n; i++) {
-        time_t t = base + (time_t)i;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        snprintf(ds->name[i], sizeof ds->name[i], "item-%zu", i);
-        strftime(ds->at[i], sizeof ds->at[i], "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
-    }
-}
 
 /* A fresh file database for one run. */
 static cstack *open_fresh(bench *b, char *path, size_t cap)
@@ -243,6 +198,7 @@ static double min2(double a, double b)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_envelope";
     bench b = {0};
     size_t rows = parse_args(argc, argv);
     /* The schema embedded in the generated code: the one it matches. */
@@ -276,7 +232,6 @@ int main(int argc, char **argv)
            ratio, TARGET, ratio <= TARGET ? "" : "  ** over target **", env / typed_row);
     rmdir(b.dir);
     cstack_schema_free(b.schema);
-    free(b.data.name);
-    free(b.data.at);
+    free_dataset(&b.data);
     return 0;
 }

@@ -30,6 +30,7 @@
 #include <sqlite3.h>
 
 #include "cstack.h"
+#include "bench_util.h"
 
 #define CREATE_REPS 5
 #define FIND_REPS 10
@@ -59,60 +60,12 @@ static const char SCHEMA[] = "model Item {\n"
 static const char *const FIELDS[] = {"id", "name", "qty", "score", "active", "at"};
 #define NFIELDS 6
 
-/* The values both sides insert, prepared before any timing. */
-typedef struct dataset {
-    size_t n;
-    char (*name)[32];
-    char (*at)[32];
-} dataset;
-
 typedef struct bench {
     cstack_schema *schema;
     char dir[256];
     dataset data;
     size_t rows, find_rows;
 } bench;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "bench_store: %s: %s\n", what, detail);
-    exit(1);
-}
-
-static int64_t qty_of(size_t i)
-{
-    return (int64_t)(i * 7919 % 1000);
-}
-
-static double score_of(size_t i)
-{
-    return (double)i * 0.25;
-}
-
-static void make_dataset(dataset *ds, size_t n)
-{
-    ds->n = n;
-    ds->name = malloc(n * sizeof *ds->name);
-    ds->at = malloc(n * sizeof *ds->at);
-    if (!ds->name || !ds->at)
-        die("dataset", "out of memory");
-    /* 2026-01-01T00:00:00Z plus i seconds, already canonical. */
-    time_t base = 1767225600;
-    for (size_t i = 0; i < n; i++) {
-        time_t t = base + (time_t)i;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        snprintf(ds->name[i], sizeof ds->name[i], "item-%zu", i);
-        strftime(ds->at[i], sizeof ds->at[i], "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
-    }
-}
 
 /* ---- raw SQLite ---- */
 
@@ -397,6 +350,7 @@ static void parse_args(bench *b, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_store";
     bench b = {0};
     parse_args(&b, argc, argv);
     cstack_diags *diags = NULL;
@@ -425,7 +379,6 @@ int main(int argc, char **argv)
     remove_db(path);
     rmdir(b.dir);
     cstack_schema_free(b.schema);
-    free(b.data.name);
-    free(b.data.at);
+    free_dataset(&b.data);
     return 0;
 }

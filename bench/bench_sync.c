@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "cstack.h"
+#include "bench_util.h"
 
 #define REPS 3
 #define CAPTURE_TARGET 1.5
@@ -62,39 +63,8 @@ typedef struct bench {
     cstack_schema *schema;
     char dir[256];
     size_t rows;
-    char (*name)[32];
-    char (*at)[32];
+    dataset data;
 } bench;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "bench_sync: %s: %s\n", what, detail);
-    exit(1);
-}
-
-/* The values both sides insert, made before any timing. */
-static void make_dataset(bench *b)
-{
-    b->name = malloc(b->rows * sizeof *b->name);
-    b->at = malloc(b->rows * sizeof *b->at);
-    if (!b->name || !b->at)
-        die("dataset", "out of memory");
-    time_t base = 1767225600; /* 2026-01-01T00:00:00Z */
-    for (size_t i = 0; i < b->rows; i++) {
-        time_t t = base + (time_t)i;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        snprintf(b->name[i], sizeof b->name[i], "item-%zu", i);
-        strftime(b->at[i], sizeof b->at[i], "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
-    }
-}
 
 static const char *path_of(const bench *b, const char *name)
 {
@@ -137,11 +107,11 @@ static double insert_all(const bench *b, cstack *db, const char *model)
         die("begin", cstack_errmsg(db));
     for (size_t i = 0; i < b->rows; i++) {
         f[0].value = cstack_v_int((int64_t)i + 1);
-        f[1].value = cstack_v_text(b->name[i]);
+        f[1].value = cstack_v_text(b->data.name[i]);
         f[2].value = cstack_v_int((int64_t)(i * 7919 % 1000));
         f[3].value = cstack_v_float((double)i * 0.25);
         f[4].value = cstack_v_bool((int)(i & 1));
-        f[5].value = cstack_v_text(b->at[i]);
+        f[5].value = cstack_v_text(b->data.at[i]);
         if (cstack_create(db, model, &data, NULL) != CSTACK_OK)
             die(model, cstack_errmsg(db));
     }
@@ -260,6 +230,7 @@ static void report_metadata(const bench *b, const char *label, const char *track
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_sync";
     bench b;
     memset(&b, 0, sizeof b);
     b.rows = 100000;
@@ -277,7 +248,7 @@ int main(int argc, char **argv)
     snprintf(b.dir, sizeof b.dir, "%s/cstack-bench-sync-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(b.dir))
         die("mkdtemp", b.dir);
-    make_dataset(&b);
+    make_dataset(&b.data, b.rows);
     printf("bench_sync: %zu rows x %d columns, file databases in %s, best of %d\n", b.rows, NFIELDS,
            b.dir, REPS);
 
@@ -335,8 +306,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < 3; i++)
         remove_db(path_of(&b, files[i]));
     rmdir(b.dir);
-    free(b.name);
-    free(b.at);
+    free_dataset(&b.data);
     cstack_schema_free(b.schema);
     return 0;
 }

@@ -51,6 +51,7 @@
 #include "cstack.h"
 #include "server/auth.h"
 #include "server/server.h"
+#include "bench_util.h"
 
 #define SECRET "bench-secret"
 #define INITIAL_TARGET_S 3.0
@@ -77,19 +78,6 @@ typedef struct bench {
     cstack_schema *schema;
     size_t rows, clients, users, rounds;
 } bench;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "bench_sync_server: %s: %s\n", what, detail);
-    exit(1);
-}
 
 static char *token_for(const char *sub)
 {
@@ -588,6 +576,7 @@ static void remove_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_sync_server";
     bench b = {.rows = arg_size(argc, argv, "--rows", 100000),
                .clients = arg_size(argc, argv, "--clients", 1000),
                .users = arg_size(argc, argv, "--users", 0),
