@@ -131,7 +131,9 @@ static void on_status(const cstack_sync_status *st, void *ctx)
         ui->checked_cursor = st->checksum_ok == 1 ? st->cursor : -1;
         break;
     case CSTACK_SYNC_EV_ERROR:
-        fprintf(stderr, "cstack sync: %s\n", st->last_error);
+        /* With --once the failure ends the run and is reported once, there. */
+        if (!ui->once)
+            fprintf(stderr, "cstack sync: %s\n", st->last_error);
         break;
     default:
         break;

@@ -156,67 +156,16 @@ void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
 
 int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
 {
-    const cs_model *m = &a->db->schema->models[mi];
-    bool fresh;
-    cs_buf *sql = cs_apply_sql(a, mi, CS_SQL_CLK_LOAD, &fresh);
-    int rc = 0;
-    if (fresh) {
-        rc = cs_buf_puts(sql, "SELECT _cstack_cl, _cstack_clk FROM ");
-        rc = rc ? rc : cs_buf_ident(sql, a->s->models[mi].clk_table);
-        rc = rc ? rc : where_pk(sql, m, 1);
-    }
-    sqlite3_stmt *st = NULL;
-    if (!rc)
-        rc = prep(a, sql, &st);
-    if (rc)
-        return rc;
-    bind_pk(st, m, pk, 1);
-    *cl = 0;
-    cs_clk_free(clk);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        *cl = (uint64_t)sqlite3_column_int64(st, 0);
-        if (cs_clk_decode(clk, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1)))
-            rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata for a row of %s", m->name);
-    } else if (step != SQLITE_DONE) {
-        rc = cs_err_sqlite(m, a->c->db, step);
-    }
-    sqlite3_reset(st);
-    return rc ? rc : cs_clk_resize(clk, a->s->models[mi].ncols);
+    return cs_clkrow_load(a->c, &a->s->models[mi], &a->db->schema->models[mi], pk, cl, clk);
 }
 
 static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
 {
-    const cs_model *m = &a->db->schema->models[mi];
     cs_buf blob = CS_BUF_INIT;
-    bool fresh;
-    cs_buf *sql = cs_apply_sql(a, mi, CS_SQL_CLK_STORE, &fresh);
-    int rc = 0;
-    if (fresh) {
-        rc = cs_buf_puts(sql, "INSERT INTO ");
-        rc = rc ? rc : cs_buf_ident(sql, a->s->models[mi].clk_table);
-        rc = rc ? rc : cs_buf_puts(sql, "(");
-        rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
-        rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-        for (size_t i = 0; i < m->npk && !rc; i++)
-            rc = cs_buf_printf(sql, "?%zu, ", i + 4);
-        rc = rc ? rc : cs_buf_puts(sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
-                                        "_cstack_ver = ?2, _cstack_clk = ?3");
-    }
-    rc = rc ? rc : cs_clk_encode(clk, &blob);
-    sqlite3_stmt *st = NULL;
-    if (!rc)
-        rc = prep(a, sql, &st);
-    if (!rc) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
-        sqlite3_bind_int64(st, 2, a->ver);
-        sqlite3_bind_blob(st, 3, blob.data, (int)blob.len, SQLITE_STATIC);
-        bind_pk(st, m, pk, 4);
-        int step = sqlite3_step(st);
-        if (step != SQLITE_DONE)
-            rc = cs_err_sqlite(m, a->c->db, step);
-        sqlite3_reset(st);
-    }
+    int rc = cs_clk_encode(clk, &blob);
+    rc = rc ? rc
+            : cs_clkrow_store(a->c, &a->s->models[mi], &a->db->schema->models[mi], pk, cl, a->ver,
+                              blob.data, blob.len);
     cs_buf_free(&blob);
     return rc;
 }

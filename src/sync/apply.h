@@ -45,8 +45,7 @@ typedef struct apply_ctx {
     cs_buf *sqlcache;     /* [model * CS_SQL_KINDS + kind] */
 } apply_ctx;
 
-enum { CS_SQL_ROW_LOAD, CS_SQL_CLK_LOAD, CS_SQL_CLK_STORE, CS_SQL_INSERT, CS_SQL_UPDATE,
-       CS_SQL_KINDS };
+enum { CS_SQL_ROW_LOAD, CS_SQL_INSERT, CS_SQL_UPDATE, CS_SQL_KINDS };
 
 /* The cached SQL of (model, kind), or NULL when it must be built into the
  * returned buffer (*fresh true). */

@@ -46,6 +46,8 @@ static void models_free(cs_sync *s)
         free(s->models[i].clk_table);
         free(s->models[i].cols);
         free(s->models[i].tcols);
+        free(s->models[i].sql_load);
+        free(s->models[i].sql_store);
     }
     free(s->models);
     s->models = NULL;

@@ -318,41 +318,18 @@ static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
 static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsigned char *mask,
                     size_t nmask)
 {
-    cs_sync *s = f->s;
-    const cs_model *m = &s->db->schema->models[mi];
-    const cs_sync_model *sm = &s->models[mi];
-    cs_buf *sql = &f->sql;
-    cs_buf_reset(sql);
-    int rc = cs_buf_puts(sql, "SELECT _cstack_cl, _cstack_clk FROM ");
-    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        rc = cs_buf_puts(sql, i ? " AND " : " WHERE ");
-        rc = rc ? rc : cs_buf_ident(sql, m->fields[m->pk[i]].column);
-        rc = rc ? rc : cs_buf_printf(sql, " = ?%zu", i + 1);
-    }
-    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
-    if (!st)
-        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
-    for (size_t i = 0; i < m->npk; i++)
-        cs_cs_bind(st, (int)i + 1, &pk[i]);
+    const cs_model *m = &f->s->db->schema->models[mi];
+    const cs_sync_model *sm = &f->s->models[mi];
     uint64_t cl = 0;
-    cs_clk_free(&f->clk);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        cl = (uint64_t)sqlite3_column_int64(st, 0);
-        if (cs_clk_decode(&f->clk, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1)))
-            rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata in %s", sm->clk_table);
-    }
-    sqlite3_reset(st);
-    rc = rc ? rc : cs_clk_resize(&f->clk, sm->ncols);
+    int rc = cs_clkrow_load(f->c, sm, m, pk, &cl, &f->clk);
     cs_clk_entry e = {f->hlc, 0, f->ver};
-    bool all = op == OP_INSERT || (op == OP_UPDATE && cl == 0);
-    if (op == OP_INSERT)
-        cl = cl == 0 ? 1 : cl + 1 - cl % 2;
-    else if (op == OP_DELETE)
+    bool all = op == OP_UPDATE && cl == 0; /* no clock row yet: every column */
+    /* Inserts never come here (fold_insert); deletes mark the existence. */
+    if (op == OP_DELETE)
         cl = cl == 0 ? 2 : cl + cl % 2;
     else if (cl == 0)
         cl = 1;
-    if (!rc && op != OP_UPDATE)
+    if (!rc && op == OP_DELETE)
         rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
     for (size_t k = 0; !rc && k < sm->ncols; k++) {
         bool hit = all || (op == OP_UPDATE && k / 8 < nmask && (mask[k / 8] >> (k % 8) & 1));
@@ -360,29 +337,7 @@ static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsign
             rc = cs_clk_set(&f->clk, k, &e);
     }
     rc = rc ? rc : cs_clk_encode(&f->clk, &f->blob);
-    if (rc)
-        return rc;
-    cs_buf_reset(sql);
-    rc = cs_buf_puts(sql, "INSERT INTO ");
-    rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
-    rc = rc ? rc : cs_buf_puts(sql, "(");
-    rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
-    rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-    for (size_t i = 0; i < m->npk && !rc; i++)
-        rc = cs_buf_printf(sql, "?%zu, ", i + 4);
-    rc = rc ? rc : cs_buf_puts(sql, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
-                                    "_cstack_ver = ?2, _cstack_clk = ?3");
-    st = rc ? NULL : cs_conn_prepare(f->c, 0, sql->data, sql->len);
-    if (!st)
-        return rc ? rc : cs_err_sqlite(m, f->c->db, sqlite3_errcode(f->c->db));
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
-    sqlite3_bind_int64(st, 2, f->ver);
-    sqlite3_bind_blob(st, 3, f->blob.data, (int)f->blob.len, SQLITE_STATIC);
-    for (size_t i = 0; i < m->npk; i++)
-        cs_cs_bind(st, (int)i + 4, &pk[i]);
-    int step = sqlite3_step(st);
-    sqlite3_reset(st);
-    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
+    return rc ? rc : cs_clkrow_store(f->c, sm, m, pk, cl, f->ver, f->blob.data, f->blob.len);
 }
 
 static int fold_payload(fold *f, const unsigned char *p, size_t len)

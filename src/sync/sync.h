@@ -89,6 +89,8 @@ typedef struct cs_sync_model {
     int *tcols;         /* table column index (cid) per blob column, -1 */
     int pkcid[16];      /* table column index of each primary-key field */
     const char *seen_name; /* last table-name pointer the hook matched */
+    char *sql_load;     /* clkrow.c: SELECT of one clock row by key */
+    char *sql_store;    /* clkrow.c: upsert of one clock row */
 } cs_sync_model;
 
 typedef struct cs_sync {
@@ -152,6 +154,16 @@ int cs_capture_flush(void *ctx, cstack *db);
 int cs_sync_materialize(cs_sync *s);
 /* Records every existing row without a clock row as inserted now. */
 int cs_sync_backfill(cs_sync *s, int mi);
+
+/* clkrow.c -- one clock row by primary key (pk: changeset values). */
+typedef struct cs_cs_value cs_cs_value;
+int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m);
+/* *cl is 0 (and clk empty) when the row has no clock row yet. */
+int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                   const cs_cs_value *pk, uint64_t *cl, cs_clk *clk);
+int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
+                    size_t len);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);

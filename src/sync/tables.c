@@ -127,6 +127,8 @@ int cs_sync_load_models(cs_sync *s, sqlite3 *conn)
         }
         if (rc == SQLITE_DONE)
             rc = load_cids(sm, m, conn);
+        if (rc == SQLITE_OK && cs_sync_clkrow_sql(sm, m))
+            rc = SQLITE_NOMEM;
     }
     sqlite3_finalize(st);
     return rc;

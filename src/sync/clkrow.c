@@ -1,0 +1,88 @@
+/* clkrow.c -- reading and writing one row of a clock table.
+ *
+ * Both the fold of local writes (capture.c) and the merge (apply.c) do this
+ * once per row, so the SQL text of each model is built once, when the
+ * models load (cs_sync_clkrow_sql), and the statements come from the
+ * connection's cache. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/changeset.h"
+
+int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
+{
+    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT;
+    int rc = cs_buf_puts(&load, "SELECT _cstack_cl, _cstack_clk FROM ");
+    rc = rc ? rc : cs_buf_ident(&load, sm->clk_table);
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(&load, i ? " AND " : " WHERE ");
+        rc = rc ? rc : cs_buf_ident(&load, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(&load, " = ?%zu", i + 1);
+    }
+    rc = rc ? rc : cs_buf_puts(&store, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(&store, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(&store, "(");
+    rc = rc ? rc : cs_sync_pk_list(&store, m, NULL);
+    rc = rc ? rc : cs_buf_puts(&store, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
+    for (size_t i = 0; i < m->npk && !rc; i++)
+        rc = cs_buf_printf(&store, "?%zu, ", i + 4);
+    rc = rc ? rc : cs_buf_puts(&store, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
+                                       "_cstack_ver = ?2, _cstack_clk = ?3");
+    free(sm->sql_load);
+    free(sm->sql_store);
+    sm->sql_load = rc ? NULL : cs_buf_take(&load);
+    sm->sql_store = rc ? NULL : cs_buf_take(&store);
+    cs_buf_free(&load);
+    cs_buf_free(&store);
+    return sm->sql_load && sm->sql_store ? 0 : CSTACK_ENOMEM;
+}
+
+static sqlite3_stmt *prepare(cs_conn *c, const char *sql, const cs_model *m, int *rc)
+{
+    sqlite3_stmt *st = sql ? cs_conn_prepare(c, 0, sql, strlen(sql)) : NULL;
+    if (!st)
+        *rc = sql ? cs_err_sqlite(m, c->db, sqlite3_errcode(c->db))
+                  : cs_err(CSTACK_ENOMEM, "out of memory");
+    return st;
+}
+
+int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                   const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
+{
+    int rc = 0;
+    sqlite3_stmt *st = prepare(c, sm->sql_load, m, &rc);
+    if (!st)
+        return rc;
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 1, &pk[i]);
+    *cl = 0;
+    cs_clk_free(clk);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *cl = (uint64_t)sqlite3_column_int64(st, 0);
+        if (cs_clk_decode(clk, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1)))
+            rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata in %s", sm->clk_table);
+    } else if (step != SQLITE_DONE) {
+        rc = cs_err_sqlite(m, c->db, step);
+    }
+    sqlite3_reset(st);
+    return rc ? rc : cs_clk_resize(clk, sm->ncols);
+}
+
+int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
+                    size_t len)
+{
+    int rc = 0;
+    sqlite3_stmt *st = prepare(c, sm->sql_store, m, &rc);
+    if (!st)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
+    sqlite3_bind_int64(st, 2, ver);
+    sqlite3_bind_blob(st, 3, blob, (int)len, SQLITE_STATIC);
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 4, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, c->db, step);
+}
