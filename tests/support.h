@@ -6,6 +6,14 @@
 
 #include "cstack.h"
 
+/* Literal rows and keys: DATA(FV("title", T("x")), FV("views", I(3))). */
+#define FV(name, val) ((cstack_field_value){(name), (val)})
+#define DATA(...)                                                                                  \
+    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
+                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
+#define T(s) cstack_v_text(s)
+#define I(x) cstack_v_int(x)
+
 /* Parses a schema from a string; aborts the test (cr_assert) on errors,
  * printing the diagnostics. */
 cstack_schema *t_schema(const char *src);

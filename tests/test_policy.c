@@ -89,11 +89,6 @@ static const char *NOTE_RULES =
 #define O3 "03000000-0000-4000-8000-000000000000"
 #define SECRET "policy-test-secret"
 
-#define FV(name, val) ((cstack_field_value){(name), (val)})
-#define DATA(...)                                                                                  \
-    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
-                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
-#define T(s) cstack_v_text(s)
 #define NUL cstack_v_null()
 
 enum { ANON, ALICE_U, BOB_U, CAROL_U, NUSERS };

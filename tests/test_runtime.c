@@ -10,11 +10,6 @@
 #include "cstack.h"
 #include "support.h"
 
-#define FV(name, val) ((cstack_field_value){(name), (val)})
-#define DATA(...)                                                                                  \
-    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
-                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
-#define T(s) cstack_v_text(s)
 
 static const char *V1 = "model Item {\n"
                         "  id    Int    @id\n"

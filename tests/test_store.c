@@ -52,11 +52,6 @@ static const char *SCHEMA =
     "  @@id([a, b])\n"
     "}\n";
 
-#define FV(name, val) ((cstack_field_value){(name), (val)})
-#define DATA(...)                                                                                  \
-    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
-                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
-#define T(s) cstack_v_text(s)
 
 static cstack *db;
 static char account[37];

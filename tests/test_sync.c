@@ -41,12 +41,6 @@ static const char *SCHEMA =
     "  @@local\n"
     "}\n";
 
-#define FV(name, val) ((cstack_field_value){(name), (val)})
-#define DATA(...)                                                                                  \
-    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
-                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
-#define T(s) cstack_v_text(s)
-#define I(x) cstack_v_int(x)
 #define KEY(id) DATA(FV("id", I(id)))
 
 /* Replicas of the running test, closed by the suite's fini so a failed

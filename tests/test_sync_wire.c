@@ -35,12 +35,6 @@ static const char *OTHER_SCHEMA = "model Account {\n"
                                   "  email String @unique\n"
                                   "}\n";
 
-#define FV(name, val) ((cstack_field_value){(name), (val)})
-#define DATA(...)                                                                                  \
-    (&(cstack_data){(cstack_field_value[]){__VA_ARGS__},                                           \
-                    sizeof((cstack_field_value[]){__VA_ARGS__}) / sizeof(cstack_field_value)})
-#define T(s) cstack_v_text(s)
-#define I(x) cstack_v_int(x)
 #define KEY(id) DATA(FV("id", I(id)))
 
 static char *dir;
