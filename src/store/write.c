@@ -203,20 +203,19 @@ static int append_returning(cs_sqlb *q, const cs_model *m, cstack *db)
     return rc;
 }
 
-/* The INSERT of a given column set, cached under a key of (model, columns,
- * returning) so a bulk insert never rebuilds its SQL. */
-static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool returning)
+/* The INSERT of a given column set, cached under a key of (model, columns)
+ * so a bulk insert never rebuilds its SQL. */
+static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv)
 {
     const cs_model *m = &db->schema->models[mi];
-    /* The key packs (model, RETURNING, column mask) exactly, so two
-     * different INSERTs can never share it. */
+    /* The key packs (model, column mask) exactly, so two different INSERTs
+     * can never share it; bit 39 is read_by_rowid's. */
     uint64_t mask = 0;
     bool keyable = m->nfields <= 39 && mi < (1 << 23);
     for (size_t i = 0; keyable && i < m->nfields; i++)
         if (rv->set[i])
             mask |= 1ull << i;
-    uint64_t key = keyable ? CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)returning << 39 | mask
-                           : 0;
+    uint64_t key = keyable ? CS_KEY_CUSTOM | (uint64_t)mi << 40 | mask : 0;
     sqlite3_stmt *st = key ? cs_conn_cached(&db->writer, key) : NULL;
     if (st)
         return st;
@@ -238,8 +237,6 @@ static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool ret
         rc = cs_buf_printf(&q.sql, i ? ", ?%zu" : "?%zu", i + 1);
     if (!rc && k)
         rc = cs_buf_puts(&q.sql, ")");
-    if (!rc && returning)
-        rc = append_returning(&q, m, db);
     if (!rc)
         st = cs_conn_prepare(&db->writer, key, q.sql.data, q.sql.len);
     if (!rc && !st)
@@ -255,7 +252,7 @@ static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv, bool ret
 static int read_by_rowid(cstack *db, int mi, sqlite3_int64 rowid, cstack_row **out)
 {
     const cs_model *m = &db->schema->models[mi];
-    uint64_t key = CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)1 << 38;
+    uint64_t key = CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)1 << 39;
     sqlite3_stmt *st = cs_conn_cached(&db->writer, key);
     if (!st) {
         cs_sqlb q = {0};
@@ -298,7 +295,7 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
         rc = fill_defaults(db, m, &rv, now);
     /* No RETURNING: SQLite materialises RETURNING rows in a temporary table
      * per statement, which costs more than reading the row back by rowid. */
-    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv, false);
+    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv);
     if (!rc && !st)
         rc = CSTACK_ESQLITE;
     for (size_t i = 0, k = 0; !rc && i < m->nfields; i++) {
