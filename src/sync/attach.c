@@ -48,6 +48,7 @@ static void models_free(cs_sync *s)
         free(s->models[i].tcols);
         free(s->models[i].sql_load);
         free(s->models[i].sql_store);
+        free(s->models[i].sql_latest);
     }
     free(s->models);
     s->models = NULL;
@@ -107,6 +108,7 @@ bool cs_table_exists(sqlite3 *conn, const char *name)
  * database. */
 int cs_sync_load_all(cs_sync *s, sqlite3 *conn)
 {
+    s->has_txlog = cs_table_exists(conn, "_cstack_txlog");
     int rc = cs_sync_load_models(s, conn);
     if (rc == SQLITE_OK)
         rc = cs_sync_load_sites(s, conn);

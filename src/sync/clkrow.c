@@ -11,7 +11,7 @@
 
 int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
 {
-    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT;
+    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, latest = CS_BUF_INIT;
     int rc = cs_buf_puts(&load, "SELECT _cstack_cl, _cstack_clk FROM ");
     rc = rc ? rc : cs_buf_ident(&load, sm->clk_table);
     for (size_t i = 0; i < m->npk && !rc; i++) {
@@ -28,13 +28,19 @@ int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
         rc = cs_buf_printf(&store, "?%zu, ", i + 4);
     rc = rc ? rc : cs_buf_puts(&store, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
                                        "_cstack_ver = ?2, _cstack_clk = ?3");
+    rc = rc ? rc : cs_buf_puts(&latest, "SELECT _cstack_ver, _cstack_clk FROM ");
+    rc = rc ? rc : cs_buf_ident(&latest, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(&latest, " ORDER BY _cstack_ver DESC LIMIT 1");
     free(sm->sql_load);
     free(sm->sql_store);
+    free(sm->sql_latest);
     sm->sql_load = rc ? NULL : cs_buf_take(&load);
     sm->sql_store = rc ? NULL : cs_buf_take(&store);
+    sm->sql_latest = rc ? NULL : cs_buf_take(&latest);
     cs_buf_free(&load);
     cs_buf_free(&store);
-    return sm->sql_load && sm->sql_store ? 0 : CSTACK_ENOMEM;
+    cs_buf_free(&latest);
+    return sm->sql_load && sm->sql_store && sm->sql_latest ? 0 : CSTACK_ENOMEM;
 }
 
 static sqlite3_stmt *prepare(cs_conn *c, const char *sql, const cs_model *m, int *rc)

@@ -88,24 +88,26 @@ int cs_sync_state_put(sqlite3 *conn, const char *key, int64_t value)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* The highest version recorded in any clock table, and the highest clock
- * held by the rows at those versions. */
-static int scan_latest(cs_sync *s, sqlite3 *conn, int64_t *ver, uint64_t *hlc)
+/* A statement from the write connection's cache: these run at the start of
+ * every write transaction, so they are prepared once. */
+static sqlite3_stmt *cached(cs_sync *s, const char *sql, int *rc)
 {
-    cs_buf sql = CS_BUF_INIT;
+    sqlite3_stmt *st = cs_conn_prepare(&s->db->writer, 0, sql, strlen(sql));
+    *rc = st ? SQLITE_OK : sqlite3_errcode(s->db->writer.db);
+    return st;
+}
+
+/* Folds into *ver / *hlc the highest version recorded in any clock table,
+ * the highest clock held by the rows at those versions, the persisted
+ * state, and the captured transactions not yet folded. */
+static int scan_latest(cs_sync *s, int64_t *ver, uint64_t *hlc)
+{
     int rc = SQLITE_OK;
     for (size_t i = 0; i < s->nmodels && rc == SQLITE_OK; i++) {
-        if (!s->models[i].synced || !s->models[i].has_table)
+        if (!s->models[i].synced || !s->models[i].has_table || !s->models[i].sql_latest)
             continue;
-        cs_buf_reset(&sql);
-        cs_buf_puts(&sql, "SELECT _cstack_ver, _cstack_clk FROM ");
-        cs_buf_ident(&sql, s->models[i].clk_table);
-        if (cs_buf_puts(&sql, " ORDER BY _cstack_ver DESC LIMIT 1"))
-            rc = SQLITE_NOMEM;
-        sqlite3_stmt *st = NULL;
-        if (rc == SQLITE_OK)
-            rc = sqlite3_prepare_v2(conn, sql.data, -1, &st, NULL);
-        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_stmt *st = cached(s, s->models[i].sql_latest, &rc);
+        if (st && sqlite3_step(st) == SQLITE_ROW) {
             int64_t v = sqlite3_column_int64(st, 0);
             if (v > *ver)
                 *ver = v;
@@ -118,24 +120,26 @@ static int scan_latest(cs_sync *s, sqlite3 *conn, int64_t *ver, uint64_t *hlc)
                         *hlc = c.entries[e].hlc;
             cs_clk_free(&c);
         }
-        sqlite3_finalize(st);
+        if (st)
+            sqlite3_reset(st);
     }
-    cs_buf_free(&sql);
-    if (rc != SQLITE_OK)
+    /* The state table and the log appear together at bootstrap. */
+    if (rc != SQLITE_OK || !s->has_txlog)
         return rc;
-    /* Captured transactions not yet folded into the clock tables (the
-     * table appears at bootstrap). */
-    if (!cs_table_exists(conn, "_cstack_txlog"))
-        return SQLITE_OK;
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(conn, "SELECT max(ver), max(hlc) FROM _cstack_txlog", -1, &st, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_stmt *st = cached(s,
+                              "SELECT max(coalesce((SELECT max(ver) FROM _cstack_txlog), 0), "
+                              "coalesce((SELECT value FROM _cstack_sync_state WHERE key = 'ver'), 0)), "
+                              "max(coalesce((SELECT max(hlc) FROM _cstack_txlog), 0), "
+                              "coalesce((SELECT value FROM _cstack_sync_state WHERE key = 'hlc'), 0))",
+                              &rc);
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
         if (sqlite3_column_int64(st, 0) > *ver)
             *ver = sqlite3_column_int64(st, 0);
         if ((uint64_t)sqlite3_column_int64(st, 1) > *hlc)
             *hlc = (uint64_t)sqlite3_column_int64(st, 1);
     }
-    sqlite3_finalize(st);
+    if (st)
+        sqlite3_reset(st);
     return rc;
 }
 
@@ -143,13 +147,10 @@ static int scan_latest(cs_sync *s, sqlite3 *conn, int64_t *ver, uint64_t *hlc)
  * what the metadata itself records (the state may lag after a crash). */
 int cs_sync_load_clock(cs_sync *s, sqlite3 *conn)
 {
-    int64_t hlc = 0, ver = 0;
-    int rc = cs_sync_state_get(conn, "hlc", &hlc);
-    if (rc == SQLITE_OK)
-        rc = cs_sync_state_get(conn, "ver", &ver);
-    uint64_t h = (uint64_t)hlc;
-    if (rc == SQLITE_OK)
-        rc = scan_latest(s, conn, &ver, &h);
+    (void)conn; /* always the write connection, whose statement cache is used */
+    int64_t ver = 0;
+    uint64_t h = 0;
+    int rc = scan_latest(s, &ver, &h);
     if (rc != SQLITE_OK)
         return rc;
     pthread_mutex_lock(&s->mu);

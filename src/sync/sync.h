@@ -91,6 +91,7 @@ typedef struct cs_sync_model {
     const char *seen_name; /* last table-name pointer the hook matched */
     char *sql_load;     /* clkrow.c: SELECT of one clock row by key */
     char *sql_store;    /* clkrow.c: upsert of one clock row */
+    char *sql_latest;   /* clkrow.c: the row with the highest version */
 } cs_sync_model;
 
 typedef struct cs_sync {
@@ -109,6 +110,7 @@ typedef struct cs_sync {
     int64_t last_ver;   /* highest version known to be used */
     bool applying;      /* capture triggers stay quiet */
     bool ready;         /* sync tables exist (bootstrapped) */
+    bool has_txlog;     /* _cstack_txlog and _cstack_sync_state exist */
 
     cs_sync_model *models; /* one per schema model */
     size_t nmodels;
