@@ -315,7 +315,30 @@ typedef struct pctx {
     cs_parse *p;
     const char *root; /* the model whose policy this is, for messages */
     int root_mi;
+    int hops;         /* relations the rule has walked through so far */
+    bool hops_said;   /* the too-many-hops diagnostic was given */
 } pctx;
+
+/* Every relation a rule walks through becomes a join or a subquery in the
+ * SQL the server runs for every row it checks, so a rule may walk through at
+ * most this many (summed over all its paths and predicates).  Real rules use
+ * a handful; the bound turns a pathological schema into a load-time error
+ * instead of queries that fail or crawl at request time. */
+#define CS_MAX_POLICY_HOPS 32
+
+/* Counts one relation hop of the rule; false (with one diagnostic per rule)
+ * past the bound. */
+static bool hop(pctx *c, cs_pos pos)
+{
+    if (++c->hops <= CS_MAX_POLICY_HOPS)
+        return true;
+    if (!c->hops_said)
+        cs_diag(c->p->diags, pos,
+                "policy on '%s' walks through too many relations (more than %d in one rule)",
+                c->root, CS_MAX_POLICY_HOPS);
+    c->hops_said = true;
+    return false;
+}
 
 static bool check(pctx *c, cs_expr *e, int mi);
 
@@ -394,7 +417,7 @@ static bool check_predicate(pctx *c, cs_expr *e, const cs_model *m, const cs_fie
                 m->name, f->name, c->root);
         return false;
     }
-    if (!check(c, e->lhs, f->type_index))
+    if (!hop(c, e->pos) || !check(c, e->lhs, f->type_index))
         return false;
     if (!is_bool(e->lhs)) {
         char b[96];
@@ -452,6 +475,8 @@ static bool check_path(pctx *c, cs_expr *e, int mi)
                     c->root, m->name, f->name, f->name, f->name, f->name);
             return false;
         }
+        if (!hop(c, e->pos))
+            return false;
         cur = f->type_index;
     }
     return true;
@@ -707,7 +732,7 @@ void cs_validate_policies(cs_parse *p, int mi)
 {
     cs_model *m = &p->s->models[mi];
     for (size_t i = 0; i < m->npolicies; i++) {
-        pctx c = {p, m->name, mi};
+        pctx c = {p, m->name, mi, 0, false};
         cs_expr *e = m->policies[i].expr;
         if (!check(&c, e, mi))
             continue;

@@ -58,6 +58,15 @@ static bool check_ident(cs_parse *p, const char *name, cs_pos pos, const char *w
                 what, name);
         return false;
     }
+    /* SQLite refuses to create tables whose names start with sqlite_ (they
+     * belong to it), so such a model would pass here and fail at migrate. */
+    if ((strcmp(what, "model") == 0 || strcmp(what, "table") == 0) &&
+        strncasecmp(name, "sqlite_", 7) == 0) {
+        cs_diag(p->diags, pos,
+                "%s name '%s' is reserved (table names starting with sqlite_ belong to SQLite)",
+                what, name);
+        return false;
+    }
     return true;
 }
 
