@@ -9,10 +9,11 @@
 # their README line numbers, so a failure names the README line.
 #
 # The test fails when a command fails or uses an unset variable, when an
-# envelope request is answered with an error, or when a device had a change
-# refused or a database parked a row: the tour must show writes the server
-# takes.  Whatever the tour started in the background is stopped at the end,
-# failure or not.
+# envelope request is answered with an error, when a sanitizer reports (the
+# background server's exit included), or when a device had a change refused
+# or a database parked a row: the tour must show writes the server takes.
+# Whatever the tour started in the background is stopped and waited for at
+# the end, failure or not.
 set -u
 
 cli=${1:?usage: readme_tour.sh CSTACK SOURCE_DIR}
@@ -65,6 +66,9 @@ fi
 
 if grep -n '"status":"err"' "$work/log" >&2; then
     fail "an envelope request was answered with an error"
+fi
+if grep -nE 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$work/log" >&2; then
+    fail "a sanitizer reported an error"
 fi
 
 for db in "$work"/*.db; do
