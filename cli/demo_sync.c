@@ -210,11 +210,13 @@ static int upload_first_database(demo *d)
         rc = cstack_bootstrap(db, NULL);
     if (rc == CSTACK_OK)
         rc = cstack_upload_pending(db, &pending);
-    if (rc == CSTACK_OK && mint(d, DEMO_ADMIN_ID, "role=admin", &token) == 0) {
+    if (rc == CSTACK_OK && mint(d, DEMO_ADMIN_ID, "role=admin", &token) != 0) {
+        cstack_close(db);
+        return CLI_FAIL;
+    }
+    if (rc == CSTACK_OK) {
         cstack_sync_options o = {.url = s->url, .token = token, .connect_timeout_ms = 2000};
         rc = cstack_sync_run_once(db, &o, NULL, NULL, &st);
-    } else if (rc == CSTACK_OK) {
-        rc = CSTACK_EINVAL;
     }
     int fail = demo_expect(d, rc == CSTACK_OK, "notes.db to sync: %s",
                            db ? cstack_errmsg(db) : cstack_errstr(rc)) ||
