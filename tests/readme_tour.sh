@@ -18,6 +18,7 @@ set -u
 
 cli=${1:?usage: readme_tour.sh CSTACK SOURCE_DIR}
 src=${2:?usage: readme_tour.sh CSTACK SOURCE_DIR}
+cli=$(cd "$(dirname "$cli")" && pwd)/$(basename "$cli") || exit 1
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cstack-tour-XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
