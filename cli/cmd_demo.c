@@ -26,7 +26,9 @@ const char DEMO_SCHEMA_V1[] =
     "  url      = env(\"DATABASE_URL\")\n"
     "}\n"
     "\n"
-    "/// Who is signed in: the shape of auth() in the policies below.\n"
+    "/// Who is signed in: the shape of auth() in the policies below.  Users have\n"
+    "/// the role \"member\"; an \"admin\" may read and write every row (the demo\n"
+    "/// signs its first database in as one to upload both users' notes).\n"
     "auth User {\n"
     "  id   Uuid\n"
     "  role String\n"
@@ -46,7 +48,8 @@ const char DEMO_SCHEMA_V1[] =
     "  notes     Note[]\n"
     "\n"
     "  @@allow('read', auth() != null)\n"
-    "  @@allow('update', id == auth().id)\n"
+    "  @@allow('create,update', id == auth().id)\n"
+    "  @@allow('all', auth().role == 'admin')\n"
     "}\n"
     "\n"
     "/// A note.  Deleting one only stamps deletedAt; reads skip it from then on.\n"
@@ -68,6 +71,7 @@ const char DEMO_SCHEMA_V1[] =
     "  @@unique([ownerId, title])\n"
     "  @@allow('read', auth() != null && ownerId == auth().id)\n"
     "  @@allow('create,update,delete', ownerId == auth().id)\n"
+    "  @@allow('all', auth().role == 'admin')\n"
     "  @@deny('delete', pinned)\n"
     "  @@soft_delete(deletedAt)\n"
     "  @@audit\n"
@@ -85,7 +89,9 @@ const char DEMO_SCHEMA_V2[] =
     "  url      = env(\"DATABASE_URL\")\n"
     "}\n"
     "\n"
-    "/// Who is signed in: the shape of auth() in the policies below.\n"
+    "/// Who is signed in: the shape of auth() in the policies below.  Users have\n"
+    "/// the role \"member\"; an \"admin\" may read and write every row (the demo\n"
+    "/// signs its first database in as one to upload both users' notes).\n"
     "auth User {\n"
     "  id   Uuid\n"
     "  role String\n"
@@ -105,7 +111,8 @@ const char DEMO_SCHEMA_V2[] =
     "  notes     Note[]\n"
     "\n"
     "  @@allow('read', auth() != null)\n"
-    "  @@allow('update', id == auth().id)\n"
+    "  @@allow('create,update', id == auth().id)\n"
+    "  @@allow('all', auth().role == 'admin')\n"
     "}\n"
     "\n"
     "/// A note.  Deleting one only stamps deletedAt; reads skip it from then on.\n"
@@ -129,6 +136,7 @@ const char DEMO_SCHEMA_V2[] =
     "  @@unique([ownerId, title])\n"
     "  @@allow('read', auth() != null && ownerId == auth().id)\n"
     "  @@allow('create,update,delete', ownerId == auth().id)\n"
+    "  @@allow('all', auth().role == 'admin')\n"
     "  @@deny('delete', pinned)\n"
     "  @@soft_delete(deletedAt)\n"
     "  @@audit\n"
@@ -318,7 +326,7 @@ static const demo_stepdef STEPS[] = {
     {"A transaction that rolls back", demo_step_rollback},
     {"Migrate to notes_v2.cstack", demo_step_migrate},
     {"A migration that would lose data", demo_step_refuse},
-    {"Start a sync server", demo_step_serve},
+    {"Start a sync server and upload the notes", demo_step_serve},
     {"Ada signs in on two devices", demo_step_sign_in},
     {"Offline: both devices edit the same notes", demo_step_offline},
     {"The server comes back: the devices converge", demo_step_converge},
@@ -354,8 +362,12 @@ static void print_outro(const demo *d, int kept)
         printf("  cstack dump --schema %s/notes_v2.cstack --db %s/notes.db\n", d->dir, d->dir);
         printf("  cstack dump --schema %s/notes_v2.cstack --db %s/ada-phone.db\n", d->dir,
                d->dir);
-        printf("Sync a device yourself:\n");
-        printf("  cstack serve --schema %s/notes_v2.cstack --db %s/server.db --jwt-secret S\n",
+        printf("Sync a device yourself (Ada's phone; the server in the background):\n");
+        printf("  cstack serve --schema %s/notes_v2.cstack --db %s/server.db --jwt-secret S &\n",
+               d->dir, d->dir);
+        printf("  TOKEN=$(cstack token --secret S --sub %s --claim role=member)\n", d->ada);
+        printf("  cstack sync --schema %s/notes_v2.cstack --db %s/ada-phone.db \\\n"
+               "    --server http://127.0.0.1:8080 --token \"$TOKEN\" --once\n",
                d->dir, d->dir);
     } else {
         puts("The temporary directory was removed; `cstack demo --keep DIR` keeps it.");

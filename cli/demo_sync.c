@@ -1,11 +1,14 @@
 /*
  * demo_sync.c -- the second part of `cstack demo`: sync through a server.
  *
- * The notes database built by the first part becomes the server's database
- * (a copy, server.db), served on 127.0.0.1 by the server library in this
- * process (server/server.h: the same server as `cstack serve`).  Ada has a
- * laptop, a phone and later a tablet; Linus has a laptop.  Each device is a
- * database file of its own, synced by the library's client (cstack_sync_*).
+ * A server starts on 127.0.0.1 with an empty database (server.db), run by
+ * the server library in this process (server/server.h: the same server as
+ * `cstack serve`).  The notes database built by the first part reaches it
+ * the way every device's writes do: it syncs once, pushing its upload queue
+ * through the server's write policies, signed in as an admin because it
+ * holds both users' rows.  Ada has a laptop, a phone and later a tablet;
+ * Linus has a laptop.  Each device is a database file of its own, synced by
+ * the library's client (cstack_sync_*).
  *
  * This file holds the helpers of the part and its first three steps:
  * starting the server, signing two devices in, and editing offline.
@@ -15,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <sqlite3.h>
 
 #include "demo.h"
 #include "server/auth.h"
@@ -168,34 +169,13 @@ static void sleep_ms(int ms)
 
 /* ---- step: the server ------------------------------------------------------ */
 
-/* Copies the first part's database to server.db with SQLite's backup API
- * (the runtime that wrote it is closed, so the copy is complete). */
-static int copy_database(demo *d)
-{
-    sqlite3 *src = NULL, *dst = NULL;
-    char from[sizeof d->dir + 64];
-    snprintf(from, sizeof from, "%s", demo_path(d, "notes.db"));
-    int rc = sqlite3_open_v2(from, &src, SQLITE_OPEN_READONLY, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_open(demo_path(d, "server.db"), &dst);
-    sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(dst, "main", src, "main") : NULL;
-    if (b) {
-        sqlite3_backup_step(b, -1);
-        rc = sqlite3_backup_finish(b);
-    } else if (rc == SQLITE_OK) {
-        rc = sqlite3_errcode(dst);
-    }
-    int ok = rc == SQLITE_OK;
-    const char *msg = dst ? sqlite3_errmsg(dst) : src ? sqlite3_errmsg(src) : "out of memory";
-    int fail = demo_expect(d, ok, "to copy notes.db to server.db: %s", msg);
-    sqlite3_close(src);
-    sqlite3_close(dst);
-    return fail;
-}
+/* The id the demo's admin token signs in with: any Uuid that is nobody's
+ * Account. */
+#define DEMO_ADMIN_ID "00000000-0000-4000-8000-000000000001"
 
-static int mint(demo *d, const char *sub, char **out)
+static int mint(demo *d, const char *sub, const char *role_claim, char **out)
 {
-    const char *claims[] = {"role=member"};
+    const char *claims[] = {role_claim};
     char err[256] = "";
     int rc = cs_auth_mint(d->sync->secret, sub, claims, 1, (int64_t)time(NULL), 3600, out, err,
                           sizeof err);
@@ -214,13 +194,59 @@ static void random_secret(char out[33])
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
+/* notes.db syncs once, like any device: its upload queue goes through the
+ * server's write policies.  It holds both users' rows, written before
+ * anyone signed in, so it signs in as an admin (the schema's
+ * @@allow('all', auth().role == 'admin')). */
+static int upload_first_database(demo *d)
+{
+    demo_sync *s = d->sync;
+    cstack *db = NULL;
+    char *token = NULL;
+    int64_t pending = 0;
+    cstack_sync_status st = {0};
+    int rc = cstack_open(s->schema, demo_path(d, "notes.db"), NULL, &db);
+    if (rc == CSTACK_OK)
+        rc = cstack_bootstrap(db, NULL);
+    if (rc == CSTACK_OK)
+        rc = cstack_upload_pending(db, &pending);
+    if (rc == CSTACK_OK && mint(d, DEMO_ADMIN_ID, "role=admin", &token) != 0) {
+        cstack_close(db);
+        return CLI_FAIL;
+    }
+    if (rc == CSTACK_OK) {
+        cstack_sync_options o = {.url = s->url, .token = token, .connect_timeout_ms = 2000};
+        rc = cstack_sync_run_once(db, &o, NULL, NULL, &st);
+    }
+    int fail = demo_expect(d, rc == CSTACK_OK, "notes.db to sync: %s",
+                           db ? cstack_errmsg(db) : cstack_errstr(rc)) ||
+               demo_expect(d, pending > 0 && st.pushed == pending && st.rejected == 0,
+                           "the server to take all %lld transactions of notes.db, it took %lld",
+                           (long long)pending, (long long)st.pushed) ||
+               demo_expect(d, st.checksum_ok == 1, "notes.db to match the server");
+    free(token);
+    cstack_close(db);
+    if (fail)
+        return CLI_FAIL;
+    demo_ok(d,
+            "notes.db pushed its %lld transactions, signed in as an admin; the server\n"
+            "         checked every row against the write policies and took them all",
+            (long long)pending);
+    return 0;
+}
+
 int demo_step_serve(demo *d)
 {
-    demo_say(d, "Now the same notes, on several devices.  The database built above becomes\n"
-                "the server's (a copy, server.db), served over HTTP on 127.0.0.1 by the\n"
-                "server `cstack serve` runs, here in-process.  It signs users in with JWTs\n"
-                "(HS256): `sub` is auth().id and the `role` claim is auth().role, and it\n"
-                "sends each user only the rows @@allow('read', ...) grants them.");
+    demo_say(d, "Now the same notes, on several devices.  A sync server starts on 127.0.0.1\n"
+                "with an empty database (server.db): the server `cstack serve` runs, here\n"
+                "in-process.  It signs users in with JWTs (HS256): `sub` is auth().id and\n"
+                "the `role` claim is auth().role.  It takes a push only when the schema's\n"
+                "write policies allow every row of it, and sends each user only the rows\n"
+                "@@allow('read', ...) grants them.\n"
+                "\n"
+                "The database built above uploads its rows like any device.  It holds both\n"
+                "users' rows, written before anyone signed in, so it signs in as an admin:\n"
+                "  @@allow('all', auth().role == 'admin')");
     cstack_close(d->db);
     d->db = NULL;
     demo_sync *s = calloc(1, sizeof *s);
@@ -233,11 +259,14 @@ int demo_step_serve(demo *d)
     int rc = cstack_schema_parse("notes_v2.cstack", DEMO_SCHEMA_V2, strlen(DEMO_SCHEMA_V2),
                                  &s->schema, &diags);
     cstack_diags_free(diags);
-    if (demo_expect(d, rc == CSTACK_OK, "notes_v2.cstack to parse") != 0 || copy_database(d) != 0 ||
+    if (demo_expect(d, rc == CSTACK_OK, "notes_v2.cstack to parse") != 0 ||
         demo_server_start(d) != 0)
         return CLI_FAIL;
     demo_ok(d, "listening on %s, serving server.db", s->url);
-    if (mint(d, d->ada, &s->token[0]) != 0 || mint(d, d->linus, &s->token[1]) != 0)
+    if (upload_first_database(d) != 0)
+        return CLI_FAIL;
+    if (mint(d, d->ada, "role=member", &s->token[0]) != 0 ||
+        mint(d, d->linus, "role=member", &s->token[1]) != 0)
         return CLI_FAIL;
     demo_ok(d, "tokens minted (like `cstack token --secret S --sub ID --claim role=member`):");
     demo_style(d, DEMO_DIM);
