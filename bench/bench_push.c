@@ -4,7 +4,7 @@
  * batch checked against the write policies and merged, and the server's
  * rate is reported in column changes per second.
  *
- * The server runs in this process (cs_server_start on 127.0.0.1, an
+ * The server runs in this process (cstack_server_start on 127.0.0.1, an
  * ephemeral port, a database file in a temporary directory).  Each client is
  * a thread with its own device database and user; its batches (one local
  * transaction of R rows x 6 columns each) are made and exported before the
@@ -28,8 +28,7 @@
 #include <curl/curl.h>
 
 #include "cstack.h"
-#include "server/auth.h"
-#include "server/server.h"
+#include "cstack_server.h"
 
 #define SECRET "bench-secret"
 #define COLS 6
@@ -120,10 +119,11 @@ static void make_batches(client *c)
     char *tok = NULL;
     char err[256];
     const char *claims[] = {"role=user"};
-    if (cs_auth_mint(SECRET, user, claims, 1, (int64_t)time(NULL), 3600, &tok, err, sizeof err))
+    if (cstack_server_mint_token(SECRET, user, claims, 1, (int64_t)time(NULL), 3600, &tok, err,
+                                 sizeof err))
         die("token", err);
     snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", tok);
-    free(tok);
+    cstack_free(tok);
     cstack_close(db);
 }
 
@@ -191,15 +191,15 @@ static void run(const cstack_schema *schema, size_t nclients, size_t nbatches, s
         die("mkdtemp", "cannot create a temporary directory");
     char db[600];
     snprintf(db, sizeof db, "%s/server.db", dir);
-    cs_server_config cfg = {.schema = schema, .db_path = db, .jwt_secret = SECRET};
-    cs_server *srv = NULL;
+    cstack_server_config cfg = {.schema = schema, .db_path = db, .jwt_secret = SECRET};
+    cstack_server *srv = NULL;
     char err[1024];
-    if (cs_server_start(&cfg, &srv, err, sizeof err))
+    if (cstack_server_start(&cfg, &srv, err, sizeof err))
         die("server", err);
     client *cl = calloc(nclients, sizeof *cl);
     for (size_t i = 0; i < nclients; i++) {
         cl[i] = (client){.index = (int)i,
-                         .port = cs_server_port(srv),
+                         .port = cstack_server_port(srv),
                          .schema = schema,
                          .nbatches = nbatches,
                          .rows = rows};
@@ -227,7 +227,7 @@ static void run(const cstack_schema *schema, size_t nclients, size_t nbatches, s
            nclients, nbatches, rows, changes / secs, (double)(n * rows) / secs, (double)n / secs,
            lat[n / 2], lat[(n * 99) / 100], failed ? "  (SOME PUSHES FAILED)" : "");
     fflush(stdout);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     for (size_t i = 0; i < nclients; i++) {
         for (size_t b = 0; b < nbatches; b++)
             free(cl[i].batches[b].cs);

@@ -12,7 +12,7 @@
  *                 several rounds: p50 and p99.  Target: p99 <= 250 ms.  The
  *                 server's resident memory is read from /proc/PID/status.
  *
- * The server runs in a child process (forked, cs_server_start) so that its
+ * The server runs in a child process (forked, cstack_server_start) so that its
  * memory and CPU are its own.  The streaming clients are light raw readers:
  * one non-blocking socket each, driven by one epoll loop, sending the stream
  * request of docs/server.md and counting `event: changes` lines; a full
@@ -36,6 +36,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +49,9 @@
 
 #include <curl/curl.h>
 
-#include "cstack.h"
-#include "server/auth.h"
-#include "server/server.h"
 #include "bench_util.h"
+#include "cstack.h"
+#include "cstack_server.h"
 
 #define SECRET "bench-secret"
 #define INITIAL_TARGET_S 3.0
@@ -82,7 +82,8 @@ typedef struct bench {
 static char *token_for(const char *sub)
 {
     char *tok = NULL, err[256];
-    if (cs_auth_mint(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err) != 0)
+    if (cstack_server_mint_token(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err) !=
+        0)
         die("token", err);
     return tok;
 }
@@ -107,16 +108,16 @@ typedef struct child {
 
 static void child_main(bench *b, const char *db, int up, int ctl)
 {
-    cs_server_config cfg = {.schema = b->schema,
-                            .db_path = db,
-                            .jwt_secret = SECRET,
-                            .max_connections = (unsigned)(b->clients + 64),
-                            .checkpoint_ms = 10000,
-                            .keepalive_ms = 15000};
-    cs_server *srv = NULL;
+    cstack_server_config cfg = {.schema = b->schema,
+                                .db_path = db,
+                                .jwt_secret = SECRET,
+                                .max_connections = (unsigned)(b->clients + 64),
+                                .checkpoint_ms = 10000,
+                                .keepalive_ms = 15000};
+    cstack_server *srv = NULL;
     char err[512] = "";
-    int rc = cs_server_start(&cfg, &srv, err, sizeof err);
-    int port = rc ? -1 : cs_server_port(srv);
+    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
+    int port = rc ? -1 : cstack_server_port(srv);
     if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
         fprintf(stderr, "bench_sync_server: server: %s\n", err);
         _exit(1);
@@ -124,7 +125,7 @@ static void child_main(bench *b, const char *db, int up, int ctl)
     char c;
     while (read(ctl, &c, 1) != 0 && errno == EINTR)
         ;
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     _exit(0);
 }
 
@@ -266,7 +267,7 @@ static void bench_initial(bench *b)
     printf("  rows on the device: %" PRId64 ", checksum %s the server's\n", count,
            st.checksum_ok == 1 ? "matches" : "DOES NOT match");
     cstack_close(dev);
-    free(tok);
+    cstack_free(tok);
     stop_server(&srv);
 }
 
@@ -320,7 +321,7 @@ static void reader_send(fanout *f, size_t i)
                      "Authorization: Bearer %s\r\nX-Cstack-Schema: %s\r\n"
                      "X-Cstack-Site: %032zx\r\nAccept: text/event-stream\r\n\r\n",
                      tok, f->hash, i + 1);
-    free(tok);
+    cstack_free(tok);
     /* A fresh loopback socket takes a few KB at once. */
     if (send(f->r[i].fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         die("send", strerror(errno));
@@ -467,7 +468,7 @@ static void pusher_init(pusher *p, fanout *f, bench *b)
     p->hdrs = curl_slist_append(p->hdrs, line);
     p->hdrs = curl_slist_append(p->hdrs, "Content-Type: application/octet-stream");
     p->hdrs = curl_slist_append(p->hdrs, "Expect:");
-    free(tok);
+    cstack_free(tok);
     p->curl = curl_easy_init();
     curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, discard);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "server/server.h"
+#include "cstack_server.h"
 
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
@@ -79,14 +79,14 @@ int cmd_serve(int argc, char **argv)
     if (!secret || !*secret)
         return cli_usage_error(cmd, "missing --jwt-secret S (or the environment variable "
                                     "CSTACK_JWT_SECRET)");
-    cs_server_config cfg = {.schema_path = schema,
-                            .db_path = db,
-                            .port = port,
-                            .bind = bind,
-                            .jwt_secret = secret,
-                            .log = stderr};
+    cstack_server_config cfg = {.schema_path = schema,
+                                .db_path = db,
+                                .port = port,
+                                .bind = bind,
+                                .jwt_secret = secret,
+                                .log = stderr};
     char err[4096] = "";
-    if (cs_server_run(&cfg, stdout, err, sizeof err) != 0) {
+    if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);
         return CLI_FAIL;
     }

@@ -3,7 +3,7 @@
  *
  * The notes database built by the first part becomes the server's database
  * (a copy, server.db), served on 127.0.0.1 by the server library in this
- * process (server/server.h: the same server as `cstack serve`).  Ada has a
+ * process (cstack_server.h: the same server as `cstack serve`).  Ada has a
  * laptop, a phone and later a tablet; Linus has a laptop.  Each device is a
  * database file of its own, synced by the library's client (cstack_sync_*).
  *
@@ -18,9 +18,8 @@
 
 #include <sqlite3.h>
 
+#include "cstack_server.h"
 #include "demo.h"
-#include "server/auth.h"
-#include "server/server.h"
 
 static const demo_device DEVICES[DEMO_NDEVICES] = {
     {"Ada's laptop", "ada-laptop.db", 0, NULL, NULL},
@@ -40,9 +39,9 @@ void demo_sync_free(demo *d)
         cstack_sync_stop(s->dev[i].session);
         cstack_close(s->dev[i].db);
     }
-    cs_server_stop(s->srv);
-    free(s->token[0]);
-    free(s->token[1]);
+    cstack_server_stop(s->srv);
+    cstack_free(s->token[0]);
+    cstack_free(s->token[1]);
     cstack_schema_free(s->schema);
     free(s);
     d->sync = NULL;
@@ -71,18 +70,18 @@ int demo_dev_sync(demo *d, demo_device *dev, cstack_sync_status *st)
 int demo_server_start(demo *d)
 {
     demo_sync *s = d->sync;
-    cs_server_config cfg = {.schema = s->schema,
-                            .db_path = demo_path(d, "server.db"),
-                            .port = s->port,
-                            .jwt_secret = s->secret,
-                            .checkpoint_ms = 500,
-                            .keepalive_ms = 2000,
-                            .drain_ms = 2000};
+    cstack_server_config cfg = {.schema = s->schema,
+                                .db_path = demo_path(d, "server.db"),
+                                .port = s->port,
+                                .jwt_secret = s->secret,
+                                .checkpoint_ms = 500,
+                                .keepalive_ms = 2000,
+                                .drain_ms = 2000};
     char err[512] = "";
-    int rc = cs_server_start(&cfg, &s->srv, err, sizeof err);
+    int rc = cstack_server_start(&cfg, &s->srv, err, sizeof err);
     if (rc != 0)
         return demo_expect(d, 0, "the server to start: %s", err);
-    s->port = cs_server_port(s->srv);
+    s->port = cstack_server_port(s->srv);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
     return 0;
 }
@@ -197,8 +196,8 @@ static int mint(demo *d, const char *sub, char **out)
 {
     const char *claims[] = {"role=member"};
     char err[256] = "";
-    int rc = cs_auth_mint(d->sync->secret, sub, claims, 1, (int64_t)time(NULL), 3600, out, err,
-                          sizeof err);
+    int rc = cstack_server_mint_token(d->sync->secret, sub, claims, 1, (int64_t)time(NULL), 3600,
+                                      out, err, sizeof err);
     return demo_expect(d, rc == 0, "a token for %s: %s", sub, err);
 }
 
@@ -382,7 +381,7 @@ int demo_step_offline(demo *d)
     demo_say(d, "The server goes down.  Both devices keep reading and writing locally, and\n"
                 "their edits conflict: different fields of one note, the same field, and an\n"
                 "edit of a note the other device deletes.");
-    cs_server_stop(d->sync->srv);
+    cstack_server_stop(d->sync->srv);
     d->sync->srv = NULL;
     for (size_t i = 0; i < NEDITS; i++)
         if (apply_edit(d, &EDITS[i]) != 0)

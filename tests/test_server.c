@@ -153,7 +153,8 @@ static size_t case_headers(const bad_case *c, dev *d, const char *batch, char ex
                                                  : NULL;
         if (!tok) {
             char err[128];
-            cs_auth_mint("another-secret", "alice", NULL, 0, now, 600, &tok, err, sizeof err);
+            cstack_server_mint_token("another-secret", "alice", NULL, 0, now, 600, &tok, err,
+                                     sizeof err);
         }
         snprintf(extra[0], sizeof extra[0], "Authorization: Bearer %s", tok);
         free(tok);
