@@ -723,8 +723,10 @@ CSTACK_API const char *cstack_sync_event_name(cstack_sync_event event);
 /* The JSON envelope (docs/envelope.md)                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Maximum size of one envelope request in bytes. */
-#define CSTACK_ENVELOPE_MAX (16u * 1024u * 1024u)
+/* Maximum size of one envelope request in bytes: 64 MiB, room for a
+ * create_many of the 100,000 rows the envelope accepts at about 670 bytes of
+ * JSON each.  `cstack call` reads lines up to the same bound. */
+#define CSTACK_ENVELOPE_MAX (64u * 1024u * 1024u)
 
 /* Runs one JSON request (`{"model":..,"kind":..,"payload":{..}}`) against the
  * database and produces the JSON response: `{"status":"ok","data":..}` or
