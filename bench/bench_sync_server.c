@@ -12,7 +12,7 @@
  *                 several rounds: p50 and p99.  Target: p99 <= 250 ms.  The
  *                 server's resident memory is read from /proc/PID/status.
  *
- * The server runs in a child process (forked, cs_server_start) so that its
+ * The server runs in a child process (forked, cstack_server_start) so that its
  * memory and CPU are its own.  The streaming clients are light raw readers:
  * one non-blocking socket each, driven by one epoll loop, sending the stream
  * request of docs/server.md and counting `event: changes` lines; a full
@@ -26,6 +26,7 @@
  * errors).
  *
  * usage: bench_sync_server [--rows N] [--clients C] [--users U] [--rounds R]
+ *        (--help says more)
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
@@ -36,6 +37,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +50,9 @@
 
 #include <curl/curl.h>
 
-#include "cstack.h"
-#include "server/auth.h"
-#include "server/server.h"
 #include "bench_util.h"
+#include "cstack.h"
+#include "cstack_server.h"
 
 #define SECRET "bench-secret"
 #define INITIAL_TARGET_S 3.0
@@ -82,7 +83,8 @@ typedef struct bench {
 static char *token_for(const char *sub)
 {
     char *tok = NULL, err[256];
-    if (cs_auth_mint(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err) != 0)
+    if (cstack_server_mint_token(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err) !=
+        0)
         die("token", err);
     return tok;
 }
@@ -107,16 +109,16 @@ typedef struct child {
 
 static void child_main(bench *b, const char *db, int up, int ctl)
 {
-    cs_server_config cfg = {.schema = b->schema,
-                            .db_path = db,
-                            .jwt_secret = SECRET,
-                            .max_connections = (unsigned)(b->clients + 64),
-                            .checkpoint_ms = 10000,
-                            .keepalive_ms = 15000};
-    cs_server *srv = NULL;
+    cstack_server_config cfg = {.schema = b->schema,
+                                .db_path = db,
+                                .jwt_secret = SECRET,
+                                .max_connections = (unsigned)(b->clients + 64),
+                                .checkpoint_ms = 10000,
+                                .keepalive_ms = 15000};
+    cstack_server *srv = NULL;
     char err[512] = "";
-    int rc = cs_server_start(&cfg, &srv, err, sizeof err);
-    int port = rc ? -1 : cs_server_port(srv);
+    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
+    int port = rc ? -1 : cstack_server_port(srv);
     if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
         fprintf(stderr, "bench_sync_server: server: %s\n", err);
         _exit(1);
@@ -124,7 +126,7 @@ static void child_main(bench *b, const char *db, int up, int ctl)
     char c;
     while (read(ctl, &c, 1) != 0 && errno == EINTR)
         ;
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     _exit(0);
 }
 
@@ -266,7 +268,7 @@ static void bench_initial(bench *b)
     printf("  rows on the device: %" PRId64 ", checksum %s the server's\n", count,
            st.checksum_ok == 1 ? "matches" : "DOES NOT match");
     cstack_close(dev);
-    free(tok);
+    cstack_free(tok);
     stop_server(&srv);
 }
 
@@ -320,7 +322,7 @@ static void reader_send(fanout *f, size_t i)
                      "Authorization: Bearer %s\r\nX-Cstack-Schema: %s\r\n"
                      "X-Cstack-Site: %032zx\r\nAccept: text/event-stream\r\n\r\n",
                      tok, f->hash, i + 1);
-    free(tok);
+    cstack_free(tok);
     /* A fresh loopback socket takes a few KB at once. */
     if (send(f->r[i].fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         die("send", strerror(errno));
@@ -467,7 +469,7 @@ static void pusher_init(pusher *p, fanout *f, bench *b)
     p->hdrs = curl_slist_append(p->hdrs, line);
     p->hdrs = curl_slist_append(p->hdrs, "Content-Type: application/octet-stream");
     p->hdrs = curl_slist_append(p->hdrs, "Expect:");
-    free(tok);
+    cstack_free(tok);
     p->curl = curl_easy_init();
     curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
     curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, discard);
@@ -574,9 +576,36 @@ static void remove_dir(const char *dir)
         fprintf(stderr, "bench_sync_server: could not remove %s\n", dir);
 }
 
+static const char USAGE[] =
+    "usage: bench_sync_server [--rows N] [--clients C] [--users U] [--rounds R]\n"
+    "\n"
+    "Measures the sync server on loopback, the server in a child process:\n"
+    "  initial sync  a fresh device pulls N rows x 6 columns through the sync\n"
+    "                client until caught up, then compares checksums with the\n"
+    "                server (target: caught up in <= 3 s);\n"
+    "  fan-out       C streaming clients; one pushed write is timed from its\n"
+    "                commit to its arrival on every stream, over R rounds\n"
+    "                (target: p99 <= 250 ms), with the server's memory.\n"
+    "\n"
+    "options:\n"
+    "  --rows N      rows of the initial sync (default 100000)\n"
+    "  --clients C   streaming clients (default 1000; fewer when the open-file\n"
+    "                limit is lower)\n"
+    "  --users U     distinct users among the clients (default: one each)\n"
+    "  --rounds R    fan-out rounds, at most 64 (default 5)\n"
+    "\n"
+    "output: the initial sync's times, size and checksum verdict, then the\n"
+    "fan-out's p50 / p99 delivery time and the server's resident memory.\n"
+    "Exit status 0 unless something errors (a slow machine is not an error).\n";
+
 int main(int argc, char **argv)
 {
     bench_name = "bench_sync_server";
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
     bench b = {.rows = arg_size(argc, argv, "--rows", 100000),
                .clients = arg_size(argc, argv, "--clients", 1000),
                .users = arg_size(argc, argv, "--users", 0),

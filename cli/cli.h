@@ -1,11 +1,12 @@
 /*
  * cli.h -- the pieces shared by the commands of the `cstack` tool.
  *
- * The CLI is a client of the public API only (include/cstack.h) plus SQLite's
- * own API; it never reaches into src/, except `serve` and `token`, which use
- * the server library's own interface (src/server/server.h, auth.h).  Each
- * command lives in its own file and has the shape `int cmd_x(int argc, char **argv)`, where argv[0] is the
- * command name and the return value is the process exit code.
+ * The CLI is a client of the public headers only (include/cstack.h, and
+ * include/cstack_server.h for `serve`, `token` and the demo) plus SQLite's
+ * own API; the build gives it no other include path, so it cannot reach into
+ * src/.  Each command lives in its own file and has the shape
+ * `int cmd_x(int argc, char **argv)`, where argv[0] is the command name and
+ * the return value is the process exit code.
  *
  * Exit codes (docs/cli.md): 0 success, 1 the command ran and failed (schema
  * diagnostics, refused migration, database error), 2 the command line itself

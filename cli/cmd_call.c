@@ -29,9 +29,10 @@ static const char CALL_USAGE[] =
     "\n"
     "Every line gets exactly one response, an empty or malformed one an err\n"
     "response ({\"status\":\"err\",\"code\":...,\"message\":...}), and the loop goes\n"
-    "on.  Lines are limited to 16 MiB.  The request format is described in\n"
-    "docs/envelope.md.  The database is created or migrated first, like\n"
-    "`cstack migrate` (its report goes to stderr).\n"
+    "on.  A line may hold up to 64 MiB, the envelope's own request limit\n"
+    "(CSTACK_ENVELOPE_MAX: a create_many of 100,000 rows fits).  The request\n"
+    "format is described in docs/envelope.md.  The database is created or\n"
+    "migrated first, like `cstack migrate` (its report goes to stderr).\n"
     "\n"
     "options:\n"
     "  --schema FILE   the .cstack schema\n"
@@ -40,7 +41,11 @@ static const char CALL_USAGE[] =
     "Exit status: 0 at the end of the input, 1 schema errors or database error or\n"
     "unreadable input or unwritable output, 2 bad command line.\n";
 
-/* One input line, growing up to CSTACK_ENVELOPE_MAX bytes. */
+/* The help and the too_big message name the limit in MiB. */
+_Static_assert(CSTACK_ENVELOPE_MAX == 64u << 20, "CSTACK_ENVELOPE_MAX is no longer 64 MiB");
+
+/* One input line, growing up to CSTACK_ENVELOPE_MAX bytes: the same bound as
+ * the envelope's, so that every request the envelope accepts fits a line. */
 typedef struct line {
     char *p;
     size_t n, cap;
@@ -106,7 +111,7 @@ static int serve(cstack *db)
         bool ok;
         if (too_long) {
             ok = write_err(cstack_errname(CSTACK_ETOOBIG),
-                           "request: the line is longer than the 16 MiB limit "
+                           "request: the line is longer than the 64 MiB limit "
                            "(CSTACK_ENVELOPE_MAX)");
         } else {
             char *resp = NULL;

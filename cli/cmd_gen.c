@@ -2,9 +2,8 @@
  * cmd_gen.c -- `cstack gen FILE -o DIR [--name BASENAME]`: writes the typed C
  * API of a schema as DIR/BASENAME.h and DIR/BASENAME.c (docs/codegen.md).
  *
- * This is the one command that calls a private module (src/codegen/):
- * generation is a build-time tool, not something an application links, so it
- * stays out of cstack.h and the shared library's FFI surface.
+ * Generation itself is cstack_codegen() of the public API; this file only
+ * names and writes the files.
  *
  * Both files are written next to their final names and renamed into place
  * only once both are complete, so a failed run never leaves a half-written
@@ -20,7 +19,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "codegen/codegen.h"
 
 static const char GEN_USAGE[] =
     "usage: cstack gen FILE -o DIR [--name BASENAME]\n"
@@ -119,7 +117,7 @@ static void outputs_free(outputs *o)
 }
 
 /* Writes both files (temporaries first, then the renames). */
-static int write_pair(const char *dir, const char *base, const cs_buf *text[2])
+static int write_pair(const char *dir, const char *base, const char *const text[2])
 {
     static const char *const EXT[2] = {"h", "c"};
     outputs o = {{NULL, NULL}, {NULL, NULL}};
@@ -131,8 +129,7 @@ static int write_pair(const char *dir, const char *base, const cs_buf *text[2])
             rc = CLI_FAIL;
         else
             snprintf(o.path[i], n, "%s/%s.%s", dir, base, EXT[i]);
-        if (rc == CLI_OK && write_temp(o.path[i], text[i]->data ? text[i]->data : "", text[i]->len,
-                                       &o.tmp[i]) != 0) {
+        if (rc == CLI_OK && write_temp(o.path[i], text[i], strlen(text[i]), &o.tmp[i]) != 0) {
             fprintf(stderr, "cstack gen: cannot write %s: %s\n", o.path[i], strerror(errno));
             rc = CLI_FAIL;
         }
@@ -156,9 +153,9 @@ static int generate(const char *file, const char *dir, const char *base)
     cstack_schema *s = NULL;
     if (cli_load_schema(file, &s) != CLI_OK)
         return CLI_FAIL;
-    cs_buf h = CS_BUF_INIT, c = CS_BUF_INIT;
+    char *h = NULL, *c = NULL;
     char err[512];
-    int rc = cs_codegen(s, base, &h, &c, err, sizeof err);
+    int rc = cstack_codegen(s, base, &h, &c, err, sizeof err);
     cstack_schema_free(s);
     if (rc != 0) {
         fprintf(stderr, "cstack gen: %s: %s\n", file, err[0] ? err : cstack_errstr(rc));
@@ -167,11 +164,11 @@ static int generate(const char *file, const char *dir, const char *base)
         fprintf(stderr, "cstack gen: cannot create directory %s: %s\n", dir, strerror(errno));
         rc = CLI_FAIL;
     } else {
-        const cs_buf *text[2] = {&h, &c};
+        const char *const text[2] = {h, c};
         rc = write_pair(dir, base, text);
     }
-    cs_buf_free(&h);
-    cs_buf_free(&c);
+    cstack_free(h);
+    cstack_free(c);
     return rc;
 }
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "server/server.h"
+#include "cstack_server.h"
 
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
@@ -23,7 +23,8 @@ static const char SERVE_USAGE[] =
     "hold exactly what the server holds.  Routes: POST /v1/push, GET /v1/pull,\n"
     "GET /v1/stream, GET /healthz, GET /metrics (docs/server.md).\n"
     "\n"
-    "Prints \"listening on http://ADDR:PORT\" on stdout, then one log line per\n"
+    "Prints \"listening on http://ADDR:PORT (database: PATH, sqlite)\" on stdout\n"
+    "(\"sqlite, the default path\" without --db), then one log line per\n"
     "request on stderr.  SIGINT or SIGTERM drains (stops accepting, lets\n"
     "requests in flight finish, ends streams, closes the database) and exits 0;\n"
     "a push is acknowledged only once it is committed, so nothing acknowledged is\n"
@@ -31,8 +32,8 @@ static const char SERVE_USAGE[] =
     "\n"
     "options:\n"
     "  --schema FILE      the .cstack schema\n"
-    "  --db FILE          the server's SQLite database (default cstack-server.db;\n"
-    "                     created or migrated at start)\n"
+    "  --db FILE          the server's SQLite database (default cstack-server.db\n"
+    "                     in the current directory; created or migrated at start)\n"
     "  --port N           TCP port (default 8080; 0 picks a free one)\n"
     "  --bind ADDR        address to listen on (default 127.0.0.1: this machine\n"
     "                     only; 0.0.0.0 or :: for every interface)\n"
@@ -79,14 +80,14 @@ int cmd_serve(int argc, char **argv)
     if (!secret || !*secret)
         return cli_usage_error(cmd, "missing --jwt-secret S (or the environment variable "
                                     "CSTACK_JWT_SECRET)");
-    cs_server_config cfg = {.schema_path = schema,
-                            .db_path = db,
-                            .port = port,
-                            .bind = bind,
-                            .jwt_secret = secret,
-                            .log = stderr};
+    cstack_server_config cfg = {.schema_path = schema,
+                                .db_path = db,
+                                .port = port,
+                                .bind = bind,
+                                .jwt_secret = secret,
+                                .log = stderr};
     char err[4096] = "";
-    if (cs_server_run(&cfg, stdout, err, sizeof err) != 0) {
+    if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);
         return CLI_FAIL;
     }

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "server/auth.h"
+#include "cstack_server.h"
 
 #define MAX_CLAIMS 64
 
@@ -105,12 +105,12 @@ int cmd_token(int argc, char **argv)
         return cli_usage_error(cmd, "--ttl needs a number of seconds (>= 0), not '%s'", ttl_text);
     char *token = NULL;
     char err[256] = "";
-    if (cs_auth_mint(secret, sub, claims, nclaims, (int64_t)time(NULL), ttl, &token, err,
-                     sizeof err) != 0) {
+    if (cstack_server_mint_token(secret, sub, claims, nclaims, (int64_t)time(NULL), ttl, &token,
+                                 err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err[0] ? err : "cannot mint the token");
         return CLI_FAIL;
     }
     printf("%s\n", token);
-    free(token);
+    cstack_free(token);
     return CLI_OK;
 }

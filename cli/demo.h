@@ -140,7 +140,7 @@ int demo_step_refuse(demo *d);      /* demo_migrate.c */
 
 /* ---- the sync part: a server and four devices on loopback ---- */
 
-struct cs_server;
+struct cstack_server;
 
 typedef struct demo_device {
     const char *name; /* "Ada's laptop" */
@@ -153,11 +153,11 @@ typedef struct demo_device {
 enum { DEV_LAPTOP, DEV_PHONE, DEV_TABLET, DEV_LINUS, DEMO_NDEVICES };
 
 typedef struct demo_sync {
-    struct cs_server *srv;
+    struct cstack_server *srv;
     int port;
     char url[64];
     char secret[33];
-    char *token[2]; /* Ada's and Linus's bearer tokens (malloc'd) */
+    char *token[2]; /* Ada's and Linus's bearer tokens (free with cstack_free) */
     cstack_schema *schema;
     demo_device dev[DEMO_NDEVICES];
 } demo_sync;

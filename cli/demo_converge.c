@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cstack_server.h"
 #include "demo.h"
-#include "server/server.h"
 
 #define CONVERGE_TIMEOUT_MS 8000
 

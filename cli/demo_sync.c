@@ -2,7 +2,7 @@
  * demo_sync.c -- the second part of `cstack demo`: sync through a server.
  *
  * A server starts on 127.0.0.1 with an empty database (server.db), run by
- * the server library in this process (server/server.h: the same server as
+ * the server library in this process (cstack_server.h: the same server as
  * `cstack serve`).  The notes database built by the first part reaches it
  * the way every device's writes do: it syncs once, pushing its upload queue
  * through the server's write policies, signed in as an admin because it
@@ -19,9 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cstack_server.h"
 #include "demo.h"
-#include "server/auth.h"
-#include "server/server.h"
 
 static const demo_device DEVICES[DEMO_NDEVICES] = {
     {"Ada's laptop", "ada-laptop.db", 0, NULL, NULL},
@@ -41,9 +40,9 @@ void demo_sync_free(demo *d)
         cstack_sync_stop(s->dev[i].session);
         cstack_close(s->dev[i].db);
     }
-    cs_server_stop(s->srv);
-    free(s->token[0]);
-    free(s->token[1]);
+    cstack_server_stop(s->srv);
+    cstack_free(s->token[0]);
+    cstack_free(s->token[1]);
     cstack_schema_free(s->schema);
     free(s);
     d->sync = NULL;
@@ -72,18 +71,18 @@ int demo_dev_sync(demo *d, demo_device *dev, cstack_sync_status *st)
 int demo_server_start(demo *d)
 {
     demo_sync *s = d->sync;
-    cs_server_config cfg = {.schema = s->schema,
-                            .db_path = demo_path(d, "server.db"),
-                            .port = s->port,
-                            .jwt_secret = s->secret,
-                            .checkpoint_ms = 500,
-                            .keepalive_ms = 2000,
-                            .drain_ms = 2000};
+    cstack_server_config cfg = {.schema = s->schema,
+                                .db_path = demo_path(d, "server.db"),
+                                .port = s->port,
+                                .jwt_secret = s->secret,
+                                .checkpoint_ms = 500,
+                                .keepalive_ms = 2000,
+                                .drain_ms = 2000};
     char err[512] = "";
-    int rc = cs_server_start(&cfg, &s->srv, err, sizeof err);
+    int rc = cstack_server_start(&cfg, &s->srv, err, sizeof err);
     if (rc != 0)
         return demo_expect(d, 0, "the server to start: %s", err);
-    s->port = cs_server_port(s->srv);
+    s->port = cstack_server_port(s->srv);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
     return 0;
 }
@@ -177,8 +176,8 @@ static int mint(demo *d, const char *sub, const char *role_claim, char **out)
 {
     const char *claims[] = {role_claim};
     char err[256] = "";
-    int rc = cs_auth_mint(d->sync->secret, sub, claims, 1, (int64_t)time(NULL), 3600, out, err,
-                          sizeof err);
+    int rc = cstack_server_mint_token(d->sync->secret, sub, claims, 1, (int64_t)time(NULL), 3600,
+                                      out, err, sizeof err);
     return demo_expect(d, rc == 0, "a token for %s: %s", sub, err);
 }
 
@@ -411,7 +410,7 @@ int demo_step_offline(demo *d)
     demo_say(d, "The server goes down.  Both devices keep reading and writing locally, and\n"
                 "their edits conflict: different fields of one note, the same field, and an\n"
                 "edit of a note the other device deletes.");
-    cs_server_stop(d->sync->srv);
+    cstack_server_stop(d->sync->srv);
     d->sync->srv = NULL;
     for (size_t i = 0; i < NEDITS; i++)
         if (apply_edit(d, &EDITS[i]) != 0)

@@ -36,6 +36,7 @@ static void print_usage(FILE *f)
 {
     fputs("usage: cstack COMMAND [ARGS...]\n"
           "       cstack COMMAND --help\n"
+          "       cstack --version\n"
           "\n"
           "cstack is an offline-first data layer over SQLite, driven by a .cstack schema.\n"
           "\n"
@@ -157,6 +158,10 @@ int main(int argc, char **argv)
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
         print_usage(stdout);
         return CLI_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("cstack %s\n", cstack_version());
+        return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
     }
     if (strcmp(name, "help") == 0)
         return run_help(argc, argv);

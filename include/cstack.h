@@ -32,6 +32,33 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The version of this header, MAJOR.MINOR.PATCH.  These three numbers are the
+ * one place the version is written: CMake reads them from here for the
+ * library's VERSION and soname (libcstack.so.MAJOR) and for cstack.pc. */
+#define CSTACK_VERSION_MAJOR 0
+#define CSTACK_VERSION_MINOR 2
+#define CSTACK_VERSION_PATCH 0
+
+#define CSTACK_VERSION_STR_(x) #x
+#define CSTACK_VERSION_XSTR_(x) CSTACK_VERSION_STR_(x)
+/* The version as a string, "0.2.0". */
+#define CSTACK_VERSION                                                                             \
+    CSTACK_VERSION_XSTR_(CSTACK_VERSION_MAJOR)                                                     \
+    "." CSTACK_VERSION_XSTR_(CSTACK_VERSION_MINOR) "." CSTACK_VERSION_XSTR_(CSTACK_VERSION_PATCH)
+/* The version as one number that grows with every release, for `#if`:
+ * MAJOR * 10000 + MINOR * 100 + PATCH (0.2.0 is 200, 1.12.3 is 11203). */
+#define CSTACK_VERSION_NUMBER                                                                      \
+    (CSTACK_VERSION_MAJOR * 10000 + CSTACK_VERSION_MINOR * 100 + CSTACK_VERSION_PATCH)
+
+/* The version of the library actually running, as CSTACK_VERSION was when it
+ * was built: compare it with CSTACK_VERSION to detect a program built
+ * against other headers than the library it loaded.  Static; never NULL. */
+CSTACK_API const char *cstack_version(void);
+
+/* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -122,6 +149,21 @@ CSTACK_API void cstack_diags_free(cstack_diags *d);
  * success *out is a string to free with cstack_free().
  * Errors: CSTACK_EINVAL (unknown dialect), CSTACK_ENOMEM. */
 CSTACK_API int cstack_schema_ddl(const cstack_schema *schema, const char *dialect, char **out);
+
+/* Generates the typed C API of a schema, what `cstack gen` writes
+ * (docs/codegen.md): a header and a source file that wrap this header's
+ * generic runtime with a struct, input structs and delegates per model.
+ * `basename` names the pair (`<basename>.h`, `<basename>.c`; the source
+ * includes "<basename>.h") and must be non-empty and made of [A-Za-z0-9_.-].
+ * On success *header and *source are NUL-terminated texts to free with
+ * cstack_free(); the same schema and basename always give the same bytes.
+ * On failure both are NULL and `err` (`errlen` bytes; may be NULL) holds a
+ * one-line message.
+ * Errors: CSTACK_EINVAL (a bad basename, or generated names that collide
+ * beyond what renaming fixes), CSTACK_ETOOBIG (the text exceeds its buffer),
+ * CSTACK_ENOMEM. */
+CSTACK_API int cstack_codegen(const cstack_schema *schema, const char *basename, char **header,
+                              char **source, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* Values                                                                    */
@@ -681,8 +723,10 @@ CSTACK_API const char *cstack_sync_event_name(cstack_sync_event event);
 /* The JSON envelope (docs/envelope.md)                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Maximum size of one envelope request in bytes. */
-#define CSTACK_ENVELOPE_MAX (16u * 1024u * 1024u)
+/* Maximum size of one envelope request in bytes: 64 MiB, room for a
+ * create_many of the 100,000 rows the envelope accepts at about 670 bytes of
+ * JSON each.  `cstack call` reads lines up to the same bound. */
+#define CSTACK_ENVELOPE_MAX (64u * 1024u * 1024u)
 
 /* Runs one JSON request (`{"model":..,"kind":..,"payload":{..}}`) against the
  * database and produces the JSON response: `{"status":"ok","data":..}` or

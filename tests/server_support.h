@@ -19,8 +19,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "cstack_server.h"
 #include "server/auth.h"
-#include "server/server.h"
 #include "support.h"
 #include "sync_support.h"
 #include "util/buf.h"
@@ -29,7 +29,7 @@
 
 /* ---- the server under test ------------------------------------------------ */
 
-static cs_server *srv;
+static cstack_server *srv;
 static char *dir;
 static char hash[65];
 static char logpath[512];
@@ -47,24 +47,24 @@ static inline void start_opts(const char *schema_src, const char *db_name, size_
     snprintf(logpath, sizeof logpath, "%s/server.log", dir);
     if (!log_file)
         log_file = fopen(logpath, "a");
-    cs_server_config cfg = {.schema = s,
-                            .db_path = db,
-                            .port = 0,
-                            .jwt_secret = SECRET,
-                            .max_body = max_body,
-                            .log = log_file,
-                            .checkpoint_ms = 300,
-                            .keepalive_ms = 200,
-                            .drain_ms = 5000};
+    cstack_server_config cfg = {.schema = s,
+                                .db_path = db,
+                                .port = 0,
+                                .jwt_secret = SECRET,
+                                .max_body = max_body,
+                                .log = log_file,
+                                .checkpoint_ms = 300,
+                                .keepalive_ms = 200,
+                                .drain_ms = 5000};
     char err[1024] = "";
-    int rc = cs_server_start(&cfg, &srv, err, sizeof err);
+    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
     cstack_schema_free(s);
     cr_assert_eq(rc, 0, "server start: %s", err);
 }
 
 static inline void stop(void)
 {
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     srv = NULL;
 }
 
@@ -149,7 +149,7 @@ static inline res http_ex(const char *method, const char *path, const char *cons
     CURL *c = curl_easy_init();
     cr_assert_not_null(c);
     char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", cs_server_port(srv), path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", cstack_server_port(srv), path);
     struct curl_slist *h = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         h = curl_slist_append(h, headers[i]);
@@ -210,7 +210,8 @@ static inline char *mint(const char *sub, const char *role, int64_t now, int64_t
     const char *claims[] = {claim};
     char *tok = NULL;
     char err[256];
-    int rc = cs_auth_mint(SECRET, sub, claims, role ? 1 : 0, now, ttl, &tok, err, sizeof err);
+    int rc = cstack_server_mint_token(SECRET, sub, claims, role ? 1 : 0, now, ttl, &tok, err,
+                                      sizeof err);
     cr_assert_eq(rc, 0, "mint: %s", err);
     return tok;
 }
@@ -400,7 +401,7 @@ static inline void sse_open(sse *s, dev *d, int64_t since)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d/v1/stream?since=%" PRId64,
-             cs_server_port(srv), since);
+             cstack_server_port(srv), since);
     s->hdrs = curl_slist_append(s->hdrs, d->auth);
     s->hdrs = curl_slist_append(s->hdrs, d->schema);
     s->hdrs = curl_slist_append(s->hdrs, d->site);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cstack_server.h"
 #include "server/auth.h"
 #include "support.h"
 #include "util/buf.h"
@@ -444,8 +445,9 @@ Test(auth, mint_then_verify_round_trips)
                                          "active=true", "quota=3.25",   "born=2026-01-01T00:00:00Z"};
     char *tok = NULL;
     char err[256] = "";
-    cr_assert_eq(cs_auth_mint(SECRET, UUID_UP, claims, 6, NOW, 3600, &tok, err, sizeof err), 0,
-                 "%s", err);
+    cr_assert_eq(
+        cstack_server_mint_token(SECRET, UUID_UP, claims, 6, NOW, 3600, &tok, err, sizeof err), 0,
+        "%s", err);
     char *h = bearer(tok);
     cs_auth *a = verify_ok(h);
     cr_assert_str_eq(a->sub, UUID_UP);
@@ -475,14 +477,16 @@ Test(auth, mint_without_ttl_never_expires_and_types_values)
     static const char *const claims[] = {"role=MEMBER", "title=t", "level=007"};
     char *tok = NULL;
     char err[256] = "";
-    cr_assert_eq(cs_auth_mint(SECRET, UUID_LO, claims, 3, NOW, 0, &tok, err, sizeof err), 0);
+    cr_assert_eq(
+        cstack_server_mint_token(SECRET, UUID_LO, claims, 3, NOW, 0, &tok, err, sizeof err), 0);
     char *h = bearer(tok);
     expect_refused("level as text", h, SECRET, "claim 'level' must be an integer");
     free(h);
     free(tok);
 
     static const char *const ok[] = {"role=MEMBER", "title=t", "level=-3", "active=false"};
-    cr_assert_eq(cs_auth_mint(SECRET, UUID_LO, ok, 4, NOW, 0, &tok, err, sizeof err), 0);
+    cr_assert_eq(cstack_server_mint_token(SECRET, UUID_LO, ok, 4, NOW, 0, &tok, err, sizeof err),
+                 0);
     h = bearer(tok);
     cs_auth *a = NULL;
     cr_assert_eq(cs_auth_verify(schema, h, SECRET, NOW + 100LL * 365 * 86400, &a, err, sizeof err),
@@ -510,8 +514,8 @@ Test(auth, mint_refuses_bad_input)
         char *tok = (char *)1;
         char err[256] = "";
         const char *claims[1] = {cases[i].claim};
-        int rc = cs_auth_mint(cases[i].secret, cases[i].sub, claims, cases[i].claim ? 1 : 0, NOW,
-                              60, &tok, err, sizeof err);
+        int rc = cstack_server_mint_token(cases[i].secret, cases[i].sub, claims,
+                                          cases[i].claim ? 1 : 0, NOW, 60, &tok, err, sizeof err);
         cr_expect_eq(rc, CSTACK_EINVAL, "case %zu", i);
         cr_expect_null(tok, "case %zu", i);
         cr_expect(strstr(err, cases[i].want), "case %zu: \"%s\" lacks \"%s\"", i, err,
@@ -520,7 +524,7 @@ Test(auth, mint_refuses_bad_input)
     const char *twice[] = {"role=ADMIN", "role=MEMBER"};
     char *tok = NULL;
     char err[256] = "";
-    cr_assert_eq(cs_auth_mint(SECRET, "u", twice, 2, NOW, 0, &tok, err, sizeof err),
+    cr_assert_eq(cstack_server_mint_token(SECRET, "u", twice, 2, NOW, 0, &tok, err, sizeof err),
                  CSTACK_EINVAL);
     cr_assert(strstr(err, "claim 'role' given twice"), "%s", err);
     cr_assert_null(tok);

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "cstack_server.h"
 #include "server/auth.h"
-#include "server/server.h"
 #include "support.h"
 #include "sync_support.h"
 
@@ -74,24 +74,25 @@ static void sleep_ms(int ms)
 static char *token_for(const char *sub)
 {
     char *tok = NULL, err[256];
-    int rc = cs_auth_mint(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err);
+    int rc =
+        cstack_server_mint_token(SECRET, sub, NULL, 0, time(NULL), 3600, &tok, err, sizeof err);
     cr_assert_eq(rc, 0, "mint: %s", err);
     return tok;
 }
 
-static cs_server *start_server(const char *db_path, int port)
+static cstack_server *start_server(const char *db_path, int port)
 {
     cstack_schema *s = t_schema(SCHEMA);
-    cs_server_config cfg = {.schema = s,
-                            .db_path = db_path,
-                            .port = port,
-                            .jwt_secret = SECRET,
-                            .checkpoint_ms = 300,
-                            .keepalive_ms = 1000,
-                            .drain_ms = 2000};
-    cs_server *srv = NULL;
+    cstack_server_config cfg = {.schema = s,
+                                .db_path = db_path,
+                                .port = port,
+                                .jwt_secret = SECRET,
+                                .checkpoint_ms = 300,
+                                .keepalive_ms = 1000,
+                                .drain_ms = 2000};
+    cstack_server *srv = NULL;
     char err[512] = "";
-    int rc = cs_server_start(&cfg, &srv, err, sizeof err);
+    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
     cstack_schema_free(s);
     cr_assert_eq(rc, 0, "server start: %s", err);
     return srv;
@@ -259,8 +260,8 @@ Test(e2e, several_devices_converge_through_the_server)
 {
     char *dir = t_tmpdir(), path[1024], url[64];
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     cstack *dev[NDEV];
     cstack_sync_session *ss[NDEV];
@@ -299,7 +300,7 @@ Test(e2e, several_devices_converge_through_the_server)
     cstack_close(fresh);
     for (int i = 0; i < NDEV; i++)
         cstack_close(dev[i]);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(tok);
     free(dir);
 }
@@ -449,8 +450,8 @@ Test(e2e, writes_from_another_process_reach_the_server_during_a_session)
 {
     char *dir = t_tmpdir(), path[1024], url[64], cmd[4096], *out = NULL;
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     snprintf(path, sizeof path, "%s/e2e.cstack", dir);
     FILE *f = fopen(path, "w");
@@ -488,7 +489,7 @@ Test(e2e, writes_from_another_process_reach_the_server_during_a_session)
     cstack_sync_stop(ss);
     cstack_close(dev);
     cstack_close(peer);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(tok);
     free(dir);
 }
@@ -499,8 +500,8 @@ Test(e2e, device_offline_for_many_writes_pushes_them_all)
 {
     char *dir = t_tmpdir(), path[1024], url[64];
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     cstack *off = open_device(dir, "offline"), *other = open_device(dir, "other");
     put_doc(other, "seen-by-both", "alice", "seen", NULL);
@@ -533,7 +534,7 @@ Test(e2e, device_offline_for_many_writes_pushes_them_all)
     cr_assert_eq(count_docs(other), 201);
     cstack_close(off);
     cstack_close(other);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(tok);
     free(dir);
 }
@@ -551,8 +552,8 @@ Test(e2e, refused_batch_is_reported_and_set_aside)
 {
     char *dir = t_tmpdir(), path[1024], url[64];
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     char *alice = token_for("alice");
     cstack *dev = open_device(dir, "alice"), *peer = open_device(dir, "peer");
     put_doc(dev, "ok-1", "alice", "first", NULL);
@@ -587,7 +588,7 @@ Test(e2e, refused_batch_is_reported_and_set_aside)
     cr_assert(has_doc(peer, "ok-3"));
     cstack_close(dev);
     cstack_close(peer);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(alice);
     free(dir);
 }
@@ -598,8 +599,8 @@ Test(e2e, row_leaves_the_old_owner_and_comes_back)
 {
     char *dir = t_tmpdir(), path[1024], url[64];
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     char *alice = token_for("alice"), *bob = token_for("bob");
     cstack *a = open_device(dir, "a"), *b = open_device(dir, "b");
     put_doc(a, "gift", "alice", "a gift", "from alice");
@@ -641,7 +642,7 @@ Test(e2e, row_leaves_the_old_owner_and_comes_back)
     cstack_row_free(row);
     cstack_close(a);
     cstack_close(b);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(alice);
     free(bob);
     free(dir);
@@ -653,8 +654,8 @@ Test(e2e, device_starts_over_when_the_server_state_was_replaced)
 {
     char *dir = t_tmpdir(), path[1024], url[64];
     snprintf(path, sizeof path, "%s/first.db", dir);
-    cs_server *srv = start_server(path, 0);
-    int port = cs_server_port(srv);
+    cstack_server *srv = start_server(path, 0);
+    int port = cstack_server_port(srv);
     url_of(port, url, sizeof url);
     char *tok = token_for("alice");
     cstack *dev = open_device(dir, "dev"), *other = open_device(dir, "other");
@@ -666,7 +667,7 @@ Test(e2e, device_starts_over_when_the_server_state_was_replaced)
     cstack_sync_status st;
     sync_once(dev, url, tok, &st);
     cr_assert_gt(st.cursor, 0);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     snprintf(path, sizeof path, "%s/replacement.db", dir);
     srv = start_server(path, port);
     put_doc(other, "new", "alice", "on the new server", NULL);
@@ -680,7 +681,7 @@ Test(e2e, device_starts_over_when_the_server_state_was_replaced)
     cr_assert_eq(st.checksum_ok, 0, "the device holds rows the new server lost, and says so");
     cstack_close(dev);
     cstack_close(other);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(tok);
     free(dir);
 }
@@ -696,8 +697,8 @@ Test(e2e, unreachable_server_and_bad_token_fail_clearly)
     cr_assert_eq(rc, CSTACK_EIO);
     cr_assert(strstr(cstack_errmsg(dev), "127.0.0.1:1") != NULL, "%s", cstack_errmsg(dev));
     snprintf(path, sizeof path, "%s/server.db", dir);
-    cs_server *srv = start_server(path, 0);
-    url_of(cs_server_port(srv), url, sizeof url);
+    cstack_server *srv = start_server(path, 0);
+    url_of(cstack_server_port(srv), url, sizeof url);
     put_doc(dev, "kept", "alice", "kept", NULL);
     o.url = url;
     o.token = "not-a-jwt";
@@ -710,7 +711,7 @@ Test(e2e, unreachable_server_and_bad_token_fail_clearly)
     o.url = "ftp://example.com";
     cr_assert_eq(cstack_sync_run_once(dev, &o, NULL, NULL, NULL), CSTACK_EINVAL);
     cstack_close(dev);
-    cs_server_stop(srv);
+    cstack_server_stop(srv);
     free(dir);
 }
 

@@ -207,7 +207,7 @@ Test(malformed, sizes_are_bounded)
     big[0] = '{';
     big[n - 1] = '}';
     char *resp = t_env_call_len(big, n);
-    t_env_expect_err(resp, "too_big", "request: the request is 16777217 bytes", "big");
+    t_env_expect_err(resp, "too_big", "request: the request is 67108865 bytes", "big");
     free(resp);
     free(big);
     /* A transaction of 10,001 requests, an in list of 10,001 values. */
@@ -412,8 +412,32 @@ Test(call, bad_empty_and_overlong_lines_get_err_and_the_loop_goes_on)
     cr_assert_eq(n, 4, "four lines, four responses");
     t_env_expect_err(lines[0], "bad_request", "not valid JSON", "not json");
     t_env_expect_err(lines[1], "bad_request", "not valid JSON", "(empty line)");
-    t_env_expect_err(lines[2], "too_big", "longer than the 16 MiB limit", "(long line)");
+    t_env_expect_err(lines[2], "too_big", "longer than the 64 MiB limit", "(long line)");
     cr_assert_str_eq(lines[3], "{\"status\":\"ok\",\"data\":{\"count\":0}}");
+    free(out);
+}
+
+Test(call, a_create_many_of_100k_rows_over_16_mib_fits_one_line)
+{
+    /* The envelope accepts 100,000 rows in one create_many; with 200-byte
+     * labels the line is about 23 MB, which the CLI must read whole. */
+    char input[600], label[201];
+    snprintf(input, sizeof input, "%s/many.jsonl", tmp);
+    memset(label, 'x', 200);
+    label[200] = 0;
+    FILE *in = fopen(input, "w");
+    cr_assert_not_null(in);
+    fputs("{\"model\":\"Item\",\"kind\":\"create_many\",\"payload\":{\"data\":[", in);
+    for (int i = 0; i < 100000; i++)
+        fprintf(in, "%s{\"id\":%d,\"label\":\"%s\"}", i ? "," : "", i, label);
+    fputs("]}}\n{\"model\":\"Item\",\"kind\":\"count\"}\n", in);
+    long size = ftell(in);
+    fclose(in);
+    cr_assert_gt(size, 16L << 20, "the request must be over the old 16 MiB limit");
+    char *out = NULL;
+    cr_assert_eq(run_call(input, &out), 0);
+    cr_assert_str_eq(out, "{\"status\":\"ok\",\"data\":{\"count\":100000}}\n"
+                          "{\"status\":\"ok\",\"data\":{\"count\":100000}}\n");
     free(out);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cstack_server.h"
 #include "server/policy.h"
 #include "support.h"
 
@@ -178,7 +179,8 @@ static void insert_rows(void)
 static cs_auth *user(const char *sub, const char *const *claims, size_t n)
 {
     char *tok = NULL, err[256] = "";
-    cr_assert_eq(cs_auth_mint(SECRET, sub, claims, n, 0, 0, &tok, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cstack_server_mint_token(SECRET, sub, claims, n, 0, 0, &tok, err, sizeof err), 0,
+                 "%s", err);
     char header[2048];
     snprintf(header, sizeof header, "Bearer %s", tok);
     free(tok);

@@ -649,6 +649,85 @@ Test(schema_diags, format_has_location_source_line_and_caret)
     cstack_diags_free(d);
 }
 
+/* The formatted diagnostic of `src`, which must have exactly one: its source
+ * line (the second line of the text) in *shown and the caret's offset in it
+ * in *caret.  Returns the whole text (free with cstack_free). */
+static char *format_one(const char *src, size_t len, const char **shown, size_t *shown_len,
+                        size_t *caret)
+{
+    cstack_schema *s = NULL;
+    cstack_diags *d = NULL;
+    cr_assert_eq(cstack_schema_parse("long.cstack", src, len, &s, &d), CSTACK_ESCHEMA);
+    cr_assert_eq(cstack_diags_count(d), 1);
+    char *txt = cstack_diags_format(d);
+    cstack_diags_free(d);
+    cr_assert_not_null(txt);
+    char *line = strchr(txt, '\n');
+    cr_assert_not_null(line);
+    line++;
+    char *caret_line = strchr(line, '\n');
+    cr_assert_not_null(caret_line);
+    *shown = line;
+    *shown_len = (size_t)(caret_line - line);
+    caret_line++;
+    *caret = strcspn(caret_line, "^");
+    cr_assert_str_eq(caret_line + *caret, "^\n", "%s", txt);
+    return txt;
+}
+
+Test(schema_diags, a_long_line_shows_a_window_around_the_column_with_the_caret_in_place)
+{
+    /* A 10 MB line with the mistake in its middle. */
+    size_t pad = (size_t)5 << 20;
+    cs_buf b = CS_BUF_INIT;
+    b.max = (size_t)32 << 20;
+    cs_buf_puts(&b, "model Note {\n  id Int @id\n");
+    for (size_t i = 0; i < pad; i++)
+        cs_buf_putc(&b, ' ');
+    cs_buf_puts(&b, "title Strng");
+    for (size_t i = 0; i < pad; i++)
+        cs_buf_putc(&b, ' ');
+    cs_buf_puts(&b, "\n}\n");
+    const char *shown;
+    size_t n, caret;
+    char *txt = format_one(b.data, b.len, &shown, &n, &caret);
+    cr_expect_lt(strlen(txt), 400, "the diagnostic is %zu bytes", strlen(txt));
+    cr_expect(n >= 120 && n <= 126, "the window is %zu bytes", n);
+    cr_expect(strncmp(shown, "...", 3) == 0 && strncmp(shown + n - 3, "...", 3) == 0, "%s", txt);
+    cr_expect(strncmp(shown + caret, "Strng", 5) == 0, "%s", txt);
+    cstack_free(txt);
+    cs_buf_free(&b);
+
+    /* Multi-byte characters on both sides are never cut in half. */
+    cs_buf_puts(&b, "model Note {\n  id Int @id\n  title String @default(\"");
+    for (int i = 0; i < 200; i++)
+        cs_buf_puts(&b, "\xc3\xa9");
+    cs_buf_puts(&b, "\") @bogus // ");
+    for (int i = 0; i < 200; i++)
+        cs_buf_puts(&b, "\xc3\xa9");
+    cs_buf_puts(&b, "\n}\n");
+    txt = format_one(b.data, b.len, &shown, &n, &caret);
+    cr_expect(strncmp(shown, "...\xc3\xa9", 5) == 0, "%s", txt);
+    cr_expect(strncmp(shown + n - 5, "\xc3\xa9...", 5) == 0, "%s", txt);
+    /* The caret line has one space per character: 'é' is two bytes. */
+    const char *bogus = strstr(shown, "@bogus");
+    cr_assert_not_null(bogus);
+    size_t chars = 0;
+    for (const char *p = shown; p < bogus; p++)
+        chars += ((unsigned char)*p & 0xC0) != 0x80;
+    cr_expect_eq(caret, chars, "%s", txt);
+    cstack_free(txt);
+    cs_buf_free(&b);
+
+    /* A line that fits is shown whole, as before. */
+    cs_buf_puts(&b, "model Note {\n  id Int @id\n  title Strng\n}\n");
+    txt = format_one(b.data, b.len, &shown, &n, &caret);
+    cr_expect_eq(n, strlen("  title Strng"));
+    cr_expect_eq(caret, 8);
+    cstack_free(txt);
+    cs_buf_free(&b);
+}
+
 Test(schema_diags, sorted_in_source_order)
 {
     /* The validator's error (line 2) is found after the parser's (line 4). */

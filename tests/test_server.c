@@ -10,6 +10,7 @@
  * Each test starts its own server in-process on 127.0.0.1 with an ephemeral
  * port (never another address) and stops it at the end; libcurl is the
  * client.  Devices are in-memory cstack databases of the same schema. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,7 +155,8 @@ static size_t case_headers(const bad_case *c, dev *d, const char *batch, char ex
                                                  : NULL;
         if (!tok) {
             char err[128];
-            cs_auth_mint("another-secret", "alice", NULL, 0, now, 600, &tok, err, sizeof err);
+            cstack_server_mint_token("another-secret", "alice", NULL, 0, now, 600, &tok, err,
+                                     sizeof err);
         }
         snprintf(extra[0], sizeof extra[0], "Authorization: Bearer %s", tok);
         free(tok);
@@ -706,11 +709,14 @@ Test(server, cstack_serve_prints_where_it_listens_and_exits_0_on_sigterm)
         _exit(127);
     }
     close(fds[1]);
-    char line[256] = "";
+    char line[2048] = "";
     FILE *out = fdopen(fds[0], "r");
     cr_assert_not_null(fgets(line, sizeof line, out), "no listening line");
     int port = 0;
     cr_assert_eq(sscanf(line, "listening on http://127.0.0.1:%d", &port), 1, "%s", line);
+    char want[700];
+    snprintf(want, sizeof want, " (database: %s, sqlite)\n", db);
+    cr_assert_str_eq(strstr(line, " (") ? strstr(line, " (") : line, want);
     /* The minted token is accepted by the server it was minted for. */
     char url[128], auth[4096], sch[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/pull", port);
@@ -740,4 +746,127 @@ Test(server, cstack_serve_prints_where_it_listens_and_exits_0_on_sigterm)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     fclose(out);
     free(tok);
+}
+
+Test(server, cstack_serve_without_db_says_it_uses_the_default_database_path)
+{
+    char *cwd = t_tmpdir();
+    char schema_path[600];
+    snprintf(schema_path, sizeof schema_path, "%s/app.cstack", cwd);
+    FILE *f = fopen(schema_path, "w");
+    fputs(SCHEMA, f);
+    fclose(f);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        if (chdir(cwd) != 0)
+            _exit(126);
+        execl(CSTACK_CLI, "cstack", "serve", "--schema", "app.cstack", "--port", "0",
+              "--jwt-secret", "cli-secret", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[2048] = "";
+    FILE *out = fdopen(fds[0], "r");
+    cr_assert_not_null(fgets(line, sizeof line, out), "no listening line");
+    kill(pid, SIGTERM);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    fclose(out);
+    const char *tail = strstr(line, " (");
+    cr_assert_str_eq(tail ? tail : line,
+                     " (database: cstack-server.db, sqlite, the default path)\n");
+    char db[700];
+    snprintf(db, sizeof db, "%s/cstack-server.db", cwd);
+    cr_expect_eq(access(db, F_OK), 0, "the default database is in the working directory");
+    free(cwd);
+}
+
+/* ---- the log ------------------------------------------------------------------------ */
+
+typedef struct hammer {
+    int port;
+    int requests;
+} hammer;
+
+/* GET /healthz `requests` times, each on a connection of its own, answered
+ * or refused (the server's connection limit is low on purpose). */
+static void *hammer_main(void *arg)
+{
+    const hammer *h = arg;
+    for (int i = 0; i < h->requests; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            char buf[512];
+            if (write(fd, req, sizeof req - 1) > 0)
+                while (read(fd, buf, sizeof buf) > 0)
+                    ;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    return NULL;
+}
+
+Test(server, log_lines_of_concurrent_requests_and_httpd_messages_never_interleave)
+{
+    if (!dir)
+        dir = t_tmpdir();
+    char db[600], path[600];
+    snprintf(db, sizeof db, "%s/log.db", dir);
+    snprintf(path, sizeof path, "%s/interleave.log", dir);
+    FILE *log = fopen(path, "w+");
+    cr_assert_not_null(log);
+    /* Unbuffered, like stderr under `cstack serve`. */
+    setvbuf(log, NULL, _IONBF, 0);
+    cstack_schema *s = t_schema(SCHEMA);
+    /* Two connections at most: the rest are refused, each refusal logged by
+     * libmicrohttpd's thread while request lines come from the others. */
+    cstack_server_config cfg = {
+        .schema = s, .db_path = db, .jwt_secret = SECRET, .log = log, .max_connections = 2};
+    cstack_server *server = NULL;
+    char err[1024] = "";
+    int rc = cstack_server_start(&cfg, &server, err, sizeof err);
+    cstack_schema_free(s);
+    cr_assert_eq(rc, 0, "%s", err);
+    enum { THREADS = 8 };
+    pthread_t th[THREADS];
+    hammer h = {.port = cstack_server_port(server), .requests = 150};
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, hammer_main, &h);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    cstack_server_stop(server);
+    rewind(log);
+    regex_t request, httpd;
+    cr_assert_eq(regcomp(&request,
+                         "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z GET /healthz [0-9]+ [0-9]+ "
+                         "[0-9.]+ms user=-$",
+                         REG_EXTENDED | REG_NOSUB),
+                 0);
+    cr_assert_eq(regcomp(&httpd, "^httpd: [A-Z][^:]*[a-z.]$", REG_EXTENDED | REG_NOSUB), 0);
+    char line[4096];
+    int requests = 0, messages = 0;
+    while (fgets(line, sizeof line, log)) {
+        line[strcspn(line, "\n")] = 0;
+        if (regexec(&request, line, 0, NULL, 0) == 0)
+            requests++;
+        else if (regexec(&httpd, line, 0, NULL, 0) == 0)
+            messages++;
+        else
+            cr_assert_fail("a log line that is not whole: '%s'", line);
+    }
+    regfree(&request);
+    regfree(&httpd);
+    fclose(log);
+    cr_expect_gt(requests, 0);
+    cr_log_info("%d request lines, %d httpd messages", requests, messages);
 }

@@ -15,14 +15,18 @@ is not what the envelope documents.
 
 usage: ffi_dispatch.py [--lib path/to/libcstack.so] [--schema FILE]
 
-Without --lib the library is taken from $CSTACK_LIB, else from the newest
-build*/libcstack.so of this repository.
+Without --lib the library is taken from $CSTACK_LIB, else from build/ of
+this repository (the plain build of `make`; never build-asan/, whose library
+needs the sanitizer runtime loaded first), else the installed one: the libdir
+of `pkg-config cstack`, then the system's search path
+(ctypes.util.find_library).
 """
 import argparse
 import ctypes
-import glob
+import ctypes.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -50,6 +54,7 @@ class Database:
             "cstack_close": (None, [vp]),
             "cstack_errmsg": (ctypes.c_char_p, [vp]),
             "cstack_free": (None, [vp]),
+            "cstack_version": (ctypes.c_char_p, []),
             "cstack_envelope_call": (
                 ctypes.c_int,
                 [vp, ctypes.c_char_p, ctypes.c_size_t, vpp, ctypes.POINTER(ctypes.c_size_t)],
@@ -210,15 +215,32 @@ def errors(db, owner):
         "unique_violation", "Account.email")
 
 
+def installed_library():
+    """libcstack.so of an install (docs/install.md), or None."""
+    try:
+        libdir = subprocess.run(["pkg-config", "--variable=libdir", "cstack"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        libdir = ""
+    path = os.path.normpath(os.path.join(libdir, "libcstack.so")) if libdir else ""
+    if path and os.path.exists(path):
+        return path
+    return ctypes.util.find_library("cstack")
+
+
 def find_library(given):
     if given:
         return given
     if os.environ.get("CSTACK_LIB"):
         return os.environ["CSTACK_LIB"]
-    found = glob.glob(os.path.join(REPO, "build*", "libcstack.so"))
+    built = os.path.join(REPO, "build", "libcstack.so")
+    if os.path.exists(built):
+        return built
+    found = installed_library()
     if not found:
-        sys.exit("ffi_dispatch: libcstack.so not found; build the project or pass --lib")
-    return max(found, key=os.path.getmtime)
+        sys.exit("ffi_dispatch: libcstack.so not found: run `make` (build/libcstack.so), "
+                 "install cstack (docs/install.md) or pass --lib")
+    return found
 
 
 def main():
@@ -230,6 +252,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="cstack-ffi-") as tmp:
         print("ffi_dispatch: %s, database in %s" % (lib, tmp))
         with Database(lib, args.schema, os.path.join(tmp, "notes.db")) as db:
+            print("ffi_dispatch: libcstack %s" % db.lib.cstack_version().decode())
             owner = crud(db)
             transactions(db, owner)
             errors(db, owner)

@@ -1,11 +1,13 @@
-/* codegen.c -- cs_codegen(): the passes, the layout of the two generated
- * files and the text utilities the emitters share.
+/* codegen.c -- cs_codegen() and its public face cstack_codegen(): the
+ * passes, the layout of the two generated files and the text utilities the
+ * emitters share.
  *
  * Layout of the header: preamble (the rules every generated API follows),
  * includes, then each enum, then each model: descriptors, structs, delegates,
  * field helpers.  The source follows the same order, so a reader finds a
  * definition where the header declares it. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -437,5 +439,33 @@ int cs_codegen(const cstack_schema *s, const char *basename, cs_buf *header, cs_
     }
     int rc = g.rc;
     free_state(&g);
+    return rc;
+}
+
+int cstack_codegen(const cstack_schema *schema, const char *basename, char **header, char **source,
+                   char *err, size_t errlen)
+{
+    if (!header || !source) {
+        if (err && errlen)
+            snprintf(err, errlen, "no place for the generated text");
+        return CSTACK_EMISUSE;
+    }
+    *header = *source = NULL;
+    cs_buf h = CS_BUF_INIT, c = CS_BUF_INIT;
+    int rc = cs_codegen(schema, basename, &h, &c, err, errlen);
+    if (!rc) {
+        *header = cs_buf_take(&h);
+        *source = cs_buf_take(&c);
+        if (!*header || !*source) {
+            free(*header);
+            free(*source);
+            *header = *source = NULL;
+            rc = CSTACK_ENOMEM;
+            if (err && errlen)
+                snprintf(err, errlen, "out of memory");
+        }
+    }
+    cs_buf_free(&h);
+    cs_buf_free(&c);
     return rc;
 }

@@ -87,7 +87,7 @@ typedef struct jr_error {
 
 /*
  * Parses the n bytes at s into *doc; n must be below 4 GiB (lengths in the
- * tree are 32-bit; the envelope's limit is 16 MiB).  The first `nroom`
+ * tree are 32-bit; the envelope's limit is 64 MiB).  The first `nroom`
  * nodes go into `room` (may be NULL when nroom is 0), which must outlive the
  * document.  Returns JR_OK, or an error code with *err filled in and *doc
  * left empty (nothing to free).  On success free the document with

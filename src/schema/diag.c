@@ -4,8 +4,10 @@
  * Diagnostics are collected in emission order (lexer, parser, validator each
  * walk the file in order, but one after the other) and sorted by position at
  * the end.  The offending source lines are copied then, in one pass over the
- * source, so the caller may free the source before formatting.
+ * source, so the caller may free the source before formatting; a long line
+ * is cut to a window around the column (window_of).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,10 +99,60 @@ static int cmp_item(const void *a, const void *b)
     return x->seq < y->seq ? -1 : (x->seq > y->seq);
 }
 
-/* Copies the text of line `line` (without its newline).  The scan state is
- * carried between calls because diagnostics are visited in line order. */
-static char *copy_line(const char *src, size_t len, int line, int *cur_line, size_t *cur_off)
+/* Bytes of a source line shown under a diagnostic: a window around the
+ * column, so that a 10 MB line does not mean 10 MB of stderr. */
+#define LINE_WINDOW 120
+#define ELLIPSIS "..."
+
+static bool utf8_cont(const char *p)
 {
+    return ((unsigned char)*p & 0xC0) == 0x80;
+}
+
+/* The text shown for bytes [off, off + n) of the source holding column `col`
+ * (from 1): the whole line when it fits LINE_WINDOW, else a window of about
+ * LINE_WINDOW bytes around the column, cut on UTF-8 character boundaries and
+ * marked with "..." on each side that was cut.  *caret receives the column
+ * of the caret in the text returned (from 1).  NULL on OOM. */
+static char *window_of(const char *line, size_t n, int col, int *caret)
+{
+    size_t at = col > 1 ? (size_t)col - 1 : 0;
+    size_t start = 0, end = n;
+    if (n > LINE_WINDOW) {
+        start = at > LINE_WINDOW / 2 ? at - LINE_WINDOW / 2 : 0;
+        if (start > n - LINE_WINDOW)
+            start = n - LINE_WINDOW;
+        end = start + LINE_WINDOW;
+        while (start > 0 && start < n && utf8_cont(line + start))
+            start--;
+        while (end < n && utf8_cont(line + end))
+            end--;
+    }
+    bool head = start > 0, tail = end < n;
+    size_t len = (head ? strlen(ELLIPSIS) : 0) + (end - start) + (tail ? strlen(ELLIPSIS) : 0);
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    char *p = out;
+    if (head)
+        p += sprintf(p, "%s", ELLIPSIS);
+    memcpy(p, line + start, end - start);
+    p += end - start;
+    if (tail)
+        p += sprintf(p, "%s", ELLIPSIS);
+    *p = 0;
+    *caret = (int)(at - start + (head ? strlen(ELLIPSIS) : 0)) + 1;
+    return out;
+}
+
+/* Copies the text shown for line `line` (without its newline; see
+ * window_of) into `it`.  The scan state is carried between calls because
+ * diagnostics are visited in line order. */
+static char *copy_line(const char *src, size_t len, cs_diag_item *it, int *cur_line,
+                       size_t *cur_off)
+{
+    int line = it->pub.line;
+    it->caret = it->pub.col;
     while (*cur_line < line && *cur_off < len) {
         const char *nl = memchr(src + *cur_off, '\n', len - *cur_off);
         if (!nl) {
@@ -112,13 +164,11 @@ static char *copy_line(const char *src, size_t len, int line, int *cur_line, siz
     }
     if (*cur_line != line)
         return cs_strdup("");
-    size_t end = *cur_off;
-    while (end < len && src[end] != '\n')
-        end++;
-    size_t n = end - *cur_off;
+    const char *nl = memchr(src + *cur_off, '\n', len - *cur_off);
+    size_t n = (nl ? (size_t)(nl - src) : len) - *cur_off;
     if (n > 0 && src[*cur_off + n - 1] == '\r')
         n--;
-    return cs_strndup(src + *cur_off, n);
+    return window_of(src + *cur_off, n, it->pub.col, &it->caret);
 }
 
 void cs_diags_finish(cstack_diags *d, const char *src, size_t len)
@@ -128,8 +178,7 @@ void cs_diags_finish(cstack_diags *d, const char *src, size_t len)
     int cur_line = 1;
     size_t cur_off = 0;
     for (size_t i = 0; i < d->n; i++) {
-        d->v[i].line =
-            src ? copy_line(src, len, d->v[i].pub.line, &cur_line, &cur_off) : cs_strdup("");
+        d->v[i].line = src ? copy_line(src, len, &d->v[i], &cur_line, &cur_off) : cs_strdup("");
         if (!d->v[i].line)
             d->oom = true;
     }
@@ -167,7 +216,8 @@ const cstack_diag *cstack_diags_get(const cstack_diags *d, size_t i)
 }
 
 /* Control bytes would garble a terminal; the caret line copies tabs so the
- * caret stays aligned under the column whatever the tab width. */
+ * caret stays aligned under the column whatever the tab width, and has one
+ * space per character (not per byte) of the text before the column. */
 static int put_line(cs_buf *b, const char *line, int col)
 {
     int rc = 0;
@@ -179,7 +229,8 @@ static int put_line(cs_buf *b, const char *line, int col)
         rc = cs_buf_putc(b, '\n');
     size_t n = strlen(line);
     for (int i = 1; i < col && rc == 0; i++)
-        rc = cs_buf_putc(b, (size_t)(i - 1) < n && line[i - 1] == '\t' ? '\t' : ' ');
+        if ((size_t)(i - 1) >= n || !utf8_cont(line + i - 1))
+            rc = cs_buf_putc(b, (size_t)(i - 1) < n && line[i - 1] == '\t' ? '\t' : ' ');
     if (rc == 0)
         rc = cs_buf_puts(b, "^\n");
     return rc;
@@ -194,7 +245,7 @@ char *cstack_diags_format(const cstack_diags *d)
         rc = cs_buf_printf(&b, "%s:%d:%d: %s\n", it->pub.file, it->pub.line, it->pub.col,
                            it->pub.message);
         if (rc == 0 && it->line && it->line[0])
-            rc = put_line(&b, it->line, it->pub.col);
+            rc = put_line(&b, it->line, it->caret);
     }
     if (rc != 0) {
         cs_buf_free(&b);

@@ -33,7 +33,8 @@
 
 typedef struct cs_diag_item {
     cstack_diag pub;
-    char *line; /* the source line, filled by cs_diags_finish */
+    char *line; /* the source line, or a window of it; filled by cs_diags_finish */
+    int caret;  /* the column of the caret in `line`, from 1 */
     size_t seq; /* emission order, to keep the sort stable */
 } cs_diag_item;
 

@@ -29,6 +29,7 @@
  * what the database stores.
  */
 #include "server/auth.h"
+#include "cstack_server.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -503,8 +504,9 @@ static int add_claim(jwt_t *jwt, const char *kv, char *err, size_t errlen)
     return rc ? fail(err, errlen, "cannot add claim '%s'", key) : 0;
 }
 
-int cs_auth_mint(const char *secret, const char *sub, const char *const *claims, size_t nclaims,
-                 int64_t now, int64_t ttl_seconds, char **token, char *err, size_t errlen)
+int cstack_server_mint_token(const char *secret, const char *sub, const char *const *claims,
+                             size_t nclaims, int64_t now, int64_t ttl_seconds, char **token,
+                             char *err, size_t errlen)
 {
     *token = NULL;
     if (!secret || !*secret)

@@ -62,16 +62,4 @@ void cs_auth_free(cs_auth *a);
  * Borrowed from `a`. */
 const cstack_value *cs_auth_value(const cstack_schema *s, const cs_auth *a, const char *name);
 
-/*
- * Mints an HS256 token for development and tests (`cstack token`): sub, extra
- * claims given as "key=value" strings (values that parse as JSON
- * integers/booleans become those JSON types, else strings), exp = now +
- * ttl_seconds when ttl_seconds > 0; iat = now always.  *token is malloc'd
- * (free with free()).  Returns 0, or CSTACK_EINVAL (bad claim syntax, a
- * reserved claim such as "exp" or "sub" among the claims, empty secret) with
- * a reason in err, or CSTACK_ENOMEM.
- */
-int cs_auth_mint(const char *secret, const char *sub, const char *const *claims, size_t nclaims,
-                 int64_t now, int64_t ttl_seconds, char **token, char *err, size_t errlen);
-
 #endif

@@ -3,7 +3,7 @@
  * errors, the request log, and start / stop with drain.
  *
  * Threads.  MHD runs one thread per connection (small stacks, see
- * cs_server_config.thread_stack).  That keeps every handler simple: a push
+ * cstack_server_config.thread_stack).  That keeps every handler simple: a push
  * merges on its own thread and a stream's content reader may sleep until the
  * hub queues something for it, without stalling anyone else.  The store
  * serialises what must be (pushes, and each pull's snapshot); the runtime is
@@ -13,7 +13,8 @@
  * method, auth, schema, site; GET routes answer here), body chunks (counted
  * against max_body), and the end of the body (the push itself).  Every
  * error is {"status":"err","code":"...","message":"..."}; on_completed() logs
- * one line per request and counts it.
+ * one line per request and counts it.  Every log line goes through
+ * cs_srv_log(), which writes it whole.
  *
  * Stop drains: the listening socket closes (MHD_quiesce_daemon), streams end,
  * requests in flight finish within drain_ms (a push is acknowledged only
@@ -43,7 +44,7 @@
 
 /* One HTTP request (MHD's per-request context). */
 typedef struct srv_req {
-    cs_server *srv;
+    cstack_server *srv;
     int route;
     char method[12];
     char *path;
@@ -167,7 +168,7 @@ static int route_of(const char *url)
  * false when it has answered the request. */
 static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
 {
-    cs_server *srv = r->srv;
+    cstack_server *srv = r->srv;
     char why[256] = "";
     int rc = cs_auth_verify(srv->schema, header(c, MHD_HTTP_HEADER_AUTHORIZATION), srv->secret,
                             (int64_t)time(NULL), &r->auth, why, sizeof why);
@@ -247,7 +248,7 @@ static bool check_batch(srv_req *r, struct MHD_Connection *c, enum MHD_Result *r
 
 static enum MHD_Result do_healthz(srv_req *r, struct MHD_Connection *c)
 {
-    cs_server *srv = r->srv;
+    cstack_server *srv = r->srv;
     int64_t v = 0;
     if (srv->ops->version(srv->store, &v))
         return reply_err(r, c, 503, "unavailable", NULL, "the store does not answer");
@@ -291,7 +292,7 @@ static bool since_arg(srv_req *r, struct MHD_Connection *c, const char *fallback
 
 static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
 {
-    cs_server *srv = r->srv;
+    cstack_server *srv = r->srv;
     enum MHD_Result ret = MHD_NO;
     int64_t since = 0;
     if (!since_arg(r, c, NULL, &since, &ret))
@@ -313,7 +314,7 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
 
 static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
 {
-    cs_server *srv = r->srv;
+    cstack_server *srv = r->srv;
     enum MHD_Result ret = MHD_NO;
     int64_t since = 0, version = 0;
     if (!since_arg(r, c, header(c, MHD_HTTP_HEADER_LAST_EVENT_ID), &since, &ret))
@@ -355,7 +356,7 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
 
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
-    cs_server *srv = r->srv;
+    cstack_server *srv = r->srv;
     if (r->too_big)
         return reply_err(r, c, 413, "too_big", NULL, "the body exceeds %zu bytes",
                          srv->cfg.max_body);
@@ -430,7 +431,7 @@ static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
     return push_headers(r, c, &ret) ? MHD_YES : ret;
 }
 
-static srv_req *req_new(cs_server *srv, const char *url, const char *method)
+static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
 {
     srv_req *r = calloc(1, sizeof *r);
     if (!r || !(r->path = log_safe(url))) {
@@ -492,10 +493,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- log, completion, connections ------------------------------------------ */
 
+/* Lines longer than this are cut (a log line is bounded like every other
+ * output; paths and users are already cut to 512 bytes by log_safe). */
+#define LOG_LINE_MAX 2048
+
+void cs_srv_log(const cstack_server *srv, const char *fmt, ...)
+{
+    FILE *f = srv->cfg.log;
+    if (!f)
+        return;
+    char line[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    while (len > 0 && line[len - 1] == '\n')
+        len--;
+    line[len++] = '\n';
+    /* The stream's own lock around one fwrite of the whole line: a line is
+     * never split by another thread's output, whatever the stream's
+     * buffering, and reaches the file in one write when flushed. */
+    flockfile(f);
+    fwrite(line, 1, len, f);
+    fflush(f);
+    funlockfile(f);
+}
+
 static void log_request(srv_req *r)
 {
-    FILE *f = r->srv->cfg.log;
-    if (!f)
+    if (!r->srv->cfg.log)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -503,10 +532,9 @@ static void log_request(srv_req *r)
     gmtime_r(&ts.tv_sec, &tm);
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(f, "%s.%03ldZ %s %s %d %" PRIu64 " %.1fms user=%s\n", when, ts.tv_nsec / 1000000,
-            r->method, r->path, r->status, r->bytes, (double)(cs_srv_mono_ms() - r->start_ms),
-            r->user && *r->user ? r->user : "-");
-    fflush(f);
+    cs_srv_log(r->srv, "%s.%03ldZ %s %s %d %" PRIu64 " %.1fms user=%s", when, ts.tv_nsec / 1000000,
+               r->method, r->path, r->status, r->bytes, (double)(cs_srv_mono_ms() - r->start_ms),
+               r->user && *r->user ? r->user : "-");
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -514,7 +542,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     (void)c;
     (void)toe;
-    cs_server *srv = cls;
+    cstack_server *srv = cls;
     srv_req *r = *con_cls;
     if (!r)
         return;
@@ -543,18 +571,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 {
     (void)c;
     (void)socket_ctx;
-    cs_server *srv = cls;
+    cstack_server *srv = cls;
     atomic_fetch_add(&srv->metrics.connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    cs_server *srv = cls;
+    cstack_server *srv = cls;
     if (!srv->cfg.log)
         return;
-    fputs("httpd: ", srv->cfg.log);
-    vfprintf(srv->cfg.log, fmt, ap);
-    fflush(srv->cfg.log);
+    char msg[LOG_LINE_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    cs_srv_log(srv, "httpd: %s", msg);
 }
 
 /* ---- start, stop, run ------------------------------------------------------- */
@@ -572,7 +600,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int load_schema(cs_server *srv, const cs_server_config *cfg, char *err, size_t errlen)
+static int load_schema(cstack_server *srv, const cstack_server_config *cfg, char *err,
+                       size_t errlen)
 {
     if (cfg->schema) {
         srv->schema = cs_schema_retain(cfg->schema);
@@ -594,19 +623,19 @@ static int load_schema(cs_server *srv, const cs_server_config *cfg, char *err, s
 }
 
 /* Copies the configuration with its defaults and its strings. */
-static int configure(cs_server *srv, const cs_server_config *cfg)
+static int configure(cstack_server *srv, const cstack_server_config *cfg)
 {
     srv->cfg = *cfg;
-    cs_server_config *c = &srv->cfg;
-    c->max_body = c->max_body ? c->max_body : CS_SERVER_DEFAULT_MAX_BODY;
+    cstack_server_config *c = &srv->cfg;
+    c->max_body = c->max_body ? c->max_body : CSTACK_SERVER_DEFAULT_MAX_BODY;
     c->checkpoint_ms = c->checkpoint_ms > 0 ? c->checkpoint_ms : 10000;
     c->keepalive_ms = c->keepalive_ms > 0 ? c->keepalive_ms : 15000;
     c->max_connections = c->max_connections ? c->max_connections : 4096;
     c->thread_stack = c->thread_stack ? c->thread_stack : (size_t)256 << 10;
     c->drain_ms = c->drain_ms > 0 ? c->drain_ms : 10000;
     srv->secret = cs_strdup(cfg->jwt_secret);
-    srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CS_SERVER_DEFAULT_DB);
-    srv->bind = cs_strdup(cfg->bind ? cfg->bind : CS_SERVER_DEFAULT_BIND);
+    srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CSTACK_SERVER_DEFAULT_DB);
+    srv->bind = cs_strdup(cfg->bind ? cfg->bind : CSTACK_SERVER_DEFAULT_BIND);
     c->jwt_secret = srv->secret;
     c->db_path = srv->db_path;
     c->bind = srv->bind;
@@ -615,7 +644,7 @@ static int configure(cs_server *srv, const cs_server_config *cfg)
     return srv->secret && srv->db_path && srv->bind ? 0 : CSTACK_ENOMEM;
 }
 
-static int listen_on(cs_server *srv, char *err, size_t errlen)
+static int listen_on(cstack_server *srv, char *err, size_t errlen)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -652,14 +681,15 @@ static int listen_on(cs_server *srv, char *err, size_t errlen)
     return 0;
 }
 
-int cs_server_start(const cs_server_config *cfg, cs_server **out, char *err, size_t errlen)
+int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, char *err,
+                        size_t errlen)
 {
     *out = NULL;
     if (!cfg || !cfg->jwt_secret || !*cfg->jwt_secret) {
         set_err(err, errlen, "a JWT secret is required (--jwt-secret or CSTACK_JWT_SECRET)");
         return CSTACK_EMISUSE;
     }
-    cs_server *srv = calloc(1, sizeof *srv);
+    cstack_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return CSTACK_ENOMEM;
     srv->listen_fd = -1;
@@ -681,20 +711,20 @@ int cs_server_start(const cs_server_config *cfg, cs_server **out, char *err, siz
         set_err(err, errlen, "cannot start the stream hub");
     rc = rc ? rc : listen_on(srv, err, errlen);
     if (rc) {
-        cs_server_stop(srv);
+        cstack_server_stop(srv);
         return rc;
     }
     *out = srv;
     return 0;
 }
 
-int cs_server_port(const cs_server *srv)
+int cstack_server_port(const cstack_server *srv)
 {
     return srv ? srv->port : 0;
 }
 
 /* Waits until no request is in flight, or the drain time has passed. */
-static void wait_idle(cs_server *srv)
+static void wait_idle(cstack_server *srv)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -708,7 +738,7 @@ static void wait_idle(cs_server *srv)
     pthread_mutex_unlock(&srv->mu);
 }
 
-void cs_server_stop(cs_server *srv)
+void cstack_server_stop(cstack_server *srv)
 {
     if (!srv)
         return;
@@ -735,27 +765,25 @@ void cs_server_stop(cs_server *srv)
     free(srv);
 }
 
-int cs_server_run(const cs_server_config *cfg, FILE *out, char *err, size_t errlen)
+int cstack_server_run(const cstack_server_config *cfg, FILE *out, char *err, size_t errlen)
 {
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, &old);
-    cs_server *srv = NULL;
-    int rc = cs_server_start(cfg, &srv, err, errlen);
+    cstack_server *srv = NULL;
+    int rc = cstack_server_start(cfg, &srv, err, errlen);
     if (!rc) {
         bool v6 = strchr(srv->bind, ':') != NULL;
-        fprintf(out, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", srv->bind, v6 ? "]" : "",
-                srv->port);
+        fprintf(out, "listening on http://%s%s%s:%d (database: %s, sqlite%s)\n", v6 ? "[" : "",
+                srv->bind, v6 ? "]" : "", srv->port, srv->db_path,
+                cfg->db_path ? "" : ", the default path");
         fflush(out);
         int sig = 0;
         sigwait(&set, &sig);
-        if (srv->cfg.log) {
-            fprintf(srv->cfg.log, "%s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            fflush(srv->cfg.log);
-        }
-        cs_server_stop(srv);
+        cs_srv_log(srv, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        cstack_server_stop(srv);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;

@@ -88,7 +88,7 @@ static int requests(cs_metrics *m, cs_buf *b)
     return rc;
 }
 
-int cs_metrics_render(cs_server *srv, cs_buf *b)
+int cs_metrics_render(cstack_server *srv, cs_buf *b)
 {
     cs_metrics *m = &srv->metrics;
     int64_t version = 0;

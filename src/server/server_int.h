@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "server/server.h"
+#include "cstack_server.h"
 #include "server/store.h"
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -51,7 +51,7 @@ void cs_metrics_free(cs_metrics *m);
 void cs_metrics_request(cs_metrics *m, int route, int status);
 void cs_metrics_lag(cs_metrics *m, int64_t ms);
 /* The Prometheus text exposition of every metric, appended to `out`. */
-int cs_metrics_render(cs_server *srv, cs_buf *out);
+int cs_metrics_render(cstack_server *srv, cs_buf *out);
 const char *cs_route_name(int route);
 
 /* ---- streams ---------------------------------------------------------------- */
@@ -59,7 +59,7 @@ const char *cs_route_name(int route);
 typedef struct cs_hub cs_hub;
 typedef struct cs_stream cs_stream;
 
-int cs_hub_start(cs_server *srv, cs_hub **out);
+int cs_hub_start(cstack_server *srv, cs_hub **out);
 /* Ends every stream and joins the hub's thread; streams still referenced by
  * their responses are freed when those go.  NULL ok. */
 void cs_hub_stop(cs_hub *h);
@@ -81,8 +81,8 @@ uint64_t cs_stream_bytes(cs_stream *s);
 
 /* ---- the server ---------------------------------------------------------- */
 
-struct cs_server {
-    cs_server_config cfg; /* strings below replace the borrowed ones */
+struct cstack_server {
+    cstack_server_config cfg; /* strings below replace the borrowed ones */
     char *secret;
     char *db_path;
     char *bind;
@@ -99,6 +99,11 @@ struct cs_server {
     pthread_cond_t idle;
     long active; /* requests in flight, streams excluded */
 };
+
+/* Writes one line (a newline is added) to cfg.log, whole: one fwrite under
+ * the stream's lock, cut at 2 KiB.  Nothing when there is no log. */
+void cs_srv_log(const cstack_server *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Monotonic milliseconds (timeouts, durations). */
 int64_t cs_srv_mono_ms(void);

@@ -56,7 +56,7 @@ struct cs_stream {
 };
 
 struct cs_hub {
-    cs_server *srv;
+    cstack_server *srv;
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -236,7 +236,7 @@ static int changes_event(cs_buf *ev, const cs_srv_pull_result *r, const void *bo
 static void deliver(cs_hub *h, round_item *it, const cs_srv_pull_result *res, const cs_buf *events,
                     size_t n, int64_t lag_from)
 {
-    cs_server *srv = h->srv;
+    cstack_server *srv = h->srv;
     int64_t now = cs_srv_mono_ms();
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = it[i].s;
@@ -270,14 +270,13 @@ static void fail_round(cs_hub *h, round_item *it, size_t n, const cs_srv_err *er
     for (size_t i = 0; i < n; i++)
         enqueue(it[i].s, ev.data ? ev.data : "", ev.len, 0, true);
     cs_buf_free(&ev);
-    if (h->srv->cfg.log)
-        fprintf(h->srv->cfg.log, "stream: ending %zu streams: %s\n", n, err->message);
+    cs_srv_log(h->srv, "stream: ending %zu streams: %s", n, err->message);
 }
 
 /* Pulls for the streams that need something and queues their events. */
 static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from)
 {
-    cs_server *srv = h->srv;
+    cstack_server *srv = h->srv;
     cs_srv_pull *reqs = calloc(n, sizeof *reqs);
     cs_srv_pull_result *res = calloc(n, sizeof *res);
     cs_buf *events = calloc(n, sizeof *events);
@@ -310,7 +309,7 @@ static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from)
 /* One round over a snapshot of the streams (each referenced). */
 static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
 {
-    cs_server *srv = h->srv;
+    cstack_server *srv = h->srv;
     int64_t version = 0;
     if (srv->ops->version(srv->store, &version))
         return;
@@ -334,7 +333,7 @@ static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
 }
 
 /* The tick: short enough for the configured periods, at most a second. */
-static int64_t tick_ms(const cs_server *srv)
+static int64_t tick_ms(const cstack_server *srv)
 {
     int64_t t = 1000;
     if (srv->cfg.checkpoint_ms / 4 < t)
@@ -385,7 +384,7 @@ static void *hub_main(void *arg)
     return NULL;
 }
 
-int cs_hub_start(cs_server *srv, cs_hub **out)
+int cs_hub_start(cstack_server *srv, cs_hub **out)
 {
     *out = NULL;
     cs_hub *h = calloc(1, sizeof *h);

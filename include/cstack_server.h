@@ -1,0 +1,131 @@
+/*
+ * cstack_server.h -- the public header of libcstack_server: the sync server
+ * of docs/server.md, embedded in an application (what `cstack serve` runs).
+ *
+ * A server serves one schema over HTTP (libmicrohttpd): pushes merged with
+ * the schema's write policies, pulls and streams filtered by its read
+ * policies, /healthz and /metrics.  Its state is a cstack database of the
+ * same schema.  Everything not declared here or in cstack.h is private.
+ *
+ * The server is a library of its own (libcstack_server, pkg-config
+ * cstack-server) so that applications embedding libcstack do not carry an
+ * HTTP server.  Conventions are those of cstack.h: functions that can fail
+ * return 0 or a negative CSTACK_E* code, handles are opaque, destructors
+ * accept NULL, and strings handed to the caller are freed with cstack_free().
+ * Where a function can fail for reasons a caller wants to read (a schema
+ * diagnostic, an address in use), it writes a one-line message into a
+ * caller's buffer `err` of `errlen` bytes (NULL or 0: no message).
+ *
+ * The shared libcstack_server carries its own copy of the runtime, with
+ * every symbol but cstack_server_* hidden; a schema handed to it
+ * (cstack_server_config.schema) must come from a libcstack of the same
+ * version, which cstack-server.pc requires.
+ */
+#ifndef CSTACK_SERVER_H
+#define CSTACK_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cstack.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The defaults of the configuration below. */
+#define CSTACK_SERVER_DEFAULT_DB "cstack-server.db"
+#define CSTACK_SERVER_DEFAULT_BIND "127.0.0.1"
+#define CSTACK_SERVER_DEFAULT_MAX_BODY ((size_t)64 << 20)
+
+/* What a server serves and how.  The struct and every string and object it
+ * points to are borrowed for the duration of cstack_server_start() or
+ * cstack_server_run() only: the server copies what it keeps (and takes its
+ * own reference on `schema`), so the caller may free them as soon as the
+ * call returns.  Zero / NULL fields take the defaults shown. */
+typedef struct cstack_server_config {
+    /* The .cstack file to serve, loaded when `schema` is NULL. */
+    const char *schema_path;
+    /* A schema already loaded; the caller keeps its own reference and frees
+     * it with cstack_schema_free() when it likes. */
+    const cstack_schema *schema;
+    /* The server's SQLite database, created or migrated at start;
+     * CSTACK_SERVER_DEFAULT_DB (in the current directory) when NULL. */
+    const char *db_path;
+    /* The address to listen on; CSTACK_SERVER_DEFAULT_BIND (this machine
+     * only) when NULL; "0.0.0.0" or "::" for every interface. */
+    const char *bind;
+    /* The TCP port; 0 picks a free one (read it with cstack_server_port()). */
+    int port;
+    /* The HS256 secret of the bearer tokens; required. */
+    const char *jwt_secret;
+    /* The largest push body in bytes; CSTACK_SERVER_DEFAULT_MAX_BODY. */
+    size_t max_body;
+    /* Receives one line per request, written whole (one write under the
+     * stream's lock, so lines of concurrent requests never interleave);
+     * NULL: no log.  Borrowed: it must stay open until the server stops. */
+    FILE *log;
+    int checkpoint_ms;        /* stream checkpoint period; 10000 */
+    int keepalive_ms;         /* stream keep-alive period; 15000 */
+    unsigned max_connections; /* 4096 */
+    size_t thread_stack;      /* stack of each connection thread; 256 KiB */
+    int drain_ms;             /* how long stop waits for requests in flight; 10000 */
+} cstack_server_config;
+
+typedef struct cstack_server cstack_server;
+
+/* Opens the state (creating or migrating the database), binds and starts
+ * serving on threads of its own.  On success *out is a server to end with
+ * cstack_server_stop().  On failure *out is NULL and `err` says why (a schema
+ * diagnostic, a database that cannot open, an address in use).
+ * Errors: CSTACK_EMISUSE (no JWT secret, no schema), CSTACK_ESCHEMA,
+ * CSTACK_EMIGRATION, CSTACK_EIO (cannot listen), CSTACK_EINVAL (a bind
+ * address that does not resolve), CSTACK_ENOMEM, or the code of a failed
+ * database open. */
+CSTACK_API int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, char *err,
+                                   size_t errlen);
+
+/* The TCP port the server listens on (the chosen one when cfg.port was 0);
+ * 0 for NULL. */
+CSTACK_API int cstack_server_port(const cstack_server *srv);
+
+/* Drains and frees the server: stops accepting connections, ends streams,
+ * lets requests in flight finish (a push is acknowledged only after its
+ * COMMIT, so nothing acknowledged is ever lost), joins every thread and
+ * closes the database.  `srv` is invalid afterwards.  NULL ok. */
+CSTACK_API void cstack_server_stop(cstack_server *srv);
+
+/* Starts a server and serves until SIGINT or SIGTERM, then drains and
+ * returns 0 (or a CSTACK_E* code when the server could not start, with
+ * `err` set).  Once serving, prints one line on `out`:
+ *   listening on http://ADDR:PORT (database: PATH, sqlite)
+ * with ", the default path" after "sqlite" when cfg.db_path was NULL.  The
+ * two signals are blocked in the calling thread (and so in every thread it
+ * starts) and restored on return. */
+CSTACK_API int cstack_server_run(const cstack_server_config *cfg, FILE *out, char *err,
+                                 size_t errlen);
+
+/* Mints a bearer token (JWT, HS256) the server accepts, for development,
+ * demos and tests (`cstack token`): real deployments get their tokens from
+ * an identity provider that shares the secret.  `sub` becomes the token's
+ * `sub` (auth().id in policies); each of the `nclaims` strings in `claims`
+ * is "key=value", where a value that reads as a JSON integer or boolean
+ * becomes one and anything else a string.  `iat` is `now` (Unix seconds)
+ * and `exp` is now + ttl_seconds when ttl_seconds > 0 (no expiry
+ * otherwise).  Every argument is borrowed for the call.  On success *token
+ * is a NUL-terminated string to free with cstack_free(); on failure it is
+ * NULL and `err` says why.
+ * Errors: CSTACK_EINVAL (an empty secret or sub, a claim without '=', a reserved
+ * claim such as "exp" or "sub" among the claims, a claim given twice),
+ * CSTACK_ENOMEM. */
+CSTACK_API int cstack_server_mint_token(const char *secret, const char *sub,
+                                        const char *const *claims, size_t nclaims, int64_t now,
+                                        int64_t ttl_seconds, char **token, char *err,
+                                        size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CSTACK_SERVER_H */
