@@ -10,11 +10,16 @@
 
 #include "schema/schema_int.h"
 
-const char *cs_scalar_name(cs_scalar t)
+int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                   cs_buf *scratch, cstack_value *out, char *err, size_t errlen)
 {
-    static const char *const names[] = {"String", "Int",      "Float", "Boolean", "Bytes", "Uuid",
-                                        "Cuid",   "DateTime", "Json",  "Decimal", "enum",  "model"};
-    return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
+    cs_enum_members en = {NULL, NULL, 0};
+    if (f->type == CS_T_ENUM) {
+        const cs_enum *e = &s->enums[f->type_index];
+        en = (cs_enum_members){e->name, (const char *const *)e->members, e->nmembers};
+    }
+    return cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
+                          errlen);
 }
 
 int cs_model_find(const cstack_schema *s, const char *name)
