@@ -34,6 +34,7 @@
 #include "server/policy.h"
 #include "server/store_int.h"
 #include "sync/parked.h"
+#include "util/hex.h"
 
 /* A set of encoded primary keys: open addressing over an arena of keys. */
 typedef struct keyslot {
@@ -406,25 +407,11 @@ static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key,
 
 /* ---- pulls -------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 int cs_srv_site_parse(const char *hex, unsigned char out[CS_SITE_LEN])
 {
     if (!hex || strlen(hex) != 2 * CS_SITE_LEN)
         return CSTACK_EINVAL;
-    for (size_t i = 0; i < CS_SITE_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return CSTACK_EINVAL;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
+    return cs_hex_decode(hex, CS_SITE_LEN, out);
 }
 
 static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, int64_t version,

@@ -16,6 +16,7 @@
  * limited by the cs_buf maximum.
  */
 #include "value/value.h"
+#include "util/hex.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -57,11 +58,7 @@ static int hex4(const char *s)
 {
     int v = 0;
     for (int k = 0; k < 4; k++) {
-        char c = s[k];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
+        int d = cs_hex_digit((unsigned char)s[k]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

@@ -16,23 +16,11 @@
  * 4 digits of a per-process counter, 11 random digits (~57 bits).
  */
 #include "value/value.h"
+#include "util/hex.h"
 
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
-
-static const char hexd[] = "0123456789abcdef";
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int cs_uuid_canon(const char *s, size_t n, char out[CS_UUID_LEN + 1], char *err, size_t errlen)
 {
@@ -53,13 +41,13 @@ int cs_uuid_canon(const char *s, size_t n, char out[CS_UUID_LEN + 1], char *err,
     for (size_t i = 0; i < CS_UUID_LEN; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23)
             continue;
-        int v = hexval(s[i]);
+        int v = cs_hex_digit((unsigned char)s[i]);
         if (v < 0) {
             cs_value_errf(err, errlen, "Uuid", s, n, "character %zu is not a hexadecimal digit",
                           i + 1);
             return CSTACK_EVALIDATION;
         }
-        out[i] = hexd[v];
+        out[i] = cs_hex_char((unsigned)v);
     }
     out[CS_UUID_LEN] = '\0';
     return 0;
@@ -71,8 +59,8 @@ static void uuid_format(const unsigned char b[16], char out[CS_UUID_LEN + 1])
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             out[o++] = '-';
-        out[o++] = hexd[b[i] >> 4];
-        out[o++] = hexd[b[i] & 15];
+        out[o++] = cs_hex_char(b[i] >> 4);
+        out[o++] = cs_hex_char(b[i]);
     }
     out[o] = '\0';
 }

@@ -1,5 +1,5 @@
 /*
- * jsonr.c -- the tree builder of the envelope's JSON reader (see jsonr.h for
+ * jsonr.c -- the tree builder of the JSON reader (see jsonr.h for
  * what it accepts and the tree it builds; jsonr_lex.c is the lexer).
  *
  * The parser follows jansson's parse_object and parse_array token for token,
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope/jsonr_int.h"
+#include "util/jsonr_int.h"
 
 #define HASH_FROM 16 /* from this many members on, duplicate keys are hashed */
 

@@ -6,7 +6,7 @@
 #ifndef CS_JSONR_INT_H
 #define CS_JSONR_INT_H
 
-#include "envelope/jsonr.h"
+#include "util/jsonr.h"
 
 /* Tokens: the structural characters stand for themselves. */
 enum { T_EOF = 0, T_INVALID = 256, T_STRING, T_NUMBER, T_TRUE, T_FALSE, T_NULL };
