@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cstack.h"
+#include "util/hash.h"
 #include "util/hex.h"
 
 Test(util_hex, encoding_writes_lowercase_digits_and_a_nul)
@@ -61,4 +62,79 @@ Test(util_hex, digits_have_their_values_and_others_none)
     }
     for (unsigned v = 0; v < 16; v++)
         cr_expect_eq(cs_hex_digit(cs_hex_char(v)), (int)v);
+}
+
+Test(util_hash, fnv1a64_matches_the_published_test_vectors_from_fnvs_basis)
+{
+    const uint64_t basis = 0xcbf29ce484222325ull;
+    cr_expect_eq(cs_fnv1a64(basis, "", 0), basis);
+    cr_expect_eq(cs_fnv1a64(basis, "a", 1), 0xaf63dc4c8601ec8cull);
+    cr_expect_eq(cs_fnv1a64(basis, "foobar", 6), 0x85944171f73967e8ull);
+}
+
+Test(util_hash, the_start_value_is_the_one_state_checksums_were_computed_with)
+{
+    cr_expect_eq(CS_FNV64_INIT, 1469598103934665603ull);
+    cr_expect_eq(cs_fnv1a64(CS_FNV64_INIT, "a", 1), (CS_FNV64_INIT ^ 'a') * CS_FNV64_PRIME);
+}
+
+Test(util_hash, fnv1a64_continues_over_pieces_and_bytewise)
+{
+    uint64_t h = cs_fnv1a64(cs_fnv1a64(CS_FNV64_INIT, "foo", 3), "bar", 3);
+    cr_expect_eq(h, cs_fnv1a64(CS_FNV64_INIT, "foobar", 6));
+    uint64_t b = CS_FNV64_INIT;
+    for (const char *p = "foobar"; *p; p++)
+        b = cs_fnv1a64_byte(b, (unsigned char)*p);
+    cr_expect_eq(b, h);
+}
+
+typedef struct probe {
+    const int *items;
+    int key;
+} probe;
+
+static bool int_eq(const void *ctx, size_t id)
+{
+    const probe *q = ctx;
+    return q->items[id] == q->key;
+}
+
+Test(util_hset, finds_every_item_added_across_growth_and_nothing_else)
+{
+    enum { N = 5000 };
+    static int items[N];
+    cs_hset s = CS_HSET_INIT;
+    cr_expect_eq(cs_hset_find(&s, 1, int_eq, &(probe){items, 1}), CS_HSET_NONE);
+    for (int i = 0; i < N; i++) {
+        items[i] = i * 7;
+        uint64_t h = cs_fnv1a64(CS_FNV64_INIT, &items[i], sizeof items[i]);
+        cr_assert_eq(cs_hset_add(&s, h, (size_t)i), 0);
+    }
+    cr_expect_eq(s.n, N);
+    cr_expect_leq(s.n * 2, s.cap, "the table stays at most half full");
+    for (int i = 0; i < N; i++) {
+        int key = i * 7;
+        probe q = {items, key};
+        uint64_t h = cs_fnv1a64(CS_FNV64_INIT, &key, sizeof key);
+        cr_expect_eq(cs_hset_find(&s, h, int_eq, &q), (size_t)i);
+        key = i * 7 + 1;
+        q.key = key;
+        h = cs_fnv1a64(CS_FNV64_INIT, &key, sizeof key);
+        cr_expect_eq(cs_hset_find(&s, h, int_eq, &q), CS_HSET_NONE);
+    }
+    cs_hset_free(&s);
+    cr_expect_eq(s.cap, 0);
+    cs_hset_free(&s);
+}
+
+Test(util_hset, items_with_one_hash_are_told_apart_by_the_callers_equality)
+{
+    static const int items[] = {10, 20, 30};
+    cs_hset s = CS_HSET_INIT;
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(cs_hset_add(&s, 42, i), 0);
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_eq(cs_hset_find(&s, 42, int_eq, &(probe){items, items[i]}), i);
+    cr_expect_eq(cs_hset_find(&s, 42, int_eq, &(probe){items, 40}), CS_HSET_NONE);
+    cs_hset_free(&s);
 }
