@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cstack.h"
+#include "util/clock.h"
 #include "util/hash.h"
 #include "util/hex.h"
 
@@ -137,4 +138,39 @@ Test(util_hset, items_with_one_hash_are_told_apart_by_the_callers_equality)
         cr_expect_eq(cs_hset_find(&s, 42, int_eq, &(probe){items, items[i]}), i);
     cr_expect_eq(cs_hset_find(&s, 42, int_eq, &(probe){items, 40}), CS_HSET_NONE);
     cs_hset_free(&s);
+}
+
+Test(util_clock, wall_time_in_ms_and_us_agree_and_is_after_2023)
+{
+    int64_t ms = cs_wall_ms();
+    int64_t us = cs_wall_us();
+    int64_t ms2 = cs_wall_ms();
+    cr_expect_gt(ms, INT64_C(1700000000000));
+    cr_expect_geq(us / 1000, ms);
+    cr_expect_leq(us / 1000, ms2);
+}
+
+Test(util_clock, monotonic_time_never_goes_back)
+{
+    int64_t last = cs_mono_ms();
+    for (int i = 0; i < 1000; i++) {
+        int64_t now = cs_mono_ms();
+        cr_assert_geq(now, last);
+        last = now;
+    }
+}
+
+Test(util_clock, a_deadline_is_normalised_and_lies_ahead_by_the_time_asked)
+{
+    int64_t asked[] = {0, 1, 999, 1000, 1500, 86400000};
+    for (size_t i = 0; i < sizeof asked / sizeof asked[0]; i++) {
+        struct timespec before;
+        clock_gettime(CLOCK_MONOTONIC, &before);
+        struct timespec d = cs_deadline(CLOCK_MONOTONIC, asked[i]);
+        cr_expect(d.tv_nsec >= 0 && d.tv_nsec < 1000000000, "%ld", (long)d.tv_nsec);
+        int64_t ahead = ((int64_t)d.tv_sec - before.tv_sec) * 1000 +
+                        ((int64_t)d.tv_nsec - before.tv_nsec) / 1000000;
+        cr_expect(ahead >= asked[i] && ahead <= asked[i] + 50, "asked %lld, ahead %lld",
+                  (long long)asked[i], (long long)ahead);
+    }
 }

@@ -23,6 +23,7 @@
 
 #include "cstack.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/jsonr.h"
 
 /* ---- SSE parsing (sse.c) ---------------------------------------------- */
@@ -134,7 +135,6 @@ void cs_client_set_state(cs_client *c, cstack_sync_state s);
 int cs_client_fail(cs_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool cs_client_stopping(const cs_client *c);
-int64_t cs_client_now_ms(void);
 
 /* ---- state tables (state.c) --------------------------------------------- */
 

@@ -294,7 +294,7 @@ int cs_pull_all(cs_client *c)
         return rc;
     pthread_mutex_lock(&c->st_mu);
     c->st.initial = 0;
-    c->st.last_synced_ms = cs_client_now_ms();
+    c->st.last_synced_ms = cs_wall_ms();
     c->st.cursor = c->cursor;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_CAUGHT_UP);

@@ -51,7 +51,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     if (!c->progress_of || c->pull_base + (int64_t)dlnow == c->st.bytes_received)
         return 0;
     static _Thread_local int64_t last_ms;
-    int64_t now = cs_client_now_ms();
+    int64_t now = cs_wall_ms();
     if (now - last_ms < 100 && dlnow != dltotal)
         return 0;
     last_ms = now;

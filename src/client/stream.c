@@ -110,7 +110,7 @@ static void mark_connected(cs_client *c)
 {
     pthread_mutex_lock(&c->st_mu);
     c->st.attempts = 0;
-    c->st.last_synced_ms = cs_client_now_ms();
+    c->st.last_synced_ms = cs_wall_ms();
     c->st.last_error[0] = '\0';
     pthread_mutex_unlock(&c->st_mu);
     cs_client_set_state(c, CSTACK_SYNC_CONNECTED);
@@ -197,7 +197,7 @@ static int follow(cs_client *c, stream_ctx *s)
             connected = true;
             mark_connected(c);
         }
-        int64_t now = cs_client_now_ms();
+        int64_t now = cs_wall_ms();
         if (connected && (now >= next_poll || atomic_load(&c->nudge))) {
             int rc = push_if_changed(c);
             if (rc)

@@ -100,7 +100,5 @@ struct cs_server {
     long active; /* requests in flight, streams excluded */
 };
 
-/* Monotonic milliseconds (timeouts, durations). */
-int64_t cs_srv_mono_ms(void);
 
 #endif

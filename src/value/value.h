@@ -108,8 +108,6 @@ void cs_uuid_v7(char out[CS_UUID_LEN + 1]);
 void cs_cuid(char out[CS_CUID_LEN + 1]);
 /* Current UTC time, canonical DateTime text. */
 void cs_now(char out[CS_DATETIME_LEN + 1]);
-/* Microseconds since the Unix epoch, for DateTime encoding. */
-int64_t cs_now_micros(void);
 void cs_datetime_format(int64_t micros, char out[CS_DATETIME_LEN + 1]);
 
 /* Appends the JSON form (SPEC section 6) of a canonical stored value of
