@@ -192,24 +192,8 @@ static int batch_seen(cs_srv_store *st, const cs_srv_push *req, bool *seen)
 
 void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out)
 {
-    for (size_t i = 0; i < npk; i++) {
-        switch (pk[i].type) {
-        case SQLITE_INTEGER:
-            out[i] = cstack_v_int(pk[i].i);
-            break;
-        case SQLITE_FLOAT:
-            out[i] = cstack_v_float(pk[i].f);
-            break;
-        case SQLITE_TEXT:
-            out[i] = cstack_v_textn((const char *)pk[i].p, pk[i].n);
-            break;
-        case SQLITE_BLOB:
-            out[i] = cstack_v_blob(pk[i].p, pk[i].n);
-            break;
-        default:
-            out[i] = cstack_v_null();
-        }
-    }
+    for (size_t i = 0; i < npk; i++)
+        out[i] = cs_cs_value_get(&pk[i]);
 }
 
 /* Appends {"field":value,...} naming a row by its primary key. */

@@ -212,6 +212,22 @@ int cs_cs_put_value(cs_buf *b, const cs_cs_value *v)
     }
 }
 
+cstack_value cs_cs_value_get(const cs_cs_value *v)
+{
+    switch (v->type) {
+    case SQLITE_INTEGER:
+        return cstack_v_int(v->i);
+    case SQLITE_FLOAT:
+        return cstack_v_float(v->f);
+    case SQLITE_TEXT:
+        return cstack_v_textn((const char *)v->p, v->n);
+    case SQLITE_BLOB:
+        return cstack_v_blob(v->p, v->n);
+    default:
+        return cstack_v_null();
+    }
+}
+
 void cs_cs_value_from_stmt(cs_cs_value *v, sqlite3_stmt *st, int col)
 {
     memset(v, 0, sizeof *v);

@@ -14,6 +14,10 @@
  * Duplicate object keys are kept as written (RFC 8259 allows them).
  * Nesting is limited to CS_JSON_MAX_DEPTH arrays/objects; the output size is
  * limited by the cs_buf maximum.
+ *
+ * This is not util/jsonr.c, the reader of requests: a Json value may be any
+ * top-level value and keeps duplicate keys, which a request may not, and
+ * compaction copies the input as it checks it, with no tree to build.
  */
 #include "value/value.h"
 #include "util/hex.h"
