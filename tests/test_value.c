@@ -66,7 +66,7 @@ static const char *show(cstack_value v, char *buf, size_t len)
     return buf;
 }
 
-static void run_ok(cs_scalar t, const cs_enum *en, const ok_case *c, size_t n)
+static void run_ok(cs_scalar t, const cs_enum_members *en, const ok_case *c, size_t n)
 {
     cr_assert_geq(n, 15, "at least 15 valid cases");
     for (size_t i = 0; i < n; i++) {
@@ -83,7 +83,7 @@ static void run_ok(cs_scalar t, const cs_enum *en, const ok_case *c, size_t n)
     }
 }
 
-static void run_bad(cs_scalar t, const cs_enum *en, const bad_case *c, size_t n)
+static void run_bad(cs_scalar t, const cs_enum_members *en, const bad_case *c, size_t n)
 {
     cr_assert_geq(n, 15, "at least 15 invalid cases");
     for (size_t i = 0; i < n; i++) {
@@ -681,7 +681,7 @@ Test(value_decimal, adds_exactly)
 
 Test(value_enum, members_by_exact_name)
 {
-    char *colors[] = {"RED",
+    const char *colors[] = {"RED",
                       "GREEN",
                       "BLUE",
                       "CYAN",
@@ -701,9 +701,9 @@ Test(value_enum, members_by_exact_name)
                       "LIME_GREEN",
                       "SKY_BLUE_LIGHT_VARIANT_WITH_A_LONG_NAME",
                       "DEEP_FOREST_GREEN_2"};
-    cs_enum color = {"Color", NULL, colors, NCASES(colors), {1, 1}};
-    char *st[] = {"OPEN", "DONE"};
-    cs_enum status = {"Status", NULL, st, 2, {1, 1}};
+    cs_enum_members color = {"Color", colors, NCASES(colors)};
+    const char *st[] = {"OPEN", "DONE"};
+    cs_enum_members status = {"Status", st, 2};
     ok_case ok[NCASES(colors) + 1];
     for (size_t i = 0; i < NCASES(colors); i++)
         ok[i] = (ok_case){cstack_v_text(colors[i]), cstack_v_text(colors[i])};

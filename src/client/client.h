@@ -23,6 +23,8 @@
 
 #include "cstack.h"
 #include "util/buf.h"
+#include "util/clock.h"
+#include "util/jsonr.h"
 
 /* ---- SSE parsing (sse.c) ---------------------------------------------- */
 
@@ -85,6 +87,11 @@ void cs_http_resp_free(cs_http_resp *r);
 /* The "message" of an error response, or its first bytes, into the client's
  * error text, prefixed with `what`. */
 void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r);
+/* Parses a JSON object the server sent (docs/server.md): the small bodies of
+ * errors, push results and checkpoints, whose nodes fit in the caller's
+ * `room`.  Returns the object, or NULL when the n bytes at s are no JSON
+ * object.  Free *doc with jr_doc_free either way. */
+const jr_val *cs_client_json(const char *s, size_t n, jr_val *room, size_t nroom, jr_doc *doc);
 
 /* ---- the client --------------------------------------------------------- */
 
@@ -128,7 +135,6 @@ void cs_client_set_state(cs_client *c, cstack_sync_state s);
 int cs_client_fail(cs_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool cs_client_stopping(const cs_client *c);
-int64_t cs_client_now_ms(void);
 
 /* ---- state tables (state.c) --------------------------------------------- */
 

@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "client/client.h"
 #include "store/store.h"
@@ -69,11 +68,13 @@ static int session_error(cs_client *c, const char *what, const cs_http_resp *r)
 /* Notes the server cursor an accepted push reports ({"cursor":N}). */
 static void note_push_cursor(cs_client *c, const cs_http_resp *r)
 {
-    json_t *j = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
-    json_t *cur = json_object_get(j, "cursor");
-    if (json_is_integer(cur) && json_integer_value(cur) > c->pushed_cursor)
-        c->pushed_cursor = (int64_t)json_integer_value(cur);
-    json_decref(j);
+    jr_val room[16];
+    jr_doc doc;
+    const jr_val *cur = jr_get(cs_client_json(r->body.data, r->body.len, room, 16, &doc), "cursor");
+    int64_t v;
+    if (jr_is(cur, JR_NUMBER) && jr_int64(cur, &v) && v > c->pushed_cursor)
+        c->pushed_cursor = v;
+    jr_doc_free(&doc);
 }
 
 static int push_one(cs_client *c, cstack_upload_tx *tx)
@@ -293,7 +294,7 @@ int cs_pull_all(cs_client *c)
         return rc;
     pthread_mutex_lock(&c->st_mu);
     c->st.initial = 0;
-    c->st.last_synced_ms = cs_client_now_ms();
+    c->st.last_synced_ms = cs_wall_ms();
     c->st.cursor = c->cursor;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_CAUGHT_UP);

@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "client/client.h"
+#include "util/hex.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_OK;
@@ -51,7 +51,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     if (!c->progress_of || c->pull_base + (int64_t)dlnow == c->st.bytes_received)
         return 0;
     static _Thread_local int64_t last_ms;
-    int64_t now = cs_client_now_ms();
+    int64_t now = cs_wall_ms();
     if (now - last_ms < 100 && dlnow != dltotal)
         return 0;
     last_ms = now;
@@ -154,8 +154,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
         long long x = strtoll(v, &end, 10);
         r->cursor = (end != v && *end == '\0' && x >= 0) ? x : -1;
     } else if (header_value(p, size * n, "X-Cstack-Checksum", v, sizeof v)) {
-        unsigned long long x = strtoull(v, &end, 16);
-        r->has_checksum = end != v && *end == '\0';
+        uint64_t x = 0;
+        r->has_checksum = cs_hex_u64(v, strlen(v), &x) == 0;
         r->checksum = x;
     }
     return size * n;
@@ -238,13 +238,27 @@ void cs_http_resp_free(cs_http_resp *r)
     cs_buf_free(&r->body);
 }
 
+const jr_val *cs_client_json(const char *s, size_t n, jr_val *room, size_t nroom, jr_doc *doc)
+{
+    /* The server's objects are flat and short; these bounds only keep a
+     * wrong server from making the client build a large tree. */
+    static const jr_limits lim = {.max_depth = 32, .max_values = 1 << 16};
+    jr_error err;
+    memset(doc, 0, sizeof *doc);
+    if (!s || n == 0 || n > UINT32_MAX / 2 || jr_parse(s, n, &lim, room, nroom, doc, &err) != JR_OK)
+        return NULL;
+    return jr_is(&doc->vals[0], JR_OBJECT) ? &doc->vals[0] : NULL;
+}
+
 void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r)
 {
     char msg[200] = "";
-    json_t *j = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
-    const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
-    if (m) {
-        snprintf(msg, sizeof msg, "%s", m);
+    jr_val room[16];
+    jr_doc doc;
+    const jr_val *m = jr_get(cs_client_json(r->body.data, r->body.len, room, 16, &doc), "message");
+    if (jr_is(m, JR_STRING)) {
+        snprintf(msg, sizeof msg, "%.*s", (int)(jr_len(m) < sizeof msg ? jr_len(m) : sizeof msg),
+                 jr_str(m));
     } else if (r->body.len) {
         /* Not the JSON of docs/server.md: show its start, printable only. */
         size_t k = 0;
@@ -252,7 +266,7 @@ void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r)
             msg[k++] = isprint((unsigned char)r->body.data[i]) ? r->body.data[i] : '?';
         msg[k] = '\0';
     }
-    json_decref(j);
+    jr_doc_free(&doc);
     pthread_mutex_lock(&c->st_mu);
     snprintf(c->st.last_error, sizeof c->st.last_error, "%s: HTTP %ld%s%s", what, r->status,
              msg[0] ? ": " : "", msg);

@@ -30,12 +30,6 @@ struct cstack_sync_session {
 
 /* ---- status --------------------------------------------------------------- */
 
-int64_t cs_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool cs_client_stopping(const cs_client *c)
 {
@@ -187,14 +181,7 @@ static int64_t backoff_ms(const cstack_sync_options *o, int64_t n)
 /* Waits `ms` or until the session is stopped or nudged. */
 static void wait_ms(cstack_sync_session *s, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = cs_deadline(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&s->mu);
     while (!atomic_load(&s->c.stop) && !atomic_load(&s->c.nudge)) {
         if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)

@@ -104,7 +104,7 @@ static int do_save(sqlite3 *conn, void *ctx)
 
 int cs_state_save_cursor(cs_client *c, int64_t cursor)
 {
-    save_args a = {c->url, cursor, cs_client_now_ms()};
+    save_args a = {c->url, cursor, cs_wall_ms()};
     int rc = cstack_with_sqlite(c->db, do_save, &a);
     if (rc)
         return cs_client_fail(c, rc, "cannot store the server cursor: %s", cstack_errmsg(c->db));

@@ -19,9 +19,9 @@
 #include <string.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "client/client.h"
+#include "util/hex.h"
 
 #define ERR_BODY_MAX 4096
 
@@ -53,14 +53,15 @@ static int on_changes(stream_ctx *s, const cs_sse_event *ev)
 static int on_checkpoint(stream_ctx *s, const cs_sse_event *ev)
 {
     cs_client *c = s->c;
-    json_t *j = json_loadb(ev->data, ev->data_len, 0, NULL);
-    json_t *jc = json_object_get(j, "cursor");
-    const char *hex = json_string_value(json_object_get(j, "checksum"));
-    char *end = NULL;
-    unsigned long long sum = hex ? strtoull(hex, &end, 16) : 0;
-    int ok = json_is_integer(jc) && json_integer_value(jc) >= 0 && hex && end != hex && !*end;
-    int64_t cursor = ok ? (int64_t)json_integer_value(jc) : 0;
-    json_decref(j);
+    jr_val room[16];
+    jr_doc doc;
+    const jr_val *obj = cs_client_json(ev->data, ev->data_len, room, 16, &doc);
+    const jr_val *jc = jr_get(obj, "cursor"), *hex = jr_get(obj, "checksum");
+    int64_t cursor = 0;
+    uint64_t sum = 0;
+    bool ok = jr_is(jc, JR_NUMBER) && jr_int64(jc, &cursor) && cursor >= 0 &&
+              jr_is(hex, JR_STRING) && cs_hex_u64(jr_str(hex), jr_len(hex), &sum) == 0;
+    jr_doc_free(&doc);
     if (!ok)
         return cs_client_fail(c, CSTACK_EIO, "stream: a malformed checkpoint: %.100s", ev->data);
     if (cursor < c->cursor)
@@ -70,7 +71,7 @@ static int on_checkpoint(stream_ctx *s, const cs_sse_event *ev)
      * its cursor even when the changes in between were not for this user. */
     if (cursor > c->cursor)
         rc = cs_state_save_cursor(c, cursor);
-    return rc ? rc : cs_checkpoint(c, cursor, (uint64_t)sum);
+    return rc ? rc : cs_checkpoint(c, cursor, sum);
 }
 
 static int on_event(void *ctx, const cs_sse_event *ev)
@@ -109,7 +110,7 @@ static void mark_connected(cs_client *c)
 {
     pthread_mutex_lock(&c->st_mu);
     c->st.attempts = 0;
-    c->st.last_synced_ms = cs_client_now_ms();
+    c->st.last_synced_ms = cs_wall_ms();
     c->st.last_error[0] = '\0';
     pthread_mutex_unlock(&c->st_mu);
     cs_client_set_state(c, CSTACK_SYNC_CONNECTED);
@@ -196,7 +197,7 @@ static int follow(cs_client *c, stream_ctx *s)
             connected = true;
             mark_connected(c);
         }
-        int64_t now = cs_client_now_ms();
+        int64_t now = cs_wall_ms();
         if (connected && (now >= next_poll || atomic_load(&c->nudge))) {
             int rc = push_if_changed(c);
             if (rc)

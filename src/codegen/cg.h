@@ -25,6 +25,7 @@
 #include "codegen/codegen.h"
 #include "schema/schema.h"
 #include "util/buf.h"
+#include "util/hash.h"
 
 /* How a column field is represented in C. */
 typedef enum cg_kind {
@@ -87,8 +88,9 @@ typedef struct cg {
     size_t errlen;
     cg_model *models;
     cg_enum *enums;
-    cg_entry *reg; /* open-addressing hash set of file-scope names */
+    cg_entry *reg; /* the file-scope names, looked up through regset */
     size_t regcap, regn;
+    cs_hset regset;
     char **pool; /* strings handed out by cg_str(), freed at the end */
     size_t npool, cappool;
     int conflict; /* owner to rename before the next pass, or -1 */

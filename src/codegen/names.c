@@ -144,70 +144,62 @@ const char *cg_str(cg *g, const char *fmt, ...)
     return s;
 }
 
-/* ---- the registry: an open-addressing hash set of names ---- */
+/* ---- the registry: file-scope names in util/'s hash set ---- */
 
-/* FNV-1a. */
-static size_t hash_name(const char *s)
+static uint64_t hash_name(const char *s)
 {
-    uint64_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return (size_t)h;
+    return cs_fnv1a64(CS_FNV64_INIT, s, strlen(s));
 }
 
+typedef struct reg_probe {
+    const cg *g;
+    const char *name;
+} reg_probe;
+
+static bool reg_eq(const void *ctx, size_t id)
+{
+    const reg_probe *q = ctx;
+    return strcmp(q->g->reg[id].name, q->name) == 0;
+}
+
+/* The entry of a registered name, or NULL. */
 static cg_entry *reg_find(cg *g, const char *name)
 {
-    if (!g->regcap)
-        return NULL;
-    for (size_t i = hash_name(name) & (g->regcap - 1);; i = (i + 1) & (g->regcap - 1)) {
-        if (!g->reg[i].name || strcmp(g->reg[i].name, name) == 0)
-            return &g->reg[i];
-    }
+    reg_probe q = {g, name};
+    size_t id = cs_hset_find(&g->regset, hash_name(name), reg_eq, &q);
+    return id == CS_HSET_NONE ? NULL : &g->reg[id];
 }
 
 static void reg_clear(cg *g)
 {
-    for (size_t i = 0; i < g->regcap; i++)
+    for (size_t i = 0; i < g->regn; i++)
         free(g->reg[i].name);
     free(g->reg);
+    cs_hset_free(&g->regset);
     g->reg = NULL;
     g->regcap = g->regn = 0;
 }
 
-static int reg_grow(cg *g)
-{
-    size_t cap = g->regcap ? g->regcap * 2 : 1024;
-    cg_entry *old = g->reg;
-    size_t oldcap = g->regcap;
-    g->reg = calloc(cap, sizeof *g->reg);
-    if (!g->reg) {
-        g->reg = old;
-        return CSTACK_ENOMEM;
-    }
-    g->regcap = cap;
-    for (size_t i = 0; i < oldcap; i++)
-        if (old[i].name)
-            *reg_find(g, old[i].name) = old[i];
-    free(old);
-    return 0;
-}
-
+/* Registers a name that reg_find does not know. */
 static void reg_add(cg *g, const char *name, int owner)
 {
-    if ((g->regn + 1) * 2 > g->regcap && reg_grow(g)) {
+    if (g->regn == g->regcap) {
+        size_t cap = g->regcap ? g->regcap * 2 : 512;
+        cg_entry *reg = realloc(g->reg, cap * sizeof *reg);
+        if (!reg) {
+            cg_fail(g, CSTACK_ENOMEM, "out of memory");
+            return;
+        }
+        g->reg = reg;
+        g->regcap = cap;
+    }
+    char *copy = cs_strdup(name);
+    if (!copy || cs_hset_add(&g->regset, hash_name(name), g->regn)) {
+        free(copy);
         cg_fail(g, CSTACK_ENOMEM, "out of memory");
         return;
     }
-    cg_entry *e = reg_find(g, name);
-    if (e->name)
-        return;
-    e->name = cs_strdup(name);
-    if (!e->name) {
-        cg_fail(g, CSTACK_ENOMEM, "out of memory");
-        return;
-    }
-    e->owner = owner;
-    g->regn++;
+    g->reg[g->regn++] = (cg_entry){copy, owner};
 }
 
 static const char *owner_name(const cg *g, int owner)
@@ -228,7 +220,7 @@ const char *cg_decl(cg *g, int owner, const char *fmt, ...)
     if (g->emit || g->rc)
         return name;
     cg_entry *e = reg_find(g, name);
-    if (!e || !e->name) {
+    if (!e) {
         reg_add(g, name, owner);
     } else if (e->owner == owner) {
         cg_fail(g, CSTACK_EINVAL,
@@ -246,7 +238,7 @@ const char *cg_param(cg *g, const char *base, const char *const *taken, size_t n
     const char *name = base;
     for (;;) {
         cg_entry *e = reg_find(g, name);
-        if (!(e && e->name) && !in_list(taken, ntaken, name) && !is_keyword(name))
+        if (!e && !in_list(taken, ntaken, name) && !is_keyword(name))
             return name;
         name = cg_str(g, "%s_", name);
         if (g->rc)

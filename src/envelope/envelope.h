@@ -4,8 +4,6 @@
  *   envelope.c  cstack_envelope_call: bounds, parsing (errors with line and
  *               column), dispatch of one request, transactions, the ok/err
  *               response
- *   jsonr.c     the JSON reader: request bytes to a tree (jsonr.h); its
- *   jsonr_lex.c lexer, with syntax errors worded as jansson words them
  *   values.c    JSON <-> cstack_value by field type, data objects, unique
  *               wheres, rows as JSON
  *   where.c     where filters, orderBy, select, take/skip
@@ -17,7 +15,9 @@
  * like the parsed request.  Nothing here is shared between calls, so the
  * envelope is as thread-safe as the runtime.
  *
- * JSON values are `const jr_val *` of the request's tree (jsonr.h); their
+ * Requests are parsed by util/'s JSON reader (util/jsonr.h), whose syntax
+ * errors are worded as jansson words them.
+ * JSON values are `const jr_val *` of the request's tree; their
  * strings are not NUL-terminated, so names are passed with their length.
  */
 #ifndef CS_ENVELOPE_H
@@ -29,9 +29,9 @@
 #include <string.h>
 
 #include "cstack.h"
-#include "envelope/jsonr.h"
 #include "schema/schema.h"
 #include "util/buf.h"
+#include "util/jsonr.h"
 
 /* Bounds, besides CSTACK_ENVELOPE_MAX for the request bytes. */
 #define ENV_MAX_DEPTH 64                     /* nesting of JSON arrays and objects */

@@ -441,8 +441,7 @@ int env_value(env *e, const cs_field *f, const jr_val *j, cstack_value *out)
     cs_buf scratch = CS_BUF_INIT;
     char err[512];
     err[0] = '\0';
-    const cs_enum *en = f->type == CS_T_ENUM ? &e->schema->enums[f->type_index] : NULL;
-    int rc = cs_value_canon(f->type, en, &in, &scratch, out, err, sizeof err);
+    int rc = cs_field_canon(e->schema, f, &in, &scratch, out, err, sizeof err);
     if (rc) {
         cs_buf_free(&scratch);
         return env_fail(e, rc, "%s", err[0] ? err : cstack_errstr(rc));

@@ -13,6 +13,7 @@
 
 #include "schema/schema_int.h"
 #include "value/value.h"
+#include "util/hex.h"
 
 typedef struct lexer {
     cs_parse *p;
@@ -108,17 +109,6 @@ static void lex_comment(lexer *lx)
     lx->off = end;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static void put_utf8(cs_buf *b, unsigned long cp, int *rc)
 {
     char u[4];
@@ -160,7 +150,7 @@ static size_t lex_escape(lexer *lx, size_t i, size_t end, cs_buf *b, int *rc)
         return 0;
     unsigned long cp = 0;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(s[i + 2 + k]);
+        int h = cs_hex_digit((unsigned char)s[i + 2 + k]);
         if (h < 0)
             return 0;
         cp = cp * 16 + (unsigned long)h;

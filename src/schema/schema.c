@@ -10,11 +10,16 @@
 
 #include "schema/schema_int.h"
 
-const char *cs_scalar_name(cs_scalar t)
+int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                   cs_buf *scratch, cstack_value *out, char *err, size_t errlen)
 {
-    static const char *const names[] = {"String", "Int",      "Float", "Boolean", "Bytes", "Uuid",
-                                        "Cuid",   "DateTime", "Json",  "Decimal", "enum",  "model"};
-    return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
+    cs_enum_members en = {NULL, NULL, 0};
+    if (f->type == CS_T_ENUM) {
+        const cs_enum *e = &s->enums[f->type_index];
+        en = (cs_enum_members){e->name, (const char *const *)e->members, e->nmembers};
+    }
+    return cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
+                          errlen);
 }
 
 int cs_model_find(const cstack_schema *s, const char *name)
@@ -60,70 +65,59 @@ cstack_schema *cs_schema_retain(const cstack_schema *s)
 
 /* ---- name sets ------------------------------------------------------------ */
 
-static size_t name_hash(const char *k, bool ci)
+static uint64_t name_hash(const char *k, bool ci)
 {
-    size_t h = 1469598103934665603u;
+    uint64_t h = CS_FNV64_INIT;
     for (; *k; k++) {
         unsigned char c = (unsigned char)*k;
         if (ci && c >= 'A' && c <= 'Z')
             c = (unsigned char)(c - 'A' + 'a');
-        h = (h ^ c) * 1099511628211u;
+        h = cs_fnv1a64_byte(h, c);
     }
     return h;
 }
 
-static bool name_eq(const char *a, const char *b, bool ci)
-{
-    return ci ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
-}
+typedef struct name_probe {
+    const cs_nameset *s;
+    const char *key;
+} name_probe;
 
-static bool nameset_grow(cs_nameset *s)
+static bool name_eq(const void *ctx, size_t id)
 {
-    size_t cap = s->cap ? s->cap * 2 : 64;
-    const char **keys = calloc(cap, sizeof(*keys));
-    int *vals = calloc(cap, sizeof(*vals));
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
-        return false;
-    }
-    for (size_t i = 0; i < s->cap; i++) {
-        if (!s->keys[i])
-            continue;
-        size_t j = name_hash(s->keys[i], s->ci) & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = s->keys[i];
-        vals[j] = s->vals[i];
-    }
-    free(s->keys);
-    free(s->vals);
-    s->keys = keys;
-    s->vals = vals;
-    s->cap = cap;
-    return true;
+    const name_probe *q = ctx;
+    const char *a = q->s->items[id].key;
+    return q->s->ci ? strcasecmp(a, q->key) == 0 : strcmp(a, q->key) == 0;
 }
 
 int cs_nameset_add(cs_parse *p, cs_nameset *s, const char *key, int val)
 {
-    if ((s->n + 1) * 2 > s->cap && !nameset_grow(s)) {
+    uint64_t h = name_hash(key, s->ci);
+    name_probe q = {s, key};
+    size_t id = cs_hset_find(&s->set, h, name_eq, &q);
+    if (id != CS_HSET_NONE)
+        return s->items[id].val;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        cs_name_entry *items = realloc(s->items, cap * sizeof *items);
+        if (!items) {
+            p->oom = true;
+            return -1;
+        }
+        s->items = items;
+        s->cap = cap;
+    }
+    if (cs_hset_add(&s->set, h, s->n)) {
         p->oom = true;
         return -1;
     }
-    size_t j = name_hash(key, s->ci) & (s->cap - 1);
-    for (; s->keys[j]; j = (j + 1) & (s->cap - 1))
-        if (name_eq(s->keys[j], key, s->ci))
-            return s->vals[j];
-    s->keys[j] = key;
-    s->vals[j] = val;
-    s->n++;
+    s->items[s->n++] = (cs_name_entry){key, val};
     return -1;
 }
 
 void cs_nameset_free(cs_nameset *s)
 {
-    free(s->keys);
-    free(s->vals);
+    cs_hset_free(&s->set);
+    free(s->items);
     memset(s, 0, sizeof(*s));
 }
 

@@ -15,25 +15,7 @@
 #include <stddef.h>
 
 #include "cstack.h"
-
-typedef enum cs_scalar {
-    CS_T_STRING,
-    CS_T_INT,
-    CS_T_FLOAT,
-    CS_T_BOOLEAN,
-    CS_T_BYTES,
-    CS_T_UUID,
-    CS_T_CUID,
-    CS_T_DATETIME,
-    CS_T_JSON,
-    CS_T_DECIMAL,
-    CS_T_ENUM,  /* type_index: the enum */
-    CS_T_MODEL  /* a relation field; type_index: the target model */
-} cs_scalar;
-
-/* Name of a scalar as written in schemas ("DateTime"); "enum"/"model" for
- * the last two. */
-const char *cs_scalar_name(cs_scalar t);
+#include "value/value.h"
 
 typedef struct cs_pos {
     int line; /* from 1 */
@@ -254,5 +236,10 @@ static inline bool cs_field_is_column(const cs_field *f)
 }
 
 cstack_schema *cs_schema_retain(const cstack_schema *s);
+
+/* cs_value_canon for a field of schema s (its enum looked up when it has
+ * one): validates `in` and produces the canonical storage value. */
+int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                   cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "schema/schema.h"
 #include "util/buf.h"
+#include "util/hash.h"
 
 #define CS_SCHEMA_MAX_SOURCE ((size_t)16 << 20)
 #define CS_MAX_DIAGS 100
@@ -269,14 +270,18 @@ void cs_validate_keys(cs_parse *p, size_t mi);
 void cs_validate_owning(cs_parse *p, size_t mi);
 void cs_validate_back(cs_parse *p, size_t mi);
 
-/* A small open-addressing set of borrowed names (schema.c), so duplicate
- * checks stay linear on schemas with thousands of models or members.
- * `ci`: ASCII case-insensitive (SQL identifiers). */
+/* A map of borrowed names to ints (schema.c) over util/'s hash set, so
+ * duplicate checks stay linear on schemas with thousands of models or
+ * members.  `ci`: ASCII case-insensitive (SQL identifiers). */
+typedef struct cs_name_entry {
+    const char *key;
+    int val;
+} cs_name_entry;
+
 typedef struct cs_nameset {
-    const char **keys;
-    int *vals;
-    size_t cap;
-    size_t n;
+    cs_hset set;
+    cs_name_entry *items;
+    size_t n, cap;
     bool ci;
 } cs_nameset;
 

@@ -70,17 +70,6 @@ static bool check_ident(cs_parse *p, const char *name, cs_pos pos, const char *w
     return true;
 }
 
-static const char *const scalar_names[] = {"String", "Int",  "Float",    "Boolean", "Bytes",
-                                           "Uuid",   "Cuid", "DateTime", "Json",    "Decimal"};
-
-static int scalar_find(const char *name)
-{
-    for (int i = 0; i < (int)(sizeof(scalar_names) / sizeof(scalar_names[0])); i++)
-        if (strcmp(scalar_names[i], name) == 0)
-            return i;
-    return -1;
-}
-
 /* ---- 1. names ---------------------------------------------------------- */
 
 /* Models and enums share one namespace: `types` maps a name to 2*index
@@ -90,7 +79,7 @@ static void check_type_name(cs_parse *p, cs_nameset *types, const char *name, cs
 {
     if (!check_ident(p, name, pos, what))
         return;
-    if (scalar_find(name) >= 0) {
+    if (cs_scalar_find(name) >= 0) {
         cs_diag(p->diags, pos, "%s '%s' has the name of a built-in type", what, name);
         return;
     }
@@ -134,7 +123,7 @@ static void check_names(cs_parse *p)
 
 static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, bool auth)
 {
-    int k = scalar_find(f->type_name);
+    int k = cs_scalar_find(f->type_name);
     if (k >= 0) {
         f->type = (cs_scalar)k;
     } else if ((k = cs_enum_find(p->s, f->type_name)) >= 0) {

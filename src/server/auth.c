@@ -308,11 +308,10 @@ static int set_field(const cstack_schema *s, cs_auth *a, size_t i, const cstack_
                      const char *claim, char *err, size_t errlen)
 {
     const cs_field *f = &s->auth.fields[i];
-    const cs_enum *en = f->type == CS_T_ENUM ? &s->enums[f->type_index] : NULL;
     cs_buf scratch = CS_BUF_INIT;
     char why[200] = "";
     cstack_value out;
-    int rc = cs_value_canon(f->type, en, in, &scratch, &out, why, sizeof why);
+    int rc = cs_field_canon(s, f, in, &scratch, &out, why, sizeof why);
     if (rc == 0)
         rc = user_keep(a, &out);
     cs_buf_free(&scratch);

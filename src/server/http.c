@@ -370,7 +370,7 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
     atomic_fetch_add(&srv->metrics.push[res.duplicate ? CS_PUSH_DUPLICATE : CS_PUSH_OK], 1);
     if (!res.duplicate) {
         atomic_fetch_add(&srv->metrics.changes_in, res.columns);
-        cs_hub_notify(srv->hub, cs_srv_now_ms());
+        cs_hub_notify(srv->hub, cs_wall_ms());
     }
     cs_buf b = CS_BUF_INIT;
     cs_buf_puts(&b, "{\"status\":\"ok\",\"batch\":");
@@ -444,7 +444,7 @@ static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
     for (char *p = r->method; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
-    r->start_ms = cs_srv_mono_ms();
+    r->start_ms = cs_mono_ms();
     pthread_mutex_lock(&srv->mu);
     srv->active++;
     r->counted = true;
@@ -533,7 +533,7 @@ static void log_request(srv_req *r)
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     cs_srv_log(r->srv, "%s.%03ldZ %s %s %d %" PRIu64 " %.1fms user=%s", when, ts.tv_nsec / 1000000,
-               r->method, r->path, r->status, r->bytes, (double)(cs_srv_mono_ms() - r->start_ms),
+               r->method, r->path, r->status, r->bytes, (double)(cs_mono_ms() - r->start_ms),
                r->user && *r->user ? r->user : "-");
 }
 
@@ -726,11 +726,7 @@ int cstack_server_port(const cstack_server *srv)
 /* Waits until no request is in flight, or the drain time has passed. */
 static void wait_idle(cstack_server *srv)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (int64_t)(srv->cfg.drain_ms % 1000) * 1000000;
-    ts.tv_sec += srv->cfg.drain_ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = cs_deadline(CLOCK_REALTIME, srv->cfg.drain_ms);
     pthread_mutex_lock(&srv->mu);
     while (srv->active > 0)
         if (pthread_cond_timedwait(&srv->idle, &srv->mu, &ts) != 0)

@@ -50,7 +50,7 @@ static void lag_window(cs_metrics *m, int64_t minute)
 void cs_metrics_lag(cs_metrics *m, int64_t ms)
 {
     pthread_mutex_lock(&m->lag_mu);
-    lag_window(m, cs_srv_mono_ms() / 60000);
+    lag_window(m, cs_mono_ms() / 60000);
     if (ms > m->lag_max[0])
         m->lag_max[0] = ms;
     pthread_mutex_unlock(&m->lag_mu);
@@ -59,7 +59,7 @@ void cs_metrics_lag(cs_metrics *m, int64_t ms)
 static int64_t lag_recent(cs_metrics *m)
 {
     pthread_mutex_lock(&m->lag_mu);
-    lag_window(m, cs_srv_mono_ms() / 60000);
+    lag_window(m, cs_mono_ms() / 60000);
     int64_t v = m->lag_max[0] > m->lag_max[1] ? m->lag_max[0] : m->lag_max[1];
     pthread_mutex_unlock(&m->lag_mu);
     return v;

@@ -105,7 +105,4 @@ struct cstack_server {
 void cs_srv_log(const cstack_server *srv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Monotonic milliseconds (timeouts, durations). */
-int64_t cs_srv_mono_ms(void);
-
 #endif

@@ -21,6 +21,7 @@
 
 #include "server/auth.h"
 #include "util/buf.h"
+#include "util/clock.h"
 
 /* What kind of failure a store reports; http.c maps each to one status. */
 typedef enum cs_srv_fail {
@@ -114,8 +115,6 @@ void cs_srv_pull_result_free(cs_srv_pull_result *r);
 /* Fills `err` (NULL ok); a NULL msg takes the code's description. */
 void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg);
 
-/* Wall-clock milliseconds since the epoch. */
-int64_t cs_srv_now_ms(void);
 
 /* Decodes a site id given as 32 hex digits.  CSTACK_EINVAL when malformed. */
 int cs_srv_site_parse(const char *hex, unsigned char out[16]);

@@ -34,18 +34,21 @@
 #include "server/policy.h"
 #include "server/store_int.h"
 #include "sync/parked.h"
+#include "util/hash.h"
+#include "util/hex.h"
 
 /* A set of encoded primary keys: open addressing over an arena of keys. */
-typedef struct keyslot {
-    uint64_t hash;
+/* A set of byte strings (encoded primary keys) over util/'s hash set: the
+ * bytes one after another in `arena`, each key's place in `keys`. */
+typedef struct keyspan {
     size_t off, len;
-    bool used;
-} keyslot;
+} keyspan;
 
 typedef struct keyset {
     cs_buf arena;
-    keyslot *slots;
-    size_t cap, n; /* cap: a power of two, or 0 */
+    keyspan *keys;
+    size_t n, cap;
+    cs_hset set;
 } keyset;
 
 typedef struct pull_ctx {
@@ -75,68 +78,53 @@ void cs_srv_pull_result_free(cs_srv_pull_result *r)
 static void keyset_free(keyset *k)
 {
     cs_buf_free(&k->arena);
-    free(k->slots);
+    free(k->keys);
+    cs_hset_free(&k->set);
     memset(k, 0, sizeof *k);
 }
 
-/* The slot holding the key, or the empty slot where it would go. */
-static size_t keyset_slot(const keyset *k, uint64_t hash, const void *p, size_t n, bool *found)
-{
-    size_t i = hash & (k->cap - 1);
-    *found = false;
-    for (; k->slots[i].used; i = (i + 1) & (k->cap - 1)) {
-        const keyslot *e = &k->slots[i];
-        if (e->hash == hash && e->len == n && memcmp(k->arena.data + e->off, p, n) == 0) {
-            *found = true;
-            break;
-        }
-    }
-    return i;
-}
+typedef struct key_probe {
+    const keyset *k;
+    const void *p;
+    size_t n;
+} key_probe;
 
-static int keyset_grow(keyset *k)
+static bool key_eq(const void *ctx, size_t id)
 {
-    size_t cap = k->cap ? k->cap * 2 : 1024;
-    keyslot *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return CSTACK_ENOMEM;
-    for (size_t i = 0; i < k->cap; i++) {
-        if (!k->slots[i].used)
-            continue;
-        size_t j = k->slots[i].hash & (cap - 1);
-        while (slots[j].used)
-            j = (j + 1) & (cap - 1);
-        slots[j] = k->slots[i];
-    }
-    free(k->slots);
-    k->slots = slots;
-    k->cap = cap;
-    return 0;
+    const key_probe *q = ctx;
+    const keyspan *e = &q->k->keys[id];
+    return e->len == q->n && memcmp(q->k->arena.data + e->off, q->p, q->n) == 0;
 }
 
 static int keyset_add(keyset *k, const void *p, size_t n)
 {
-    if ((k->n + 1) * 2 > k->cap && keyset_grow(k))
-        return CSTACK_ENOMEM;
-    uint64_t hash = cs_hash64(p, n);
-    bool found;
-    size_t at = keyset_slot(k, hash, p, n, &found);
-    if (found)
+    uint64_t hash = cs_fnv1a64(CS_FNV64_INIT, p, n);
+    key_probe q = {k, p, n};
+    if (cs_hset_find(&k->set, hash, key_eq, &q) != CS_HSET_NONE)
         return 0;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 256;
+        keyspan *keys = realloc(k->keys, cap * sizeof *keys);
+        if (!keys)
+            return CSTACK_ENOMEM;
+        k->keys = keys;
+        k->cap = cap;
+    }
     size_t off = k->arena.len;
     if (cs_buf_append(&k->arena, p, n))
         return CSTACK_ENOMEM;
-    k->slots[at] = (keyslot){hash, off, n, true};
-    k->n++;
+    if (cs_hset_add(&k->set, hash, k->n)) {
+        k->arena.len = off;
+        return CSTACK_ENOMEM;
+    }
+    k->keys[k->n++] = (keyspan){off, n};
     return 0;
 }
 
 static bool keyset_has(const keyset *k, const void *p, size_t n)
 {
-    bool found = false;
-    if (k->cap)
-        keyset_slot(k, cs_hash64(p, n), p, n, &found);
-    return found;
+    key_probe q = {k, p, n};
+    return cs_hset_find(&k->set, cs_fnv1a64(CS_FNV64_INIT, p, n), key_eq, &q) != CS_HSET_NONE;
 }
 
 /* SELECT the keys of the model's rows in the scan (clock version past
@@ -406,25 +394,11 @@ static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key,
 
 /* ---- pulls -------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 int cs_srv_site_parse(const char *hex, unsigned char out[CS_SITE_LEN])
 {
     if (!hex || strlen(hex) != 2 * CS_SITE_LEN)
         return CSTACK_EINVAL;
-    for (size_t i = 0; i < CS_SITE_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return CSTACK_EINVAL;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
+    return cs_hex_decode(hex, CS_SITE_LEN, out);
 }
 
 static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, int64_t version,

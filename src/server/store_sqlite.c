@@ -45,12 +45,6 @@ static const char TABLES_SQL[] = "CREATE TABLE IF NOT EXISTS _cstack_srv_batches
                                  " present INTEGER NOT NULL, at INTEGER NOT NULL,"
                                  " PRIMARY KEY(site, model, pk)) WITHOUT ROWID;";
 
-int64_t cs_srv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg)
 {
@@ -72,7 +66,7 @@ static int create_tables(sqlite3 *conn, void *ctx)
     sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(conn, "DELETE FROM _cstack_srv_batches WHERE at < ?", -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, cs_srv_now_ms() - BATCH_KEEP_MS);
+        sqlite3_bind_int64(st, 1, cs_wall_ms() - BATCH_KEEP_MS);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
     }
     sqlite3_finalize(st);
@@ -161,7 +155,7 @@ static int batch_insert(sqlite3 *conn, const cs_srv_push *req)
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, sub_of(req->auth), -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, req->batch, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, cs_srv_now_ms());
+        sqlite3_bind_int64(st, 3, cs_wall_ms());
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
     }
     sqlite3_finalize(st);
@@ -198,24 +192,8 @@ static int batch_seen(cs_srv_store *st, const cs_srv_push *req, bool *seen)
 
 void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out)
 {
-    for (size_t i = 0; i < npk; i++) {
-        switch (pk[i].type) {
-        case SQLITE_INTEGER:
-            out[i] = cstack_v_int(pk[i].i);
-            break;
-        case SQLITE_FLOAT:
-            out[i] = cstack_v_float(pk[i].f);
-            break;
-        case SQLITE_TEXT:
-            out[i] = cstack_v_textn((const char *)pk[i].p, pk[i].n);
-            break;
-        case SQLITE_BLOB:
-            out[i] = cstack_v_blob(pk[i].p, pk[i].n);
-            break;
-        default:
-            out[i] = cstack_v_null();
-        }
-    }
+    for (size_t i = 0; i < npk; i++)
+        out[i] = cs_cs_value_get(&pk[i]);
 }
 
 /* Appends {"field":value,...} naming a row by its primary key. */

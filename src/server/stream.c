@@ -67,12 +67,6 @@ struct cs_hub {
     size_t count;
 };
 
-int64_t cs_srv_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- streams --------------------------------------------------------------- */
 
@@ -125,7 +119,7 @@ int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs
     snprintf(s->site, sizeof s->site, "%s", site ? site : "");
     s->cursor = since;
     s->fresh = true;
-    s->last_output = cs_srv_mono_ms();
+    s->last_output = cs_mono_ms();
     s->out.max = STREAM_QUEUE_MAX;
     s->refs = 3;
     pthread_mutex_lock(&h->mu);
@@ -196,7 +190,7 @@ ssize_t cs_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     s->lag_from = 0;
     pthread_mutex_unlock(&s->mu);
     if (lag_from)
-        cs_metrics_lag(&s->hub->srv->metrics, cs_srv_now_ms() - lag_from);
+        cs_metrics_lag(&s->hub->srv->metrics, cs_wall_ms() - lag_from);
     return (ssize_t)n;
 }
 
@@ -215,7 +209,7 @@ static void enqueue(cs_stream *s, const char *p, size_t n, int64_t lag_from, boo
         s->closed = true;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
-    s->last_output = cs_srv_mono_ms();
+    s->last_output = cs_mono_ms();
 }
 
 /* ---- the hub --------------------------------------------------------------- */
@@ -237,7 +231,7 @@ static void deliver(cs_hub *h, round_item *it, const cs_srv_pull_result *res, co
                     size_t n, int64_t lag_from)
 {
     cstack_server *srv = h->srv;
-    int64_t now = cs_srv_mono_ms();
+    int64_t now = cs_mono_ms();
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = it[i].s;
         size_t src = res[i].same_as >= 0 ? (size_t)res[i].same_as : i;
@@ -316,7 +310,7 @@ static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
     round_item *it = calloc(n ? n : 1, sizeof *it);
     if (!it)
         return;
-    int64_t now = cs_srv_mono_ms();
+    int64_t now = cs_mono_ms();
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = all[i];
@@ -345,11 +339,7 @@ static int64_t tick_ms(const cstack_server *srv)
 
 static void wait_work(cs_hub *h)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + tick_ms(h->srv) * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = cs_deadline(CLOCK_MONOTONIC, tick_ms(h->srv));
     while (!h->stopping && !h->dirty)
         if (pthread_cond_timedwait(&h->cond, &h->mu, &ts) != 0)
             break;

@@ -8,18 +8,14 @@
 #include <string.h>
 
 #include "store/store.h"
+#include "util/hash.h"
 #include "value/value.h"
 
 uint64_t cs_hash64(const void *p, size_t n)
 {
     /* FNV-1a: fast and good enough to tell statements apart; a collision
      * costs only a re-prepare because the text is compared too. */
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ull;
-    }
+    uint64_t h = cs_fnv1a64(CS_FNV64_INIT, p, n);
     /* Text hashes never have the top bit set; custom keys always do. */
     h &= ~CS_KEY_CUSTOM;
     return h ? h : 1;

@@ -70,8 +70,7 @@ int cs_canon_field(const cstack_schema *s, const cs_model *m, const cs_field *f,
     cs_buf scratch = CS_BUF_INIT;
     scratch.max = (size_t)1 << 30;
     char err[256] = "";
-    const cs_enum *en = f->type == CS_T_ENUM ? &s->enums[f->type_index] : NULL;
-    int rc = cs_value_canon(f->type, en, in, &scratch, out, err, sizeof err);
+    int rc = cs_field_canon(s, f, in, &scratch, out, err, sizeof err);
     if (rc) {
         cs_buf_free(&scratch);
         if (rc == CSTACK_ENOMEM)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sync/sync.h"
+#include "util/hex.h"
 
 static void sync_destroy(void *ctx);
 static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer);
@@ -116,8 +117,7 @@ int cs_sync_load_all(cs_sync *s, sqlite3 *conn)
         rc = cs_sync_load_clock(s, conn);
     if (rc == SQLITE_OK && s->nsites > 0) {
         memcpy(s->site, s->sites[0], CS_SITE_LEN);
-        for (size_t i = 0; i < CS_SITE_LEN; i++)
-            snprintf(s->site_hex + 2 * i, 3, "%02x", s->site[i]);
+        cs_hex_encode(s->site, CS_SITE_LEN, s->site_hex);
         s->ready = true;
     }
     return rc;

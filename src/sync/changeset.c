@@ -36,21 +36,13 @@
 #include <string.h>
 
 #include "sync/changeset.h"
+#include "util/hex.h"
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         snprintf(err, errlen, __VA_ARGS__);                                                        \
         return CSTACK_EINVAL;                                                                      \
     } while (0)
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
 
 int cs_cs_read_header(cs_reader *r, cs_cs_header *h, char *err, size_t errlen)
 {
@@ -63,12 +55,7 @@ int cs_cs_read_header(cs_reader *r, cs_cs_header *h, char *err, size_t errlen)
         FAIL("unsupported changeset format %u (this build reads %d)", p[4], CS_CS_FORMAT);
     if (cs_rd_bytes(r, 32, &p))
         FAIL("changeset truncated in its header");
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        h->hash[2 * i] = hex[p[i] >> 4];
-        h->hash[2 * i + 1] = hex[p[i] & 15];
-    }
-    h->hash[64] = 0;
+    cs_hex_encode(p, 32, h->hash);
     if (cs_rd_bytes(r, CS_SITE_LEN, &p))
         FAIL("changeset truncated in its header");
     memcpy(h->origin, p, CS_SITE_LEN);
@@ -225,6 +212,22 @@ int cs_cs_put_value(cs_buf *b, const cs_cs_value *v)
     }
 }
 
+cstack_value cs_cs_value_get(const cs_cs_value *v)
+{
+    switch (v->type) {
+    case SQLITE_INTEGER:
+        return cstack_v_int(v->i);
+    case SQLITE_FLOAT:
+        return cstack_v_float(v->f);
+    case SQLITE_TEXT:
+        return cstack_v_textn((const char *)v->p, v->n);
+    case SQLITE_BLOB:
+        return cstack_v_blob(v->p, v->n);
+    default:
+        return cstack_v_null();
+    }
+}
+
 void cs_cs_value_from_stmt(cs_cs_value *v, sqlite3_stmt *st, int col)
 {
     memset(v, 0, sizeof *v);
@@ -295,8 +298,8 @@ int cs_cs_finish(cs_cs_writer *w, const cstack_schema *s, const unsigned char or
 {
     cs_buf b = CS_BUF_INIT;
     unsigned char hash[32];
-    for (int i = 0; i < 32; i++)
-        hash[i] = (unsigned char)(hex_digit(s->hash[2 * i]) << 4 | hex_digit(s->hash[2 * i + 1]));
+    /* The schema's hash is always 64 lowercase digits. */
+    cs_hex_decode(s->hash, sizeof hash, hash);
     unsigned char fmt = CS_CS_FORMAT;
     int rc = cs_buf_append(&b, CS_CS_MAGIC, 4);
     rc = rc ? rc : cs_buf_append(&b, &fmt, 1);

@@ -71,6 +71,9 @@ int cs_cs_site(cs_cs_writer *w, const unsigned char site[CS_SITE_LEN], uint32_t 
 int cs_cs_put_value(cs_buf *b, const cs_cs_value *v);
 /* Reads a value from column `col` of a statement row. */
 void cs_cs_value_from_stmt(cs_cs_value *v, sqlite3_stmt *st, int col);
+/* The same value as a cstack_value (borrowing its bytes), as the store's
+ * API and cs_value_json take it. */
+cstack_value cs_cs_value_get(const cs_cs_value *v);
 /* Binds a value. */
 int cs_cs_bind(sqlite3_stmt *st, int idx, const cs_cs_value *v);
 int cs_cs_read_value(cs_reader *r, cs_cs_value *v);

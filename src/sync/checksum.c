@@ -9,20 +9,12 @@
 #include <string.h>
 
 #include "sync/sync_ext.h"
+#include "util/hash.h"
 
 uint64_t cs_row_checksum(const char *model, const char *json, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)model; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    h *= 1099511628211ull; /* the separating NUL */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)json[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    /* The model's name with its NUL, then the row. */
+    return cs_fnv1a64(cs_fnv1a64(CS_FNV64_INIT, model, strlen(model) + 1), json, len);
 }
 
 #define PAGE 4096

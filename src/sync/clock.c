@@ -18,13 +18,11 @@
 
 #include "sync/sync.h"
 #include "sync/varint.h"
+#include "util/clock.h"
 
 uint64_t cs_hlc_now_wall(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    return ms << 16;
+    return (uint64_t)cs_wall_ms() << 16;
 }
 
 uint64_t cs_hlc_tick(cs_sync *s)

@@ -10,17 +10,7 @@
 #include <string.h>
 
 #include "sync/sync.h"
-
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "util/hex.h"
 
 int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version)
 {
@@ -31,12 +21,8 @@ int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version)
     unsigned char site[CS_SITE_LEN];
     if (!peer || strlen(peer) != 2 * CS_SITE_LEN || version < 0)
         return cs_err(CSTACK_EINVAL, "a peer is named by 32 hex digits and a version >= 0");
-    for (size_t i = 0; i < CS_SITE_LEN; i++) {
-        int hi = hex_val(peer[2 * i]), lo = hex_val(peer[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return cs_err(CSTACK_EINVAL, "peer site id '%s' is not hex", peer);
-        site[i] = (unsigned char)(hi << 4 | lo);
-    }
+    if (cs_hex_decode(peer, CS_SITE_LEN, site))
+        return cs_err(CSTACK_EINVAL, "peer site id '%s' is not hex", peer);
     if ((rc = cs_write_begin(db)))
         return rc;
     sqlite3_stmt *st = NULL;

@@ -484,23 +484,7 @@ typedef struct upload_ctx {
 /* A stored value in the envelope's JSON mapping. */
 static int value_json(cs_buf *b, const cs_field *f, const cs_cs_value *v)
 {
-    cstack_value cv = cstack_v_null();
-    switch (v->type) {
-    case SQLITE_INTEGER:
-        cv = cstack_v_int(v->i);
-        break;
-    case SQLITE_FLOAT:
-        cv = cstack_v_float(v->f);
-        break;
-    case SQLITE_TEXT:
-        cv = cstack_v_textn((const char *)v->p, v->n);
-        break;
-    case SQLITE_BLOB:
-        cv = cstack_v_blob(v->p, v->n);
-        break;
-    default:
-        break;
-    }
+    cstack_value cv = cs_cs_value_get(v);
     return cs_value_json(b, f->type, &cv);
 }
 

@@ -43,11 +43,10 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
             break;
         }
         /* Text must already be canonical: replicas never rewrite values. */
-        const cs_enum *en = f->type == CS_T_ENUM ? &a->db->schema->enums[f->type_index] : NULL;
         cstack_value in = cstack_v_textn((const char *)v->p, v->n), out;
         cs_buf scratch = CS_BUF_INIT;
         char err[160];
-        int rc = cs_value_canon(f->type, en, &in, &scratch, &out, err, sizeof err);
+        int rc = cs_field_canon(a->db->schema, f, &in, &scratch, &out, err, sizeof err);
         if (rc == 0 && (out.u.s.n != v->n || memcmp(out.u.s.p, v->p, v->n) != 0))
             why = "a value not in canonical form";
         cs_buf_free(&scratch);

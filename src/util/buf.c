@@ -1,5 +1,6 @@
 /* buf.c -- bounded growable buffers and small string helpers. */
 #include "util/buf.h"
+#include "util/hex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +103,6 @@ int cs_buf_sql_str(cs_buf *b, const char *s)
 
 int cs_buf_json_str(cs_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     int rc = cs_buf_reserve(b, n + 2);
     if (rc)
         return rc;
@@ -129,8 +129,8 @@ int cs_buf_json_str(cs_buf *b, const char *s, size_t n)
             esc[1] = 'u';
             esc[2] = '0';
             esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
+            esc[4] = cs_hex_char(c >> 4);
+            esc[5] = cs_hex_char(c);
             elen = 6;
         }
         if ((rc = cs_buf_append(b, esc, elen)))

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/hex.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
@@ -73,12 +74,9 @@ void cs_sha256_hex(const void *data, size_t n, char out[65])
     sha256_block(h, tail);
     if (tlen == 128)
         sha256_block(h, tail + 64);
-    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[32];
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++) {
-            unsigned char byte = (unsigned char)(h[i] >> (24 - 8 * j));
-            out[i * 8 + j * 2] = hex[byte >> 4];
-            out[i * 8 + j * 2 + 1] = hex[byte & 15];
-        }
-    out[64] = 0;
+        for (int j = 0; j < 4; j++)
+            digest[i * 4 + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+    cs_hex_encode(digest, sizeof digest, out);
 }

@@ -17,6 +17,7 @@
  *     may say 0000 if its offset moves it into range).
  */
 #include "value/value.h"
+#include "util/clock.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -108,16 +109,10 @@ void cs_datetime_format(int64_t micros, char out[CS_DATETIME_LEN + 1])
     out[27] = 0;
 }
 
-int64_t cs_now_micros(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * US_PER_SEC + ts.tv_nsec / 1000;
-}
 
 void cs_now(char out[CS_DATETIME_LEN + 1])
 {
-    cs_datetime_format(cs_now_micros(), out);
+    cs_datetime_format(cs_wall_us(), out);
 }
 
 /* Reads `w` decimal digits at s[*i]; -1 when any is not a digit. */

@@ -14,8 +14,13 @@
  * Duplicate object keys are kept as written (RFC 8259 allows them).
  * Nesting is limited to CS_JSON_MAX_DEPTH arrays/objects; the output size is
  * limited by the cs_buf maximum.
+ *
+ * This is not util/jsonr.c, the reader of requests: a Json value may be any
+ * top-level value and keeps duplicate keys, which a request may not, and
+ * compaction copies the input as it checks it, with no tree to build.
  */
 #include "value/value.h"
+#include "util/hex.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -57,11 +62,7 @@ static int hex4(const char *s)
 {
     int v = 0;
     for (int k = 0; k < 4; k++) {
-        char c = s[k];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
+        int d = cs_hex_digit((unsigned char)s[k]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

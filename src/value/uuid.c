@@ -16,23 +16,12 @@
  * 4 digits of a per-process counter, 11 random digits (~57 bits).
  */
 #include "value/value.h"
+#include "util/clock.h"
+#include "util/hex.h"
 
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
-
-static const char hexd[] = "0123456789abcdef";
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int cs_uuid_canon(const char *s, size_t n, char out[CS_UUID_LEN + 1], char *err, size_t errlen)
 {
@@ -53,13 +42,13 @@ int cs_uuid_canon(const char *s, size_t n, char out[CS_UUID_LEN + 1], char *err,
     for (size_t i = 0; i < CS_UUID_LEN; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23)
             continue;
-        int v = hexval(s[i]);
+        int v = cs_hex_digit((unsigned char)s[i]);
         if (v < 0) {
             cs_value_errf(err, errlen, "Uuid", s, n, "character %zu is not a hexadecimal digit",
                           i + 1);
             return CSTACK_EVALIDATION;
         }
-        out[i] = hexd[v];
+        out[i] = cs_hex_char((unsigned)v);
     }
     out[CS_UUID_LEN] = '\0';
     return 0;
@@ -71,8 +60,8 @@ static void uuid_format(const unsigned char b[16], char out[CS_UUID_LEN + 1])
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             out[o++] = '-';
-        out[o++] = hexd[b[i] >> 4];
-        out[o++] = hexd[b[i] & 15];
+        out[o++] = cs_hex_char(b[i] >> 4);
+        out[o++] = cs_hex_char(b[i]);
     }
     out[o] = '\0';
 }
@@ -86,13 +75,6 @@ void cs_uuid_v4(char out[CS_UUID_LEN + 1])
     uuid_format(b, out);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The last (milliseconds << 12 | counter) handed out by this process. */
 static _Atomic uint64_t v7_last;
 
@@ -102,8 +84,8 @@ void cs_uuid_v7(char out[CS_UUID_LEN + 1])
     cs_random_bytes(b, sizeof b);
     /* A fresh millisecond starts the counter at a random value below 2048,
      * leaving at least 2048 increments before it spills into the timestamp. */
-    uint64_t fresh =
-        (now_ms() & ((UINT64_C(1) << 48) - 1)) << 12 | (uint64_t)(((b[6] & 0x07) << 8) | b[7]);
+    uint64_t now = (uint64_t)cs_wall_ms() & ((UINT64_C(1) << 48) - 1);
+    uint64_t fresh = now << 12 | (uint64_t)(((b[6] & 0x07) << 8) | b[7]);
     uint64_t last = atomic_load(&v7_last);
     uint64_t next;
     do {
@@ -145,7 +127,7 @@ void cs_cuid(char out[CS_CUID_LEN + 1])
     uint64_t r;
     cs_random_bytes(&r, sizeof r);
     out[0] = 'c';
-    put_b36(out + 1, now_ms(), 9);
+    put_b36(out + 1, (uint64_t)cs_wall_ms(), 9);
     put_b36(out + 10, count, 4);
     /* 36^11 is under 2^64 / 100, so r mod 36^11 is uniform to within 1%. */
     put_b36(out + 14, r, 11);

@@ -242,7 +242,7 @@ static int cuid_ok(const char *s, size_t n, char *err, size_t errlen)
     return 0;
 }
 
-static int enum_ok(const cs_enum *en, const char *s, size_t n, char *err, size_t errlen)
+static int enum_ok(const cs_enum_members *en, const char *s, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < en->nmembers; i++)
         if (strlen(en->members[i]) == n && memcmp(en->members[i], s, n) == 0)
@@ -351,16 +351,32 @@ static int canon_float(const cstack_value *in, cstack_value *out, char *err, siz
     return 0;
 }
 
-static const char *scalar_name(cs_scalar t, const cs_enum *en)
+/* The one table of scalar names: the schema's parser, its messages and
+ * value/'s own messages all spell types from it. */
+static const char *const scalar_names[] = {"String", "Int",      "Float", "Boolean", "Bytes", "Uuid",
+                                           "Cuid",   "DateTime", "Json",  "Decimal", "enum",  "model"};
+
+const char *cs_scalar_name(cs_scalar t)
 {
-    static const char *names[] = {"String", "Int",  "Float",    "Boolean", "Bytes",
-                                  "Uuid",   "Cuid", "DateTime", "Json",    "Decimal"};
-    if (t == CS_T_ENUM)
-        return en && en->name ? en->name : "Enum";
-    return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "value";
+    return (unsigned)t < sizeof scalar_names / sizeof scalar_names[0] ? scalar_names[t] : "?";
 }
 
-int cs_value_canon(cs_scalar type, const cs_enum *en, const cstack_value *in, cs_buf *scratch,
+int cs_scalar_find(const char *name)
+{
+    for (int i = 0; i <= (int)CS_T_DECIMAL; i++)
+        if (strcmp(scalar_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *scalar_name(cs_scalar t, const cs_enum_members *en)
+{
+    if (t == CS_T_ENUM)
+        return en && en->name ? en->name : "Enum";
+    return cs_scalar_name(t);
+}
+
+int cs_value_canon(cs_scalar type, const cs_enum_members *en, const cstack_value *in, cs_buf *scratch,
                    cstack_value *out, char *err, size_t errlen)
 {
     const char *tname = scalar_name(type, en);

@@ -26,8 +26,39 @@
 #include <stdint.h>
 
 #include "cstack.h"
-#include "schema/schema.h"
 #include "util/buf.h"
+
+/* The types a field can have.  The schema (schema/schema.h) gives fields
+ * these types; value/ validates and encodes them. */
+typedef enum cs_scalar {
+    CS_T_STRING,
+    CS_T_INT,
+    CS_T_FLOAT,
+    CS_T_BOOLEAN,
+    CS_T_BYTES,
+    CS_T_UUID,
+    CS_T_CUID,
+    CS_T_DATETIME,
+    CS_T_JSON,
+    CS_T_DECIMAL,
+    CS_T_ENUM,  /* type_index: the enum */
+    CS_T_MODEL  /* a relation field; type_index: the target model */
+} cs_scalar;
+
+/* Name of a scalar as written in schemas ("DateTime"); "enum"/"model" for
+ * the last two. */
+const char *cs_scalar_name(cs_scalar t);
+/* The scalar a schema names ("DateTime"), or -1 when the name is no
+ * built-in scalar (enums and models are found by the schema). */
+int cs_scalar_find(const char *name);
+
+/* An enum type as value/ checks it: its name (for messages) and members.
+ * The schema's enums (cs_enum) carry more; cs_field_canon builds this. */
+typedef struct cs_enum_members {
+    const char *name;
+    const char *const *members;
+    size_t nmembers;
+} cs_enum_members;
 
 #define CS_UUID_LEN 36
 #define CS_DATETIME_LEN 27
@@ -45,7 +76,7 @@
  * On failure returns CSTACK_EVALIDATION (or CSTACK_ENOMEM/ETOOBIG) and writes
  * a sentence to `err` (like: invalid Decimal "1e5": exponent not allowed).
  */
-int cs_value_canon(cs_scalar type, const cs_enum *en, const cstack_value *in,
+int cs_value_canon(cs_scalar type, const cs_enum_members *en, const cstack_value *in,
                    cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
 
 /* Individual canonicalisers.  Return 0 or CSTACK_EVALIDATION (err filled). */
@@ -77,8 +108,6 @@ void cs_uuid_v7(char out[CS_UUID_LEN + 1]);
 void cs_cuid(char out[CS_CUID_LEN + 1]);
 /* Current UTC time, canonical DateTime text. */
 void cs_now(char out[CS_DATETIME_LEN + 1]);
-/* Microseconds since the Unix epoch, for DateTime encoding. */
-int64_t cs_now_micros(void);
 void cs_datetime_format(int64_t micros, char out[CS_DATETIME_LEN + 1]);
 
 /* Appends the JSON form (SPEC section 6) of a canonical stored value of

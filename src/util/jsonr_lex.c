@@ -1,5 +1,5 @@
 /*
- * jsonr_lex.c -- the lexer of the envelope's JSON reader (jsonr.h): tokens,
+ * jsonr_lex.c -- the lexer of the JSON reader (jsonr.h): tokens,
  * strings with their escapes and UTF-8, numbers, and the syntax errors.
  *
  * The lexer follows jansson's closely, because the envelope's messages for
@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope/jsonr_int.h"
+#include "util/hex.h"
+#include "util/jsonr_int.h"
 
 #define CONTEXT_MAX 20 /* a token is quoted in a message up to this many bytes */
 
@@ -192,19 +193,11 @@ static jr_err lex_word(jr_parser *p)
     return end_token(p, k);
 }
 
-static int hex_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 static uint32_t hex4(const unsigned char *s)
 {
     uint32_t v = 0;
     for (int i = 0; i < 4; i++)
-        v = v << 4 | (uint32_t)hex_digit(s[i]);
+        v = v << 4 | (uint32_t)cs_hex_digit(s[i]);
     return v;
 }
 
@@ -229,7 +222,7 @@ static jr_err lex_escape(jr_parser *p, size_t *at)
             p->pos = n;
             return jr_syntax(p, "invalid escape");
         }
-        if (hex_digit(s[d]) < 0)
+        if (cs_hex_digit(s[d]) < 0)
             return bad_char(p, d, "invalid escape");
     }
     if (hex4(s + k + 2) == 0)

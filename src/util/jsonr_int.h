@@ -6,13 +6,16 @@
 #ifndef CS_JSONR_INT_H
 #define CS_JSONR_INT_H
 
-#include "envelope/jsonr.h"
+#include "util/jsonr.h"
 
 /* Tokens: the structural characters stand for themselves. */
 enum { T_EOF = 0, T_INVALID = 256, T_STRING, T_NUMBER, T_TRUE, T_FALSE, T_NULL };
 
 /* Keys of large objects, for the duplicate check: pairs of (object node
- * index + 1, key node index); 0 marks a free pair.  Open addressing. */
+ * index + 1, key node index); 0 marks a free pair.  Open addressing.  Not
+ * util/hash.h's cs_hset: one table serves every open object at once, so an
+ * entry names its object as well as its key, and packing both in 32-bit
+ * halves keeps a slot at 8 bytes on every platform. */
 typedef struct jr_keyset {
     uint32_t *slot;
     size_t cap, used; /* in pairs; cap is a power of two */

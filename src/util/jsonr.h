@@ -1,6 +1,8 @@
 /*
- * jsonr.h -- the envelope's JSON reader: a validating recursive-descent
- * parser (RFC 8259) that turns request bytes into a compact, read-only tree.
+ * jsonr.h -- the JSON reader of the envelope and of the sync client: a
+ * validating recursive-descent parser (RFC 8259) that turns request bytes
+ * into a compact, read-only tree.  It lives in util/ so that both, and any
+ * later reader of JSON, share one parser and libcstack links no JSON library.
  *
  * What it checks: the grammar (objects and arrays at the top, as the envelope
  * requires), UTF-8 everywhere, escapes (lone surrogates refused), no NUL byte

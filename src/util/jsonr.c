@@ -1,5 +1,5 @@
 /*
- * jsonr.c -- the tree builder of the envelope's JSON reader (see jsonr.h for
+ * jsonr.c -- the tree builder of the JSON reader (see jsonr.h for
  * what it accepts and the tree it builds; jsonr_lex.c is the lexer).
  *
  * The parser follows jansson's parse_object and parse_array token for token,
@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope/jsonr_int.h"
+#include "util/hash.h"
+#include "util/jsonr_int.h"
 
 #define HASH_FROM 16 /* from this many members on, duplicate keys are hashed */
 
@@ -23,12 +24,12 @@ static bool same_bytes(const jr_val *a, const char *s, size_t n)
     return a->n == n && (n == 0 || memcmp(a->u.s, s, n) == 0);
 }
 
-static uint32_t key_hash(const jr_val *key, size_t obj)
+/* The key's bytes hashed from a start that depends on its object, so equal
+ * keys of different objects spread over the table. */
+static size_t key_hash(const jr_val *key, size_t obj)
 {
-    uint32_t h = 2166136261u ^ ((uint32_t)obj * 0x9E3779B1u);
-    for (size_t i = 0; i < key->n; i++)
-        h = (h ^ (unsigned char)key->u.s[i]) * 16777619u;
-    return h;
+    return (size_t)cs_fnv1a64(CS_FNV64_INIT ^ ((uint64_t)obj * 0x9E3779B97F4A7C15ull), key->u.s,
+                              key->n);
 }
 
 /* Puts a pair into a table known to have room and not to hold its key. */
