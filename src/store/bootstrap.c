@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "sql/sql.h"
-#include "store/store.h"
+#include "store/runtime_int.h"
 
 static int exec(cstack *db, const char *sql)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "store/runtime_int.h"
 #include "value/value.h"
 
 typedef struct order_item {

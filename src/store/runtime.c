@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "sql/sql.h"
-#include "store/store.h"
+#include "store/runtime_int.h"
 
 #define DEFAULT_READERS 4
 #define DEFAULT_BUSY_MS 5000
@@ -207,16 +207,33 @@ static int exec_cached(cstack *db, const char *verb, int level)
     return rc == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
 }
 
+/* Switches foreign keys, which SQLite allows only outside a transaction. */
+static int foreign_keys(cstack *db, bool on)
+{
+    return exec_cached(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", 0);
+}
+
 /* Opens transaction level depth+1: BEGIN at the outermost level, a savepoint
  * inside.  The caller holds the lock. */
-static int level_open(cstack *db)
+static int level_open(cstack *db, unsigned flags)
 {
     if (db->depth >= (int)(sizeof db->marks / sizeof db->marks[0]))
         return cs_err(CSTACK_EMISUSE, "transactions nested too deeply");
-    int rc = db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
-                            : exec_cached(db, "SAVEPOINT", db->depth);
-    if (rc)
+    if (db->depth > 0 && (flags & CS_WRITE_MERGE) && !(db->flags & CS_WRITE_MERGE))
+        return cs_err(CSTACK_EMISUSE, "a merge cannot run inside a transaction");
+    int rc = 0;
+    if (db->depth == 0 && (flags & CS_WRITE_MERGE))
+        rc = foreign_keys(db, false);
+    rc = rc                ? rc
+         : db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
+                          : exec_cached(db, "SAVEPOINT", db->depth);
+    if (rc) {
+        if (db->depth == 0 && (flags & CS_WRITE_MERGE))
+            foreign_keys(db, true);
         return rc;
+    }
+    if (db->depth == 0)
+        db->flags = flags;
     cs_events_mark(db, db->depth);
     db->cap_marks[db->depth] = cs_capture_mark(db);
     if (db->depth == 0)
@@ -252,8 +269,14 @@ static int level_close(cstack *db, bool ok)
         cs_capture_reset(db, db->cap_marks[level]);
     }
     db->depth = level;
-    if (level == 0)
+    if (level == 0) {
+        if (db->flags & CS_WRITE_MERGE) {
+            int frc = foreign_keys(db, true);
+            rc = rc ? rc : frc;
+        }
+        db->flags = 0;
         set_held(db, false);
+    }
     return rc;
 }
 
@@ -276,10 +299,15 @@ static void unlock_writer(cstack *db)
 
 int cs_write_begin(cstack *db)
 {
+    return cs_write_begin_opts(db, 0);
+}
+
+int cs_write_begin_opts(cstack *db, unsigned flags)
+{
     int rc = lock_writer(db);
     if (rc)
         return rc;
-    rc = level_open(db);
+    rc = level_open(db, flags);
     if (rc)
         unlock_writer(db);
     return rc;
@@ -306,6 +334,26 @@ void cs_capture_reset(cstack *db, size_t mark)
 {
     if (db->ext && db->ext->capture_reset)
         db->ext->capture_reset(db->ext_ctx, mark);
+}
+
+bool cs_write_quiet(const cstack *db)
+{
+    return db->depth > 0 && (db->flags & CS_WRITE_MERGE);
+}
+
+cs_conn *cs_write_conn(cstack *db)
+{
+    return &db->writer;
+}
+
+void *cs_store_ext_ctx(const cstack *db, const cs_store_ext *ext)
+{
+    return db && db->ext == ext ? db->ext_ctx : NULL;
+}
+
+cs_shape *cs_store_shape(const cstack *db, int mi)
+{
+    return db->shapes[mi];
 }
 
 bool cs_in_transaction(cstack *db)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "store/runtime_int.h"
 #include "value/value.h"
 
 /* The values of one row being written, indexed by field. */

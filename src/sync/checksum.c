@@ -76,8 +76,8 @@ int cstack_sync_checksum(cstack *db, uint64_t *sum)
     if (rc || !sum)
         return rc ? rc : CSTACK_EMISUSE;
     *sum = 0;
-    for (size_t i = 0; !rc && i < db->schema->nmodels; i++)
+    for (size_t i = 0; !rc && i < s->schema->nmodels; i++)
         if (s->models[i].synced)
-            rc = model_sum(db, &db->schema->models[i], sum);
+            rc = model_sum(db, &s->schema->models[i], sum);
     return rc;
 }

@@ -96,6 +96,7 @@ typedef struct cs_sync_model {
 
 typedef struct cs_sync {
     cstack *db;
+    const cstack_schema *schema; /* the runtime's, borrowed */
     unsigned char site[CS_SITE_LEN];
     char site_hex[2 * CS_SITE_LEN + 1];
 
@@ -108,7 +109,6 @@ typedef struct cs_sync {
     int64_t tx_ver;
     uint64_t tx_hlc;
     int64_t last_ver;   /* highest version known to be used */
-    bool applying;      /* capture triggers stay quiet */
     bool ready;         /* sync tables exist (bootstrapped) */
     bool has_txlog;     /* _cstack_txlog and _cstack_sync_state exist */
 
@@ -117,6 +117,7 @@ typedef struct cs_sync {
 
     unsigned char (*sites)[CS_SITE_LEN]; /* ordinal -> site id */
     size_t nsites;
+    bool sites_stale;   /* a rollback may have removed sites the cache holds */
 
     /* Changes captured in the open transaction (capture.c), flushed to
      * _cstack_txlog just before it commits. */
