@@ -553,7 +553,7 @@ int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_s
     if (rc) {
         if (err && err->kind == CS_SRV_OK)
             cs_srv_err_set(err, rc == CSTACK_EINVAL ? CS_SRV_BAD : CS_SRV_INTERNAL, rc,
-                           cstack_errmsg(NULL));
+                           cs_errmsg_last());
         for (size_t i = 0; i < n; i++)
             cs_srv_pull_result_free(&res[i]);
     }

@@ -271,7 +271,7 @@ static void classify(push_ctx *x, int rc, cs_srv_err *err)
         cs_srv_err_set(err, CS_SRV_FORBIDDEN, rc, x->msg);
         return;
     }
-    const char *msg = cstack_errmsg(NULL);
+    const char *msg = cs_errmsg_last();
     switch (rc) {
     case CSTACK_ESCHEMA:
         cs_srv_err_set(err, CS_SRV_CONFLICT, rc, msg);

@@ -156,6 +156,7 @@ static int bootstrap_locked(cstack *db, cs_buf *report)
 
 int cstack_bootstrap(cstack *db, char **report)
 {
+    cs_enter(db);
     if (report)
         *report = NULL;
     if (!db)

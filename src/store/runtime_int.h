@@ -25,6 +25,7 @@ typedef struct cs_pending {
 } cs_pending;
 
 struct cstack {
+    uint64_t serial;        /* unique among the handles of this process (runtime.c) */
     cstack_schema *schema;
     const cs_store_ext *ext;
     void *ext_ctx;

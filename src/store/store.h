@@ -92,8 +92,18 @@ struct cs_store_ext {
     int (*before_commit)(void *ctx, cstack *db);
 };
 
-/* Sets the thread's error message (printf-style) and returns `code`. */
+/* The one error sink (runtime.c).  cs_err sets the calling thread's message
+ * (printf-style), files it as the last failure of the handle named by the
+ * thread's latest cs_enter (cstack_errmsg), and returns `code`. */
 int cs_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Names the handle the calling thread works on from now: every public entry
+ * point that takes a handle calls it first (NULL: none).  Cheap (two
+ * thread-local stores); needs no lock. */
+void cs_enter(const cstack *db);
+/* The calling thread's last message, whatever handle it was on ("no error"
+ * when none); for internal callers reporting an internal call's failure.
+ * Valid until the thread's next failure. */
+const char *cs_errmsg_last(void);
 /* Translates an SQLite failure on `conn` into a CSTACK_E* code with a message
  * naming model fields where possible. */
 int cs_err_sqlite(const cs_model *m, sqlite3 *conn, int rc);

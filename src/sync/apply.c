@@ -419,6 +419,7 @@ static void ctx_free(apply_ctx *a)
 
 int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_apply_stats *stats)
 {
+    cs_enter(db);
     if (stats)
         memset(stats, 0, sizeof *stats);
     if (!db || (!changeset && len))

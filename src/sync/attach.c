@@ -204,12 +204,14 @@ int cstack_open_in_memory(const cstack_schema *schema, cstack **out)
 
 const char *cstack_sync_site_id(cstack *db)
 {
+    cs_enter(db);
     cs_sync *s = cs_sync_of(db);
     return s && s->ready ? s->site_hex : "";
 }
 
 int cstack_sync_set_max_drift(cstack *db, int64_t ms)
 {
+    cs_enter(db);
     cs_sync *s = cs_sync_of(db);
     if (!s || ms < 0)
         return CSTACK_EMISUSE;
@@ -219,6 +221,7 @@ int cstack_sync_set_max_drift(cstack *db, int64_t ms)
 
 int cstack_sync_version(cstack *db, int64_t *version)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || !version)

@@ -71,6 +71,7 @@ static int model_sum(cstack *db, const cs_model *m, uint64_t *sum)
 
 int cstack_sync_checksum(cstack *db, uint64_t *sum)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || !sum)

@@ -24,6 +24,7 @@ static int hex_val(char c)
 
 int cstack_sync_peer_ack(cstack *db, const char *peer, int64_t version)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc)
@@ -77,6 +78,7 @@ static int compact_model(cstack *db, const cs_sync_model *sm, int64_t upto, int6
 
 int cstack_sync_compact(cstack *db, int64_t *removed)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int64_t n = 0;
     if (removed)

@@ -351,6 +351,7 @@ int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
 
 int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len, int64_t *cursor)
 {
+    cs_enter(db);
     if (!db || !out || !len || since < 0)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -463,6 +464,7 @@ static int do_pending(cstack *db, cs_sync *s, void *ctx)
 
 int cstack_upload_pending(cstack *db, int64_t *count)
 {
+    cs_enter(db);
     if (!db || !count)
         return CSTACK_EMISUSE;
     *count = 0;
@@ -592,6 +594,7 @@ static int do_next(cstack *db, cs_sync *s, void *ctx)
 
 int cstack_upload_next(cstack *db, cstack_upload_tx **out)
 {
+    cs_enter(db);
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -627,6 +630,7 @@ void cstack_upload_tx_free(cstack_upload_tx *tx)
 
 int cstack_upload_complete(cstack *db, int64_t version)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || (rc = cs_write_begin(db)))
