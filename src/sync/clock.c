@@ -1,5 +1,5 @@
-/* clock.c -- hybrid logical clock, site ids, transaction versions, and the SQL
- * functions the capture triggers call.
+/* clock.c -- hybrid logical clock, site ids, transaction versions and the
+ * sync state table.
  *
  * A clock is 64 bits: milliseconds since the epoch in the high 48 bits and a
  * logical counter in the low 16.  Issuing takes max(wall, last + 1), so the
@@ -11,7 +11,9 @@
  * Every local write transaction gets one version (a counter local to this
  * database, the cursor of exports) and one clock, allocated when the
  * transaction records what it captured (capture.c) and forgotten at COMMIT or
- * ROLLBACK (SQLite's hooks). */
+ * ROLLBACK (SQLite's hooks).  The site cache is reloaded before the next
+ * lookup after any rollback (attach.c marks it stale), since the rolled-back
+ * level may have added sites. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

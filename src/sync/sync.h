@@ -1,16 +1,22 @@
 /*
  * sync.h -- the sync engine's private interfaces (docs/sync.md).
  *
- *   attach.c     the public cstack_open, composing the store with sync
+ *   attach.c     the public cstack_open, composing the store with sync; the
+ *                one before-commit record of what a transaction did
  *   tables.c     sync tables and the column registry (bootstrap)
  *   capture.c    recording local writes (preupdate hook, _cstack_txlog) and
  *                folding them into the clock tables
+ *   clkrow.c     one clock row by primary key (load / store)
  *   clock.c      hybrid logical clock, site ids, transaction versions
  *   meta.c       the per-row clock blob (encode, decode, merge helpers)
  *   changeset.c  the wire format (documented at its top)
  *   export.c     export since a version, the upload queue
- *   apply.c      merging a changeset, parking of conflicting rows
+ *   apply.c      merging a changeset inside the store's merge scope
+ *   settle.c     writing merged rows, parking conflicting ones (apply.h)
+ *   parked.c     the parked-row table (parked.h)
+ *   checksum.c   the visible-state checksum
  *   compact.c    peer acknowledgements and compaction
+ *   sync_ext.h   what the sync server uses: filtered export, cs_merge
  *
  * Data flows store -> sync: sync extends the store through cs_store_ext and
  * the store never includes this header.
