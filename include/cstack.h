@@ -401,8 +401,13 @@ CSTACK_API int cstack_open(const cstack_schema *schema, const char *path,
 CSTACK_API int cstack_open_in_memory(const cstack_schema *schema, cstack **out);
 /* Closes the database; pending transactions are rolled back. NULL ok. */
 CSTACK_API void cstack_close(cstack *db);
-/* The message of the last failure on this handle in this thread.  Borrowed;
- * valid until the next call on `db` from the same thread.  Never NULL. */
+/* The message of the last failure on this handle in this thread ("no error"
+ * when there was none): a failure on another handle, or on this one in
+ * another thread, never changes it.  Safe to call from any thread without a
+ * lock.  Borrowed; valid until the next call on `db` from the same thread
+ * (a thread keeps the messages of the 8 handles it failed on most recently,
+ * so also until it has failed on 8 other handles).  With a NULL `db`: the
+ * calling thread's last failure on any handle, or outside one.  Never NULL. */
 CSTACK_API const char *cstack_errmsg(cstack *db);
 CSTACK_API const cstack_schema *cstack_schema_of(const cstack *db);
 

@@ -230,7 +230,9 @@ static int probe_fn(sqlite3 *conn, void *ctx)
 {
     probe *p = ctx;
     cstack_value pk = cstack_v_text(p->id);
-    p->rc = cs_policy_row_allowed(db, conn, p->auth, p->mi, p->op, &pk, &p->allowed);
+    cr_assert_eq(conn, cs_write_conn(db)->db);
+    p->rc = cs_policy_row_allowed(cstack_schema_of(db), cs_write_conn(db), p->auth, p->mi, p->op,
+                                  &pk, &p->allowed);
     return 0;
 }
 
@@ -603,7 +605,9 @@ typedef struct key_probe {
 static int key_probe_fn(sqlite3 *conn, void *ctx)
 {
     key_probe *p = ctx;
-    p->rc = cs_policy_row_allowed(db, conn, p->auth, p->mi, p->op, p->pk, &p->allowed);
+    cr_assert_eq(conn, cs_write_conn(db)->db);
+    p->rc = cs_policy_row_allowed(cstack_schema_of(db), cs_write_conn(db), p->auth, p->mi, p->op,
+                                  p->pk, &p->allowed);
     return 0;
 }
 
@@ -681,7 +685,7 @@ static int check_fn(sqlite3 *conn, void *ctx)
     check_ctx *x = ctx;
     cs_policy_check *c = NULL;
     int mi = cs_model_find(cstack_schema_of(db), "Note");
-    if ((x->rc = cs_policy_check_open(db, conn, x->auth, mi, x->op, &c)))
+    if ((x->rc = cs_policy_check_open(cstack_schema_of(db), conn, x->auth, mi, x->op, &c)))
         return 0;
     for (int i = 0; i < NNOTES && !x->rc; i++) {
         cstack_value pk = T(note_ids[i]);
@@ -723,15 +727,17 @@ Test(policy, foreign_connections_work_too)
          "pair");
     static const char *const claims[] = {"level=1"};
     cs_auth *u = user("u", claims, 1);
-    sqlite3 *conn = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &conn, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    /* A connection of the caller's own, wrapped for its statement cache. */
+    cs_conn conn = {0};
+    cr_assert_eq(sqlite3_open_v2(path, &conn.db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     cstack_value pk[2] = {cstack_v_int(1), cstack_v_int(1)};
     bool ok = false;
-    cr_assert_eq(cs_policy_row_allowed(db, conn, u, cs_model_find(cstack_schema_of(db), "Pair"),
-                                       CS_POL_READ, pk, &ok),
+    cr_assert_eq(cs_policy_row_allowed(cstack_schema_of(db), &conn, u,
+                                       cs_model_find(cstack_schema_of(db), "Pair"), CS_POL_READ,
+                                       pk, &ok),
                  0, "%s", cstack_errmsg(db));
     cr_expect(ok);
-    sqlite3_close(conn);
+    cs_conn_close(&conn);
     cs_auth_free(u);
     cstack_close(db);
     db = NULL;

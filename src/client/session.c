@@ -218,6 +218,7 @@ static void *session_main(void *arg)
 int cstack_sync_start(cstack *db, const cstack_sync_options *o, cstack_sync_status_fn on_status,
                       void *ctx, cstack_sync_session **out)
 {
+    cs_enter(db);
     if (!out)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -287,6 +288,7 @@ int cstack_sync_session_status(cstack_sync_session *s, cstack_sync_status *out)
 int cstack_sync_run_once(cstack *db, const cstack_sync_options *o, cstack_sync_status_fn on_status,
                          void *ctx, cstack_sync_status *final)
 {
+    cs_enter(db);
     cs_client *c = calloc(1, sizeof *c);
     if (!c)
         return cs_err(CSTACK_ENOMEM, "sync: out of memory");

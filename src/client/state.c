@@ -178,6 +178,7 @@ static int do_count(sqlite3 *conn, void *ctx)
 
 int cstack_sync_rejected_count(cstack *db, int64_t *count)
 {
+    cs_enter(db);
     if (!db || !count)
         return CSTACK_EMISUSE;
     *count = 0;

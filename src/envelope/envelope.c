@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "envelope/envelope.h"
+#include "store/store.h"
 #include "value/value.h"
 
 /* ---- errors and paths ------------------------------------------------------ */
@@ -603,6 +604,7 @@ static int respond(env *e, const char *request, size_t len, cs_buf *out)
 int cstack_envelope_call(cstack *db, const char *request, size_t len, char **response,
                          size_t *response_len)
 {
+    cs_enter(db);
     if (response)
         *response = NULL;
     if (response_len)

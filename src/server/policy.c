@@ -528,22 +528,6 @@ static int row_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsi
     return rc;
 }
 
-/* The runtime connection wrapping `conn`, whose statement cache may be used
- * (the caller owns it: the write lock for the writer, cs_read_begin for a
- * reader), or NULL for a foreign connection. */
-static cs_conn *runtime_conn(cstack *db, sqlite3 *conn)
-{
-    if (db->writer.db == conn)
-        return &db->writer;
-    cs_conn *found = NULL;
-    pthread_mutex_lock(&db->plock);
-    for (int i = 0; i < db->nreaders && !found; i++)
-        if (db->readers[i].db == conn)
-            found = &db->readers[i];
-    pthread_mutex_unlock(&db->plock);
-    return found;
-}
-
 /* Steps the one-row query: 0/1 in *allowed, false when there is no row. */
 static int step_allowed(sqlite3_stmt *st, const cs_sqlb *q, bool *allowed)
 {
@@ -558,11 +542,10 @@ static int step_allowed(sqlite3_stmt *st, const cs_sqlb *q, bool *allowed)
     return src;
 }
 
-int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
-                          const cstack_value *pk, bool *allowed)
+int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
+                          unsigned op, const cstack_value *pk, bool *allowed)
 {
     *allowed = false;
-    const cstack_schema *s = db->schema;
     if (mi < 0 || (size_t)mi >= s->nmodels || !pk)
         return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without a key");
     const cs_model *m = &s->models[mi];
@@ -572,27 +555,20 @@ int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi
         cs_sqlb_free(&q);
         return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
     }
-    /* The text does not depend on the user or the key, so on a runtime
-     * connection the statement is prepared once per model and operation
-     * (a pull checks every row it sends). */
-    cs_conn *rc_conn = runtime_conn(db, conn);
-    sqlite3_stmt *st = NULL;
+    /* The text does not depend on the user or the key, so the statement is
+     * prepared once per model and operation in the connection's cache. */
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
     int src = SQLITE_OK;
-    if (rc_conn)
-        st = cs_conn_prepare(rc_conn, 0, q.sql.data, q.sql.len);
-    else
-        src = sqlite3_prepare_v2(conn, q.sql.data, (int)q.sql.len, &st, NULL);
-    if (!st && src == SQLITE_OK)
-        src = sqlite3_errcode(conn) != SQLITE_OK ? sqlite3_errcode(conn) : SQLITE_ERROR;
+    if (!st)
+        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
     if (st)
         src = step_allowed(st, &q, allowed);
-    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, conn, src);
-    if (rc_conn && st) {
+    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
+    if (st) {
         /* The bindings point into q, which is freed below. */
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-    } else
-        sqlite3_finalize(st);
+    }
     cs_sqlb_free(&q);
     return rc;
 }
@@ -600,7 +576,7 @@ int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi
 /* ---- many rows ---------------------------------------------------------------- */
 
 struct cs_policy_check {
-    cstack *db;
+    const cstack_schema *s;
     const cs_model *m;
     sqlite3 *conn;
     sqlite3_stmt *st;
@@ -608,17 +584,16 @@ struct cs_policy_check {
     size_t first_key; /* parameter number of the first key column - 1 */
 };
 
-int cs_policy_check_open(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
-                         cs_policy_check **out)
+int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
+                         unsigned op, cs_policy_check **out)
 {
     *out = NULL;
-    const cstack_schema *s = db->schema;
     if (mi < 0 || (size_t)mi >= s->nmodels)
         return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
     cs_policy_check *c = calloc(1, sizeof *c);
     if (!c)
         return cs_err(CSTACK_ENOMEM, "out of memory");
-    c->db = db;
+    c->s = s;
     c->m = &s->models[mi];
     c->conn = conn;
     int rc = row_query(&c->q, s, c->m, op, auth, NULL);
@@ -643,7 +618,7 @@ int cs_policy_check_open(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi,
 int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed)
 {
     *allowed = false;
-    const cstack_schema *s = c->db->schema;
+    const cstack_schema *s = c->s;
     cstack_value key[16];
     char *owned[16] = {NULL};
     if (c->m->npk > 16)

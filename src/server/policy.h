@@ -33,18 +33,18 @@ int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int 
 /*
  * Whether `auth` may perform `op` on the row of model `mi` with primary key
  * `pk` (npk values in primary-key order, canonical or convertible to it) as
- * it is now in the database on connection `conn` (false when the row is not
- * there).  A soft-deleted row is still there: its own soft-delete field is
- * an ordinary column to policies (so soft-deleting through sync can be
- * checked as the update it is).  Runs one query on `conn`, from the thread
- * that owns it: the write lock for the runtime's writer, cs_read_begin for a
- * reader; on those the statement is cached (prepared once per model and
- * operation), a foreign connection prepares it each time and must have the
- * cstack SQL helpers registered.  `db` gives the schema.  Returns 0 with
- * *allowed, or an error code (message via cs_err).
+ * it is now in the database of schema `s` on connection `c` (false when the
+ * row is not there).  A soft-deleted row is still there: its own soft-delete
+ * field is an ordinary column to policies (so soft-deleting through sync can
+ * be checked as the update it is).  Runs one query on `c`, from the thread
+ * that owns it (cs_write_conn in a write scope, cs_read_begin, a merge's
+ * check callback, or a connection of the caller's own that has the cstack
+ * SQL helpers registered); the statement stays in c's cache (prepared once
+ * per model and operation).  Returns 0 with *allowed, or an error code
+ * (message via cs_err).
  */
-int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
-                          const cstack_value *pk, bool *allowed);
+int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
+                          unsigned op, const cstack_value *pk, bool *allowed);
 
 /*
  * A prepared check for many rows: the same decision as cs_policy_row_allowed
@@ -55,8 +55,8 @@ int cs_policy_row_allowed(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi
  * must outlive the check.  Close it before the connection closes.
  */
 typedef struct cs_policy_check cs_policy_check;
-int cs_policy_check_open(cstack *db, sqlite3 *conn, const cs_auth *auth, int mi, unsigned op,
-                         cs_policy_check **out);
+int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
+                         unsigned op, cs_policy_check **out);
 /* The decision for the row with primary key `pk` (npk values). */
 int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed);
 /* Frees the check; NULL is fine. */

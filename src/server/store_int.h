@@ -24,7 +24,6 @@ struct cs_srv_store {
     cstack *db;
     const cstack_schema *schema; /* borrowed from db */
     bool local_reads;            /* read policies read only the row and auth() */
-    pthread_mutex_t push_mu;     /* one push at a time (batch lookup + merge + record) */
     pthread_mutex_t cache_mu;
     cs_srv_sum cache[CS_SRV_SUM_CACHE];
     size_t cache_next; /* round-robin replacement */

@@ -163,13 +163,14 @@ static int load_readable(pull_ctx *x, int model)
     x->readable_model = model;
     cs_sqlb q = {0};
     q.alias = 1;
+    cs_conn *c = cs_write_conn(db);
     int rc = readable_sql(x, m, &cs_sync_of(db)->models[model], &q);
-    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
     if (!rc && !st)
-        rc = cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+        rc = cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
     int step = rc ? SQLITE_DONE : cs_sqlb_apply(&q, st);
     if (!rc && step != SQLITE_OK)
-        rc = cs_err_sqlite(m, db->writer.db, step);
+        rc = cs_err_sqlite(m, c->db, step);
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
         cs_cs_value pk[16];
         for (size_t i = 0; i < m->npk; i++)
@@ -178,7 +179,7 @@ static int load_readable(pull_ctx *x, int model)
         rc = rc ? rc : keyset_add(&x->readable, x->scratch.data, x->scratch.len);
     }
     if (!rc && step != SQLITE_DONE)
-        rc = cs_err_sqlite(m, db->writer.db, step);
+        rc = cs_err_sqlite(m, c->db, step);
     if (st)
         sqlite3_reset(st);
     cs_sqlb_free(&q);
@@ -201,8 +202,9 @@ static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *presen
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
                               "WHERE site = ? AND model = ? AND pk = ?";
-    sqlite3 *conn = x->st->db->writer.db;
-    sqlite3_stmt *st = cs_conn_prepare(&x->st->db->writer, 0, sql, sizeof sql - 1);
+    cs_conn *c = cs_write_conn(x->st->db);
+    sqlite3 *conn = c->db;
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     if (!st)
         return cs_err_sqlite(NULL, conn, sqlite3_errcode(conn));
     sqlite3_bind_blob(st, 1, x->site, CS_SITE_LEN, SQLITE_STATIC);
@@ -274,7 +276,7 @@ static int exec_site(sqlite3 *conn, const char *sql, const unsigned char *site, 
  * device has acknowledged (only a cursor the device sent acknowledges). */
 static int record_notes(pull_ctx *x, int64_t cursor)
 {
-    cs_conn *c = &x->st->db->writer;
+    cs_conn *c = cs_write_conn(x->st->db);
     static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
                               "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
     int rc = 0;
@@ -310,9 +312,9 @@ static int record_notes(pull_ctx *x, int64_t cursor)
 /* Adds the checksums of the rows of model mi that `auth` may read. */
 static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json, uint64_t *sum)
 {
-    cstack *db = st->db;
+    cs_conn *c = cs_write_conn(st->db);
     const cs_model *m = &st->schema->models[mi];
-    cs_shape *sh = db->shapes[mi];
+    cs_shape *sh = cs_store_shape(st->db, mi);
     cs_sqlb q = {0};
     q.alias = 1;
     int rc = cs_buf_puts(&q.sql, "SELECT ");
@@ -323,12 +325,12 @@ static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json
     rc = rc ? rc : cs_render_where(&q, st->schema, m, 0, NULL);
     rc = rc ? rc : cs_buf_puts(&q.sql, " AND ");
     rc = rc ? rc : cs_policy_render(&q, st->schema, m, 0, CS_POL_READ, auth);
-    sqlite3_stmt *s = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
+    sqlite3_stmt *s = rc ? NULL : cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
     if (!rc && !s)
-        rc = cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+        rc = cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
     int step = rc ? SQLITE_DONE : cs_sqlb_apply(&q, s);
     if (!rc && step != SQLITE_OK)
-        rc = cs_err_sqlite(m, db->writer.db, step);
+        rc = cs_err_sqlite(m, c->db, step);
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
         cstack_row *row = cs_row_from_stmt(sh, s, NULL);
         cs_buf_reset(json);
@@ -338,7 +340,7 @@ static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json
         cstack_row_free(row);
     }
     if (!rc && step != SQLITE_DONE)
-        rc = cs_err_sqlite(m, db->writer.db, step);
+        rc = cs_err_sqlite(m, c->db, step);
     if (s)
         sqlite3_reset(s);
     cs_sqlb_free(&q);
@@ -458,7 +460,7 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
 
 int cs_srv_durable_version(cs_srv_store *st, int64_t *version)
 {
-    sqlite3 *conn = st->db->writer.db;
+    sqlite3 *conn = cs_write_conn(st->db)->db;
     int64_t stored = 0;
     int rc = cstack_sync_version(st->db, version);
     if (rc)
@@ -525,7 +527,7 @@ int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_s
     if (rc) {
         if (err && err->kind == CS_SRV_OK)
             cs_srv_err_set(err, rc == CSTACK_EINVAL ? CS_SRV_BAD : CS_SRV_INTERNAL, rc,
-                           cstack_errmsg(st->db));
+                           cs_errmsg_last());
         for (size_t i = 0; i < n; i++)
             cs_srv_pull_result_free(&res[i]);
     }

@@ -2,17 +2,17 @@
  * store_sqlite.c -- the embedded server store: a cstack database of the
  * served schema, merged with the devices' own sync engine (sync_ext.h).
  *
- * Pushes.  A batch is merged with cs_changes_apply_opts under a check that
- * runs the schema's write policies for the pushing user on every row the
- * merge changes (create: the merged row; update: the row before and after;
- * delete: the row before), with drops refused.  The batch id is recorded in
- * _cstack_srv_batches by the first check, so inside the merge's own
- * transaction: a batch is either applied and recorded or neither, and a
- * retry is answered `duplicate` without being merged (or re-checked against
- * policies that may have changed since).  A batch that changes nothing calls
- * no check and is recorded right after; replaying it is harmless anyway.
- * Pushes are serialised by `push_mu` so that two copies of one batch cannot
- * both miss the record.
+ * Pushes.  One push is one write transaction of the store (a merge scope,
+ * CS_WRITE_MERGE): it looks the batch id up in _cstack_srv_batches, merges
+ * the changeset with cs_merge (each row decoded once) under a check that runs
+ * the schema's write policies for the pushing user on every row the merge
+ * changes (create: the merged row; update: the row before and after; delete:
+ * the row before), with drops refused, records the batch id, and reads the
+ * durable version the device is given as its cursor.  A batch is therefore
+ * applied and recorded or neither, and a retry is answered `duplicate`
+ * without being merged (or re-checked against policies that may have
+ * changed since); the write lock serialises pushes, so two copies of one
+ * batch cannot both miss the record.
  *
  * Pulls.  cs_changes_export_filtered decides per row (store_pull.c).  Each
  * pull call runs inside one write scope, so that its changesets, cursors and
@@ -80,7 +80,6 @@ static void store_free(cs_srv_store *st)
     cstack_close(st->db);
     for (size_t i = 0; i < CS_SRV_SUM_CACHE; i++)
         free(st->cache[i].key);
-    pthread_mutex_destroy(&st->push_mu);
     pthread_mutex_destroy(&st->cache_mu);
     free(st);
 }
@@ -94,7 +93,6 @@ static int sqlite_open(const cstack_schema *schema, const char *target, cs_srv_s
         cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
         return CSTACK_ENOMEM;
     }
-    pthread_mutex_init(&st->push_mu, NULL);
     pthread_mutex_init(&st->cache_mu, NULL);
     int rc = cstack_open(schema, target, NULL, &st->db);
     rc = rc ? rc : cstack_bootstrap(st->db, NULL);
@@ -135,8 +133,7 @@ static int sqlite_version(cs_srv_store *st, int64_t *version)
 typedef struct push_ctx {
     cs_srv_store *st;
     const cs_srv_push *req;
-    bool recorded; /* the batch row is written in the merge's transaction */
-    bool refused;  /* a policy said no; msg says which row */
+    bool refused; /* a policy said no; msg says which row */
     char msg[480];
 } push_ctx;
 
@@ -145,35 +142,28 @@ static const char *sub_of(const cs_auth *a)
     return a && a->signed_in && a->sub ? a->sub : "";
 }
 
-static int batch_insert(sqlite3 *conn, const cs_srv_push *req)
+/* Records (user, batch) as applied, in the push's transaction. */
+static int batch_record(cs_conn *c, const cs_srv_push *req)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(conn,
-                                "INSERT OR IGNORE INTO _cstack_srv_batches(sub, batch, at) "
-                                "VALUES (?, ?, ?)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
+    static const char sql[] = "INSERT INTO _cstack_srv_batches(sub, batch, at) VALUES (?, ?, ?)";
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
+    int rc = st ? SQLITE_OK : sqlite3_errcode(c->db);
+    if (st) {
         sqlite3_bind_text(st, 1, sub_of(req->auth), -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, req->batch, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, cs_wall_ms());
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(c->db);
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     return rc == SQLITE_OK
                ? 0
-               : cs_err(CSTACK_ESQLITE, "recording the batch: %s", sqlite3_errmsg(conn));
-}
-
-static int batch_insert_fn(sqlite3 *conn, void *ctx)
-{
-    return batch_insert(conn, ctx);
+               : cs_err(CSTACK_ESQLITE, "recording the batch: %s", sqlite3_errmsg(c->db));
 }
 
 /* Whether (user, batch) was applied before. */
-static int batch_seen(cs_srv_store *st, const cs_srv_push *req, bool *seen)
+static int batch_seen(cs_conn *c, const cs_srv_push *req, bool *seen)
 {
     *seen = false;
-    cs_conn *c = cs_read_begin(st->db);
     static const char sql[] = "SELECT 1 FROM _cstack_srv_batches WHERE sub = ? AND batch = ?";
     sqlite3_stmt *s = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     int rc = s ? SQLITE_OK : sqlite3_errcode(c->db);
@@ -185,9 +175,7 @@ static int batch_seen(cs_srv_store *st, const cs_srv_push *req, bool *seen)
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
         sqlite3_reset(s);
     }
-    int out = rc == SQLITE_OK ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(c->db));
-    cs_read_end(st->db, c);
-    return out;
+    return rc == SQLITE_OK ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(c->db));
 }
 
 void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out)
@@ -237,24 +225,19 @@ static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op,
     return cs_err(CSTACK_EVALIDATION, "%s", x->msg);
 }
 
-/* The merge's per-row check: the write policies of the pushing user. */
-static int push_check(void *ctx, cstack *db, int model, const cs_cs_value *pk, int op, int phase)
+/* The merge's per-row check: the write policies of the pushing user,
+ * evaluated on the merge's connection. */
+static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op, int phase)
 {
     push_ctx *x = ctx;
-    if (!x->recorded) {
-        int rc = batch_insert(db->writer.db, x->req);
-        if (rc)
-            return rc;
-        x->recorded = true;
-    }
     unsigned pol = op == CS_CHECK_CREATE   ? CS_POL_CREATE
                    : op == CS_CHECK_UPDATE ? CS_POL_UPDATE
                                            : CS_POL_DELETE;
-    const cs_model *m = &db->schema->models[model];
+    const cs_model *m = &x->st->schema->models[model];
     cstack_value key[16];
     cs_srv_pk_values(pk, m->npk, key);
     bool allowed = false;
-    int rc = cs_policy_row_allowed(db, db->writer.db, x->req->auth, model, pol, key, &allowed);
+    int rc = cs_policy_row_allowed(x->st->schema, c, x->req->auth, model, pol, key, &allowed);
     if (rc || allowed)
         return rc;
     return refuse(x, m, pk, op, phase);
@@ -266,7 +249,7 @@ static void classify(push_ctx *x, int rc, cs_srv_err *err)
         cs_srv_err_set(err, CS_SRV_FORBIDDEN, rc, x->msg);
         return;
     }
-    const char *msg = cstack_errmsg(x->st->db);
+    const char *msg = cs_errmsg_last();
     switch (rc) {
     case CSTACK_ESCHEMA:
         cs_srv_err_set(err, CS_SRV_CONFLICT, rc, msg);
@@ -283,27 +266,22 @@ static void classify(push_ctx *x, int rc, cs_srv_err *err)
     }
 }
 
-static int push_locked(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res,
-                       cs_srv_err *err)
+/* The push inside its write transaction. */
+static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res,
+                         push_ctx *x)
 {
+    cs_conn *c = cs_write_conn(st->db);
     bool seen = false;
-    int rc = batch_seen(st, req, &seen);
+    int rc = batch_seen(c, req, &seen);
     if (!rc && seen) {
         res->duplicate = true;
-        return 0;
+        return cs_srv_durable_version(st, &res->cursor);
     }
-    push_ctx x = {.st = st, .req = req};
-    cs_apply_opts opts = {push_check, &x, true};
+    cs_apply_opts opts = {push_check, x, true};
     cstack_apply_stats stats = {0};
-    if (!rc) {
-        rc = cs_changes_apply_opts(st->db, req->changeset, req->len, &opts, &stats);
-        if (rc) {
-            classify(&x, rc, err);
-            return rc;
-        }
-    }
-    if (!rc && !x.recorded)
-        rc = cstack_with_sqlite(st->db, batch_insert_fn, (void *)req);
+    rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
+    rc = rc ? rc : batch_record(c, req);
+    rc = rc ? rc : cs_srv_durable_version(st, &res->cursor);
     res->rows = stats.rows;
     res->columns = stats.columns;
     res->won = stats.won;
@@ -319,13 +297,14 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
         cs_srv_err_set(err, CS_SRV_BAD, CSTACK_EINVAL, "a push needs a batch id and a user");
         return CSTACK_EINVAL;
     }
-    pthread_mutex_lock(&st->push_mu);
-    int rc = push_locked(st, req, res, err);
-    if (!rc && !(rc = cs_write_begin(st->db)))
-        rc = cs_write_end(st->db, cs_srv_durable_version(st, &res->cursor));
-    pthread_mutex_unlock(&st->push_mu);
-    if (rc && err->kind == CS_SRV_OK)
-        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cstack_errmsg(st->db));
+    push_ctx x = {.st = st, .req = req};
+    int rc = cs_write_begin_opts(st->db, CS_WRITE_MERGE);
+    if (!rc)
+        rc = cs_write_end(st->db, push_in_scope(st, req, res, &x));
+    if (rc) {
+        memset(res, 0, sizeof *res);
+        classify(&x, rc, err);
+    }
     return rc;
 }
 

@@ -70,6 +70,7 @@ static int add_column(cs_shape *sh, size_t i, const char *prefix, const char *fi
 int cstack_aggregate(cstack *db, const char *model, const cstack_aggregate_spec *agg,
                      cstack_row **out)
 {
+    cs_enter(db);
     if (!db || !agg || !out)
         return CSTACK_EMISUSE;
     *out = NULL;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "sql/sql.h"
-#include "store/store.h"
+#include "store/runtime_int.h"
 
 static int exec(cstack *db, const char *sql)
 {
@@ -156,6 +156,7 @@ static int bootstrap_locked(cstack *db, cs_buf *report)
 
 int cstack_bootstrap(cstack *db, char **report)
 {
+    cs_enter(db);
     if (report)
         *report = NULL;
     if (!db)

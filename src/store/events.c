@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "store/runtime_int.h"
 #include "value/value.h"
 
 static const char *const op_names[] = {"create", "update", "delete"};
@@ -196,6 +196,7 @@ void cs_events_deliver(cstack *db)
 int cstack_subscribe(cstack *db, const char *pattern, cstack_event_fn fn, void *ctx,
                      uint64_t *id)
 {
+    cs_enter(db);
     if (!db || !fn)
         return CSTACK_EMISUSE;
     char *pat = NULL;
@@ -222,6 +223,7 @@ int cstack_subscribe(cstack *db, const char *pattern, cstack_event_fn fn, void *
 
 int cstack_unsubscribe(cstack *db, uint64_t id)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     int rc = cs_err(CSTACK_ENOTFOUND, "no subscription with id %llu", (unsigned long long)id);
@@ -275,6 +277,7 @@ static int drain_one(cstack *db, sqlite3_stmt *st, int (*fn)(const cstack_outbox
 int cstack_outbox_drain(cstack *db, size_t max, int (*fn)(const cstack_outbox_entry *e, void *ctx),
                         void *ctx, size_t *drained)
 {
+    cs_enter(db);
     if (drained)
         *drained = 0;
     if (!db || !fn)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "store/runtime_int.h"
 #include "value/value.h"
 
 typedef struct order_item {
@@ -91,6 +91,7 @@ int cs_find_unique_conn(cstack *db, cs_conn *c, const cs_model *m, const cstack_
 int cstack_find_unique(cstack *db, const char *model, const cstack_data *where,
                        const char *const *select, size_t n_select, cstack_row **out)
 {
+    cs_enter(db);
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -299,6 +300,7 @@ static int find_rows(cstack *db, const char *model, const cstack_query *qy, bool
 
 int cstack_find_first(cstack *db, const char *model, const cstack_query *q, cstack_row **out)
 {
+    cs_enter(db);
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -307,6 +309,7 @@ int cstack_find_first(cstack *db, const char *model, const cstack_query *q, csta
 
 int cstack_find_many(cstack *db, const char *model, const cstack_query *q, cstack_rows **out)
 {
+    cs_enter(db);
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = calloc(1, sizeof **out);
@@ -341,6 +344,7 @@ int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filt
 
 int cstack_count(cstack *db, const char *model, const cstack_filter *where, int64_t *count)
 {
+    cs_enter(db);
     if (!db || !count)
         return CSTACK_EMISUSE;
     *count = 0;

@@ -6,13 +6,52 @@
 #include <string.h>
 
 #include "sql/sql.h"
-#include "store/store.h"
+#include "store/runtime_int.h"
 
 #define DEFAULT_READERS 4
 #define DEFAULT_BUSY_MS 5000
 
-/* The message of the last failure in this thread (see cstack_errmsg). */
-static _Thread_local char errbuf[1024];
+/* ---- error messages ---------------------------------------------------------
+ *
+ * The one error sink.  Code that fails calls cs_err, which sets the calling
+ * thread's message and files a copy under the handle the thread is working
+ * on: every public entry point that takes a handle names it first
+ * (cs_enter).  Each thread keeps the messages of its ERR_SLOTS handles that
+ * failed most recently, so a failure on one handle never changes another
+ * handle's message, in this thread or in any other, and no lock is taken.
+ * A handle is known by its address and a serial number, so a new handle
+ * opened at the address of a closed one starts without a message. */
+#define ERR_SLOTS 8
+#define ERR_LEN 1024
+
+typedef struct err_slot {
+    const cstack *db;
+    uint64_t serial;
+    uint64_t used; /* when this slot last took a message (replacement order) */
+    char msg[ERR_LEN];
+} err_slot;
+
+static _Thread_local char errbuf[ERR_LEN]; /* the thread's last message */
+static _Thread_local err_slot err_slots[ERR_SLOTS];
+static _Thread_local uint64_t err_clock;
+static _Thread_local const cstack *entered;
+static _Thread_local uint64_t entered_serial;
+
+static _Atomic uint64_t next_serial = 1;
+
+void cs_enter(const cstack *db)
+{
+    entered = db;
+    entered_serial = db ? db->serial : 0;
+}
+
+static err_slot *slot_of(const cstack *db, uint64_t serial)
+{
+    for (int i = 0; i < ERR_SLOTS; i++)
+        if (err_slots[i].db == db && err_slots[i].serial == serial)
+            return &err_slots[i];
+    return NULL;
+}
 
 int cs_err(int code, const char *fmt, ...)
 {
@@ -20,13 +59,34 @@ int cs_err(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
     va_end(ap);
+    if (!entered)
+        return code;
+    err_slot *s = slot_of(entered, entered_serial);
+    if (!s) {
+        /* The least recently used slot (an unused one first). */
+        s = &err_slots[0];
+        for (int i = 1; i < ERR_SLOTS; i++)
+            if (err_slots[i].used < s->used)
+                s = &err_slots[i];
+    }
+    s->db = entered;
+    s->serial = entered_serial;
+    s->used = ++err_clock;
+    memcpy(s->msg, errbuf, sizeof s->msg);
     return code;
+}
+
+const char *cs_errmsg_last(void)
+{
+    return errbuf[0] ? errbuf : "no error";
 }
 
 const char *cstack_errmsg(cstack *db)
 {
-    (void)db;
-    return errbuf[0] ? errbuf : "no error";
+    if (!db)
+        return cs_errmsg_last();
+    const err_slot *s = slot_of(db, db->serial);
+    return s ? s->msg : "no error";
 }
 
 const cstack_schema *cstack_schema_of(const cstack *db)
@@ -90,6 +150,7 @@ static cstack *runtime_new(const cstack_schema *schema, const char *path, bool m
         return NULL;
     }
     db->schema = cs_schema_retain(schema);
+    db->serial = next_serial++;
     db->memory = memory;
     pthread_mutex_init(&db->wlock, NULL);
     pthread_mutex_init(&db->plock, NULL);
@@ -122,6 +183,9 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
     if (!db)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     *out = db;
+    /* From here on failures are this handle's (cstack_open documents that
+     * *out is set so that cstack_errmsg can explain). */
+    cs_enter(db);
     db->ext = ext;
     db->ext_ctx = ext_ctx;
     db->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : DEFAULT_BUSY_MS;
@@ -154,6 +218,9 @@ void cstack_close(cstack *db)
 {
     if (!db)
         return;
+    err_slot *slot = slot_of(db, db->serial);
+    if (slot)
+        memset(slot, 0, sizeof *slot);
     if (holds_lock(db)) {
         /* Closing inside this thread's own transaction: roll it back. */
         sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
@@ -207,16 +274,33 @@ static int exec_cached(cstack *db, const char *verb, int level)
     return rc == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
 }
 
+/* Switches foreign keys, which SQLite allows only outside a transaction. */
+static int foreign_keys(cstack *db, bool on)
+{
+    return exec_cached(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", 0);
+}
+
 /* Opens transaction level depth+1: BEGIN at the outermost level, a savepoint
  * inside.  The caller holds the lock. */
-static int level_open(cstack *db)
+static int level_open(cstack *db, unsigned flags)
 {
     if (db->depth >= (int)(sizeof db->marks / sizeof db->marks[0]))
         return cs_err(CSTACK_EMISUSE, "transactions nested too deeply");
-    int rc = db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
-                            : exec_cached(db, "SAVEPOINT", db->depth);
-    if (rc)
+    if (db->depth > 0 && (flags & CS_WRITE_MERGE) && !(db->flags & CS_WRITE_MERGE))
+        return cs_err(CSTACK_EMISUSE, "a merge cannot run inside a transaction");
+    int rc = 0;
+    if (db->depth == 0 && (flags & CS_WRITE_MERGE))
+        rc = foreign_keys(db, false);
+    rc = rc                ? rc
+         : db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
+                          : exec_cached(db, "SAVEPOINT", db->depth);
+    if (rc) {
+        if (db->depth == 0 && (flags & CS_WRITE_MERGE))
+            foreign_keys(db, true);
         return rc;
+    }
+    if (db->depth == 0)
+        db->flags = flags;
     cs_events_mark(db, db->depth);
     db->cap_marks[db->depth] = cs_capture_mark(db);
     if (db->depth == 0)
@@ -252,8 +336,14 @@ static int level_close(cstack *db, bool ok)
         cs_capture_reset(db, db->cap_marks[level]);
     }
     db->depth = level;
-    if (level == 0)
+    if (level == 0) {
+        if (db->flags & CS_WRITE_MERGE) {
+            int frc = foreign_keys(db, true);
+            rc = rc ? rc : frc;
+        }
+        db->flags = 0;
         set_held(db, false);
+    }
     return rc;
 }
 
@@ -276,10 +366,15 @@ static void unlock_writer(cstack *db)
 
 int cs_write_begin(cstack *db)
 {
+    return cs_write_begin_opts(db, 0);
+}
+
+int cs_write_begin_opts(cstack *db, unsigned flags)
+{
     int rc = lock_writer(db);
     if (rc)
         return rc;
-    rc = level_open(db);
+    rc = level_open(db, flags);
     if (rc)
         unlock_writer(db);
     return rc;
@@ -290,9 +385,11 @@ int cs_write_end(cstack *db, int rc)
     int crc = level_close(db, rc == 0);
     bool outer = db->depth == 0;
     unlock_writer(db);
-    if (outer && rc == 0 && crc == 0)
+    if (outer && rc == 0 && crc == 0) {
         cs_events_deliver(db);
-    else if (outer)
+        /* Subscribers may have called into other handles. */
+        cs_enter(db);
+    } else if (outer)
         cs_events_clear(db);
     return rc ? rc : crc;
 }
@@ -306,6 +403,26 @@ void cs_capture_reset(cstack *db, size_t mark)
 {
     if (db->ext && db->ext->capture_reset)
         db->ext->capture_reset(db->ext_ctx, mark);
+}
+
+bool cs_write_quiet(const cstack *db)
+{
+    return db->depth > 0 && (db->flags & CS_WRITE_MERGE);
+}
+
+cs_conn *cs_write_conn(cstack *db)
+{
+    return &db->writer;
+}
+
+void *cs_store_ext_ctx(const cstack *db, const cs_store_ext *ext)
+{
+    return db && db->ext == ext ? db->ext_ctx : NULL;
+}
+
+cs_shape *cs_store_shape(const cstack *db, int mi)
+{
+    return db->shapes[mi];
 }
 
 bool cs_in_transaction(cstack *db)
@@ -325,6 +442,7 @@ void cs_write_unlock(cstack *db)
 
 int cstack_begin(cstack *db)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     return cs_write_begin(db);
@@ -332,6 +450,7 @@ int cstack_begin(cstack *db)
 
 int cstack_commit(cstack *db)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (!holds_lock(db))
@@ -341,6 +460,7 @@ int cstack_commit(cstack *db)
 
 int cstack_rollback(cstack *db)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (!holds_lock(db))
@@ -351,6 +471,7 @@ int cstack_rollback(cstack *db)
 
 int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ctx)
 {
+    cs_enter(db);
     if (!db || !fn)
         return CSTACK_EMISUSE;
     /* A write scope, so whatever the callback writes is captured for sync
@@ -359,6 +480,8 @@ int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ct
     if (rc)
         return rc;
     int frc = fn(db->writer.db, ctx);
+    /* The callback may have called into other handles. */
+    cs_enter(db);
     rc = cs_write_end(db, frc ? CSTACK_EERROR : 0);
     return frc ? frc : rc;
 }

@@ -1,18 +1,24 @@
 /*
- * store.h -- the embedded runtime's private interfaces.
+ * store.h -- the embedded runtime's internal interfaces, for src/store/ and
+ * for the layers built on it (sync, the server, the client, the envelope).
  *
- *   runtime.c  open/close, the write lock, transactions, bootstrap
- *   conn.c     one SQLite connection with its prepared-statement cache
- *   row.c      result rows, their shapes and JSON form
- *   filter.c   the public filter builders
- *   query.c    SQL for where / order / cursor, and every read delegate
- *   write.c    create / update / upsert / delete delegates
- *   events.c   @@audit journal, @@emit events and the outbox
+ *   runtime_int.h  struct cstack: included by src/store/ only
+ *   runtime.c      open/close, the write lock, transactions (the one
+ *                  transaction manager), readers, SQLite errors
+ *   bootstrap.c    cstack_bootstrap: internal tables, creation, migration
+ *   conn.c         one SQLite connection with its prepared-statement cache
+ *   row.c          result rows, their shapes and JSON form
+ *   filter.c       the public filter builders
+ *   render.c       SQL for filters, unique keys and column lists; binding
+ *   query.c        every read delegate
+ *   aggregate.c    the aggregate delegate
+ *   write.c        create / update / upsert / delete delegates
+ *   events.c       @@audit journal, @@emit events and the outbox
  *
- * Concurrency: a runtime has one write connection guarded by `wlock`, and for
+ * Concurrency: a runtime has one write connection guarded by a lock, and for
  * file databases a pool of read-only connections (WAL lets them read while a
- * write is in progress).  A transaction belongs to the thread that began it
- * (`owner`); that thread's reads use the write connection so they see its own
+ * write is in progress).  A transaction belongs to the thread that began it;
+ * that thread's reads use the write connection so they see its own
  * uncommitted writes.
  */
 #ifndef CS_STORE_H
@@ -86,65 +92,65 @@ struct cs_store_ext {
     int (*before_commit)(void *ctx, cstack *db);
 };
 
-typedef struct cs_sub {
-    uint64_t id;
-    char *pattern;      /* NULL = all */
-    cstack_event_fn fn;
-    void *ctx;
-} cs_sub;
-
-typedef struct cs_pending {
-    char *name;         /* "Note.created" */
-    int model;
-    cstack_row *row;
-} cs_pending;
-
-struct cstack {
-    cstack_schema *schema;
-    const cs_store_ext *ext;
-    void *ext_ctx;
-    bool memory;
-    char *path;
-    int busy_ms;
-
-    pthread_mutex_t wlock;  /* held by the writer for a whole transaction */
-    int depth;              /* transaction nesting of the lock holder; 0 = none */
-    cs_conn writer;
-    cs_shape **shapes;      /* every model's full-row shape, by model index */
-
-    pthread_mutex_t plock;  /* guards the reader pool */
-    pthread_cond_t pcond;
-    cs_conn *readers;
-    int nreaders;
-    int maxreaders;
-
-    pthread_mutex_t slock;  /* guards subscribers */
-    cs_sub *subs;
-    size_t nsubs;
-    uint64_t next_sub;
-
-    /* Events of the open transaction, delivered after the outermost commit;
-     * `marks` remembers how many existed when each savepoint began. */
-    cs_pending *pending;
-    size_t npending, cappending;
-    size_t marks[64];
-    size_t cap_marks[64];   /* capture marks of each level */
-};
-
-/* Sets the thread's error message (printf-style) and returns `code`. */
+/* The one error sink (runtime.c).  cs_err sets the calling thread's message
+ * (printf-style), files it as the last failure of the handle named by the
+ * thread's latest cs_enter (cstack_errmsg), and returns `code`. */
 int cs_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Names the handle the calling thread works on from now: every public entry
+ * point that takes a handle calls it first (NULL: none).  Cheap (two
+ * thread-local stores); needs no lock. */
+void cs_enter(const cstack *db);
+/* The calling thread's last message, whatever handle it was on ("no error"
+ * when none); for internal callers reporting an internal call's failure.
+ * Valid until the thread's next failure. */
+const char *cs_errmsg_last(void);
 /* Translates an SQLite failure on `conn` into a CSTACK_E* code with a message
  * naming model fields where possible. */
 int cs_err_sqlite(const cs_model *m, sqlite3 *conn, int rc);
 int cs_err_sqlite_named(const cstack_schema *s, const cs_model *m, sqlite3 *conn, int rc);
 
-/* Write scope: takes the write lock (unless this thread's transaction holds
- * it) and opens a transaction or savepoint.  End with cs_write_end, passing
- * the result: 0 commits (or releases), non-zero rolls back. */
+/* ---- the store's internal API for the layers above it ----------------------
+ *
+ * Sync, the server, the client and the envelope reach a runtime only through
+ * these functions (struct cstack is defined in runtime_int.h, which only
+ * src/store/ includes).  Pointers they return are borrowed from the runtime
+ * and live as long as it does unless a comment says otherwise. */
+
+/* The extension context `db` was opened with (cs_store_open's ext_ctx) when
+ * its extension table is `ext`, else NULL (NULL db too). */
+void *cs_store_ext_ctx(const cstack *db, const cs_store_ext *ext);
+/* The full-row shape of model `mi` (every column field, schema order);
+ * `mi` must be a model index of the runtime's schema. */
+cs_shape *cs_store_shape(const cstack *db, int mi);
+
+/* Write scope, the one transaction manager: takes the write lock (unless
+ * this thread's transaction holds it) and opens a transaction (BEGIN
+ * IMMEDIATE) or, nested, a savepoint.  End with cs_write_end, passing the
+ * result: 0 commits (or releases), non-zero rolls back what the level did,
+ * its events and its captured changes included; cs_write_end returns `rc`,
+ * or the failure of the commit itself.  Returns 0 or a CSTACK_E* code (the
+ * scope is then not open). */
 int cs_write_begin(cstack *db);
+/* A merge writes rows whose clocks it records itself. */
+#define CS_WRITE_MERGE 1u
+/* cs_write_begin with CS_WRITE_* flags.  CS_WRITE_MERGE: capture stays
+ * quiet for the whole transaction (cs_write_quiet) and foreign keys are off
+ * (a merge decides visibility itself); SQLite can switch foreign keys only
+ * outside a transaction, so a merge scope must be outermost or nested in
+ * another merge scope, else CSTACK_EMISUSE. */
+int cs_write_begin_opts(cstack *db, unsigned flags);
 int cs_write_end(cstack *db, int rc);
+/* Whether the write transaction open on db is a merge's (CS_WRITE_MERGE):
+ * the sync extension records nothing of its writes.  Only meaningful on
+ * the thread that holds the write lock (the capture hook runs there). */
+bool cs_write_quiet(const cstack *db);
+/* The write connection.  Use it only while the calling thread holds the
+ * write lock (inside cs_write_begin/cs_write_end or cs_write_lock/
+ * cs_write_unlock), and keep neither it nor its statements past that. */
+cs_conn *cs_write_conn(cstack *db);
 /* The write lock alone, for a write that is one statement and journals
- * nothing: SQLite makes a single statement atomic, so it needs no savepoint. */
+ * nothing: SQLite makes a single statement atomic, so it needs no savepoint.
+ * Also for reading the write connection's own state outside a transaction. */
 int cs_write_lock(cstack *db);
 void cs_write_unlock(cstack *db);
 size_t cs_capture_mark(cstack *db);
@@ -153,7 +159,10 @@ void cs_capture_reset(cstack *db, size_t mark);
 bool cs_in_transaction(cstack *db);
 /* Whether this thread holds the write lock in an open transaction. */
 bool cs_holds_write_lock(cstack *db);
-/* Read scope: a connection for reading; release with cs_read_end. */
+/* Read scope: a connection that reads one consistent snapshot until
+ * cs_read_end (the write connection when this thread's transaction is
+ * open, so it sees its own writes).  Never NULL; use it and its statements
+ * only in this thread and only until cs_read_end. */
 cs_conn *cs_read_begin(cstack *db);
 void cs_read_end(cstack *db, cs_conn *c);
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "store/runtime_int.h"
 #include "value/value.h"
 
 /* The values of one row being written, indexed by field. */
@@ -331,6 +331,7 @@ static bool single_statement_insert(const cs_model *m)
 
 int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack_row **out)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (out)
@@ -363,6 +364,7 @@ int cstack_create(cstack *db, const char *model, const cstack_data *data, cstack
 int cstack_create_many(cstack *db, const char *model, const cstack_data *rows, size_t n,
                        int64_t *count)
 {
+    cs_enter(db);
     if (!db || (n && !rows))
         return CSTACK_EMISUSE;
     if (count)
@@ -505,6 +507,7 @@ static int not_found(const cs_model *m)
 int cstack_update(cstack *db, const char *model, const cstack_data *where,
                   const cstack_data *data, cstack_row **out)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (out)
@@ -616,6 +619,7 @@ static int bulk_write(cstack *db, const cs_model *m, const char *verb, const row
 int cstack_update_many(cstack *db, const char *model, const cstack_filter *where,
                        const cstack_data *data, int64_t *count)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     int64_t done = 0;
@@ -671,6 +675,7 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
 int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
                   const cstack_data *create, const cstack_data *update, cstack_row **out)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (out)
@@ -769,6 +774,7 @@ static int delete_row(cstack *db, int mi, const cstack_row *before, cstack_row *
 
 int cstack_delete(cstack *db, const char *model, const cstack_data *where, cstack_row **out)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     if (out)
@@ -798,6 +804,7 @@ int cstack_delete(cstack *db, const char *model, const cstack_data *where, cstac
 int cstack_delete_many(cstack *db, const char *model, const cstack_filter *where,
                        int64_t *count)
 {
+    cs_enter(db);
     if (!db)
         return CSTACK_EMISUSE;
     int64_t done = 0;

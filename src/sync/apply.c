@@ -5,8 +5,10 @@
  * column merges on its own: the higher (clock, site id) wins, and a full tie
  * goes to the greater value, so every replica picks the same winner whatever
  * the order or repetition of delivery.  Winning values are written with the
- * capture triggers quiet (the merge writes the metadata itself) under one
- * local version, all in one transaction.
+ * capture quiet (the merge writes the metadata itself) under one local
+ * version, inside a merge write scope of the store (CS_WRITE_MERGE): the
+ * caller's transaction, which may hold more than the merge (the server
+ * records the pushed batch in it).
  *
  * Constraints other than the primary key cannot be allowed to fail a valid
  * merge, so they decide visibility instead (parked.c): among rows that claim
@@ -98,7 +100,7 @@ int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow 
 {
     *found = *parked = false;
     bool fresh;
-    cs_buf *sql = cs_apply_sql(a, (int)(m - a->db->schema->models), CS_SQL_ROW_LOAD, &fresh);
+    cs_buf *sql = cs_apply_sql(a, (int)(m - a->schema->models), CS_SQL_ROW_LOAD, &fresh);
     int rc = 0;
     size_t n = 0;
     if (fresh) {
@@ -156,7 +158,7 @@ void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
 
 int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
 {
-    return cs_clkrow_load(a->c, &a->s->models[mi], &a->db->schema->models[mi], pk, cl, clk);
+    return cs_clkrow_load(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, clk);
 }
 
 static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
@@ -164,7 +166,7 @@ static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl,
     cs_buf blob = CS_BUF_INIT;
     int rc = cs_clk_encode(clk, &blob);
     rc = rc ? rc
-            : cs_clkrow_store(a->c, &a->s->models[mi], &a->db->schema->models[mi], pk, cl, a->ver,
+            : cs_clkrow_store(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, a->ver,
                               blob.data, blob.len);
     cs_buf_free(&blob);
     return rc;
@@ -194,7 +196,7 @@ static int compare_col(apply_ctx *a, const cs_cs_col *col, const cs_clk_entry *e
 static int drop_row(apply_ctx *a, const cs_cs_row *in)
 {
     int mi = in->model;
-    const cs_model *m = &a->db->schema->models[mi];
+    const cs_model *m = &a->schema->models[mi];
     cs_arow cur;
     bool found = false, parked = false;
     int rc = cs_row_init(&cur, m);
@@ -221,7 +223,7 @@ static int check(apply_ctx *a, const cs_cs_row *in, int op, int phase)
 {
     if (!a->opts || !a->opts->check || !op)
         return 0;
-    return a->opts->check(a->opts->ctx, a->db, in->model, in->pk, op, phase);
+    return a->opts->check(a->opts->ctx, a->c, in->model, in->pk, op, phase);
 }
 
 static int merge_row(apply_ctx *a, const cs_cs_row *in)
@@ -229,7 +231,7 @@ static int merge_row(apply_ctx *a, const cs_cs_row *in)
     if (in->cl == 0)
         return drop_row(a, in);
     int mi = in->model;
-    const cs_model *m = &a->db->schema->models[mi];
+    const cs_model *m = &a->schema->models[mi];
     const cs_sync_model *sm = &a->s->models[mi];
     uint64_t cl = 0;
     cs_clk clk;
@@ -296,40 +298,41 @@ out:
 
 /* ---- the whole changeset --------------------------------------------------- */
 
-/* Checks everything that can be checked before writing: structure, schema,
- * values against their fields, clocks against the drift bound. */
-static int validate(apply_ctx *a, const void *buf, size_t len)
+/* Checks the header: its structure and the schema it was made with. */
+static int read_header(apply_ctx *a, cs_reader *r)
 {
     char err[256] = "";
-    cs_reader r = {buf, len, 0};
-    int rc = cs_cs_read_header(&r, &a->h, err, sizeof err);
-    if (rc)
+    if (cs_cs_read_header(r, &a->h, err, sizeof err))
         return cs_err(CSTACK_EINVAL, "%s", err);
-    if (strcmp(a->h.hash, a->db->schema->hash) != 0)
+    if (strcmp(a->h.hash, a->schema->hash) != 0)
         return cs_err(CSTACK_ESCHEMA,
                       "the changeset was made with schema %s but this database has schema %s; "
                       "nothing was applied",
-                      a->h.hash, a->db->schema->hash);
-    uint64_t max_hlc = 0;
-    for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
-        rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);
-        if (rc)
-            return cs_err(CSTACK_EINVAL, "row %llu: %s", (unsigned long long)i, err);
-        if (a->row.cl == 0 && a->opts && a->opts->refuse_drops)
-            return cs_err(CSTACK_EINVAL, "row %llu: drops are only accepted from a server",
-                          (unsigned long long)i);
-        a->stats.rows++;
-        a->stats.columns += (int64_t)a->row.ncols;
-        for (size_t c = 0; c < a->row.ncols && !rc; c++) {
-            if (a->row.cols[c].hlc > max_hlc)
-                max_hlc = a->row.cols[c].hlc;
-            rc = cs_apply_check_value(a, &a->db->schema->models[a->row.model],
-                                      a->row.cols[c].field, &a->row.cols[c].value);
-        }
+                      a->h.hash, a->schema->hash);
+    return 0;
+}
+
+/* Reads row `i` and checks what can be checked before it is merged: its
+ * structure, its values against their fields, drops; *max_hlc collects the
+ * clocks for the drift check. */
+static int read_row(apply_ctx *a, cs_reader *r, uint64_t i, uint64_t *max_hlc)
+{
+    char err[256] = "";
+    if (cs_cs_read_row(r, a->schema, &a->h, &a->row, err, sizeof err))
+        return cs_err(CSTACK_EINVAL, "row %llu: %s", (unsigned long long)i, err);
+    if (a->row.cl == 0 && a->opts && a->opts->refuse_drops)
+        return cs_err(CSTACK_EINVAL, "row %llu: drops are only accepted from a server",
+                      (unsigned long long)i);
+    a->stats.rows++;
+    a->stats.columns += (int64_t)a->row.ncols;
+    int rc = 0;
+    for (size_t c = 0; c < a->row.ncols && !rc; c++) {
+        if (a->row.cols[c].hlc > *max_hlc)
+            *max_hlc = a->row.cols[c].hlc;
+        rc = cs_apply_check_value(a, &a->schema->models[a->row.model], a->row.cols[c].field,
+                                  &a->row.cols[c].value);
     }
-    if (!rc && r.pos != r.len)
-        rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
-    return rc ? rc : cs_hlc_observe(a->s, max_hlc);
+    return rc;
 }
 
 static int map_sites(apply_ctx *a)
@@ -346,46 +349,48 @@ static int map_sites(apply_ctx *a)
     return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, a->c->db, rc);
 }
 
+/* Decodes each row once, checking it just before merging it: a bad row
+ * anywhere fails the whole merge, and the caller's scope rolls back what
+ * the rows before it wrote. */
 static int merge_all(apply_ctx *a, const void *buf, size_t len)
 {
-    char err[256];
     cs_reader r = {buf, len, 0};
-    int rc = cs_cs_read_header(&r, &a->h, err, sizeof err);
+    uint64_t max_hlc = 0;
+    int rc = read_header(a, &r);
     /* Local writes not yet folded must take part in the merge. */
     rc = rc ? rc : cs_sync_materialize(a->s);
     rc = rc ? rc : map_sites(a);
     for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
-        rc = cs_cs_read_row(&r, a->db->schema, &a->h, &a->row, err, sizeof err);
-        rc = rc ? cs_err(CSTACK_EINVAL, "%s", err) : merge_row(a, &a->row);
+        rc = read_row(a, &r, i, &max_hlc);
+        rc = rc ? rc : merge_row(a, &a->row);
     }
-    rc = rc ? rc : cs_apply_settle(a);
-    /* The merge's version is recorded even when nothing referenced it: a
-     * cursor handed out after this commit must never be issued again. */
-    int src = rc ? SQLITE_OK : cs_sync_state_put(a->c->db, "hlc", (int64_t)a->s->hlc);
-    if (src == SQLITE_OK && !rc)
-        src = cs_sync_state_put(a->c->db, "ver", a->ver);
-    return rc ? rc : src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, a->c->db, src);
+    if (!rc && r.pos != r.len)
+        rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
+    rc = rc ? rc : cs_hlc_observe(a->s, max_hlc);
+    return rc ? rc : cs_apply_settle(a);
 }
 
 static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
 {
     memset(a, 0, sizeof *a);
     a->db = db;
+    a->schema = s->schema;
     a->s = s;
-    a->c = &db->writer;
+    a->c = cs_write_conn(db);
     size_t maxf = 1;
-    for (size_t i = 0; i < db->schema->nmodels; i++)
-        if (db->schema->models[i].nfields > maxf)
-            maxf = db->schema->models[i].nfields;
+    for (size_t i = 0; i < a->schema->nmodels; i++)
+        if (a->schema->models[i].nfields > maxf)
+            maxf = a->schema->models[i].nfields;
     a->row.cols = calloc(maxf, sizeof *a->row.cols);
     a->won = calloc(maxf, sizeof *a->won);
-    a->field_col = calloc(db->schema->nmodels ? db->schema->nmodels : 1, sizeof *a->field_col);
-    a->sqlcache = calloc((db->schema->nmodels ? db->schema->nmodels : 1) * CS_SQL_KINDS,
+    size_t nmodels = a->schema->nmodels ? a->schema->nmodels : 1;
+    a->field_col = calloc(nmodels, sizeof *a->field_col);
+    a->sqlcache = calloc(nmodels * CS_SQL_KINDS,
                          sizeof *a->sqlcache);
     if (!a->row.cols || !a->won || !a->field_col || !a->sqlcache)
         return cs_err(CSTACK_ENOMEM, "out of memory");
-    for (size_t mi = 0; mi < db->schema->nmodels; mi++) {
-        const cs_model *m = &db->schema->models[mi];
+    for (size_t mi = 0; mi < a->schema->nmodels; mi++) {
+        const cs_model *m = &a->schema->models[mi];
         a->field_col[mi] = malloc((m->nfields ? m->nfields : 1) * sizeof(int));
         if (!a->field_col[mi])
             return cs_err(CSTACK_ENOMEM, "out of memory");
@@ -400,10 +405,10 @@ static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
 
 static void ctx_free(apply_ctx *a)
 {
-    for (size_t mi = 0; a->field_col && mi < a->db->schema->nmodels; mi++)
+    for (size_t mi = 0; a->field_col && mi < a->schema->nmodels; mi++)
         free(a->field_col[mi]);
     free(a->field_col);
-    for (size_t i = 0; a->sqlcache && i < a->db->schema->nmodels * CS_SQL_KINDS; i++)
+    for (size_t i = 0; a->sqlcache && i < a->schema->nmodels * CS_SQL_KINDS; i++)
         cs_buf_free(&a->sqlcache[i]);
     free(a->sqlcache);
     free(a->row.cols);
@@ -412,20 +417,9 @@ static void ctx_free(apply_ctx *a)
     cs_apply_work_free(a);
 }
 
-static int exec(sqlite3 *conn, const char *sql)
-{
-    int rc = sqlite3_exec(conn, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
-}
-
 int cstack_changes_apply(cstack *db, const void *changeset, size_t len, cstack_apply_stats *stats)
 {
-    return cs_changes_apply_opts(db, changeset, len, NULL, stats);
-}
-
-int cs_changes_apply_opts(cstack *db, const void *changeset, size_t len,
-                          const cs_apply_opts *opts, cstack_apply_stats *stats)
-{
+    cs_enter(db);
     if (stats)
         memset(stats, 0, sizeof *stats);
     if (!db || (!changeset && len))
@@ -436,36 +430,36 @@ int cs_changes_apply_opts(cstack *db, const void *changeset, size_t len,
         return rc;
     if (cs_holds_write_lock(db))
         return cs_err(CSTACK_EMISUSE, "cstack_changes_apply cannot run inside a transaction");
+    rc = cs_write_begin_opts(db, CS_WRITE_MERGE);
+    rc = rc ? rc : cs_write_end(db, cs_merge(db, changeset, len, NULL, stats));
+    if (rc && stats)
+        memset(stats, 0, sizeof *stats);
+    return rc;
+}
+
+int cs_merge(cstack *db, const void *changeset, size_t len, const cs_apply_opts *opts,
+             cstack_apply_stats *stats)
+{
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (!db || (!changeset && len))
+        return CSTACK_EMISUSE;
+    cs_sync *s = NULL;
+    int rc = cs_sync_require(db, &s);
+    if (rc)
+        return rc;
+    if (!cs_holds_write_lock(db) || !cs_write_quiet(db))
+        return cs_err(CSTACK_EMISUSE, "a merge needs a merge write scope");
     apply_ctx a;
     rc = ctx_init(&a, db, s);
     a.opts = opts;
-    rc = rc ? rc : validate(&a, changeset, len);
-    if (rc) {
-        ctx_free(&a);
-        return rc;
-    }
-    cs_write_lock(db);
-    /* foreign_keys can only change outside a transaction. */
-    rc = exec(db->writer.db, "PRAGMA foreign_keys=OFF");
-    rc = rc ? rc : exec(db->writer.db, "BEGIN IMMEDIATE");
-    if (!rc) {
-        s->applying = true;
-        int trc = cs_sync_tx(s, db->writer.db);
-        a.ver = s->tx_ver;
-        rc = trc == SQLITE_OK ? merge_all(&a, changeset, len) : cs_err_sqlite(NULL, a.c->db, trc);
-        s->applying = false;
-        if (!rc)
-            rc = exec(db->writer.db, "COMMIT");
-        if (rc) {
-            sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
-            cs_sync_load_sites(s, db->writer.db);
-        }
-    }
-    sqlite3_exec(db->writer.db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-    cs_write_unlock(db);
-    if (!rc && stats) {
+    int trc = rc ? SQLITE_OK : cs_sync_tx(s, a.c->db);
+    a.ver = s->tx_ver;
+    rc = rc                 ? rc
+         : trc != SQLITE_OK ? cs_err_sqlite(NULL, a.c->db, trc)
+                            : merge_all(&a, changeset, len);
+    if (!rc && stats)
         *stats = a.stats;
-    }
     ctx_free(&a);
     return rc;
 }

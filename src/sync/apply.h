@@ -27,8 +27,9 @@ typedef struct cs_worklist {
 
 typedef struct apply_ctx {
     cstack *db;
+    const cstack_schema *schema;
     cs_sync *s;
-    cs_conn *c;
+    cs_conn *c;           /* the write connection, inside the merge scope */
     cs_cs_header h;
     cs_cs_row row;
     uint32_t *site_ord;   /* changeset site index -> local ordinal */

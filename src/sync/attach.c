@@ -2,8 +2,8 @@
  *
  * The store knows nothing of sync; sync plugs into it through the store's
  * extension table: it hooks the write connection (capture.c), adds its
- * tables at bootstrap (tables.c), and records each transaction's captured
- * changes just before the transaction commits. */
+ * tables at bootstrap (tables.c), and records what each transaction did just
+ * before it commits (sync_before_commit). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +13,45 @@
 
 static void sync_destroy(void *ctx);
 static int sync_conn_init(void *ctx, sqlite3 *conn, bool writer);
+static void sync_capture_reset(void *ctx, size_t mark);
+static int sync_before_commit(void *ctx, cstack *db);
 
 static const cs_store_ext sync_ext = {
-    sync_conn_init,     cs_sync_bootstrap,   sync_destroy,
-    cs_capture_mark_fn, cs_capture_reset_fn, cs_capture_flush,
+    sync_conn_init,     cs_sync_bootstrap,  sync_destroy,
+    cs_capture_mark_fn, sync_capture_reset, sync_before_commit,
 };
 
 cs_sync *cs_sync_of(cstack *db)
 {
-    return db && db->ext == &sync_ext ? db->ext_ctx : NULL;
+    return cs_store_ext_ctx(db, &sync_ext);
+}
+
+static void sync_capture_reset(void *ctx, size_t mark)
+{
+    cs_sync *s = ctx;
+    cs_capture_reset_fn(ctx, mark);
+    /* The level that rolled back may have added sites to _cstack_sites;
+     * the cache is reloaded before the next one is looked up. */
+    s->sites_stale = true;
+}
+
+/* The one place that records what a transaction did, in the transaction,
+ * just before it commits: the local writes it captured (a _cstack_txlog
+ * row), and for a merge (which writes its clock rows itself, capture being
+ * quiet) the clock and the version it used, so that a cursor handed out
+ * after this commit is never issued again even when no row kept the
+ * version. */
+static int sync_before_commit(void *ctx, cstack *db)
+{
+    cs_sync *s = ctx;
+    int rc = cs_capture_flush(ctx, db);
+    if (rc || !cs_write_quiet(db) || !s->tx_active)
+        return rc;
+    sqlite3 *conn = cs_write_conn(db)->db;
+    int src = cs_sync_state_put(conn, "hlc", (int64_t)s->hlc);
+    if (src == SQLITE_OK)
+        src = cs_sync_state_put(conn, "ver", s->tx_ver);
+    return src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, src);
 }
 
 int cs_sync_require(cstack *db, cs_sync **out)
@@ -59,11 +89,10 @@ static void models_free(cs_sync *s)
 static void sync_destroy(void *ctx)
 {
     cs_sync *s = ctx;
-    if (s->ready && s->db && s->db->writer.db) {
+    if (s->ready && s->db && !cs_write_lock(s->db)) {
         /* Best effort: the clock is also recoverable from the metadata. */
-        pthread_mutex_lock(&s->db->wlock);
-        cs_sync_state_put(s->db->writer.db, "hlc", (int64_t)s->hlc);
-        pthread_mutex_unlock(&s->db->wlock);
+        cs_sync_state_put(cs_write_conn(s->db)->db, "hlc", (int64_t)s->hlc);
+        cs_write_unlock(s->db);
     }
     models_free(s);
     free(s->sites);
@@ -146,12 +175,13 @@ static int open_with_sync(const cstack_schema *schema, const char *path, bool me
         return rc;
     }
     s->db = *out;
-    if (rc == 0 && cs_table_exists((*out)->writer.db, "_cstack_sites")) {
-        pthread_mutex_lock(&(*out)->wlock);
-        int lrc = cs_sync_load_all(s, (*out)->writer.db);
-        pthread_mutex_unlock(&(*out)->wlock);
+    s->schema = cstack_schema_of(*out);
+    if (rc == 0 && !(rc = cs_write_lock(*out))) {
+        sqlite3 *conn = cs_write_conn(*out)->db;
+        int lrc = cs_table_exists(conn, "_cstack_sites") ? cs_sync_load_all(s, conn) : SQLITE_OK;
         if (lrc != SQLITE_OK)
-            rc = cs_err_sqlite(NULL, (*out)->writer.db, lrc);
+            rc = cs_err_sqlite(NULL, conn, lrc);
+        cs_write_unlock(*out);
     }
     return rc;
 }
@@ -174,12 +204,14 @@ int cstack_open_in_memory(const cstack_schema *schema, cstack **out)
 
 const char *cstack_sync_site_id(cstack *db)
 {
+    cs_enter(db);
     cs_sync *s = cs_sync_of(db);
     return s && s->ready ? s->site_hex : "";
 }
 
 int cstack_sync_set_max_drift(cstack *db, int64_t ms)
 {
+    cs_enter(db);
     cs_sync *s = cs_sync_of(db);
     if (!s || ms < 0)
         return CSTACK_EMISUSE;
@@ -189,14 +221,17 @@ int cstack_sync_set_max_drift(cstack *db, int64_t ms)
 
 int cstack_sync_version(cstack *db, int64_t *version)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || !version)
         return rc ? rc : CSTACK_EMISUSE;
     if ((rc = cs_write_lock(db)))
         return rc;
-    rc = cs_sync_load_clock(s, db->writer.db);
+    sqlite3 *conn = cs_write_conn(db)->db;
+    rc = cs_sync_load_clock(s, conn);
     *version = s->last_ver;
+    rc = rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
     cs_write_unlock(db);
-    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+    return rc;
 }

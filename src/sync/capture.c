@@ -58,7 +58,7 @@ static int model_of(cs_sync *s, const char *table)
     for (size_t i = 0; i < s->nmodels; i++)
         if (s->models[i].seen_name == table)
             return (int)i;
-    const cstack_schema *schema = s->db->schema;
+    const cstack_schema *schema = s->schema;
     for (size_t i = 0; i < s->nmodels; i++) {
         if (strcmp(schema->models[i].table, table) == 0) {
             /* SQLite passes the same name pointer for a table every time. */
@@ -113,7 +113,7 @@ static int put_pk(cs_buf *b, sqlite3 *db, const cs_model *m, const cs_sync_model
 static int record(cs_sync *s, sqlite3 *db, int mi, int op, getter get, const unsigned char *mask,
                   size_t nmask)
 {
-    const cs_model *m = &s->db->schema->models[mi];
+    const cs_model *m = &s->schema->models[mi];
     cs_buf *b = &s->captured;
     b->max = CAPTURE_MAX;
     unsigned char opb = (unsigned char)op;
@@ -137,7 +137,7 @@ static bool same_value(sqlite3_value *a, sqlite3_value *b)
 
 static int capture_update(cs_sync *s, sqlite3 *db, int mi)
 {
-    const cs_model *m = &s->db->schema->models[mi];
+    const cs_model *m = &s->schema->models[mi];
     const cs_sync_model *sm = &s->models[mi];
     bool key_changed = false;
     for (size_t i = 0; i < m->npk && !key_changed; i++) {
@@ -179,7 +179,7 @@ void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char
                      sqlite3_int64 key1, sqlite3_int64 key2)
 {
     cs_sync *s = ctx;
-    if (!s->ready || s->applying || strcmp(zdb, "main") != 0)
+    if (!s->ready || cs_write_quiet(s->db) || strcmp(zdb, "main") != 0)
         return;
     int mi = model_of(s, table);
     if (mi < 0 || !s->models[mi].synced || !s->models[mi].tcols)
@@ -205,13 +205,14 @@ int cs_capture_flush(void *ctx, cstack *db)
     }
     if (s->captured.len == 0)
         return 0;
-    sqlite3 *conn = db->writer.db;
+    cs_conn *c = cs_write_conn(db);
+    sqlite3 *conn = c->db;
     int src = cs_sync_tx(s, conn);
     sqlite3_stmt *st = NULL;
     static const char sql[] = "INSERT INTO _cstack_txlog(ver, hlc, payload) VALUES (?1, ?2, ?3) "
                               "ON CONFLICT(ver) DO UPDATE SET payload = payload || excluded.payload";
     if (src == SQLITE_OK)
-        st = cs_conn_prepare(&db->writer, 0, sql, sizeof sql - 1);
+        st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     if (src == SQLITE_OK && !st)
         src = sqlite3_errcode(conn);
     if (src == SQLITE_OK) {
@@ -251,7 +252,7 @@ static int forget_parked(fold *f, int mi, const cs_cs_value *pk)
 {
     if (!f->parked)
         return 0;
-    const cs_model *m = &f->s->db->schema->models[mi];
+    const cs_model *m = &f->s->schema->models[mi];
     int rc = cs_parked_key(&f->key, pk, m->npk);
     int src = rc ? SQLITE_OK : cs_parked_del(f->c, m, &f->key);
     return rc ? cs_err(CSTACK_ENOMEM, "out of memory")
@@ -264,7 +265,7 @@ static int forget_parked(fold *f, int mi, const cs_cs_value *pk)
 static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
 {
     cs_sync *s = f->s;
-    const cs_model *m = &s->db->schema->models[mi];
+    const cs_model *m = &s->schema->models[mi];
     const cs_sync_model *sm = &s->models[mi];
     int rc = 0;
     if (f->all_model != mi || f->all_ver != f->ver) {
@@ -318,7 +319,7 @@ static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
 static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsigned char *mask,
                     size_t nmask)
 {
-    const cs_model *m = &f->s->db->schema->models[mi];
+    const cs_model *m = &f->s->schema->models[mi];
     const cs_sync_model *sm = &f->s->models[mi];
     uint64_t cl = 0;
     int rc = cs_clkrow_load(f->c, sm, m, pk, &cl, &f->clk);
@@ -343,7 +344,7 @@ static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsign
 static int fold_payload(fold *f, const unsigned char *p, size_t len)
 {
     cs_reader r = {p, len, 0};
-    const cstack_schema *schema = f->s->db->schema;
+    const cstack_schema *schema = f->s->schema;
     while (r.pos < r.len) {
         uint64_t mi, nmask = 0;
         const unsigned char *opb, *mask = NULL;
@@ -371,7 +372,7 @@ static int fold_payload(fold *f, const unsigned char *p, size_t len)
 
 int cs_sync_materialize(cs_sync *s)
 {
-    cs_conn *c = &s->db->writer;
+    cs_conn *c = cs_write_conn(s->db);
     sqlite3_stmt *st = NULL;
     int src = sqlite3_prepare_v2(c->db, "SELECT ver, hlc, payload FROM _cstack_txlog ORDER BY ver",
                                  -1, &st, NULL);

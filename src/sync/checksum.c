@@ -63,13 +63,14 @@ static int model_sum(cstack *db, const cs_model *m, uint64_t *sum)
 
 int cstack_sync_checksum(cstack *db, uint64_t *sum)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || !sum)
         return rc ? rc : CSTACK_EMISUSE;
     *sum = 0;
-    for (size_t i = 0; !rc && i < db->schema->nmodels; i++)
+    for (size_t i = 0; !rc && i < s->schema->nmodels; i++)
         if (s->models[i].synced)
-            rc = model_sum(db, &db->schema->models[i], sum);
+            rc = model_sum(db, &s->schema->models[i], sum);
     return rc;
 }

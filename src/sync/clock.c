@@ -1,5 +1,5 @@
-/* clock.c -- hybrid logical clock, site ids, transaction versions, and the SQL
- * functions the capture triggers call.
+/* clock.c -- hybrid logical clock, site ids, transaction versions and the
+ * sync state table.
  *
  * A clock is 64 bits: milliseconds since the epoch in the high 48 bits and a
  * logical counter in the low 16.  Issuing takes max(wall, last + 1), so the
@@ -11,7 +11,9 @@
  * Every local write transaction gets one version (a counter local to this
  * database, the cursor of exports) and one clock, allocated when the
  * transaction records what it captured (capture.c) and forgotten at COMMIT or
- * ROLLBACK (SQLite's hooks). */
+ * ROLLBACK (SQLite's hooks).  The site cache is reloaded before the next
+ * lookup after any rollback (attach.c marks it stale), since the rolled-back
+ * level may have added sites. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -90,8 +92,9 @@ int cs_sync_state_put(sqlite3 *conn, const char *key, int64_t value)
  * every write transaction, so they are prepared once. */
 static sqlite3_stmt *cached(cs_sync *s, const char *sql, int *rc)
 {
-    sqlite3_stmt *st = cs_conn_prepare(&s->db->writer, 0, sql, strlen(sql));
-    *rc = st ? SQLITE_OK : sqlite3_errcode(s->db->writer.db);
+    cs_conn *c = cs_write_conn(s->db);
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, strlen(sql));
+    *rc = st ? SQLITE_OK : sqlite3_errcode(c->db);
     return st;
 }
 
@@ -239,6 +242,12 @@ const unsigned char *cs_site_id(cs_sync *s, uint32_t ord)
 int cs_site_ordinal(cs_sync *s, sqlite3 *conn, const unsigned char site[CS_SITE_LEN],
                     uint32_t *ord)
 {
+    if (s->sites_stale) {
+        int rc = cs_sync_load_sites(s, conn);
+        if (rc != SQLITE_OK)
+            return rc;
+        s->sites_stale = false;
+    }
     for (size_t i = 0; i < s->nsites; i++)
         if (memcmp(s->sites[i], site, CS_SITE_LEN) == 0) {
             *ord = (uint32_t)i;

@@ -95,7 +95,7 @@ static int column_value(scan *sc, size_t k, cs_cs_value *v, bool *have)
         for (size_t i = 0; i < npk; i++)
             cs_cs_value_from_stmt(&pk[i], sc->st, (int)i);
         int rc = cs_parked_key(&sc->key, pk, npk);
-        rc = rc ? rc : cs_parked_get(&sc->s->db->writer, sc->m, &sc->key, &sc->parked,
+        rc = rc ? rc : cs_parked_get(cs_write_conn(sc->s->db), sc->m, &sc->key, &sc->parked,
                                      &sc->parked_found);
         if (!rc && sc->parked_found)
             rc = cs_parked_decode(sc->parked.data, sc->parked.len, sc->m, sc->pvals, sc->ppresent);
@@ -177,21 +177,21 @@ typedef int (*row_fn)(scan *sc, void *ctx);
 /* Walks the clock rows of every synced model with version > after. */
 static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
 {
-    cstack *db = s->db;
+    cs_conn *c = cs_write_conn(s->db);
     int rc = 0;
     for (size_t mi = 0; mi < s->nmodels && !rc; mi++) {
         const cs_sync_model *sm = &s->models[mi];
         if (!sm->synced)
             continue;
-        scan sc = {.s = s, .m = &db->schema->models[mi], .sm = sm, .mi = (int)mi};
+        scan sc = {.s = s, .m = &s->schema->models[mi], .sm = sm, .mi = (int)mi};
         cs_clk_init(&sc.clk);
         sc.pvals = calloc(sc.m->nfields ? sc.m->nfields : 1, sizeof *sc.pvals);
         sc.ppresent = calloc(sc.m->nfields ? sc.m->nfields : 1, sizeof *sc.ppresent);
         cs_buf sql = CS_BUF_INIT;
         if (!sc.pvals || !sc.ppresent || scan_sql(&sql, sc.m, sm))
             rc = cs_err(CSTACK_ENOMEM, "out of memory");
-        if (!rc && !(sc.st = cs_conn_prepare(&db->writer, 0, sql.data, sql.len)))
-            rc = cs_err_sqlite(sc.m, db->writer.db, sqlite3_errcode(db->writer.db));
+        if (!rc && !(sc.st = cs_conn_prepare(c, 0, sql.data, sql.len)))
+            rc = cs_err_sqlite(sc.m, c->db, sqlite3_errcode(c->db));
         if (!rc)
             sqlite3_bind_int64(sc.st, 1, after);
         int step;
@@ -208,7 +208,7 @@ static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
                 rc = fn(&sc, ctx);
         }
         if (!rc && step != SQLITE_DONE)
-            rc = cs_err_sqlite(sc.m, db->writer.db, step);
+            rc = cs_err_sqlite(sc.m, c->db, step);
         if (sc.st)
             sqlite3_reset(sc.st);
         cs_buf_free(&sql);
@@ -242,9 +242,10 @@ static int locked(cstack *db, cs_sync **s, int (*fn)(cstack *db, cs_sync *s, voi
         return rc;
     /* Captured transactions become clock rows first (and that is kept). */
     rc = cs_sync_materialize(*s);
-    int src = rc ? SQLITE_OK : cs_sync_load_clock(*s, db->writer.db);
+    sqlite3 *conn = cs_write_conn(db)->db;
+    int src = rc ? SQLITE_OK : cs_sync_load_clock(*s, conn);
     if (src != SQLITE_OK)
-        rc = cs_err_sqlite(NULL, db->writer.db, src);
+        rc = cs_err_sqlite(NULL, conn, src);
     rc = rc ? rc : fn(db, *s, ctx);
     return cs_write_end(db, rc);
 }
@@ -263,7 +264,7 @@ static int do_export(cstack *db, cs_sync *s, void *ctx)
     int64_t until = s->last_ver;
     int rc = walk(s, a->since, export_row, &x);
     if (!rc)
-        rc = cs_cs_finish(&x.w, db->schema, s->site, a->since, until, a->out, a->len);
+        rc = cs_cs_finish(&x.w, s->schema, s->site, a->since, until, a->out, a->len);
     if (!rc && a->cursor)
         *a->cursor = until > a->since ? until : a->since;
     cs_cs_writer_free(&x.w);
@@ -328,7 +329,7 @@ static int do_filtered(cstack *db, cs_sync *s, void *ctx)
     int64_t until = s->last_ver;
     int rc = walk(s, a->scan_from, filtered_row, &x);
     if (!rc)
-        rc = cs_cs_finish(&x.w, db->schema, s->site, a->since, until, a->out, a->len);
+        rc = cs_cs_finish(&x.w, s->schema, s->site, a->since, until, a->out, a->len);
     if (!rc && a->cursor)
         *a->cursor = until > a->since ? until : a->since;
     cs_cs_writer_free(&x.w);
@@ -350,6 +351,7 @@ int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
 
 int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len, int64_t *cursor)
 {
+    cs_enter(db);
     if (!db || !out || !len || since < 0)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -401,10 +403,11 @@ static int collect_versions(scan *sc, void *ctx)
 
 static int pending_versions(cstack *db, cs_sync *s, versions *vs)
 {
+    sqlite3 *conn = cs_write_conn(db)->db;
     int64_t acked = 0;
-    int rc = cs_sync_state_get(db->writer.db, "acked", &acked);
+    int rc = cs_sync_state_get(conn, "acked", &acked);
     if (rc != SQLITE_OK)
-        return cs_err_sqlite(NULL, db->writer.db, rc);
+        return cs_err_sqlite(NULL, conn, rc);
     vs->after = acked;
     return walk(s, acked, collect_versions, vs);
 }
@@ -440,11 +443,12 @@ static int disk_version(cs_sync *s, sqlite3 *conn, int64_t *ver)
  * version from the file after this one commits. */
 static int ack_all(cstack *db, cs_sync *s, int64_t acked)
 {
+    sqlite3 *conn = cs_write_conn(db)->db;
     int64_t ver = 0;
-    int rc = disk_version(s, db->writer.db, &ver);
+    int rc = disk_version(s, conn, &ver);
     if (rc == SQLITE_OK && ver > acked)
-        rc = cs_sync_state_put(db->writer.db, "acked", ver);
-    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, db->writer.db, rc);
+        rc = cs_sync_state_put(conn, "acked", ver);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
 }
 
 static int do_pending(cstack *db, cs_sync *s, void *ctx)
@@ -460,6 +464,7 @@ static int do_pending(cstack *db, cs_sync *s, void *ctx)
 
 int cstack_upload_pending(cstack *db, int64_t *count)
 {
+    cs_enter(db);
     if (!db || !count)
         return CSTACK_EMISUSE;
     *count = 0;
@@ -556,7 +561,7 @@ static int do_next(cstack *db, cs_sync *s, void *ctx)
     if (!rc && !tx)
         rc = cs_err(CSTACK_ENOMEM, "out of memory");
     if (!rc)
-        rc = cs_cs_finish(&u.w, db->schema, s->site, v - 1, v, &tx->changeset, &tx->len);
+        rc = cs_cs_finish(&u.w, s->schema, s->site, v - 1, v, &tx->changeset, &tx->len);
     if (!rc) {
         tx->version = v;
         tx->json = cs_buf_take(&u.json);
@@ -573,6 +578,7 @@ static int do_next(cstack *db, cs_sync *s, void *ctx)
 
 int cstack_upload_next(cstack *db, cstack_upload_tx **out)
 {
+    cs_enter(db);
     if (!db || !out)
         return CSTACK_EMISUSE;
     *out = NULL;
@@ -608,15 +614,17 @@ void cstack_upload_tx_free(cstack_upload_tx *tx)
 
 int cstack_upload_complete(cstack *db, int64_t version)
 {
+    cs_enter(db);
     cs_sync *s = NULL;
     int rc = cs_sync_require(db, &s);
     if (rc || (rc = cs_write_begin(db)))
         return rc;
+    sqlite3 *conn = cs_write_conn(db)->db;
     int64_t acked = 0;
-    int src = cs_sync_state_get(db->writer.db, "acked", &acked);
+    int src = cs_sync_state_get(conn, "acked", &acked);
     if (src == SQLITE_OK && version > acked)
-        src = cs_sync_state_put(db->writer.db, "acked", version);
+        src = cs_sync_state_put(conn, "acked", version);
     if (src != SQLITE_OK)
-        rc = cs_err_sqlite(NULL, db->writer.db, src);
+        rc = cs_err_sqlite(NULL, conn, src);
     return cs_write_end(db, rc);
 }

@@ -46,7 +46,7 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
         cstack_value in = cstack_v_textn((const char *)v->p, v->n), out;
         cs_buf scratch = CS_BUF_INIT;
         char err[160];
-        int rc = cs_field_canon(a->db->schema, f, &in, &scratch, &out, err, sizeof err);
+        int rc = cs_field_canon(a->schema, f, &in, &scratch, &out, err, sizeof err);
         if (rc == 0 && (out.u.s.n != v->n || memcmp(out.u.s.p, v->p, v->n) != 0))
             why = "a value not in canonical form";
         cs_buf_free(&scratch);
@@ -101,7 +101,7 @@ void cs_apply_work_free(apply_ctx *a)
 
 static int model_index(apply_ctx *a, const cs_model *m)
 {
-    return (int)(m - a->db->schema->models);
+    return (int)(m - a->schema->models);
 }
 
 /* Whether rows of m reference parents (their visibility depends on them). */
@@ -223,7 +223,7 @@ static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
         rc = cs_err_sqlite(r->m, a->c->db, src);
     if (!rc && visible)
         rc = delete_visible(a, r);
-    if (!rc && visible && has_children(a->db->schema, model_index(a, r->m)))
+    if (!rc && visible && has_children(a->schema, model_index(a, r->m)))
         rc = work_push(&a->removed, r, model_index(a, r->m));
     if (!rc && !again)
         a->stats.parked++;
@@ -399,7 +399,7 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
         if (ext == SQLITE_CONSTRAINT_NOTNULL)
             return visible ? cs_err_sqlite(m, a->c->db, ext) : park_row(a, r, false, was_parked);
         if (ext != SQLITE_CONSTRAINT_UNIQUE)
-            return cs_err_sqlite_named(a->db->schema, m, a->c->db, ext);
+            return cs_err_sqlite_named(a->schema, m, a->c->db, ext);
         cs_arow rival;
         const cs_index *ix = NULL;
         bool found = false;
@@ -448,7 +448,7 @@ int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool foun
     rc = cs_row_own(cur);
     if (!rc && found)
         rc = delete_visible(a, cur);
-    if (!rc && found && has_children(a->db->schema, model_index(a, cur->m)))
+    if (!rc && found && has_children(a->schema, model_index(a, cur->m)))
         rc = work_push(&a->removed, cur, model_index(a, cur->m));
     if (!rc && parked)
         rc = unpark_entry(a, cur);
@@ -472,7 +472,7 @@ static int parents_visible(apply_ctx *a, const cs_arow *r, bool *ok)
                     r->vals[rel->fields[i]].type == SQLITE_NULL;
         if (nulls)
             continue;
-        const cs_model *t = &a->db->schema->models[rel->target];
+        const cs_model *t = &a->schema->models[rel->target];
         cs_buf sql = CS_BUF_INIT;
         int rc = cs_buf_puts(&sql, "SELECT 1 FROM ");
         rc = rc ? rc : cs_buf_ident(&sql, t->table);
@@ -498,7 +498,7 @@ static int parents_visible(apply_ctx *a, const cs_arow *r, bool *ok)
 
 static int decode_work(apply_ctx *a, const cs_work *w, cs_arow *r)
 {
-    int rc = cs_row_init(r, &a->db->schema->models[w->model]);
+    int rc = cs_row_init(r, &a->schema->models[w->model]);
     if (!rc && cs_parked_decode(w->row.data, w->row.len, r->m, r->vals, r->present))
         rc = cs_err(CSTACK_ESQLITE, "cannot decode a row of %s", r->m->name);
     return rc ? rc : cs_row_own(r);
@@ -530,7 +530,7 @@ static int park_children(apply_ctx *a, const cs_work *w, bool *progress)
 {
     cs_arow parent;
     int rc = decode_work(a, w, &parent);
-    const cstack_schema *s = a->db->schema;
+    const cstack_schema *s = a->schema;
     for (size_t ci = 0; !rc && ci < s->nmodels; ci++) {
         const cs_model *c = &s->models[ci];
         for (size_t f = 0; !rc && f < c->nfields; f++) {
@@ -607,11 +607,11 @@ static int unpark_all(apply_ctx *a, bool *progress)
     cs_worklist rows = {0};
     int rc = 0;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        int mi = cs_model_find(a->db->schema, (const char *)sqlite3_column_text(st, 0));
+        int mi = cs_model_find(a->schema, (const char *)sqlite3_column_text(st, 0));
         if (mi < 0)
             continue;
         cs_arow r;
-        rc = cs_row_init(&r, &a->db->schema->models[mi]);
+        rc = cs_row_init(&r, &a->schema->models[mi]);
         if (!rc && cs_parked_decode(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
                                     r.m, r.vals, r.present))
             rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", r.m->name);

@@ -1,16 +1,22 @@
 /*
  * sync.h -- the sync engine's private interfaces (docs/sync.md).
  *
- *   attach.c     the public cstack_open, composing the store with sync
+ *   attach.c     the public cstack_open, composing the store with sync; the
+ *                one before-commit record of what a transaction did
  *   tables.c     sync tables and the column registry (bootstrap)
  *   capture.c    recording local writes (preupdate hook, _cstack_txlog) and
  *                folding them into the clock tables
+ *   clkrow.c     one clock row by primary key (load / store)
  *   clock.c      hybrid logical clock, site ids, transaction versions
  *   meta.c       the per-row clock blob (encode, decode, merge helpers)
  *   changeset.c  the wire format (documented at its top)
  *   export.c     export since a version, the upload queue
- *   apply.c      merging a changeset, parking of conflicting rows
+ *   apply.c      merging a changeset inside the store's merge scope
+ *   settle.c     writing merged rows, parking conflicting ones (apply.h)
+ *   parked.c     the parked-row table (parked.h)
+ *   checksum.c   the visible-state checksum
  *   compact.c    peer acknowledgements and compaction
+ *   sync_ext.h   what the sync server uses: filtered export, cs_merge
  *
  * Data flows store -> sync: sync extends the store through cs_store_ext and
  * the store never includes this header.
@@ -96,6 +102,7 @@ typedef struct cs_sync_model {
 
 typedef struct cs_sync {
     cstack *db;
+    const cstack_schema *schema; /* the runtime's, borrowed */
     unsigned char site[CS_SITE_LEN];
     char site_hex[2 * CS_SITE_LEN + 1];
 
@@ -108,7 +115,6 @@ typedef struct cs_sync {
     int64_t tx_ver;
     uint64_t tx_hlc;
     int64_t last_ver;   /* highest version known to be used */
-    bool applying;      /* capture triggers stay quiet */
     bool ready;         /* sync tables exist (bootstrapped) */
     bool has_txlog;     /* _cstack_txlog and _cstack_sync_state exist */
 
@@ -117,6 +123,7 @@ typedef struct cs_sync {
 
     unsigned char (*sites)[CS_SITE_LEN]; /* ordinal -> site id */
     size_t nsites;
+    bool sites_stale;   /* a rollback may have removed sites the cache holds */
 
     /* Changes captured in the open transaction (capture.c), flushed to
      * _cstack_txlog just before it commits. */

@@ -40,9 +40,12 @@ enum { CS_CHECK_BEFORE = 1, CS_CHECK_AFTER = 2 };
 /* Called during a merge for each row the merge changes, inside the merge's
  * transaction: once before the row is written (phase BEFORE, the row as it
  * was; skipped for a create) and once after (phase AFTER, the row as merged;
- * skipped for a delete).  Returning non-zero (with cs_err set) aborts the
- * whole merge: nothing is applied. */
-typedef int (*cs_apply_check)(void *ctx, cstack *db, int model, const cs_cs_value *pk, int op,
+ * skipped for a delete).  `model` indexes the schema, `pk` holds its key
+ * values (borrowed for the call), and `c` is the merge's own connection to
+ * evaluate the row on (it sees the merge's writes so far; use it only during
+ * the call).  Returning non-zero (with cs_err set) aborts the whole merge:
+ * the caller's scope rolls it back. */
+typedef int (*cs_apply_check)(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op,
                               int phase);
 
 typedef struct cs_apply_opts {
@@ -51,8 +54,15 @@ typedef struct cs_apply_opts {
     bool refuse_drops;  /* a server never lets a client make it forget rows */
 } cs_apply_opts;
 
-int cs_changes_apply_opts(cstack *db, const void *changeset, size_t len,
-                          const cs_apply_opts *opts, cstack_apply_stats *stats);
+/* Merges a changeset (as cstack_changes_apply, with `opts`, NULL ok) inside
+ * the calling thread's merge write scope (cs_write_begin_opts with
+ * CS_WRITE_MERGE), which it does not end: on failure (a CSTACK_E* code,
+ * message via cs_err) the scope's owner must roll it back; on success the
+ * owner may write more in the same transaction before it commits.  Each row
+ * is decoded once and checked just before it is merged.  `stats` may be
+ * NULL; it is filled only on success. */
+int cs_merge(cstack *db, const void *changeset, size_t len, const cs_apply_opts *opts,
+             cstack_apply_stats *stats);
 
 /* The contribution of one visible row to a state checksum: the sum (mod
  * 2^64) over rows of FNV-1a-64 of "Model\0<row JSON>". */

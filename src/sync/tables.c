@@ -94,7 +94,7 @@ static int load_cids(cs_sync_model *sm, const cs_model *m, sqlite3 *conn)
 
 int cs_sync_load_models(cs_sync *s, sqlite3 *conn)
 {
-    const cstack_schema *schema = s->db->schema;
+    const cstack_schema *schema = s->schema;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(conn, "SELECT field, idx FROM _cstack_sync_cols WHERE model = ?1 "
                                       "ORDER BY idx",
@@ -137,7 +137,7 @@ int cs_sync_load_models(cs_sync *s, sqlite3 *conn)
 /* Appends registry entries for the model's column fields not yet in it. */
 static int register_columns(cs_sync *s, sqlite3 *conn, size_t mi, cs_buf *report)
 {
-    const cs_model *m = &s->db->schema->models[mi];
+    const cs_model *m = &s->schema->models[mi];
     cs_sync_model *sm = &s->models[mi];
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(conn,
@@ -201,8 +201,8 @@ static int exec_buf(sqlite3 *conn, cs_buf *b)
 
 int cs_sync_backfill(cs_sync *s, int mi)
 {
-    cstack *db = s->db;
-    const cs_model *m = &db->schema->models[mi];
+    sqlite3 *conn = cs_write_conn(s->db)->db;
+    const cs_model *m = &s->schema->models[mi];
     const cs_sync_model *sm = &s->models[mi];
     cs_buf sql = CS_BUF_INIT;
     int rc = cs_buf_puts(&sql, "SELECT ");
@@ -221,7 +221,7 @@ int cs_sync_backfill(cs_sync *s, int mi)
     }
     rc = rc ? rc : cs_buf_puts(&sql, ")");
     sqlite3_stmt *st = NULL;
-    int src = rc ? SQLITE_NOMEM : sqlite3_prepare_v2(db->writer.db, sql.data, -1, &st, NULL);
+    int src = rc ? SQLITE_NOMEM : sqlite3_prepare_v2(conn, sql.data, -1, &st, NULL);
     cs_buf_free(&sql);
     /* Recorded like inserts made now, in the capture log format. */
     while (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
@@ -238,13 +238,13 @@ int cs_sync_backfill(cs_sync *s, int mi)
             src = SQLITE_NOMEM;
     }
     sqlite3_finalize(st);
-    return src == SQLITE_OK ? 0 : cs_err_sqlite(m, db->writer.db, src);
+    return src == SQLITE_OK ? 0 : cs_err_sqlite(m, conn, src);
 }
 
 int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
 {
     cs_sync *s = ctx;
-    sqlite3 *conn = db->writer.db;
+    sqlite3 *conn = cs_write_conn(db)->db;
     int rc = sqlite3_exec(conn, SYNC_TABLES, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = ensure_site(s, conn);
@@ -252,7 +252,7 @@ int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
         rc = cs_sync_load_models(s, conn);
     cs_buf sql = CS_BUF_INIT;
     for (size_t i = 0; rc == SQLITE_OK && i < s->nmodels; i++) {
-        const cs_model *m = &db->schema->models[i];
+        const cs_model *m = &s->schema->models[i];
         cs_sync_model *sm = &s->models[i];
         if (!sm->synced)
             continue;
