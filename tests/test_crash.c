@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -49,6 +50,17 @@ static const char SCHEMA[] = "model Log {\n"
  * and an "E message" line in the side file) ---- */
 
 static int side_fd = -1;
+/* The child tells the parent how far it got: 'o' once its database is open,
+ * 'p' after its first noted step.  The parent times its kill from one of
+ * them, so that a loaded machine (the sanitizer suite runs two tests at a
+ * time) cannot make every kill land before the child did anything. */
+static int progress_fd = -1;
+
+static void tell_parent(char what)
+{
+    if (progress_fd >= 0 && write(progress_fd, &what, 1) != 1)
+        _exit(6);
+}
 
 /* Appends "TAG a [b]" to the side file and makes it durable. */
 static void note_line(char tag, long long a, long long b)
@@ -58,6 +70,10 @@ static void note_line(char tag, long long a, long long b)
                    : snprintf(line, sizeof line, "%c %lld\n", tag, a);
     if (write(side_fd, line, (size_t)n) != n || fsync(side_fd) != 0)
         _exit(4);
+    static bool told;
+    if (!told)
+        tell_parent('p');
+    told = true;
 }
 
 static void child_fail(cstack *db, const char *what)
@@ -80,6 +96,7 @@ static cstack *child_open(const char *path)
     cstack_schema_free(s);
     if (rc != CSTACK_OK || cstack_bootstrap(db, NULL) != CSTACK_OK)
         child_fail(db, "open");
+    tell_parent('o');
     return db;
 }
 
@@ -344,6 +361,15 @@ static void make_batches(void *cs[BATCHES], size_t len[BATCHES])
     cstack_close(src);
 }
 
+/* Waits (at most 60 s) until the child has told `what`, or has ended. */
+static void wait_progress(int fd, char what)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char c = 0;
+    while (c != what && poll(&p, 1, 60000) == 1 && read(fd, &c, 1) == 1)
+        ;
+}
+
 Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 900)
 {
     const char *env = getenv("CSTACK_CRASH_ROUNDS");
@@ -371,9 +397,13 @@ Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 90
         cr_assert_geq(side_fd, 0);
         unsigned child_seed = (unsigned)rand_r(&seed);
         long long first = applier ? 1 : next_id;
+        int pipefd[2];
+        cr_assert_eq(pipe(pipefd), 0);
         pid_t pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
+            close(pipefd[0]);
+            progress_fd = pipefd[1];
             if (applier)
                 child_applier(path, cs, len, first, child_seed);
             else
@@ -381,10 +411,18 @@ Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 90
             _exit(0);
         }
         close(side_fd);
-        /* A few ms (often still opening) to ~100 ms (deep in the loop). */
-        struct timespec delay = {0, (long)(2e6 + rand01(&seed) * 98e6)};
+        close(pipefd[1]);
+        /* One kill in five comes 0-10 ms after the fork (often while the
+         * child is still opening); the others 2-100 ms after the child said
+         * it had opened, or had done its first step. */
+        int mode = rand_r(&seed) % 5;
+        double after = mode == 0 ? rand01(&seed) * 10e6 : 2e6 + rand01(&seed) * 98e6;
+        if (mode > 0)
+            wait_progress(pipefd[0], mode <= 2 ? 'o' : 'p');
+        struct timespec delay = {0, (long)after};
         nanosleep(&delay, NULL);
         kill(pid, SIGKILL);
+        close(pipefd[0]);
         int status = 0;
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         read_record(side, &rec);
