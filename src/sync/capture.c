@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/clocksql.h"
 #include "sync/changeset.h"
 #include "sync/parked.h"
 
@@ -321,21 +322,7 @@ static sqlite3_stmt *insert_stmt(fold *f, int mi, size_t nrows, int *rc)
     const cs_sync_model *sm = &f->s->models[mi];
     cs_buf *sql = &f->sql;
     cs_buf_reset(sql);
-    *rc = cs_buf_puts(sql, "INSERT INTO ");
-    *rc = *rc ? *rc : cs_buf_ident(sql, sm->clk_table);
-    *rc = *rc ? *rc : cs_buf_puts(sql, "(");
-    *rc = *rc ? *rc : cs_sync_pk_list(sql, m, NULL);
-    *rc = *rc ? *rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES ");
-    size_t arg = 3;
-    for (size_t r = 0; r < nrows && !*rc; r++) {
-        *rc = cs_buf_puts(sql, r ? ", (" : "(");
-        for (size_t i = 0; i < m->npk && !*rc; i++)
-            *rc = cs_buf_printf(sql, "?%zu, ", arg++);
-        *rc = *rc ? *rc : cs_buf_puts(sql, "1, ?1, ?2)");
-    }
-    *rc = *rc ? *rc : cs_buf_puts(sql, " ON CONFLICT DO UPDATE SET _cstack_cl = "
-                                        "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
-                                        "_cstack_clk = ?2");
+    *rc = cs_clock_sql_insert(sql, m, sm->clk_table, nrows);
     sqlite3_finalize(f->ins[which]);
     f->ins[which] = NULL;
     f->ins_model[which] = -1;
