@@ -13,7 +13,14 @@
  * compaction) the logged transactions are folded into them, in version
  * order, and the log is emptied: the per-row clock work is done once per
  * sync rather than once per write, and repeated writes to a row between two
- * syncs cost it once.
+ * syncs cost it once.  A transaction that captured many rows is folded as
+ * it commits instead (after the log, so the order holds): its rows cost the
+ * same either way, and it spares a large log row and a second commit.
+ *
+ * Most of a fold is inserted rows, whose clock row does not depend on the
+ * old one; they are written many per statement, since the cost of a
+ * single-row upsert is mostly the statement's.  The fold runs without the
+ * preupdate hook (it writes only sync tables).
  *
  *   record := varint(model) u8(op) value*npk [varint(nmask) mask[nmask]]
  *   op     := 1 insert | 2 update (with the mask of changed blob columns)
@@ -25,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/clocksql.h"
 #include "sync/changeset.h"
 #include "sync/parked.h"
 
@@ -195,6 +203,15 @@ void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char
         s->capture_failed = true;
 }
 
+static int fold_all(cs_sync *s, const cs_buf *cur);
+
+/* A transaction that captured this many bytes of records (a few thousand
+ * rows) is folded as it commits instead of being logged: its rows cost the
+ * same clock work either way, and folding them in the transaction that wrote
+ * them spares writing, reading back and deleting a large log row, and a
+ * second commit. */
+#define FOLD_AT_COMMIT (16 * 1024)
+
 int cs_capture_flush(void *ctx, cstack *db)
 {
     cs_sync *s = ctx;
@@ -208,6 +225,11 @@ int cs_capture_flush(void *ctx, cstack *db)
     cs_conn *c = cs_write_conn(db);
     sqlite3 *conn = c->db;
     int src = cs_sync_tx(s, conn);
+    if (src == SQLITE_OK && s->captured.len >= FOLD_AT_COMMIT) {
+        int rc = fold_all(s, &s->captured);
+        cs_capture_clear(s);
+        return rc;
+    }
     sqlite3_stmt *st = NULL;
     static const char sql[] = "INSERT INTO _cstack_txlog(ver, hlc, payload) VALUES (?1, ?2, ?3) "
                               "ON CONFLICT(ver) DO UPDATE SET payload = payload || excluded.payload";
@@ -228,6 +250,9 @@ int cs_capture_flush(void *ctx, cstack *db)
 
 /* ---- folding the log into the clock tables ------------------------------- */
 
+/* Inserted rows written per statement. */
+#define FOLD_BATCH 64
+
 typedef struct fold {
     cs_sync *s;
     cs_conn *c;
@@ -242,8 +267,15 @@ typedef struct fold {
     int64_t all_ver;
     bool parked;    /* _cstack_parked is not empty */
     cs_buf key;
-    sqlite3_stmt *ins; /* the insert upsert of model `ins_model` (cached) */
-    int ins_model;
+    /* The insert upserts of one row and of FOLD_BATCH rows, of the models
+     * in ins_model. */
+    sqlite3_stmt *ins[2];
+    int ins_model[2];
+    /* Inserted rows not yet written (primary keys, npk values each), all of
+     * model q_model, pointing into the log row being folded. */
+    cs_cs_value *queue; /* FOLD_BATCH * 16 */
+    size_t nqueued;
+    int q_model;
 } fold;
 
 /* A local write to a row supersedes any parked copy of it (the app can write
@@ -259,61 +291,104 @@ static int forget_parked(fold *f, int mi, const cs_cs_value *pk)
                : src == SQLITE_OK ? 0 : cs_err_sqlite(m, f->c->db, src);
 }
 
-/* An insert rewrites every column and the row's existence, so its clock row
- * does not depend on the old one: one upsert, and one blob per transaction
- * and model. */
-static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
+/* The clock blob of a row inserted by the transaction being folded: every
+ * column and the row's existence at the transaction's clock.  The same for
+ * every such row of a model, so built once per transaction and model. */
+static int insert_blob(fold *f, int mi)
 {
-    cs_sync *s = f->s;
-    const cs_model *m = &s->schema->models[mi];
-    const cs_sync_model *sm = &s->models[mi];
-    int rc = 0;
-    if (f->all_model != mi || f->all_ver != f->ver) {
-        cs_clk_entry e = {f->hlc, 0, f->ver};
-        cs_clk_free(&f->clk);
-        rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
-        for (size_t k = 0; !rc && k < sm->ncols; k++)
-            rc = cs_clk_set(&f->clk, k, &e);
-        rc = rc ? rc : cs_clk_encode(&f->clk, &f->all);
-        if (rc)
-            return rc;
-        f->all_model = mi;
-        f->all_ver = f->ver;
+    if (f->all_model == mi && f->all_ver == f->ver)
+        return 0;
+    const cs_sync_model *sm = &f->s->models[mi];
+    cs_clk_entry e = {f->hlc, 0, f->ver};
+    cs_clk_free(&f->clk);
+    int rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
+    for (size_t k = 0; !rc && k < sm->ncols; k++)
+        rc = cs_clk_set(&f->clk, k, &e);
+    rc = rc ? rc : cs_clk_encode(&f->clk, &f->all);
+    if (rc)
+        return rc;
+    f->all_model = mi;
+    f->all_ver = f->ver;
+    return 0;
+}
+
+/* The upsert of `nrows` inserted rows of model mi; owned by the fold (not
+ * the connection's cache, which may evict), one per size. */
+static sqlite3_stmt *insert_stmt(fold *f, int mi, size_t nrows, int *rc)
+{
+    int which = nrows == 1 ? 0 : 1;
+    if (f->ins_model[which] == mi)
+        return f->ins[which];
+    const cs_model *m = &f->s->schema->models[mi];
+    const cs_sync_model *sm = &f->s->models[mi];
+    cs_buf *sql = &f->sql;
+    cs_buf_reset(sql);
+    *rc = cs_clock_sql_insert(sql, m, sm->clk_table, nrows);
+    sqlite3_finalize(f->ins[which]);
+    f->ins[which] = NULL;
+    f->ins_model[which] = -1;
+    sqlite3_stmt *st = NULL;
+    int src = *rc ? SQLITE_NOMEM
+                  : sqlite3_prepare_v3(f->c->db, sql->data, (int)sql->len,
+                                       SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (src != SQLITE_OK) {
+        *rc = *rc ? *rc : cs_err_sqlite(m, f->c->db, src);
+        return NULL;
     }
-    sqlite3_stmt *st = f->ins_model == mi ? f->ins : NULL;
-    if (!st) {
-        cs_buf *sql = &f->sql;
-        cs_buf_reset(sql);
-        rc = cs_buf_puts(sql, "INSERT INTO ");
-        rc = rc ? rc : cs_buf_ident(sql, sm->clk_table);
-        rc = rc ? rc : cs_buf_puts(sql, "(");
-        rc = rc ? rc : cs_sync_pk_list(sql, m, NULL);
-        rc = rc ? rc : cs_buf_puts(sql, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-        for (size_t i = 0; i < m->npk && !rc; i++)
-            rc = cs_buf_printf(sql, "?%zu, ", i + 3);
-        rc = rc ? rc : cs_buf_puts(sql, "1, ?1, ?2) ON CONFLICT DO UPDATE SET _cstack_cl = "
-                                        "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
-                                        "_cstack_clk = ?2");
-        /* Owned by the fold (not the connection's cache, which may evict):
-         * one statement for a model's run of inserts. */
-        sqlite3_finalize(f->ins);
-        f->ins = NULL;
-        f->ins_model = -1;
-        int src = rc ? SQLITE_NOMEM
-                     : sqlite3_prepare_v3(f->c->db, sql->data, (int)sql->len,
-                                          SQLITE_PREPARE_PERSISTENT, &st, NULL);
-        if (src != SQLITE_OK)
-            return rc ? rc : cs_err_sqlite(m, f->c->db, src);
-        f->ins = st;
-        f->ins_model = mi;
-    }
+    f->ins[which] = st;
+    f->ins_model[which] = mi;
+    return st;
+}
+
+static int insert_rows(fold *f, int mi, const cs_cs_value *pk, size_t nrows)
+{
+    const cs_model *m = &f->s->schema->models[mi];
+    int rc = insert_blob(f, mi);
+    sqlite3_stmt *st = rc ? NULL : insert_stmt(f, mi, nrows, &rc);
+    if (!st)
+        return rc;
     sqlite3_bind_int64(st, 1, f->ver);
     sqlite3_bind_blob(st, 2, f->all.data, (int)f->all.len, SQLITE_STATIC);
-    for (size_t i = 0; i < m->npk; i++)
+    for (size_t i = 0; i < nrows * m->npk; i++)
         cs_cs_bind(st, (int)i + 3, &pk[i]);
     int step = sqlite3_step(st);
     sqlite3_reset(st);
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
+}
+
+/* An insert rewrites every column and the row's existence, so its clock row
+ * does not depend on the old one: inserts are queued and written FOLD_BATCH
+ * rows per statement (the per-statement cost is most of a single-row
+ * upsert's).  The queue is flushed before any other record is folded, so
+ * the order of the log is kept. */
+static int flush_inserts(fold *f)
+{
+    size_t n = f->nqueued, done = 0;
+    f->nqueued = 0;
+    if (!n)
+        return 0;
+    size_t npk = f->s->schema->models[f->q_model].npk;
+    int rc = 0;
+    while (!rc && n - done >= FOLD_BATCH) {
+        rc = insert_rows(f, f->q_model, f->queue + done * npk, FOLD_BATCH);
+        done += FOLD_BATCH;
+    }
+    for (; !rc && done < n; done++)
+        rc = insert_rows(f, f->q_model, f->queue + done * npk, 1);
+    return rc;
+}
+
+static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
+{
+    size_t npk = f->s->schema->models[mi].npk;
+    int rc = 0;
+    if (f->nqueued && (f->q_model != mi || f->nqueued == FOLD_BATCH))
+        rc = flush_inserts(f);
+    if (rc)
+        return rc;
+    f->q_model = mi;
+    memcpy(f->queue + f->nqueued++ * npk, pk, npk * sizeof *pk);
+    return 0;
 }
 
 static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsigned char *mask,
@@ -361,16 +436,21 @@ static int fold_payload(fold *f, const unsigned char *p, size_t len)
         if (!f->s->models[mi].synced)
             continue;
         int rc = forget_parked(f, (int)mi, pk);
+        if (!rc && *opb != OP_INSERT)
+            rc = flush_inserts(f);
         if (!rc)
             rc = *opb == OP_INSERT ? fold_insert(f, (int)mi, pk)
                                    : fold_row(f, (int)mi, *opb, pk, mask, (size_t)nmask);
         if (rc)
             return rc;
     }
-    return 0;
+    /* The queued keys point into this log row. */
+    return flush_inserts(f);
 }
 
-int cs_sync_materialize(cs_sync *s)
+/* Folds the logged transactions in version order, then `cur` when not NULL:
+ * the records of the transaction being committed, which are not logged. */
+static int fold_all(cs_sync *s, const cs_buf *cur)
 {
     cs_conn *c = cs_write_conn(s->db);
     sqlite3_stmt *st = NULL;
@@ -378,38 +458,62 @@ int cs_sync_materialize(cs_sync *s)
                                  -1, &st, NULL);
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
-    fold f = {.s = s, .c = c, .all_model = -1, .ins_model = -1};
+    fold f = {.s = s, .c = c, .all_model = -1, .ins_model = {-1, -1}};
+    f.queue = malloc(FOLD_BATCH * 16 * sizeof *f.queue);
+    if (!f.queue) {
+        sqlite3_finalize(st);
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
     sqlite3_stmt *pk_st = NULL;
     if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM _cstack_parked LIMIT 1", -1, &pk_st, NULL) ==
         SQLITE_OK)
         f.parked = sqlite3_step(pk_st) == SQLITE_ROW;
     sqlite3_finalize(pk_st);
     cs_clk_init(&f.clk);
+    /* The fold writes only sync tables, which capture ignores: without the
+     * hook SQLite does not build its view of every clock row written. */
+    void *hook = sqlite3_preupdate_hook(c->db, NULL, NULL);
     int rc = 0;
     int64_t last = -1;
+    bool logged = false;
     while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
         f.ver = sqlite3_column_int64(st, 0);
         f.hlc = (uint64_t)sqlite3_column_int64(st, 1);
         last = f.ver;
+        logged = true;
         rc = fold_payload(&f, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
     }
     if (!rc && src != SQLITE_DONE)
         rc = cs_err_sqlite(NULL, c->db, src);
     sqlite3_finalize(st);
+    if (!rc && cur) {
+        f.ver = last = s->tx_ver;
+        f.hlc = s->tx_hlc;
+        rc = fold_payload(&f, (const unsigned char *)cur->data, cur->len);
+    }
     if (!rc && last >= 0) {
         /* The folded clocks now live in the clock tables; keep the highest
          * in the state too in case compaction drops those rows. */
-        src = sqlite3_exec(c->db, "DELETE FROM _cstack_txlog", NULL, NULL, NULL);
+        src = logged ? sqlite3_exec(c->db, "DELETE FROM _cstack_txlog", NULL, NULL, NULL)
+                     : SQLITE_OK;
         if (src == SQLITE_OK)
             src = cs_sync_state_put(c->db, "ver", s->last_ver > last ? s->last_ver : last);
         if (src != SQLITE_OK)
             rc = cs_err_sqlite(NULL, c->db, src);
     }
+    sqlite3_preupdate_hook(c->db, hook ? cs_capture_hook : NULL, hook);
     cs_clk_free(&f.clk);
     cs_buf_free(&f.blob);
     cs_buf_free(&f.sql);
     cs_buf_free(&f.all);
     cs_buf_free(&f.key);
-    sqlite3_finalize(f.ins);
+    sqlite3_finalize(f.ins[0]);
+    sqlite3_finalize(f.ins[1]);
+    free(f.queue);
     return rc;
+}
+
+int cs_sync_materialize(cs_sync *s)
+{
+    return fold_all(s, NULL);
 }

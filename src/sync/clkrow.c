@@ -1,36 +1,21 @@
 /* clkrow.c -- reading and writing one row of a clock table.
  *
  * Both the fold of local writes (capture.c) and the merge (apply.c) do this
- * once per row, so the SQL text of each model is built once, when the
- * models load (cs_sync_clkrow_sql), and the statements come from the
- * connection's cache. */
+ * once per row, so the SQL text of each model (src/sql/clocksql.c) is built
+ * once, when the models load (cs_sync_clkrow_sql), and the statements come
+ * from the connection's cache. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/clocksql.h"
 #include "sync/changeset.h"
 
 int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
 {
     cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, latest = CS_BUF_INIT;
-    int rc = cs_buf_puts(&load, "SELECT _cstack_cl, _cstack_clk FROM ");
-    rc = rc ? rc : cs_buf_ident(&load, sm->clk_table);
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        rc = cs_buf_puts(&load, i ? " AND " : " WHERE ");
-        rc = rc ? rc : cs_buf_ident(&load, m->fields[m->pk[i]].column);
-        rc = rc ? rc : cs_buf_printf(&load, " = ?%zu", i + 1);
-    }
-    rc = rc ? rc : cs_buf_puts(&store, "INSERT INTO ");
-    rc = rc ? rc : cs_buf_ident(&store, sm->clk_table);
-    rc = rc ? rc : cs_buf_puts(&store, "(");
-    rc = rc ? rc : cs_sync_pk_list(&store, m, NULL);
-    rc = rc ? rc : cs_buf_puts(&store, ", _cstack_cl, _cstack_ver, _cstack_clk) VALUES (");
-    for (size_t i = 0; i < m->npk && !rc; i++)
-        rc = cs_buf_printf(&store, "?%zu, ", i + 4);
-    rc = rc ? rc : cs_buf_puts(&store, "?1, ?2, ?3) ON CONFLICT DO UPDATE SET _cstack_cl = ?1, "
-                                       "_cstack_ver = ?2, _cstack_clk = ?3");
-    rc = rc ? rc : cs_buf_puts(&latest, "SELECT _cstack_ver, _cstack_clk FROM ");
-    rc = rc ? rc : cs_buf_ident(&latest, sm->clk_table);
-    rc = rc ? rc : cs_buf_puts(&latest, " ORDER BY _cstack_ver DESC LIMIT 1");
+    int rc = cs_clock_sql_load(&load, m, sm->clk_table);
+    rc = rc ? rc : cs_clock_sql_store(&store, m, sm->clk_table);
+    rc = rc ? rc : cs_clock_sql_latest(&latest, sm->clk_table);
     free(sm->sql_load);
     free(sm->sql_store);
     free(sm->sql_latest);

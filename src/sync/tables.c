@@ -8,7 +8,7 @@
  * (WITHOUT ROWID, keyed like M) holding the row's causal length (odd:
  * alive, even: deleted), the highest local version that touched it (indexed:
  * exports scan it) and the clock blob (sync.h).  A row stays there after
- * its deletion: it is the tombstone.
+ * its deletion: it is the tombstone.  Its SQL is built by src/sql/clocksql.c.
  *
  * Blob columns follow _cstack_sync_cols, an append-only registry of each
  * model's non-key fields, so adding a field never renumbers the others. */
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/clocksql.h"
 #include "sync/changeset.h"
 #include "util/buf.h"
 
@@ -163,24 +164,6 @@ static int register_columns(cs_sync *s, sqlite3 *conn, size_t mi, cs_buf *report
     return rc;
 }
 
-static int clock_table_ddl(cs_buf *b, const cs_model *m, const char *clk)
-{
-    int rc = cs_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
-    rc = rc ? rc : cs_buf_ident(b, clk);
-    rc = rc ? rc : cs_buf_puts(b, "(");
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        rc = cs_buf_ident(b, m->fields[m->pk[i]].column);
-        rc = rc ? rc : cs_buf_puts(b, " BLOB NOT NULL, ");
-    }
-    rc = rc ? rc : cs_buf_puts(b, "_cstack_cl INTEGER NOT NULL, _cstack_ver INTEGER NOT NULL, "
-                                  "_cstack_clk BLOB NOT NULL, PRIMARY KEY(");
-    rc = rc ? rc : cs_sync_pk_list(b, m, NULL);
-    rc = rc ? rc : cs_buf_puts(b, ")) WITHOUT ROWID;\nCREATE INDEX IF NOT EXISTS ");
-    rc = rc ? rc : cs_buf_printf(b, "\"%s_ver\" ON ", clk);
-    rc = rc ? rc : cs_buf_ident(b, clk);
-    return rc ? rc : cs_buf_puts(b, "(_cstack_ver);\n");
-}
-
 static int ensure_site(cs_sync *s, sqlite3 *conn)
 {
     int rc = cs_sync_load_sites(s, conn);
@@ -259,7 +242,7 @@ int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
         bool fresh = !cs_table_exists(conn, sm->clk_table);
         rc = register_columns(s, conn, i, report);
         cs_buf_reset(&sql);
-        if (rc == SQLITE_OK && clock_table_ddl(&sql, m, sm->clk_table))
+        if (rc == SQLITE_OK && cs_clock_sql_ddl(&sql, m, sm->clk_table))
             rc = SQLITE_NOMEM;
         if (rc == SQLITE_OK)
             rc = exec_buf(conn, &sql);
