@@ -24,6 +24,7 @@
 
 #include "cstack.h"
 #include "schema/schema.h"
+#include "sql/sql.h"
 #include "util/buf.h"
 
 typedef struct cs_shape cs_shape;
@@ -54,15 +55,20 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
 int cs_store_conn_init(cstack *db, sqlite3 *conn, bool writer, char *err, size_t errlen);
 void cs_conn_close(cs_conn *c);
 /* A prepared statement for `sql`, cached under `key` (any non-zero value that
- * identifies the SQL; 0 means "hash the text").  The statement is reset and
- * its bindings cleared.  Returns NULL on error (message in the connection). */
+ * identifies the SQL; 0 means "hash the text", which costs a pass over the
+ * text and a comparison on every call: keep it for statements that do not
+ * run per row).  The statement is reset and its bindings cleared.  Returns
+ * NULL on error (message in the connection). */
 sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len);
+/* The same for a row statement of the runtime's cs_rowsql. */
+sqlite3_stmt *cs_conn_prepare_row(cs_conn *c, const cs_rowstmt *st);
 uint64_t cs_hash64(const void *p, size_t n);
-/* Keys with this bit are chosen by callers (e.g. model, operation and column
- * set of an INSERT) and identify their SQL without comparing text. */
+/* Keys with this bit are chosen by callers and identify their SQL without
+ * comparing text.  The bits below it say whose key it is, so that two owners
+ * never pick the same one: CS_KEY_ROWSQL marks the keys of row statements
+ * (sql/sql.h, below 2^56). */
 #define CS_KEY_CUSTOM (1ull << 63)
-/* The cached statement under a custom key, reset, or NULL. */
-sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key);
+#define CS_KEY_ROWSQL (CS_KEY_CUSTOM | 1ull << 62)
 
 /* ---- the runtime --------------------------------------------------------- */
 
@@ -111,6 +117,7 @@ struct cstack {
     int depth;              /* transaction nesting of the lock holder; 0 = none */
     cs_conn writer;
     cs_shape **shapes;      /* every model's full-row shape, by model index */
+    cs_rowsql *rowsql;      /* every model's row SQL */
 
     pthread_mutex_t plock;  /* guards the reader pool */
     pthread_cond_t pcond;
@@ -156,6 +163,10 @@ bool cs_holds_write_lock(cstack *db);
 /* Read scope: a connection for reading; release with cs_read_end. */
 cs_conn *cs_read_begin(cstack *db);
 void cs_read_end(cstack *db, cs_conn *c);
+
+/* The runtime's row SQL (sql/sql.h).  Its set statements may be asked for
+ * only under the write lock. */
+cs_rowsql *cs_store_rowsql(cstack *db);
 
 /* Model lookup with an EINVAL message when unknown. */
 const cs_model *cs_store_model(cstack *db, const char *name, int *index);
