@@ -326,7 +326,8 @@ Test(rowsql, a_model_of_key_columns_only_has_no_update_of_every_column)
 
 Test(rowsql, columns_named_like_the_rowid_do_not_hide_it)
 {
-    fixture fx = open_rows("model Odd {\n  id Int @id\n  rowid Int\n  x Int @map(\"_ROWID_\")\n}\n");
+    fixture fx =
+        open_rows("model Odd {\n  id Int @id\n  rowid Int\n  x Int @map(\"_ROWID_\")\n}\n");
     cr_expect_str_eq(fixed_sql(&fx, "Odd", CS_ROW_LOAD_ROWID),
                      "SELECT \"id\", \"rowid\", \"_ROWID_\" FROM \"Odd\" WHERE oid = ?1");
     close_rows(&fx);
@@ -378,8 +379,7 @@ Test(rowsql, the_store_reads_a_created_row_back_when_a_column_is_named_rowid)
 Test(rowsql, the_store_can_change_a_key_column_and_delete_by_a_composite_key)
 {
     cstack *db = t_open_mem(MAPPED);
-    cr_assert_eq(cstack_create(db, "Org", DATA(FV("id", I(1))), NULL), 0, "%s",
-                 cstack_errmsg(db));
+    cr_assert_eq(cstack_create(db, "Org", DATA(FV("id", I(1))), NULL), 0, "%s", cstack_errmsg(db));
     cr_assert_eq(cstack_create(db, "Member",
                                DATA(FV("orgId", I(1)), FV("num", I(2)), FV("name", T("Ada"))),
                                NULL),
@@ -393,8 +393,8 @@ Test(rowsql, the_store_can_change_a_key_column_and_delete_by_a_composite_key)
     cr_expect_eq(v.u.i, 5);
     cstack_row_free(r);
     r = NULL;
-    cr_assert_eq(cstack_delete(db, "Member", DATA(FV("orgId", I(1)), FV("num", I(5))), &r), 0,
-                 "%s", cstack_errmsg(db));
+    cr_assert_eq(cstack_delete(db, "Member", DATA(FV("orgId", I(1)), FV("num", I(5))), &r), 0, "%s",
+                 cstack_errmsg(db));
     cr_assert_eq(cstack_row_get(r, "name", &v), 0);
     cr_expect_eq(v.u.s.n, 3);
     cstack_row_free(r);

@@ -38,17 +38,17 @@ typedef struct rowset {
 
 typedef struct rowmodel {
     cs_rowstmt fixed[CS_ROW_FIXED_KINDS];
-    size_t words;       /* CS_FIELDSET_WORDS(nfields) */
+    size_t words; /* CS_FIELDSET_WORDS(nfields) */
     rowset *sets;
     size_t nsets, capsets;
-    uint32_t *slots;    /* open addressing: set index + 1, 0 = empty */
-    size_t nslots;      /* a power of two, or 0 */
+    uint32_t *slots; /* open addressing: set index + 1, 0 = empty */
+    size_t nslots;   /* a power of two, or 0 */
 } rowmodel;
 
 struct cs_rowsql {
     const cstack_schema *s;
     rowmodel *models;
-    cs_buf scratch;     /* the last statement of a set past the bound */
+    cs_buf scratch; /* the last statement of a set past the bound */
 };
 
 static uint64_t row_key(size_t mi, unsigned kind, uint64_t ordinal)
@@ -113,8 +113,8 @@ static const char *rowid_alias(const cs_model *m)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         bool taken = false;
         for (size_t f = 0; f < m->nfields && !taken; f++)
-            taken = cs_field_is_column(&m->fields[f]) &&
-                    strcasecmp(m->fields[f].column, names[i]) == 0;
+            taken =
+                cs_field_is_column(&m->fields[f]) && strcasecmp(m->fields[f].column, names[i]) == 0;
         if (!taken)
             return names[i];
     }
@@ -411,7 +411,7 @@ int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, 
     }
     out->sql = set->sql[kind];
     out->len = set->len[kind];
-    out->key = row_key((size_t)mi, CS_ROW_FIXED_KINDS + (unsigned)kind,
-                       (uint64_t)(set - rm->sets) + 1);
+    out->key =
+        row_key((size_t)mi, CS_ROW_FIXED_KINDS + (unsigned)kind, (uint64_t)(set - rm->sets) + 1);
     return 0;
 }

@@ -116,11 +116,11 @@ typedef struct cs_rowsql cs_rowsql;
 
 /* Statements that depend only on the model, built by cs_rowsql_new. */
 typedef enum cs_row_fixed {
-    CS_ROW_LOAD,        /* SELECT <columns> FROM t WHERE <key> */
-    CS_ROW_LOAD_ROWID,  /* SELECT <columns> FROM t WHERE rowid = ?1 */
-    CS_ROW_DELETE,      /* DELETE FROM t WHERE <key> */
-    CS_ROW_INSERT_ALL,  /* INSERT of every column */
-    CS_ROW_UPDATE_ALL,  /* UPDATE of every column not in the key, by key */
+    CS_ROW_LOAD,       /* SELECT <columns> FROM t WHERE <key> */
+    CS_ROW_LOAD_ROWID, /* SELECT <columns> FROM t WHERE rowid = ?1 */
+    CS_ROW_DELETE,     /* DELETE FROM t WHERE <key> */
+    CS_ROW_INSERT_ALL, /* INSERT of every column */
+    CS_ROW_UPDATE_ALL, /* UPDATE of every column not in the key, by key */
     CS_ROW_FIXED_KINDS
 } cs_row_fixed;
 
@@ -177,7 +177,6 @@ const cs_rowstmt *cs_rowsql_fixed(const cs_rowsql *rs, int mi, cs_row_fixed kind
  * CSTACK_ENOMEM, or CSTACK_EMISUSE for a set naming a relation field, a bit
  * past the last field, or an empty UPDATE.  Changes `rs`: callers serialise
  * (the store calls it only under its write lock). */
-int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits,
-                  cs_rowstmt *out);
+int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, cs_rowstmt *out);
 
 #endif

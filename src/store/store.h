@@ -66,9 +66,19 @@ uint64_t cs_hash64(const void *p, size_t n);
 /* Keys with this bit are chosen by callers and identify their SQL without
  * comparing text.  The bits below it say whose key it is, so that two owners
  * never pick the same one: CS_KEY_ROWSQL marks the keys of row statements
- * (sql/sql.h, below 2^56). */
+ * (sql/sql.h, below 2^56), CS_KEY_CONST those of constant statements. */
 #define CS_KEY_CUSTOM (1ull << 63)
 #define CS_KEY_ROWSQL (CS_KEY_CUSTOM | 1ull << 62)
+/* Statements whose text is a constant and that run once per row get one key
+ * each, listed here so that no two share one. */
+enum cs_const_stmt {
+    CS_STMT_PARKED_GET = 1,
+    CS_STMT_PARKED_PUT,
+    CS_STMT_PARKED_DEL,
+    CS_STMT_AUDIT_INSERT,
+    CS_STMT_OUTBOX_INSERT,
+};
+#define CS_KEY_CONST(id) (CS_KEY_CUSTOM | 1ull << 61 | (uint64_t)(id))
 
 /* ---- the runtime --------------------------------------------------------- */
 
