@@ -43,6 +43,7 @@ typedef struct rowmodel {
     size_t nsets, capsets;
     uint32_t *slots; /* open addressing: set index + 1, 0 = empty */
     size_t nslots;   /* a power of two, or 0 */
+    uint32_t last;   /* the set asked for last, + 1: bulk writes repeat it */
 } rowmodel;
 
 struct cs_rowsql {
@@ -312,13 +313,22 @@ static uint64_t set_hash(const uint64_t *bits, size_t words)
     return h ^ h >> 29;
 }
 
+/* Sets are mostly one or two words: a loop beats a call to memcmp. */
+static bool same_set(const uint64_t *a, const uint64_t *b, size_t words)
+{
+    for (size_t i = 0; i < words; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 /* The slot holding `bits`, or the empty slot where it belongs. */
 static uint32_t *set_slot(const rowmodel *rm, const uint64_t *bits)
 {
     size_t mask = rm->nslots - 1;
     for (size_t i = (size_t)set_hash(bits, rm->words) & mask;; i = (i + 1) & mask) {
         uint32_t *slot = &rm->slots[i];
-        if (!*slot || memcmp(rm->sets[*slot - 1].bits, bits, rm->words * sizeof *bits) == 0)
+        if (!*slot || same_set(rm->sets[*slot - 1].bits, bits, rm->words))
             return slot;
     }
 }
@@ -337,14 +347,36 @@ static int grow_slots(rowmodel *rm)
     return 0;
 }
 
+/* Whether `bits` names only column fields of m, and no bit past its last
+ * field (which would make an equal set intern twice). */
+static bool valid_set(const cs_model *m, const rowmodel *rm, const uint64_t *bits)
+{
+    if (m->nfields % 64 && bits[rm->words - 1] >> (m->nfields % 64))
+        return false;
+    for (size_t f = 0; f < m->nfields; f++)
+        if (in_set(bits, f) && !cs_field_is_column(&m->fields[f]))
+            return false;
+    return true;
+}
+
 /* The interned set equal to `bits`, added when new; NULL when the model has
- * CS_ROWSQL_MAX_SETS sets already, or out of memory (*rc says which). */
-static rowset *intern(rowmodel *rm, const uint64_t *bits, int *rc)
+ * CS_ROWSQL_MAX_SETS sets already, or on an error (*rc says which). */
+static rowset *intern(const cs_model *m, rowmodel *rm, const uint64_t *bits, int *rc)
 {
     *rc = 0;
+    size_t size = rm->words * sizeof *bits;
+    if (rm->last && same_set(rm->sets[rm->last - 1].bits, bits, rm->words))
+        return &rm->sets[rm->last - 1];
     uint32_t *slot = rm->nslots ? set_slot(rm, bits) : NULL;
-    if (slot && *slot)
+    if (slot && *slot) {
+        rm->last = *slot;
         return &rm->sets[*slot - 1];
+    }
+    /* Only a new set needs checking: every interned one was. */
+    if (!valid_set(m, rm, bits)) {
+        *rc = CSTACK_EMISUSE;
+        return NULL;
+    }
     if (rm->nsets >= CS_ROWSQL_MAX_SETS)
         return NULL;
     if ((rm->nsets + 1) * 2 > rm->nslots) {
@@ -369,8 +401,9 @@ static rowset *intern(rowmodel *rm, const uint64_t *bits, int *rc)
         *rc = CSTACK_ENOMEM;
         return NULL;
     }
-    memcpy(set->bits, bits, rm->words * sizeof *bits);
+    memcpy(set->bits, bits, size);
     *slot = (uint32_t)++rm->nsets;
+    rm->last = *slot;
     return set;
 }
 
@@ -381,15 +414,8 @@ int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, 
     memset(out, 0, sizeof *out);
     if ((unsigned)kind >= CS_ROW_SET_KINDS)
         return CSTACK_EMISUSE;
-    /* Only column fields can be in a set, and no bit past the last field
-     * (it would make an equal set intern twice). */
-    if (m->nfields % 64 && bits[rm->words - 1] >> (m->nfields % 64))
-        return CSTACK_EMISUSE;
-    for (size_t f = 0; f < m->nfields; f++)
-        if (in_set(bits, f) && !cs_field_is_column(&m->fields[f]))
-            return CSTACK_EMISUSE;
     int rc;
-    rowset *set = intern(rm, bits, &rc);
+    rowset *set = intern(m, rm, bits, &rc);
     if (rc)
         return rc;
     if (!set) {

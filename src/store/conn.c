@@ -87,8 +87,8 @@ sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t 
         key = cs_hash64(sql, len);
     cs_stmt_slot *slot = slot_of(c, key);
     if (slot->key == key && slot->stmt && (key & CS_KEY_CUSTOM)) {
+        /* Callers of custom keys bind every parameter, so only a reset. */
         sqlite3_reset(slot->stmt);
-        sqlite3_clear_bindings(slot->stmt);
         return slot->stmt;
     }
     if (slot->key == key && slot->stmt) {

@@ -57,8 +57,9 @@ void cs_conn_close(cs_conn *c);
 /* A prepared statement for `sql`, cached under `key` (any non-zero value that
  * identifies the SQL; 0 means "hash the text", which costs a pass over the
  * text and a comparison on every call: keep it for statements that do not
- * run per row).  The statement is reset and its bindings cleared.  Returns
- * NULL on error (message in the connection). */
+ * run per row).  The statement is reset, and for key 0 its bindings are
+ * cleared: callers that choose a key bind every parameter of the statement.
+ * Returns NULL on error (message in the connection). */
 sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len);
 /* The same for a row statement of the runtime's cs_rowsql. */
 sqlite3_stmt *cs_conn_prepare_row(cs_conn *c, const cs_rowstmt *st);

@@ -193,10 +193,10 @@ static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool retu
 /* The column set of the fields given in rv (CS_FIELDSET_WORDS words). */
 static void rowvals_bits(const rowvals *rv, uint64_t *bits)
 {
-    memset(bits, 0, CS_FIELDSET_WORDS(rv->n) * sizeof *bits);
+    for (size_t w = 0; w < CS_FIELDSET_WORDS(rv->n); w++)
+        bits[w] = 0;
     for (size_t i = 0; i < rv->n; i++)
-        if (rv->set[i])
-            cs_fieldset_add(bits, i);
+        bits[i / 64] |= (uint64_t)rv->set[i] << (i % 64);
 }
 
 /* The writer's statement of `kind` for the fields given in rv. */
