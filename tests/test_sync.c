@@ -771,3 +771,26 @@ Test(sync, peer_ack_refuses_a_bad_site_id)
     cstack *a = replica();
     cr_expect_eq(cstack_sync_peer_ack(a, "not-a-site", 1), CSTACK_EINVAL);
 }
+
+/* Every column of a membership row is in its key: a merge that finds the
+ * row visible has no column to update, only its clocks. */
+static const char *KEYS_ONLY = "model Member {\n"
+                               "  team Int\n"
+                               "  user Int\n"
+                               "  @@id([team, user])\n"
+                               "}\n";
+
+Test(sync, a_row_whose_columns_are_all_key_merges_when_created_again)
+{
+    cstack *a = t_open_mem(KEYS_ONLY), *b = t_open_mem(KEYS_ONLY);
+    reps[nreps++] = a;
+    reps[nreps++] = b;
+    cstack_data *key = DATA(FV("team", I(1)), FV("user", I(2)));
+    ok(a, cstack_create(a, "Member", key, NULL), "create");
+    push(a, b);
+    ok(a, cstack_delete(a, "Member", key, NULL), "delete");
+    ok(a, cstack_create(a, "Member", key, NULL), "create again");
+    push(a, b);
+    cr_expect_eq(count(b, "Member"), 1);
+    same(a, b);
+}

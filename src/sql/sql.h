@@ -1,6 +1,13 @@
 /*
- * sql.h -- SQL text built from a schema: DDL for SQLite and PostgreSQL, and
- * the migration planner that compares a stored schema with a new one.
+ * sql.h -- SQL text built from a schema:
+ *
+ *   ddl.c      DDL for SQLite and PostgreSQL
+ *   migrate.c  the migration planner that compares a stored schema with a
+ *              new one
+ *   rowsql.c   the statements that read and write one row of a model
+ *              (insert, update by column set, delete and load by key, key
+ *              lookups by column values), built once per runtime, each with
+ *              a statement cache key
  *
  * All SQL here is built from schema identifiers only (quoted with
  * cs_buf_ident); no user value is ever spliced in.  Literal defaults come from
@@ -24,6 +31,7 @@
 #define CS_SQL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "schema/schema.h"
 #include "util/buf.h"
@@ -91,5 +99,84 @@ int cs_sql_model_order(const cstack_schema *s, int *order);
  */
 int cs_sql_migrate(const cstack_schema *old, const cstack_schema *new_, cs_buf *sql,
                    cs_buf *report, char *err, size_t errlen);
+
+/*
+ * Row SQL (rowsql.c).  A cs_rowsql belongs to one runtime and holds, for
+ * every model of its schema, the row statements below; `rs` borrows the
+ * schema, which must outlive it.
+ *
+ * Parameters follow one rule in every statement: ?N (1 <= N <= nfields)
+ * takes the new value of field N-1 (the columns set by an INSERT or UPDATE,
+ * the columns compared by CS_ROW_KEYS_WHERE), and the p-th primary key column
+ * is compared with ?cs_rowsql_key_param(m, p).  Statements that return a row
+ * (CS_ROW_LOAD*, CS_ROW_UPDATE_RETURNING) return every column field in field
+ * order; CS_ROW_KEYS_WHERE returns the primary key columns in key order.
+ */
+typedef struct cs_rowsql cs_rowsql;
+
+/* Statements that depend only on the model, built by cs_rowsql_new. */
+typedef enum cs_row_fixed {
+    CS_ROW_LOAD,       /* SELECT <columns> FROM t WHERE <key> */
+    CS_ROW_LOAD_ROWID, /* SELECT <columns> FROM t WHERE rowid = ?1 */
+    CS_ROW_DELETE,     /* DELETE FROM t WHERE <key> */
+    CS_ROW_INSERT_ALL, /* INSERT of every column */
+    CS_ROW_UPDATE_ALL, /* UPDATE of every column not in the key, by key */
+    CS_ROW_FIXED_KINDS
+} cs_row_fixed;
+
+/* Statements of a column set, built on first use and kept. */
+typedef enum cs_row_set {
+    CS_ROW_INSERT,           /* INSERT of the set (DEFAULT VALUES when empty) */
+    CS_ROW_UPDATE,           /* UPDATE of the set by key (the set not empty) */
+    CS_ROW_UPDATE_RETURNING, /* the same, RETURNING <columns> */
+    CS_ROW_KEYS_WHERE,       /* SELECT <key> FROM t WHERE <set> = values */
+    CS_ROW_SET_KINDS
+} cs_row_set;
+
+/* One statement: its text and its key, which is non-zero, below 2^56, and
+ * unique among the row statements of one cs_rowsql (model, kind and column
+ * set).  Key 0 marks a statement built past CS_ROWSQL_MAX_SETS: cache it by
+ * its text. */
+typedef struct cs_rowstmt {
+    const char *sql;
+    size_t len;
+    uint64_t key;
+} cs_rowstmt;
+
+/* Column sets are bitsets over field indices: bit f%64 of word f/64 stands
+ * for field f; bits past the model's last field are 0. */
+#define CS_FIELDSET_WORDS(nfields) ((nfields) ? ((size_t)(nfields) + 63) / 64 : 1)
+static inline void cs_fieldset_add(uint64_t *bits, size_t f)
+{
+    bits[f / 64] |= 1ull << (f % 64);
+}
+
+/* Column sets kept per model; statements of further sets are built anew on
+ * every call (a program that writes thousands of different column sets of
+ * one model is rare, and must not grow memory without bound). */
+#define CS_ROWSQL_MAX_SETS 1024
+
+static inline int cs_rowsql_key_param(const cs_model *m, size_t p)
+{
+    return (int)(m->nfields + 1 + p);
+}
+
+/* Builds the fixed statements of every model.  Returns 0, CSTACK_ENOMEM,
+ * or CSTACK_ESCHEMA / CSTACK_ETOOBIG for a schema it cannot serve (a model
+ * without a key; more than 16384 models). */
+int cs_rowsql_new(const cstack_schema *s, cs_rowsql **out);
+void cs_rowsql_free(cs_rowsql *rs);
+/* A fixed statement of model `mi`, valid until cs_rowsql_free; NULL when the
+ * model has none of that kind: CS_ROW_UPDATE_ALL of a model whose columns are
+ * all in its key, CS_ROW_LOAD_ROWID of one whose columns shadow every name of
+ * the rowid.  Safe to call from any thread. */
+const cs_rowstmt *cs_rowsql_fixed(const cs_rowsql *rs, int mi, cs_row_fixed kind);
+/* The statement of `kind` for the column set `bits` of model `mi`
+ * (CS_FIELDSET_WORDS(nfields) words).  out->sql stays valid until
+ * cs_rowsql_free, or for a key-0 statement until the next call.  Returns 0,
+ * CSTACK_ENOMEM, or CSTACK_EMISUSE for a set naming a relation field, a bit
+ * past the last field, or an empty UPDATE.  Changes `rs`: callers serialise
+ * (the store calls it only under its write lock). */
+int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, cs_rowstmt *out);
 
 #endif

@@ -1,9 +1,11 @@
 /* conn.c -- one SQLite connection and its prepared-statement cache.
  *
- * Statements are cached per connection under a 64-bit key (a hash of their
- * text, or a caller-chosen key for statements whose text is costly to build,
- * like the INSERT of a given column set).  The cache is a direct-mapped table:
- * a collision finalizes the older statement, which is cheap and bounded. */
+ * Statements are cached per connection under a 64-bit key: a caller-chosen
+ * key (CS_KEY_CUSTOM: row statements from sql/, whose key names their model,
+ * kind and column set), or for rare statements a hash of their text, which
+ * is then compared too.  The cache is a direct-mapped table indexed by a mix
+ * of the key's bits (custom keys differ in their high bits): a collision
+ * finalizes the older statement, which is cheap and bounded. */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,14 +23,9 @@ uint64_t cs_hash64(const void *p, size_t n)
     return h ? h : 1;
 }
 
-sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key)
+static cs_stmt_slot *slot_of(cs_conn *c, uint64_t key)
 {
-    cs_stmt_slot *slot = &c->cache[key % CS_STMT_CACHE];
-    if (slot->key != key || !slot->stmt)
-        return NULL;
-    /* Callers of custom keys bind every parameter, so only a reset. */
-    sqlite3_reset(slot->stmt);
-    return slot->stmt;
+    return &c->cache[((key * 0x9E3779B97F4A7C15ull) >> 32) % CS_STMT_CACHE];
 }
 
 static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -84,10 +81,10 @@ sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t 
 {
     if (!key)
         key = cs_hash64(sql, len);
-    cs_stmt_slot *slot = &c->cache[key % CS_STMT_CACHE];
+    cs_stmt_slot *slot = slot_of(c, key);
     if (slot->key == key && slot->stmt && (key & CS_KEY_CUSTOM)) {
+        /* Callers of custom keys bind every parameter, so only a reset. */
         sqlite3_reset(slot->stmt);
-        sqlite3_clear_bindings(slot->stmt);
         return slot->stmt;
     }
     if (slot->key == key && slot->stmt) {
@@ -108,4 +105,9 @@ sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t 
     slot->key = key;
     slot->stmt = st;
     return st;
+}
+
+sqlite3_stmt *cs_conn_prepare_row(cs_conn *c, const cs_rowstmt *st)
+{
+    return cs_conn_prepare(c, st->key ? CS_KEY_ROWSQL | st->key : 0, st->sql, st->len);
 }

@@ -49,11 +49,11 @@ static int bind_json_row(sqlite3_stmt *st, int idx, const cstack_row *row, cs_bu
 
 /* Runs a journal INSERT whose parameters are: 1 op or event name, 2 model,
  * 3 primary key JSON, 4 before row JSON, 5 after row JSON, 6 timestamp. */
-static int run_insert(cstack *db, const cs_model *m, const char *sql, const char *what,
-                      const cs_buf *pk, const cstack_row *before, const cstack_row *after,
-                      const char *now)
+static int run_insert(cstack *db, const cs_model *m, enum cs_const_stmt id, const char *sql,
+                      const char *what, const cs_buf *pk, const cstack_row *before,
+                      const cstack_row *after, const char *now)
 {
-    sqlite3_stmt *st = cs_conn_prepare(&db->writer, 0, sql, strlen(sql));
+    sqlite3_stmt *st = cs_conn_prepare(&db->writer, CS_KEY_CONST(id), sql, strlen(sql));
     if (!st)
         return cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
     cs_buf tmp = CS_BUF_INIT;
@@ -111,7 +111,7 @@ int cs_record_write(cstack *db, int mi, int op, const cstack_row *before,
     if (rc) {
         rc = cs_err(CSTACK_ENOMEM, "out of memory");
     } else if (m->audit) {
-        rc = run_insert(db, m,
+        rc = run_insert(db, m, CS_STMT_AUDIT_INSERT,
                         "INSERT INTO _cstack_audit(op, model, pk, before, after, at) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         op_names[op], &pk, before, after, now);
@@ -119,7 +119,7 @@ int cs_record_write(cstack *db, int mi, int op, const cstack_row *before,
     if (!rc && (m->emit & emit_bits[op])) {
         /* The outbox payload is the row after the write (before, for a hard
          * delete). */
-        rc = run_insert(db, m,
+        rc = run_insert(db, m, CS_STMT_OUTBOX_INSERT,
                         "INSERT INTO _cstack_outbox(event, model, pk, payload, at) "
                         "VALUES (?1, ?2, ?3, coalesce(?5, ?4), ?6)",
                         name.data, &pk, before, after, now);

@@ -94,6 +94,11 @@ const cstack_schema *cstack_schema_of(const cstack *db)
     return db ? db->schema : NULL;
 }
 
+cs_rowsql *cs_store_rowsql(cstack *db)
+{
+    return db->rowsql;
+}
+
 const cs_model *cs_store_model(cstack *db, const char *name, int *index)
 {
     int i = name ? cs_model_find(db->schema, name) : -1;
@@ -206,6 +211,8 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
     for (size_t i = 0; i < schema->nmodels; i++)
         if ((rc = cs_model_shape(&schema->models[i], NULL, 0, &db->shapes[i])))
             return rc;
+    if ((rc = cs_rowsql_new(db->schema, &db->rowsql)))
+        return cs_err(rc, "cannot build the row SQL of the schema: %s", cstack_errstr(rc));
     if (db->maxreaders) {
         db->readers = calloc((size_t)db->maxreaders, sizeof *db->readers);
         if (!db->readers)
@@ -239,6 +246,7 @@ void cstack_close(cstack *db)
     for (size_t i = 0; db->shapes && i < db->schema->nmodels; i++)
         cs_shape_release(db->shapes[i]);
     free(db->shapes);
+    cs_rowsql_free(db->rowsql);
     pthread_mutex_destroy(&db->wlock);
     pthread_mutex_destroy(&db->plock);
     pthread_mutex_destroy(&db->slock);

@@ -38,6 +38,7 @@ struct cstack {
     unsigned flags;         /* CS_WRITE_* of the outermost level, while depth > 0 */
     cs_conn writer;
     cs_shape **shapes;      /* every model's full-row shape, by model index */
+    cs_rowsql *rowsql;      /* every model's row SQL (src/sql/rowsql.c) */
 
     pthread_mutex_t plock;  /* guards the reader pool */
     pthread_cond_t pcond;

@@ -30,6 +30,7 @@
 
 #include "cstack.h"
 #include "schema/schema.h"
+#include "sql/sql.h"
 #include "util/buf.h"
 
 typedef struct cs_shape cs_shape;
@@ -60,15 +61,31 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
 int cs_store_conn_init(cstack *db, sqlite3 *conn, bool writer, char *err, size_t errlen);
 void cs_conn_close(cs_conn *c);
 /* A prepared statement for `sql`, cached under `key` (any non-zero value that
- * identifies the SQL; 0 means "hash the text").  The statement is reset and
- * its bindings cleared.  Returns NULL on error (message in the connection). */
+ * identifies the SQL; 0 means "hash the text", which costs a pass over the
+ * text and a comparison on every call: keep it for statements that do not
+ * run per row).  The statement is reset, and for key 0 its bindings are
+ * cleared: callers that choose a key bind every parameter of the statement.
+ * Returns NULL on error (message in the connection). */
 sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len);
+/* The same for a row statement of the runtime's cs_rowsql. */
+sqlite3_stmt *cs_conn_prepare_row(cs_conn *c, const cs_rowstmt *st);
 uint64_t cs_hash64(const void *p, size_t n);
-/* Keys with this bit are chosen by callers (e.g. model, operation and column
- * set of an INSERT) and identify their SQL without comparing text. */
+/* Keys with this bit are chosen by callers and identify their SQL without
+ * comparing text.  The bits below it say whose key it is, so that two owners
+ * never pick the same one: CS_KEY_ROWSQL marks the keys of row statements
+ * (sql/sql.h, below 2^56), CS_KEY_CONST those of constant statements. */
 #define CS_KEY_CUSTOM (1ull << 63)
-/* The cached statement under a custom key, reset, or NULL. */
-sqlite3_stmt *cs_conn_cached(cs_conn *c, uint64_t key);
+#define CS_KEY_ROWSQL (CS_KEY_CUSTOM | 1ull << 62)
+/* Statements whose text is a constant and that run once per row get one key
+ * each, listed here so that no two share one. */
+enum cs_const_stmt {
+    CS_STMT_PARKED_GET = 1,
+    CS_STMT_PARKED_PUT,
+    CS_STMT_PARKED_DEL,
+    CS_STMT_AUDIT_INSERT,
+    CS_STMT_OUTBOX_INSERT,
+};
+#define CS_KEY_CONST(id) (CS_KEY_CUSTOM | 1ull << 61 | (uint64_t)(id))
 
 /* ---- the runtime --------------------------------------------------------- */
 
@@ -165,6 +182,10 @@ bool cs_holds_write_lock(cstack *db);
  * only in this thread and only until cs_read_end. */
 cs_conn *cs_read_begin(cstack *db);
 void cs_read_end(cstack *db, cs_conn *c);
+
+/* The runtime's row SQL (sql/sql.h).  Its set statements may be asked for
+ * only under the write lock. */
+cs_rowsql *cs_store_rowsql(cstack *db);
 
 /* Model lookup with an EINVAL message when unknown. */
 const cs_model *cs_store_model(cstack *db, const char *name, int *index);

@@ -190,61 +190,60 @@ static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool retu
     return 0;
 }
 
-static int append_returning(cs_sqlb *q, const cs_model *m, cstack *db)
+/* The column set of the fields given in rv (CS_FIELDSET_WORDS words). */
+static void rowvals_bits(const rowvals *rv, uint64_t *bits)
 {
-    int rc = cs_buf_puts(&q->sql, " RETURNING ");
-    const cs_shape *sh = db->shapes[m - db->schema->models];
-    for (size_t i = 0; i < sh->n && !rc; i++) {
-        if (i)
-            rc = cs_buf_puts(&q->sql, ", ");
-        if (!rc)
-            rc = cs_buf_ident(&q->sql, sh->fields[i]->column);
-    }
-    return rc;
+    for (size_t w = 0; w < CS_FIELDSET_WORDS(rv->n); w++)
+        bits[w] = 0;
+    for (size_t i = 0; i < rv->n; i++)
+        bits[i / 64] |= (uint64_t)rv->set[i] << (i % 64);
 }
 
-/* The INSERT of a given column set, cached under a key of (model, columns)
- * so a bulk insert never rebuilds its SQL. */
-static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv)
+/* The writer's statement of `kind` for the fields given in rv. */
+static sqlite3_stmt *set_stmt(cstack *db, int mi, cs_row_set kind, const rowvals *rv)
 {
     const cs_model *m = &db->schema->models[mi];
-    /* The key packs (model, column mask) exactly, so two different INSERTs
-     * can never share it; bit 39 is read_by_rowid's. */
-    uint64_t mask = 0;
-    bool keyable = m->nfields <= 39 && mi < (1 << 23);
-    for (size_t i = 0; keyable && i < m->nfields; i++)
-        if (rv->set[i])
-            mask |= 1ull << i;
-    uint64_t key = keyable ? CS_KEY_CUSTOM | (uint64_t)mi << 40 | mask : 0;
-    sqlite3_stmt *st = key ? cs_conn_cached(&db->writer, key) : NULL;
-    if (st)
-        return st;
-    cs_sqlb q = {0};
-    int rc = cs_buf_puts(&q.sql, "INSERT INTO ");
-    if (!rc)
-        rc = cs_buf_ident(&q.sql, m->table);
-    size_t k = 0;
-    for (size_t i = 0; i < m->nfields && !rc; i++) {
-        if (!rv->set[i])
-            continue;
-        rc = cs_buf_puts(&q.sql, k++ ? ", " : " (");
-        if (!rc)
-            rc = cs_buf_ident(&q.sql, m->fields[i].column);
+    uint64_t bits[CS_FIELDSET_WORDS(rv->n)];
+    rowvals_bits(rv, bits);
+    cs_rowstmt rs;
+    int rc = cs_rowsql_set(db->rowsql, mi, kind, bits, &rs);
+    if (rc) {
+        cs_err(rc, "cannot build the SQL to write %s", m->name);
+        return NULL;
     }
-    if (!rc)
-        rc = cs_buf_puts(&q.sql, k ? ") VALUES (" : " DEFAULT VALUES");
-    for (size_t i = 0; i < k && !rc; i++)
-        rc = cs_buf_printf(&q.sql, i ? ", ?%zu" : "?%zu", i + 1);
-    if (!rc && k)
-        rc = cs_buf_puts(&q.sql, ")");
-    if (!rc)
-        st = cs_conn_prepare(&db->writer, key, q.sql.data, q.sql.len);
-    if (!rc && !st)
+    sqlite3_stmt *st = cs_conn_prepare_row(&db->writer, &rs);
+    if (!st)
         cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
-    else if (rc)
-        cs_err(rc, "cannot build the INSERT for %s", m->name);
-    cs_sqlb_free(&q);
     return st;
+}
+
+/* Binds the given values of rv to their fields' parameters. */
+static int bind_rowvals(sqlite3_stmt *st, const cs_model *m, const rowvals *rv, cstack *db)
+{
+    for (size_t i = 0; i < rv->n; i++) {
+        int rc = rv->set[i] ? cs_bind_one(st, (int)i + 1, &rv->v[i]) : SQLITE_OK;
+        if (rc != SQLITE_OK)
+            return cs_err_sqlite(m, db->writer.db, rc);
+    }
+    return 0;
+}
+
+/* Binds the primary key values of `row` (a full row of the model, so values
+ * are already canonical) to the key parameters. */
+static int bind_key(sqlite3_stmt *st, cstack *db, const cs_model *m, const cstack_row *row)
+{
+    const cs_shape *sh = db->shapes[m - db->schema->models];
+    for (size_t p = 0; p < m->npk; p++) {
+        const cs_field *f = &m->fields[m->pk[p]];
+        for (size_t i = 0; i < sh->n; i++) {
+            int rc = sh->fields[i] == f
+                         ? cs_bind_one(st, cs_rowsql_key_param(m, p), &row->vals[i])
+                         : SQLITE_OK;
+            if (rc != SQLITE_OK)
+                return cs_err_sqlite(m, db->writer.db, rc);
+        }
+    }
+    return 0;
 }
 
 /* Reads the full row with the given rowid (every model table is a rowid
@@ -252,21 +251,14 @@ static sqlite3_stmt *insert_stmt(cstack *db, int mi, const rowvals *rv)
 static int read_by_rowid(cstack *db, int mi, sqlite3_int64 rowid, cstack_row **out)
 {
     const cs_model *m = &db->schema->models[mi];
-    uint64_t key = CS_KEY_CUSTOM | (uint64_t)mi << 40 | (uint64_t)1 << 39;
-    sqlite3_stmt *st = cs_conn_cached(&db->writer, key);
-    if (!st) {
-        cs_sqlb q = {0};
-        int rc = cs_buf_puts(&q.sql, "SELECT ");
-        rc = rc ? rc : cs_render_columns(&q, db->shapes[mi], 0);
-        rc = rc ? rc : cs_buf_puts(&q.sql, " FROM ");
-        rc = rc ? rc : cs_buf_ident(&q.sql, m->table);
-        rc = rc ? rc : cs_buf_puts(&q.sql, " AS t0 WHERE t0.rowid = ?1");
-        st = rc ? NULL : cs_conn_prepare(&db->writer, key, q.sql.data, q.sql.len);
-        cs_sqlb_free(&q);
-        if (!st)
-            return rc ? cs_err(rc, "out of memory")
-                      : cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
-    }
+    const cs_rowstmt *rs = cs_rowsql_fixed(db->rowsql, mi, CS_ROW_LOAD_ROWID);
+    if (!rs)
+        return cs_err(CSTACK_ESCHEMA,
+                      "the row inserted into %s cannot be read back: its columns hide the rowid",
+                      m->name);
+    sqlite3_stmt *st = cs_conn_prepare_row(&db->writer, rs);
+    if (!st)
+        return cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
     sqlite3_bind_int64(st, 1, rowid);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -295,15 +287,11 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
         rc = fill_defaults(db, m, &rv, now);
     /* No RETURNING: SQLite materialises RETURNING rows in a temporary table
      * per statement, which costs more than reading the row back by rowid. */
-    sqlite3_stmt *st = rc ? NULL : insert_stmt(db, mi, &rv);
+    sqlite3_stmt *st = rc ? NULL : set_stmt(db, mi, CS_ROW_INSERT, &rv);
     if (!rc && !st)
         rc = CSTACK_ESQLITE;
-    for (size_t i = 0, k = 0; !rc && i < m->nfields; i++) {
-        if (!rv.set[i])
-            continue;
-        if ((rc = cs_bind_one(st, (int)++k, &rv.v[i])) != SQLITE_OK)
-            rc = cs_err_sqlite(m, db->writer.db, rc);
-    }
+    if (!rc)
+        rc = bind_rowvals(st, m, &rv, db);
     if (!rc)
         rc = step_write(db, m, st, false, &row);
     if (!rc && returning)
@@ -411,30 +399,6 @@ static int render_set(cs_sqlb *q, const cs_model *m, const rowvals *rv)
     return rc;
 }
 
-/* Appends `"pk1" = ?N AND ...` with the primary key values of `row` (a full
- * row of the model, so values are already canonical). */
-static int render_pk(cs_sqlb *q, cstack *db, const cs_model *m, const cstack_row *row)
-{
-    const cs_shape *sh = db->shapes[m - db->schema->models];
-    int rc = 0;
-    for (size_t p = 0; p < m->npk && !rc; p++) {
-        const cs_field *f = &m->fields[m->pk[p]];
-        for (size_t i = 0; i < sh->n; i++) {
-            if (sh->fields[i] != f)
-                continue;
-            if (p)
-                rc = cs_buf_puts(&q->sql, " AND ");
-            if (!rc)
-                rc = cs_buf_ident(&q->sql, f->column);
-            if (!rc)
-                rc = cs_buf_puts(&q->sql, " = ");
-            if (!rc)
-                rc = cs_sqlb_bind(q, row->vals[i]);
-        }
-    }
-    return rc;
-}
-
 /* Runs q on the writer; with RETURNING, *out gets the row. */
 static int exec_write(cstack *db, const cs_model *m, cs_sqlb *q, bool returning,
                       cstack_row **out)
@@ -452,6 +416,17 @@ static int exec_write(cstack *db, const cs_model *m, cs_sqlb *q, bool returning,
     else
         cstack_row_free(row);
     return rc;
+}
+
+/* Sets the given values of the row `before` and reads the row back. */
+static int write_by_key(cstack *db, int mi, const rowvals *rv, const cstack_row *before,
+                        cstack_row **after)
+{
+    const cs_model *m = &db->schema->models[mi];
+    sqlite3_stmt *st = set_stmt(db, mi, CS_ROW_UPDATE_RETURNING, rv);
+    int rc = st ? bind_rowvals(st, m, rv, db) : CSTACK_ESQLITE;
+    rc = rc ? rc : bind_key(st, db, m, before);
+    return rc ? rc : step_write(db, m, st, true, after);
 }
 
 /* Updates the row `before` with the given values (plus @updatedAt). */
@@ -474,21 +449,7 @@ static int update_row(cstack *db, int mi, const cstack_row *before, rowvals *rv,
         after = cs_row_copy(before);
         rc = after ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
     } else {
-        cs_sqlb q = {0};
-        rc = cs_buf_puts(&q.sql, "UPDATE ");
-        if (!rc)
-            rc = cs_buf_ident(&q.sql, m->table);
-        if (!rc)
-            rc = render_set(&q, m, rv);
-        if (!rc)
-            rc = cs_buf_puts(&q.sql, " WHERE ");
-        if (!rc)
-            rc = render_pk(&q, db, m, before);
-        if (!rc)
-            rc = append_returning(&q, m, db);
-        if (!rc)
-            rc = exec_write(db, m, &q, true, &after);
-        cs_sqlb_free(&q);
+        rc = write_by_key(db, mi, rv, before, &after);
     }
     if (!rc && cs_model_journaled(m))
         rc = cs_record_write(db, mi, CS_OP_UPDATE, before, after);
@@ -735,32 +696,28 @@ int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
 static int delete_row(cstack *db, int mi, const cstack_row *before, cstack_row **out)
 {
     const cs_model *m = &db->schema->models[mi];
-    cs_sqlb q = {0};
     cstack_row *after = NULL;
     bool soft = m->soft_delete >= 0;
-    char now[CS_DATETIME_LEN + 1];
-    int rc = cs_buf_puts(&q.sql, soft ? "UPDATE " : "DELETE FROM ");
-    if (!rc)
-        rc = cs_buf_ident(&q.sql, m->table);
-    if (!rc && soft) {
+    int rc;
+    if (soft) {
+        char now[CS_DATETIME_LEN + 1];
         cs_now(now);
-        rc = cs_buf_puts(&q.sql, " SET ");
-        if (!rc)
-            rc = cs_buf_ident(&q.sql, m->fields[m->soft_delete].column);
-        if (!rc)
-            rc = cs_buf_puts(&q.sql, " = ");
-        if (!rc)
-            rc = cs_sqlb_bind(&q, cstack_v_textn(now, CS_DATETIME_LEN));
+        rowvals rv;
+        rowvals_store rvs;
+        rc = rowvals_init(&rv, m->nfields, &rvs);
+        if (!rc) {
+            rv.v[m->soft_delete] = cstack_v_textn(now, CS_DATETIME_LEN);
+            rv.set[m->soft_delete] = true;
+            rc = write_by_key(db, mi, &rv, before, &after);
+        }
+        rowvals_free(&rv);
+    } else {
+        sqlite3_stmt *st =
+            cs_conn_prepare_row(&db->writer, cs_rowsql_fixed(db->rowsql, mi, CS_ROW_DELETE));
+        rc = st ? bind_key(st, db, m, before)
+                : cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
+        rc = rc ? rc : step_write(db, m, st, false, &after);
     }
-    if (!rc)
-        rc = cs_buf_puts(&q.sql, " WHERE ");
-    if (!rc)
-        rc = render_pk(&q, db, m, before);
-    if (!rc && soft)
-        rc = append_returning(&q, m, db);
-    if (!rc)
-        rc = exec_write(db, m, &q, soft, &after);
-    cs_sqlb_free(&q);
     if (!rc && cs_model_journaled(m))
         rc = cs_record_write(db, mi, CS_OP_DELETE, before, after);
     if (!rc && out)

@@ -52,11 +52,10 @@ static int bind_pk(sqlite3_stmt *st, const cs_model *m, const cs_cs_value *pk, i
     return SQLITE_OK;
 }
 
-cs_buf *cs_apply_sql(apply_ctx *a, int mi, int kind, bool *fresh)
+int cs_apply_prepare(apply_ctx *a, const cs_model *m, const cs_rowstmt *rs, sqlite3_stmt **st)
 {
-    cs_buf *b = &a->sqlcache[(size_t)mi * CS_SQL_KINDS + (size_t)kind];
-    *fresh = b->len == 0;
-    return b;
+    *st = cs_conn_prepare_row(a->c, rs);
+    return *st ? 0 : cs_err_sqlite(m, a->c->db, sqlite3_errcode(a->c->db));
 }
 
 /* ---- rows as value arrays ------------------------------------------------ */
@@ -99,32 +98,16 @@ int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow 
                 bool *found, bool *parked)
 {
     *found = *parked = false;
-    bool fresh;
-    cs_buf *sql = cs_apply_sql(a, (int)(m - a->schema->models), CS_SQL_ROW_LOAD, &fresh);
-    int rc = 0;
-    size_t n = 0;
-    if (fresh) {
-        rc = cs_buf_puts(sql, "SELECT ");
-        for (size_t f = 0; f < m->nfields && !rc; f++) {
-            if (!cs_field_is_column(&m->fields[f]))
-                continue;
-            rc = cs_buf_puts(sql, n++ ? ", " : "");
-            rc = rc ? rc : cs_buf_ident(sql, m->fields[f].column);
-        }
-        rc = rc ? rc : cs_buf_puts(sql, " FROM ");
-        rc = rc ? rc : cs_buf_ident(sql, m->table);
-        rc = rc ? rc : where_pk(sql, m, 1);
-    }
     sqlite3_stmt *st = NULL;
-    if (!rc)
-        rc = prep(a, sql, &st);
+    int rc = cs_apply_prepare(
+        a, m, cs_rowsql_fixed(a->rowsql, (int)(m - a->schema->models), CS_ROW_LOAD), &st);
     if (rc)
         return rc;
     memset(r->present, 0, m->nfields * sizeof *r->present);
-    bind_pk(st, m, pk, 1);
+    bind_pk(st, m, pk, cs_rowsql_key_param(m, 0));
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        n = 0;
+        size_t n = 0;
         for (size_t f = 0; f < m->nfields; f++) {
             if (!cs_field_is_column(&m->fields[f]))
                 continue;
@@ -383,11 +366,9 @@ static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
             maxf = a->schema->models[i].nfields;
     a->row.cols = calloc(maxf, sizeof *a->row.cols);
     a->won = calloc(maxf, sizeof *a->won);
-    size_t nmodels = a->schema->nmodels ? a->schema->nmodels : 1;
-    a->field_col = calloc(nmodels, sizeof *a->field_col);
-    a->sqlcache = calloc(nmodels * CS_SQL_KINDS,
-                         sizeof *a->sqlcache);
-    if (!a->row.cols || !a->won || !a->field_col || !a->sqlcache)
+    a->field_col = calloc(a->schema->nmodels ? a->schema->nmodels : 1, sizeof *a->field_col);
+    a->rowsql = cs_store_rowsql(db);
+    if (!a->row.cols || !a->won || !a->field_col)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     for (size_t mi = 0; mi < a->schema->nmodels; mi++) {
         const cs_model *m = &a->schema->models[mi];
@@ -408,9 +389,6 @@ static void ctx_free(apply_ctx *a)
     for (size_t mi = 0; a->field_col && mi < a->schema->nmodels; mi++)
         free(a->field_col[mi]);
     free(a->field_col);
-    for (size_t i = 0; a->sqlcache && i < a->schema->nmodels * CS_SQL_KINDS; i++)
-        cs_buf_free(&a->sqlcache[i]);
-    free(a->sqlcache);
     free(a->row.cols);
     free(a->won);
     free(a->site_ord);

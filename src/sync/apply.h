@@ -41,16 +41,11 @@ typedef struct apply_ctx {
     cs_worklist touched;  /* rows made visible or changed */
     cs_worklist removed;  /* rows deleted or parked */
     const cs_apply_opts *opts;
-    /* SQL text of the per-row statements, built once per model and kind
-     * (the statements themselves come from the connection's cache). */
-    cs_buf *sqlcache;     /* [model * CS_SQL_KINDS + kind] */
+    cs_rowsql *rowsql;    /* the runtime's row statements (sql/sql.h) */
 } apply_ctx;
 
-enum { CS_SQL_ROW_LOAD, CS_SQL_INSERT, CS_SQL_UPDATE, CS_SQL_KINDS };
-
-/* The cached SQL of (model, kind), or NULL when it must be built into the
- * returned buffer (*fresh true). */
-cs_buf *cs_apply_sql(apply_ctx *a, int mi, int kind, bool *fresh);
+/* Prepares a row statement on the merge's connection. */
+int cs_apply_prepare(apply_ctx *a, const cs_model *m, const cs_rowstmt *rs, sqlite3_stmt **st);
 
 int cs_row_init(cs_arow *r, const cs_model *m);
 void cs_row_free(cs_arow *r);

@@ -26,15 +26,18 @@ int cs_parked_key(cs_buf *b, const cs_cs_value *pk, size_t npk)
     return rc;
 }
 
-static sqlite3_stmt *prep(cs_conn *c, const char *sql)
+/* The merge runs these once per row, so they are cached under their own
+ * keys rather than a hash of their text. */
+static sqlite3_stmt *prep(cs_conn *c, enum cs_const_stmt id, const char *sql)
 {
-    return cs_conn_prepare(c, 0, sql, strlen(sql));
+    return cs_conn_prepare(c, CS_KEY_CONST(id), sql, strlen(sql));
 }
 
 int cs_parked_get(cs_conn *c, const cs_model *m, const cs_buf *key, cs_buf *row, bool *found)
 {
     *found = false;
-    sqlite3_stmt *st = prep(c, "SELECT row FROM _cstack_parked WHERE model = ?1 AND pk = ?2");
+    sqlite3_stmt *st =
+        prep(c, CS_STMT_PARKED_GET, "SELECT row FROM _cstack_parked WHERE model = ?1 AND pk = ?2");
     if (!st)
         return sqlite3_errcode(c->db);
     sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
@@ -53,8 +56,9 @@ int cs_parked_get(cs_conn *c, const cs_model *m, const cs_buf *key, cs_buf *row,
 
 int cs_parked_put(cs_conn *c, const cs_model *m, const cs_buf *key, const cs_buf *row)
 {
-    sqlite3_stmt *st = prep(c, "INSERT INTO _cstack_parked(model, pk, row) VALUES (?1, ?2, ?3) "
-                               "ON CONFLICT(model, pk) DO UPDATE SET row = excluded.row");
+    sqlite3_stmt *st = prep(c, CS_STMT_PARKED_PUT,
+                            "INSERT INTO _cstack_parked(model, pk, row) VALUES (?1, ?2, ?3) "
+                            "ON CONFLICT(model, pk) DO UPDATE SET row = excluded.row");
     if (!st)
         return sqlite3_errcode(c->db);
     sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
@@ -67,7 +71,8 @@ int cs_parked_put(cs_conn *c, const cs_model *m, const cs_buf *key, const cs_buf
 
 int cs_parked_del(cs_conn *c, const cs_model *m, const cs_buf *key)
 {
-    sqlite3_stmt *st = prep(c, "DELETE FROM _cstack_parked WHERE model = ?1 AND pk = ?2");
+    sqlite3_stmt *st =
+        prep(c, CS_STMT_PARKED_DEL, "DELETE FROM _cstack_parked WHERE model = ?1 AND pk = ?2");
     if (!st)
         return sqlite3_errcode(c->db);
     sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);

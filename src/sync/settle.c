@@ -127,84 +127,52 @@ static bool has_children(const cstack_schema *s, int mi)
 
 /* ---- statements ---------------------------------------------------------------- */
 
-static int run(apply_ctx *a, const cs_model *m, cs_buf *sql, const cs_arow *r, bool pk_only,
-               int *step_out)
+static const cs_cs_value null_value = {SQLITE_NULL, 0, 0, NULL, 0};
+
+/* Runs a fixed row statement of r's model, binding r's column values to
+ * their field parameters (`fields`: INSERT_ALL, UPDATE_ALL) and its key to
+ * the key parameters (`key`: UPDATE_ALL, DELETE). */
+static int run_fixed(apply_ctx *a, const cs_arow *r, cs_row_fixed kind, bool fields, bool key,
+                     int *step_out)
 {
-    sqlite3_stmt *st = cs_conn_prepare(a->c, 0, sql->data, sql->len);
-    if (!st)
-        return cs_err_sqlite(m, a->c->db, sqlite3_errcode(a->c->db));
-    int idx = 1;
-    for (size_t f = 0; f < m->nfields; f++) {
-        if (!cs_field_is_column(&m->fields[f]))
-            continue;
-        bool key = false;
-        for (size_t k = 0; k < m->npk; k++)
-            key = key || m->pk[k] == (int)f;
-        if (pk_only && !key)
-            continue;
-        static const cs_cs_value null_value = {SQLITE_NULL, 0, 0, NULL, 0};
-        cs_cs_bind(st, idx++, r->present[f] ? &r->vals[f] : &null_value);
+    const cs_model *m = r->m;
+    sqlite3_stmt *st = NULL;
+    int rc = cs_apply_prepare(a, m, cs_rowsql_fixed(a->rowsql, model_index(a, m), kind), &st);
+    if (rc)
+        return rc;
+    for (size_t f = 0; fields && f < m->nfields; f++) {
+        /* UPDATE_ALL sets no key column; its parameter is simply unused. */
+        if (cs_field_is_column(&m->fields[f]))
+            cs_cs_bind(st, (int)f + 1, r->present[f] ? &r->vals[f] : &null_value);
     }
+    for (size_t p = 0; key && p < m->npk; p++)
+        cs_cs_bind(st, cs_rowsql_key_param(m, p), &r->vals[m->pk[p]]);
     *step_out = sqlite3_step(st);
     sqlite3_reset(st);
     return 0;
 }
 
-/* INSERT (all columns) or UPDATE (all non-key columns) of row r.  Parameters
- * are numbered in field order so one statement per model serves all rows. */
-static int write_sql(cs_buf *sql, const cs_model *m, bool update)
+/* Prepares the lookup of the keys of m's rows whose fields `fields[0..n)`
+ * equal the values to be bound at their parameters. */
+static int keys_where(apply_ctx *a, const cs_model *m, const int *fields, size_t n,
+                      sqlite3_stmt **st)
 {
-    int rc = cs_buf_puts(sql, update ? "UPDATE " : "INSERT INTO ");
-    rc = rc ? rc : cs_buf_ident(sql, m->table);
-    rc = rc ? rc : cs_buf_puts(sql, update ? " SET " : " (");
-    int idx = 1;
-    size_t n = 0;
-    cs_buf where = CS_BUF_INIT, values = CS_BUF_INIT;
-    for (size_t f = 0; f < m->nfields && !rc; f++) {
-        const cs_field *fl = &m->fields[f];
-        if (!cs_field_is_column(fl))
-            continue;
-        bool key = false;
-        for (size_t k = 0; k < m->npk; k++)
-            key = key || m->pk[k] == (int)f;
-        if (update && key) {
-            rc = cs_buf_puts(&where, where.len ? " AND " : " WHERE ");
-            rc = rc ? rc : cs_buf_ident(&where, fl->column);
-            rc = rc ? rc : cs_buf_printf(&where, " = ?%d", idx++);
-            continue;
-        }
-        rc = cs_buf_puts(sql, n ? ", " : "");
-        rc = rc ? rc : cs_buf_ident(sql, fl->column);
-        if (update)
-            rc = rc ? rc : cs_buf_printf(sql, " = ?%d", idx++);
-        else
-            rc = rc ? rc : cs_buf_printf(&values, "%s?%d", n ? ", " : "", idx++);
-        n++;
-    }
-    if (!rc && update)
-        rc = cs_buf_append(sql, where.data, where.len);
-    else if (!rc)
-        rc = cs_buf_printf(sql, ") VALUES (%s)", values.data ? values.data : "");
-    cs_buf_free(&where);
-    cs_buf_free(&values);
-    return rc;
+    uint64_t bits[CS_FIELDSET_WORDS(m->nfields)];
+    memset(bits, 0, sizeof bits);
+    for (size_t i = 0; i < n; i++)
+        cs_fieldset_add(bits, (size_t)fields[i]);
+    cs_rowstmt rs;
+    int rc = cs_rowsql_set(a->rowsql, model_index(a, m), CS_ROW_KEYS_WHERE, bits, &rs);
+    if (rc)
+        return cs_err(rc, "cannot build a key lookup of %s", m->name);
+    return cs_apply_prepare(a, m, &rs, st);
 }
 
 static int delete_visible(apply_ctx *a, const cs_arow *r)
 {
-    const cs_model *m = r->m;
-    cs_buf sql = CS_BUF_INIT;
-    int rc = cs_buf_puts(&sql, "DELETE FROM ");
-    rc = rc ? rc : cs_buf_ident(&sql, m->table);
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        rc = cs_buf_puts(&sql, i ? " AND " : " WHERE ");
-        rc = rc ? rc : cs_buf_ident(&sql, m->fields[m->pk[i]].column);
-        rc = rc ? rc : cs_buf_printf(&sql, " = ?%zu", i + 1);
-    }
     int step = SQLITE_DONE;
-    rc = rc ? rc : run(a, m, &sql, r, true, &step);
-    cs_buf_free(&sql);
-    return rc ? rc : step == SQLITE_DONE ? 0 : cs_err_sqlite(m, a->c->db, step);
+    int rc = run_fixed(a, r, CS_ROW_DELETE, false, true, &step);
+    return rc ? rc : step == SQLITE_DONE ? 0 : cs_err_sqlite(r->m, a->c->db, step);
 }
 
 /* Moves a row from its table (when visible) to the parked rows, or stores
@@ -321,23 +289,12 @@ static int find_rival(apply_ctx *a, const cs_arow *r, cs_arow *rival, const cs_i
                     r->vals[ix->fields[i]].type == SQLITE_NULL;
         if (nulls)
             continue;
-        cs_buf sql = CS_BUF_INIT;
-        int rc = cs_buf_puts(&sql, "SELECT ");
-        rc = rc ? rc : cs_sync_pk_list(&sql, m, NULL);
-        rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
-        rc = rc ? rc : cs_buf_ident(&sql, m->table);
-        for (size_t i = 0; i < ix->n && !rc; i++) {
-            rc = cs_buf_puts(&sql, i ? " AND " : " WHERE ");
-            rc = rc ? rc : cs_buf_ident(&sql, m->fields[ix->fields[i]].column);
-            rc = rc ? rc : cs_buf_printf(&sql, " = ?%zu", i + 1);
-        }
-        rc = rc ? rc : cs_buf_puts(&sql, " LIMIT 2");
-        sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(a->c, 0, sql.data, sql.len);
-        cs_buf_free(&sql);
-        if (!st)
-            return rc ? rc : cs_err_sqlite(m, a->c->db, sqlite3_errcode(a->c->db));
+        sqlite3_stmt *st = NULL;
+        int rc = keys_where(a, m, ix->fields, ix->n, &st);
+        if (rc)
+            return rc;
         for (size_t i = 0; i < ix->n; i++)
-            cs_cs_bind(st, (int)i + 1, &r->vals[ix->fields[i]]);
+            cs_cs_bind(st, ix->fields[i] + 1, &r->vals[ix->fields[i]]);
         cs_cs_value mine[16];
         cs_row_pk(r, mine);
         while (!*found && sqlite3_step(st) == SQLITE_ROW) {
@@ -381,13 +338,13 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
 {
     const cs_model *m = r->m;
     *shown = false;
+    /* A model whose columns are all in its key has nothing to update. */
+    bool nothing = visible && !cs_rowsql_fixed(a->rowsql, model_index(a, m), CS_ROW_UPDATE_ALL);
     for (int attempt = 0; attempt < 16; attempt++) {
-        bool fresh;
-        cs_buf *sql = cs_apply_sql(a, model_index(a, m), visible ? CS_SQL_UPDATE : CS_SQL_INSERT,
-                                   &fresh);
         int step = SQLITE_DONE;
-        int rc = fresh && write_sql(sql, m, visible) ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
-        rc = rc ? rc : run(a, m, sql, r, false, &step);
+        int rc = nothing ? 0
+                         : run_fixed(a, r, visible ? CS_ROW_UPDATE_ALL : CS_ROW_INSERT_ALL, true,
+                                     visible, &step);
         if (rc)
             return rc;
         if (step == SQLITE_DONE) {
@@ -473,20 +430,12 @@ static int parents_visible(apply_ctx *a, const cs_arow *r, bool *ok)
         if (nulls)
             continue;
         const cs_model *t = &a->schema->models[rel->target];
-        cs_buf sql = CS_BUF_INIT;
-        int rc = cs_buf_puts(&sql, "SELECT 1 FROM ");
-        rc = rc ? rc : cs_buf_ident(&sql, t->table);
-        for (size_t i = 0; i < rel->nfields && !rc; i++) {
-            rc = cs_buf_puts(&sql, i ? " AND " : " WHERE ");
-            rc = rc ? rc : cs_buf_ident(&sql, t->fields[rel->refs[i]].column);
-            rc = rc ? rc : cs_buf_printf(&sql, " = ?%zu", i + 1);
-        }
-        sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(a->c, 0, sql.data, sql.len);
-        cs_buf_free(&sql);
-        if (!st)
-            return rc ? rc : cs_err_sqlite(t, a->c->db, sqlite3_errcode(a->c->db));
+        sqlite3_stmt *st = NULL;
+        int rc = keys_where(a, t, rel->refs, rel->nfields, &st);
+        if (rc)
+            return rc;
         for (size_t i = 0; i < rel->nfields; i++)
-            cs_cs_bind(st, (int)i + 1, &r->vals[rel->fields[i]]);
+            cs_cs_bind(st, rel->refs[i] + 1, &r->vals[rel->fields[i]]);
         int step = sqlite3_step(st);
         sqlite3_reset(st);
         if (step != SQLITE_ROW && step != SQLITE_DONE)
@@ -537,29 +486,15 @@ static int park_children(apply_ctx *a, const cs_work *w, bool *progress)
             const cs_relation *rel = c->fields[f].rel;
             if (!rel || rel->nfields == 0 || rel->target != w->model)
                 continue;
-            cs_buf sql = CS_BUF_INIT;
-            rc = cs_buf_puts(&sql, "SELECT ");
-            rc = rc ? rc : cs_sync_pk_list(&sql, c, NULL);
-            rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
-            rc = rc ? rc : cs_buf_ident(&sql, c->table);
             bool nulls = false;
-            for (size_t i = 0; i < rel->nfields && !rc; i++) {
+            for (size_t i = 0; i < rel->nfields; i++)
                 nulls = nulls || !parent.present[rel->refs[i]] ||
                         parent.vals[rel->refs[i]].type == SQLITE_NULL;
-                rc = cs_buf_puts(&sql, i ? " AND " : " WHERE ");
-                rc = rc ? rc : cs_buf_ident(&sql, c->fields[rel->fields[i]].column);
-                rc = rc ? rc : cs_buf_printf(&sql, " = ?%zu", i + 1);
-            }
-            sqlite3_stmt *st = rc || nulls ? NULL : cs_conn_prepare(a->c, 0, sql.data, sql.len);
-            cs_buf_free(&sql);
-            if (rc || nulls)
+            sqlite3_stmt *st = NULL;
+            if (nulls || (rc = keys_where(a, c, rel->fields, rel->nfields, &st)))
                 continue;
-            if (!st) {
-                rc = cs_err_sqlite(c, a->c->db, sqlite3_errcode(a->c->db));
-                break;
-            }
             for (size_t i = 0; i < rel->nfields; i++)
-                cs_cs_bind(st, (int)i + 1, &parent.vals[rel->refs[i]]);
+                cs_cs_bind(st, rel->fields[i] + 1, &parent.vals[rel->refs[i]]);
             /* Collect the keys first: parking deletes from the table being
              * read. */
             cs_worklist keys = {0};
