@@ -719,6 +719,22 @@ Test(schema_diags, a_long_line_shows_a_window_around_the_column_with_the_caret_i
     cstack_free(txt);
     cs_buf_free(&b);
 
+    /* A long run of stray continuation bytes (not UTF-8) is cut anywhere,
+     * never before the window's start (found by fuzz_schema). */
+    cs_buf_puts(&b, "model Note {\n  id Int u\"abc)\n");
+    for (int i = 0; i < 300; i++)
+        cs_buf_putc(&b, '\xbe');
+    cs_buf_puts(&b, "  body String\n}\n");
+    cstack_diags *d = NULL;
+    cstack_schema *s = NULL;
+    cr_expect_neq(cstack_schema_parse("stray.cstack", b.data, b.len, &s, &d), CSTACK_OK);
+    txt = cstack_diags_format(d);
+    cr_expect_not_null(txt);
+    cr_expect_lt(strlen(txt), 4000, "%s", txt);
+    cstack_free(txt);
+    cstack_diags_free(d);
+    cs_buf_free(&b);
+
     /* A line that fits is shown whole, as before. */
     cs_buf_puts(&b, "model Note {\n  id Int @id\n  title Strng\n}\n");
     txt = format_one(b.data, b.len, &shown, &n, &caret);

@@ -123,9 +123,11 @@ static char *window_of(const char *line, size_t n, int col, int *caret)
         if (start > n - LINE_WINDOW)
             start = n - LINE_WINDOW;
         end = start + LINE_WINDOW;
-        while (start > 0 && start < n && utf8_cont(line + start))
+        /* A character has at most three continuation bytes; a longer run is
+         * not UTF-8 (the lexer reports it), and is cut anywhere. */
+        for (int k = 0; k < 3 && start > 0 && utf8_cont(line + start); k++)
             start--;
-        while (end < n && utf8_cont(line + end))
+        for (int k = 0; k < 3 && end < n && utf8_cont(line + end); k++)
             end--;
     }
     bool head = start > 0, tail = end < n;
