@@ -1,6 +1,6 @@
 /*
  * store_int.h -- what the two halves of the SQLite server store share:
- * store_sqlite.c (open, push, close) and store_pull.c (pulls, checksums).
+ * store_sqlite.c (open, push, close) and store_sqlite_pull.c (pulls, checksums).
  */
 #ifndef CS_SERVER_STORE_INT_H
 #define CS_SERVER_STORE_INT_H
@@ -40,7 +40,7 @@ void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out);
  * engine's 'ver' state is raised to it.  Call inside a write scope. */
 int cs_srv_durable_version(cs_srv_store *st, int64_t *version);
 
-/* The pull method (store_pull.c). */
+/* The pull method (store_sqlite_pull.c). */
 int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                        cs_srv_err *err);
 

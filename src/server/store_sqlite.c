@@ -14,7 +14,7 @@
  * changed since); the write lock serialises pushes, so two copies of one
  * batch cannot both miss the record.
  *
- * Pulls.  cs_changes_export_filtered decides per row (store_pull.c).  Each
+ * Pulls.  cs_changes_export_filtered decides per row (store_sqlite_pull.c).  Each
  * pull call runs inside one write scope, so that its changesets, cursors and
  * checksums all describe one version.
  *

@@ -1,4 +1,4 @@
-/* meta.c -- the per-row clock blob (format in sync.h). */
+/* clkblob.c -- the per-row clock blob (format in sync.h). */
 #include <stdlib.h>
 #include <string.h>
 

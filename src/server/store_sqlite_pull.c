@@ -1,5 +1,5 @@
 /*
- * store_pull.c -- what each user receives: filtered exports with drops, and
+ * store_sqlite_pull.c -- what each user receives: filtered exports with drops, and
  * the checksum of the user's visible state.
  *
  * Read policies decide per row: the read rule rendered to SQL selects, in one
