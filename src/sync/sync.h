@@ -8,7 +8,7 @@
  *                folding them into the clock tables
  *   clkrow.c     one clock row by primary key (load / store)
  *   clock.c      hybrid logical clock, site ids, transaction versions
- *   clkblob.c       the per-row clock blob (encode, decode, merge helpers)
+ *   clkblob.c    the per-row clock blob (encode, decode, merge helpers)
  *   changeset.c  the wire format (documented at its top)
  *   export.c     export since a version, the upload queue
  *   apply.c      merging a changeset inside the store's merge scope
