@@ -38,6 +38,10 @@ extern "C" {
 #define CSTACK_SERVER_DEFAULT_DB "cstack-server.db"
 #define CSTACK_SERVER_DEFAULT_BIND "127.0.0.1"
 #define CSTACK_SERVER_DEFAULT_MAX_BODY ((size_t)64 << 20)
+#define CSTACK_SERVER_DEFAULT_HEADER_TIMEOUT_MS 10000
+#define CSTACK_SERVER_DEFAULT_MAX_PER_ADDRESS 64u
+#define CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY ((size_t)256 << 20)
+#define CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY ((size_t)256 << 20)
 
 /* What a server serves and how.  The struct and every string and object it
  * points to are borrowed for the duration of cstack_server_start() or
@@ -71,6 +75,19 @@ typedef struct cstack_server_config {
     unsigned max_connections; /* 4096 */
     size_t thread_stack;      /* stack of each connection thread; 256 KiB */
     int drain_ms;             /* how long stop waits for requests in flight; 10000 */
+    /* A connection must deliver its request line and headers within this
+     * many ms of connecting (or of its previous response), however it
+     * trickles them; then it is closed (408 for a first request). */
+    int header_timeout_ms;
+    /* Concurrent connections from one client address; more are answered
+     * 503 and closed. */
+    unsigned max_per_address;
+    /* The sum of the push bodies being received; a push that would pass it
+     * is answered 503 with Retry-After, its body never buffered. */
+    size_t max_upload_memory;
+    /* The sum of the output queued for every stream; past it the streams
+     * with the largest queues (the slowest readers) are closed first. */
+    size_t max_stream_memory;
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

@@ -16,6 +16,14 @@
  * one line per request and counts it.  Every log line goes through
  * cs_srv_log(), which writes it whole.
  *
+ * Limits.  Every connection is registered with the guard (guard.c) when MHD
+ * accepts it: the guard refuses an address past max_per_address and closes
+ * a connection whose headers are not in by header_timeout_ms.  A push takes
+ * its share of max_upload_memory before its body is buffered (all of a
+ * declared Content-Length at once, a chunked body as it arrives) and gives it
+ * back when the request completes; past the cap it is answered 503 busy with
+ * Retry-After.  Streams are bounded in stream.c.
+ *
  * Stop drains: the listening socket closes (MHD_quiesce_daemon), streams end,
  * requests in flight finish within drain_ms (a push is acknowledged only
  * after its COMMIT), then MHD joins its threads and the database closes.
@@ -58,6 +66,9 @@ typedef struct srv_req {
     cs_buf body;
     bool too_big;
     uint64_t received; /* body bytes, kept or not */
+    size_t reserved;   /* of srv->upload_bytes, given back on completion */
+    bool sized;        /* reserved for the whole body (Content-Length) */
+    bool busy;         /* refused for upload memory: answered 503 */
     bool counted;      /* in srv->active */
     cs_stream *stream;
 } srv_req;
@@ -152,6 +163,14 @@ static char *log_safe(const char *s)
 static const char *header(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* The guard's record of a connection (its MHD socket context). */
+static cs_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
 }
 
 static int route_of(const char *url)
@@ -341,6 +360,7 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    cs_stream_set_conn(s, cs_guard_id(srv->guard, conn_of(c)));
     enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     r->status = MHD_HTTP_OK;
@@ -354,12 +374,38 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     return ok;
 }
 
+/* Takes `n` bytes of the server's upload memory for this push; false when
+ * that would pass max_upload_memory (nothing taken). */
+static bool reserve_upload(srv_req *r, size_t n)
+{
+    cstack_server *srv = r->srv;
+    long long cap = (long long)srv->cfg.max_upload_memory;
+    long long was = atomic_fetch_add(&srv->upload_bytes, (long long)n);
+    if (was + (long long)n > cap) {
+        atomic_fetch_sub(&srv->upload_bytes, (long long)n);
+        return false;
+    }
+    r->reserved += n;
+    return true;
+}
+
+static enum MHD_Result reply_busy(srv_req *r, struct MHD_Connection *c)
+{
+    static const char *const RETRY[] = {MHD_HTTP_HEADER_RETRY_AFTER, "2", NULL};
+    atomic_fetch_add(&r->srv->metrics.refused[CS_REFUSE_UPLOAD_MEMORY], 1);
+    return reply_err(r, c, 503, "busy", RETRY,
+                     "the server is receiving too many uploads (%zu bytes at most); retry later",
+                     r->srv->cfg.max_upload_memory);
+}
+
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
     if (r->too_big)
         return reply_err(r, c, 413, "too_big", NULL, "the body exceeds %zu bytes",
                          srv->cfg.max_body);
+    if (r->busy)
+        return reply_busy(r, c);
     cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
     cs_srv_push_result res;
     cs_srv_err err;
@@ -383,7 +429,8 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 }
 
 /* Checks a push's headers before its body is read: a body that cannot be
- * accepted is refused before it is uploaded. */
+ * accepted is refused before it is uploaded, and a body of known length
+ * takes its share of the upload memory before a byte of it is buffered. */
 static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
 {
     if (!check_batch(r, c, ret))
@@ -396,8 +443,14 @@ static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
         return false;
     }
     r->body.max = r->srv->cfg.max_body;
-    if (n > 0)
+    if (cl && n > 0) {
+        if (!reserve_upload(r, (size_t)n)) {
+            *ret = reply_busy(r, c);
+            return false;
+        }
+        r->sized = true;
         cs_buf_reserve(&r->body, (size_t)n);
+    }
     return true;
 }
 
@@ -459,6 +512,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     srv_req *r = *con_cls;
     if (!r) {
+        cstack_server *srv = cls;
+        cs_guard_headers_in(srv->guard, conn_of(c));
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
         *con_cls = r;
@@ -480,7 +535,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* MHD cannot answer before the body is in, so past the limit the
          * rest is counted and dropped, and a body that goes on far beyond
          * it is cut off by closing the connection. */
-        if (!r->too_big && cs_buf_append(&r->body, upload, *upload_size)) {
+        bool keep = !r->too_big && !r->busy;
+        if (keep && !r->sized && !reserve_upload(r, *upload_size)) {
+            /* A chunked body counts as it arrives; past the cap it is
+             * dropped like an oversized one and answered 503. */
+            r->busy = true;
+            keep = false;
+            cs_buf_free(&r->body);
+        }
+        if (keep && cs_buf_append(&r->body, upload, *upload_size)) {
             r->too_big = true;
             cs_buf_free(&r->body);
         }
@@ -540,13 +603,15 @@ static void log_request(srv_req *r)
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     (void)toe;
     cstack_server *srv = cls;
     srv_req *r = *con_cls;
     if (!r)
         return;
     *con_cls = NULL;
+    cs_guard_request_done(srv->guard, conn_of(c));
+    if (r->reserved)
+        atomic_fetch_sub(&srv->upload_bytes, (long long)r->reserved);
     if (r->stream) {
         r->bytes = cs_stream_bytes(r->stream);
         cs_stream_release(r->stream);
@@ -569,10 +634,20 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)c;
-    (void)socket_ctx;
     cstack_server *srv = cls;
-    atomic_fetch_add(&srv->metrics.connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&srv->metrics.connections, 1);
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (fd)
+            *socket_ctx = cs_guard_open(srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL);
+    } else {
+        atomic_fetch_sub(&srv->metrics.connections, 1);
+        cs_guard_close(srv->guard, *socket_ctx);
+        *socket_ctx = NULL;
+    }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -633,6 +708,14 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
     c->max_connections = c->max_connections ? c->max_connections : 4096;
     c->thread_stack = c->thread_stack ? c->thread_stack : (size_t)256 << 10;
     c->drain_ms = c->drain_ms > 0 ? c->drain_ms : 10000;
+    if (c->header_timeout_ms <= 0)
+        c->header_timeout_ms = CSTACK_SERVER_DEFAULT_HEADER_TIMEOUT_MS;
+    if (!c->max_per_address)
+        c->max_per_address = CSTACK_SERVER_DEFAULT_MAX_PER_ADDRESS;
+    if (!c->max_upload_memory)
+        c->max_upload_memory = CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY;
+    if (!c->max_stream_memory)
+        c->max_stream_memory = CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY;
     srv->secret = cs_strdup(cfg->jwt_secret);
     srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CSTACK_SERVER_DEFAULT_DB);
     srv->bind = cs_strdup(cfg->bind ? cfg->bind : CSTACK_SERVER_DEFAULT_BIND);
@@ -709,6 +792,8 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     }
     if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
         set_err(err, errlen, "cannot start the stream hub");
+    if (!rc && (rc = cs_guard_start(srv, &srv->guard)))
+        set_err(err, errlen, "cannot start the connection guard");
     rc = rc ? rc : listen_on(srv, err, errlen);
     if (rc) {
         cstack_server_stop(srv);
@@ -748,6 +833,7 @@ void cstack_server_stop(cstack_server *srv)
     }
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    cs_guard_free(srv->guard);
     cs_hub_free(srv->hub);
     if (srv->store)
         srv->ops->close(srv->store);

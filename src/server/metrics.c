@@ -119,5 +119,14 @@ int cs_metrics_render(cstack_server *srv, cs_buf *b)
                     "Longest time from a commit to its delivery to a stream, over the last "
                     "one to two minutes.",
                     "gauge", (double)lag_recent(m) / 1000.0);
+    rc = rc ? rc
+            : cs_buf_puts(b, "# HELP cstack_refused_total Clients refused or cut off to protect "
+                             "the server, by limit.\n"
+                             "# TYPE cstack_refused_total counter\n");
+    static const char *const KINDS[CS_NREFUSE] = {"header_timeout", "per_address",
+                                                  "upload_memory", "stream_memory"};
+    for (int i = 0; i < CS_NREFUSE && !rc; i++)
+        rc = cs_buf_printf(b, "cstack_refused_total{limit=\"%s\"} %lld\n", KINDS[i],
+                           (long long)atomic_load(&m->refused[i]));
     return rc ? rc : requests(m, b);
 }

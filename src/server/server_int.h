@@ -4,6 +4,7 @@
  *   http.c     the daemon, routes, limits, the request log, start/stop/drain
  *   stream.c   GET /v1/stream: the hub that feeds every open stream
  *   metrics.c  counters and the Prometheus text of /metrics
+ *   guard.c    every open connection: header deadline, per-address limit
  */
 #ifndef CS_SERVER_INT_H
 #define CS_SERVER_INT_H
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "cstack_server.h"
@@ -32,6 +34,15 @@ enum { CS_PUSH_OK, CS_PUSH_DUPLICATE, CS_PUSH_REJECTED, CS_NPUSH };
 
 #define CS_METRICS_MAX_STATUS 600
 
+/* Why the server refused or ended a client for its own protection. */
+enum {
+    CS_REFUSE_HEADER_TIMEOUT, /* headers not in by the deadline */
+    CS_REFUSE_PER_ADDRESS,    /* too many connections from one address */
+    CS_REFUSE_UPLOAD_MEMORY,  /* push bodies in flight at their cap */
+    CS_REFUSE_STREAM_MEMORY,  /* stream queues at their cap: slowest closed */
+    CS_NREFUSE
+};
+
 typedef struct cs_metrics {
     atomic_long connections; /* open TCP connections */
     atomic_long streams;     /* open streams */
@@ -39,6 +50,7 @@ typedef struct cs_metrics {
     atomic_llong changes_in;  /* column changes accepted */
     atomic_llong changes_out; /* rows sent by pulls and streams */
     atomic_llong requests[CS_NROUTES][CS_METRICS_MAX_STATUS];
+    atomic_llong refused[CS_NREFUSE];
     /* The largest commit-to-delivery time in the current and the previous
      * minute: "recent" without keeping every sample. */
     pthread_mutex_t lag_mu;
@@ -72,12 +84,40 @@ void cs_hub_notify(cs_hub *h, int64_t commit_ms);
  * the response's (dropped by cs_stream_response_free, the MHD free callback)
  * and the caller's (dropped with cs_stream_release). */
 int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs_stream **out);
+/* The guard id of the stream's connection, shut down when the stream is
+ * shed for memory. */
+void cs_stream_set_conn(cs_stream *s, uint64_t conn);
 void cs_stream_release(cs_stream *s);
 /* The MHD content reader and its free callback (cls is the stream). */
 ssize_t cs_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void cs_stream_response_free(void *cls);
 /* Bytes handed to the connection so far. */
 uint64_t cs_stream_bytes(cs_stream *s);
+
+/* ---- connections (guard.c) ------------------------------------------------ */
+
+typedef struct cs_guard cs_guard;
+typedef struct cs_conn cs_conn;
+
+int cs_guard_start(cstack_server *srv, cs_guard **out);
+/* Stops the watchdog and frees what MHD did not report closed.  Call once
+ * the daemon has stopped.  NULL ok. */
+void cs_guard_free(cs_guard *g);
+/* A connection MHD accepted (NOTIFY_CONNECTION started): its record, with
+ * the header deadline running.  Past the per-address limit it is answered
+ * 503 and shut down at once.  NULL when out of memory (the socket is shut
+ * down). */
+cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr);
+/* MHD closed it (before closing its descriptor).  NULL ok. */
+void cs_guard_close(cs_guard *g, cs_conn *c);
+/* The request line and headers are in: no deadline while it is served. */
+void cs_guard_headers_in(cs_guard *g, cs_conn *c);
+/* Its response is complete: the next request's headers have a deadline. */
+void cs_guard_request_done(cs_guard *g, cs_conn *c);
+/* The connection's id for cs_guard_kill (0 for NULL). */
+uint64_t cs_guard_id(cs_guard *g, cs_conn *c);
+/* Shuts the socket of connection `id` down if it is still open. */
+void cs_guard_kill(cs_guard *g, uint64_t id);
 
 /* ---- the server ---------------------------------------------------------- */
 
@@ -94,6 +134,9 @@ struct cstack_server {
     int port;
     cs_metrics metrics;
     cs_hub *hub;
+    cs_guard *guard;
+    atomic_llong upload_bytes; /* push bodies being received (reserved) */
+    atomic_llong stream_bytes; /* queued by every stream */
     atomic_bool draining;
     pthread_mutex_t mu; /* guards `active` */
     pthread_cond_t idle;

@@ -22,7 +22,11 @@
  * its content reader only copies queued bytes and sleeps on the stream's
  * condition variable when there are none, so a slow client never holds the
  * hub or the database.  A client that stops reading is cut off when its
- * queue passes STREAM_QUEUE_MAX.
+ * queue passes STREAM_QUEUE_MAX.  Over every stream, queued bytes are
+ * counted in srv->stream_bytes; after each round that leaves them past
+ * max_stream_memory, the streams with the largest queues (the slowest
+ * readers) are closed first, their queues freed and their sockets shut down,
+ * until the sum is back under the cap.
  */
 #include <inttypes.h>
 #include <microhttpd.h>
@@ -40,6 +44,7 @@ struct cs_stream {
     cs_stream *prev, *next;
     cs_auth *auth;
     char site[33];
+    uint64_t conn; /* the guard's id of its connection; 0 until set */
     /* Hub thread only. */
     int64_t cursor;
     bool fresh;              /* has not caught up yet */
@@ -72,6 +77,7 @@ struct cs_hub {
 
 static void stream_free(cs_stream *s)
 {
+    atomic_fetch_sub(&s->hub->srv->stream_bytes, (long long)(s->out.len - s->off));
     cs_auth_free(s->auth);
     cs_buf_free(&s->out);
     pthread_mutex_destroy(&s->mu);
@@ -157,6 +163,13 @@ void cs_stream_response_free(void *cls)
     pthread_mutex_unlock(&h->mu);
 }
 
+void cs_stream_set_conn(cs_stream *s, uint64_t conn)
+{
+    pthread_mutex_lock(&s->mu);
+    s->conn = conn;
+    pthread_mutex_unlock(&s->mu);
+}
+
 uint64_t cs_stream_bytes(cs_stream *s)
 {
     pthread_mutex_lock(&s->mu);
@@ -181,6 +194,7 @@ ssize_t cs_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         n = max;
     memcpy(buf, s->out.data + s->off, n);
     s->off += n;
+    atomic_fetch_sub(&s->hub->srv->stream_bytes, (long long)n);
     if (s->off == s->out.len) {
         cs_buf_reset(&s->out);
         s->off = 0;
@@ -202,8 +216,11 @@ static void enqueue(cs_stream *s, const char *p, size_t n, int64_t lag_from, boo
     if (!s->closed) {
         if (cs_buf_append(&s->out, p, n))
             close = true;
-        else if (lag_from && !s->lag_from)
-            s->lag_from = lag_from;
+        else {
+            atomic_fetch_add(&s->hub->srv->stream_bytes, (long long)n);
+            if (lag_from && !s->lag_from)
+                s->lag_from = lag_from;
+        }
     }
     if (close)
         s->closed = true;
@@ -300,6 +317,54 @@ static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from)
     free(events);
 }
 
+typedef struct queued {
+    cs_stream *s;
+    size_t bytes;
+} queued;
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+    size_t x = ((const queued *)a)->bytes, y = ((const queued *)b)->bytes;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Closes the streams with the largest queues until the sum of every queue
+ * is within max_stream_memory again.  A client that stopped reading has the
+ * largest queue: it is the one cut off, and the readers that keep up stay. */
+static void shed(cs_hub *h, cs_stream **all, size_t n)
+{
+    cstack_server *srv = h->srv;
+    long long cap = (long long)srv->cfg.max_stream_memory;
+    if (atomic_load(&srv->stream_bytes) <= cap)
+        return;
+    queued *q = calloc(n ? n : 1, sizeof *q);
+    if (!q)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&all[i]->mu);
+        q[i] = (queued){all[i], all[i]->out.len - all[i]->off};
+        pthread_mutex_unlock(&all[i]->mu);
+    }
+    qsort(q, n, sizeof *q, by_bytes_desc);
+    for (size_t i = 0; i < n && q[i].bytes && atomic_load(&srv->stream_bytes) > cap; i++) {
+        cs_stream *s = q[i].s;
+        pthread_mutex_lock(&s->mu);
+        size_t dropped = s->out.len - s->off;
+        cs_buf_free(&s->out);
+        s->off = 0;
+        s->closed = true;
+        uint64_t conn = s->conn;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+        atomic_fetch_sub(&srv->stream_bytes, (long long)dropped);
+        atomic_fetch_add(&srv->metrics.refused[CS_REFUSE_STREAM_MEMORY], 1);
+        cs_guard_kill(srv->guard, conn);
+        cs_srv_log(srv, "stream: closed a stream with %zu bytes queued (streams hold more than %zu)",
+                   dropped, srv->cfg.max_stream_memory);
+    }
+    free(q);
+}
+
 /* One round over a snapshot of the streams (each referenced). */
 static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
 {
@@ -323,6 +388,7 @@ static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
     for (size_t i = 0; i < n; i++)
         if (now - all[i]->last_output >= srv->cfg.keepalive_ms)
             enqueue(all[i], ": keep-alive\n\n", 14, 0, false);
+    shed(h, all, n);
     free(it);
 }
 

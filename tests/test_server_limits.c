@@ -1,0 +1,410 @@
+/* test_server_limits.c -- the server's own protection (docs/server.md,
+ * "Limits"): a header deadline that trickling cannot extend, a limit on the
+ * connections of one client address, a cap on the memory of uploads in
+ * flight and one on the memory queued for streams.  Each attack runs against
+ * a server in this process on 127.0.0.1 (the per-address test also connects
+ * from 127.0.0.2, still loopback) with its limit lowered; each checks that
+ * an honest client is still served, and logs the process's resident memory.
+ * Every socket a test opens is recorded and closed by the suite's fini, so
+ * a failed assertion leaves nothing open and the server stopped. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server_support.h"
+#include "util/clock.h"
+
+static const char *SCHEMA = "auth User { id String  role String }\n"
+                            "model Note {\n"
+                            "  id      String  @id\n"
+                            "  ownerId String\n"
+                            "  title   String\n"
+                            "  body    String?\n"
+                            "  @@allow('all', true)\n"
+                            "}\n";
+
+/* ---- sockets, memory, the server --------------------------------------------- */
+
+enum { MAX_FDS = 128 };
+static int fds[MAX_FDS];
+static int nfds;
+
+static void close_all(void)
+{
+    for (int i = 0; i < nfds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    nfds = 0;
+}
+
+static void limits_fini(void)
+{
+    close_all();
+    fini();
+}
+
+TestSuite(limits, .fini = limits_fini, .timeout = 120);
+
+/* A connection to the server from `from` (an address of the loopback
+ * network, NULL for the default); `rcvbuf` > 0 shrinks its receive buffer
+ * (a client that reads slowly).  Recorded for the fini. */
+static int dial(const char *from, int rcvbuf)
+{
+    cr_assert_lt(nfds, MAX_FDS);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    fds[nfds++] = fd;
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (from) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        inet_pton(AF_INET, from, &src.sin_addr);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&src, sizeof src), 0, "bind %s: %s", from,
+                     strerror(errno));
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)cstack_server_port(srv))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
+        cr_assert_gt(k, 0, "send: %s", strerror(errno));
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+/* Reads what the server answers until it closes the connection or 5 s
+ * pass; the text (NUL-terminated, cut to cap - 1 bytes). */
+static void read_answer(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < cap && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+        len += (size_t)k;
+    buf[len] = 0;
+}
+
+/* The process's resident memory now and at its peak, in KiB (the server
+ * runs in this process). */
+static long status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert_not_null(f);
+    char line[256];
+    long v = -1;
+    size_t k = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, k) == 0)
+            v = strtol(line + k + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static void log_memory(const char *what)
+{
+    cr_log_info("%s: VmRSS %ld KiB, VmHWM %ld KiB", what, status_kb("VmRSS"), status_kb("VmHWM"));
+    fprintf(stderr, "%s: VmRSS %ld KiB, VmHWM %ld KiB\n", what, status_kb("VmRSS"),
+            status_kb("VmHWM"));
+}
+
+static void start_limited(cstack_server_config cfg)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    dir = t_tmpdir();
+    cstack_schema *s = t_schema(SCHEMA);
+    snprintf(hash, sizeof hash, "%s", cstack_schema_hash(s));
+    char db[600];
+    snprintf(db, sizeof db, "%s/limits.db", dir);
+    snprintf(logpath, sizeof logpath, "%s/server.log", dir);
+    log_file = fopen(logpath, "a");
+    cfg.schema = s;
+    cfg.db_path = db;
+    cfg.jwt_secret = SECRET;
+    cfg.log = log_file;
+    cfg.checkpoint_ms = 300;
+    cfg.keepalive_ms = 200;
+    cfg.drain_ms = 2000;
+    char err[1024] = "";
+    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
+    cstack_schema_free(s);
+    cr_assert_eq(rc, 0, "server start: %s", err);
+}
+
+/* The value in /metrics text `text` of the sample starting `line` (-1 when
+ * absent). */
+static long long sample(const char *text, const char *line)
+{
+    char want[256];
+    snprintf(want, sizeof want, "\n%s", line);
+    const char *p = strstr(text, want);
+    return p ? strtoll(p + strlen(want), NULL, 10) : -1;
+}
+
+static long long metric(const char *line)
+{
+    res m = http("GET", "/metrics", NULL, NULL, 0);
+    cr_assert_eq(m.status, 200);
+    long long v = sample(m.body, line);
+    res_free(&m);
+    return v;
+}
+
+/* ---- the header deadline ------------------------------------------------------- */
+
+Test(limits, connections_trickling_their_headers_are_closed_at_the_deadline_and_healthz_still_answers)
+{
+    enum { N = 50 };
+    const int64_t deadline_ms = 1500;
+    start_limited((cstack_server_config){.header_timeout_ms = (int)deadline_ms,
+                                         .max_per_address = 200});
+    log_memory("trickle: before");
+    int conn[N];
+    int64_t closed_at[N];
+    int64_t t0 = cs_mono_ms();
+    for (int i = 0; i < N; i++) {
+        conn[i] = dial(NULL, 0);
+        closed_at[i] = 0;
+        send_all(conn[i], "GET /healthz HTTP/1.1\r\nX-Slow: ", 31);
+    }
+    int open = N;
+    bool asked = false;
+    /* A header byte every 200 ms to each: MHD's own idle timeout restarts
+     * at every byte, so only the deadline ends them.  Bounded at 3x it. */
+    while (open > 0 && cs_mono_ms() - t0 < 3 * deadline_ms) {
+        for (int i = 0; i < N; i++)
+            if (!closed_at[i])
+                (void)send(conn[i], "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (!asked && cs_mono_ms() - t0 > deadline_ms / 3) {
+            int64_t s0 = cs_mono_ms();
+            res ok = http("GET", "/healthz", NULL, NULL, 0);
+            int64_t took = cs_mono_ms() - s0;
+            cr_log_info("healthz during the trickle: %ld in %" PRId64 " ms", ok.status, took);
+            cr_expect_eq(ok.status, 200, "an honest request is answered during the attack");
+            cr_expect_lt(took, 1000, "and promptly (%" PRId64 " ms)", took);
+            res_free(&ok);
+            asked = true;
+        }
+        struct timespec nap = {0, 200 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        for (int i = 0; i < N; i++) {
+            if (closed_at[i])
+                continue;
+            char buf[512];
+            ssize_t k = recv(conn[i], buf, sizeof buf, MSG_DONTWAIT);
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                closed_at[i] = cs_mono_ms();
+                open--;
+            }
+        }
+    }
+    log_memory("trickle: after");
+    cr_assert_eq(open, 0, "%d of %d trickling connections still open after %" PRId64 " ms", open,
+                 N, 3 * deadline_ms);
+    for (int i = 0; i < N; i++)
+        cr_expect_geq(closed_at[i] - t0, deadline_ms - 300,
+                      "connection %d closed at %" PRId64 " ms, before its deadline", i,
+                      closed_at[i] - t0);
+    cr_expect_eq(metric("cstack_refused_total{limit=\"header_timeout\"} "), N);
+}
+
+Test(limits, a_connection_that_sends_nothing_gets_a_json_408_at_the_deadline)
+{
+    start_limited((cstack_server_config){.header_timeout_ms = 500});
+    int fd = dial(NULL, 0);
+    char buf[1024];
+    read_answer(fd, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "answer: %s", buf);
+    cr_assert_not_null(strstr(buf, "application/json"), "answer: %s", buf);
+    cr_assert_not_null(strstr(buf, "{\"status\":\"err\",\"code\":\"timeout\""), "answer: %s", buf);
+}
+
+/* ---- connections per address ------------------------------------------------------- */
+
+static void get_from(const char *from, const char *path, char *buf, size_t cap)
+{
+    int fd = dial(from, 0);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     path);
+    send_all(fd, req, (size_t)n);
+    read_answer(fd, buf, cap);
+}
+
+static void healthz_from(const char *from, char *buf, size_t cap)
+{
+    get_from(from, "/healthz", buf, cap);
+}
+
+Test(limits, one_address_past_its_connection_limit_gets_503_while_other_addresses_connect)
+{
+    start_limited((cstack_server_config){.max_per_address = 3});
+    for (int i = 0; i < 3; i++)
+        dial("127.0.0.1", 0);
+    char buf[1024];
+    healthz_from("127.0.0.1", buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 503 ", 13) == 0, "the fourth from one address: %s", buf);
+    cr_assert_not_null(strstr(buf, "\"code\":\"busy\""), "%s", buf);
+    cr_assert_not_null(strstr(buf, "Retry-After:"), "%s", buf);
+    healthz_from("127.0.0.2", buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "another address is served: %s", buf);
+    char text[16384];
+    get_from("127.0.0.2", "/metrics", text, sizeof text);
+    cr_expect_eq(sample(text, "cstack_refused_total{limit=\"per_address\"} "), 1, "%s", text);
+    /* Once one of the three goes, the address is served again. */
+    close(fds[0]);
+    fds[0] = -1;
+    bool served = false;
+    for (int i = 0; i < 50 && !served; i++) {
+        healthz_from("127.0.0.1", buf, sizeof buf);
+        served = strncmp(buf, "HTTP/1.1 200 ", 13) == 0;
+        if (!served)
+            usleep(100 * 1000);
+    }
+    cr_assert(served, "the address is served again once under its limit: %s", buf);
+}
+
+/* ---- upload memory ------------------------------------------------------------------ */
+
+/* Starts a push of `declared` bytes and sends `sent` of them. */
+static int start_upload(dev *d, size_t declared, size_t sent, int seq)
+{
+    int fd = dial(NULL, 0);
+    char head[8192];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/push HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n"
+                     "X-Cstack-Batch: %s:%d\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     d->auth, d->schema, d->site, cstack_sync_site_id(d->db), 1000 + seq, declared);
+    cr_assert_lt((size_t)n, sizeof head);
+    send_all(fd, head, (size_t)n);
+    char *junk = calloc(1, sent ? sent : 1);
+    cr_assert_not_null(junk);
+    send_all(fd, junk, sent);
+    free(junk);
+    return fd;
+}
+
+Test(limits, uploads_past_the_memory_cap_get_503_retry_after_and_an_honest_push_still_succeeds)
+{
+    const size_t MiB = (size_t)1 << 20;
+    start_limited(
+        (cstack_server_config){.max_body = 4 * MiB, .max_upload_memory = 8 * MiB});
+    dev d = device(SCHEMA, "alice");
+    log_memory("uploads: before");
+    /* Two unfinished 3 MiB uploads hold 6 of the 8 MiB. */
+    start_upload(&d, 3 * MiB, MiB, 1);
+    start_upload(&d, 3 * MiB, MiB, 2);
+    usleep(200 * 1000);
+    /* A third is refused before its body is read. */
+    int third = start_upload(&d, 3 * MiB, 0, 3);
+    char buf[2048];
+    read_answer(third, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 503 ", 13) == 0, "the third upload: %s", buf);
+    cr_assert_not_null(strstr(buf, "Retry-After: "), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"code\":\"busy\""), "%s", buf);
+    /* A small honest push fits in what is left. */
+    note(&d, "n1", "alice", "hello");
+    char batch[128];
+    res r = push_next(&d, batch, sizeof batch);
+    cr_assert_eq(r.status, 200, "honest push: %ld %s", r.status, r.body ? r.body : "");
+    res_free(&r);
+    log_memory("uploads: during");
+    cr_expect_geq(metric("cstack_refused_total{limit=\"upload_memory\"} "), 1);
+    /* Once the unfinished uploads go, a large one fits again. */
+    close_all();
+    bool fits = false;
+    for (int i = 0; i < 50 && !fits; i++) {
+        int fd = start_upload(&d, 3 * MiB, 0, 10 + i);
+        struct pollfd p = {fd, POLLIN, 0};
+        /* Not refused: the server waits for the body. */
+        fits = poll(&p, 1, 100) == 0;
+        close_all();
+    }
+    cr_assert(fits, "a large upload fits once the others are gone");
+    dev_free(&d);
+}
+
+Test(limits, a_chunked_upload_past_the_memory_cap_gets_503)
+{
+    const size_t MiB = (size_t)1 << 20;
+    start_limited(
+        (cstack_server_config){.max_body = 4 * MiB, .max_upload_memory = 2 * MiB});
+    dev d = device(SCHEMA, "alice");
+    char bh[160];
+    snprintf(bh, sizeof bh, "X-Cstack-Batch: %s:1", cstack_sync_site_id(d.db));
+    const char *h[] = {d.auth, d.schema, d.site, bh, NULL};
+    char *body = calloc(1, 3 * MiB);
+    cr_assert_not_null(body);
+    res r = http_ex("POST", "/v1/push", h, body, 3 * MiB, true);
+    free(body);
+    assert_err(&r, 503, "busy", "retry later", "a chunked upload past the cap");
+    res_free(&r);
+    dev_free(&d);
+}
+
+/* ---- stream memory ------------------------------------------------------------------- */
+
+Test(limits, streams_that_never_read_are_closed_when_stream_memory_passes_its_cap)
+{
+    const size_t MiB = (size_t)1 << 20;
+    enum { STREAMS = 4, PUSHES = 4, ROWS = 32, TITLE = 64 * 1024 };
+    start_limited(
+        (cstack_server_config){.max_body = 8 * MiB, .max_stream_memory = 2 * MiB});
+    dev d = device(SCHEMA, "alice");
+    log_memory("streams: before");
+    char req[8192];
+    int n = snprintf(req, sizeof req,
+                     "GET /v1/stream?since=0 HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n\r\n",
+                     d.auth, d.schema, d.site);
+    for (int i = 0; i < STREAMS; i++)
+        send_all(dial(NULL, 4096), req, (size_t)n);
+    for (int i = 0; i < 50 && metric("cstack_streams_active ") < STREAMS; i++)
+        usleep(100 * 1000);
+    cr_assert_eq(metric("cstack_streams_active "), STREAMS);
+    char *title = malloc(TITLE + 1);
+    cr_assert_not_null(title);
+    memset(title, 'x', TITLE);
+    title[TITLE] = 0;
+    for (int p = 0; p < PUSHES; p++) {
+        cr_assert_eq(cstack_begin(d.db), 0);
+        for (int i = 0; i < ROWS; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "n%d-%d", p, i);
+            note(&d, id, "alice", title);
+        }
+        cr_assert_eq(cstack_commit(d.db), 0);
+        push_all(&d);
+    }
+    free(title);
+    long long shed = 0, active = STREAMS;
+    /* Each shed closes a different stream (a closed one has no queue). */
+    for (int i = 0; i < 100 && (shed < 1 || active > STREAMS - shed); i++) {
+        usleep(100 * 1000);
+        shed = metric("cstack_refused_total{limit=\"stream_memory\"} ");
+        active = metric("cstack_streams_active ");
+    }
+    log_memory("streams: after");
+    cr_assert_geq(shed, 1, "no stream was closed for memory");
+    cr_assert_eq(active, STREAMS - shed, "%lld streams closed for memory, %lld still open", shed,
+                 active);
+    res ok = http("GET", "/healthz", NULL, NULL, 0);
+    cr_expect_eq(ok.status, 200);
+    res_free(&ok);
+    dev_free(&d);
+}
