@@ -15,7 +15,8 @@
 
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
-    "                    [--jwt-secret S]\n"
+    "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
+    "                    [--max-upload-mib N] [--max-stream-mib N]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -40,7 +41,32 @@ static const char SERVE_USAGE[] =
     "  --jwt-secret S     HS256 secret of the bearer tokens (default: the\n"
     "                     environment variable CSTACK_JWT_SECRET)\n"
     "\n"
+    "limits (refusals are counted in cstack_refused_total on /metrics):\n"
+    "  --header-timeout S seconds a connection has to send its request line and\n"
+    "                     headers, however slowly it trickles them (default 10);\n"
+    "                     then it is answered 408 and closed\n"
+    "  --max-per-address N  connections at once from one client address\n"
+    "                     (default 64); more are answered 503 and closed\n"
+    "  --max-upload-mib N MiB of push bodies being received at once (default\n"
+    "                     256); a push past it is answered 503 with Retry-After\n"
+    "  --max-stream-mib N MiB queued for all streams together (default 256);\n"
+    "                     past it the slowest streams are closed first\n"
+    "\n"
     "Exit status: 0 stopped by a signal, 1 could not start, 2 bad command line.\n";
+
+/* A whole number from 1 to `max`, digits only. */
+static int parse_count(const char *text, unsigned long max, unsigned long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || *end || v < 1 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
 
 static int parse_port(const char *text, int *out)
 {
@@ -57,11 +83,17 @@ int cmd_serve(int argc, char **argv)
 {
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
+    const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
+               *stream_mib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
                       {"--bind", &bind, NULL},
-                      {"--jwt-secret", &secret, NULL}};
+                      {"--jwt-secret", &secret, NULL},
+                      {"--header-timeout", &header_timeout, NULL},
+                      {"--max-per-address", &per_address, NULL},
+                      {"--max-upload-mib", &upload_mib, NULL},
+                      {"--max-stream-mib", &stream_mib, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -75,6 +107,19 @@ int cmd_serve(int argc, char **argv)
     int port = 8080;
     if (port_text && parse_port(port_text, &port) != 0)
         return cli_usage_error(cmd, "--port needs a port number (0 to 65535), not '%s'", port_text);
+    unsigned long timeout_s = 0, per_addr = 0, upload = 0, stream = 0;
+    if (header_timeout && parse_count(header_timeout, 3600, &timeout_s))
+        return cli_usage_error(cmd, "--header-timeout needs seconds (1 to 3600), not '%s'",
+                               header_timeout);
+    if (per_address && parse_count(per_address, 1000000, &per_addr))
+        return cli_usage_error(cmd, "--max-per-address needs a count (1 to 1000000), not '%s'",
+                               per_address);
+    if (upload_mib && parse_count(upload_mib, 1u << 20, &upload))
+        return cli_usage_error(cmd, "--max-upload-mib needs MiB (1 to 1048576), not '%s'",
+                               upload_mib);
+    if (stream_mib && parse_count(stream_mib, 1u << 20, &stream))
+        return cli_usage_error(cmd, "--max-stream-mib needs MiB (1 to 1048576), not '%s'",
+                               stream_mib);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -85,7 +130,11 @@ int cmd_serve(int argc, char **argv)
                                 .port = port,
                                 .bind = bind,
                                 .jwt_secret = secret,
-                                .log = stderr};
+                                .log = stderr,
+                                .header_timeout_ms = (int)timeout_s * 1000,
+                                .max_per_address = (unsigned)per_addr,
+                                .max_upload_memory = (size_t)upload << 20,
+                                .max_stream_memory = (size_t)stream << 20};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);
