@@ -408,3 +408,24 @@ Test(limits, streams_that_never_read_are_closed_when_stream_memory_passes_its_ca
     res_free(&ok);
     dev_free(&d);
 }
+
+/* ---- the command line ------------------------------------------------------------------ */
+
+Test(limits, cstack_serve_documents_every_limit_flag_and_refuses_a_bad_value)
+{
+    char cmd[1024];
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s serve --help", CSTACK_CLI);
+    cr_assert_eq(t_run(cmd, &out), 0);
+    static const char *const FLAGS[] = {"--header-timeout S", "--max-per-address N",
+                                        "--max-upload-mib N", "--max-stream-mib N"};
+    for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++)
+        cr_expect_not_null(strstr(out, FLAGS[i]), "%s not in:\n%s", FLAGS[i], out);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "%s serve --schema none.cstack --jwt-secret s --max-per-address 0 2>&1", CSTACK_CLI);
+    cr_assert_eq(t_run(cmd, &out), 2, "%s", out ? out : "");
+    cr_expect_not_null(strstr(out, "--max-per-address needs a count"), "%s", out);
+    free(out);
+}
