@@ -71,6 +71,11 @@ typedef struct cstack_server_config {
     unsigned max_connections; /* 4096 */
     size_t thread_stack;      /* stack of each connection thread; 256 KiB */
     int drain_ms;             /* how long stop waits for requests in flight; 10000 */
+    /* A device's site id belongs to the first user presenting it; a user
+     * owns at most max_sites_per_user of them (a new one evicts the least
+     * recently seen) and a site not seen for site_ttl_days is forgotten. */
+    unsigned max_sites_per_user; /* 64 */
+    int site_ttl_days;           /* 90 */
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

@@ -42,7 +42,7 @@ static void setup(fixture *f)
     snprintf(path, sizeof path, "%s/server.db", dir);
     free(dir);
     cs_srv_err err;
-    cr_assert_eq(cs_srv_store_sqlite.open(cstack_schema_of(f->dev), path, &f->st, &err), 0, "%s",
+    cr_assert_eq(cs_srv_store_sqlite.open(cstack_schema_of(f->dev), path, NULL, &f->st, &err), 0, "%s",
                  err.message);
     f->user = (cs_auth){.signed_in = true, .sub = "u1"};
     cr_assert_eq(cs_write_lock(f->st->db), 0);
