@@ -57,7 +57,8 @@ static void assert_foreign(const res *r, const char *what)
               r->body);
 }
 
-Test(sites, another_users_site_is_refused_on_pull_stream_and_push_and_its_device_still_gets_deletions)
+Test(sites,
+     another_users_site_is_refused_on_pull_stream_and_push_and_its_device_still_gets_deletions)
 {
     start_opts(SCHEMA, "spoof.db", 0);
     dev alice = device(SCHEMA, "alice");
@@ -259,7 +260,8 @@ static bool store_pull(fixture *f, const cs_auth *who, int i)
 static int64_t rows_of(fixture *f, const char *table, int site)
 {
     char sql[160];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s%s", table, site >= 0 ? " WHERE site = ?" : "");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s%s", table,
+             site >= 0 ? " WHERE site = ?" : "");
     cr_assert_eq(cs_write_lock(f->st->db), 0);
     sqlite3_stmt *s = NULL;
     cr_assert_eq(sqlite3_prepare_v2(cs_write_conn(f->st->db)->db, sql, -1, &s, NULL), SQLITE_OK);

@@ -115,8 +115,8 @@ typedef struct cs_srv_store_ops {
     int (*push)(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res, cs_srv_err *err);
     /* Answers `n` pulls in one snapshot: every result describes the same
      * server version.  A request whose site another user owns changes
-     * nothing and gets a result marked `forbidden`.  Identical requests are computed once (same_as).  On
-     * failure no result holds anything (the store frees what it made). */
+     * nothing and gets a result marked `forbidden`.  Identical requests are computed once
+     * (same_as).  On failure no result holds anything (the store frees what it made). */
     int (*pull)(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                 cs_srv_err *err);
     /* The current version (the cursor of a device that has everything). */

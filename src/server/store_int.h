@@ -27,7 +27,7 @@ struct cs_srv_store {
     bool local_reads;            /* read policies read only the row and auth() */
     pthread_mutex_t cache_mu;
     cs_srv_sum cache[CS_SRV_SUM_CACHE];
-    size_t cache_next; /* round-robin replacement */
+    size_t cache_next;   /* round-robin replacement */
     unsigned max_sites;  /* sites one user may own (store_sqlite_sites.c) */
     int64_t site_ttl_ms; /* a site not seen for this long is collected */
 };

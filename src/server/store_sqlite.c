@@ -94,8 +94,8 @@ static void store_free(cs_srv_store *st)
     free(st);
 }
 
-static int sqlite_open(const cstack_schema *schema, const char *target,
-                       const cs_srv_store_cfg *cfg, cs_srv_store **out, cs_srv_err *err)
+static int sqlite_open(const cstack_schema *schema, const char *target, const cs_srv_store_cfg *cfg,
+                       cs_srv_store **out, cs_srv_err *err)
 {
     *out = NULL;
     cs_srv_store *st = calloc(1, sizeof *st);
