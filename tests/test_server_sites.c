@@ -325,3 +325,26 @@ Test(sites, the_records_of_sites_not_seen_for_the_ttl_are_collected)
     cr_assert(!store_pull(&f, &other, 2));
     teardown(&f);
 }
+
+Test(sites, in_a_pull_call_of_several_devices_only_the_foreign_one_is_refused)
+{
+    fixture f;
+    setup(&f, 64, 0);
+    cs_auth other = {.signed_in = true, .sub = "u2"};
+    cr_assert(!store_pull(&f, &f.user, 0));
+    /* As a stream round asks: u1's device 1, u2 with u1's site 0, u2's own. */
+    cs_srv_pull reqs[3] = {{&f.user, site_n(1), 0, true, true, true},
+                           {&other, site_n(0), 0, true, true, true},
+                           {&other, site_n(2), 0, true, true, true}};
+    cs_srv_pull_result out[3];
+    cs_srv_err err;
+    int64_t sent0 = rows_of(&f, "_cstack_srv_sent", 0);
+    cr_assert_eq(cs_srv_store_sqlite.pull(f.st, reqs, 3, out, &err), 0, "%s", err.message);
+    cr_assert(!out[0].forbidden && out[0].rows == 1);
+    cr_assert(out[1].forbidden && out[1].rows == 0 && out[1].body == NULL);
+    cr_assert(!out[2].forbidden && out[2].rows == 1);
+    cr_assert_eq(rows_of(&f, "_cstack_srv_sent", 0), sent0, "the refused request moved records");
+    for (int i = 0; i < 3; i++)
+        cs_srv_pull_result_free(&out[i]);
+    teardown(&f);
+}
