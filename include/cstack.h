@@ -81,7 +81,11 @@ CSTACK_API const char *cstack_version(void);
     X(MIGRATION, -13, "migration", "the schema change would lose or reinterpret data") \
     X(TOOBIG, -14, "too_big", "a size limit was exceeded")                       \
     X(MISUSE, -15, "misuse", "the API was used incorrectly")                     \
-    X(CLOCK, -16, "clock_drift", "a remote clock is too far ahead of local time")
+    X(CLOCK, -16, "clock_drift", "a remote clock is too far ahead of local time")      \
+    X(UNAUTHORIZED, -17, "unauthorized", "the server refused the credentials")        \
+    X(FORBIDDEN, -18, "forbidden", "the server refused the request for this user")    \
+    X(MISMATCH, -19, "schema_mismatch", "the server runs another schema")              \
+    X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")
 
 typedef enum cstack_errno {
 #define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
@@ -706,11 +710,14 @@ CSTACK_API void cstack_sync_nudge(cstack_sync_session *s);
  * checkpoint when nothing is left to push), then returns.  `on_status` may
  * be NULL; `final` (optional) receives the last status.  A refused batch is
  * set aside as in a session and is not an error here (final->rejected counts
- * them).  Errors: CSTACK_EIO (the server is unreachable, answered 5xx or
- * something that is not the protocol), CSTACK_EINVAL (401: the token was
- * refused; or a URL that is not http:// or https://), CSTACK_ESCHEMA (409:
- * the server runs another schema), CSTACK_ETOOBIG (a response over
- * max_response), CSTACK_EMISUSE, or the code of a failed local merge;
+ * them).  Errors name the server's answer: CSTACK_EUNAUTHORIZED (401: the
+ * token was refused), CSTACK_EFORBIDDEN (403 on a pull or stream: e.g. the
+ * device's site id belongs to another user), CSTACK_EMISMATCH (409: the
+ * server runs another schema), CSTACK_ETOOBIG (413, or a response over
+ * max_response), CSTACK_EUNAVAILABLE (503: shutting down), CSTACK_EBUSY (503
+ * `locked`); CSTACK_EIO (the server is unreachable, answered another 5xx or
+ * something that is not the protocol), CSTACK_EINVAL (a URL that is not
+ * http:// or https://), CSTACK_EMISUSE, or the code of a failed local merge;
  * cstack_errmsg() explains.  Nothing is lost on failure: what was not
  * acknowledged stays queued. */
 CSTACK_API int cstack_sync_run_once(cstack *db, const cstack_sync_options *o,

@@ -88,6 +88,11 @@ typedef struct cstack_server_config {
     /* The sum of the output queued for every stream; past it the streams
      * with the largest queues (the slowest readers) are closed first. */
     size_t max_stream_memory;
+    /* A device's site id belongs to the first user presenting it; a user
+     * owns at most max_sites_per_user of them (a new one evicts the least
+     * recently seen) and a site not seen for site_ttl_days is forgotten. */
+    unsigned max_sites_per_user; /* 64 */
+    int site_ttl_days;           /* 90 */
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

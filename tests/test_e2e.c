@@ -703,7 +703,8 @@ Test(e2e, unreachable_server_and_bad_token_fail_clearly)
     o.url = url;
     o.token = "not-a-jwt";
     rc = cstack_sync_run_once(dev, &o, NULL, NULL, NULL);
-    cr_assert_eq(rc, CSTACK_EINVAL, "401 is the token's fault: %s", cstack_errmsg(dev));
+    cr_assert_eq(rc, CSTACK_EUNAUTHORIZED, "401 is the token's fault: %s", cstack_errmsg(dev));
+    cr_assert_str_eq(cstack_errname(rc), "unauthorized");
     cr_assert(strstr(cstack_errmsg(dev), "401") != NULL, "%s", cstack_errmsg(dev));
     int64_t pending = 0;
     cr_assert_eq(cstack_upload_pending(dev, &pending), 0);
@@ -713,6 +714,82 @@ Test(e2e, unreachable_server_and_bad_token_fail_clearly)
     cstack_close(dev);
     cstack_server_stop(srv);
     free(dir);
+}
+
+/* A copy of alice's device file carries her site id: bob syncing with it is
+ * refused, and the failure is labelled forbidden, on the API and the CLI. */
+Test(e2e, a_device_whose_site_another_user_owns_fails_as_forbidden)
+{
+    char *dir = t_tmpdir(), cmd[4096], url[64], *out = NULL;
+    int port = 0;
+    pid_t pid = spawn_server(dir, &port);
+    url_of(port, url, sizeof url);
+    char *alice = token_for("alice"), *bob = token_for("bob");
+    cstack *dev = open_device(dir, "alice");
+    put_doc(dev, "a1", "alice", "mine", NULL);
+    sync_once(dev, url, alice, NULL);
+    cstack_close(dev);
+    snprintf(cmd, sizeof cmd, "cd '%s' && cp alice.db bob.db", dir);
+    cr_assert_eq(t_run(cmd, &out), 0);
+    free(out);
+    dev = open_device(dir, "bob");
+    cstack_sync_options o = {.url = url, .token = bob};
+    int rc = cstack_sync_run_once(dev, &o, NULL, NULL, NULL);
+    cr_assert_eq(rc, CSTACK_EFORBIDDEN, "got %s: %s", cstack_errname(rc), cstack_errmsg(dev));
+    cr_assert(strstr(cstack_errmsg(dev), "belongs to another user") != NULL, "%s",
+              cstack_errmsg(dev));
+    cstack_close(dev);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && CSTACK_TOKEN='%s' '%s' sync --schema e2e.cstack --db bob.db "
+             "--server %s --once 2>&1",
+             dir, bob, CSTACK_CLI, url);
+    rc = t_run(cmd, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "failed (forbidden)") != NULL, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && CSTACK_TOKEN='not-a-jwt' '%s' sync --schema e2e.cstack --db alice.db "
+             "--server %s --once 2>&1",
+             dir, CSTACK_CLI, url);
+    rc = t_run(cmd, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "failed (unauthorized)") != NULL, "%s", out);
+    free(out);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    free(alice);
+    free(bob);
+    free(dir);
+}
+
+/* The label of an error response: the JSON code when the client knows it,
+ * else the status. */
+Test(e2e, error_responses_are_labelled_by_their_cause)
+{
+    static const struct {
+        long status;
+        const char *body;
+        const char *label;
+    } CASES[] = {
+        {401, "{\"status\":\"err\",\"code\":\"unauthorized\",\"message\":\"m\"}", "unauthorized"},
+        {401, "", "unauthorized"},
+        {403, "{\"status\":\"err\",\"code\":\"forbidden\",\"message\":\"m\"}", "forbidden"},
+        {409, "{\"status\":\"err\",\"code\":\"schema_mismatch\",\"message\":\"m\"}",
+         "schema_mismatch"},
+        {409, "<html>", "schema_mismatch"},
+        {413, "<html>413</html>", "too_big"},
+        {503, "{\"status\":\"err\",\"code\":\"unavailable\",\"message\":\"m\"}", "unavailable"},
+        {503, "{\"status\":\"err\",\"code\":\"locked\",\"message\":\"m\"}", "locked"},
+        {500, "{\"status\":\"err\",\"code\":\"internal\",\"message\":\"m\"}", "io"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        cs_http_resp r = {.status = CASES[i].status};
+        cr_assert_eq(cs_buf_puts(&r.body, CASES[i].body), 0);
+        const char *got = cstack_errname(cs_http_error_code(&r));
+        cr_expect_str_eq(got, CASES[i].label, "HTTP %ld %s: %s", CASES[i].status, CASES[i].body,
+                         got);
+        cs_buf_free(&r.body);
+    }
 }
 
 /* ---- the event-stream parser ------------------------------------------------- */

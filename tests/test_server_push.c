@@ -42,8 +42,8 @@ static void setup(fixture *f)
     snprintf(path, sizeof path, "%s/server.db", dir);
     free(dir);
     cs_srv_err err;
-    cr_assert_eq(cs_srv_store_sqlite.open(cstack_schema_of(f->dev), path, &f->st, &err), 0, "%s",
-                 err.message);
+    cr_assert_eq(cs_srv_store_sqlite.open(cstack_schema_of(f->dev), path, NULL, &f->st, &err), 0,
+                 "%s", err.message);
     f->user = (cs_auth){.signed_in = true, .sub = "u1"};
     cr_assert_eq(cs_write_lock(f->st->db), 0);
     sqlite3_trace_v2(cs_write_conn(f->st->db)->db, SQLITE_TRACE_STMT, count_begins, f);

@@ -87,6 +87,9 @@ void cs_http_resp_free(cs_http_resp *r);
 /* The "message" of an error response, or its first bytes, into the client's
  * error text, prefixed with `what`. */
 void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r);
+/* The CSTACK_E* code naming the cause of an error response: from the JSON
+ * error's "code" when it is one the client knows, else from the status. */
+int cs_http_error_code(const cs_http_resp *r);
 /* Parses a JSON object the server sent (docs/server.md): the small bodies of
  * errors, push results and checkpoints, whose nodes fit in the caller's
  * `room`.  Returns the object, or NULL when the n bytes at s are no JSON

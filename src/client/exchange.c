@@ -57,7 +57,7 @@ static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
 static int session_error(cs_client *c, const char *what, const cs_http_resp *r)
 {
     cs_http_error_text(c, what, r);
-    int code = r->status == 401 ? CSTACK_EINVAL : r->status == 409 ? CSTACK_ESCHEMA : CSTACK_EIO;
+    int code = cs_http_error_code(r);
     char msg[sizeof c->st.last_error];
     pthread_mutex_lock(&c->st_mu);
     memcpy(msg, c->st.last_error, sizeof msg);

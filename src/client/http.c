@@ -250,6 +250,41 @@ const jr_val *cs_client_json(const char *s, size_t n, jr_val *room, size_t nroom
     return jr_is(&doc->vals[0], JR_OBJECT) ? &doc->vals[0] : NULL;
 }
 
+int cs_http_error_code(const cs_http_resp *r)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } NAMES[] = {{"unauthorized", CSTACK_EUNAUTHORIZED}, {"forbidden", CSTACK_EFORBIDDEN},
+                 {"schema_mismatch", CSTACK_EMISMATCH},  {"too_big", CSTACK_ETOOBIG},
+                 {"unavailable", CSTACK_EUNAVAILABLE},   {"locked", CSTACK_EBUSY},
+                 {"clock_drift", CSTACK_ECLOCK}};
+    jr_val room[16];
+    jr_doc doc;
+    const jr_val *v = jr_get(cs_client_json(r->body.data, r->body.len, room, 16, &doc), "code");
+    int code = 0;
+    for (size_t i = 0; jr_is(v, JR_STRING) && !code && i < sizeof NAMES / sizeof NAMES[0]; i++)
+        if (jr_len(v) == strlen(NAMES[i].name) && memcmp(jr_str(v), NAMES[i].name, jr_len(v)) == 0)
+            code = NAMES[i].code;
+    jr_doc_free(&doc);
+    if (code)
+        return code;
+    switch (r->status) {
+    case 401:
+        return CSTACK_EUNAUTHORIZED;
+    case 403:
+        return CSTACK_EFORBIDDEN;
+    case 409:
+        return CSTACK_EMISMATCH;
+    case 413:
+        return CSTACK_ETOOBIG;
+    case 503:
+        return CSTACK_EUNAVAILABLE;
+    default:
+        return CSTACK_EIO;
+    }
+}
+
 void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r)
 {
     char msg[200] = "";

@@ -151,9 +151,7 @@ static int finished(cs_client *c, stream_ctx *s)
                               c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc));
     if (s->status != 200) {
         cs_http_resp r = {.status = s->status, .body = s->err};
-        int code = s->status == 401   ? CSTACK_EINVAL
-                   : s->status == 409 ? CSTACK_ESCHEMA
-                                      : CSTACK_EIO;
+        int code = cs_http_error_code(&r);
         cs_http_error_text(c, "stream", &r);
         pthread_mutex_lock(&c->st_mu);
         char msg[sizeof c->st.last_error];

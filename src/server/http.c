@@ -321,6 +321,10 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
     cs_srv_err err;
     if (srv->ops->pull(srv->store, &req, 1, &res, &err))
         return reply_store_err(r, c, &err);
+    if (res.forbidden) {
+        cs_srv_err_set(&err, CS_SRV_FORBIDDEN, CSTACK_EINVAL, CS_SRV_SITE_FOREIGN);
+        return reply_store_err(r, c, &err);
+    }
     atomic_fetch_add(&srv->metrics.changes_out, res.rows);
     char cursor[24], sum[24];
     snprintf(cursor, sizeof cursor, "%" PRId64, res.cursor);
@@ -345,6 +349,9 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
                          "cursor %" PRId64
                          " is not a cursor of this server (its version is %" PRId64 ")",
                          since, version);
+    cs_srv_err err;
+    if (srv->ops->claim(srv->store, r->auth, r->site, &err))
+        return reply_store_err(r, c, &err);
     cs_stream *s = NULL;
     cs_auth *auth = r->auth;
     r->auth = NULL;
@@ -786,7 +793,9 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     rc = rc ? rc : load_schema(srv, cfg, err, errlen);
     if (!rc) {
         cs_srv_err serr = {0};
-        rc = srv->ops->open(srv->schema, srv->db_path, &srv->store, &serr);
+        cs_srv_store_cfg scfg = {srv->cfg.max_sites_per_user,
+                                 (int64_t)srv->cfg.site_ttl_days * 24 * 3600 * 1000};
+        rc = srv->ops->open(srv->schema, srv->db_path, &scfg, &srv->store, &serr);
         if (rc)
             set_err(err, errlen, "%s", serr.message);
     }

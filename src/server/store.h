@@ -79,30 +79,51 @@ typedef struct cs_srv_pull_result {
     int64_t cursor;    /* the version the changeset brings the device to */
     uint64_t checksum; /* when asked for */
     long same_as;      /* >= 0: identical to result [same_as] of the same call */
+    bool forbidden;    /* the site belongs to another user: nothing was read
+                        * or recorded, and the request must be refused */
 } cs_srv_pull_result;
+
+/* The message of a refusal for a site id another user owns (it never names
+ * that user). */
+#define CS_SRV_SITE_FOREIGN "this device's site id (X-Cstack-Site) belongs to another user"
+
+/* Bounds of what the store keeps per device. */
+typedef struct cs_srv_store_cfg {
+    unsigned max_sites_per_user; /* 0: CS_SRV_MAX_SITES */
+    int64_t site_ttl_ms;         /* 0: CS_SRV_SITE_TTL_MS */
+} cs_srv_store_cfg;
+
+#define CS_SRV_MAX_SITES 64u
+#define CS_SRV_SITE_TTL_MS (90LL * 24 * 3600 * 1000)
 
 typedef struct cs_srv_store cs_srv_store;
 
 /* The method table (its version first, like SQLite's VFS, so a table built
  * for an older layout can still be recognised). */
 typedef struct cs_srv_store_ops {
-    int iversion;     /* 1 */
+    int iversion;     /* 2 (2 added claim and the open's cfg) */
     const char *name; /* "sqlite" */
     /* Opens (creating when missing) the state at `target` (a file path for
      * SQLite) for `schema` (the store keeps its own reference).  On success
-     * *out is a store to close with close(). */
-    int (*open)(const cstack_schema *schema, const char *target, cs_srv_store **out,
-                cs_srv_err *err);
+     * *out is a store to close with close().  `cfg` may be NULL (defaults). */
+    int (*open)(const cstack_schema *schema, const char *target, const cs_srv_store_cfg *cfg,
+                cs_srv_store **out, cs_srv_err *err);
     /* Validates and merges one batch, all or nothing, at most once per
-     * (user, batch); returns only after the merge is durable (COMMIT). */
+     * (user, batch); returns only after the merge is durable (COMMIT).  A
+     * site another user owns is refused (CS_SRV_FORBIDDEN) before anything
+     * is read or written. */
     int (*push)(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res, cs_srv_err *err);
     /* Answers `n` pulls in one snapshot: every result describes the same
-     * server version.  Identical requests are computed once (same_as).  On
-     * failure no result holds anything (the store frees what it made). */
+     * server version.  A request whose site another user owns changes
+     * nothing and gets a result marked `forbidden`.  Identical requests are computed once
+     * (same_as).  On failure no result holds anything (the store frees what it made). */
     int (*pull)(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                 cs_srv_err *err);
     /* The current version (the cursor of a device that has everything). */
     int (*version)(cs_srv_store *st, int64_t *version);
+    /* Binds `site` to the user of `auth`, as a push or pull does, before a
+     * stream opens: CS_SRV_FORBIDDEN when another user owns it. */
+    int (*claim)(cs_srv_store *st, const cs_auth *auth, const char *site, cs_srv_err *err);
     /* Closes the state; every push acknowledged before is durable.  NULL ok. */
     void (*close)(cs_srv_store *st);
 } cs_srv_store_ops;

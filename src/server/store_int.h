@@ -1,6 +1,7 @@
 /*
  * store_int.h -- what the two halves of the SQLite server store share:
- * store_sqlite.c (open, push, close) and store_sqlite_pull.c (pulls, checksums).
+ * store_sqlite.c (open, push, close), store_sqlite_pull.c (pulls, checksums)
+ * and store_sqlite_sites.c (which user owns each site).
  */
 #ifndef CS_SERVER_STORE_INT_H
 #define CS_SERVER_STORE_INT_H
@@ -26,7 +27,9 @@ struct cs_srv_store {
     bool local_reads;            /* read policies read only the row and auth() */
     pthread_mutex_t cache_mu;
     cs_srv_sum cache[CS_SRV_SUM_CACHE];
-    size_t cache_next; /* round-robin replacement */
+    size_t cache_next;   /* round-robin replacement */
+    unsigned max_sites;  /* sites one user may own (store_sqlite_sites.c) */
+    int64_t site_ttl_ms; /* a site not seen for this long is collected */
 };
 
 /* Primary-key values as they travel (storage classes) to API values; text and
@@ -43,5 +46,20 @@ int cs_srv_durable_version(cs_srv_store *st, int64_t *version);
 /* The pull method (store_sqlite_pull.c). */
 int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                        cs_srv_err *err);
+
+/* Binds `site` (32 hex digits) to the user of `auth` when nobody owns it,
+ * refreshes when it was last seen, and sets *foreign when another user owns
+ * it (then nothing was changed).  Call inside a write scope. */
+int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site, bool *foreign);
+
+/* Forgets sites not seen for site_ttl_ms and their records: at most `limit`
+ * of them, or all when limit is 0.  Call inside a write scope or at open. */
+int cs_srv_sites_collect(cs_srv_store *st, cs_conn *c, int limit);
+
+/* Fills `err` with the refusal of a site owned by another user. */
+void cs_srv_site_refuse(cs_srv_err *err);
+
+/* The claim method (store_sqlite_sites.c). */
+int cs_srv_sqlite_claim(cs_srv_store *st, const cs_auth *auth, const char *site, cs_srv_err *err);
 
 #endif

@@ -20,9 +20,9 @@
  *
  * Tables (beside the schema's own and the sync engine's):
  *   _cstack_srv_batches(sub, batch, at)            applied batches per user
- *   _cstack_srv_sent(site, model, pk, present, at) what each device holds,
- *                                                  kept only when read
- *                                                  policies are not local
+ *   _cstack_srv_sent(site, model, pk, present, at) what each device holds
+ *   _cstack_srv_sites(site, sub, first_seen, last_seen) the user owning each
+ *                                                  device (store_sqlite_sites.c)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -43,7 +43,15 @@ static const char TABLES_SQL[] = "CREATE TABLE IF NOT EXISTS _cstack_srv_batches
                                  "CREATE TABLE IF NOT EXISTS _cstack_srv_sent("
                                  " site BLOB NOT NULL, model TEXT NOT NULL, pk BLOB NOT NULL,"
                                  " present INTEGER NOT NULL, at INTEGER NOT NULL,"
-                                 " PRIMARY KEY(site, model, pk)) WITHOUT ROWID;";
+                                 " PRIMARY KEY(site, model, pk)) WITHOUT ROWID;"
+                                 "CREATE TABLE IF NOT EXISTS _cstack_srv_sites("
+                                 " site BLOB PRIMARY KEY, sub TEXT NOT NULL,"
+                                 " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)"
+                                 " WITHOUT ROWID;"
+                                 "CREATE INDEX IF NOT EXISTS _cstack_srv_sites_seen"
+                                 " ON _cstack_srv_sites(last_seen);"
+                                 "CREATE INDEX IF NOT EXISTS _cstack_srv_sites_sub"
+                                 " ON _cstack_srv_sites(sub, last_seen);";
 
 
 void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg)
@@ -59,7 +67,7 @@ void cs_srv_err_set(cs_srv_err *err, cs_srv_fail kind, int code, const char *msg
 
 static int create_tables(sqlite3 *conn, void *ctx)
 {
-    (void)ctx;
+    cs_srv_store *store = ctx;
     int rc = sqlite3_exec(conn, TABLES_SQL, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return cs_err(CSTACK_ESQLITE, "creating the server tables: %s", sqlite3_errmsg(conn));
@@ -70,7 +78,9 @@ static int create_tables(sqlite3 *conn, void *ctx)
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(conn));
+    if (rc != SQLITE_OK)
+        return cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(conn));
+    return cs_srv_sites_collect(store, cs_write_conn(store->db), 0);
 }
 
 static void store_free(cs_srv_store *st)
@@ -84,8 +94,8 @@ static void store_free(cs_srv_store *st)
     free(st);
 }
 
-static int sqlite_open(const cstack_schema *schema, const char *target, cs_srv_store **out,
-                       cs_srv_err *err)
+static int sqlite_open(const cstack_schema *schema, const char *target, const cs_srv_store_cfg *cfg,
+                       cs_srv_store **out, cs_srv_err *err)
 {
     *out = NULL;
     cs_srv_store *st = calloc(1, sizeof *st);
@@ -94,9 +104,11 @@ static int sqlite_open(const cstack_schema *schema, const char *target, cs_srv_s
         return CSTACK_ENOMEM;
     }
     pthread_mutex_init(&st->cache_mu, NULL);
+    st->max_sites = cfg && cfg->max_sites_per_user ? cfg->max_sites_per_user : CS_SRV_MAX_SITES;
+    st->site_ttl_ms = cfg && cfg->site_ttl_ms > 0 ? cfg->site_ttl_ms : CS_SRV_SITE_TTL_MS;
     int rc = cstack_open(schema, target, NULL, &st->db);
     rc = rc ? rc : cstack_bootstrap(st->db, NULL);
-    rc = rc ? rc : cstack_with_sqlite(st->db, create_tables, NULL);
+    rc = rc ? rc : cstack_with_sqlite(st->db, create_tables, st);
     if (rc) {
         char msg[480];
         snprintf(msg, sizeof msg, "%s: %s", target,
@@ -134,6 +146,7 @@ typedef struct push_ctx {
     cs_srv_store *st;
     const cs_srv_push *req;
     bool refused; /* a policy said no; msg says which row */
+    bool foreign; /* the site belongs to another user */
     char msg[480];
 } push_ctx;
 
@@ -245,6 +258,10 @@ static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, i
 
 static void classify(push_ctx *x, int rc, cs_srv_err *err)
 {
+    if (x->foreign) {
+        cs_srv_site_refuse(err);
+        return;
+    }
     if (x->refused) {
         cs_srv_err_set(err, CS_SRV_FORBIDDEN, rc, x->msg);
         return;
@@ -272,7 +289,10 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
 {
     cs_conn *c = cs_write_conn(st->db);
     bool seen = false;
-    int rc = batch_seen(c, req, &seen);
+    int rc = cs_srv_site_use(st, req->auth, req->site, &x->foreign);
+    if (!rc && x->foreign)
+        return CSTACK_EINVAL; /* rolls the scope back: nothing changes */
+    rc = rc ? rc : batch_seen(c, req, &seen);
     if (!rc && seen) {
         res->duplicate = true;
         return cs_srv_durable_version(st, &res->cursor);
@@ -341,11 +361,12 @@ int cs_srv_auth_key(const cstack_schema *s, const cs_auth *auth, cs_buf *out)
 }
 
 const cs_srv_store_ops cs_srv_store_sqlite = {
-    .iversion = 1,
+    .iversion = 2,
     .name = "sqlite",
     .open = sqlite_open,
     .push = sqlite_push,
     .pull = cs_srv_sqlite_pull,
     .version = sqlite_version,
+    .claim = cs_srv_sqlite_claim,
     .close = sqlite_close,
 };

@@ -8,7 +8,9 @@
  *
  *  - _cstack_srv_sent records what each device (site) holds, to send a row
  *    the device lacks and drop (or send the deletion of) only rows it may
- *    hold: a pull never reveals the keys of rows its user cannot read.
+ *    hold: a pull never reveals the keys of rows its user cannot read.  A
+ *    site belongs to the first user that presents it (store_sqlite_sites.c):
+ *    another user's request for it reads and records nothing.
  *
  *  - Local read policies (every rule reads only the row itself and auth()):
  *    a row's visibility changes only when the row changes, so a pull scans
@@ -496,9 +498,14 @@ static int pull_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **
             res[i].cursor = o->cursor;
             res[i].checksum = o->checksum;
             res[i].len = o->len;
-        } else {
-            rc = pull_one(st, &reqs[i], keys[i], version, &res[i]);
+            res[i].forbidden = o->forbidden;
+            continue;
         }
+        rc = cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &res[i].forbidden);
+        if (!rc && res[i].forbidden)
+            res[i].cursor = reqs[i].since;
+        else if (!rc)
+            rc = pull_one(st, &reqs[i], keys[i], version, &res[i]);
     }
     return rc;
 }

@@ -252,6 +252,12 @@ static void deliver(cs_hub *h, round_item *it, const cs_srv_pull_result *res, co
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = it[i].s;
         size_t src = res[i].same_as >= 0 ? (size_t)res[i].same_as : i;
+        if (res[i].forbidden) {
+            static const char ev[] = "event: error\ndata: {\"status\":\"err\",\"code\":"
+                                     "\"forbidden\",\"message\":\"" CS_SRV_SITE_FOREIGN "\"}\n\n";
+            enqueue(s, ev, sizeof ev - 1, 0, true);
+            continue;
+        }
         if (res[i].rows > 0) {
             enqueue(s, events[src].data, events[src].len, lag_from, false);
             atomic_fetch_add(&srv->metrics.changes_out, res[i].rows);
