@@ -92,6 +92,22 @@ int cs_row_own(cs_arow *r)
     return rc ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
 }
 
+/* Loads the parked copy of the row with primary key `pk` into r, if any. */
+static int load_parked(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow *r,
+                       bool *parked)
+{
+    *parked = false;
+    if (!a->parked_any)
+        return 0;
+    cs_buf key = CS_BUF_INIT;
+    int rc = cs_parked_key(&key, pk, m->npk);
+    rc = rc ? rc : cs_parked_get(a->c, m, &key, &r->buf, parked);
+    if (!rc && *parked)
+        rc = cs_parked_decode(r->buf.data, r->buf.len, m, r->vals, r->present);
+    cs_buf_free(&key);
+    return rc ? cs_err(CSTACK_ESQLITE, "cannot read a parked row of %s", m->name) : 0;
+}
+
 /* Loads the visible row with primary key `pk` (found: in the table), or its
  * parked copy (parked), into r. */
 int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow *r,
@@ -120,15 +136,7 @@ int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow 
         rc = cs_err_sqlite(m, a->c->db, step);
     }
     sqlite3_reset(st);
-    if (rc || *found)
-        return rc;
-    cs_buf key = CS_BUF_INIT;
-    rc = cs_parked_key(&key, pk, m->npk);
-    rc = rc ? rc : cs_parked_get(a->c, m, &key, &r->buf, parked);
-    if (!rc && *parked)
-        rc = cs_parked_decode(r->buf.data, r->buf.len, m, r->vals, r->present);
-    cs_buf_free(&key);
-    return rc ? cs_err(CSTACK_ESQLITE, "cannot read a parked row of %s", m->name) : 0;
+    return rc || *found ? rc : load_parked(a, m, pk, r, parked);
 }
 
 void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
@@ -146,13 +154,10 @@ int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_
 
 static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
 {
-    cs_buf blob = CS_BUF_INIT;
-    int rc = cs_clk_encode(clk, &blob);
-    rc = rc ? rc
-            : cs_clkrow_store(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, a->ver,
-                              blob.data, blob.len);
-    cs_buf_free(&blob);
-    return rc;
+    int rc = cs_clk_encode(clk, &a->blob);
+    return rc ? rc
+              : cs_clkrow_store(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, a->ver,
+                                a->blob.data, a->blob.len);
 }
 
 /* ---- merging one row ----------------------------------------------------- */
@@ -209,6 +214,21 @@ static int check(apply_ctx *a, const cs_cs_row *in, int op, int phase)
     return a->opts->check(a->opts->ctx, a->c, in->model, in->pk, op, phase);
 }
 
+/* Merges the alive row `in` into a row the clock does not know alive: such
+ * a row is in neither its table nor the parked rows unless something wrote
+ * the file behind cstack's back, so it is inserted without loading it
+ * first (one statement instead of two or three per new row).  *done false
+ * means the general way must run: the row is parked, or the INSERT failed
+ * (a constraint, or a row the clock does not know) and wrote nothing. */
+static int insert_new(apply_ctx *a, const cs_model *m, const cs_cs_row *in, cs_arow *cur,
+                      bool *done)
+{
+    bool parked = false;
+    *done = false;
+    int rc = load_parked(a, m, in->pk, cur, &parked);
+    return rc || parked ? rc : cs_apply_insert(a, in, cur, done);
+}
+
 static int merge_row(apply_ctx *a, const cs_cs_row *in)
 {
     if (in->cl == 0)
@@ -263,11 +283,14 @@ static int merge_row(apply_ctx *a, const cs_cs_row *in)
                    : (was_alive ? CS_CHECK_DELETE : 0);
     rc = rc ? rc : check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
     rc = rc ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
-    if (!rc && !loaded)
+    bool done = false;
+    if (!rc && !loaded && !was_alive && alive)
+        rc = insert_new(a, m, in, &cur, &done);
+    if (!rc && !loaded && !done)
         rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
-    if (!rc && !alive)
+    if (!rc && !done && !alive)
         rc = cs_apply_remove(a, &cur, in->pk, found, parked);
-    else if (!rc)
+    else if (!rc && !done)
         rc = cs_apply_write(a, in, &cur, found, parked);
     rc = rc ? rc : check(a, in, op == CS_CHECK_DELETE ? 0 : op, CS_CHECK_AFTER);
 out:
@@ -343,6 +366,9 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     /* Local writes not yet folded must take part in the merge. */
     rc = rc ? rc : cs_sync_materialize(a->s);
     rc = rc ? rc : map_sites(a);
+    int src = rc ? SQLITE_OK : cs_parked_any(a->c, &a->parked_any);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, a->c->db, src);
     for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
         rc = read_row(a, &r, i, &max_hlc);
         rc = rc ? rc : merge_row(a, &a->row);
@@ -392,6 +418,7 @@ static void ctx_free(apply_ctx *a)
     free(a->row.cols);
     free(a->won);
     free(a->site_ord);
+    cs_buf_free(&a->blob);
     cs_apply_work_free(a);
 }
 

@@ -42,6 +42,8 @@ typedef struct apply_ctx {
     cs_worklist removed;  /* rows deleted or parked */
     const cs_apply_opts *opts;
     cs_rowsql *rowsql;    /* the runtime's row statements (sql/sql.h) */
+    bool parked_any;      /* some row may be parked (else none is looked up) */
+    cs_buf blob;          /* scratch: the clock blob being stored */
 } apply_ctx;
 
 /* Prepares a row statement on the merge's connection. */
@@ -60,6 +62,12 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
 /* Writes the merged alive row (the current row `cur` overlaid with the won
  * columns of `in`), parking it or a rival when a constraint says so. */
 int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, bool parked);
+/* Inserts the alive row `in` (its won columns) into its table, for a row
+ * that is in neither its table nor the parked rows as far as the clock
+ * knows: *done says whether the row is now merged.  When the INSERT fails
+ * (a constraint, or a row written to the file behind cstack's back) nothing
+ * was written, and the caller loads the row and writes it the general way. */
+int cs_apply_insert(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool *done);
 /* Removes a row that is now deleted. */
 int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool found,
                     bool parked);

@@ -3,7 +3,7 @@
  * Both the fold of local writes (capture.c) and the merge (apply.c) do this
  * once per row, so the SQL text of each model (src/sql/clocksql.c) is built
  * once, when the models load (cs_sync_clkrow_sql), and the statements come
- * from the connection's cache. */
+ * from the connection's cache under keys of their own. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +28,16 @@ int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
     return sm->sql_load && sm->sql_store && sm->sql_latest ? 0 : CSTACK_ENOMEM;
 }
 
-static sqlite3_stmt *prepare(cs_conn *c, const char *sql, const cs_model *m, int *rc)
+/* The statements of each kind. */
+enum { CLKROW_LOAD = 1, CLKROW_STORE };
+
+/* Each model's statements are cached under their own keys (CS_KEY_CLKROW):
+ * hashing their text on every call cost a twentieth of a merge. */
+static sqlite3_stmt *prepare(cs_conn *c, const cs_sync_model *sm, int kind, const char *sql,
+                             const cs_model *m, int *rc)
 {
-    sqlite3_stmt *st = sql ? cs_conn_prepare(c, 0, sql, strlen(sql)) : NULL;
+    sqlite3_stmt *st =
+        sql ? cs_conn_prepare(c, CS_KEY_CLKROW(sm->model, kind), sql, strlen(sql)) : NULL;
     if (!st)
         *rc = sql ? cs_err_sqlite(m, c->db, sqlite3_errcode(c->db))
                   : cs_err(CSTACK_ENOMEM, "out of memory");
@@ -41,7 +48,7 @@ int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                    const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
 {
     int rc = 0;
-    sqlite3_stmt *st = prepare(c, sm->sql_load, m, &rc);
+    sqlite3_stmt *st = prepare(c, sm, CLKROW_LOAD, sm->sql_load, m, &rc);
     if (!st)
         return rc;
     for (size_t i = 0; i < m->npk; i++)
@@ -65,7 +72,7 @@ int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                     size_t len)
 {
     int rc = 0;
-    sqlite3_stmt *st = prepare(c, sm->sql_store, m, &rc);
+    sqlite3_stmt *st = prepare(c, sm, CLKROW_STORE, sm->sql_store, m, &rc);
     if (!st)
         return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
