@@ -229,60 +229,103 @@ static int insert_new(apply_ctx *a, const cs_model *m, const cs_cs_row *in, cs_a
     return rc || parked ? rc : cs_apply_insert(a, in, cur, done);
 }
 
+/* Decides which columns of `in` win over the clock row (cl, clk): marks
+ * them in a->won and writes their entries into clk; *any says whether the
+ * row changes at all, *won counts the columns. */
+static int merge_cols(apply_ctx *a, const cs_cs_row *in, uint64_t cl, cs_clk *clk, cs_arow *cur,
+                      bool *loaded, bool *found, bool *parked, bool *any, int64_t *won)
+{
+    int mi = in->model;
+    const cs_model *m = &a->schema->models[mi];
+    bool exist = in->cl > cl;
+    int rc = 0;
+    *any = exist;
+    for (size_t i = 0; i < in->ncols && !rc; i++) {
+        const cs_cs_col *col = &in->cols[i];
+        int k = a->field_col[mi][col->field];
+        if (k < 0)
+            return cs_err(CSTACK_ESCHEMA, "field %s.%s is not registered for sync (bootstrap "
+                                          "the database)",
+                          m->name, m->fields[col->field].name);
+        const cs_clk_entry *e = cs_clk_get(clk, (size_t)k);
+        if (!exist && e && e->hlc == col->hlc && !*loaded) {
+            rc = cs_row_load(a, m, in->pk, cur, found, parked);
+            *loaded = true;
+        }
+        int win = exist ? 1
+                        : compare_col(a, col, e, &cur->vals[col->field],
+                                      *loaded && cur->present[col->field]);
+        if (rc || win <= 0)
+            continue;
+        cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
+        rc = cs_clk_set(clk, (size_t)k, &ne);
+        a->won[i] = true;
+        *any = true;
+        (*won)++;
+    }
+    if (!rc && exist) {
+        cs_clk_entry re = {0, a->origin_ord, a->ver};
+        rc = cs_clk_set(clk, SIZE_MAX, &re);
+    }
+    return rc;
+}
+
+/* Stores a new clock row for a row that has none (*stored false, nothing
+ * written, when it has one after all). */
+static int clock_insert(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk,
+                        bool *stored)
+{
+    int rc = cs_clk_encode(clk, &a->blob);
+    return rc ? rc
+              : cs_clkrow_insert(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl,
+                                 a->ver, a->blob.data, a->blob.len, stored);
+}
+
 static int merge_row(apply_ctx *a, const cs_cs_row *in)
 {
     if (in->cl == 0)
         return drop_row(a, in);
     int mi = in->model;
     const cs_model *m = &a->schema->models[mi];
-    const cs_sync_model *sm = &a->s->models[mi];
     uint64_t cl = 0;
     cs_clk clk;
     cs_clk_init(&clk);
     cs_arow cur;
-    bool loaded = false, found = false, parked = false;
+    bool loaded = false, found = false, parked = false, any = false, stored = false;
+    int64_t won = 0;
     int rc = cs_row_init(&cur, m);
-    rc = rc ? rc : cs_clock_load(a, mi, in->pk, &cl, &clk);
-    if (rc || in->cl < cl)
-        goto out;
-    bool exist = in->cl > cl;
-    bool any = exist;
-    for (size_t i = 0; i < in->ncols && !rc; i++) {
-        const cs_cs_col *col = &in->cols[i];
-        int k = a->field_col[mi][col->field];
-        if (k < 0) {
-            rc = cs_err(CSTACK_ESCHEMA, "field %s.%s is not registered for sync (bootstrap the "
-                                        "database)",
-                        m->name, m->fields[col->field].name);
-            break;
+    /* While rows keep turning out new (a fresh replica, a batch of
+     * creates), guess so: merged against no clock row, the row's clock row
+     * is inserted unless one exists, which spares looking it up first.  A
+     * wrong guess writes nothing and the row is merged the general way. */
+    if (!rc && a->guess_new) {
+        rc = cs_clk_resize(&clk, a->s->models[mi].ncols);
+        rc = rc ? rc : merge_cols(a, in, 0, &clk, &cur, &loaded, &found, &parked, &any, &won);
+        rc = rc ? rc : clock_insert(a, mi, in->pk, in->cl, &clk, &stored);
+        for (size_t i = 0; !rc && !stored && i < in->ncols; i++)
+            a->won[i] = false;
+        if (!rc && !stored) {
+            cs_clk_free(&clk);
+            won = 0;
         }
-        const cs_clk_entry *e = cs_clk_get(&clk, (size_t)k);
-        if (!exist && e && e->hlc == col->hlc && !loaded) {
-            rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
-            loaded = true;
-        }
-        int win = exist ? 1
-                        : compare_col(a, col, e, &cur.vals[col->field],
-                                      loaded && cur.present[col->field]);
-        if (rc || win <= 0)
-            continue;
-        cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
-        rc = cs_clk_set(&clk, (size_t)k, &ne);
-        a->won[i] = true;
-        any = true;
-        a->stats.won++;
+    }
+    if (!rc && !stored) {
+        rc = cs_clock_load(a, mi, in->pk, &cl, &clk);
+        a->guess_new = cl == 0;
+        if (rc || in->cl < cl)
+            goto out;
+        rc = merge_cols(a, in, cl, &clk, &cur, &loaded, &found, &parked, &any, &won);
     }
     if (rc || !any)
         goto out;
-    if (exist) {
-        cs_clk_entry re = {0, a->origin_ord, a->ver};
-        rc = cs_clk_set(&clk, SIZE_MAX, &re);
-    }
+    a->stats.won += won;
     bool was_alive = cl & 1, alive = in->cl & 1;
     int op = alive ? (was_alive ? CS_CHECK_UPDATE : CS_CHECK_CREATE)
                    : (was_alive ? CS_CHECK_DELETE : 0);
-    rc = rc ? rc : check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
-    rc = rc ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
+    /* A stored guess had no check before: a row that did not exist has no
+     * "row as it was" to check. */
+    rc = check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
+    rc = rc || stored ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
     bool done = false;
     if (!rc && !loaded && !was_alive && alive)
         rc = insert_new(a, m, in, &cur, &done);
@@ -298,7 +341,6 @@ out:
         a->won[i] = false;
     cs_row_free(&cur);
     cs_clk_free(&clk);
-    (void)sm;
     return rc;
 }
 
@@ -366,6 +408,7 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     /* Local writes not yet folded must take part in the merge. */
     rc = rc ? rc : cs_sync_materialize(a->s);
     rc = rc ? rc : map_sites(a);
+    a->guess_new = true;
     int src = rc ? SQLITE_OK : cs_parked_any(a->c, &a->parked_any);
     if (src != SQLITE_OK)
         rc = cs_err_sqlite(NULL, a->c->db, src);

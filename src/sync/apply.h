@@ -43,6 +43,7 @@ typedef struct apply_ctx {
     const cs_apply_opts *opts;
     cs_rowsql *rowsql;    /* the runtime's row statements (sql/sql.h) */
     bool parked_any;      /* some row may be parked (else none is looked up) */
+    bool guess_new;       /* the previous row had no clock row */
     cs_buf blob;          /* scratch: the clock blob being stored */
 } apply_ctx;
 
