@@ -69,10 +69,24 @@ int cs_row_init(cs_arow *r, const cs_model *m)
     return r->vals && r->present ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
 }
 
+/* The row being merged uses the context's arrays: one allocation per merge
+ * instead of two per row. */
+static void row_init_merged(apply_ctx *a, cs_arow *r, const cs_model *m)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->vals = a->cur_vals;
+    r->present = a->cur_present;
+    r->borrowed = true;
+    memset(r->present, 0, m->nfields * sizeof *r->present);
+}
+
 void cs_row_free(cs_arow *r)
 {
-    free(r->vals);
-    free(r->present);
+    if (!r->borrowed) {
+        free(r->vals);
+        free(r->present);
+    }
     cs_buf_free(&r->buf);
     memset(r, 0, sizeof *r);
 }
@@ -293,7 +307,8 @@ static int merge_row(apply_ctx *a, const cs_cs_row *in)
     cs_arow cur;
     bool loaded = false, found = false, parked = false, any = false, stored = false;
     int64_t won = 0;
-    int rc = cs_row_init(&cur, m);
+    int rc = 0;
+    row_init_merged(a, &cur, m);
     /* While rows keep turning out new (a fresh replica, a batch of
      * creates), guess so: merged against no clock row, the row's clock row
      * is inserted unless one exists, which spares looking it up first.  A
@@ -435,9 +450,11 @@ static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
             maxf = a->schema->models[i].nfields;
     a->row.cols = calloc(maxf, sizeof *a->row.cols);
     a->won = calloc(maxf, sizeof *a->won);
+    a->cur_vals = calloc(maxf, sizeof *a->cur_vals);
+    a->cur_present = calloc(maxf, sizeof *a->cur_present);
     a->field_col = calloc(a->schema->nmodels ? a->schema->nmodels : 1, sizeof *a->field_col);
     a->rowsql = cs_store_rowsql(db);
-    if (!a->row.cols || !a->won || !a->field_col)
+    if (!a->row.cols || !a->won || !a->cur_vals || !a->cur_present || !a->field_col)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     for (size_t mi = 0; mi < a->schema->nmodels; mi++) {
         const cs_model *m = &a->schema->models[mi];
@@ -460,6 +477,8 @@ static void ctx_free(apply_ctx *a)
     free(a->field_col);
     free(a->row.cols);
     free(a->won);
+    free(a->cur_vals);
+    free(a->cur_present);
     free(a->site_ord);
     cs_buf_free(&a->blob);
     cs_apply_work_free(a);

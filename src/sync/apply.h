@@ -12,6 +12,7 @@ typedef struct cs_arow {
     cs_cs_value *vals;
     bool *present;
     cs_buf buf;
+    bool borrowed;      /* vals and present belong to the apply_ctx */
 } cs_arow;
 
 /* A row whose visibility changed: model and its full encoded values. */
@@ -44,6 +45,8 @@ typedef struct apply_ctx {
     cs_rowsql *rowsql;    /* the runtime's row statements (sql/sql.h) */
     bool parked_any;      /* some row may be parked (else none is looked up) */
     bool guess_new;       /* the previous row had no clock row */
+    cs_cs_value *cur_vals; /* the merged row's arrays, sized for any model */
+    bool *cur_present;
     cs_buf blob;          /* scratch: the clock blob being stored */
 } apply_ctx;
 
