@@ -73,15 +73,21 @@ uint64_t cs_hash64(const void *p, size_t n);
 /* Keys with this bit are chosen by callers and identify their SQL without
  * comparing text.  The bits below it say whose key it is, so that two owners
  * never pick the same one: CS_KEY_ROWSQL marks the keys of row statements
- * (sql/sql.h, below 2^56), CS_KEY_CONST those of constant statements. */
+ * (sql/sql.h, below 2^56, bit 62), CS_KEY_CONST those of constant statements
+ * (bit 61), CS_KEY_CLKROW those of clock-row statements (bit 60). */
 #define CS_KEY_CUSTOM (1ull << 63)
 #define CS_KEY_ROWSQL (CS_KEY_CUSTOM | 1ull << 62)
+/* The clock-row statements of sync (sync/clkrow.c): one per model index and
+ * kind, whose text depends only on the model's key columns. */
+#define CS_KEY_CLKROW(model, kind)                                                                \
+    (CS_KEY_CUSTOM | 1ull << 60 | (uint64_t)(kind) << 32 | (uint64_t)(uint32_t)(model))
 /* Statements whose text is a constant and that run once per row get one key
  * each, listed here so that no two share one. */
 enum cs_const_stmt {
     CS_STMT_PARKED_GET = 1,
     CS_STMT_PARKED_PUT,
     CS_STMT_PARKED_DEL,
+    CS_STMT_PARKED_ANY,
     CS_STMT_AUDIT_INSERT,
     CS_STMT_OUTBOX_INSERT,
 };

@@ -69,10 +69,24 @@ int cs_row_init(cs_arow *r, const cs_model *m)
     return r->vals && r->present ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
 }
 
+/* The row being merged uses the context's arrays: one allocation per merge
+ * instead of two per row. */
+static void row_init_merged(apply_ctx *a, cs_arow *r, const cs_model *m)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->vals = a->cur_vals;
+    r->present = a->cur_present;
+    r->borrowed = true;
+    memset(r->present, 0, m->nfields * sizeof *r->present);
+}
+
 void cs_row_free(cs_arow *r)
 {
-    free(r->vals);
-    free(r->present);
+    if (!r->borrowed) {
+        free(r->vals);
+        free(r->present);
+    }
     cs_buf_free(&r->buf);
     memset(r, 0, sizeof *r);
 }
@@ -90,6 +104,22 @@ int cs_row_own(cs_arow *r)
         cs_buf_free(&tmp);
     }
     return rc ? cs_err(CSTACK_ENOMEM, "out of memory") : 0;
+}
+
+/* Loads the parked copy of the row with primary key `pk` into r, if any. */
+static int load_parked(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow *r,
+                       bool *parked)
+{
+    *parked = false;
+    if (!a->parked_any)
+        return 0;
+    cs_buf key = CS_BUF_INIT;
+    int rc = cs_parked_key(&key, pk, m->npk);
+    rc = rc ? rc : cs_parked_get(a->c, m, &key, &r->buf, parked);
+    if (!rc && *parked)
+        rc = cs_parked_decode(r->buf.data, r->buf.len, m, r->vals, r->present);
+    cs_buf_free(&key);
+    return rc ? cs_err(CSTACK_ESQLITE, "cannot read a parked row of %s", m->name) : 0;
 }
 
 /* Loads the visible row with primary key `pk` (found: in the table), or its
@@ -120,15 +150,7 @@ int cs_row_load(apply_ctx *a, const cs_model *m, const cs_cs_value *pk, cs_arow 
         rc = cs_err_sqlite(m, a->c->db, step);
     }
     sqlite3_reset(st);
-    if (rc || *found)
-        return rc;
-    cs_buf key = CS_BUF_INIT;
-    rc = cs_parked_key(&key, pk, m->npk);
-    rc = rc ? rc : cs_parked_get(a->c, m, &key, &r->buf, parked);
-    if (!rc && *parked)
-        rc = cs_parked_decode(r->buf.data, r->buf.len, m, r->vals, r->present);
-    cs_buf_free(&key);
-    return rc ? cs_err(CSTACK_ESQLITE, "cannot read a parked row of %s", m->name) : 0;
+    return rc || *found ? rc : load_parked(a, m, pk, r, parked);
 }
 
 void cs_row_pk(const cs_arow *r, cs_cs_value *pk)
@@ -146,13 +168,10 @@ int cs_clock_load(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t *cl, cs_
 
 static int clock_store(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk)
 {
-    cs_buf blob = CS_BUF_INIT;
-    int rc = cs_clk_encode(clk, &blob);
-    rc = rc ? rc
-            : cs_clkrow_store(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, a->ver,
-                              blob.data, blob.len);
-    cs_buf_free(&blob);
-    return rc;
+    int rc = cs_clk_encode(clk, &a->blob);
+    return rc ? rc
+              : cs_clkrow_store(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl, a->ver,
+                                a->blob.data, a->blob.len);
 }
 
 /* ---- merging one row ----------------------------------------------------- */
@@ -209,65 +228,127 @@ static int check(apply_ctx *a, const cs_cs_row *in, int op, int phase)
     return a->opts->check(a->opts->ctx, a->c, in->model, in->pk, op, phase);
 }
 
+/* Merges the alive row `in` into a row the clock does not know alive: such
+ * a row is in neither its table nor the parked rows unless something wrote
+ * the file behind cstack's back, so it is inserted without loading it
+ * first (one statement instead of two or three per new row).  *done false
+ * means the general way must run: the row is parked, or the INSERT failed
+ * (a constraint, or a row the clock does not know) and wrote nothing. */
+static int insert_new(apply_ctx *a, const cs_model *m, const cs_cs_row *in, cs_arow *cur,
+                      bool *done)
+{
+    bool parked = false;
+    *done = false;
+    int rc = load_parked(a, m, in->pk, cur, &parked);
+    return rc || parked ? rc : cs_apply_insert(a, in, cur, done);
+}
+
+/* Decides which columns of `in` win over the clock row (cl, clk): marks
+ * them in a->won and writes their entries into clk; *any says whether the
+ * row changes at all, *won counts the columns. */
+static int merge_cols(apply_ctx *a, const cs_cs_row *in, uint64_t cl, cs_clk *clk, cs_arow *cur,
+                      bool *loaded, bool *found, bool *parked, bool *any, int64_t *won)
+{
+    int mi = in->model;
+    const cs_model *m = &a->schema->models[mi];
+    bool exist = in->cl > cl;
+    int rc = 0;
+    *any = exist;
+    for (size_t i = 0; i < in->ncols && !rc; i++) {
+        const cs_cs_col *col = &in->cols[i];
+        int k = a->field_col[mi][col->field];
+        if (k < 0)
+            return cs_err(CSTACK_ESCHEMA, "field %s.%s is not registered for sync (bootstrap "
+                                          "the database)",
+                          m->name, m->fields[col->field].name);
+        const cs_clk_entry *e = cs_clk_get(clk, (size_t)k);
+        if (!exist && e && e->hlc == col->hlc && !*loaded) {
+            rc = cs_row_load(a, m, in->pk, cur, found, parked);
+            *loaded = true;
+        }
+        int win = exist ? 1
+                        : compare_col(a, col, e, &cur->vals[col->field],
+                                      *loaded && cur->present[col->field]);
+        if (rc || win <= 0)
+            continue;
+        cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
+        rc = cs_clk_set(clk, (size_t)k, &ne);
+        a->won[i] = true;
+        *any = true;
+        (*won)++;
+    }
+    if (!rc && exist) {
+        cs_clk_entry re = {0, a->origin_ord, a->ver};
+        rc = cs_clk_set(clk, SIZE_MAX, &re);
+    }
+    return rc;
+}
+
+/* Stores a new clock row for a row that has none (*stored false, nothing
+ * written, when it has one after all). */
+static int clock_insert(apply_ctx *a, int mi, const cs_cs_value *pk, uint64_t cl, cs_clk *clk,
+                        bool *stored)
+{
+    int rc = cs_clk_encode(clk, &a->blob);
+    return rc ? rc
+              : cs_clkrow_insert(a->c, &a->s->models[mi], &a->schema->models[mi], pk, cl,
+                                 a->ver, a->blob.data, a->blob.len, stored);
+}
+
 static int merge_row(apply_ctx *a, const cs_cs_row *in)
 {
     if (in->cl == 0)
         return drop_row(a, in);
     int mi = in->model;
     const cs_model *m = &a->schema->models[mi];
-    const cs_sync_model *sm = &a->s->models[mi];
     uint64_t cl = 0;
     cs_clk clk;
     cs_clk_init(&clk);
     cs_arow cur;
-    bool loaded = false, found = false, parked = false;
-    int rc = cs_row_init(&cur, m);
-    rc = rc ? rc : cs_clock_load(a, mi, in->pk, &cl, &clk);
-    if (rc || in->cl < cl)
-        goto out;
-    bool exist = in->cl > cl;
-    bool any = exist;
-    for (size_t i = 0; i < in->ncols && !rc; i++) {
-        const cs_cs_col *col = &in->cols[i];
-        int k = a->field_col[mi][col->field];
-        if (k < 0) {
-            rc = cs_err(CSTACK_ESCHEMA, "field %s.%s is not registered for sync (bootstrap the "
-                                        "database)",
-                        m->name, m->fields[col->field].name);
-            break;
+    bool loaded = false, found = false, parked = false, any = false, stored = false;
+    int64_t won = 0;
+    int rc = 0;
+    row_init_merged(a, &cur, m);
+    /* While rows keep turning out new (a fresh replica, a batch of
+     * creates), guess so: merged against no clock row, the row's clock row
+     * is inserted unless one exists, which spares looking it up first.  A
+     * wrong guess writes nothing and the row is merged the general way. */
+    if (!rc && a->guess_new) {
+        rc = cs_clk_resize(&clk, a->s->models[mi].ncols);
+        rc = rc ? rc : merge_cols(a, in, 0, &clk, &cur, &loaded, &found, &parked, &any, &won);
+        rc = rc ? rc : clock_insert(a, mi, in->pk, in->cl, &clk, &stored);
+        for (size_t i = 0; !rc && !stored && i < in->ncols; i++)
+            a->won[i] = false;
+        if (!rc && !stored) {
+            cs_clk_free(&clk);
+            won = 0;
         }
-        const cs_clk_entry *e = cs_clk_get(&clk, (size_t)k);
-        if (!exist && e && e->hlc == col->hlc && !loaded) {
-            rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
-            loaded = true;
-        }
-        int win = exist ? 1
-                        : compare_col(a, col, e, &cur.vals[col->field],
-                                      loaded && cur.present[col->field]);
-        if (rc || win <= 0)
-            continue;
-        cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
-        rc = cs_clk_set(&clk, (size_t)k, &ne);
-        a->won[i] = true;
-        any = true;
-        a->stats.won++;
+    }
+    if (!rc && !stored) {
+        rc = cs_clock_load(a, mi, in->pk, &cl, &clk);
+        a->guess_new = cl == 0;
+        if (rc || in->cl < cl)
+            goto out;
+        rc = merge_cols(a, in, cl, &clk, &cur, &loaded, &found, &parked, &any, &won);
     }
     if (rc || !any)
         goto out;
-    if (exist) {
-        cs_clk_entry re = {0, a->origin_ord, a->ver};
-        rc = cs_clk_set(&clk, SIZE_MAX, &re);
-    }
+    a->stats.won += won;
     bool was_alive = cl & 1, alive = in->cl & 1;
     int op = alive ? (was_alive ? CS_CHECK_UPDATE : CS_CHECK_CREATE)
                    : (was_alive ? CS_CHECK_DELETE : 0);
-    rc = rc ? rc : check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
-    rc = rc ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
-    if (!rc && !loaded)
+    /* A stored guess had no check before: a row that did not exist has no
+     * "row as it was" to check. */
+    rc = check(a, in, op == CS_CHECK_CREATE ? 0 : op, CS_CHECK_BEFORE);
+    rc = rc || stored ? rc : clock_store(a, mi, in->pk, in->cl, &clk);
+    bool done = false;
+    if (!rc && !loaded && !was_alive && alive)
+        rc = insert_new(a, m, in, &cur, &done);
+    if (!rc && !loaded && !done)
         rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
-    if (!rc && !alive)
+    if (!rc && !done && !alive)
         rc = cs_apply_remove(a, &cur, in->pk, found, parked);
-    else if (!rc)
+    else if (!rc && !done)
         rc = cs_apply_write(a, in, &cur, found, parked);
     rc = rc ? rc : check(a, in, op == CS_CHECK_DELETE ? 0 : op, CS_CHECK_AFTER);
 out:
@@ -275,7 +356,6 @@ out:
         a->won[i] = false;
     cs_row_free(&cur);
     cs_clk_free(&clk);
-    (void)sm;
     return rc;
 }
 
@@ -343,6 +423,10 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     /* Local writes not yet folded must take part in the merge. */
     rc = rc ? rc : cs_sync_materialize(a->s);
     rc = rc ? rc : map_sites(a);
+    a->guess_new = true;
+    int src = rc ? SQLITE_OK : cs_parked_any(a->c, &a->parked_any);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, a->c->db, src);
     for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
         rc = read_row(a, &r, i, &max_hlc);
         rc = rc ? rc : merge_row(a, &a->row);
@@ -366,9 +450,11 @@ static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)
             maxf = a->schema->models[i].nfields;
     a->row.cols = calloc(maxf, sizeof *a->row.cols);
     a->won = calloc(maxf, sizeof *a->won);
+    a->cur_vals = calloc(maxf, sizeof *a->cur_vals);
+    a->cur_present = calloc(maxf, sizeof *a->cur_present);
     a->field_col = calloc(a->schema->nmodels ? a->schema->nmodels : 1, sizeof *a->field_col);
     a->rowsql = cs_store_rowsql(db);
-    if (!a->row.cols || !a->won || !a->field_col)
+    if (!a->row.cols || !a->won || !a->cur_vals || !a->cur_present || !a->field_col)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     for (size_t mi = 0; mi < a->schema->nmodels; mi++) {
         const cs_model *m = &a->schema->models[mi];
@@ -391,7 +477,10 @@ static void ctx_free(apply_ctx *a)
     free(a->field_col);
     free(a->row.cols);
     free(a->won);
+    free(a->cur_vals);
+    free(a->cur_present);
     free(a->site_ord);
+    cs_buf_free(&a->blob);
     cs_apply_work_free(a);
 }
 

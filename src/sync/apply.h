@@ -12,6 +12,7 @@ typedef struct cs_arow {
     cs_cs_value *vals;
     bool *present;
     cs_buf buf;
+    bool borrowed;      /* vals and present belong to the apply_ctx */
 } cs_arow;
 
 /* A row whose visibility changed: model and its full encoded values. */
@@ -42,6 +43,11 @@ typedef struct apply_ctx {
     cs_worklist removed;  /* rows deleted or parked */
     const cs_apply_opts *opts;
     cs_rowsql *rowsql;    /* the runtime's row statements (sql/sql.h) */
+    bool parked_any;      /* some row may be parked (else none is looked up) */
+    bool guess_new;       /* the previous row had no clock row */
+    cs_cs_value *cur_vals; /* the merged row's arrays, sized for any model */
+    bool *cur_present;
+    cs_buf blob;          /* scratch: the clock blob being stored */
 } apply_ctx;
 
 /* Prepares a row statement on the merge's connection. */
@@ -60,6 +66,12 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
 /* Writes the merged alive row (the current row `cur` overlaid with the won
  * columns of `in`), parking it or a rival when a constraint says so. */
 int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, bool parked);
+/* Inserts the alive row `in` (its won columns) into its table, for a row
+ * that is in neither its table nor the parked rows as far as the clock
+ * knows: *done says whether the row is now merged.  When the INSERT fails
+ * (a constraint, or a row written to the file behind cstack's back) nothing
+ * was written, and the caller loads the row and writes it the general way. */
+int cs_apply_insert(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool *done);
 /* Removes a row that is now deleted. */
 int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool found,
                     bool parked);

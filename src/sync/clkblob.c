@@ -136,6 +136,18 @@ const cs_clk_entry *cs_clk_row(const cs_clk *c)
     return c->row ? &c->entries[c->row - 1] : NULL;
 }
 
+/* Writes v as a varint (at most 10 bytes) at p; returns its length. */
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        unsigned char byte = v & 0x7f;
+        v >>= 7;
+        p[n++] = (unsigned char)(byte | (v ? 0x80 : 0));
+    } while (v);
+    return n;
+}
+
 int cs_clk_encode(cs_clk *c, cs_buf *out)
 {
     /* Renumber the referenced entries in first-use order; unreferenced ones
@@ -169,20 +181,25 @@ int cs_clk_encode(cs_clk *c, cs_buf *out)
     if (map != map_inline)
         free(map);
     c->nentries = used;
+    /* Every merged and folded row is encoded here: reserve the bound once
+     * and write the bytes directly. */
     cs_buf_reset(out);
-    int rc = cs_wr_varint(out, c->ncols);
-    if (!rc)
-        rc = cs_wr_varint(out, c->nentries);
-    for (size_t i = 0; !rc && i < c->nentries; i++) {
-        rc = cs_wr_u64(out, c->entries[i].hlc);
-        if (!rc)
-            rc = cs_wr_varint(out, c->entries[i].site);
-        if (!rc)
-            rc = cs_wr_varint(out, (uint64_t)c->entries[i].ver);
+    int rc = cs_buf_reserve(out, 30 + c->nentries * 28 + c->ncols * 10);
+    if (rc)
+        return rc;
+    unsigned char *p = (unsigned char *)out->data;
+    p += put_varint(p, c->ncols);
+    p += put_varint(p, c->nentries);
+    for (size_t i = 0; i < c->nentries; i++) {
+        for (int k = 0; k < 8; k++)
+            *p++ = (unsigned char)(c->entries[i].hlc >> (8 * k));
+        p += put_varint(p, c->entries[i].site);
+        p += put_varint(p, (uint64_t)c->entries[i].ver);
     }
-    if (!rc)
-        rc = cs_wr_varint(out, c->row);
-    for (size_t i = 0; !rc && i < c->ncols; i++)
-        rc = cs_wr_varint(out, c->slots[i]);
-    return rc;
+    p += put_varint(p, c->row);
+    for (size_t i = 0; i < c->ncols; i++)
+        p += put_varint(p, c->slots[i]);
+    out->len = (size_t)(p - (unsigned char *)out->data);
+    out->data[out->len] = 0;
+    return 0;
 }

@@ -3,34 +3,63 @@
  * Both the fold of local writes (capture.c) and the merge (apply.c) do this
  * once per row, so the SQL text of each model (src/sql/clocksql.c) is built
  * once, when the models load (cs_sync_clkrow_sql), and the statements come
- * from the connection's cache. */
+ * from the connection's cache under keys of their own. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sql/clocksql.h"
 #include "sync/changeset.h"
 
+/* The insert of a clock row unless it exists: the upsert (clocksql.c) with
+ * DO NOTHING on conflict, same parameters.  A merge learns from it whether
+ * a row is new in one statement instead of a lookup and a write.  The
+ * upsert's identifiers are quoted schema names, so its last ON CONFLICT is
+ * its own. */
+static int insert_sql(cs_buf *out, const cs_buf *store)
+{
+    static const char conflict[] = " ON CONFLICT DO UPDATE";
+    const char *at = NULL;
+    for (const char *p = store->data; (p = strstr(p, conflict)) != NULL; p++)
+        at = p;
+    if (!at)
+        return CSTACK_EINVAL;
+    int rc = cs_buf_append(out, store->data, (size_t)(at - store->data));
+    return rc ? rc : cs_buf_puts(out, " ON CONFLICT DO NOTHING");
+}
+
 int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
 {
-    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, latest = CS_BUF_INIT;
+    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, insert = CS_BUF_INIT, latest = CS_BUF_INIT;
     int rc = cs_clock_sql_load(&load, m, sm->clk_table);
     rc = rc ? rc : cs_clock_sql_store(&store, m, sm->clk_table);
     rc = rc ? rc : cs_clock_sql_latest(&latest, sm->clk_table);
+    rc = rc ? rc : insert_sql(&insert, &store);
     free(sm->sql_load);
     free(sm->sql_store);
+    free(sm->sql_insert);
     free(sm->sql_latest);
     sm->sql_load = rc ? NULL : cs_buf_take(&load);
     sm->sql_store = rc ? NULL : cs_buf_take(&store);
+    sm->sql_insert = rc ? NULL : cs_buf_take(&insert);
     sm->sql_latest = rc ? NULL : cs_buf_take(&latest);
     cs_buf_free(&load);
     cs_buf_free(&store);
+    cs_buf_free(&insert);
     cs_buf_free(&latest);
-    return sm->sql_load && sm->sql_store && sm->sql_latest ? 0 : CSTACK_ENOMEM;
+    return sm->sql_load && sm->sql_store && sm->sql_insert && sm->sql_latest ? 0
+                                                                              : CSTACK_ENOMEM;
 }
 
-static sqlite3_stmt *prepare(cs_conn *c, const char *sql, const cs_model *m, int *rc)
+/* The statements of each kind. */
+enum { CLKROW_LOAD = 1, CLKROW_STORE, CLKROW_INSERT };
+
+/* Each model's statements are cached under their own keys (CS_KEY_CLKROW):
+ * hashing their text on every call cost a twentieth of a merge. */
+static sqlite3_stmt *prepare(cs_conn *c, const cs_sync_model *sm, int kind, const char *sql,
+                             const cs_model *m, int *rc)
 {
-    sqlite3_stmt *st = sql ? cs_conn_prepare(c, 0, sql, strlen(sql)) : NULL;
+    sqlite3_stmt *st =
+        sql ? cs_conn_prepare(c, CS_KEY_CLKROW(sm->model, kind), sql, strlen(sql)) : NULL;
     if (!st)
         *rc = sql ? cs_err_sqlite(m, c->db, sqlite3_errcode(c->db))
                   : cs_err(CSTACK_ENOMEM, "out of memory");
@@ -41,7 +70,7 @@ int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                    const cs_cs_value *pk, uint64_t *cl, cs_clk *clk)
 {
     int rc = 0;
-    sqlite3_stmt *st = prepare(c, sm->sql_load, m, &rc);
+    sqlite3_stmt *st = prepare(c, sm, CLKROW_LOAD, sm->sql_load, m, &rc);
     if (!st)
         return rc;
     for (size_t i = 0; i < m->npk; i++)
@@ -60,12 +89,12 @@ int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
     return rc ? rc : cs_clk_resize(clk, sm->ncols);
 }
 
-int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
-                    const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
-                    size_t len)
+static int put_row(cs_conn *c, const cs_sync_model *sm, const cs_model *m, int kind,
+                   const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob, size_t len)
 {
     int rc = 0;
-    sqlite3_stmt *st = prepare(c, sm->sql_store, m, &rc);
+    sqlite3_stmt *st =
+        prepare(c, sm, kind, kind == CLKROW_STORE ? sm->sql_store : sm->sql_insert, m, &rc);
     if (!st)
         return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)cl);
@@ -76,4 +105,20 @@ int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
     int step = sqlite3_step(st);
     sqlite3_reset(st);
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, c->db, step);
+}
+
+int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
+                    size_t len)
+{
+    return put_row(c, sm, m, CLKROW_STORE, pk, cl, ver, blob, len);
+}
+
+int cs_clkrow_insert(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                     const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
+                     size_t len, bool *stored)
+{
+    int rc = put_row(c, sm, m, CLKROW_INSERT, pk, cl, ver, blob, len);
+    *stored = !rc && sqlite3_changes(c->db) == 1;
+    return rc;
 }

@@ -82,6 +82,17 @@ int cs_parked_del(cs_conn *c, const cs_model *m, const cs_buf *key)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int cs_parked_any(cs_conn *c, bool *any)
+{
+    sqlite3_stmt *st = prep(c, CS_STMT_PARKED_ANY, "SELECT 1 FROM _cstack_parked LIMIT 1");
+    if (!st)
+        return sqlite3_errcode(c->db);
+    int rc = sqlite3_step(st);
+    *any = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int cs_parked_decode(const void *row, size_t len, const cs_model *m, cs_cs_value *vals,
                      bool *present)
 {

@@ -189,6 +189,8 @@ static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
     int src = rc ? SQLITE_OK : cs_parked_put(a->c, r->m, &key, &row);
     if (src != SQLITE_OK)
         rc = cs_err_sqlite(r->m, a->c->db, src);
+    if (!rc)
+        a->parked_any = true;
     if (!rc && visible)
         rc = delete_visible(a, r);
     if (!rc && visible && has_children(a->schema, model_index(a, r->m)))
@@ -378,7 +380,9 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
     return cs_err(CSTACK_ESQLITE, "unique conflicts on %s did not settle", m->name);
 }
 
-int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, bool parked)
+/* Overlays the won columns and the key of `in` on the row.  The values
+ * borrow from the changeset, which outlives the merge. */
+static void overlay(apply_ctx *a, const cs_cs_row *in, cs_arow *cur)
 {
     for (size_t i = 0; i < in->ncols; i++) {
         if (!a->won[i])
@@ -390,9 +394,24 @@ int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, 
         cur->vals[cur->m->pk[k]] = in->pk[k];
         cur->present[cur->m->pk[k]] = true;
     }
+}
+
+int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, bool parked)
+{
+    overlay(a, in, cur);
     bool shown;
-    int rc = cs_row_own(cur);
-    return rc ? rc : make_visible(a, cur, found, parked, &shown);
+    return make_visible(a, cur, found, parked, &shown);
+}
+
+int cs_apply_insert(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool *done)
+{
+    overlay(a, in, cur);
+    int step = SQLITE_DONE;
+    int rc = run_fixed(a, cur, CS_ROW_INSERT_ALL, true, false, &step);
+    *done = !rc && step == SQLITE_DONE;
+    return rc || !*done || !has_parents(cur->m)
+               ? rc
+               : work_push(&a->touched, cur, model_index(a, cur->m));
 }
 
 int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool found, bool parked)
@@ -402,8 +421,7 @@ int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool foun
         cur->vals[cur->m->pk[k]] = pk[k];
         cur->present[cur->m->pk[k]] = true;
     }
-    rc = cs_row_own(cur);
-    if (!rc && found)
+    if (found)
         rc = delete_visible(a, cur);
     if (!rc && found && has_children(a->schema, model_index(a, cur->m)))
         rc = work_push(&a->removed, cur, model_index(a, cur->m));

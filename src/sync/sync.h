@@ -97,6 +97,7 @@ typedef struct cs_sync_model {
     const char *seen_name; /* last table-name pointer the hook matched */
     char *sql_load;     /* clkrow.c: SELECT of one clock row by key */
     char *sql_store;    /* clkrow.c: upsert of one clock row */
+    char *sql_insert;   /* clkrow.c: insert of one clock row unless it exists */
     char *sql_latest;   /* clkrow.c: the row with the highest version */
 } cs_sync_model;
 
@@ -173,6 +174,11 @@ int cs_clkrow_load(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
 int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                     const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
                     size_t len);
+/* The same for a row that has no clock row yet: *stored false (and nothing
+ * written) when it has one. */
+int cs_clkrow_insert(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                     const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
+                     size_t len, bool *stored);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);
