@@ -103,15 +103,41 @@ static void value_of(sqlite3_value *v, cs_cs_value *out)
 
 typedef int (*getter)(sqlite3 *, int, sqlite3_value **);
 
+/* Writes a varint into room the caller reserved; returns its length. */
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        unsigned char byte = v & 0x7f;
+        v >>= 7;
+        p[n++] = (unsigned char)(byte | (v ? 0x80 : 0));
+    } while (v);
+    return n;
+}
+
+/* The hook runs once per written row, so the common record (model,
+ * operation, integer keys) is written in place, without an append per
+ * field; other key types take the general encoder. */
 static int put_pk(cs_buf *b, sqlite3 *db, const cs_model *m, const cs_sync_model *sm, getter get)
 {
     for (size_t i = 0; i < m->npk; i++) {
         sqlite3_value *v = NULL;
-        cs_cs_value cv;
         if (get(db, sm->pkcid[i], &v) != SQLITE_OK)
             return CSTACK_ESQLITE;
+        int rc;
+        if (v && sqlite3_value_type(v) == SQLITE_INTEGER) {
+            rc = cs_buf_reserve(b, 11);
+            if (rc)
+                return rc;
+            unsigned char *p = (unsigned char *)b->data + b->len;
+            p[0] = 1; /* the changeset's integer tag (cs_cs_put_value) */
+            b->len += 1 + put_varint(p + 1, cs_zigzag(sqlite3_value_int64(v)));
+            b->data[b->len] = 0;
+            continue;
+        }
+        cs_cs_value cv;
         value_of(v, &cv);
-        int rc = cs_cs_put_value(b, &cv);
+        rc = cs_cs_put_value(b, &cv);
         if (rc)
             return rc;
     }
@@ -124,10 +150,15 @@ static int record(cs_sync *s, sqlite3 *db, int mi, int op, getter get, const uns
     const cs_model *m = &s->schema->models[mi];
     cs_buf *b = &s->captured;
     b->max = CAPTURE_MAX;
-    unsigned char opb = (unsigned char)op;
-    int rc = cs_wr_varint(b, (uint64_t)mi);
-    rc = rc ? rc : cs_buf_append(b, &opb, 1);
-    rc = rc ? rc : put_pk(b, db, m, &s->models[mi], get);
+    int rc = cs_buf_reserve(b, 11);
+    if (rc)
+        return rc;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    size_t n = put_varint(p, (uint64_t)mi);
+    p[n++] = (unsigned char)op;
+    b->len += n;
+    b->data[b->len] = 0;
+    rc = put_pk(b, db, m, &s->models[mi], get);
     if (!rc && op == OP_UPDATE) {
         rc = cs_wr_varint(b, nmask);
         rc = rc ? rc : cs_buf_append(b, mask, nmask);
@@ -234,7 +265,7 @@ int cs_capture_flush(void *ctx, cstack *db)
     static const char sql[] = "INSERT INTO _cstack_txlog(ver, hlc, payload) VALUES (?1, ?2, ?3) "
                               "ON CONFLICT(ver) DO UPDATE SET payload = payload || excluded.payload";
     if (src == SQLITE_OK)
-        st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
+        st = cs_conn_prepare(c, CS_KEY_CONST(CS_STMT_TXLOG_APPEND), sql, sizeof sql - 1);
     if (src == SQLITE_OK && !st)
         src = sqlite3_errcode(conn);
     if (src == SQLITE_OK) {
