@@ -19,7 +19,7 @@
  *
  * Most of a fold is inserted rows, whose clock row does not depend on the
  * old one; they are written many per statement, since the cost of a
- * single-row upsert is mostly the statement's.  The fold runs without the
+ * single-row upsert is mostly the statement's, and in key order.  The fold runs without the
  * preupdate hook (it writes only sync tables).
  *
  *   record := varint(model) u8(op) value*npk [varint(nmask) mask[nmask]]
@@ -283,6 +283,9 @@ int cs_capture_flush(void *ctx, cstack *db)
 
 /* Inserted rows written per statement. */
 #define FOLD_BATCH 64
+/* Inserted rows queued at most, then sorted by key and written: 64k keys
+ * are about 2.5 MiB of queue. */
+#define FOLD_QUEUE 65536
 
 typedef struct fold {
     cs_sync *s;
@@ -304,8 +307,8 @@ typedef struct fold {
     int ins_model[2];
     /* Inserted rows not yet written (primary keys, npk values each), all of
      * model q_model, pointing into the log row being folded. */
-    cs_cs_value *queue; /* FOLD_BATCH * 16 */
-    size_t nqueued;
+    cs_cs_value *queue; /* qcap values */
+    size_t nqueued, qcap;
     int q_model;
 } fold;
 
@@ -387,11 +390,20 @@ static int insert_rows(fold *f, int mi, const cs_cs_value *pk, size_t nrows)
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return cs_cs_value_cmp(a, b);
+}
+
 /* An insert rewrites every column and the row's existence, so its clock row
  * does not depend on the old one: inserts are queued and written FOLD_BATCH
  * rows per statement (the per-statement cost is most of a single-row
  * upsert's).  The queue is flushed before any other record is folded, so
- * the order of the log is kept. */
+ * the order of the log is kept; within the queue order does not matter (the
+ * rows share their clock, and a key queued twice gets the same row), so
+ * single-column keys are written in key order: B-tree inserts in random
+ * key order (random ids such as Uuids) split and spill pages on nearly
+ * every row, and cost many times sorted ones. */
 static int flush_inserts(fold *f)
 {
     size_t n = f->nqueued, done = 0;
@@ -399,6 +411,11 @@ static int flush_inserts(fold *f)
     if (!n)
         return 0;
     size_t npk = f->s->schema->models[f->q_model].npk;
+    bool sorted = true;
+    for (size_t i = 1; npk == 1 && sorted && i < n; i++)
+        sorted = cs_cs_value_cmp(&f->queue[i - 1], &f->queue[i]) <= 0;
+    if (!sorted)
+        qsort(f->queue, n, sizeof *f->queue, key_cmp);
     int rc = 0;
     while (!rc && n - done >= FOLD_BATCH) {
         rc = insert_rows(f, f->q_model, f->queue + done * npk, FOLD_BATCH);
@@ -413,10 +430,18 @@ static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
 {
     size_t npk = f->s->schema->models[mi].npk;
     int rc = 0;
-    if (f->nqueued && (f->q_model != mi || f->nqueued == FOLD_BATCH))
+    if (f->nqueued && (f->q_model != mi || (f->nqueued + 1) * npk > FOLD_QUEUE))
         rc = flush_inserts(f);
     if (rc)
         return rc;
+    if ((f->nqueued + 1) * npk > f->qcap) {
+        size_t cap = f->qcap * 2 < FOLD_QUEUE ? f->qcap * 2 : FOLD_QUEUE;
+        cs_cs_value *q = realloc(f->queue, cap * sizeof *q);
+        if (!q)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        f->queue = q;
+        f->qcap = cap;
+    }
     f->q_model = mi;
     memcpy(f->queue + f->nqueued++ * npk, pk, npk * sizeof *pk);
     return 0;
@@ -490,7 +515,8 @@ static int fold_all(cs_sync *s, const cs_buf *cur)
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
     fold f = {.s = s, .c = c, .all_model = -1, .ins_model = {-1, -1}};
-    f.queue = malloc(FOLD_BATCH * 16 * sizeof *f.queue);
+    f.qcap = FOLD_BATCH * 16;
+    f.queue = malloc(f.qcap * sizeof *f.queue);
     if (!f.queue) {
         sqlite3_finalize(st);
         return cs_err(CSTACK_ENOMEM, "out of memory");
