@@ -32,7 +32,10 @@
  * 1.  A missed target is reported, not failed: exit status 0 on a slow
  * machine.
  *
- * usage: bench_sync [--rows N]
+ * With --random-keys the ids are created in a scattered order (every id
+ * once), as random ids such as Uuids would be.
+ *
+ * usage: bench_sync [--rows N] [--random-keys]
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -77,6 +80,7 @@ typedef struct bench {
     cstack_schema *schema;
     char dir[256];
     size_t rows;
+    size_t stride; /* ids are i * stride % rows + 1: 1, or scattered */
     dataset data;
 } bench;
 
@@ -129,7 +133,7 @@ static double insert_all(const bench *b, cstack *db, const char *model)
     if (cstack_begin(db) != CSTACK_OK)
         die("begin", cstack_errmsg(db));
     for (size_t i = 0; i < b->rows; i++) {
-        f[0].value = cstack_v_int((int64_t)i + 1);
+        f[0].value = cstack_v_int((int64_t)(i * b->stride % b->rows) + 1);
         f[1].value = cstack_v_text(b->data.name[i]);
         f[2].value = cstack_v_int((int64_t)(i * 7919 % 1000));
         f[3].value = cstack_v_float((double)i * 0.25);
@@ -315,7 +319,7 @@ static void report_metadata(const bench *b, const char *label, const char *track
 }
 
 static const char USAGE[] =
-    "usage: bench_sync [--rows N]\n"
+    "usage: bench_sync [--rows N] [--random-keys]\n"
     "\n"
     "Measures the sync layer of the embedded runtime on file databases:\n"
     "  capture   N rows x 6 columns created in one transaction into a synced\n"
@@ -327,7 +331,9 @@ static const char USAGE[] =
     "  metadata  bytes of sync metadata against bytes of data.\n"
     "\n"
     "options:\n"
-    "  --rows N   rows per run (default 100000)\n"
+    "  --rows N        rows per run (default 100000)\n"
+    "  --random-keys   create the ids in a scattered order, as random ids would\n"
+    "                  come, instead of ascending\n"
     "\n"
     "output: one line per figure with its target; each time is the best of\n"
     "several runs, with CPU time beside the wall clock.  The results are\n"
@@ -340,6 +346,7 @@ int main(int argc, char **argv)
     bench b;
     memset(&b, 0, sizeof b);
     b.rows = 100000;
+    bool random_keys = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc) {
             char *end = NULL;
@@ -347,11 +354,28 @@ int main(int argc, char **argv)
             if (*end || v <= 0 || v > 100000000)
                 die("usage", "--rows needs a positive count");
             b.rows = (size_t)v;
+        } else if (strcmp(argv[i], "--random-keys") == 0) {
+            random_keys = true;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             return fputs(USAGE, stdout) < 0;
         } else {
             fprintf(stderr, "bench_sync: unknown argument '%s'; try --help\n", argv[i]);
             return 2;
+        }
+    }
+    /* A stride near 0.618 of the rows that shares no factor with their
+     * count visits every id once, far from the one before. */
+    b.stride = 1;
+    for (size_t st = b.rows * 618 / 1000 + 1; random_keys && b.rows > 2; st++) {
+        size_t x = st, y = b.rows;
+        while (y) {
+            size_t t = x % y;
+            x = y;
+            y = t;
+        }
+        if (x == 1) {
+            b.stride = st;
+            break;
         }
     }
     if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &b.schema, NULL) != 0)
@@ -361,8 +385,8 @@ int main(int argc, char **argv)
     if (!mkdtemp(b.dir))
         die("mkdtemp", b.dir);
     make_dataset(&b.data, b.rows);
-    printf("bench_sync: %zu rows x %d columns, file databases in %s, best of %d\n", b.rows, NFIELDS,
-           b.dir, REPS);
+    printf("bench_sync: %zu rows x %d columns (%s ids), file databases in %s, best of %d\n",
+           b.rows, NFIELDS, b.stride == 1 ? "ascending" : "scattered", b.dir, REPS);
 
     /* Create: alternate the two sides so drift of the machine hits both. */
     double plain = 1e300, synced = 1e300, total = 1e300, fold = 1e300, queue = 1e300;

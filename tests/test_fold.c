@@ -227,3 +227,30 @@ Test(fold, logged_transactions_fold_before_the_large_one_that_commits)
     sync_to(db, b);
     same(db, b);
 }
+
+Test(fold, inserts_in_random_key_order_fold_like_ordered_ones_around_other_writes)
+{
+    cstack *db = replica();
+    ok(db, cstack_begin(db), "begin");
+    /* 7919 is prime to BIG, so this visits every id once, out of order; the
+     * fold writes runs of inserts sorted by key. */
+    for (int64_t i = 0; i < BIG; i++) {
+        int64_t id = i * 7919 % BIG + 1;
+        create(db, id, "t");
+        if (i == BIG / 2) {
+            delete(db, id);
+            create(db, id, "again"); /* causal length 3 */
+            delete(db, 1 * 7919 % BIG + 1); /* an earlier row: a tombstone */
+        }
+    }
+    ok(db, cstack_commit(db), "commit");
+    cr_expect_eq(causal_length(db, BIG / 2 * 7919 % BIG + 1), 3);
+    cr_expect_eq(causal_length(db, 1 * 7919 % BIG + 1), 2);
+    cr_expect_eq(sql_int(db, "SELECT count(*) FROM _cstack_clk_Item WHERE _cstack_cl = 1", 0),
+                 BIG - 2);
+    cr_expect_eq(pending(db), 1);
+    cstack *b = replica();
+    sync_to(db, b);
+    same(db, b);
+    cr_expect_eq(causal_length(b, 1 * 7919 % BIG + 1), 2);
+}

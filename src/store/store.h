@@ -92,6 +92,9 @@ enum cs_const_stmt {
     CS_STMT_OUTBOX_INSERT,
 };
 #define CS_KEY_CONST(id) (CS_KEY_CUSTOM | 1ull << 61 | (uint64_t)(id))
+/* The capture's constant statements (sync/capture.c) take CS_KEY_CONST ids
+ * from 0x100 on, apart from the list above, so both can grow. */
+enum cs_capture_stmt { CS_STMT_TXLOG_APPEND = 0x100 };
 
 /* ---- the runtime --------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
  *
  * Most of a fold is inserted rows, whose clock row does not depend on the
  * old one; they are written many per statement, since the cost of a
- * single-row upsert is mostly the statement's.  The fold runs without the
+ * single-row upsert is mostly the statement's, and in key order.  The fold runs without the
  * preupdate hook (it writes only sync tables).
  *
  *   record := varint(model) u8(op) value*npk [varint(nmask) mask[nmask]]
@@ -103,15 +103,41 @@ static void value_of(sqlite3_value *v, cs_cs_value *out)
 
 typedef int (*getter)(sqlite3 *, int, sqlite3_value **);
 
+/* Writes a varint into room the caller reserved; returns its length. */
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        unsigned char byte = v & 0x7f;
+        v >>= 7;
+        p[n++] = (unsigned char)(byte | (v ? 0x80 : 0));
+    } while (v);
+    return n;
+}
+
+/* The hook runs once per written row, so the common record (model,
+ * operation, integer keys) is written in place, without an append per
+ * field; other key types take the general encoder. */
 static int put_pk(cs_buf *b, sqlite3 *db, const cs_model *m, const cs_sync_model *sm, getter get)
 {
     for (size_t i = 0; i < m->npk; i++) {
         sqlite3_value *v = NULL;
-        cs_cs_value cv;
         if (get(db, sm->pkcid[i], &v) != SQLITE_OK)
             return CSTACK_ESQLITE;
+        int rc;
+        if (v && sqlite3_value_type(v) == SQLITE_INTEGER) {
+            rc = cs_buf_reserve(b, 11);
+            if (rc)
+                return rc;
+            unsigned char *p = (unsigned char *)b->data + b->len;
+            p[0] = 1; /* the changeset's integer tag (cs_cs_put_value) */
+            b->len += 1 + put_varint(p + 1, cs_zigzag(sqlite3_value_int64(v)));
+            b->data[b->len] = 0;
+            continue;
+        }
+        cs_cs_value cv;
         value_of(v, &cv);
-        int rc = cs_cs_put_value(b, &cv);
+        rc = cs_cs_put_value(b, &cv);
         if (rc)
             return rc;
     }
@@ -124,10 +150,15 @@ static int record(cs_sync *s, sqlite3 *db, int mi, int op, getter get, const uns
     const cs_model *m = &s->schema->models[mi];
     cs_buf *b = &s->captured;
     b->max = CAPTURE_MAX;
-    unsigned char opb = (unsigned char)op;
-    int rc = cs_wr_varint(b, (uint64_t)mi);
-    rc = rc ? rc : cs_buf_append(b, &opb, 1);
-    rc = rc ? rc : put_pk(b, db, m, &s->models[mi], get);
+    int rc = cs_buf_reserve(b, 11);
+    if (rc)
+        return rc;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    size_t n = put_varint(p, (uint64_t)mi);
+    p[n++] = (unsigned char)op;
+    b->len += n;
+    b->data[b->len] = 0;
+    rc = put_pk(b, db, m, &s->models[mi], get);
     if (!rc && op == OP_UPDATE) {
         rc = cs_wr_varint(b, nmask);
         rc = rc ? rc : cs_buf_append(b, mask, nmask);
@@ -234,7 +265,7 @@ int cs_capture_flush(void *ctx, cstack *db)
     static const char sql[] = "INSERT INTO _cstack_txlog(ver, hlc, payload) VALUES (?1, ?2, ?3) "
                               "ON CONFLICT(ver) DO UPDATE SET payload = payload || excluded.payload";
     if (src == SQLITE_OK)
-        st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
+        st = cs_conn_prepare(c, CS_KEY_CONST(CS_STMT_TXLOG_APPEND), sql, sizeof sql - 1);
     if (src == SQLITE_OK && !st)
         src = sqlite3_errcode(conn);
     if (src == SQLITE_OK) {
@@ -252,6 +283,9 @@ int cs_capture_flush(void *ctx, cstack *db)
 
 /* Inserted rows written per statement. */
 #define FOLD_BATCH 64
+/* Inserted rows queued at most, then sorted by key and written: 64k keys
+ * are about 2.5 MiB of queue. */
+#define FOLD_QUEUE 65536
 
 typedef struct fold {
     cs_sync *s;
@@ -273,8 +307,8 @@ typedef struct fold {
     int ins_model[2];
     /* Inserted rows not yet written (primary keys, npk values each), all of
      * model q_model, pointing into the log row being folded. */
-    cs_cs_value *queue; /* FOLD_BATCH * 16 */
-    size_t nqueued;
+    cs_cs_value *queue; /* qcap values */
+    size_t nqueued, qcap;
     int q_model;
 } fold;
 
@@ -356,11 +390,20 @@ static int insert_rows(fold *f, int mi, const cs_cs_value *pk, size_t nrows)
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, f->c->db, step);
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return cs_cs_value_cmp(a, b);
+}
+
 /* An insert rewrites every column and the row's existence, so its clock row
  * does not depend on the old one: inserts are queued and written FOLD_BATCH
  * rows per statement (the per-statement cost is most of a single-row
  * upsert's).  The queue is flushed before any other record is folded, so
- * the order of the log is kept. */
+ * the order of the log is kept; within the queue order does not matter (the
+ * rows share their clock, and a key queued twice gets the same row), so
+ * single-column keys are written in key order: B-tree inserts in random
+ * key order (random ids such as Uuids) split and spill pages on nearly
+ * every row, and cost many times sorted ones. */
 static int flush_inserts(fold *f)
 {
     size_t n = f->nqueued, done = 0;
@@ -368,6 +411,11 @@ static int flush_inserts(fold *f)
     if (!n)
         return 0;
     size_t npk = f->s->schema->models[f->q_model].npk;
+    bool sorted = true;
+    for (size_t i = 1; npk == 1 && sorted && i < n; i++)
+        sorted = cs_cs_value_cmp(&f->queue[i - 1], &f->queue[i]) <= 0;
+    if (!sorted)
+        qsort(f->queue, n, sizeof *f->queue, key_cmp);
     int rc = 0;
     while (!rc && n - done >= FOLD_BATCH) {
         rc = insert_rows(f, f->q_model, f->queue + done * npk, FOLD_BATCH);
@@ -382,10 +430,18 @@ static int fold_insert(fold *f, int mi, const cs_cs_value *pk)
 {
     size_t npk = f->s->schema->models[mi].npk;
     int rc = 0;
-    if (f->nqueued && (f->q_model != mi || f->nqueued == FOLD_BATCH))
+    if (f->nqueued && (f->q_model != mi || (f->nqueued + 1) * npk > FOLD_QUEUE))
         rc = flush_inserts(f);
     if (rc)
         return rc;
+    if ((f->nqueued + 1) * npk > f->qcap) {
+        size_t cap = f->qcap * 2 < FOLD_QUEUE ? f->qcap * 2 : FOLD_QUEUE;
+        cs_cs_value *q = realloc(f->queue, cap * sizeof *q);
+        if (!q)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        f->queue = q;
+        f->qcap = cap;
+    }
     f->q_model = mi;
     memcpy(f->queue + f->nqueued++ * npk, pk, npk * sizeof *pk);
     return 0;
@@ -459,7 +515,8 @@ static int fold_all(cs_sync *s, const cs_buf *cur)
     if (src != SQLITE_OK)
         return cs_err_sqlite(NULL, c->db, src);
     fold f = {.s = s, .c = c, .all_model = -1, .ins_model = {-1, -1}};
-    f.queue = malloc(FOLD_BATCH * 16 * sizeof *f.queue);
+    f.qcap = FOLD_BATCH * 16;
+    f.queue = malloc(f.qcap * sizeof *f.queue);
     if (!f.queue) {
         sqlite3_finalize(st);
         return cs_err(CSTACK_ENOMEM, "out of memory");
