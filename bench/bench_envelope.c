@@ -35,7 +35,9 @@
 #include "bench_util.h"
 
 #define REPS 3
-#define TARGET 2.0
+/* SPEC section 13: an envelope create against the typed create that returns
+ * its stored row (the envelope always returns it). */
+#define TARGET 1.5
 
 typedef struct bench {
     cstack_schema *schema;
@@ -237,11 +239,10 @@ int main(int argc, char **argv)
     printf("envelope  format + cstack_envelope_call + free %9.2f ms  (formatting "
            "alone %.2f ms)\n",
            env, fmt);
-    double ratio = env / typed;
-    printf("envelope / typed: %.2fx (target <= %.2fx)%s;  against the typed "
-           "create that "
-           "returns its row: %.2fx\n",
-           ratio, TARGET, ratio <= TARGET ? "" : "  ** over target **", env / typed_row);
+    double ratio = env / typed_row;
+    printf("envelope / typed create returning its row: %.2fx (target <= %.2fx)%s;  against "
+           "the typed create that returns nothing: %.2fx\n",
+           ratio, TARGET, ratio <= TARGET ? "" : "  ** over target **", env / typed);
     rmdir(b.dir);
     cstack_schema_free(b.schema);
     free_dataset(&b.data);

@@ -6,8 +6,8 @@
  *              cstack_create(..., NULL) vs a prepared INSERT + bind + step +
  *              reset loop on raw SQLite.  Measured on an @@local model (the
  *              runtime alone; target <= 1.25x) and, for information, on the
- *              same model synced (with change capture; SPEC's target for
- *              capture is <= 1.5x the untracked write);
+ *              same model synced (capture alone: the target of a synced
+ *              write, fold included, is bench_sync's);
  *   find_many  M decoded rows (default 10k): cstack_find_many() reading every
  *              value with cstack_row_value() vs a prepared SELECT + step loop
  *              reading every column.
@@ -35,7 +35,6 @@
 #define CREATE_REPS 5
 #define FIND_REPS 10
 #define TARGET 1.25
-#define CAPTURE_TARGET 1.5
 
 /* Item is @@local (never synced, so no change capture); Synced is the same
  * model as an app declares it by default. */
@@ -258,9 +257,11 @@ static void report(const char *what, size_t n, double cs, double raw)
 static void report_capture(size_t n, double synced, double local)
 {
     double ratio = synced / local;
-    printf("%-13s %7zu rows   cstack %8.2f ms   untracked  %8.2f ms   %.2fx (target <= %.2fx)%s\n",
-           "create synced", n, synced, local, ratio, CAPTURE_TARGET,
-           ratio <= CAPTURE_TARGET ? "" : "  ** over target **");
+    /* Capture alone: the fold every push needs comes later, so bench_sync,
+     * not this line, rates a synced write against its target. */
+    printf("%-13s %7zu rows   cstack %8.2f ms   untracked  %8.2f ms   %.2fx (capture only; "
+           "bench_sync rates it with its fold)\n",
+           "create synced", n, synced, local, ratio);
 }
 
 /* Times the three creates (raw, @@local, synced) CREATE_REPS times, each on

@@ -52,7 +52,7 @@
 
 #define REPS 5
 #define CREATE_TARGET 1.5
-#define APPLY_TARGET 200000.0
+#define APPLY_TARGET 1500000.0 /* column changes/s (issue 8; cr-sqlite: 132k here) */
 #define META_TARGET 1.0
 
 static const char SCHEMA[] = "model Item {\n"
