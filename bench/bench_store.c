@@ -6,8 +6,8 @@
  *              cstack_create(..., NULL) vs a prepared INSERT + bind + step +
  *              reset loop on raw SQLite.  Measured on an @@local model (the
  *              runtime alone; target <= 1.25x) and, for information, on the
- *              same model synced (capture alone: the target of a synced
- *              write, fold included, is bench_sync's);
+ *              same model synced, for information (the target of a
+ *              synced write, fold included, is bench_sync's);
  *   find_many  M decoded rows (default 10k): cstack_find_many() reading every
  *              value with cstack_row_value() vs a prepared SELECT + step loop
  *              reading every column.
@@ -257,10 +257,10 @@ static void report(const char *what, size_t n, double cs, double raw)
 static void report_capture(size_t n, double synced, double local)
 {
     double ratio = synced / local;
-    /* Capture alone: the fold every push needs comes later, so bench_sync,
-     * not this line, rates a synced write against its target. */
-    printf("%-13s %7zu rows   cstack %8.2f ms   untracked  %8.2f ms   %.2fx (capture only; "
-           "bench_sync rates it with its fold)\n",
+    /* For information: bench_sync rates a synced write, its fold included,
+     * against the target (a transaction this large folds at its commit). */
+    printf("%-13s %7zu rows   cstack %8.2f ms   untracked  %8.2f ms   %.2fx (for information; "
+           "bench_sync rates it)\n",
            "create synced", n, synced, local, ratio);
 }
 
