@@ -103,18 +103,6 @@ static void value_of(sqlite3_value *v, cs_cs_value *out)
 
 typedef int (*getter)(sqlite3 *, int, sqlite3_value **);
 
-/* Writes a varint into room the caller reserved; returns its length. */
-static size_t put_varint(unsigned char *p, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        unsigned char byte = v & 0x7f;
-        v >>= 7;
-        p[n++] = (unsigned char)(byte | (v ? 0x80 : 0));
-    } while (v);
-    return n;
-}
-
 /* The hook runs once per written row, so the common record (model,
  * operation, integer keys) is written in place, without an append per
  * field; other key types take the general encoder. */
@@ -131,7 +119,7 @@ static int put_pk(cs_buf *b, sqlite3 *db, const cs_model *m, const cs_sync_model
                 return rc;
             unsigned char *p = (unsigned char *)b->data + b->len;
             p[0] = 1; /* the changeset's integer tag (cs_cs_put_value) */
-            b->len += 1 + put_varint(p + 1, cs_zigzag(sqlite3_value_int64(v)));
+            b->len += 1 + cs_varint_put(p + 1, cs_zigzag(sqlite3_value_int64(v)));
             b->data[b->len] = 0;
             continue;
         }
@@ -154,7 +142,7 @@ static int record(cs_sync *s, sqlite3 *db, int mi, int op, getter get, const uns
     if (rc)
         return rc;
     unsigned char *p = (unsigned char *)b->data + b->len;
-    size_t n = put_varint(p, (uint64_t)mi);
+    size_t n = cs_varint_put(p, (uint64_t)mi);
     p[n++] = (unsigned char)op;
     b->len += n;
     b->data[b->len] = 0;

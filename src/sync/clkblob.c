@@ -136,18 +136,6 @@ const cs_clk_entry *cs_clk_row(const cs_clk *c)
     return c->row ? &c->entries[c->row - 1] : NULL;
 }
 
-/* Writes v as a varint (at most 10 bytes) at p; returns its length. */
-static size_t put_varint(unsigned char *p, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        unsigned char byte = v & 0x7f;
-        v >>= 7;
-        p[n++] = (unsigned char)(byte | (v ? 0x80 : 0));
-    } while (v);
-    return n;
-}
-
 int cs_clk_encode(cs_clk *c, cs_buf *out)
 {
     /* Renumber the referenced entries in first-use order; unreferenced ones
@@ -188,17 +176,17 @@ int cs_clk_encode(cs_clk *c, cs_buf *out)
     if (rc)
         return rc;
     unsigned char *p = (unsigned char *)out->data;
-    p += put_varint(p, c->ncols);
-    p += put_varint(p, c->nentries);
+    p += cs_varint_put(p, c->ncols);
+    p += cs_varint_put(p, c->nentries);
     for (size_t i = 0; i < c->nentries; i++) {
         for (int k = 0; k < 8; k++)
             *p++ = (unsigned char)(c->entries[i].hlc >> (8 * k));
-        p += put_varint(p, c->entries[i].site);
-        p += put_varint(p, (uint64_t)c->entries[i].ver);
+        p += cs_varint_put(p, c->entries[i].site);
+        p += cs_varint_put(p, (uint64_t)c->entries[i].ver);
     }
-    p += put_varint(p, c->row);
+    p += cs_varint_put(p, c->row);
     for (size_t i = 0; i < c->ncols; i++)
-        p += put_varint(p, c->slots[i]);
+        p += cs_varint_put(p, c->slots[i]);
     out->len = (size_t)(p - (unsigned char *)out->data);
     out->data[out->len] = 0;
     return 0;
