@@ -7,6 +7,18 @@
 #ifndef CSTACK_TEST_SERVER_SUPPORT_H
 #define CSTACK_TEST_SERVER_SUPPORT_H
 
+/* The schema most server tests share: notes that only their owner (the
+ * token's sub) may read or write. */
+#define T_PRIVATE_NOTES_SCHEMA                                                                     \
+    "auth User { id String  role String }\n"                                                        \
+    "model Note {\n"                                                                                \
+    "  id      String  @id\n"                                                                       \
+    "  ownerId String\n"                                                                            \
+    "  title   String\n"                                                                            \
+    "  body    String?\n"                                                                           \
+    "  @@allow('all', ownerId == auth().id)\n"                                                      \
+    "}\n"
+
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <inttypes.h>

@@ -6,14 +6,7 @@
 #include "server_support.h"
 #include "sync/changeset.h"
 
-static const char *SCHEMA = "auth User { id String  role String }\n"
-                            "model Note {\n"
-                            "  id      String  @id\n"
-                            "  ownerId String\n"
-                            "  title   String\n"
-                            "  body    String?\n"
-                            "  @@allow('all', ownerId == auth().id)\n"
-                            "}\n";
+static const char *SCHEMA = T_PRIVATE_NOTES_SCHEMA;
 
 /* Whether `needle` occurs in the n bytes at p (memmem is a GNU extension). */
 static bool has_bytes(const void *p, size_t n, const char *needle)

@@ -30,14 +30,7 @@
 #include "server_support.h"
 #include "sync/changeset.h"
 
-static const char *SCHEMA = "auth User { id String  role String }\n"
-                            "model Note {\n"
-                            "  id      String  @id\n"
-                            "  ownerId String\n"
-                            "  title   String\n"
-                            "  body    String?\n"
-                            "  @@allow('all', ownerId == auth().id)\n"
-                            "}\n";
+static const char *SCHEMA = T_PRIVATE_NOTES_SCHEMA;
 
 /* Visibility through a relation: a doc is readable by the members of its
  * team, so it appears and disappears while the doc itself is unchanged. */

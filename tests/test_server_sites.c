@@ -8,14 +8,7 @@
 #include "server/store_int.h"
 #include "server_support.h"
 
-static const char *SCHEMA = "auth User { id String  role String }\n"
-                            "model Note {\n"
-                            "  id      String  @id\n"
-                            "  ownerId String\n"
-                            "  title   String\n"
-                            "  body    String?\n"
-                            "  @@allow('all', ownerId == auth().id)\n"
-                            "}\n";
+static const char *SCHEMA = T_PRIVATE_NOTES_SCHEMA;
 
 TestSuite(sites, .fini = fini);
 
