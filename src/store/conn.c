@@ -23,9 +23,12 @@ uint64_t cs_hash64(const void *p, size_t n)
     return h ? h : 1;
 }
 
+/* The high half is folded in first: a product's bits 32..38 depend only on
+ * the key's low 39 bits, and row statement keys differ above them (model
+ * and kind), so without the fold they all shared a handful of slots. */
 static cs_stmt_slot *slot_of(cs_conn *c, uint64_t key)
 {
-    return &c->cache[((key * 0x9E3779B97F4A7C15ull) >> 32) % CS_STMT_CACHE];
+    return &c->cache[(((key ^ key >> 32) * 0x9E3779B97F4A7C15ull) >> 32) % CS_STMT_CACHE];
 }
 
 static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
