@@ -81,3 +81,17 @@ int cs_clock_sql_insert(cs_buf *b, const cs_model *m, const char *table, size_t 
                                     "_cstack_cl + 1 - _cstack_cl % 2, _cstack_ver = ?1, "
                                     "_cstack_clk = ?2");
 }
+
+int cs_clock_sql_insert_new(cs_buf *b, const cs_model *m, const char *table, size_t nrows)
+{
+    int rc = insert_head(b, m, table);
+    size_t arg = 2;
+    for (size_t r = 0; r < nrows && !rc; r++) {
+        rc = cs_buf_puts(b, r ? ", (" : "(");
+        for (size_t i = 0; i < m->npk && !rc; i++)
+            rc = cs_buf_printf(b, "?%zu, ", arg++);
+        rc = rc ? rc : cs_buf_printf(b, "?%zu, ?1, ?%zu)", arg, arg + 1);
+        arg += 2;
+    }
+    return rc;
+}

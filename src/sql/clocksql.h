@@ -24,5 +24,9 @@ int cs_clock_sql_latest(cs_buf *b, const char *table);
  * one for a tombstone), ?1 version, ?2 blob, the keys from ?3 on, npk
  * parameters per row. */
 int cs_clock_sql_insert(cs_buf *b, const cs_model *m, const char *table, size_t nrows);
+/* Insert of `nrows` rows that have no clock row yet, with no conflict
+ * clause, so that one existing row fails the whole statement: ?1 version,
+ * then per row its npk key values, its causal length and its blob. */
+int cs_clock_sql_insert_new(cs_buf *b, const cs_model *m, const char *table, size_t nrows);
 
 #endif

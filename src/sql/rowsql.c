@@ -25,10 +25,12 @@
 
 #include "sql/sql.h"
 
-/* Row keys: model (14 bits) | kind (4 bits) | set ordinal (38 bits). */
+/* Row keys: model (14 bits) | kind (4 bits) | set ordinal (38 bits).  The
+ * kinds are the fixed ones, then the set ones, then KIND_INSERT_MANY. */
 #define KEY_MODEL_SHIFT 42
 #define KEY_KIND_SHIFT 38
 #define KEY_MAX_MODELS (1u << 14)
+#define KIND_INSERT_MANY (CS_ROW_FIXED_KINDS + CS_ROW_SET_KINDS)
 
 typedef struct rowset {
     uint64_t *bits;
@@ -44,6 +46,7 @@ typedef struct rowmodel {
     uint32_t *slots; /* open addressing: set index + 1, 0 = empty */
     size_t nslots;   /* a power of two, or 0 */
     uint32_t last;   /* the set asked for last, + 1: bulk writes repeat it */
+    cs_rowstmt many; /* cs_rowsql_insert_many, built on first use */
 } rowmodel;
 
 struct cs_rowsql {
@@ -191,6 +194,26 @@ static int put_keys_where(cs_buf *b, const cs_model *m, const uint64_t *bits)
     return rc;
 }
 
+/* INSERT of every column of `nrows` rows, field f of row r at
+ * ?(r * nfields + f + 1). */
+static int put_insert_many(cs_buf *b, const cs_model *m, size_t nrows)
+{
+    int rc = cs_buf_puts(b, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(b, m->table);
+    rc = rc ? rc : cs_buf_puts(b, " (");
+    rc = rc ? rc : put_columns(b, m);
+    rc = rc ? rc : cs_buf_puts(b, ") VALUES ");
+    for (size_t r = 0; r < nrows && !rc; r++) {
+        rc = cs_buf_puts(b, r ? ", (" : "(");
+        size_t n = 0;
+        for (size_t f = 0; f < m->nfields && !rc; f++)
+            if (cs_field_is_column(&m->fields[f]))
+                rc = cs_buf_printf(b, "%s?%zu", n++ ? ", " : "", r * m->nfields + f + 1);
+        rc = rc ? rc : cs_buf_puts(b, ")");
+    }
+    return rc;
+}
+
 static int build_fixed(cs_buf *b, const cs_model *m, cs_row_fixed kind)
 {
     int rc = 0;
@@ -253,6 +276,7 @@ void cs_rowsql_free(cs_rowsql *rs)
         }
         free(rm->sets);
         free(rm->slots);
+        free((char *)rm->many.sql);
     }
     free(rs->models);
     cs_buf_free(&rs->scratch);
@@ -439,5 +463,23 @@ int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, 
     out->len = set->len[kind];
     out->key =
         row_key((size_t)mi, CS_ROW_FIXED_KINDS + (unsigned)kind, (uint64_t)(set - rm->sets) + 1);
+    return 0;
+}
+
+int cs_rowsql_insert_many(cs_rowsql *rs, int mi, cs_rowstmt *out)
+{
+    rowmodel *rm = &rs->models[mi];
+    if (!rm->many.sql) {
+        const cs_model *m = &rs->s->models[mi];
+        cs_buf b = CS_BUF_INIT;
+        int rc = put_insert_many(&b, m, cs_sql_batch_rows(m));
+        rm->many.len = b.len;
+        rm->many.key = row_key((size_t)mi, KIND_INSERT_MANY, 0);
+        rm->many.sql = rc ? NULL : cs_buf_take(&b);
+        cs_buf_free(&b);
+        if (!rm->many.sql)
+            return rc ? rc : CSTACK_ENOMEM;
+    }
+    *out = rm->many;
     return 0;
 }

@@ -6,8 +6,8 @@
  *              new one
  *   rowsql.c   the statements that read and write one row of a model
  *              (insert, update by column set, delete and load by key, key
- *              lookups by column values), built once per runtime, each with
- *              a statement cache key
+ *              lookups by column values) and the insert of many new rows,
+ *              built once per runtime, each with a statement cache key
  *
  * All SQL here is built from schema identifiers only (quoted with
  * cs_buf_ident); no user value is ever spliced in.  Literal defaults come from
@@ -161,6 +161,21 @@ static inline int cs_rowsql_key_param(const cs_model *m, size_t p)
     return (int)(m->nfields + 1 + p);
 }
 
+/* Rows written by one multi-row INSERT (cs_rowsql_insert_many, and of clock
+ * rows cs_clock_sql_insert_new): 64 spare most of the per-statement cost;
+ * fewer for a model so wide that 64 rows would take more than 999
+ * parameters (nfields per row, or the key, causal length and clock blob of
+ * a clock row, plus one), the smallest limit an SQLite build has by
+ * default. */
+#define CS_SQL_BATCH_ROWS 64
+static inline size_t cs_sql_batch_rows(const cs_model *m)
+{
+    size_t per = m->nfields > m->npk + 2 ? m->nfields : m->npk + 2;
+    size_t n = 998 / per;
+    n = n ? n : 1;
+    return n < CS_SQL_BATCH_ROWS ? n : CS_SQL_BATCH_ROWS;
+}
+
 /* Builds the fixed statements of every model.  Returns 0, CSTACK_ENOMEM,
  * or CSTACK_ESCHEMA / CSTACK_ETOOBIG for a schema it cannot serve (a model
  * without a key; more than 16384 models). */
@@ -178,5 +193,11 @@ const cs_rowstmt *cs_rowsql_fixed(const cs_rowsql *rs, int mi, cs_row_fixed kind
  * past the last field, or an empty UPDATE.  Changes `rs`: callers serialise
  * (the store calls it only under its write lock). */
 int cs_rowsql_set(cs_rowsql *rs, int mi, cs_row_set kind, const uint64_t *bits, cs_rowstmt *out);
+/* The INSERT of every column of cs_sql_batch_rows(m) rows of model `mi` in
+ * one statement: the value of field f of the r-th row (from 0) is
+ * ?(r * nfields + f + 1), so the first row binds like CS_ROW_INSERT_ALL.
+ * Built on first use and kept; changes `rs` like cs_rowsql_set.  Returns 0
+ * or CSTACK_ENOMEM. */
+int cs_rowsql_insert_many(cs_rowsql *rs, int mi, cs_rowstmt *out);
 
 #endif

@@ -359,6 +359,250 @@ out:
     return rc;
 }
 
+/* ---- rows new to the replica, many per statement ---------------------------- */
+
+/* While rows keep turning out new, the merge queues the rows merge_row
+ * would merge the short way (alive, no per-row check, nothing parked) and
+ * writes their clock rows, then the rows, cs_sql_batch_rows() per
+ * statement: a row written alone pays the per-statement cost twice.  The
+ * queue holds rows of one model, each key once, and is flushed before
+ * anything else is merged, so every read of the tables sees the rows before
+ * it.  A failed statement writes nothing, so a batch whose clock rows are
+ * not all new is merged row by row by merge_row, and one whose rows cannot
+ * all be inserted (a constraint, a row written to the file behind cstack's
+ * back) has them written one by one as merge_row would: the result is the
+ * row-by-row one.  A queue flushed before it is full is merged row by row. */
+typedef struct batch {
+    int model;
+    size_t n, cap;   /* rows queued; rows per statement of `model` */
+    cs_cs_row *rows; /* copies: their columns are in `cols` */
+    size_t *col0;    /* where each row's columns start in cols */
+    cs_cs_col *cols;
+    size_t ncols, capcols;
+    cs_clkrow_new *clk; /* each row's clock row; blob pointers set at the flush */
+    size_t *blob0;      /* where each row's clock blob starts in blobs */
+    cs_buf blobs;
+    uint64_t *hash; /* of each row's key */
+    int64_t won;    /* columns the rows queued won */
+} batch;
+
+static void batch_free(batch *b)
+{
+    free(b->rows);
+    free(b->col0);
+    free(b->cols);
+    free(b->clk);
+    free(b->blob0);
+    free(b->hash);
+    cs_buf_free(&b->blobs);
+    memset(b, 0, sizeof *b);
+}
+
+static bool batchable(const apply_ctx *a, const cs_cs_row *in)
+{
+    return a->guess_new && (in->cl & 1) && !a->parked_any && !(a->opts && a->opts->check);
+}
+
+/* Repeated keys must not share a batch (the second row merges against the
+ * first): a key whose hash is queued flushes the queue first.  A repeat the
+ * hash misses (SQLite finds 1 and 1.0 equal) fails the clock statement. */
+static uint64_t key_hash(const cs_cs_value *pk, size_t npk)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < npk; i++) {
+        uint64_t v = 0;
+        if (pk[i].type == SQLITE_INTEGER)
+            v = (uint64_t)pk[i].i;
+        else if (pk[i].type == SQLITE_FLOAT)
+            memcpy(&v, &pk[i].f, sizeof v);
+        else
+            v = cs_hash64(pk[i].p, pk[i].n);
+        h = (h ^ v) * 0x9E3779B97F4A7C15ull;
+    }
+    return h;
+}
+
+static bool batch_has(const batch *b, uint64_t h)
+{
+    for (size_t r = 0; r < b->n; r++)
+        if (b->hash[r] == h)
+            return true;
+    return false;
+}
+
+/* Lays the new row `in` out by field in the context's arrays as it is
+ * inserted: its columns (every one won) and its key. */
+static void lay_out(apply_ctx *a, const cs_cs_row *in, cs_arow *cur)
+{
+    const cs_model *m = &a->schema->models[in->model];
+    row_init_merged(a, cur, m);
+    for (size_t i = 0; i < in->ncols; i++) {
+        cur->vals[in->cols[i].field] = in->cols[i].value;
+        cur->present[in->cols[i].field] = true;
+    }
+    for (size_t k = 0; k < m->npk; k++) {
+        cur->vals[m->pk[k]] = in->pk[k];
+        cur->present[m->pk[k]] = true;
+    }
+}
+
+/* Writes the new row `in`, whose clock row is stored, as merge_row does
+ * after storing it: inserted, or the general way when that fails. */
+static int write_new(apply_ctx *a, const cs_cs_row *in)
+{
+    const cs_model *m = &a->schema->models[in->model];
+    cs_arow cur;
+    bool done = false, found = false, parked = false;
+    row_init_merged(a, &cur, m);
+    for (size_t i = 0; i < in->ncols; i++)
+        a->won[i] = true;
+    int rc = insert_new(a, m, in, &cur, &done);
+    if (!rc && !done)
+        rc = cs_row_load(a, m, in->pk, &cur, &found, &parked);
+    if (!rc && !done)
+        rc = cs_apply_write(a, in, &cur, found, parked);
+    for (size_t i = 0; i < in->ncols; i++)
+        a->won[i] = false;
+    cs_row_free(&cur);
+    return rc;
+}
+
+/* Inserts the n queued rows, whose clock rows are stored, in one statement. */
+static int insert_rows(apply_ctx *a, batch *b, size_t n)
+{
+    const cs_model *m = &a->schema->models[b->model];
+    cs_rowstmt rs;
+    sqlite3_stmt *st = NULL;
+    cs_arow cur;
+    int rc = cs_rowsql_insert_many(a->rowsql, b->model, &rs);
+    if (rc)
+        return cs_err(rc, "cannot build an insert of %s", m->name);
+    if ((rc = cs_apply_prepare(a, m, &rs, &st)))
+        return rc;
+    for (size_t r = 0; r < n; r++) {
+        lay_out(a, &b->rows[r], &cur);
+        int base = (int)(r * m->nfields) + 1;
+        for (size_t f = 0; f < m->nfields; f++) {
+            if (!cs_field_is_column(&m->fields[f]))
+                continue;
+            if (cur.present[f])
+                cs_cs_bind(st, base + (int)f, &cur.vals[f]);
+            else
+                sqlite3_bind_null(st, base + (int)f);
+        }
+    }
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE && (step & 0xff) != SQLITE_CONSTRAINT)
+        return cs_err_sqlite(m, a->c->db, step);
+    for (size_t r = 0; !rc && r < n; r++) {
+        if (step != SQLITE_DONE) {
+            rc = write_new(a, &b->rows[r]);
+            continue;
+        }
+        lay_out(a, &b->rows[r], &cur);
+        rc = cs_apply_inserted(a, &cur);
+    }
+    return rc;
+}
+
+static int batch_flush(apply_ctx *a, batch *b)
+{
+    size_t n = b->n;
+    int64_t won = b->won;
+    b->n = 0;
+    b->won = 0;
+    for (size_t r = 0; r < n; r++) {
+        b->rows[r].cols = b->cols + b->col0[r];
+        b->clk[r].pk = b->rows[r].pk;
+        b->clk[r].blob = b->blobs.data + b->blob0[r];
+    }
+    bool stored = false;
+    int rc = 0;
+    if (n && n == b->cap)
+        rc = cs_clkrow_insert_new(a->c, &a->s->models[b->model], &a->schema->models[b->model],
+                                  a->ver, b->clk, &stored);
+    if (!rc && stored) {
+        a->stats.won += won;
+        rc = insert_rows(a, b, n);
+    }
+    for (size_t r = 0; !rc && !stored && r < n; r++)
+        rc = merge_row(a, &b->rows[r]);
+    b->ncols = 0;
+    cs_buf_reset(&b->blobs);
+    return rc;
+}
+
+/* Queues the row `in`, with the clock blob it gets merged against no clock
+ * row, as merge_row's guess would. */
+static int batch_add(apply_ctx *a, batch *b, const cs_cs_row *in, uint64_t h)
+{
+    int mi = in->model;
+    const cs_model *m = &a->schema->models[mi];
+    if (!b->rows) {
+        b->rows = malloc(CS_SQL_BATCH_ROWS * sizeof *b->rows);
+        b->col0 = malloc(CS_SQL_BATCH_ROWS * sizeof *b->col0);
+        b->clk = malloc(CS_SQL_BATCH_ROWS * sizeof *b->clk);
+        b->blob0 = malloc(CS_SQL_BATCH_ROWS * sizeof *b->blob0);
+        b->hash = malloc(CS_SQL_BATCH_ROWS * sizeof *b->hash);
+        if (!b->rows || !b->col0 || !b->clk || !b->blob0 || !b->hash)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
+    if (b->ncols + in->ncols > b->capcols) {
+        size_t cap = b->capcols ? b->capcols * 2 : CS_SQL_BATCH_ROWS * 8;
+        while (cap < b->ncols + in->ncols)
+            cap *= 2;
+        cs_cs_col *cols = realloc(b->cols, cap * sizeof *cols);
+        if (!cols)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        b->cols = cols;
+        b->capcols = cap;
+    }
+    cs_clk clk;
+    cs_arow cur;
+    bool loaded = false, found = false, parked = false, any = false;
+    int64_t won = 0;
+    cs_clk_init(&clk);
+    row_init_merged(a, &cur, m);
+    int rc = cs_clk_resize(&clk, a->s->models[mi].ncols);
+    rc = rc ? rc : merge_cols(a, in, 0, &clk, &cur, &loaded, &found, &parked, &any, &won);
+    rc = rc ? rc : cs_clk_encode(&clk, &a->blob);
+    for (size_t i = 0; i < in->ncols; i++)
+        a->won[i] = false;
+    cs_clk_free(&clk);
+    size_t r = b->n;
+    b->blob0[r] = b->blobs.len;
+    rc = rc ? rc : cs_buf_append(&b->blobs, a->blob.data, a->blob.len);
+    if (rc)
+        return rc;
+    b->clk[r].cl = in->cl;
+    b->clk[r].len = a->blob.len;
+    b->rows[r] = *in;
+    b->col0[r] = b->ncols;
+    memcpy(b->cols + b->ncols, in->cols, in->ncols * sizeof *in->cols);
+    b->ncols += in->ncols;
+    b->hash[r] = h;
+    b->won += won;
+    b->model = mi;
+    b->cap = cs_sql_batch_rows(m);
+    return ++b->n == b->cap ? batch_flush(a, b) : 0;
+}
+
+/* Merges the row `in`, queued when it can be. */
+static int merge_next(apply_ctx *a, batch *b, const cs_cs_row *in)
+{
+    bool fits = batchable(a, in);
+    uint64_t h = fits ? key_hash(in->pk, in->npk) : 0;
+    bool repeat = fits && b->n && b->model == in->model && batch_has(b, h);
+    int rc = 0;
+    if (b->n && (!fits || repeat || b->model != in->model))
+        rc = batch_flush(a, b);
+    if (rc)
+        return rc;
+    /* The flush may have met rows that were not new. */
+    return fits && !repeat && batchable(a, in) ? batch_add(a, b, in, h) : merge_row(a, in);
+}
+
 /* ---- the whole changeset --------------------------------------------------- */
 
 /* Checks the header: its structure and the schema it was made with. */
@@ -427,10 +671,13 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     int src = rc ? SQLITE_OK : cs_parked_any(a->c, &a->parked_any);
     if (src != SQLITE_OK)
         rc = cs_err_sqlite(NULL, a->c->db, src);
+    batch b = {0};
     for (uint64_t i = 0; i < a->h.nrows && !rc; i++) {
         rc = read_row(a, &r, i, &max_hlc);
-        rc = rc ? rc : merge_row(a, &a->row);
+        rc = rc ? rc : merge_next(a, &b, &a->row);
     }
+    rc = rc ? rc : batch_flush(a, &b);
+    batch_free(&b);
     if (!rc && r.pos != r.len)
         rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
     rc = rc ? rc : cs_hlc_observe(a->s, max_hlc);

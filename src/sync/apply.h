@@ -72,6 +72,9 @@ int cs_apply_write(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool found, 
  * (a constraint, or a row written to the file behind cstack's back) nothing
  * was written, and the caller loads the row and writes it the general way. */
 int cs_apply_insert(apply_ctx *a, const cs_cs_row *in, cs_arow *cur, bool *done);
+/* Notes the row r, inserted into its table by the caller (many rows per
+ * statement), as cs_apply_insert notes the rows it inserts. */
+int cs_apply_inserted(apply_ctx *a, const cs_arow *r);
 /* Removes a row that is now deleted. */
 int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool found,
                     bool parked);

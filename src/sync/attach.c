@@ -80,6 +80,7 @@ static void models_free(cs_sync *s)
         free(s->models[i].sql_load);
         free(s->models[i].sql_store);
         free(s->models[i].sql_insert);
+        free(s->models[i].sql_insert_new);
         free(s->models[i].sql_latest);
     }
     free(s->models);

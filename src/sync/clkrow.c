@@ -1,4 +1,5 @@
-/* clkrow.c -- reading and writing one row of a clock table.
+/* clkrow.c -- reading and writing one row of a clock table, and inserting
+ * new ones many at a time.
  *
  * Both the fold of local writes (capture.c) and the merge (apply.c) do this
  * once per row, so the SQL text of each model (src/sql/clocksql.c) is built
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "sql/clocksql.h"
+#include "sql/sql.h"
 #include "sync/changeset.h"
 
 /* The insert of a clock row unless it exists: the upsert (clocksql.c) with
@@ -29,29 +31,35 @@ static int insert_sql(cs_buf *out, const cs_buf *store)
 
 int cs_sync_clkrow_sql(cs_sync_model *sm, const cs_model *m)
 {
-    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, insert = CS_BUF_INIT, latest = CS_BUF_INIT;
+    cs_buf load = CS_BUF_INIT, store = CS_BUF_INIT, insert = CS_BUF_INIT, latest = CS_BUF_INIT,
+           insert_new = CS_BUF_INIT;
     int rc = cs_clock_sql_load(&load, m, sm->clk_table);
     rc = rc ? rc : cs_clock_sql_store(&store, m, sm->clk_table);
     rc = rc ? rc : cs_clock_sql_latest(&latest, sm->clk_table);
     rc = rc ? rc : insert_sql(&insert, &store);
+    rc = rc ? rc : cs_clock_sql_insert_new(&insert_new, m, sm->clk_table, cs_sql_batch_rows(m));
     free(sm->sql_load);
     free(sm->sql_store);
     free(sm->sql_insert);
     free(sm->sql_latest);
+    free(sm->sql_insert_new);
     sm->sql_load = rc ? NULL : cs_buf_take(&load);
     sm->sql_store = rc ? NULL : cs_buf_take(&store);
     sm->sql_insert = rc ? NULL : cs_buf_take(&insert);
     sm->sql_latest = rc ? NULL : cs_buf_take(&latest);
+    sm->sql_insert_new = rc ? NULL : cs_buf_take(&insert_new);
     cs_buf_free(&load);
     cs_buf_free(&store);
     cs_buf_free(&insert);
     cs_buf_free(&latest);
-    return sm->sql_load && sm->sql_store && sm->sql_insert && sm->sql_latest ? 0
-                                                                              : CSTACK_ENOMEM;
+    cs_buf_free(&insert_new);
+    return sm->sql_load && sm->sql_store && sm->sql_insert && sm->sql_latest && sm->sql_insert_new
+               ? 0
+               : CSTACK_ENOMEM;
 }
 
 /* The statements of each kind. */
-enum { CLKROW_LOAD = 1, CLKROW_STORE, CLKROW_INSERT };
+enum { CLKROW_LOAD = 1, CLKROW_STORE, CLKROW_INSERT, CLKROW_INSERT_NEW };
 
 /* Each model's statements are cached under their own keys (CS_KEY_CLKROW):
  * hashing their text on every call cost a twentieth of a merge. */
@@ -121,4 +129,29 @@ int cs_clkrow_insert(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
     int rc = put_row(c, sm, m, CLKROW_INSERT, pk, cl, ver, blob, len);
     *stored = !rc && sqlite3_changes(c->db) == 1;
     return rc;
+}
+
+/* A merge that keeps meeting new rows writes their clock rows many per
+ * statement (sync/apply.c); an existing one fails the statement, which then
+ * writes nothing, and the merge takes those rows one by one. */
+int cs_clkrow_insert_new(cs_conn *c, const cs_sync_model *sm, const cs_model *m, int64_t ver,
+                         const cs_clkrow_new *rows, bool *stored)
+{
+    int rc = 0;
+    *stored = false;
+    sqlite3_stmt *st = prepare(c, sm, CLKROW_INSERT_NEW, sm->sql_insert_new, m, &rc);
+    if (!st)
+        return rc;
+    sqlite3_bind_int64(st, 1, ver);
+    int arg = 2;
+    for (size_t r = 0, n = cs_sql_batch_rows(m); r < n; r++) {
+        for (size_t i = 0; i < m->npk; i++)
+            cs_cs_bind(st, arg++, &rows[r].pk[i]);
+        sqlite3_bind_int64(st, arg++, (sqlite3_int64)rows[r].cl);
+        sqlite3_bind_blob(st, arg++, rows[r].blob, (int)rows[r].len, SQLITE_STATIC);
+    }
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    *stored = step == SQLITE_DONE;
+    return *stored || (step & 0xff) == SQLITE_CONSTRAINT ? 0 : cs_err_sqlite(m, c->db, step);
 }

@@ -630,3 +630,8 @@ int cs_apply_settle(apply_ctx *a)
     }
     return cs_err(CSTACK_ESQLITE, "merge visibility did not settle after %d rounds", MAX_ROUNDS);
 }
+
+int cs_apply_inserted(apply_ctx *a, const cs_arow *r)
+{
+    return has_parents(r->m) ? work_push(&a->touched, r, model_index(a, r->m)) : 0;
+}

@@ -98,6 +98,7 @@ typedef struct cs_sync_model {
     char *sql_load;     /* clkrow.c: SELECT of one clock row by key */
     char *sql_store;    /* clkrow.c: upsert of one clock row */
     char *sql_insert;   /* clkrow.c: insert of one clock row unless it exists */
+    char *sql_insert_new; /* clkrow.c: insert of a batch of new clock rows */
     char *sql_latest;   /* clkrow.c: the row with the highest version */
 } cs_sync_model;
 
@@ -179,6 +180,17 @@ int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
 int cs_clkrow_insert(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                      const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
                      size_t len, bool *stored);
+/* One row of cs_clkrow_insert_new. */
+typedef struct cs_clkrow_new {
+    const cs_cs_value *pk;
+    uint64_t cl;
+    const void *blob;
+    size_t len;
+} cs_clkrow_new;
+/* Inserts the clock rows of cs_sql_batch_rows(m) rows in one statement:
+ * *stored false (and nothing written) when one of them has one already. */
+int cs_clkrow_insert_new(cs_conn *c, const cs_sync_model *sm, const cs_model *m, int64_t ver,
+                         const cs_clkrow_new *rows, bool *stored);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);
