@@ -371,7 +371,11 @@ out:
  * not all new is merged row by row by merge_row, and one whose rows cannot
  * all be inserted (a constraint, a row written to the file behind cstack's
  * back) has them written one by one as merge_row would: the result is the
- * row-by-row one.  A queue flushed before it is full is merged row by row. */
+ * row-by-row one.  A queue flushed before it is full is merged row by row.
+ * A failed batch costs its statement and its rows merged again, so after
+ * one the next rows are merged one by one (twice as many after each failure
+ * in a row): changesets that mix known and new rows keep the row-by-row
+ * cost. */
 typedef struct batch {
     int model;
     size_t n, cap;   /* rows queued; rows per statement of `model` */
@@ -384,6 +388,8 @@ typedef struct batch {
     cs_buf blobs;
     uint64_t *hash; /* of each row's key */
     int64_t won;    /* columns the rows queued won */
+    unsigned fails; /* full batches in a row that could not be written */
+    size_t pause;   /* rows to merge one by one before queueing again */
 } batch;
 
 static void batch_free(batch *b)
@@ -467,8 +473,9 @@ static int write_new(apply_ctx *a, const cs_cs_row *in)
     return rc;
 }
 
-/* Inserts the n queued rows, whose clock rows are stored, in one statement. */
-static int insert_rows(apply_ctx *a, batch *b, size_t n)
+/* Inserts the n queued rows, whose clock rows are stored, in one statement
+ * (*inserted), or else one by one. */
+static int insert_rows(apply_ctx *a, batch *b, size_t n, bool *inserted)
 {
     const cs_model *m = &a->schema->models[b->model];
     cs_rowstmt rs;
@@ -493,6 +500,7 @@ static int insert_rows(apply_ctx *a, batch *b, size_t n)
     }
     int step = sqlite3_step(st);
     sqlite3_reset(st);
+    *inserted = step == SQLITE_DONE;
     if (step != SQLITE_DONE && (step & 0xff) != SQLITE_CONSTRAINT)
         return cs_err_sqlite(m, a->c->db, step);
     for (size_t r = 0; !rc && r < n; r++) {
@@ -517,14 +525,18 @@ static int batch_flush(apply_ctx *a, batch *b)
         b->clk[r].pk = b->rows[r].pk;
         b->clk[r].blob = b->blobs.data + b->blob0[r];
     }
-    bool stored = false;
+    bool stored = false, inserted = false;
     int rc = 0;
     if (n && n == b->cap)
         rc = cs_clkrow_insert_new(a->c, &a->s->models[b->model], &a->schema->models[b->model],
                                   a->ver, b->clk, &stored);
     if (!rc && stored) {
         a->stats.won += won;
-        rc = insert_rows(a, b, n);
+        rc = insert_rows(a, b, n, &inserted);
+    }
+    if (n && n == b->cap) {
+        b->fails = inserted ? 0 : b->fails < 6 ? b->fails + 1 : 6;
+        b->pause = inserted ? 0 : b->cap << b->fails;
     }
     for (size_t r = 0; !rc && !stored && r < n; r++)
         rc = merge_row(a, &b->rows[r]);
@@ -592,6 +604,10 @@ static int batch_add(apply_ctx *a, batch *b, const cs_cs_row *in, uint64_t h)
 static int merge_next(apply_ctx *a, batch *b, const cs_cs_row *in)
 {
     bool fits = batchable(a, in);
+    if (fits && b->pause) {
+        b->pause--;
+        fits = false;
+    }
     uint64_t h = fits ? key_hash(in->pk, in->npk) : 0;
     bool repeat = fits && b->n && b->model == in->model && batch_has(b, h);
     int rc = 0;
