@@ -210,7 +210,8 @@ static int dump_table(sqlite3 *conn, const char *table, ts_str *out)
         lines[n++] = line.p;
     }
     sqlite3_finalize(st);
-    qsort(lines, n, sizeof *lines, cmp_lines);
+    if (n)
+        qsort(lines, n, sizeof *lines, cmp_lines);
     for (size_t i = 0; i < n; i++) {
         ts_str_put(out, lines[i]);
         ts_str_put(out, "\n");

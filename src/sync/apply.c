@@ -560,7 +560,7 @@ static int batch_add(apply_ctx *a, batch *b, const cs_cs_row *in, uint64_t h)
         if (!b->rows || !b->col0 || !b->clk || !b->blob0 || !b->hash)
             return cs_err(CSTACK_ENOMEM, "out of memory");
     }
-    if (b->ncols + in->ncols > b->capcols) {
+    if (!b->cols || b->ncols + in->ncols > b->capcols) {
         size_t cap = b->capcols ? b->capcols * 2 : CS_SQL_BATCH_ROWS * 8;
         while (cap < b->ncols + in->ncols)
             cap *= 2;
