@@ -602,6 +602,21 @@ CSTACK_API int cstack_upload_complete(cstack *db, int64_t version);
  * server's checkpoints carry the sum of what the user may see). */
 CSTACK_API int cstack_sync_checksum(cstack *db, uint64_t *sum);
 
+/* The rows a merge keeps hidden on this replica (docs/sync.md, "Constraints:
+ * visibility instead of failure"): alive rows that lose a unique value to a
+ * row with an earlier claim, whose parent is not visible, or that lack a
+ * required field.  They are not in their tables and come back by themselves
+ * when the conflict is gone; the app may show them, or repair them by
+ * writing the row (a local write to a hidden row's key replaces it).
+ * *json_out is a JSON array, ordered by model then key, of
+ *   {"model":"Note","key":{"id":"n1"},"reason":"unique"|"parent"|"required",
+ *    "values":{"id":"n1",...}}
+ * (values in the envelope's JSON mapping), to free with cstack_free().
+ * `model` NULL lists every model.  Errors: CSTACK_EMISUSE (db not
+ * bootstrapped, json_out NULL), CSTACK_EINVAL (unknown model),
+ * CSTACK_ENOMEM. */
+CSTACK_API int cstack_sync_hidden(cstack *db, const char *model, char **json_out);
+
 /* Compaction.  Records that the peer with site id `peer` (32 hex digits) has
  * seen this database's changes up to `version`, then
  * cstack_sync_compact() drops tombstones and transaction records every known

@@ -32,6 +32,7 @@
 
 #include "server/policy.h"
 #include "server/store_int.h"
+#include "sync/parked.h"
 
 /* Batch records older than this are forgotten at open: a device retries a
  * batch within minutes, not months. */
@@ -238,8 +239,67 @@ static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op,
     return cs_err(CSTACK_EVALIDATION, "%s", x->msg);
 }
 
+/* Whether the row is in its table (a refusal there is the policy's). */
+static int row_present(cs_conn *c, const cs_model *m, const cs_cs_value *pk, bool *present)
+{
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "SELECT 1 FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&sql, " WHERE ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(&sql, i ? " AND " : "");
+        rc = rc ? rc : cs_buf_ident(&sql, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(&sql, " = ?%d", (int)i + 1);
+    }
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, sql.data, sql.len);
+    cs_buf_free(&sql);
+    if (rc)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    if (!st)
+        return cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 1, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    *present = step == SQLITE_ROW;
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : cs_err_sqlite(m, c->db, step);
+}
+
+/* The policy on the parked copy of a row that is not in its table: a row
+ * the merge hides (a lost unique claim, a parent that is gone) is checked on
+ * its values like a visible one, never refused for being hidden.  *parked
+ * false when there is no such copy. */
+static int parked_allowed(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk,
+                          unsigned pol, bool *parked, bool *allowed)
+{
+    const cs_model *m = &x->st->schema->models[model];
+    cs_buf key = CS_BUF_INIT, row = CS_BUF_INIT;
+    cs_cs_value *vals = calloc(m->nfields ? m->nfields : 1, sizeof *vals);
+    bool *present = calloc(m->nfields ? m->nfields : 1, sizeof *present);
+    cstack_value *cv = calloc(m->nfields ? m->nfields : 1, sizeof *cv);
+    int rc = vals && present && cv ? cs_parked_key(&key, pk, m->npk) : CSTACK_ENOMEM;
+    int src = rc ? SQLITE_OK : cs_parked_get(c, m, &key, &row, parked);
+    if (rc == CSTACK_ENOMEM)
+        rc = cs_err(rc, "out of memory");
+    else if (src != SQLITE_OK)
+        rc = cs_err_sqlite(m, c->db, src);
+    if (!rc && *parked && cs_parked_decode(row.data, row.len, m, vals, present))
+        rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", m->name);
+    for (size_t f = 0; !rc && *parked && f < m->nfields; f++)
+        cv[f] = present[f] ? cs_cs_value_get(&vals[f]) : cstack_v_null();
+    if (!rc && *parked)
+        rc = cs_policy_values_allowed(x->st->schema, c, x->req->auth, model, pol, cv, allowed);
+    free(vals);
+    free(present);
+    free(cv);
+    cs_buf_free(&key);
+    cs_buf_free(&row);
+    return rc;
+}
+
 /* The merge's per-row check: the write policies of the pushing user,
- * evaluated on the merge's connection. */
+ * evaluated on the merge's connection, on the row in its table or else on
+ * its parked copy. */
 static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op, int phase)
 {
     push_ctx *x = ctx;
@@ -249,8 +309,10 @@ static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, i
     const cs_model *m = &x->st->schema->models[model];
     cstack_value key[16];
     cs_srv_pk_values(pk, m->npk, key);
-    bool allowed = false;
+    bool allowed = false, present = false, parked = false;
     int rc = cs_policy_row_allowed(x->st->schema, c, x->req->auth, model, pol, key, &allowed);
+    rc = rc || allowed ? rc : row_present(c, m, pk, &present);
+    rc = rc || allowed || present ? rc : parked_allowed(x, c, model, pk, pol, &parked, &allowed);
     if (rc || allowed)
         return rc;
     return refuse(x, m, pk, op, phase);

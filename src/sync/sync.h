@@ -179,6 +179,11 @@ int cs_clkrow_store(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
 int cs_clkrow_insert(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
                      const cs_cs_value *pk, uint64_t cl, int64_t ver, const void *blob,
                      size_t len, bool *stored);
+/* Gives the clock row the version `ver` without changing its clocks: the
+ * row became visible or hidden here, which exports since an earlier cursor
+ * must carry (a merge hiding or showing a row, settle.c). */
+int cs_clkrow_touch(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, int64_t ver);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);
