@@ -675,7 +675,9 @@ typedef enum cstack_sync_event {
     CSTACK_SYNC_EV_APPLIED,    /* server changes were merged (cursor moved) */
     CSTACK_SYNC_EV_CAUGHT_UP,  /* a pull reached the server's cursor */
     CSTACK_SYNC_EV_CHECKPOINT, /* the state was compared with the server's: checksum_ok */
-    CSTACK_SYNC_EV_ERROR       /* a request failed (last_error); the session retries */
+    CSTACK_SYNC_EV_ERROR,      /* a request failed (last_error); the session retries */
+    CSTACK_SYNC_EV_HIDDEN      /* merging server changes hid `hidden` rows (a unique value
+                                  taken, a parent gone): cstack_sync_hidden lists them */
 } cstack_sync_event;
 
 /* A snapshot of a session.  Plain data: copy it freely. */
@@ -695,6 +697,7 @@ typedef struct cstack_sync_status {
     int64_t bytes_total;    /* of the download in progress; -1 unknown */
     int64_t rows_applied;   /* server rows merged during this session */
     int64_t attempts;       /* consecutive failed connection attempts */
+    int64_t hidden;         /* EV_HIDDEN: rows the merge hid */
     char last_error[256];   /* the last failure, "" when none */
 } cstack_sync_status;
 

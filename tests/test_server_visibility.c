@@ -73,6 +73,13 @@ static void remove_row(dev *d, const char *model, const char *id)
     cr_assert_eq(cstack_delete(d->db, model, &where, NULL), 0, "%s", cstack_errmsg(d->db));
 }
 
+/* The next write's clock is later than the last one's, on any device. */
+static void later(void)
+{
+    struct timespec ts = {0, 3 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
 static char *hidden(dev *d, const char *model)
 {
     char *json = NULL;
@@ -156,6 +163,7 @@ Test(visibility, a_pushed_row_that_loses_a_unique_value_is_accepted_and_hidden)
     dev a = device(SCHEMA, "alice"), b = device(SCHEMA, "bob");
     /* Offline, A claims the address first, then B. */
     person(&a, "pa", "x@example.com");
+    later();
     person(&b, "pb", "x@example.com");
     push_all(&a);
     char batch[128];
@@ -184,6 +192,7 @@ Test(visibility, a_row_that_loses_its_unique_value_leaves_the_devices_holding_it
     /* B claims first but pushes last: A's row, already on every device,
      * must be hidden everywhere when B's earlier claim arrives. */
     person(&b, "pb", "y@example.com");
+    later();
     person(&a, "pa", "y@example.com");
     push_all(&a);
     pull_equal(&a, "a");
@@ -220,6 +229,7 @@ Test(visibility, a_hidden_row_is_still_checked_against_the_write_policy)
                                  {"code", cstack_v_text("k")}};
     create(&a, "Secret", mine, 3);
     push_all(&a);
+    later();
     /* Bob writes a secret for alice with the same code: it would be hidden
      * (the code is taken), and it is refused for what it is. */
     cstack_field_value forged[] = {{"id", cstack_v_text("s2")},
@@ -247,5 +257,44 @@ Test(visibility, a_hidden_row_is_still_checked_against_the_write_policy)
     assert_like_fresh(&a2, "alice", "a2");
     dev_free(&a);
     dev_free(&a2);
+    dev_free(&b);
+}
+
+typedef struct seen {
+    int hidden_events;
+    int64_t hidden;
+} seen;
+
+static void on_status(const cstack_sync_status *st, void *ctx)
+{
+    seen *s = ctx;
+    if (st->event == CSTACK_SYNC_EV_HIDDEN) {
+        s->hidden_events++;
+        s->hidden += st->hidden;
+    }
+}
+
+Test(visibility, a_sync_that_hides_rows_reports_it_in_its_status)
+{
+    start_opts(SCHEMA, "status.db", 0);
+    dev a = device(SCHEMA, "alice"), b = device(SCHEMA, "bob");
+    person(&a, "pa", "z@example.com");
+    later();
+    person(&b, "pb", "z@example.com");
+    push_all(&a);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", cstack_server_port(srv));
+    cstack_sync_options o = {.url = url, .token = b.token};
+    seen s = {0};
+    cstack_sync_status final;
+    cr_assert_eq(cstack_sync_run_once(b.db, &o, on_status, &s, &final), 0, "%s",
+                 cstack_errmsg(b.db));
+    cr_assert_eq(s.hidden_events, 1, "%d hidden events", s.hidden_events);
+    cr_assert_eq(s.hidden, 1);
+    cr_assert_eq(final.rejected, 0, "the hidden row was refused: %s", final.last_error);
+    cr_assert_eq(final.checksum_ok, 1, "%s", final.last_error);
+    cr_assert_str_eq(cstack_sync_event_name(CSTACK_SYNC_EV_HIDDEN), "hidden");
+    assert_like_fresh(&b, "bob", "b");
+    dev_free(&a);
     dev_free(&b);
 }
