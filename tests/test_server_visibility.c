@@ -122,7 +122,8 @@ Test(visibility, a_row_shown_again_reaches_a_device_whose_cursor_passed_it)
     pull_equal(&a, "a");
 
     /* B still holds T and writes a note in it; the server hides the note
-     * (its parent is gone) instead of refusing it. */
+     * (its parent is gone) instead of refusing it, and B hides it too
+     * when it learns that T is gone. */
     team_note(&b, "N", "T");
     push_all(&b);
     pull_equal(&b, "b");
@@ -294,6 +295,40 @@ Test(visibility, a_sync_that_hides_rows_reports_it_in_its_status)
     cr_assert_eq(final.rejected, 0, "the hidden row was refused: %s", final.last_error);
     cr_assert_eq(final.checksum_ok, 1, "%s", final.last_error);
     cr_assert_str_eq(cstack_sync_event_name(CSTACK_SYNC_EV_HIDDEN), "hidden");
+    assert_like_fresh(&b, "bob", "b");
+    dev_free(&a);
+    dev_free(&b);
+}
+
+Test(visibility, a_pushed_row_hidden_by_a_row_its_user_cannot_read_leaves_the_device_that_wrote_it)
+{
+    start_opts(SCHEMA, "unseen.db", 0);
+    dev a = device(SCHEMA, "alice"), b = device(SCHEMA, "bob");
+    cstack_field_value hers[] = {{"id", cstack_v_text("s1")},
+                                 {"ownerId", cstack_v_text("alice")},
+                                 {"code", cstack_v_text("k")}};
+    create(&a, "Secret", hers, 3);
+    push_all(&a);
+    later();
+    /* Bob's own secret takes a code alice holds: the server hides it, and
+     * bob cannot read the row that wins, so only the server can tell his
+     * device. */
+    cstack_field_value his[] = {{"id", cstack_v_text("s2")},
+                                {"ownerId", cstack_v_text("bob")},
+                                {"code", cstack_v_text("k")}};
+    create(&b, "Secret", his, 3);
+    push_all(&b);
+    pull_equal(&b, "b");
+    cr_assert_eq(count(&b, "Secret"), 0, "b shows a secret the server hides");
+    assert_like_fresh(&b, "bob", "b");
+
+    /* Alice gives the code up: bob's secret is shown again, whole. */
+    cstack_field_value w[] = {{"id", cstack_v_text("s1")}};
+    cstack_data where = {w, 1};
+    cr_assert_eq(cstack_delete(a.db, "Secret", &where, NULL), 0);
+    push_all(&a);
+    pull_equal(&b, "b");
+    cr_assert_eq(count(&b, "Secret"), 1);
     assert_like_fresh(&b, "bob", "b");
     dev_free(&a);
     dev_free(&b);

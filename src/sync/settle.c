@@ -663,3 +663,58 @@ int cs_apply_settle(apply_ctx *a)
     }
     return cs_err(CSTACK_ESQLITE, "merge visibility did not settle after %d rounds", MAX_ROUNDS);
 }
+
+/* Whether this merge wrote some clock entry of the row (its existence or a
+ * column), as opposed to only showing or hiding it. */
+static bool written_now(const apply_ctx *a, const cs_clk *clk)
+{
+    const cs_clk_entry *e = cs_clk_row(clk);
+    bool now = e && e->ver == a->ver;
+    for (size_t k = 0; !now && k < clk->ncols; k++)
+        now = (e = cs_clk_get(clk, k)) != NULL && e->ver == a->ver;
+    return now;
+}
+
+int cs_apply_report_hidden(apply_ctx *a)
+{
+    if (!a->opts || !a->opts->hidden || !a->parked_any)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(a->c->db, "SELECT model, row FROM _cstack_parked", -1, &st, NULL);
+    if (src != SQLITE_OK)
+        return cs_err_sqlite(NULL, a->c->db, src);
+    cs_worklist rows = {0};
+    int rc = 0;
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        int mi = cs_model_find(a->schema, (const char *)sqlite3_column_text(st, 0));
+        if (mi < 0)
+            continue;
+        cs_arow r;
+        rc = cs_row_init(&r, &a->schema->models[mi]);
+        if (!rc && cs_parked_decode(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                                    r.m, r.vals, r.present))
+            rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", r.m->name);
+        rc = rc ? rc : work_push(&rows, &r, mi);
+        cs_row_free(&r);
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; !rc && i < rows.n; i++) {
+        cs_arow r;
+        cs_cs_value pk[16];
+        uint64_t cl = 0;
+        cs_clk clk;
+        cs_clk_init(&clk);
+        rc = decode_work(a, &rows.items[i], &r);
+        if (!rc) {
+            cs_row_pk(&r, pk);
+            rc = cs_clock_load(a, rows.items[i].model, pk, &cl, &clk);
+        }
+        if (!rc && (cl & 1) && written_now(a, &clk))
+            rc = a->opts->hidden(a->opts->ctx, a->c, rows.items[i].model, pk);
+        cs_clk_free(&clk);
+        cs_row_free(&r);
+    }
+    work_clear(&rows);
+    free(rows.items);
+    return rc;
+}
