@@ -8,7 +8,11 @@
  * the schema's write policies for the pushing user on every row the merge
  * changes (create: the merged row; update: the row before and after; delete:
  * the row before), with drops refused, records the batch id, and reads the
- * durable version the device is given as its cursor.  A batch is therefore
+ * durable version the device is given as its cursor.  A pushed row the
+ * merge hides (parked: a unique value lost, a parent gone) is accepted, and
+ * checked on its parked values, never refused for being hidden; the rows
+ * that end hidden are recorded as held by the pushing device when it cannot
+ * tell by itself, so its next pull drops them.  A batch is therefore
  * applied and recorded or neither, and a retry is answered `duplicate`
  * without being merged (or re-checked against policies that may have
  * changed since); the write lock serialises pushes, so two copies of one
