@@ -130,6 +130,11 @@ static void on_status(const cstack_sync_status *st, void *ctx)
             fprintf(stderr, "cstack sync: warning: %s\n", st->last_error);
         ui->checked_cursor = st->checksum_ok == 1 ? st->cursor : -1;
         break;
+    case CSTACK_SYNC_EV_HIDDEN:
+        printf("hid %" PRId64 " row(s) that lost a unique value or a parent (kind hidden_rows "
+               "lists them)\n",
+               st->hidden);
+        break;
     case CSTACK_SYNC_EV_ERROR:
         /* With --once the failure ends the run and is reported once, there. */
         if (!ui->once)

@@ -602,6 +602,21 @@ CSTACK_API int cstack_upload_complete(cstack *db, int64_t version);
  * server's checkpoints carry the sum of what the user may see). */
 CSTACK_API int cstack_sync_checksum(cstack *db, uint64_t *sum);
 
+/* The rows a merge keeps hidden on this replica (docs/sync.md, "Constraints:
+ * visibility instead of failure"): alive rows that lose a unique value to a
+ * row with an earlier claim, whose parent is not visible, or that lack a
+ * required field.  They are not in their tables and come back by themselves
+ * when the conflict is gone; the app may show them, or repair them by
+ * writing the row (a local write to a hidden row's key replaces it).
+ * *json_out is a JSON array, ordered by model then key, of
+ *   {"model":"Note","key":{"id":"n1"},"reason":"unique"|"parent"|"required",
+ *    "values":{"id":"n1",...}}
+ * (values in the envelope's JSON mapping), to free with cstack_free().
+ * `model` NULL lists every model.  Errors: CSTACK_EMISUSE (db not
+ * bootstrapped, json_out NULL), CSTACK_EINVAL (unknown model),
+ * CSTACK_ENOMEM. */
+CSTACK_API int cstack_sync_hidden(cstack *db, const char *model, char **json_out);
+
 /* Compaction.  Records that the peer with site id `peer` (32 hex digits) has
  * seen this database's changes up to `version`, then
  * cstack_sync_compact() drops tombstones and transaction records every known
@@ -660,7 +675,9 @@ typedef enum cstack_sync_event {
     CSTACK_SYNC_EV_APPLIED,    /* server changes were merged (cursor moved) */
     CSTACK_SYNC_EV_CAUGHT_UP,  /* a pull reached the server's cursor */
     CSTACK_SYNC_EV_CHECKPOINT, /* the state was compared with the server's: checksum_ok */
-    CSTACK_SYNC_EV_ERROR       /* a request failed (last_error); the session retries */
+    CSTACK_SYNC_EV_ERROR,      /* a request failed (last_error); the session retries */
+    CSTACK_SYNC_EV_HIDDEN      /* merging server changes hid `hidden` rows (a unique value
+                                  taken, a parent gone): cstack_sync_hidden lists them */
 } cstack_sync_event;
 
 /* A snapshot of a session.  Plain data: copy it freely. */
@@ -680,6 +697,7 @@ typedef struct cstack_sync_status {
     int64_t bytes_total;    /* of the download in progress; -1 unknown */
     int64_t rows_applied;   /* server rows merged during this session */
     int64_t attempts;       /* consecutive failed connection attempts */
+    int64_t hidden;         /* EV_HIDDEN: rows the merge hid */
     char last_error[256];   /* the last failure, "" when none */
 } cstack_sync_status;
 

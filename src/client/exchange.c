@@ -160,8 +160,11 @@ int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor
         return rc;
     pthread_mutex_lock(&c->st_mu);
     c->st.rows_applied += stats.rows;
+    c->st.hidden = stats.parked;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_APPLIED);
+    if (stats.parked > 0)
+        cs_client_report(c, CSTACK_SYNC_EV_HIDDEN);
     return 0;
 }
 

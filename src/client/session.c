@@ -323,6 +323,7 @@ const char *cstack_sync_state_name(cstack_sync_state state)
 const char *cstack_sync_event_name(cstack_sync_event event)
 {
     static const char *const names[] = {"state",   "progress",  "pushed",     "rejected",
-                                        "applied", "caught-up", "checkpoint", "error"};
+                                        "applied", "caught-up", "checkpoint", "error",
+                                        "hidden"};
     return (unsigned)event < sizeof names / sizeof names[0] ? names[event] : "unknown";
 }

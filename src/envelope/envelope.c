@@ -326,13 +326,14 @@ static int run_model_request(env *e, const jr_val *req, const jr_val *kind, cs_b
     const jr_val *model = jr_get(req, "model");
     size_t mark = env_path_key(e, "model");
     const cs_model *m = NULL;
+    bool optional = env_kind_model_optional(jr_str(kind), jr_len(kind));
     if (model)
         m = env_model(e, model);
-    else
+    else if (!optional)
         env_fail(e, CSTACK_EINVAL, "missing (kind '%.*s' needs a model)", (int)jr_len(kind),
                  jr_str(kind));
     env_path_set(e, mark);
-    if (!m)
+    if (!m && (model || !optional))
         return e->code;
     const jr_val *payload = payload_of(e, req);
     if (e->code)

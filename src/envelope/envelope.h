@@ -204,6 +204,8 @@ int env_run_kind(env *e, const jr_val *kind, const cs_model *m, const jr_val *pa
 /* True when `kind` (n bytes) is one of the model kinds (everything but
  * transaction). */
 bool env_kind_known(const char *kind, size_t n);
+/* Whether a request of the kind may leave its model out (hidden_rows). */
+bool env_kind_model_optional(const char *kind, size_t n);
 /* The list of kinds for messages: "create, create_many, ...". */
 const char *env_kind_list(void);
 

@@ -346,6 +346,20 @@ static int k_aggregate(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
     return rc;
 }
 
+/* The rows sync keeps hidden (cstack_sync_hidden): the JSON list as it is.
+ * `m` is NULL when the request names no model (every model's rows). */
+static int k_hidden_rows(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
+{
+    (void)p;
+    char *json = NULL;
+    int rc = cstack_sync_hidden(e->db, m ? m->name : NULL, &json);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    rc = cs_buf_puts(out, json);
+    cstack_free(json);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 typedef int (*kind_fn)(env *e, const cs_model *m, const jr_val *payload, cs_buf *out);
@@ -375,6 +389,7 @@ static const kind_def KINDS[] = {
     {"upsert", k_upsert, {"where", "create", "update", NULL}, {"where", "create", "update", NULL}},
     {"delete", k_delete, {"where", NULL}, {"where", NULL}},
     {"delete_many", k_delete_many, {"where", NULL}, {NULL}},
+    {"hidden_rows", k_hidden_rows, {NULL}, {NULL}},
 };
 #define NKINDS (sizeof KINDS / sizeof KINDS[0])
 
@@ -391,10 +406,17 @@ bool env_kind_known(const char *kind, size_t n)
     return find_kind(kind, n) != NULL;
 }
 
+/* The one kind about the database rather than a model: without a model it
+ * covers every model. */
+bool env_kind_model_optional(const char *kind, size_t n)
+{
+    return env_name_is("hidden_rows", kind, n);
+}
+
 const char *env_kind_list(void)
 {
     return "create, create_many, find_unique, find_first, find_many, count, aggregate, update, "
-           "update_many, upsert, delete, delete_many";
+           "update_many, upsert, delete, delete_many, hidden_rows";
 }
 
 int env_run_kind(env *e, const jr_val *kind, const cs_model *m, const jr_val *payload, cs_buf *out)

@@ -573,6 +573,56 @@ int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *aut
     return rc;
 }
 
+/* SELECT <policy> FROM (SELECT ?1 AS "col", ...) AS t0: the rule over
+ * values rather than a stored row.  Relation paths still read the tables. */
+static int values_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsigned op,
+                        const cs_auth *auth, const cstack_value *vals)
+{
+    int rc = cs_buf_puts(&q->sql, "SELECT ");
+    rc = rc ? rc : cs_policy_render(q, s, m, 0, op, auth);
+    rc = rc ? rc : cs_buf_puts(&q->sql, " FROM (SELECT ");
+    size_t n = 0;
+    for (size_t f = 0; f < m->nfields && !rc; f++) {
+        if (!cs_field_is_column(&m->fields[f]))
+            continue;
+        rc = cs_buf_puts(&q->sql, n++ ? ", " : "");
+        rc = rc ? rc : cs_sqlb_bind(q, vals[f]);
+        rc = rc ? rc : cs_buf_puts(&q->sql, " AS ");
+        rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[f].column);
+    }
+    return rc ? rc : cs_buf_puts(&q->sql, ") AS t0");
+}
+
+int cs_policy_values_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
+                             unsigned op, const cstack_value *vals, bool *allowed)
+{
+    *allowed = false;
+    if (mi < 0 || (size_t)mi >= s->nmodels || !vals)
+        return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without values");
+    const cs_model *m = &s->models[mi];
+    cs_sqlb q = {0};
+    int rc = values_query(&q, s, m, op, auth, vals);
+    if (rc) {
+        cs_sqlb_free(&q);
+        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+    }
+    /* Like the text of row_query, this one depends only on the model and
+     * the operation, so the connection's cache keeps one statement each. */
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
+    int src = SQLITE_OK;
+    if (!st)
+        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
+    if (st)
+        src = step_allowed(st, &q, allowed);
+    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    cs_sqlb_free(&q);
+    return rc;
+}
+
 /* ---- many rows ---------------------------------------------------------------- */
 
 struct cs_policy_check {

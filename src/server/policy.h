@@ -47,6 +47,17 @@ int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *aut
                           unsigned op, const cstack_value *pk, bool *allowed);
 
 /*
+ * The same decision for a row given by its values (`vals`, indexed by field:
+ * every column field of the model, CSTACK_NULL for a missing one, in stored
+ * form) rather than by its key: a row the merge keeps hidden (parked) is
+ * checked on its values as well as a visible one.  Relation paths read the
+ * related rows as they are on `c`.  Same thread rules and errors as
+ * cs_policy_row_allowed; `vals` must outlive the call only.
+ */
+int cs_policy_values_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
+                             unsigned op, const cstack_value *vals, bool *allowed);
+
+/*
  * A prepared check for many rows: the same decision as cs_policy_row_allowed
  * for one user, model and operation, with the statement prepared and the
  * user's values bound once, so each row costs one primary-key lookup (a pull

@@ -8,7 +8,11 @@
  * the schema's write policies for the pushing user on every row the merge
  * changes (create: the merged row; update: the row before and after; delete:
  * the row before), with drops refused, records the batch id, and reads the
- * durable version the device is given as its cursor.  A batch is therefore
+ * durable version the device is given as its cursor.  A pushed row the
+ * merge hides (parked: a unique value lost, a parent gone) is accepted, and
+ * checked on its parked values, never refused for being hidden; the rows
+ * that end hidden are recorded as held by the pushing device when it cannot
+ * tell by itself, so its next pull drops them.  A batch is therefore
  * applied and recorded or neither, and a retry is answered `duplicate`
  * without being merged (or re-checked against policies that may have
  * changed since); the write lock serialises pushes, so two copies of one
@@ -32,6 +36,7 @@
 
 #include "server/policy.h"
 #include "server/store_int.h"
+#include "sync/parked.h"
 
 /* Batch records older than this are forgotten at open: a device retries a
  * batch within minutes, not months. */
@@ -238,8 +243,67 @@ static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op,
     return cs_err(CSTACK_EVALIDATION, "%s", x->msg);
 }
 
+/* Whether the row is in its table (a refusal there is the policy's). */
+static int row_present(cs_conn *c, const cs_model *m, const cs_cs_value *pk, bool *present)
+{
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "SELECT 1 FROM ");
+    rc = rc ? rc : cs_buf_ident(&sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&sql, " WHERE ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(&sql, i ? " AND " : "");
+        rc = rc ? rc : cs_buf_ident(&sql, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(&sql, " = ?%d", (int)i + 1);
+    }
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, sql.data, sql.len);
+    cs_buf_free(&sql);
+    if (rc)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    if (!st)
+        return cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 1, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    *present = step == SQLITE_ROW;
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : cs_err_sqlite(m, c->db, step);
+}
+
+/* The policy on the parked copy of a row that is not in its table: a row
+ * the merge hides (a lost unique claim, a parent that is gone) is checked on
+ * its values like a visible one, never refused for being hidden.  *parked
+ * false when there is no such copy. */
+static int parked_allowed(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk,
+                          unsigned pol, bool *parked, bool *allowed)
+{
+    const cs_model *m = &x->st->schema->models[model];
+    cs_buf key = CS_BUF_INIT, row = CS_BUF_INIT;
+    cs_cs_value *vals = calloc(m->nfields ? m->nfields : 1, sizeof *vals);
+    bool *present = calloc(m->nfields ? m->nfields : 1, sizeof *present);
+    cstack_value *cv = calloc(m->nfields ? m->nfields : 1, sizeof *cv);
+    int rc = vals && present && cv ? cs_parked_key(&key, pk, m->npk) : CSTACK_ENOMEM;
+    int src = rc ? SQLITE_OK : cs_parked_get(c, m, &key, &row, parked);
+    if (rc == CSTACK_ENOMEM)
+        rc = cs_err(rc, "out of memory");
+    else if (src != SQLITE_OK)
+        rc = cs_err_sqlite(m, c->db, src);
+    if (!rc && *parked && cs_parked_decode(row.data, row.len, m, vals, present))
+        rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", m->name);
+    for (size_t f = 0; !rc && *parked && f < m->nfields; f++)
+        cv[f] = present[f] ? cs_cs_value_get(&vals[f]) : cstack_v_null();
+    if (!rc && *parked)
+        rc = cs_policy_values_allowed(x->st->schema, c, x->req->auth, model, pol, cv, allowed);
+    free(vals);
+    free(present);
+    free(cv);
+    cs_buf_free(&key);
+    cs_buf_free(&row);
+    return rc;
+}
+
 /* The merge's per-row check: the write policies of the pushing user,
- * evaluated on the merge's connection. */
+ * evaluated on the merge's connection, on the row in its table or else on
+ * its parked copy. */
 static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op, int phase)
 {
     push_ctx *x = ctx;
@@ -249,11 +313,144 @@ static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, i
     const cs_model *m = &x->st->schema->models[model];
     cstack_value key[16];
     cs_srv_pk_values(pk, m->npk, key);
-    bool allowed = false;
+    bool allowed = false, present = false, parked = false;
     int rc = cs_policy_row_allowed(x->st->schema, c, x->req->auth, model, pol, key, &allowed);
+    rc = rc || allowed ? rc : row_present(c, m, pk, &present);
+    rc = rc || allowed || present ? rc : parked_allowed(x, c, model, pk, pol, &parked, &allowed);
     if (rc || allowed)
         return rc;
     return refuse(x, m, pk, op, phase);
+}
+
+/* Whether a visible row the pushing user may read holds one of the unique
+ * values of the hidden row `vals`: that user's device then receives it and
+ * hides its own row for the same reason by itself. */
+static int winner_readable(push_ctx *x, cs_conn *c, const cs_model *m, int model,
+                           const cs_cs_value *vals, const bool *present, bool *readable)
+{
+    *readable = false;
+    int rc = 0;
+    for (size_t u = 0; u < m->nuniques && !rc && !*readable; u++) {
+        const cs_index *ix = &m->uniques[u];
+        cs_buf sql = CS_BUF_INIT;
+        rc = cs_buf_puts(&sql, "SELECT ");
+        for (size_t i = 0; i < m->npk && !rc; i++) {
+            rc = cs_buf_puts(&sql, i ? ", " : "");
+            rc = rc ? rc : cs_buf_ident(&sql, m->fields[m->pk[i]].column);
+        }
+        rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
+        rc = rc ? rc : cs_buf_ident(&sql, m->table);
+        bool nulls = false;
+        for (size_t i = 0; i < ix->n && !rc; i++) {
+            int f = ix->fields[i];
+            nulls = nulls || !present[f] || vals[f].type == SQLITE_NULL;
+            rc = cs_buf_puts(&sql, i ? " AND " : " WHERE ");
+            rc = rc ? rc : cs_buf_ident(&sql, m->fields[f].column);
+            rc = rc ? rc : cs_buf_printf(&sql, " = ?%d", (int)i + 1);
+        }
+        sqlite3_stmt *st = rc || nulls ? NULL : cs_conn_prepare(c, 0, sql.data, sql.len);
+        cs_buf_free(&sql);
+        if (rc)
+            return cs_err(CSTACK_ENOMEM, "out of memory");
+        if (nulls)
+            continue;
+        if (!st)
+            return cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
+        for (size_t i = 0; i < ix->n; i++)
+            cs_cs_bind(st, (int)i + 1, &vals[ix->fields[i]]);
+        int step = sqlite3_step(st);
+        cstack_value key[16];
+        for (size_t i = 0; step == SQLITE_ROW && i < m->npk; i++) {
+            cs_cs_value v;
+            cs_cs_value_from_stmt(&v, st, (int)i);
+            key[i] = cs_cs_value_get(&v);
+        }
+        if (step == SQLITE_ROW)
+            rc = cs_policy_row_allowed(x->st->schema, c, x->req->auth, model, CS_POL_READ, key,
+                                       readable);
+        else if (step != SQLITE_DONE)
+            rc = cs_err_sqlite(m, c->db, step);
+        sqlite3_reset(st);
+    }
+    return rc;
+}
+
+/* Whether the device that pushed the hidden row can tell by itself that it
+ * is hidden: its parent's deletion reaches every device that held the
+ * parent, and a winner of its unique value reaches the users who may read
+ * it.  Otherwise (a winner the user cannot read, a missing field) only the
+ * server can tell it. */
+static int hides_by_itself(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, bool *self)
+{
+    const cs_model *m = &x->st->schema->models[model];
+    static const char sql[] = "SELECT row, reason FROM _cstack_parked WHERE model = ? AND pk = ?";
+    *self = false;
+    cs_buf key = CS_BUF_INIT;
+    cs_cs_value *vals = calloc(m->nfields ? m->nfields : 1, sizeof *vals);
+    bool *present = calloc(m->nfields ? m->nfields : 1, sizeof *present);
+    sqlite3_stmt *st = NULL;
+    int rc = vals && present && !cs_parked_key(&key, pk, m->npk) ? 0 : CSTACK_ENOMEM;
+    if (!rc && !(st = cs_conn_prepare(c, 0, sql, sizeof sql - 1)))
+        rc = cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
+    int step = SQLITE_DONE;
+    if (st) {
+        sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
+        step = sqlite3_step(st);
+    }
+    const char *why = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    if (why && strcmp(why, cs_park_reason_name(CS_PARK_PARENT)) == 0)
+        *self = true;
+    else if (why && strcmp(why, cs_park_reason_name(CS_PARK_UNIQUE)) == 0) {
+        if (cs_parked_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), m,
+                             vals, present))
+            rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", m->name);
+        /* The values borrow from the statement's row: decided before the
+         * statement is reset. */
+        rc = rc ? rc : winner_readable(x, c, m, model, vals, present, self);
+    }
+    if (st)
+        sqlite3_reset(st);
+    free(vals);
+    free(present);
+    cs_buf_free(&key);
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+}
+
+/* A pushed row the merge hides is held by the device that pushed it.  When
+ * that device cannot tell by itself that the row is hidden (its user cannot
+ * read the row that took its unique value), the row is recorded as held
+ * (acknowledged), so the device's next pull drops it, as it does for any
+ * device holding a row the server hides. */
+static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
+{
+    push_ctx *x = ctx;
+    const cs_model *m = &x->st->schema->models[model];
+    static const char sql[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
+                              "(site, model, pk, present, at) VALUES (?, ?, ?, 1, 0)";
+    unsigned char site[CS_SITE_LEN];
+    if (cs_srv_site_parse(x->req->site, site))
+        return cs_err(CSTACK_EINVAL, "a push needs the device's site id (32 hex digits)");
+    bool self = false;
+    int rc = hides_by_itself(x, c, model, pk, &self);
+    if (rc || self)
+        return rc;
+    cs_buf key = CS_BUF_INIT;
+    if (cs_parked_key(&key, pk, m->npk)) {
+        cs_buf_free(&key);
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
+    int step = st ? SQLITE_OK : sqlite3_errcode(c->db);
+    if (st) {
+        sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
+        step = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    cs_buf_free(&key);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
 }
 
 static void classify(push_ctx *x, int rc, cs_srv_err *err)
@@ -297,7 +494,7 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
         res->duplicate = true;
         return cs_srv_durable_version(st, &res->cursor);
     }
-    cs_apply_opts opts = {push_check, x, true};
+    cs_apply_opts opts = {push_check, x, true, push_hidden};
     cstack_apply_stats stats = {0};
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
     rc = rc ? rc : batch_record(c, req);

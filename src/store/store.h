@@ -90,6 +90,7 @@ enum cs_const_stmt {
     CS_STMT_PARKED_ANY,
     CS_STMT_AUDIT_INSERT,
     CS_STMT_OUTBOX_INSERT,
+    CS_STMT_PARKED_REASON,
 };
 #define CS_KEY_CONST(id) (CS_KEY_CUSTOM | 1ull << 61 | (uint64_t)(id))
 /* The capture's constant statements (sync/capture.c) take CS_KEY_CONST ids

@@ -697,7 +697,8 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     if (!rc && r.pos != r.len)
         rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
     rc = rc ? rc : cs_hlc_observe(a->s, max_hlc);
-    return rc ? rc : cs_apply_settle(a);
+    rc = rc ? rc : cs_apply_settle(a);
+    return rc ? rc : cs_apply_report_hidden(a);
 }
 
 static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)

@@ -155,3 +155,31 @@ int cs_clkrow_insert_new(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
     *stored = step == SQLITE_DONE;
     return *stored || (step & 0xff) == SQLITE_CONSTRAINT ? 0 : cs_err_sqlite(m, c->db, step);
 }
+
+/* Rows are hidden or shown rarely next to merges, so its text is built per
+ * call and its statement cached by text. */
+int cs_clkrow_touch(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, int64_t ver)
+{
+    cs_buf sql = CS_BUF_INIT;
+    int rc = cs_buf_puts(&sql, "UPDATE ");
+    rc = rc ? rc : cs_buf_ident(&sql, sm->clk_table);
+    rc = rc ? rc : cs_buf_puts(&sql, " SET _cstack_ver = ?1 WHERE ");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(&sql, i ? " AND " : "");
+        rc = rc ? rc : cs_buf_ident(&sql, m->fields[m->pk[i]].column);
+        rc = rc ? rc : cs_buf_printf(&sql, " = ?%d", (int)i + 2);
+    }
+    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, sql.data, sql.len);
+    cs_buf_free(&sql);
+    if (rc)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    if (!st)
+        return cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
+    sqlite3_bind_int64(st, 1, ver);
+    for (size_t i = 0; i < m->npk; i++)
+        cs_cs_bind(st, (int)i + 2, &pk[i]);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? 0 : cs_err_sqlite(m, c->db, step);
+}

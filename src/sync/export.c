@@ -111,6 +111,20 @@ static int column_value(scan *sc, size_t k, cs_cs_value *v, bool *have)
     return 0;
 }
 
+/* Whether a write in the range gave the row its version.  When none did, a
+ * merge showed or hid the row (settle.c), and the export sends it whole: a
+ * reader that lacks it (a server's device, sent nothing while it was
+ * hidden) then gets every column, whatever their clocks. */
+static bool written_in(const scan *sc, const range *rg)
+{
+    if (in_range(rg, cs_clk_row(&sc->clk)))
+        return true;
+    for (size_t k = 0; k < sc->sm->ncols; k++)
+        if (in_range(rg, cs_clk_get(&sc->clk, k)))
+            return true;
+    return false;
+}
+
 /* The columns to send with a row.  An upload-queue transaction that created
  * the row (its existence entry is in range) also carries the row's columns
  * rewritten by later pending local transactions: without them the receiver
@@ -122,6 +136,8 @@ static range column_range(const scan *sc, const range *rg)
     range r = *rg;
     if (rg->local_only && (sc->cl & 1) && in_range(rg, cs_clk_row(&sc->clk)))
         r.upto = INT64_MAX;
+    else if (!rg->local_only && (sc->cl & 1) && sc->ver > rg->after && !written_in(sc, rg))
+        r.after = 0;
     return r;
 }
 

@@ -175,9 +175,22 @@ static int delete_visible(apply_ctx *a, const cs_arow *r)
     return rc ? rc : step == SQLITE_DONE ? 0 : cs_err_sqlite(r->m, a->c->db, step);
 }
 
+/* Gives the row's clock row the merge's version: the row was shown or
+ * hidden, and a reader whose cursor passed it (a server's device, which is
+ * sent only what it may see) must hear of it again. */
+static int touch(apply_ctx *a, const cs_arow *r)
+{
+    int mi = model_index(a, r->m);
+    cs_cs_value pk[16];
+    cs_row_pk(r, pk);
+    return cs_clkrow_touch(a->c, &a->s->models[mi], r->m, pk, a->ver);
+}
+
 /* Moves a row from its table (when visible) to the parked rows, or stores
- * the latest values of a row that stays parked (`again`). */
-static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
+ * the latest values of a row that stays parked (`again`), with the reason
+ * it is hidden. */
+static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again,
+                    cs_park_reason why)
 {
     cs_cs_value pk[16];
     cs_row_pk(r, pk);
@@ -186,13 +199,15 @@ static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
     rc = rc ? rc : cs_parked_encode(&row, r->m, r->vals, r->present);
     if (rc)
         rc = cs_err(CSTACK_ENOMEM, "out of memory");
-    int src = rc ? SQLITE_OK : cs_parked_put(a->c, r->m, &key, &row);
+    int src = rc ? SQLITE_OK : cs_parked_put(a->c, r->m, &key, &row, why);
     if (src != SQLITE_OK)
         rc = cs_err_sqlite(r->m, a->c->db, src);
     if (!rc)
         a->parked_any = true;
     if (!rc && visible)
         rc = delete_visible(a, r);
+    if (!rc && visible)
+        rc = touch(a, r);
     if (!rc && visible && has_children(a->schema, model_index(a, r->m)))
         rc = work_push(&a->removed, r, model_index(a, r->m));
     if (!rc && !again)
@@ -202,9 +217,9 @@ static int park_row(apply_ctx *a, const cs_arow *r, bool visible, bool again)
     return rc;
 }
 
-static int park(apply_ctx *a, const cs_arow *r, bool visible)
+static int park(apply_ctx *a, const cs_arow *r, bool visible, cs_park_reason why)
 {
-    return park_row(a, r, visible, false);
+    return park_row(a, r, visible, false, why);
 }
 
 static int unpark_entry(apply_ctx *a, const cs_arow *r)
@@ -352,11 +367,13 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
         if (step == SQLITE_DONE) {
             *shown = true;
             rc = was_parked ? unpark_entry(a, r) : 0;
+            rc = rc || !was_parked ? rc : touch(a, r);
             return rc || !has_parents(m) ? rc : work_push(&a->touched, r, model_index(a, m));
         }
         int ext = sqlite3_extended_errcode(a->c->db);
         if (ext == SQLITE_CONSTRAINT_NOTNULL)
-            return visible ? cs_err_sqlite(m, a->c->db, ext) : park_row(a, r, false, was_parked);
+            return visible ? cs_err_sqlite(m, a->c->db, ext)
+                           : park_row(a, r, false, was_parked, CS_PARK_REQUIRED);
         if (ext != SQLITE_CONSTRAINT_UNIQUE)
             return cs_err_sqlite_named(a->schema, m, a->c->db, ext);
         cs_arow rival;
@@ -370,9 +387,9 @@ static int make_visible(apply_ctx *a, cs_arow *r, bool visible, bool was_parked,
         rc = rc ? rc : claim_cmp(a, r, &rival, ix, &cmp);
         if (!rc && cmp > 0) {
             cs_row_free(&rival);
-            return park_row(a, r, visible, was_parked);
+            return park_row(a, r, visible, was_parked, CS_PARK_UNIQUE);
         }
-        rc = rc ? rc : park(a, &rival, true);
+        rc = rc ? rc : park(a, &rival, true, CS_PARK_UNIQUE);
         cs_row_free(&rival);
         if (rc)
             return rc;
@@ -485,7 +502,7 @@ static int check_orphan(apply_ctx *a, const cs_work *w, bool *progress)
     if (!rc && vis)
         rc = parents_visible(a, &r, &ok);
     if (!rc && vis && !ok) {
-        rc = park(a, &r, true);
+        rc = park(a, &r, true, CS_PARK_PARENT);
         *progress = true;
     }
     cs_row_free(&r);
@@ -537,7 +554,7 @@ static int park_children(apply_ctx *a, const cs_work *w, bool *progress)
                     rc = cs_row_load(a, c, pk, &child, &vis, &parked);
                 }
                 if (!rc && vis) {
-                    rc = park(a, &child, true);
+                    rc = park(a, &child, true, CS_PARK_PARENT);
                     *progress = true;
                 }
                 cs_row_free(&child);
@@ -548,6 +565,20 @@ static int park_children(apply_ctx *a, const cs_work *w, bool *progress)
     }
     cs_row_free(&parent);
     return rc;
+}
+
+/* A parked row whose parent is not visible is hidden for that, whatever
+ * hid it first: the reason then depends only on the merged state. */
+static int reason_parent(apply_ctx *a, const cs_arow *r)
+{
+    cs_cs_value pk[16];
+    cs_row_pk(r, pk);
+    cs_buf key = CS_BUF_INIT;
+    int rc = cs_parked_key(&key, pk, r->m->npk);
+    int src = rc ? SQLITE_OK : cs_parked_set_reason(a->c, r->m, &key, CS_PARK_PARENT);
+    cs_buf_free(&key);
+    return rc ? cs_err(CSTACK_ENOMEM, "out of memory")
+               : src == SQLITE_OK ? 0 : cs_err_sqlite(r->m, a->c->db, src);
 }
 
 /* Tries to restore every parked row whose reasons to hide may be gone. */
@@ -596,6 +627,8 @@ static int unpark_all(apply_ctx *a, bool *progress)
             rc = parents_visible(a, &r, &ok);
         if (!rc && (cl & 1) && !vis && ok)
             rc = make_visible(a, &r, false, true, &shown);
+        else if (!rc && (cl & 1) && !vis)
+            rc = reason_parent(a, &r);
         if (shown)
             *progress = true;
         cs_clk_free(&clk);
@@ -634,4 +667,59 @@ int cs_apply_settle(apply_ctx *a)
 int cs_apply_inserted(apply_ctx *a, const cs_arow *r)
 {
     return has_parents(r->m) ? work_push(&a->touched, r, model_index(a, r->m)) : 0;
+}
+
+/* Whether this merge wrote some clock entry of the row (its existence or a
+ * column), as opposed to only showing or hiding it. */
+static bool written_now(const apply_ctx *a, const cs_clk *clk)
+{
+    const cs_clk_entry *e = cs_clk_row(clk);
+    bool now = e && e->ver == a->ver;
+    for (size_t k = 0; !now && k < clk->ncols; k++)
+        now = (e = cs_clk_get(clk, k)) != NULL && e->ver == a->ver;
+    return now;
+}
+
+int cs_apply_report_hidden(apply_ctx *a)
+{
+    if (!a->opts || !a->opts->hidden || !a->parked_any)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(a->c->db, "SELECT model, row FROM _cstack_parked", -1, &st, NULL);
+    if (src != SQLITE_OK)
+        return cs_err_sqlite(NULL, a->c->db, src);
+    cs_worklist rows = {0};
+    int rc = 0;
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        int mi = cs_model_find(a->schema, (const char *)sqlite3_column_text(st, 0));
+        if (mi < 0)
+            continue;
+        cs_arow r;
+        rc = cs_row_init(&r, &a->schema->models[mi]);
+        if (!rc && cs_parked_decode(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                                    r.m, r.vals, r.present))
+            rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", r.m->name);
+        rc = rc ? rc : work_push(&rows, &r, mi);
+        cs_row_free(&r);
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; !rc && i < rows.n; i++) {
+        cs_arow r;
+        cs_cs_value pk[16];
+        uint64_t cl = 0;
+        cs_clk clk;
+        cs_clk_init(&clk);
+        rc = decode_work(a, &rows.items[i], &r);
+        if (!rc) {
+            cs_row_pk(&r, pk);
+            rc = cs_clock_load(a, rows.items[i].model, pk, &cl, &clk);
+        }
+        if (!rc && (cl & 1) && written_now(a, &clk))
+            rc = a->opts->hidden(a->opts->ctx, a->c, rows.items[i].model, pk);
+        cs_clk_free(&clk);
+        cs_row_free(&r);
+    }
+    work_clear(&rows);
+    free(rows.items);
+    return rc;
 }

@@ -191,6 +191,11 @@ typedef struct cs_clkrow_new {
  * *stored false (and nothing written) when one of them has one already. */
 int cs_clkrow_insert_new(cs_conn *c, const cs_sync_model *sm, const cs_model *m, int64_t ver,
                          const cs_clkrow_new *rows, bool *stored);
+/* Gives the clock row the version `ver` without changing its clocks: the
+ * row became visible or hidden here, which exports since an earlier cursor
+ * must carry (a merge hiding or showing a row, settle.c). */
+int cs_clkrow_touch(cs_conn *c, const cs_sync_model *sm, const cs_model *m,
+                    const cs_cs_value *pk, int64_t ver);
 
 /* attach.c */
 cs_sync *cs_sync_of(cstack *db);

@@ -48,10 +48,16 @@ enum { CS_CHECK_BEFORE = 1, CS_CHECK_AFTER = 2 };
 typedef int (*cs_apply_check)(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op,
                               int phase);
 
+/* Called once the merge has settled, for each row the changeset wrote that
+ * ends hidden (parked), with the same ctx: a server records that the pushing
+ * device holds it, so that its next pull drops it there too. */
+typedef int (*cs_apply_hidden)(void *ctx, cs_conn *c, int model, const cs_cs_value *pk);
+
 typedef struct cs_apply_opts {
     cs_apply_check check;
     void *ctx;
     bool refuse_drops;  /* a server never lets a client make it forget rows */
+    cs_apply_hidden hidden; /* NULL ok */
 } cs_apply_opts;
 
 /* Merges a changeset (as cstack_changes_apply, with `opts`, NULL ok) inside

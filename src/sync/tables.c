@@ -27,7 +27,7 @@ static const char SYNC_TABLES[] =
     "CREATE TABLE IF NOT EXISTS _cstack_sync_cols(model TEXT NOT NULL, field TEXT NOT NULL, "
     "idx INTEGER NOT NULL, PRIMARY KEY(model, field));\n"
     "CREATE TABLE IF NOT EXISTS _cstack_parked(model TEXT NOT NULL, pk BLOB NOT NULL, "
-    "row BLOB NOT NULL, PRIMARY KEY(model, pk));\n"
+    "row BLOB NOT NULL, reason TEXT NOT NULL DEFAULT '', PRIMARY KEY(model, pk));\n"
     "CREATE TABLE IF NOT EXISTS _cstack_peers(site BLOB PRIMARY KEY, ver INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS _cstack_txlog(ver INTEGER PRIMARY KEY, hlc INTEGER NOT NULL, "
     "payload BLOB NOT NULL);\n";
@@ -224,11 +224,30 @@ int cs_sync_backfill(cs_sync *s, int mi)
     return src == SQLITE_OK ? 0 : cs_err_sqlite(m, conn, src);
 }
 
+/* Files made before hidden rows recorded their reason get the column; their
+ * parked rows say '' until the next merge decides them again. */
+static int parked_reason_column(sqlite3 *conn)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        conn, "SELECT 1 FROM pragma_table_info('_cstack_parked') WHERE name = 'reason'", -1, &st,
+        NULL);
+    bool have = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && !have)
+        rc = sqlite3_exec(conn,
+                          "ALTER TABLE _cstack_parked ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
+                          NULL, NULL, NULL);
+    return rc;
+}
+
 int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
 {
     cs_sync *s = ctx;
     sqlite3 *conn = cs_write_conn(db)->db;
     int rc = sqlite3_exec(conn, SYNC_TABLES, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = parked_reason_column(conn);
     if (rc == SQLITE_OK)
         rc = ensure_site(s, conn);
     if (rc == SQLITE_OK)
