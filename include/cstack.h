@@ -547,8 +547,11 @@ CSTACK_API const char *cstack_sync_site_id(cstack *db);
 CSTACK_API int cstack_sync_version(cstack *db, int64_t *version);
 
 /* The largest amount (milliseconds) a remote clock may run ahead of the local
- * wall clock; changesets carrying a later clock are refused.  Default
- * 300000 (5 minutes). */
+ * wall clock; cstack_changes_apply refuses changesets carrying a later clock.
+ * The sync client does not refuse what its server relays (the server judged
+ * it against its own clock), but never moves the local clock past the wall
+ * clock plus this amount (docs/sync.md, "Clocks").  Default 300000 (5
+ * minutes). */
 CSTACK_API int cstack_sync_set_max_drift(cstack *db, int64_t ms);
 
 /* Exports every change (local or merged from elsewhere) made after version
@@ -570,7 +573,9 @@ typedef struct cstack_apply_stats {
 /* Merges a changeset into the database, all or nothing, idempotently.
  * Refused (nothing applied) with CSTACK_ESCHEMA when it was made with another
  * schema (the message names both hashes), CSTACK_ECLOCK when a clock in it is
- * more than the maximum drift ahead, CSTACK_EINVAL when it is malformed.
+ * more than the maximum drift ahead (peer to peer, this replica judges the
+ * clocks it accepts; the sync client merges what its server relays without
+ * this check), CSTACK_EINVAL when it is malformed.
  * `stats` may be NULL.  Cannot run inside a transaction. */
 CSTACK_API int cstack_changes_apply(cstack *db, const void *changeset, size_t len,
                                     cstack_apply_stats *stats);

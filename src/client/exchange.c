@@ -11,9 +11,11 @@
  * the batch stays queued and the session fails until that is fixed.
  *
  * Pull: `GET /v1/pull?since=CURSOR` until the returned X-Cstack-Cursor stops
- * moving.  Each page is merged (cstack_changes_apply, which also forgets
- * rows the server drops) and then the cursor is stored; a crash in between
- * only repeats an idempotent merge.
+ * moving.  Each page is merged (cs_changes_apply_relayed: as
+ * cstack_changes_apply, which also forgets rows the server drops, but
+ * taking the clocks the server accepted whatever this device's clock says)
+ * and then the cursor is stored; a crash in between only repeats an
+ * idempotent merge.
  *
  * The stream is in stream.c.
  */
@@ -26,6 +28,7 @@
 
 #include "client/client.h"
 #include "store/store.h"
+#include "sync/sync_ext.h"
 
 /* ---- push --------------------------------------------------------------- */
 
@@ -151,7 +154,7 @@ int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor
 {
     cstack_apply_stats stats = {0};
     /* A page whose rows were all invisible to this user may come empty. */
-    int rc = len ? cstack_changes_apply(c->db, bytes, len, &stats) : 0;
+    int rc = len ? cs_changes_apply_relayed(c->db, bytes, len, &stats) : 0;
     if (rc)
         return cs_client_fail(c, rc, "cannot merge the server's changes (%s): %s",
                               cstack_errname(rc), cstack_errmsg(c->db));
