@@ -47,8 +47,7 @@ static void retitle(dev *d, const char *id, const char *title)
     cstack_field_value w[] = {{"id", cstack_v_text(id)}};
     cstack_field_value f[] = {{"title", cstack_v_text(title)}};
     cstack_data where = {w, 1}, data = {f, 1};
-    cr_assert_eq(cstack_update(d->db, "Doc", &where, &data, NULL), 0, "%s",
-                 cstack_errmsg(d->db));
+    cr_assert_eq(cstack_update(d->db, "Doc", &where, &data, NULL), 0, "%s", cstack_errmsg(d->db));
 }
 
 static void remove_doc(dev *d, const char *id)
@@ -149,8 +148,8 @@ Test(client_errors, a_refused_write_is_undone_and_stays_readable_with_its_reason
     cr_expect(strstr(json, "\"model\":\"Doc\",\"op\":\"update\",\"key\":{\"id\":\"d1\"},"
                            "\"values\":{\"title\":\"alice's edit\"}"),
               "the refused update and its values: %s", json);
-    cr_expect(strstr(json, "\"op\":\"create\",\"key\":{\"id\":\"d2\"}"),
-              "the refused create: %s", json);
+    cr_expect(strstr(json, "\"op\":\"create\",\"key\":{\"id\":\"d2\"}"), "the refused create: %s",
+              json);
     cr_expect(strstr(json, "\"owner\":\"bob\""), "the refused create's values: %s", json);
     cr_expect(strstr(json, "\"status\":403"), "%s", json);
     cr_expect(contains_ci(json, "not allowed"), "the server's reason: %s", json);
@@ -176,6 +175,59 @@ Test(client_errors, a_refused_write_is_undone_and_stays_readable_with_its_reason
     dev_free(&fresh);
 }
 
+/* Waits up to 10 s for `done` to hold of the session's status. */
+static bool await_status(cstack_sync_session *s, bool (*done)(const cstack_sync_status *),
+                         cstack_sync_status *st)
+{
+    for (int i = 0; i < 200; i++) {
+        cr_assert_eq(cstack_sync_session_status(s, st), 0);
+        if (done(st))
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+static bool is_connected(const cstack_sync_status *st)
+{
+    return st->state == CSTACK_SYNC_CONNECTED;
+}
+
+static bool has_undone(const cstack_sync_status *st)
+{
+    return st->undone > 0 && st->state == CSTACK_SYNC_CONNECTED;
+}
+
+Test(client_errors, a_streaming_session_undoes_a_refused_write_without_reconnecting)
+{
+    start_opts(SCHEMA, "refused_stream.db", 0);
+    cstack_sync_status st;
+    dev bob = device(SCHEMA, "bob");
+    doc(&bob, "d1", "bob", "bob's title");
+    synced(&bob, "bob", &st);
+    dev alice = device(SCHEMA, "alice");
+    char url[64];
+    cstack_sync_options o;
+    options(&o, url, sizeof url, alice.token);
+    cstack_sync_session *s = NULL;
+    cr_assert_eq(cstack_sync_start(alice.db, &o, NULL, NULL, &s), 0);
+    cr_assert(await_status(s, is_connected, &st), "alice never connected: %s", st.last_error);
+    int64_t attempts = st.attempts;
+
+    retitle(&alice, "d1", "alice's edit");
+    cstack_sync_nudge(s);
+    bool undone = await_status(s, has_undone, &st);
+    cstack_sync_stop(s);
+    cr_assert(undone, "the refused write was not undone: %s", st.last_error);
+    cr_expect_eq(st.attempts, attempts, "the session did not reconnect");
+    char *t = title_of(&alice, "d1");
+    cr_expect_str_eq(t ? t : "(none)", "bob's title");
+    free(t);
+    cr_expect_eq(checksum(&alice), checksum(&bob), "alice equals bob again");
+    dev_free(&alice);
+    dev_free(&bob);
+}
+
 Test(client_errors, a_device_that_never_synced_has_no_refusals)
 {
     dev d = {.db = t_open_mem(SCHEMA)};
@@ -195,7 +247,8 @@ static void on_status_count(const cstack_sync_status *st, void *ctx)
     atomic_fetch_add((atomic_int *)ctx, 1);
 }
 
-Test(client_errors, a_schema_mismatch_keeps_the_batch_queued_backs_off_and_resumes_when_the_schemas_fit)
+Test(client_errors,
+     a_schema_mismatch_keeps_the_batch_queued_backs_off_and_resumes_when_the_schemas_fit)
 {
     /* The server still runs the old release; the device the new one. */
     start_opts(SCHEMA, "mismatch.db", 0);

@@ -31,8 +31,7 @@ static void retitle(dev *d, const char *id, const char *title)
     cstack_field_value w[] = {{"id", cstack_v_text(id)}};
     cstack_field_value f[] = {{"title", cstack_v_text(title)}};
     cstack_data where = {w, 1}, data = {f, 1};
-    cr_assert_eq(cstack_update(d->db, "Post", &where, &data, NULL), 0, "%s",
-                 cstack_errmsg(d->db));
+    cr_assert_eq(cstack_update(d->db, "Post", &where, &data, NULL), 0, "%s", cstack_errmsg(d->db));
 }
 
 /* The title of post `id`, malloc'd. */

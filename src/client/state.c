@@ -203,8 +203,8 @@ int cs_state_refuse(cs_client *c, int64_t version, long status, const char *mess
     refuse_args a = {c, version, status, message, changeset, len, ops ? ops : "{}", 0};
     int rc = cs_changes_forget(c->db, changeset, len, do_refuse, &a);
     if (rc)
-        return cs_client_fail(c, rc, "cannot undo the refused batch %lld: %s",
-                              (long long)version, cstack_errmsg(c->db));
+        return cs_client_fail(c, rc, "cannot undo the refused batch %lld: %s", (long long)version,
+                              cstack_errmsg(c->db));
     c->cursor = 0;
     c->stored_cursor = true;
     pthread_mutex_lock(&c->st_mu);
