@@ -24,8 +24,11 @@ static const char SYNC_USAGE[] =
     "--once) follows the server's stream of changes and pushes new local writes\n"
     "as they are made, reconnecting with backoff, until interrupted (SIGINT or\n"
     "SIGTERM).  A change the server refuses (a write policy forbids it, it is\n"
-    "invalid) is reported and set aside in the table _cstack_rejected so later\n"
-    "changes still go through.  On a terminal the first download shows a\n"
+    "invalid) is reported and undone (its rows return to the server's state),\n"
+    "and each refused row is kept with the reason in the table _cstack_refusals;\n"
+    "later changes still go through.  If the server runs another schema,\n"
+    "nothing is pushed and local changes stay queued until the app or the\n"
+    "server is upgraded.  On a terminal the first download shows a\n"
     "progress bar; otherwise one line is printed per event.\n"
     "\n"
     "options:\n"
@@ -109,7 +112,8 @@ static void on_status(const cstack_sync_status *st, void *ctx)
         printf("pushed local transaction %" PRId64 "\n", st->version);
         break;
     case CSTACK_SYNC_EV_REJECTED:
-        fprintf(stderr, "cstack sync: %s (set aside in _cstack_rejected)\n", st->last_error);
+        fprintf(stderr, "cstack sync: %s (undone; the refused rows are in _cstack_refusals)\n",
+                st->last_error);
         break;
     case CSTACK_SYNC_EV_APPLIED:
         printf("merged the server's changes up to cursor %" PRId64 "\n", st->cursor);

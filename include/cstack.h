@@ -547,8 +547,11 @@ CSTACK_API const char *cstack_sync_site_id(cstack *db);
 CSTACK_API int cstack_sync_version(cstack *db, int64_t *version);
 
 /* The largest amount (milliseconds) a remote clock may run ahead of the local
- * wall clock; changesets carrying a later clock are refused.  Default
- * 300000 (5 minutes). */
+ * wall clock; cstack_changes_apply refuses changesets carrying a later clock.
+ * The sync client does not refuse what its server relays (the server judged
+ * it against its own clock), but never moves the local clock past the wall
+ * clock plus this amount (docs/sync.md, "Clocks").  Default 300000 (5
+ * minutes). */
 CSTACK_API int cstack_sync_set_max_drift(cstack *db, int64_t ms);
 
 /* Exports every change (local or merged from elsewhere) made after version
@@ -570,7 +573,9 @@ typedef struct cstack_apply_stats {
 /* Merges a changeset into the database, all or nothing, idempotently.
  * Refused (nothing applied) with CSTACK_ESCHEMA when it was made with another
  * schema (the message names both hashes), CSTACK_ECLOCK when a clock in it is
- * more than the maximum drift ahead, CSTACK_EINVAL when it is malformed.
+ * more than the maximum drift ahead (peer to peer, this replica judges the
+ * clocks it accepts; the sync client merges what its server relays without
+ * this check), CSTACK_EINVAL when it is malformed.
  * `stats` may be NULL.  Cannot run inside a transaction. */
 CSTACK_API int cstack_changes_apply(cstack *db, const void *changeset, size_t len,
                                     cstack_apply_stats *stats);
@@ -636,9 +641,11 @@ CSTACK_API int cstack_sync_compact(cstack *db, int64_t *removed);
  * pushing new local writes as they are made.  It runs on a thread of its own
  * and goes through the runtime like any other caller, so local reads and
  * writes never wait for the network.  A batch the server refuses (invalid,
- * forbidden by a write policy, too large) is reported, kept in the table
- * _cstack_rejected(version, status, message, changeset, at) and set aside so
- * later batches still go through.  The server cursor is kept durably in
+ * forbidden by a write policy, too large) is reported and undone: its rows
+ * return to the server's state for this user, each refused row is recorded
+ * for the app (cstack_sync_refusals), the batch is kept in the table
+ * _cstack_rejected(version, status, message, changeset, at), and later
+ * batches still go through.  The server cursor is kept durably in
  * _cstack_client_state, so a restarted session resumes where it stopped. */
 typedef struct cstack_sync_session cstack_sync_session;
 
@@ -698,6 +705,16 @@ typedef struct cstack_sync_status {
     int64_t rows_applied;   /* server rows merged during this session */
     int64_t attempts;       /* consecutive failed connection attempts */
     int64_t hidden;         /* EV_HIDDEN: rows the merge hid */
+    int64_t undone;         /* rows of refused batches undone during this session
+                               (cstack_sync_refusals lists them) */
+    /* Non-zero while the server runs another schema (409 schema_mismatch):
+     * nothing is pushed or pulled, local writes stay queued, and the
+     * session retries with backoff until the app or the server is upgraded
+     * so that the schemas fit.  Both schema hashes (64 hex digits; the
+     * server's is "" when it did not say). */
+    int schema_mismatch;
+    char schema_local[65];
+    char schema_server[65];
     char last_error[256];   /* the last failure, "" when none */
 } cstack_sync_status;
 
@@ -727,8 +744,8 @@ CSTACK_API void cstack_sync_nudge(cstack_sync_session *s);
  * then pulls until caught up with the server (comparing checksums with its
  * checkpoint when nothing is left to push), then returns.  `on_status` may
  * be NULL; `final` (optional) receives the last status.  A refused batch is
- * set aside as in a session and is not an error here (final->rejected counts
- * them).  Errors name the server's answer: CSTACK_EUNAUTHORIZED (401: the
+ * undone and set aside as in a session and is not an error here
+ * (final->rejected counts them, final->undone their rows).  Errors name the server's answer: CSTACK_EUNAUTHORIZED (401: the
  * token was refused), CSTACK_EFORBIDDEN (403 on a pull or stream: e.g. the
  * device's site id belongs to another user), CSTACK_EMISMATCH (409: the
  * server runs another schema), CSTACK_ETOOBIG (413, or a response over
@@ -744,6 +761,20 @@ CSTACK_API int cstack_sync_run_once(cstack *db, const cstack_sync_options *o,
 
 /* The number of batches set aside in _cstack_rejected (0 when none). */
 CSTACK_API int cstack_sync_rejected_count(cstack *db, int64_t *count);
+
+/* The rows of every local transaction the server refused, oldest first, as
+ * a JSON array: [{"version":N,"status":403,"model":"Note","op":"create",
+ * "key":{"id":..},"values":{..},"reason":"..","at":"<ISO 8601 UTC>"}].
+ * `op` is "create", "update" or "delete"; `values` holds the refused values
+ * of the columns the transaction wrote (null for a delete) in the envelope's
+ * JSON mapping; `reason` is the server's message.  A refused transaction is
+ * undone on the device (its rows return to the server's state for this
+ * user, docs/client.md), so this is where an app finds what to show or
+ * re-apply.  The records stay until the app deletes rows of the table
+ * _cstack_refusals (cstack_with_sqlite).  On success *json_out is a
+ * NUL-terminated string to free with cstack_free() ("[]" when none).
+ * Errors: CSTACK_EMISUSE, CSTACK_ENOMEM, CSTACK_ESQLITE. */
+CSTACK_API int cstack_sync_refusals(cstack *db, char **json_out);
 
 /* Human name of a state ("connected") or event ("pushed"); never NULL. */
 CSTACK_API const char *cstack_sync_state_name(cstack_sync_state state);

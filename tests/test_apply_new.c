@@ -163,7 +163,7 @@ static int allow(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op
  * row by row, as before batches. */
 static cstack_apply_stats apply_ref(cstack *db, const void *cs, size_t len)
 {
-    cs_apply_opts opts = {allow, NULL, false};
+    cs_apply_opts opts = {.check = allow};
     cstack_apply_stats st = {0};
     int rc = cs_write_begin_opts(db, CS_WRITE_MERGE);
     rc = rc ? rc : cs_write_end(db, cs_merge(db, cs, len, &opts, &st));

@@ -4,7 +4,7 @@
  *   http.c     libcurl requests with the headers of docs/server.md and
  *              bounded response buffers
  *   sse.c      an incremental, bounded text/event-stream parser
- *   state.c    the client's own tables (cursor, rejected batches)
+ *   state.c    the client's own tables (cursor, refused batches and rows)
  *   exchange.c push and pull against the server, merging, checkpoints
  *   stream.c   following the server's event stream while pushing
  *   session.c  the public API: sessions on a thread, backoff, run-once
@@ -68,6 +68,7 @@ typedef struct cs_http_resp {
     int64_t cursor; /* X-Cstack-Cursor, -1 when absent */
     bool has_checksum;
     uint64_t checksum; /* X-Cstack-Checksum */
+    char schema[65];   /* X-Cstack-Schema of a 409: the server's schema hash */
 } cs_http_resp;
 
 /* Makes sure libcurl is initialised (once per process). */
@@ -123,6 +124,8 @@ struct cs_client {
      * than it describes a state without that push, so it is not compared. */
     int64_t pushed_cursor;
     int64_t pull_base; /* bytes of the earlier pages of this catch-up */
+    /* The last cs_push_all undid a refused batch: pull from cursor 0. */
+    bool repull;
     bool sum_valid;    /* `sum` is the local checksum at `sum_version` */
     int64_t sum_version;
     uint64_t sum;
@@ -146,15 +149,20 @@ bool cs_client_stopping(const cs_client *c);
 int cs_state_load(cs_client *c);
 /* Stores the cursor durably. */
 int cs_state_save_cursor(cs_client *c, int64_t cursor);
-/* Keeps a refused batch and acknowledges it in one write, so a crash can
- * neither lose the record nor push the batch again. */
-int cs_state_reject(cs_client *c, int64_t version, long status, const char *message,
-                    const void *changeset, size_t len);
+/* Undoes a refused batch in one transaction, so a crash can neither lose
+ * the record nor push the batch again nor keep its effect: forgets the rows
+ * it carries (cs_changes_forget), keeps it in _cstack_rejected and one
+ * _cstack_refusals row per operation of `ops` (its cstack_upload_tx_json;
+ * *rows receives their number), acknowledges it, and moves the cursor to 0
+ * so that the next pull brings back what the server holds of those rows. */
+int cs_state_refuse(cs_client *c, int64_t version, long status, const char *message,
+                    const void *changeset, size_t len, const char *ops, int64_t *rows);
 
 /* ---- the exchanges (exchange.c, stream.c) ----------------------------------------- */
 
 /* Pushes every pending local transaction, oldest first.  Returns 0 when the
- * queue is empty (refused batches set aside), else the failure's code. */
+ * queue is empty (refused batches undone and set aside: `repull` then says
+ * a pull must follow), else the failure's code. */
 int cs_push_all(cs_client *c);
 /* Pulls pages until the server's cursor stops moving. */
 int cs_pull_all(cs_client *c);

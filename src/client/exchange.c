@@ -5,15 +5,20 @@
  * `POST /v1/push` with `X-Cstack-Batch: <site>:<version>`; a 200
  * acknowledges it (cstack_upload_complete).  A batch the server refuses for
  * what it contains (400 malformed, 403 forbidden by a write policy, 413 too
- * large) would be refused again on every retry, so it is recorded in
- * _cstack_rejected, acknowledged and reported, and the queue moves on.  A
- * 401 (the token) or 409 (the schema) is about the session, not the batch:
- * the batch stays queued and the session fails until that is fixed.
+ * large) would be refused again on every retry, so it is undone: its rows
+ * are forgotten, recorded with the refusal (_cstack_rejected,
+ * _cstack_refusals), acknowledged and reported, the queue moves on, and the
+ * next pull starts over from cursor 0 so the server's state of those rows
+ * comes back.  A 401 (the token) or 409 (the schema) is about the session,
+ * not the batch: the batch stays queued and the session fails until that
+ * is fixed.
  *
  * Pull: `GET /v1/pull?since=CURSOR` until the returned X-Cstack-Cursor stops
- * moving.  Each page is merged (cstack_changes_apply, which also forgets
- * rows the server drops) and then the cursor is stored; a crash in between
- * only repeats an idempotent merge.
+ * moving.  Each page is merged (cs_changes_apply_relayed: as
+ * cstack_changes_apply, which also forgets rows the server drops, but
+ * taking the clocks the server accepted whatever this device's clock says)
+ * and then the cursor is stored; a crash in between only repeats an
+ * idempotent merge.
  *
  * The stream is in stream.c.
  */
@@ -26,12 +31,16 @@
 
 #include "client/client.h"
 #include "store/store.h"
+#include "sync/sync_ext.h"
 
 /* ---- push --------------------------------------------------------------- */
 
+/* Undoes a refused batch and records it (cs_state_refuse); the pull that
+ * follows starts over from cursor 0 and brings back the server's state of
+ * its rows. */
 static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
 {
-    int64_t v = cstack_upload_tx_version(tx);
+    int64_t v = cstack_upload_tx_version(tx), rows = 0;
     size_t len = 0;
     const void *bytes = cstack_upload_tx_changeset(tx, &len);
     char what[64];
@@ -41,11 +50,13 @@ static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
     pthread_mutex_lock(&c->st_mu);
     memcpy(msg, c->st.last_error, sizeof msg);
     pthread_mutex_unlock(&c->st_mu);
-    int rc = cs_state_reject(c, v, r->status, msg, bytes, len);
+    int rc = cs_state_refuse(c, v, r->status, msg, bytes, len, cstack_upload_tx_json(tx), &rows);
     if (rc)
         return rc;
+    c->repull = true;
     pthread_mutex_lock(&c->st_mu);
     c->st.rejected++;
+    c->st.undone += rows;
     c->st.version = v;
     memcpy(c->st.last_error, msg, sizeof msg);
     pthread_mutex_unlock(&c->st_mu);
@@ -53,11 +64,33 @@ static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
     return 0;
 }
 
+/* A 409: the server runs another schema.  Not the batch's fault: it stays
+ * queued, never undone; the status says what must change, and the session
+ * retries with its backoff until the schemas fit. */
+static int schema_mismatch(cs_client *c, const char *what, const cs_http_resp *r)
+{
+    const char *local = cstack_schema_hash(cstack_schema_of(c->db));
+    pthread_mutex_lock(&c->st_mu);
+    c->st.schema_mismatch = 1;
+    snprintf(c->st.schema_local, sizeof c->st.schema_local, "%s", local);
+    snprintf(c->st.schema_server, sizeof c->st.schema_server, "%s", r->schema);
+    pthread_mutex_unlock(&c->st_mu);
+    /* Short hashes keep the advice within last_error; the status holds
+     * both in full. */
+    return cs_client_fail(c, CSTACK_EMISMATCH,
+                          "%s: the server runs schema %.12s, this app schema %.12s; local changes "
+                          "stay queued: upgrade the app (or the server) so that the schemas "
+                          "match, then sync again",
+                          what, r->schema[0] ? r->schema : "(unknown)", local);
+}
+
 /* Fails the session on a response that is not the batch's fault. */
 static int session_error(cs_client *c, const char *what, const cs_http_resp *r)
 {
-    cs_http_error_text(c, what, r);
     int code = cs_http_error_code(r);
+    if (code == CSTACK_EMISMATCH)
+        return schema_mismatch(c, what, r);
+    cs_http_error_text(c, what, r);
     char msg[sizeof c->st.last_error];
     pthread_mutex_lock(&c->st_mu);
     memcpy(msg, c->st.last_error, sizeof msg);
@@ -94,6 +127,7 @@ static int push_one(cs_client *c, cstack_upload_tx *tx)
                                 cstack_errmsg(c->db));
         else {
             pthread_mutex_lock(&c->st_mu);
+            c->st.schema_mismatch = 0;
             c->st.pushed++;
             c->st.version = v;
             c->st.pending = c->st.pending > 0 ? c->st.pending - 1 : 0;
@@ -112,6 +146,7 @@ static int push_one(cs_client *c, cstack_upload_tx *tx)
 int cs_push_all(cs_client *c)
 {
     int64_t ver = 0, pending = 0;
+    c->repull = false;
     int rc = cstack_sync_version(c->db, &ver);
     if (rc == 0)
         rc = cstack_upload_pending(c->db, &pending);
@@ -151,7 +186,7 @@ int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor
 {
     cstack_apply_stats stats = {0};
     /* A page whose rows were all invisible to this user may come empty. */
-    int rc = len ? cstack_changes_apply(c->db, bytes, len, &stats) : 0;
+    int rc = len ? cs_changes_apply_relayed(c->db, bytes, len, &stats) : 0;
     if (rc)
         return cs_client_fail(c, rc, "cannot merge the server's changes (%s): %s",
                               cstack_errname(rc), cstack_errmsg(c->db));

@@ -157,6 +157,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
         uint64_t x = 0;
         r->has_checksum = cs_hex_u64(v, strlen(v), &x) == 0;
         r->checksum = x;
+    } else {
+        header_value(p, size * n, "X-Cstack-Schema", r->schema, sizeof r->schema);
     }
     return size * n;
 }
@@ -170,6 +172,7 @@ static void resp_reset(cs_client *c, cs_http_resp *r)
     r->cursor = -1;
     r->has_checksum = false;
     r->checksum = 0;
+    r->schema[0] = '\0';
 }
 
 /* Sets the per-request options; the body (when any) is borrowed. */

@@ -8,9 +8,13 @@
  *       resumes its pulls there; pointing a database at another server
  *       starts that server from cursor 0 (a full, idempotent re-pull).
  *   _cstack_rejected(version, status, message, changeset, at)
- *       local transactions the server refused, kept with the refusal so an
- *       app can show, repair or re-apply them; the upload queue moves past
- *       them so later batches are not stalled by one poison batch.
+ *       local transactions the server refused, kept with the refusal; the
+ *       upload queue moves past them so later batches are not stalled by
+ *       one poison batch.
+ *   _cstack_refusals(id, version, status, model, op, key, data, reason, at)
+ *       one row per row of a refused transaction, with the values the
+ *       server refused (cstack_sync_refusals): the transaction itself is
+ *       undone, so this is where an app finds what to show or re-apply.
  *
  * The callbacks use SAVEPOINTs only: cstack_with_sqlite owns the
  * transaction.
@@ -21,13 +25,18 @@
 
 #include "client/client.h"
 #include "store/store.h"
+#include "sync/sync_ext.h"
 
 static const char DDL[] =
     "CREATE TABLE IF NOT EXISTS _cstack_client_state("
     " server TEXT PRIMARY KEY, cursor INTEGER NOT NULL, synced_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS _cstack_rejected("
     " version INTEGER PRIMARY KEY, status INTEGER NOT NULL, message TEXT NOT NULL,"
-    " changeset BLOB, at TEXT NOT NULL);";
+    " changeset BLOB, at TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _cstack_refusals("
+    " id INTEGER PRIMARY KEY, version INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " model TEXT NOT NULL, op TEXT NOT NULL, key TEXT NOT NULL, data TEXT,"
+    " reason TEXT NOT NULL, at TEXT NOT NULL);";
 
 typedef struct load_args {
     const char *url;
@@ -116,17 +125,19 @@ int cs_state_save_cursor(cs_client *c, int64_t cursor)
     return 0;
 }
 
-typedef struct reject_args {
+typedef struct refuse_args {
+    cs_client *c;
     int64_t version;
     long status;
     const char *message;
     const void *changeset;
     size_t len;
-} reject_args;
+    const char *ops; /* the batch as cstack_upload_tx_json */
+    int64_t rows;    /* refusal rows recorded */
+} refuse_args;
 
-static int do_reject(sqlite3 *conn, void *ctx)
+static int do_reject(sqlite3 *conn, const refuse_args *a)
 {
-    reject_args *a = ctx;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
         conn,
@@ -144,20 +155,62 @@ static int do_reject(sqlite3 *conn, void *ctx)
     return rc == SQLITE_DONE ? 0 : sql_fail(conn, rc);
 }
 
-int cs_state_reject(cs_client *c, int64_t version, long status, const char *message,
-                    const void *changeset, size_t len)
+/* One refusal row per operation of the batch's JSON
+ * ({"version":N,"ops":[{"op":..,"model":..,"key":{..},"data":{..}}]}). */
+static int do_refusals(sqlite3 *conn, refuse_args *a)
 {
-    reject_args a = {version, status, message, changeset, len};
-    int rc = cstack_begin(c->db);
-    if (rc == 0) {
-        rc = cstack_with_sqlite(c->db, do_reject, &a);
-        if (rc == 0)
-            rc = cstack_upload_complete(c->db, version);
-        rc = rc == 0 ? cstack_commit(c->db) : (cstack_rollback(c->db), rc);
-    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        conn,
+        "INSERT INTO _cstack_refusals(version, status, model, op, key, data, reason, at)"
+        " SELECT ?1, ?2, json_extract(value, '$.model'),"
+        "  CASE json_extract(value, '$.op') WHEN 'put' THEN 'create'"
+        "   WHEN 'patch' THEN 'update' ELSE 'delete' END,"
+        "  json_extract(value, '$.key'), json_extract(value, '$.data'), ?3,"
+        "  strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+        " FROM json_each(?4, '$.ops')",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    sqlite3_bind_int64(st, 1, a->version);
+    sqlite3_bind_int64(st, 2, a->status);
+    sqlite3_bind_text(st, 3, a->message, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->ops, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sql_fail(conn, rc);
+    a->rows = sqlite3_changes64(conn);
+    return 0;
+}
+
+/* Runs in the transaction that forgets the batch's rows. */
+static int do_refuse(sqlite3 *conn, void *ctx)
+{
+    refuse_args *a = ctx;
+    int rc = do_reject(conn, a);
+    rc = rc ? rc : do_refusals(conn, a);
+    rc = rc ? rc : cstack_upload_complete(a->c->db, a->version);
     if (rc)
-        return cs_client_fail(c, rc, "cannot set the refused batch %lld aside: %s",
-                              (long long)version, cstack_errmsg(c->db));
+        return rc;
+    save_args s = {a->c->url, 0, cs_wall_ms()};
+    return do_save(conn, &s);
+}
+
+int cs_state_refuse(cs_client *c, int64_t version, long status, const char *message,
+                    const void *changeset, size_t len, const char *ops, int64_t *rows)
+{
+    refuse_args a = {c, version, status, message, changeset, len, ops ? ops : "{}", 0};
+    int rc = cs_changes_forget(c->db, changeset, len, do_refuse, &a);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot undo the refused batch %lld: %s", (long long)version,
+                              cstack_errmsg(c->db));
+    c->cursor = 0;
+    c->stored_cursor = true;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.cursor = 0;
+    pthread_mutex_unlock(&c->st_mu);
+    *rows = a.rows;
     return 0;
 }
 
@@ -183,4 +236,40 @@ int cstack_sync_rejected_count(cstack *db, int64_t *count)
         return CSTACK_EMISUSE;
     *count = 0;
     return cstack_with_sqlite(db, do_count, count);
+}
+
+static int do_list(sqlite3 *conn, void *ctx)
+{
+    int rc = sqlite3_exec(conn, DDL, NULL, NULL, NULL);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(
+            conn,
+            "SELECT json_group_array(json_object('version', version, 'status', status,"
+            " 'model', model, 'op', op, 'key', json(key), 'values', json(data),"
+            " 'reason', reason, 'at', at))"
+            " FROM (SELECT * FROM _cstack_refusals ORDER BY id)",
+            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(conn, rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        *(char **)ctx = cs_strdup(text ? text : "[]");
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return sql_fail(conn, rc);
+    return *(char **)ctx ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+}
+
+int cstack_sync_refusals(cstack *db, char **json_out)
+{
+    cs_enter(db);
+    if (!json_out)
+        return CSTACK_EMISUSE;
+    *json_out = NULL;
+    if (!db)
+        return CSTACK_EMISUSE;
+    return cstack_with_sqlite(db, do_list, json_out);
 }

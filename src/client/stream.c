@@ -110,6 +110,7 @@ static void mark_connected(cs_client *c)
 {
     pthread_mutex_lock(&c->st_mu);
     c->st.attempts = 0;
+    c->st.schema_mismatch = 0;
     c->st.last_synced_ms = cs_wall_ms();
     c->st.last_error[0] = '\0';
     pthread_mutex_unlock(&c->st_mu);
@@ -128,6 +129,10 @@ static int push_if_changed(cs_client *c)
     if (v == c->last_version && !nudged)
         return 0;
     rc = cs_push_all(c);
+    /* A refused batch was undone: what the server holds of its rows comes
+     * back with a pull from cursor 0 (the stream then goes on from there). */
+    if (rc == 0 && c->repull)
+        rc = cs_pull_all(c);
     if (rc == 0 && c->st.state != CSTACK_SYNC_CONNECTED)
         cs_client_set_state(c, CSTACK_SYNC_CONNECTED);
     return rc;

@@ -138,8 +138,10 @@ static enum MHD_Result reply_store_err(srv_req *r, struct MHD_Connection *c, con
         return reply_err(r, c, 400, cstack_errname(e->code), NULL, "%s", e->message);
     case CS_SRV_FORBIDDEN:
         return reply_err(r, c, 403, "forbidden", NULL, "%s", e->message);
-    case CS_SRV_CONFLICT:
-        return reply_err(r, c, 409, "schema_mismatch", NULL, "%s", e->message);
+    case CS_SRV_CONFLICT: {
+        const char *const schema[] = {"X-Cstack-Schema", r->srv->schema->hash, NULL};
+        return reply_err(r, c, 409, "schema_mismatch", schema, "%s", e->message);
+    }
     default:
         if (e->code == CSTACK_EBUSY)
             return reply_err(r, c, 503, "locked", NULL, "%s", e->message);
@@ -209,7 +211,9 @@ static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
         return false;
     }
     if (strcmp(hash, srv->schema->hash) != 0) {
-        *ret = reply_err(r, c, 409, "schema_mismatch", NULL,
+        /* The server's own hash in a header too, for the client's status. */
+        const char *const schema[] = {"X-Cstack-Schema", srv->schema->hash, NULL};
+        *ret = reply_err(r, c, 409, "schema_mismatch", schema,
                          "the client runs schema %.64s but this server runs schema %s", hash,
                          srv->schema->hash);
         return false;

@@ -494,7 +494,7 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
         res->duplicate = true;
         return cs_srv_durable_version(st, &res->cursor);
     }
-    cs_apply_opts opts = {push_check, x, true, push_hidden};
+    cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true, .hidden = push_hidden};
     cstack_apply_stats stats = {0};
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
     rc = rc ? rc : batch_record(c, req);

@@ -696,7 +696,10 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
     batch_free(&b);
     if (!rc && r.pos != r.len)
         rc = cs_err(CSTACK_EINVAL, "%zu bytes of garbage after the last row", r.len - r.pos);
-    rc = rc ? rc : cs_hlc_observe(a->s, max_hlc);
+    /* Only the one who accepts a write judges its clock: a device takes
+     * what its server relays (the server judged it) whatever its own clock
+     * says, folding it in no further than its own bound. */
+    rc = rc ? rc : cs_hlc_observe(a->s, max_hlc, !(a->opts && a->opts->trust_clocks));
     rc = rc ? rc : cs_apply_settle(a);
     return rc ? rc : cs_apply_report_hidden(a);
 }

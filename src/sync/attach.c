@@ -221,6 +221,13 @@ int cstack_sync_set_max_drift(cstack *db, int64_t ms)
     return 0;
 }
 
+void cs_sync_test_wall_offset(cstack *db, int64_t ms)
+{
+    cs_sync *s = cs_sync_of(db);
+    if (s)
+        s->wall_offset_ms = ms;
+}
+
 int cstack_sync_version(cstack *db, int64_t *version)
 {
     cs_enter(db);

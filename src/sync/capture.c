@@ -453,8 +453,15 @@ static int fold_row(fold *f, int mi, int op, const cs_cs_value *pk, const unsign
         rc = cs_clk_set(&f->clk, SIZE_MAX, &e);
     for (size_t k = 0; !rc && k < sm->ncols; k++) {
         bool hit = all || (op == OP_UPDATE && k / 8 < nmask && (mask[k / 8] >> (k % 8) & 1));
-        if (hit)
-            rc = cs_clk_set(&f->clk, k, &e);
+        if (!hit)
+            continue;
+        /* A write overwrites the value it saw, even one whose clock is
+         * ahead of ours (a merged clock past our bound, clock.c). */
+        const cs_clk_entry *old = cs_clk_get(&f->clk, k);
+        cs_clk_entry ek = e;
+        if (old && old->hlc >= ek.hlc)
+            ek.hlc = old->hlc + 1;
+        rc = cs_clk_set(&f->clk, k, &ek);
     }
     rc = rc ? rc : cs_clk_encode(&f->clk, &f->blob);
     return rc ? rc : cs_clkrow_store(f->c, sm, m, pk, cl, f->ver, f->blob.data, f->blob.len);

@@ -5,8 +5,14 @@
  * logical counter in the low 16.  Issuing takes max(wall, last + 1), so the
  * clock never goes backwards even when the wall clock does; observing a
  * remote clock folds it in, so the next local clock is later than anything
- * seen.  The last clock is persisted in the metadata itself (every clock row
- * holds the clocks that wrote it) and in _cstack_sync_state after merges.
+ * seen, but never past the wall clock plus the maximum drift: a clock from
+ * far in the future (another device's wrong clock, which a server relays
+ * once it accepted it) must not drag this device's clock along, or every
+ * write made here would carry it on.  A local write still overwrites what
+ * it saw: the fold stamps a column it overwrites later than the clock it
+ * replaces (capture.c).  The last clock is persisted in the metadata itself
+ * (every clock row holds the clocks that wrote it) and in _cstack_sync_state
+ * after merges.
  *
  * Every local write transaction gets one version (a counter local to this
  * database, the cursor of exports) and one clock, allocated when the
@@ -22,31 +28,41 @@
 #include "sync/varint.h"
 #include "util/clock.h"
 
-uint64_t cs_hlc_now_wall(void)
+uint64_t cs_hlc_now_wall(const cs_sync *s)
 {
-    return (uint64_t)cs_wall_ms() << 16;
+    int64_t ms = cs_wall_ms() + s->wall_offset_ms;
+    return ms > 0 ? (uint64_t)ms << 16 : 0;
+}
+
+/* The latest clock this replica takes from elsewhere: its wall clock plus
+ * the maximum drift. */
+static uint64_t hlc_cap(const cs_sync *s)
+{
+    return cs_hlc_now_wall(s) + ((uint64_t)s->max_drift_ms << 16);
 }
 
 uint64_t cs_hlc_tick(cs_sync *s)
 {
     pthread_mutex_lock(&s->mu);
-    uint64_t wall = cs_hlc_now_wall();
+    uint64_t wall = cs_hlc_now_wall(s);
     s->hlc = wall > s->hlc ? wall : s->hlc + 1;
     uint64_t v = s->hlc;
     pthread_mutex_unlock(&s->mu);
     return v;
 }
 
-int cs_hlc_observe(cs_sync *s, uint64_t remote)
+int cs_hlc_observe(cs_sync *s, uint64_t remote, bool judge)
 {
-    uint64_t limit = cs_hlc_now_wall() + ((uint64_t)s->max_drift_ms << 16);
-    if (remote > limit)
+    uint64_t limit = hlc_cap(s);
+    if (remote > limit && judge)
         return cs_err(CSTACK_ECLOCK,
                       "a remote clock (%llu ms) is %llu ms ahead of local time, more than the "
                       "allowed drift of %lld ms",
                       (unsigned long long)(remote >> 16),
-                      (unsigned long long)((remote - cs_hlc_now_wall()) >> 16),
+                      (unsigned long long)((remote - cs_hlc_now_wall(s)) >> 16),
                       (long long)s->max_drift_ms);
+    if (remote > limit)
+        remote = limit;
     pthread_mutex_lock(&s->mu);
     if (remote > s->hlc)
         s->hlc = remote;
@@ -100,10 +116,12 @@ static sqlite3_stmt *cached(cs_sync *s, const char *sql, int *rc)
 
 /* Folds into *ver / *hlc the highest version recorded in any clock table,
  * the highest clock held by the rows at those versions, the persisted
- * state, and the captured transactions not yet folded. */
+ * state, and the captured transactions not yet folded.  Clocks other sites
+ * wrote count only up to the cap, as when they were merged. */
 static int scan_latest(cs_sync *s, int64_t *ver, uint64_t *hlc)
 {
     int rc = SQLITE_OK;
+    uint64_t cap = hlc_cap(s);
     for (size_t i = 0; i < s->nmodels && rc == SQLITE_OK; i++) {
         if (!s->models[i].synced || !s->models[i].has_table || !s->models[i].sql_latest)
             continue;
@@ -116,9 +134,13 @@ static int scan_latest(cs_sync *s, int64_t *ver, uint64_t *hlc)
             cs_clk_init(&c);
             if (cs_clk_decode(&c, sqlite3_column_blob(st, 1),
                               (size_t)sqlite3_column_bytes(st, 1)) == 0)
-                for (size_t e = 0; e < c.nentries; e++)
-                    if (c.entries[e].hlc > *hlc)
-                        *hlc = c.entries[e].hlc;
+                for (size_t e = 0; e < c.nentries; e++) {
+                    uint64_t h = c.entries[e].hlc;
+                    if (c.entries[e].site != 0 && h > cap)
+                        h = cap;
+                    if (h > *hlc)
+                        *hlc = h;
+                }
             cs_clk_free(&c);
         }
         if (st)

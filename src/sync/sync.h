@@ -111,6 +111,7 @@ typedef struct cs_sync {
     pthread_mutex_t mu; /* guards the clock and the site cache */
     uint64_t hlc;       /* last clock issued or seen */
     int64_t max_drift_ms;
+    int64_t wall_offset_ms; /* added to the wall clock: tests only */
 
     /* The open write transaction on the writer connection. */
     bool tx_active;
@@ -134,12 +135,17 @@ typedef struct cs_sync {
 } cs_sync;
 
 /* clock.c */
-uint64_t cs_hlc_now_wall(void);
+uint64_t cs_hlc_now_wall(const cs_sync *s);
 /* Issues a new local clock: max(wall, last + 1). */
 uint64_t cs_hlc_tick(cs_sync *s);
-/* Folds a remote clock into the local one; CSTACK_ECLOCK if it is too far
- * ahead of the wall clock. */
-int cs_hlc_observe(cs_sync *s, uint64_t remote);
+/* Folds a remote clock into the local one, never past the wall clock plus
+ * the maximum drift.  With `judge`, a clock beyond that is CSTACK_ECLOCK
+ * (a peer or a server refusing it); without (a device taking what its
+ * server relays, which the server judged), it is folded in up to there. */
+int cs_hlc_observe(cs_sync *s, uint64_t remote, bool judge);
+/* Runs db's clock `ms` ahead of the wall clock (behind when negative), as a
+ * device whose clock is wrong would: for tests of clock skew. */
+void cs_sync_test_wall_offset(cstack *db, int64_t ms);
 int cs_sync_register_hooks(cs_sync *s, sqlite3 *conn);
 /* Starts (if needed) the current transaction's version and clock. */
 int cs_sync_tx(cs_sync *s, sqlite3 *conn);

@@ -6,7 +6,8 @@
  * Drops: a changeset row with causal length 0 tells a replica to forget the
  * row entirely (data, parked copy and clock row) without deleting it: the
  * row stopped being visible to that replica's user.  Only a server emits
- * them; the server's own merges refuse them.
+ * them (and a device undoing a batch its server refused, relay.c); the
+ * server's own merges refuse them.
  */
 #ifndef CS_SYNC_EXT_H
 #define CS_SYNC_EXT_H
@@ -58,6 +59,10 @@ typedef struct cs_apply_opts {
     void *ctx;
     bool refuse_drops;  /* a server never lets a client make it forget rows */
     cs_apply_hidden hidden; /* NULL ok */
+    /* Merge clocks past the wall clock plus the maximum drift instead of
+     * refusing the changeset (CSTACK_ECLOCK): a device merging what its
+     * server relays, which the server judged against its own clock. */
+    bool trust_clocks;
 } cs_apply_opts;
 
 /* Merges a changeset (as cstack_changes_apply, with `opts`, NULL ok) inside
@@ -69,6 +74,19 @@ typedef struct cs_apply_opts {
  * NULL; it is filled only on success. */
 int cs_merge(cstack *db, const void *changeset, size_t len, const cs_apply_opts *opts,
              cstack_apply_stats *stats);
+
+/* Merges a changeset a server relays (as cstack_changes_apply, in a
+ * transaction of its own), with trust_clocks: relay.c. */
+int cs_changes_apply_relayed(cstack *db, const void *changeset, size_t len,
+                             cstack_apply_stats *stats);
+
+/* Forgets every row `changeset` (made by this database, e.g. a batch a
+ * server refused) carries, as drops would, then runs `also` (NULL ok) on the
+ * write connection in the same transaction: a non-zero return (with cs_err
+ * set) rolls both back.  Returns 0 or a CSTACK_E* code; cannot run inside a
+ * transaction. */
+int cs_changes_forget(cstack *db, const void *changeset, size_t len,
+                      int (*also)(sqlite3 *conn, void *ctx), void *ctx);
 
 /* The contribution of one visible row to a state checksum: the sum (mod
  * 2^64) over rows of FNV-1a-64 of "Model\0<row JSON>". */
