@@ -663,6 +663,14 @@ typedef enum cstack_sync_event {
     CSTACK_SYNC_EV_ERROR       /* a request failed (last_error); the session retries */
 } cstack_sync_event;
 
+/* What a download is doing, for progress displays. */
+typedef enum cstack_sync_phase {
+    CSTACK_SYNC_PHASE_IDLE = 0,  /* no download in progress */
+    CSTACK_SYNC_PHASE_PREPARING, /* a page was asked for; the server prepares it */
+    CSTACK_SYNC_PHASE_RECEIVING, /* a page is arriving (bytes_*) */
+    CSTACK_SYNC_PHASE_APPLYING   /* a page is being merged */
+} cstack_sync_phase;
+
 /* A snapshot of a session.  Plain data: copy it freely. */
 typedef struct cstack_sync_status {
     cstack_sync_state state;
@@ -679,6 +687,11 @@ typedef struct cstack_sync_status {
     int64_t bytes_received; /* of the download in progress */
     int64_t bytes_total;    /* of the download in progress; -1 unknown */
     int64_t rows_applied;   /* server rows merged during this session */
+    /* The catch-up in progress, in rows: merged so far, and that plus what
+     * the server says remains (-1 unknown: no page has said yet). */
+    int64_t rows_done;
+    int64_t rows_total;
+    cstack_sync_phase phase;
     int64_t attempts;       /* consecutive failed connection attempts */
     char last_error[256];   /* the last failure, "" when none */
 } cstack_sync_status;
