@@ -2,9 +2,9 @@
  * store_sqlite_pull.c -- what each user receives: filtered exports with drops, and
  * the checksum of the user's visible state.
  *
- * Read policies decide per row: the read rule rendered to SQL selects, in one
- * query per model, the keys of the scanned rows the user may read (the test
- * of cs_policy_row_allowed with CS_POL_READ, without a query per row):
+ * Read policies decide per row: the read rule rendered to SQL is a column of
+ * the export's own scan (the test of cs_policy_row_allowed with CS_POL_READ,
+ * without a query per row and without holding the readable keys):
  *
  *  - _cstack_srv_sent records what each device (site) holds, to send a row
  *    the device lacks and drop (or send the deletion of) only rows it may
@@ -24,6 +24,12 @@
  *    until then the record is treated as possibly lost (so a lost response
  *    never leaves a row undelivered or undropped).
  *
+ *  - Pages: an answer stops after pull_page_rows rows or pull_page_bytes
+ *    bytes and says where the next page starts (cs_srv_pos, cursor.c); the
+ *    pages of one answer share its `since`.  A device is not sent back what
+ *    it wrote itself (echo suppression) unless the records say it lacks the
+ *    row.
+ *
  * The checksum is the sum of cs_row_checksum over the rows the user may read
  * (soft-deleted rows excluded, as cstack_sync_checksum excludes them on the
  * device), computed with the read policy rendered to SQL in one query per
@@ -36,7 +42,6 @@
 #include "server/policy.h"
 #include "server/store_int.h"
 #include "sync/parked.h"
-#include "util/hash.h"
 #include "util/hex.h"
 
 typedef struct pull_ctx {
