@@ -17,6 +17,7 @@ static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
     "                    [--max-upload-mib N] [--max-stream-mib N]\n"
+    "                    [--page-rows N] [--page-mib N]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -52,6 +53,10 @@ static const char SERVE_USAGE[] =
     "  --max-stream-mib N MiB queued for all streams together (default 256);\n"
     "                     past it the slowest streams are closed first\n"
     "\n"
+    "pages (a larger answer to a pull or a stream comes in several):\n"
+    "  --page-rows N      rows per page (default 10000)\n"
+    "  --page-mib N       MiB per page, about (default 8)\n"
+    "\n"
     "Exit status: 0 stopped by a signal, 1 could not start, 2 bad command line.\n";
 
 /* A whole number from 1 to `max`, digits only. */
@@ -84,7 +89,7 @@ int cmd_serve(int argc, char **argv)
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
-               *stream_mib = NULL;
+               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -93,7 +98,9 @@ int cmd_serve(int argc, char **argv)
                       {"--header-timeout", &header_timeout, NULL},
                       {"--max-per-address", &per_address, NULL},
                       {"--max-upload-mib", &upload_mib, NULL},
-                      {"--max-stream-mib", &stream_mib, NULL}};
+                      {"--max-stream-mib", &stream_mib, NULL},
+                      {"--page-rows", &page_rows, NULL},
+                      {"--page-mib", &page_mib, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -120,6 +127,12 @@ int cmd_serve(int argc, char **argv)
     if (stream_mib && parse_count(stream_mib, 1u << 20, &stream))
         return cli_usage_error(cmd, "--max-stream-mib needs MiB (1 to 1048576), not '%s'",
                                stream_mib);
+    unsigned long rows = 0, mib = 0;
+    if (page_rows && parse_count(page_rows, 10000000, &rows))
+        return cli_usage_error(cmd, "--page-rows needs a count (1 to 10000000), not '%s'",
+                               page_rows);
+    if (page_mib && parse_count(page_mib, 1024, &mib))
+        return cli_usage_error(cmd, "--page-mib needs MiB (1 to 1024), not '%s'", page_mib);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -134,7 +147,9 @@ int cmd_serve(int argc, char **argv)
                                 .header_timeout_ms = (int)timeout_s * 1000,
                                 .max_per_address = (unsigned)per_addr,
                                 .max_upload_memory = (size_t)upload << 20,
-                                .max_stream_memory = (size_t)stream << 20};
+                                .max_stream_memory = (size_t)stream << 20,
+                                .pull_page_rows = rows,
+                                .pull_page_bytes = (size_t)mib << 20};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);

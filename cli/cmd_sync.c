@@ -69,7 +69,19 @@ static void clear_bar(sync_ui *ui)
 static void draw_bar(sync_ui *ui, const cstack_sync_status *st)
 {
     double mb = (double)st->bytes_received / 1e6;
-    if (st->bytes_total > 0) {
+    static const char *const PHASES[] = {"", "  (server preparing)", "  (receiving)",
+                                         "  (applying)"};
+    const char *phase = (unsigned)st->phase < 4 ? PHASES[st->phase] : "";
+    if (st->rows_total > 0) {
+        /* Rows, as the server counts what remains: the bar moves through
+         * the apply too, and across the pages of one catch-up. */
+        int width = 30;
+        int64_t done = st->rows_done > st->rows_total ? st->rows_total : st->rows_done;
+        int fill = (int)(done * width / st->rows_total);
+        printf("\r  initial sync [%.*s%*s] %3d%%  %" PRId64 "/%" PRId64 " rows  %.1f MB%s\033[K",
+               fill, "##############################", width - fill, "",
+               (int)(done * 100 / st->rows_total), st->rows_done, st->rows_total, mb, phase);
+    } else if (st->bytes_total > 0) {
         int width = 30;
         int64_t done = st->bytes_received > st->bytes_total ? st->bytes_total : st->bytes_received;
         int fill = (int)(done * width / st->bytes_total);
@@ -78,7 +90,7 @@ static void draw_bar(sync_ui *ui, const cstack_sync_status *st)
                (int)(done * 100 / st->bytes_total), mb, (double)st->bytes_total / 1e6,
                st->rows_applied);
     } else {
-        printf("\r  initial sync  %.1f MB  %" PRId64 " rows\033[K", mb, st->rows_applied);
+        printf("\r  initial sync  %.1f MB  %" PRId64 " rows%s\033[K", mb, st->rows_applied, phase);
     }
     fflush(stdout);
     ui->bar = 1;

@@ -687,6 +687,14 @@ typedef enum cstack_sync_event {
                                   taken, a parent gone): cstack_sync_hidden lists them */
 } cstack_sync_event;
 
+/* What a download is doing, for progress displays. */
+typedef enum cstack_sync_phase {
+    CSTACK_SYNC_PHASE_IDLE = 0,  /* no download in progress */
+    CSTACK_SYNC_PHASE_PREPARING, /* a page was asked for; the server prepares it */
+    CSTACK_SYNC_PHASE_RECEIVING, /* a page is arriving (bytes_*) */
+    CSTACK_SYNC_PHASE_APPLYING   /* a page is being merged */
+} cstack_sync_phase;
+
 /* A snapshot of a session.  Plain data: copy it freely. */
 typedef struct cstack_sync_status {
     cstack_sync_state state;
@@ -703,6 +711,11 @@ typedef struct cstack_sync_status {
     int64_t bytes_received; /* of the download in progress */
     int64_t bytes_total;    /* of the download in progress; -1 unknown */
     int64_t rows_applied;   /* server rows merged during this session */
+    /* The catch-up in progress, in rows: merged so far, and that plus what
+     * the server says remains (-1 unknown: no page has said yet). */
+    int64_t rows_done;
+    int64_t rows_total;
+    cstack_sync_phase phase;
     int64_t attempts;       /* consecutive failed connection attempts */
     int64_t hidden;         /* EV_HIDDEN: rows the merge hid */
     int64_t undone;         /* rows of refused batches undone during this session

@@ -42,6 +42,8 @@ extern "C" {
 #define CSTACK_SERVER_DEFAULT_MAX_PER_ADDRESS 64u
 #define CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY ((size_t)256 << 20)
 #define CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY ((size_t)256 << 20)
+#define CSTACK_SERVER_DEFAULT_PAGE_ROWS ((size_t)10000)
+#define CSTACK_SERVER_DEFAULT_PAGE_BYTES ((size_t)8 << 20)
 
 /* What a server serves and how.  The struct and every string and object it
  * points to are borrowed for the duration of cstack_server_start() or
@@ -93,6 +95,11 @@ typedef struct cstack_server_config {
      * recently seen) and a site not seen for site_ttl_days is forgotten. */
     unsigned max_sites_per_user; /* 64 */
     int site_ttl_days;           /* 90 */
+    /* One pull answer (and one `changes` event of a stream) carries at most
+     * this many rows and about this many bytes; the rest follows in pages
+     * (docs/server.md, "Pages"). */
+    size_t pull_page_rows;  /* CSTACK_SERVER_DEFAULT_PAGE_ROWS */
+    size_t pull_page_bytes; /* CSTACK_SERVER_DEFAULT_PAGE_BYTES */
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

@@ -97,8 +97,10 @@ typedef struct res {
     long status;
     char *body;
     size_t len;
-    char cursor[32];
+    char cursor[1200]; /* digits, or a continuation cursor */
     char checksum[32];
+    char more[8];
+    char remaining[32];
 } res;
 
 static inline size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -134,6 +136,8 @@ static inline size_t on_header(char *p, size_t size, size_t n, void *ud)
     res *r = ud;
     header_value(p, size * n, "X-Cstack-Cursor", r->cursor, sizeof r->cursor);
     header_value(p, size * n, "X-Cstack-Checksum", r->checksum, sizeof r->checksum);
+    header_value(p, size * n, "X-Cstack-More", r->more, sizeof r->more);
+    header_value(p, size * n, "X-Cstack-Remaining", r->remaining, sizeof r->remaining);
     return size * n;
 }
 

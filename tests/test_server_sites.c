@@ -236,7 +236,7 @@ static const char *site_n(int i)
 /* Pulls from 0 with site `i`; returns whether the site was refused. */
 static bool store_pull(fixture *f, const cs_auth *who, int i)
 {
-    cs_srv_pull req = {who, site_n(i), 0, true, false, true};
+    cs_srv_pull req = {.auth = who, .site = site_n(i), .want_changes = true};
     cs_srv_pull_result out;
     cs_srv_err err;
     cr_assert_eq(cs_srv_store_sqlite.pull(f->st, &req, 1, &out, &err), 0, "%s", err.message);
@@ -326,9 +326,11 @@ Test(sites, in_a_pull_call_of_several_devices_only_the_foreign_one_is_refused)
     cs_auth other = {.signed_in = true, .sub = "u2"};
     cr_assert(!store_pull(&f, &f.user, 0));
     /* As a stream round asks: u1's device 1, u2 with u1's site 0, u2's own. */
-    cs_srv_pull reqs[3] = {{&f.user, site_n(1), 0, true, true, true},
-                           {&other, site_n(0), 0, true, true, true},
-                           {&other, site_n(2), 0, true, true, true}};
+#define PULL(who, s)                                                                              \
+    {.auth = who, .site = s, .want_changes = true, .want_checksum = true}
+    cs_srv_pull reqs[3] = {PULL(&f.user, site_n(1)), PULL(&other, site_n(0)),
+                           PULL(&other, site_n(2))};
+#undef PULL
     cs_srv_pull_result out[3];
     cs_srv_err err;
     int64_t sent0 = rows_of(&f, "_cstack_srv_sent", 0);

@@ -39,11 +39,15 @@ typedef struct cs_sse_event {
 /* Returns 0 to go on, non-zero (a CSTACK_E* code) to stop the stream. */
 typedef int (*cs_sse_fn)(void *ctx, const cs_sse_event *ev);
 
+/* The longest cursor the client keeps: a server version in digits, or a
+ * continuation cursor between the pages of one answer (docs/server.md). */
+#define CS_CURSOR_MAX 1200
+
 typedef struct cs_sse {
     cs_buf line; /* the line being read (no terminator) */
     cs_buf data; /* data of the event being built */
     char type[64];
-    char id[64];
+    char id[CS_CURSOR_MAX];
     bool cr;    /* the last byte was CR: a following LF is part of it */
     size_t max; /* bound of one line and of one event's data */
     cs_sse_fn fn;
@@ -65,7 +69,10 @@ typedef struct cs_http_resp {
     long status; /* 0: no response (transport failure) */
     cs_buf body;
     bool too_big;   /* the body went past the bound and was cut off */
-    int64_t cursor; /* X-Cstack-Cursor, -1 when absent */
+    int64_t cursor; /* X-Cstack-Cursor, -1 when absent or not digits */
+    char page[CS_CURSOR_MAX]; /* X-Cstack-Cursor when a continuation, else "" */
+    bool more;                /* X-Cstack-More: 1 */
+    int64_t remaining;        /* X-Cstack-Remaining, -1 when absent */
     bool has_checksum;
     uint64_t checksum; /* X-Cstack-Checksum */
     char schema[65];   /* X-Cstack-Schema of a 409: the server's schema hash */
@@ -118,6 +125,9 @@ struct cs_client {
     char curl_err[256];
     cs_http_resp *progress_of; /* the download whose progress is reported */
     int64_t cursor;
+    /* Between the pages of one answer: the continuation cursor to pass next
+     * ("" otherwise); `cursor` stays the version the answer started from. */
+    char page[CS_CURSOR_MAX];
     int64_t last_version; /* sync version when the queue was last examined */
     bool stored_cursor;   /* the cursor row exists for this URL */
     /* The server cursor of our latest acknowledged push: a checkpoint older
@@ -147,7 +157,7 @@ bool cs_client_stopping(const cs_client *c);
 /* Creates the client tables when missing and loads the cursor kept for the
  * client's URL (0 when none, or when it was kept for another server). */
 int cs_state_load(cs_client *c);
-/* Stores the cursor durably. */
+/* Stores the cursor durably (and ends a paged answer). */
 int cs_state_save_cursor(cs_client *c, int64_t cursor);
 /* Undoes a refused batch in one transaction, so a crash can neither lose
  * the record nor push the batch again nor keep its effect: forgets the rows
@@ -157,6 +167,12 @@ int cs_state_save_cursor(cs_client *c, int64_t cursor);
  * so that the next pull brings back what the server holds of those rows. */
 int cs_state_refuse(cs_client *c, int64_t version, long status, const char *message,
                     const void *changeset, size_t len, const char *ops, int64_t *rows);
+/* Stores a continuation cursor durably: the answer from `cursor` goes on
+ * there after a restart. */
+int cs_state_save_page(cs_client *c, const char *page);
+/* The version a continuation cursor's answer started from; -1 when the text
+ * is no continuation cursor (docs/server.md, "Pages"). */
+int64_t cs_page_base(const char *page);
 
 /* ---- the exchanges (exchange.c, stream.c) ----------------------------------------- */
 
@@ -170,8 +186,10 @@ int cs_pull_all(cs_client *c);
  * local writes in between.  Returns 0 when stopped, else the failure's
  * code (a closed stream is CSTACK_EIO). */
 int cs_stream(cs_client *c);
-/* Applies one changeset received from the server and moves the cursor. */
-int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor);
+/* Applies one changeset received from the server and moves the cursor (or,
+ * with a non-empty `page`, stores that continuation cursor). */
+int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor,
+                     const char *page);
 /* Compares the local checksum with the server's at `cursor` when nothing is
  * pending and the checkpoint is not older than our last push; reports
  * EV_CHECKPOINT. */

@@ -14,11 +14,13 @@
  * is fixed.
  *
  * Pull: `GET /v1/pull?since=CURSOR` until the returned X-Cstack-Cursor stops
- * moving.  Each page is merged (cs_changes_apply_relayed: as
- * cstack_changes_apply, which also forgets rows the server drops, but
- * taking the clocks the server accepted whatever this device's clock says)
- * and then the cursor is stored; a crash in between only repeats an
- * idempotent merge.
+ * moving and X-Cstack-More is not 1.  An answer larger than the server's
+ * page comes in pages, each with a continuation cursor: each page is merged
+ * in its own transaction (cs_changes_apply_relayed: as cstack_changes_apply,
+ * which also forgets rows the server drops, but taking the clocks the server
+ * accepted whatever this device's clock says) and then its cursor is stored,
+ * so memory stays bounded by a page and an interrupted catch-up resumes at
+ * its last page; a crash in between only repeats an idempotent merge.
  *
  * The stream is in stream.c.
  */
@@ -182,20 +184,32 @@ int cs_push_all(cs_client *c)
 
 /* ---- applying and checking -------------------------------------------- */
 
-int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor)
+int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor,
+                     const char *page)
 {
     cstack_apply_stats stats = {0};
+    pthread_mutex_lock(&c->st_mu);
+    c->st.phase = CSTACK_SYNC_PHASE_APPLYING;
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_PROGRESS);
     /* A page whose rows were all invisible to this user may come empty. */
     int rc = len ? cs_changes_apply_relayed(c->db, bytes, len, &stats) : 0;
     if (rc)
         return cs_client_fail(c, rc, "cannot merge the server's changes (%s): %s",
                               cstack_errname(rc), cstack_errmsg(c->db));
     /* A replayed event must not move the cursor back. */
-    if (cursor > c->cursor && (rc = cs_state_save_cursor(c, cursor)))
+    if (page && page[0])
+        rc = cs_state_save_page(c, page);
+    else if (cursor > c->cursor || (cursor == c->cursor && c->page[0]))
+        rc = cs_state_save_cursor(c, cursor);
+    if (rc)
         return rc;
     pthread_mutex_lock(&c->st_mu);
     c->st.rows_applied += stats.rows;
     c->st.hidden = stats.parked;
+    c->st.rows_done += stats.rows;
+    if (c->st.rows_total >= 0 && c->st.rows_total < c->st.rows_done)
+        c->st.rows_total = c->st.rows_done;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_APPLIED);
     if (stats.parked > 0)
@@ -261,6 +275,18 @@ typedef struct page {
     uint64_t sum;
 } page;
 
+/* The catch-up's total once a page is merged: what is done plus what the
+ * server says remains. */
+static int note_remaining(cs_client *c, const cs_http_resp *r)
+{
+    pthread_mutex_lock(&c->st_mu);
+    if (r->remaining >= 0)
+        c->st.rows_total = c->st.rows_done + r->remaining;
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_PROGRESS);
+    return 0;
+}
+
 /* Takes a pull response: merges it, or starts over, or notes that the
  * replica is caught up. */
 static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *pg)
@@ -276,10 +302,20 @@ static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *p
         pg->moved = true;
         return cs_state_save_cursor(c, 0);
     }
-    if (r->cursor != since) {
+    if (r->more && r->page[0]) {
+        /* One page of several: merge it, keep its continuation cursor. */
         pg->moved = true;
         c->pull_base += (int64_t)r->body.len;
-        return cs_apply_changes(c, r->body.data, r->body.len, r->cursor);
+        int rc = cs_apply_changes(c, r->body.data, r->body.len, since, r->page);
+        return rc ? rc : note_remaining(c, r);
+    }
+    if (r->cursor != since || c->page[0]) {
+        pg->moved = r->cursor != since;
+        c->pull_base += (int64_t)r->body.len;
+        int rc = cs_apply_changes(c, r->body.data, r->body.len, r->cursor, NULL);
+        rc = rc ? rc : note_remaining(c, r);
+        if (rc || pg->moved)
+            return rc;
     }
     pg->have_sum = r->has_checksum;
     pg->sum = r->checksum;
@@ -287,18 +323,31 @@ static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *p
 }
 
 /* One page.  A server that refuses our cursor (400: not a cursor it gave
- * out, the same situation as above) makes the pull start over from 0. */
+ * out, the same situation as above) makes the pull start over: from the
+ * start of the answer for a continuation cursor, else from 0. */
 static int pull_page(cs_client *c, page *pg)
 {
-    char path[64];
+    char path[CS_CURSOR_MAX + 32];
     int64_t since = c->cursor;
-    snprintf(path, sizeof path, "/v1/pull?since=%" PRId64, since);
+    if (c->page[0])
+        snprintf(path, sizeof path, "/v1/pull?since=%s", c->page);
+    else
+        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64, since);
     cs_http_resp r = {0};
+    pthread_mutex_lock(&c->st_mu);
+    c->st.phase = CSTACK_SYNC_PHASE_PREPARING;
+    pthread_mutex_unlock(&c->st_mu);
+    cs_client_report(c, CSTACK_SYNC_EV_PROGRESS);
     c->progress_of = &r;
     int rc = cs_http_request(c, path, NULL, 0, NULL, &r);
     c->progress_of = NULL;
     pg->moved = false;
-    if (rc == 0 && r.status == 400 && since > 0 && !pg->restarted) {
+    if (rc == 0 && r.status == 400 && c->page[0]) {
+        cs_http_error_text(c, "pull (starting the answer over)", &r);
+        cs_client_report(c, CSTACK_SYNC_EV_ERROR);
+        pg->moved = true;
+        rc = cs_state_save_cursor(c, since);
+    } else if (rc == 0 && r.status == 400 && since > 0 && !pg->restarted) {
         cs_http_error_text(c, "pull (starting over from cursor 0)", &r);
         cs_client_report(c, CSTACK_SYNC_EV_ERROR);
         pg->restarted = pg->moved = true;
@@ -318,6 +367,8 @@ int cs_pull_all(cs_client *c)
     c->st.initial = c->cursor == 0;
     c->st.bytes_received = 0;
     c->st.bytes_total = -1;
+    c->st.rows_done = 0;
+    c->st.rows_total = -1;
     pthread_mutex_unlock(&c->st_mu);
     c->pull_base = 0;
     cs_client_set_state(c, CSTACK_SYNC_DOWNLOADING);
@@ -328,6 +379,9 @@ int cs_pull_all(cs_client *c)
             return CSTACK_EIO;
         rc = pull_page(c, &pg);
     }
+    pthread_mutex_lock(&c->st_mu);
+    c->st.phase = CSTACK_SYNC_PHASE_IDLE;
+    pthread_mutex_unlock(&c->st_mu);
     if (rc)
         return rc;
     pthread_mutex_lock(&c->st_mu);

@@ -58,6 +58,8 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     pthread_mutex_lock(&c->st_mu);
     c->st.bytes_received = c->pull_base + (int64_t)dlnow;
     c->st.bytes_total = dltotal > 0 ? c->pull_base + (int64_t)dltotal : -1;
+    if (dlnow > 0)
+        c->st.phase = CSTACK_SYNC_PHASE_RECEIVING;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_PROGRESS);
     return 0;
@@ -149,10 +151,20 @@ static const char *header_value(const char *line, size_t n, const char *name, ch
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     cs_http_resp *r = ctx;
-    char v[64], *end = NULL;
+    char v[CS_CURSOR_MAX], *end = NULL;
     if (header_value(p, size * n, "X-Cstack-Cursor", v, sizeof v)) {
         long long x = strtoll(v, &end, 10);
         r->cursor = (end != v && *end == '\0' && x >= 0) ? x : -1;
+        /* A continuation cursor: the answer goes on from there. */
+        if (r->cursor < 0 && cs_page_base(v) >= 0) {
+            r->cursor = cs_page_base(v);
+            snprintf(r->page, sizeof r->page, "%s", v);
+        }
+    } else if (header_value(p, size * n, "X-Cstack-More", v, sizeof v)) {
+        r->more = strcmp(v, "1") == 0;
+    } else if (header_value(p, size * n, "X-Cstack-Remaining", v, sizeof v)) {
+        long long x = strtoll(v, &end, 10);
+        r->remaining = (end != v && *end == '\0' && x >= 0) ? x : -1;
     } else if (header_value(p, size * n, "X-Cstack-Checksum", v, sizeof v)) {
         uint64_t x = 0;
         r->has_checksum = cs_hex_u64(v, strlen(v), &x) == 0;
@@ -170,6 +182,9 @@ static void resp_reset(cs_client *c, cs_http_resp *r)
     r->status = 0;
     r->too_big = false;
     r->cursor = -1;
+    r->page[0] = '\0';
+    r->more = false;
+    r->remaining = -1;
     r->has_checksum = false;
     r->checksum = 0;
     r->schema[0] = '\0';

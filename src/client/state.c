@@ -7,6 +7,8 @@
  *       the server cursor merged up to, per server URL: a restarted session
  *       resumes its pulls there; pointing a database at another server
  *       starts that server from cursor 0 (a full, idempotent re-pull).
+ *       Between the pages of one answer it holds the continuation cursor
+ *       (text), so an interrupted initial sync resumes at its last page.
  *   _cstack_rejected(version, status, message, changeset, at)
  *       local transactions the server refused, kept with the refusal; the
  *       upload queue moves past them so later batches are not stalled by
@@ -19,6 +21,7 @@
  * The callbacks use SAVEPOINTs only: cstack_with_sqlite owns the
  * transaction.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -41,8 +44,24 @@ static const char DDL[] =
 typedef struct load_args {
     const char *url;
     int64_t cursor;
+    char page[CS_CURSOR_MAX];
     bool found;
 } load_args;
+
+int64_t cs_page_base(const char *page)
+{
+    size_t n = page ? strlen(page) : 0;
+    int64_t base = 0;
+    size_t i = 0;
+    for (; i < n && i < 18 && page[i] >= '0' && page[i] <= '9'; i++)
+        base = base * 10 + (page[i] - '0');
+    if (i == 0 || i >= n || page[i] != '.' || n >= CS_CURSOR_MAX)
+        return -1;
+    for (; i < n; i++)
+        if (!strchr("0123456789abcdef.", page[i]))
+            return -1;
+    return base;
+}
 
 /* Sets the runtime's error message (what cstack_errmsg returns) from the
  * connection and returns the matching code. */
@@ -66,7 +85,11 @@ static int do_load(sqlite3 *conn, void *ctx)
     sqlite3_bind_text(st, 1, a->url, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        a->cursor = sqlite3_column_int64(st, 0);
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        int64_t base = sqlite3_column_type(st, 0) == SQLITE_TEXT ? cs_page_base(text) : -1;
+        a->cursor = base >= 0 ? base : sqlite3_column_int64(st, 0);
+        if (base >= 0)
+            snprintf(a->page, sizeof a->page, "%s", text);
         a->found = true;
         rc = SQLITE_DONE;
     }
@@ -76,12 +99,13 @@ static int do_load(sqlite3 *conn, void *ctx)
 
 int cs_state_load(cs_client *c)
 {
-    load_args a = {c->url, 0, false};
+    load_args a = {.url = c->url};
     int rc = cstack_with_sqlite(c->db, do_load, &a);
     if (rc)
         return cs_client_fail(c, rc, "cannot read the sync client's state: %s",
                               cstack_errmsg(c->db));
     c->cursor = a.cursor;
+    memcpy(c->page, a.page, sizeof c->page);
     c->stored_cursor = a.found;
     return 0;
 }
@@ -89,6 +113,7 @@ int cs_state_load(cs_client *c)
 typedef struct save_args {
     const char *url;
     int64_t cursor;
+    const char *page; /* stored instead of cursor when not NULL */
     int64_t now;
 } save_args;
 
@@ -104,7 +129,10 @@ static int do_save(sqlite3 *conn, void *ctx)
     if (rc != SQLITE_OK)
         return sql_fail(conn, rc);
     sqlite3_bind_text(st, 1, a->url, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, a->cursor);
+    if (a->page)
+        sqlite3_bind_text(st, 2, a->page, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 2, a->cursor);
     sqlite3_bind_int64(st, 3, a->now);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -113,15 +141,27 @@ static int do_save(sqlite3 *conn, void *ctx)
 
 int cs_state_save_cursor(cs_client *c, int64_t cursor)
 {
-    save_args a = {c->url, cursor, cs_wall_ms()};
+    save_args a = {c->url, cursor, NULL, cs_wall_ms()};
     int rc = cstack_with_sqlite(c->db, do_save, &a);
     if (rc)
         return cs_client_fail(c, rc, "cannot store the server cursor: %s", cstack_errmsg(c->db));
     c->cursor = cursor;
+    c->page[0] = '\0';
     c->stored_cursor = true;
     pthread_mutex_lock(&c->st_mu);
     c->st.cursor = cursor;
     pthread_mutex_unlock(&c->st_mu);
+    return 0;
+}
+
+int cs_state_save_page(cs_client *c, const char *page)
+{
+    save_args a = {c->url, 0, page, cs_wall_ms()};
+    int rc = cstack_with_sqlite(c->db, do_save, &a);
+    if (rc)
+        return cs_client_fail(c, rc, "cannot store the server cursor: %s", cstack_errmsg(c->db));
+    snprintf(c->page, sizeof c->page, "%s", page);
+    c->stored_cursor = true;
     return 0;
 }
 

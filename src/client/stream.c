@@ -39,15 +39,21 @@ static int on_changes(stream_ctx *s, const cs_sse_event *ev)
     cs_client *c = s->c;
     char *end = NULL;
     long long id = strtoll(ev->id, &end, 10);
-    if (end == ev->id || *end != '\0' || id < 0)
-        return cs_client_fail(c, CSTACK_EIO, "stream: a changes event without a valid id ('%s')",
+    /* The pages of a large catch-up carry continuation cursors. */
+    const char *page = NULL;
+    if (end == ev->id || *end != '\0' || id < 0) {
+        id = cs_page_base(ev->id);
+        page = ev->id;
+    }
+    if (id < 0)
+        return cs_client_fail(c, CSTACK_EIO, "stream: a changes event without a valid id ('%.80s')",
                               ev->id);
     cs_buf_reset(&s->bin);
     int rc = cs_base64_decode(&s->bin, ev->data, ev->data_len);
     if (rc)
         return cs_client_fail(c, rc == CSTACK_EVALIDATION ? CSTACK_EIO : rc,
                               "stream: changes event %lld is not valid base64", id);
-    return cs_apply_changes(c, s->bin.data, s->bin.len, (int64_t)id);
+    return cs_apply_changes(c, s->bin.data, s->bin.len, (int64_t)id, page);
 }
 
 static int on_checkpoint(stream_ctx *s, const cs_sse_event *ev)
@@ -219,8 +225,11 @@ int cs_stream(cs_client *c)
     cs_sse_init(&s.sse, m > SIZE_MAX / 2 ? SIZE_MAX / 2 : m / 3 * 4 + 64, on_event, &s);
     s.bin.max = m;
     s.err.max = ERR_BODY_MAX;
-    char url[4096];
-    snprintf(url, sizeof url, "%s/v1/stream?since=%" PRId64, c->url, c->cursor);
+    char url[4096 + CS_CURSOR_MAX];
+    if (c->page[0])
+        snprintf(url, sizeof url, "%s/v1/stream?since=%s", c->url, c->page);
+    else
+        snprintf(url, sizeof url, "%s/v1/stream?since=%" PRId64, c->url, c->cursor);
     c->curl_err[0] = '\0';
     stream_opts(c, &s, url);
     int rc = 0;

@@ -298,16 +298,19 @@ static enum MHD_Result do_metrics(srv_req *r, struct MHD_Connection *c)
                 : MHD_NO;
 }
 
+/* The cursor of a pull or stream: plain digits or a continuation cursor
+ * (cursor.c); the store checks that it is one it gave out. */
 static bool since_arg(srv_req *r, struct MHD_Connection *c, const char *fallback, int64_t *since,
-                      enum MHD_Result *ret)
+                      cs_srv_pos *pos, enum MHD_Result *ret)
 {
     const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
     if (!s)
         s = fallback;
     *since = 0;
-    if (s && !parse_cursor(s, since)) {
+    memset(pos, 0, sizeof *pos);
+    if (s && !cs_srv_cursor_parse(s, since, pos)) {
         *ret = reply_err(r, c, 400, "bad_request", NULL,
-                         "bad cursor '%.40s': since must be a version this server gave out", s);
+                         "bad cursor '%.40s': since must be a cursor this server gave out", s);
         return false;
     }
     return true;
@@ -317,10 +320,12 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
     enum MHD_Result ret = MHD_NO;
-    int64_t since = 0;
-    if (!since_arg(r, c, NULL, &since, &ret))
+    cs_srv_pull req = {
+        .auth = r->auth, .site = r->site, .want_changes = true, .want_checksum = true};
+    if (!since_arg(r, c, NULL, &req.since, &req.pos, &ret))
         return ret;
-    cs_srv_pull req = {r->auth, r->site, since, true, true, true};
+    req.page_rows = srv->cfg.pull_page_rows;
+    req.page_bytes = srv->cfg.pull_page_bytes;
     cs_srv_pull_result res;
     cs_srv_err err;
     if (srv->ops->pull(srv->store, &req, 1, &res, &err))
@@ -329,11 +334,19 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
         cs_srv_err_set(&err, CS_SRV_FORBIDDEN, CSTACK_EINVAL, CS_SRV_SITE_FOREIGN);
         return reply_store_err(r, c, &err);
     }
+    if (res.bad_cursor)
+        return reply_err(r, c, 400, "bad_request", NULL, "%s", CS_SRV_BAD_CURSOR);
     atomic_fetch_add(&srv->metrics.changes_out, res.rows);
-    char cursor[24], sum[24];
-    snprintf(cursor, sizeof cursor, "%" PRId64, res.cursor);
+    char cursor[CS_SRV_CURSOR_MAX], sum[24], left[24];
+    cs_srv_cursor_format(cursor, sizeof cursor, res.cursor, req.since, res.more ? &res.pos : NULL);
     snprintf(sum, sizeof sum, "%016" PRIx64, res.checksum);
-    const char *const headers[] = {"X-Cstack-Cursor", cursor, "X-Cstack-Checksum", sum, NULL};
+    snprintf(left, sizeof left, "%" PRId64, res.remaining);
+    const char *const headers[] = {"X-Cstack-Cursor",    cursor,
+                                   "X-Cstack-More",      res.more ? "1" : "0",
+                                   "X-Cstack-Remaining", left,
+                                   res.has_checksum ? "X-Cstack-Checksum" : NULL,
+                                   sum,
+                                   NULL};
     char *body = res.body;
     res.body = NULL;
     return reply(r, c, 200, "application/octet-stream", body, res.len, headers);
@@ -344,11 +357,12 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     cstack_server *srv = r->srv;
     enum MHD_Result ret = MHD_NO;
     int64_t since = 0, version = 0;
-    if (!since_arg(r, c, header(c, MHD_HTTP_HEADER_LAST_EVENT_ID), &since, &ret))
+    cs_srv_pos pos;
+    if (!since_arg(r, c, header(c, MHD_HTTP_HEADER_LAST_EVENT_ID), &since, &pos, &ret))
         return ret;
     if (srv->ops->version(srv->store, &version))
         return reply_err(r, c, 503, "unavailable", NULL, "the store does not answer");
-    if (since > version)
+    if (since > version || pos.ver > version)
         return reply_err(r, c, 400, "bad_request", NULL,
                          "cursor %" PRId64
                          " is not a cursor of this server (its version is %" PRId64 ")",
@@ -359,7 +373,7 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     cs_stream *s = NULL;
     cs_auth *auth = r->auth;
     r->auth = NULL;
-    if (cs_stream_open(srv->hub, auth, r->site, since, &s))
+    if (cs_stream_open(srv->hub, auth, r->site, since, &pos, &s))
         return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
     struct MHD_Response *resp = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, STREAM_BLOCK, cs_stream_read, s, cs_stream_response_free);
@@ -727,6 +741,10 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
         c->max_upload_memory = CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY;
     if (!c->max_stream_memory)
         c->max_stream_memory = CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY;
+    if (!c->pull_page_rows)
+        c->pull_page_rows = CSTACK_SERVER_DEFAULT_PAGE_ROWS;
+    if (!c->pull_page_bytes)
+        c->pull_page_bytes = CSTACK_SERVER_DEFAULT_PAGE_BYTES;
     srv->secret = cs_strdup(cfg->jwt_secret);
     srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CSTACK_SERVER_DEFAULT_DB);
     srv->bind = cs_strdup(cfg->bind ? cfg->bind : CSTACK_SERVER_DEFAULT_BIND);

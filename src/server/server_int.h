@@ -80,10 +80,11 @@ void cs_hub_free(cs_hub *h);
 void cs_hub_notify(cs_hub *h, int64_t commit_ms);
 
 /* Opens a stream for `auth` (taken over, freed with the stream) on device
- * `site` from cursor `since`.  The stream holds three references: the hub's,
+ * `site` from cursor `since` (resuming a paged answer at `pos`, NULL ok).  The stream holds three references: the hub's,
  * the response's (dropped by cs_stream_response_free, the MHD free callback)
  * and the caller's (dropped with cs_stream_release). */
-int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs_stream **out);
+int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since,
+                   const cs_srv_pos *pos, cs_stream **out);
 /* The guard id of the stream's connection, shut down when the stream is
  * shed for memory. */
 void cs_stream_set_conn(cs_stream *s, uint64_t conn);

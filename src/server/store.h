@@ -57,18 +57,44 @@ typedef struct cs_srv_push_result {
     int64_t won;     /* column changes that won the merge */
 } cs_srv_push_result;
 
-/* One pull: what `auth` on device `site` must receive after cursor `since`. */
+/* Where a paged answer resumes: after row (ver, model, key) of the export's
+ * order (version, model index, primary key), the pages all sent relative
+ * to the same `since`.  `remaining` is what the previous page said was left
+ * (for progress only).  Its text form is the continuation cursor of
+ * docs/server.md: "<since>.<ver>.<model>.<remaining>.<key hex>". */
+#define CS_SRV_POS_KEY_MAX 512
+typedef struct cs_srv_pos {
+    bool set; /* false: the answer starts at `since` */
+    int64_t ver;
+    int model;
+    int64_t remaining;
+    size_t keylen;
+    unsigned char key[CS_SRV_POS_KEY_MAX];
+} cs_srv_pos;
+
+/* The longest cursor text, with its terminator. */
+#define CS_SRV_CURSOR_MAX (4 * 19 + 2 * CS_SRV_POS_KEY_MAX + 1)
+
+/* Parses a cursor a device sent: plain decimal digits (at most 18), or the
+ * continuation form (every number at most 18 digits, the key 1 to
+ * CS_SRV_POS_KEY_MAX bytes in lowercase hex).  Syntax only: the store checks
+ * the rest.  Returns false when malformed. */
+bool cs_srv_cursor_parse(const char *s, int64_t *since, cs_srv_pos *pos);
+/* Writes the cursor a device passes next into buf (CS_SRV_CURSOR_MAX). */
+void cs_srv_cursor_format(char *buf, size_t cap, int64_t cursor, int64_t since,
+                          const cs_srv_pos *pos);
+
+/* One pull: what `auth` on device `site` must receive after cursor `since`
+ * (resuming at `pos` when set), at most one page of it. */
 typedef struct cs_srv_pull {
     const cs_auth *auth;
     const char *site;
     int64_t since;
     bool want_changes;  /* false: only the cursor (and checksum) */
     bool want_checksum; /* the user's visible-state checksum at the cursor */
-    /* `since` comes from the device itself (a pull, or a stream as it
-     * opens): it holds everything sent up to there, so what the store keeps
-     * about rows dropped before it can go.  A stream's later cursors are the
-     * server's own guess of what was delivered and do not confirm anything. */
-    bool confirmed;
+    cs_srv_pos pos;     /* where a paged answer resumes */
+    size_t page_rows;   /* bounds of one page; 0: no bound */
+    size_t page_bytes;
 } cs_srv_pull;
 
 typedef struct cs_srv_pull_result {
@@ -76,16 +102,27 @@ typedef struct cs_srv_pull_result {
                  * or when same_as >= 0 */
     size_t len;
     int64_t rows;      /* rows in the changeset (full rows, tombstones, drops) */
-    int64_t cursor;    /* the version the changeset brings the device to */
-    uint64_t checksum; /* when asked for */
+    int64_t cursor;    /* the version the changeset brings the device to,
+                        * when !more */
+    bool more;         /* one page of several: resume at `pos` */
+    cs_srv_pos pos;    /* when more: where the next page starts */
+    int64_t remaining; /* rows still to examine for this device (at most) */
+    uint64_t checksum; /* when asked for, and only on a last page */
+    bool has_checksum;
     long same_as;      /* >= 0: identical to result [same_as] of the same call */
     bool forbidden;    /* the site belongs to another user: nothing was read
                         * or recorded, and the request must be refused */
+    bool bad_cursor;   /* the continuation cursor points at no row this server
+                        * could have given: nothing was read (a 400) */
 } cs_srv_pull_result;
 
 /* The message of a refusal for a site id another user owns (it never names
  * that user). */
 #define CS_SRV_SITE_FOREIGN "this device's site id (X-Cstack-Site) belongs to another user"
+
+/* The message of a refusal for a continuation cursor that points at no
+ * row this server could have given. */
+#define CS_SRV_BAD_CURSOR "the continuation cursor does not point at a row of this server"
 
 /* Bounds of what the store keeps per device. */
 typedef struct cs_srv_store_cfg {

@@ -2,9 +2,9 @@
  * store_sqlite_pull.c -- what each user receives: filtered exports with drops, and
  * the checksum of the user's visible state.
  *
- * Read policies decide per row: the read rule rendered to SQL selects, in one
- * query per model, the keys of the scanned rows the user may read (the test
- * of cs_policy_row_allowed with CS_POL_READ, without a query per row):
+ * Read policies decide per row: the read rule rendered to SQL is a column of
+ * the export's own scan (the test of cs_policy_row_allowed with CS_POL_READ,
+ * without a query per row and without holding the readable keys):
  *
  *  - _cstack_srv_sent records what each device (site) holds, to send a row
  *    the device lacks and drop (or send the deletion of) only rows it may
@@ -24,6 +24,12 @@
  *    until then the record is treated as possibly lost (so a lost response
  *    never leaves a row undelivered or undropped).
  *
+ *  - Pages: an answer stops after pull_page_rows rows or pull_page_bytes
+ *    bytes and says where the next page starts (cs_srv_pos, cursor.c); the
+ *    pages of one answer share its `since`.  A device is not sent back what
+ *    it wrote itself (echo suppression) unless the records say it lacks the
+ *    row.
+ *
  * The checksum is the sum of cs_row_checksum over the rows the user may read
  * (soft-deleted rows excluded, as cstack_sync_checksum excludes them on the
  * device), computed with the read policy rendered to SQL in one query per
@@ -36,22 +42,7 @@
 #include "server/policy.h"
 #include "server/store_int.h"
 #include "sync/parked.h"
-#include "util/hash.h"
 #include "util/hex.h"
-
-/* A set of encoded primary keys: open addressing over an arena of keys. */
-/* A set of byte strings (encoded primary keys) over util/'s hash set: the
- * bytes one after another in `arena`, each key's place in `keys`. */
-typedef struct keyspan {
-    size_t off, len;
-} keyspan;
-
-typedef struct keyset {
-    cs_buf arena;
-    keyspan *keys;
-    size_t n, cap;
-    cs_hset set;
-} keyset;
 
 typedef struct pull_ctx {
     cs_srv_store *st;
@@ -59,10 +50,7 @@ typedef struct pull_ctx {
     int64_t scan_from;
     unsigned char site[CS_SITE_LEN];
     cs_buf key; /* the current row's primary key, encoded */
-    cs_buf scratch;
     cs_buf notes;       /* _cstack_srv_sent changes: model, key, present */
-    int readable_model; /* the model `readable` holds, or -1 */
-    keyset readable;    /* its rows in the scan the user may read */
     int64_t rows;
 } pull_ctx;
 
@@ -77,125 +65,19 @@ void cs_srv_pull_result_free(cs_srv_pull_result *r)
 
 /* ---- the rows a user may read ---------------------------------------------- */
 
-static void keyset_free(keyset *k)
+/* The export's extra column: whether the user may read the row, the read
+ * rule rendered to SQL (the test of cs_policy_row_allowed with CS_POL_READ,
+ * evaluated by the scan itself instead of a query per row).  A row that is
+ * not in its table (deleted, or parked) is not readable. */
+static int readable_expr(void *ctx, int model, cs_sqlb *q)
 {
-    cs_buf_free(&k->arena);
-    free(k->keys);
-    cs_hset_free(&k->set);
-    memset(k, 0, sizeof *k);
-}
-
-typedef struct key_probe {
-    const keyset *k;
-    const void *p;
-    size_t n;
-} key_probe;
-
-static bool key_eq(const void *ctx, size_t id)
-{
-    const key_probe *q = ctx;
-    const keyspan *e = &q->k->keys[id];
-    return e->len == q->n && memcmp(q->k->arena.data + e->off, q->p, q->n) == 0;
-}
-
-static int keyset_add(keyset *k, const void *p, size_t n)
-{
-    uint64_t hash = cs_fnv1a64(CS_FNV64_INIT, p, n);
-    key_probe q = {k, p, n};
-    if (cs_hset_find(&k->set, hash, key_eq, &q) != CS_HSET_NONE)
-        return 0;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 256;
-        keyspan *keys = realloc(k->keys, cap * sizeof *keys);
-        if (!keys)
-            return CSTACK_ENOMEM;
-        k->keys = keys;
-        k->cap = cap;
-    }
-    size_t off = k->arena.len;
-    if (cs_buf_append(&k->arena, p, n))
-        return CSTACK_ENOMEM;
-    if (cs_hset_add(&k->set, hash, k->n)) {
-        k->arena.len = off;
-        return CSTACK_ENOMEM;
-    }
-    k->keys[k->n++] = (keyspan){off, n};
-    return 0;
-}
-
-static bool keyset_has(const keyset *k, const void *p, size_t n)
-{
-    key_probe q = {k, p, n};
-    return cs_hset_find(&k->set, cs_fnv1a64(CS_FNV64_INIT, p, n), key_eq, &q) != CS_HSET_NONE;
-}
-
-/* SELECT the keys of the model's rows in the scan (clock version past
- * scan_from) that the user may read: the read rule rendered to SQL, the same
- * test as cs_policy_row_allowed but one query instead of one per row. */
-static int readable_sql(pull_ctx *x, const cs_model *m, const cs_sync_model *sm, cs_sqlb *q)
-{
-    int rc = cs_buf_puts(&q->sql, "SELECT ");
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        rc = cs_buf_puts(&q->sql, i ? ", c." : "c.");
-        rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[m->pk[i]].column);
-    }
-    rc = rc ? rc : cs_buf_puts(&q->sql, " FROM ");
-    rc = rc ? rc : cs_buf_ident(&q->sql, sm->clk_table);
-    rc = rc ? rc : cs_buf_puts(&q->sql, " AS c JOIN ");
-    rc = rc ? rc : cs_buf_ident(&q->sql, m->table);
-    rc = rc ? rc : cs_buf_puts(&q->sql, " AS t0 ON ");
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        const char *col = m->fields[m->pk[i]].column;
-        rc = cs_buf_puts(&q->sql, i ? " AND t0." : "t0.");
-        rc = rc ? rc : cs_buf_ident(&q->sql, col);
-        rc = rc ? rc : cs_buf_puts(&q->sql, " = c.");
-        rc = rc ? rc : cs_buf_ident(&q->sql, col);
-    }
-    rc = rc ? rc : cs_buf_puts(&q->sql, " WHERE c._cstack_ver > ");
-    rc = rc ? rc : cs_sqlb_bind(q, cstack_v_int(x->scan_from));
-    rc = rc ? rc : cs_buf_puts(&q->sql, " AND ");
-    return rc ? rc : cs_policy_render(q, x->st->schema, m, 0, CS_POL_READ, x->req->auth);
-}
-
-static int load_readable(pull_ctx *x, int model)
-{
-    cstack *db = x->st->db;
+    pull_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
-    keyset_free(&x->readable);
-    x->readable_model = model;
-    cs_sqlb q = {0};
-    q.alias = 1;
-    cs_conn *c = cs_write_conn(db);
-    int rc = readable_sql(x, m, &cs_sync_of(db)->models[model], &q);
-    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
-    if (!rc && !st)
-        rc = cs_err_sqlite(m, c->db, sqlite3_errcode(c->db));
-    int step = rc ? SQLITE_DONE : cs_sqlb_apply(&q, st);
-    if (!rc && step != SQLITE_OK)
-        rc = cs_err_sqlite(m, c->db, step);
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        cs_cs_value pk[16];
-        for (size_t i = 0; i < m->npk; i++)
-            cs_cs_value_from_stmt(&pk[i], st, (int)i);
-        rc = cs_parked_key(&x->scratch, pk, m->npk);
-        rc = rc ? rc : keyset_add(&x->readable, x->scratch.data, x->scratch.len);
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = cs_err_sqlite(m, c->db, step);
-    if (st)
-        sqlite3_reset(st);
-    cs_sqlb_free(&q);
-    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-}
-
-/* Whether the user may read the row (the export walks one model at a time,
- * so each model's readable keys are loaded once). */
-static int readable(pull_ctx *x, int model, const cs_cs_value *pk, bool *ok)
-{
-    int rc = x->readable_model == model ? 0 : load_readable(x, model);
-    rc = rc ? rc : cs_parked_key(&x->scratch, pk, x->st->schema->models[model].npk);
-    *ok = !rc && keyset_has(&x->readable, x->scratch.data, x->scratch.len);
-    return rc;
+    int rc = cs_buf_puts(&q->sql, "t0.");
+    rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[m->pk[0]].column);
+    rc = rc ? rc : cs_buf_puts(&q->sql, " IS NOT NULL AND (");
+    rc = rc ? rc : cs_policy_render(q, x->st->schema, m, 0, CS_POL_READ, x->req->auth);
+    return rc ? rc : cs_buf_puts(&q->sql, ")");
 }
 
 /* ---- what a device holds ---------------------------------------------------- */
@@ -231,27 +113,30 @@ static int note(pull_ctx *x, int model, bool present)
     return rc ? rc : cs_buf_append(&x->notes, &p, 1);
 }
 
+/* Decides for one row.  A readable row the device is known to hold gets
+ * its changes; one it may lack (it was dropped, or sent in an answer not yet
+ * acknowledged) gets everything; one the server has no record of gets everything
+ * but the columns the device wrote itself (it pushed them, so it holds
+ * them: a device does not download what it just uploaded). */
 static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ver, bool alive,
-                         cs_export_decision *d)
+                         int64_t readable, cs_export_decision *d)
 {
     pull_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
-    bool found = false, present = false, ok = false;
+    bool found = false, present = false, ok = alive && readable;
     int64_t at = 0, since = x->req->since;
     *d = CS_EXPORT_SKIP;
     int rc = cs_parked_key(&x->key, pk, m->npk);
     rc = rc ? rc : sent_lookup(x, m, &found, &present, &at);
-    if (!rc && alive)
-        rc = readable(x, model, pk, &ok);
     if (rc)
         return rc;
     bool has = found && present && at <= since;       /* acknowledged by the cursor */
     bool may_have = found && (present || at > since); /* a drop not yet acknowledged */
-    if (alive && ok) {
+    if (ok) {
         if (has)
             *d = ver > since ? CS_EXPORT_CHANGES : CS_EXPORT_SKIP;
         else
-            *d = CS_EXPORT_FULL;
+            *d = found ? CS_EXPORT_FULL : CS_EXPORT_NEW;
         rc = has ? 0 : note(x, model, true);
     } else if (may_have) {
         *d = alive ? CS_EXPORT_DROP : CS_EXPORT_FULL;
@@ -261,32 +146,16 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
     return rc;
 }
 
-static int exec_site(sqlite3 *conn, const char *sql, const unsigned char *site, int64_t v)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(conn, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, v);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(conn);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
-}
-
-/* Writes the notes of one pull under its cursor, and forgets the drops the
- * device has acknowledged (only a cursor the device sent acknowledges). */
+/* Writes the notes of one pull under its cursor.  The records of rows a
+ * device was told to forget stay (present = 0): without them a row coming
+ * back would look like one the device may hold from its own writes, and
+ * echo suppression would leave out the columns it wrote. */
 static int record_notes(pull_ctx *x, int64_t cursor)
 {
     cs_conn *c = cs_write_conn(x->st->db);
     static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
                               "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
     int rc = 0;
-    if (x->req->confirmed)
-        rc = exec_site(c->db,
-                       "DELETE FROM _cstack_srv_sent WHERE site = ? AND present = 0 "
-                       "AND at <= ?",
-                       x->site, x->req->since);
     cs_reader r = {(const unsigned char *)x->notes.data, x->notes.len, 0};
     while (!rc && r.pos < r.len) {
         uint64_t model = 0, klen = 0;
@@ -405,31 +274,89 @@ int cs_srv_site_parse(const char *hex, unsigned char out[CS_SITE_LEN])
     return cs_hex_decode(hex, CS_SITE_LEN, out);
 }
 
+/* A page examines at most this many times its row bound, sent or not, so
+ * that a page of rows the device must not get (or already has) still ends
+ * and releases the write lock. */
+#define EXAMINE_PER_ROW 8
+
+/* What is left after a page: the count the previous page carried, less what
+ * this one looked at; counted on a first page. */
+static int remaining_after(cs_srv_store *st, const cs_srv_pull *req, int64_t scan_from,
+                           const cs_export_page *pg, int64_t *left)
+{
+    *left = 0;
+    if (!pg->more)
+        return 0;
+    if (req->pos.set) {
+        *left = req->pos.remaining - pg->examined;
+    } else {
+        int rc = cs_export_count(st->db, scan_from, &pg->last, left);
+        if (rc)
+            return rc;
+    }
+    if (*left < 1)
+        *left = 1; /* rows remain: the next page says how many */
+    return 0;
+}
+
 static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, int64_t version,
                     cs_srv_pull_result *res)
 {
     int64_t cursor = version;
     int rc = 0;
     if (req->want_changes) {
-        pull_ctx x = {.st = st, .req = req, .readable_model = -1};
+        pull_ctx x = {.st = st, .req = req};
         x.scan_from = st->local_reads ? req->since : 0;
         if (cs_srv_site_parse(req->site, x.site))
             return cs_err(CSTACK_EINVAL, "a pull needs the device's site id (32 hex digits)");
-        rc = cs_changes_export_filtered(st->db, x.scan_from, req->since,
-                                        filter_device, &x,
+        cs_export_pos after = {0};
+        if (req->pos.set) {
+            after = (cs_export_pos){req->pos.ver, req->pos.model, req->pos.keylen, {0}};
+            memcpy(after.key, req->pos.key, req->pos.keylen);
+        }
+        cs_export_page pg = {.max_rows = req->page_rows,
+                             .max_bytes = req->page_bytes,
+                             .max_examined = req->page_rows * EXAMINE_PER_ROW,
+                             .after = req->pos.set ? &after : NULL,
+                             .reader = x.site,
+                             .extra = readable_expr};
+        rc = cs_changes_export_filtered(st->db, x.scan_from, req->since, filter_device, &x, &pg,
                                         &res->body, &res->len, &cursor);
         if (!rc)
             rc = record_notes(&x, cursor);
-        res->rows = x.rows;
+        if (!rc)
+            rc = remaining_after(st, req, x.scan_from, &pg, &res->remaining);
+        if (!rc && pg.more) {
+            res->more = true;
+            res->pos = (cs_srv_pos){true, pg.last.ver, pg.last.model, res->remaining,
+                                    pg.last.keylen, {0}};
+            memcpy(res->pos.key, pg.last.key, pg.last.keylen);
+        }
+        res->rows = pg.sent;
         cs_buf_free(&x.key);
-        cs_buf_free(&x.scratch);
         cs_buf_free(&x.notes);
-        keyset_free(&x.readable);
     }
-    if (!rc && req->want_checksum)
+    /* The checksum describes the state at the cursor: only the last page of
+     * an answer has one. */
+    if (!rc && req->want_checksum && !res->more) {
         rc = user_checksum(st, req->auth, key, cursor, &res->checksum);
-    res->cursor = cursor;
+        res->has_checksum = !rc;
+    }
+    res->cursor = res->more ? req->since : cursor;
     return rc;
+}
+
+/* A continuation cursor must point at a row this server could have given:
+ * a version it has reached, a synced model, a key of that model's shape. */
+static bool pos_valid(cs_srv_store *st, const cs_srv_pos *pos, int64_t version)
+{
+    cs_cs_value pk[16];
+    if (!pos->set)
+        return true;
+    if (pos->ver < 1 || pos->ver > version || pos->model < 0 ||
+        (size_t)pos->model >= st->schema->nmodels || !cs_sync_of(st->db)->models[pos->model].synced)
+        return false;
+    return cs_export_key_decode(st->schema, pos->model, pos->key, pos->keylen, pk) == 0;
 }
 
 /* The dedup key of each request: identical keys (same user, same device,
@@ -454,8 +381,8 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
     for (size_t j = 0; j < i; j++)
         if (reqs[j].since == reqs[i].since && reqs[j].site && reqs[i].site &&
             strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
-            reqs[j].confirmed == reqs[i].confirmed &&
-            reqs[j].want_checksum == reqs[i].want_checksum && strcmp(keys[j], keys[i]) == 0)
+            reqs[j].want_checksum == reqs[i].want_checksum && !reqs[i].pos.set &&
+            !reqs[j].pos.set && strcmp(keys[j], keys[i]) == 0)
             return (long)j;
     return -1;
 }
@@ -497,12 +424,19 @@ static int pull_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **
             res[i].rows = o->rows;
             res[i].cursor = o->cursor;
             res[i].checksum = o->checksum;
+            res[i].has_checksum = o->has_checksum;
+            res[i].more = o->more;
+            res[i].pos = o->pos;
+            res[i].remaining = o->remaining;
             res[i].len = o->len;
             res[i].forbidden = o->forbidden;
+            res[i].bad_cursor = o->bad_cursor;
             continue;
         }
-        rc = cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &res[i].forbidden);
-        if (!rc && res[i].forbidden)
+        res[i].bad_cursor = !pos_valid(st, &reqs[i].pos, version);
+        rc = res[i].bad_cursor ? 0
+                               : cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &res[i].forbidden);
+        if (!rc && (res[i].forbidden || res[i].bad_cursor))
             res[i].cursor = reqs[i].since;
         else if (!rc)
             rc = pull_one(st, &reqs[i], keys[i], version, &res[i]);

@@ -12,6 +12,12 @@
  *   id: <cursor>              drops) as a base64 changeset; the id is the
  *   data: <base64>            cursor to resume from
  *
+ * Changes come in pages like a pull's (pull_page_rows, pull_page_bytes): a
+ * stream behind by more than a page gets one page per round, its id the
+ * continuation cursor, and the hub runs another round at once until it has
+ * caught up, so no event is unbounded and a large catch-up does not hold
+ * the database for the length of the whole answer.
+ *
  *   event: checkpoint         sent on connect once caught up, then every
  *   data: {"cursor":N,        checkpoint_ms: the checksum of everything the
  *          "checksum":"<hex>"} user may read at that cursor (a resume point too)
@@ -47,6 +53,7 @@ struct cs_stream {
     uint64_t conn; /* the guard's id of its connection; 0 until set */
     /* Hub thread only. */
     int64_t cursor;
+    cs_srv_pos pos;          /* set: in the middle of a paged answer */
     bool fresh;              /* has not caught up yet */
     int64_t next_checkpoint; /* monotonic ms */
     int64_t last_output;     /* monotonic ms */
@@ -58,6 +65,9 @@ struct cs_stream {
     bool closed;      /* no more events: end the response once drained */
     int64_t lag_from; /* commit time (wall ms) of the oldest queued change */
     uint64_t bytes;
+    /* The hub holds back the next page of a paged answer while the queue
+     * holds more than two pages; the reader wakes it once the queue drains. */
+    bool wake_hub;
 };
 
 struct cs_hub {
@@ -110,7 +120,8 @@ static int unlink_locked(cs_hub *h, cs_stream *s)
     return 1;
 }
 
-int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs_stream **out)
+int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since,
+                   const cs_srv_pos *pos, cs_stream **out)
 {
     *out = NULL;
     cs_stream *s = calloc(1, sizeof *s);
@@ -124,6 +135,8 @@ int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since, cs
     s->auth = auth;
     snprintf(s->site, sizeof s->site, "%s", site ? site : "");
     s->cursor = since;
+    if (pos)
+        s->pos = *pos;
     s->fresh = true;
     s->last_output = cs_mono_ms();
     s->out.max = STREAM_QUEUE_MAX;
@@ -202,7 +215,17 @@ ssize_t cs_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     s->bytes += n;
     int64_t lag_from = s->lag_from;
     s->lag_from = 0;
+    bool wake = s->wake_hub && s->off == 0;
+    if (wake)
+        s->wake_hub = false;
     pthread_mutex_unlock(&s->mu);
+    if (wake) {
+        cs_hub *h = s->hub;
+        pthread_mutex_lock(&h->mu);
+        h->dirty = true;
+        pthread_cond_signal(&h->cond);
+        pthread_mutex_unlock(&h->mu);
+    }
     if (lag_from)
         cs_metrics_lag(&s->hub->srv->metrics, cs_wall_ms() - lag_from);
     return (ssize_t)n;
@@ -237,32 +260,46 @@ typedef struct round_item {
     bool checkpoint;
 } round_item;
 
-static int changes_event(cs_buf *ev, const cs_srv_pull_result *r, const void *body)
+static int changes_event(cs_buf *ev, const cs_srv_pull *q, const cs_srv_pull_result *r,
+                         const void *body)
 {
-    int rc = cs_buf_printf(ev, "event: changes\nid: %" PRId64 "\ndata: ", r->cursor);
+    char id[CS_SRV_CURSOR_MAX];
+    cs_srv_cursor_format(id, sizeof id, r->cursor, q->since, r->more ? &r->pos : NULL);
+    int rc = cs_buf_printf(ev, "event: changes\nid: %s\ndata: ", id);
     rc = rc ? rc : cs_base64_encode(ev, body, r->len);
     return rc ? rc : cs_buf_puts(ev, "\n\n");
 }
 
 static void deliver(cs_hub *h, round_item *it, const cs_srv_pull_result *res, const cs_buf *events,
-                    size_t n, int64_t lag_from)
+                    size_t n, int64_t lag_from, bool *again)
 {
     cstack_server *srv = h->srv;
     int64_t now = cs_mono_ms();
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = it[i].s;
         size_t src = res[i].same_as >= 0 ? (size_t)res[i].same_as : i;
-        if (res[i].forbidden) {
-            static const char ev[] = "event: error\ndata: {\"status\":\"err\",\"code\":"
-                                     "\"forbidden\",\"message\":\"" CS_SRV_SITE_FOREIGN "\"}\n\n";
-            enqueue(s, ev, sizeof ev - 1, 0, true);
+        if (res[i].forbidden || res[i].bad_cursor) {
+            static const char forbidden[] =
+                "event: error\ndata: {\"status\":\"err\",\"code\":"
+                "\"forbidden\",\"message\":\"" CS_SRV_SITE_FOREIGN "\"}\n\n";
+            static const char bad[] = "event: error\ndata: {\"status\":\"err\",\"code\":"
+                                      "\"bad_request\",\"message\":\"" CS_SRV_BAD_CURSOR "\"}\n\n";
+            if (res[i].forbidden)
+                enqueue(s, forbidden, sizeof forbidden - 1, 0, true);
+            else
+                enqueue(s, bad, sizeof bad - 1, 0, true);
             continue;
         }
-        if (res[i].rows > 0) {
+        if (res[i].rows > 0 || res[i].more) {
             enqueue(s, events[src].data, events[src].len, lag_from, false);
             atomic_fetch_add(&srv->metrics.changes_out, res[i].rows);
         }
         s->cursor = res[i].cursor;
+        s->pos = res[i].pos;
+        if (res[i].more) {
+            *again = true; /* the rest of the answer follows next round */
+            continue;
+        }
         if (it[i].checkpoint) {
             char cp[160];
             int k = snprintf(cp, sizeof cp,
@@ -291,7 +328,7 @@ static void fail_round(cs_hub *h, round_item *it, size_t n, const cs_srv_err *er
 }
 
 /* Pulls for the streams that need something and queues their events. */
-static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from)
+static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from, bool *again)
 {
     cstack_server *srv = h->srv;
     cs_srv_pull *reqs = calloc(n, sizeof *reqs);
@@ -302,17 +339,25 @@ static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from)
         cs_srv_err_set(&err, CS_SRV_INTERNAL, CSTACK_ENOMEM, "out of memory");
         fail_round(h, it, n, &err);
     } else {
-        for (size_t i = 0; i < n; i++)
-            reqs[i] = (cs_srv_pull){it[i].s->auth, it[i].s->site,    it[i].s->cursor,
-                                    true,          it[i].checkpoint, it[i].s->fresh};
+        for (size_t i = 0; i < n; i++) {
+            cs_stream *s = it[i].s;
+            reqs[i] = (cs_srv_pull){.auth = s->auth,
+                                    .site = s->site,
+                                    .since = s->cursor,
+                                    .want_changes = true,
+                                    .want_checksum = it[i].checkpoint};
+            reqs[i].pos = s->pos;
+            reqs[i].page_rows = srv->cfg.pull_page_rows;
+            reqs[i].page_bytes = srv->cfg.pull_page_bytes;
+        }
         int rc = srv->ops->pull(srv->store, reqs, n, res, &err);
         for (size_t i = 0; i < n && !rc; i++)
-            if (res[i].same_as < 0 && res[i].rows > 0)
-                rc = changes_event(&events[i], &res[i], res[i].body);
+            if (res[i].same_as < 0 && (res[i].rows > 0 || res[i].more))
+                rc = changes_event(&events[i], &reqs[i], &res[i], res[i].body);
         if (rc)
             fail_round(h, it, n, &err);
         else
-            deliver(h, it, res, events, n, lag_from);
+            deliver(h, it, res, events, n, lag_from, again);
     }
     for (size_t i = 0; reqs && res && events && i < n; i++) {
         cs_srv_pull_result_free(&res[i]);
@@ -371,6 +416,19 @@ static void shed(cs_hub *h, cs_stream **all, size_t n)
     free(q);
 }
 
+/* Whether a stream in the middle of a paged answer still has more than two
+ * pages queued: its next page waits until the reader drains the queue (and
+ * wakes the hub), so a slow reader's queue stays bounded. */
+static bool backlogged(cs_stream *s)
+{
+    size_t limit = 2 * s->hub->srv->cfg.pull_page_bytes * 4 / 3; /* base64 */
+    pthread_mutex_lock(&s->mu);
+    bool full = s->out.len - s->off > limit;
+    s->wake_hub = full;
+    pthread_mutex_unlock(&s->mu);
+    return full;
+}
+
 /* One round over a snapshot of the streams (each referenced). */
 static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
 {
@@ -385,12 +443,20 @@ static void hub_round(cs_hub *h, cs_stream **all, size_t n, int64_t lag_from)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         cs_stream *s = all[i];
+        if (s->pos.set && backlogged(s))
+            continue;
         bool checkpoint = s->fresh || now >= s->next_checkpoint;
-        if (s->fresh || checkpoint || s->cursor < version)
+        if (s->fresh || checkpoint || s->cursor < version || s->pos.set)
             it[k++] = (round_item){s, checkpoint};
     }
+    bool again = false;
     if (k)
-        feed(h, it, k, lag_from);
+        feed(h, it, k, lag_from, &again);
+    if (again) {
+        pthread_mutex_lock(&h->mu);
+        h->dirty = true;
+        pthread_mutex_unlock(&h->mu);
+    }
     for (size_t i = 0; i < n; i++)
         if (now - all[i]->last_output >= srv->cfg.keepalive_ms)
             enqueue(all[i], ": keep-alive\n\n", 14, 0, false);

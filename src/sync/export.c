@@ -4,6 +4,15 @@
  * scan: cost follows the changes, not the table) joined with the data row,
  * and pick the columns whose clock entry falls in the range asked for.
  *
+ * A filtered export (the server's pulls) walks every model at once in one
+ * order, (version, model index, primary key), merging the models' index
+ * scans, so that it can stop after a bounded page and resume after the last
+ * row it looked at: rows only ever move to a later version (a new commit's
+ * version is past every version handed out), so nothing behind the resume
+ * point is missed and a row that moves is met again further on.  The
+ * columns a reader wrote itself are left out of what it is sent (echo
+ * suppression): it holds them, unless a later write by someone else won.
+ *
  * The upload queue is not a separate log: a local transaction is pending
  * while some clock entry written by this site carries its version and that
  * version is past the acknowledged cursor (_cstack_sync_state 'acked').  It is
@@ -27,6 +36,9 @@ typedef struct scan {
     uint64_t cl;
     int64_t ver;
     bool present;
+    int64_t extra;          /* the page's extra expression, 0 without */
+    bool has_row;           /* a merged walk: st is on a row */
+    int64_t reader;         /* the reader's site ordinal, -1: none (echoes) */
     cs_buf key, parked;     /* the parked copy, loaded lazily */
     bool parked_loaded, parked_found;
     cs_cs_value *pvals;     /* parked values by field */
@@ -45,8 +57,45 @@ static bool in_range(const range *rg, const cs_clk_entry *e)
     return e && e->ver > rg->after && e->ver <= rg->upto && (!rg->local_only || e->site == 0);
 }
 
-static int scan_sql(cs_buf *b, const cs_model *m, const cs_sync_model *sm)
+/* The position condition of one model in a merged walk resuming after
+ * `pos`: the models before pos's model resume past its version, its own
+ * model past (version, key), the later ones at its version. */
+static int scan_where(cs_sqlb *q, const scan *sc, int64_t after, const cs_export_pos *pos)
 {
+    if (!pos || pos->ver <= after) {
+        int rc = cs_buf_puts(&q->sql, " WHERE c._cstack_ver > ");
+        return rc ? rc : cs_sqlb_bind(q, cstack_v_int(after));
+    }
+    if (sc->mi != pos->model) {
+        int rc = cs_buf_puts(&q->sql, sc->mi < pos->model ? " WHERE c._cstack_ver > "
+                                                          : " WHERE c._cstack_ver >= ");
+        return rc ? rc : cs_sqlb_bind(q, cstack_v_int(pos->ver));
+    }
+    cs_cs_value pk[16];
+    int rc = cs_export_key_decode(sc->s->schema, sc->mi, pos->key, pos->keylen, pk);
+    rc = rc ? rc : cs_buf_puts(&q->sql, " WHERE (c._cstack_ver");
+    for (size_t i = 0; i < sc->m->npk && !rc; i++) {
+        rc = cs_buf_puts(&q->sql, ", c.");
+        rc = rc ? rc : cs_buf_ident(&q->sql, sc->m->fields[sc->m->pk[i]].column);
+    }
+    rc = rc ? rc : cs_buf_puts(&q->sql, ") > (");
+    rc = rc ? rc : cs_sqlb_bind(q, cstack_v_int(pos->ver));
+    for (size_t i = 0; i < sc->m->npk && !rc; i++) {
+        rc = cs_buf_puts(&q->sql, ", ");
+        rc = rc ? rc : cs_sqlb_bind(q, cs_cs_value_get(&pk[i]));
+    }
+    return rc ? rc : cs_buf_puts(&q->sql, ")");
+}
+
+/* The scan of one model: its clock rows past `after` (or past `pos`), with
+ * the data row, in (version, key) order (the version index holds the key).
+ * `page` may add an extra column. */
+static int scan_sql(cs_sqlb *q, const scan *sc, int64_t after, const cs_export_page *page,
+                    void *fctx)
+{
+    const cs_model *m = sc->m;
+    const cs_sync_model *sm = sc->sm;
+    cs_buf *b = &q->sql;
     int rc = cs_buf_puts(b, "SELECT ");
     rc = rc ? rc : cs_sync_pk_list(b, m, "c.");
     rc = rc ? rc : cs_buf_puts(b, ", c._cstack_cl, c._cstack_ver, c._cstack_clk");
@@ -55,24 +104,36 @@ static int scan_sql(cs_buf *b, const cs_model *m, const cs_sync_model *sm)
             rc = cs_buf_puts(b, ", NULL");
             continue;
         }
-        rc = cs_buf_puts(b, ", t.");
+        rc = cs_buf_puts(b, ", t0.");
         rc = rc ? rc : cs_buf_ident(b, m->fields[sm->cols[k]].column);
     }
-    rc = rc ? rc : cs_buf_puts(b, ", t.");
+    rc = rc ? rc : cs_buf_puts(b, ", t0.");
     rc = rc ? rc : cs_buf_ident(b, m->fields[m->pk[0]].column);
-    rc = rc ? rc : cs_buf_puts(b, " IS NOT NULL FROM ");
+    rc = rc ? rc : cs_buf_puts(b, " IS NOT NULL");
+    if (!rc && page && page->extra) {
+        rc = cs_buf_puts(b, ", (");
+        rc = rc ? rc : page->extra(fctx, sc->mi, q);
+        rc = rc ? rc : cs_buf_puts(b, ")");
+    }
+    rc = rc ? rc : cs_buf_puts(b, " FROM ");
     rc = rc ? rc : cs_buf_ident(b, sm->clk_table);
     rc = rc ? rc : cs_buf_puts(b, " AS c LEFT JOIN ");
     rc = rc ? rc : cs_buf_ident(b, m->table);
-    rc = rc ? rc : cs_buf_puts(b, " AS t ON ");
+    rc = rc ? rc : cs_buf_puts(b, " AS t0 ON ");
     for (size_t i = 0; i < m->npk && !rc; i++) {
         const char *c = m->fields[m->pk[i]].column;
-        rc = cs_buf_puts(b, i ? " AND t." : "t.");
+        rc = cs_buf_puts(b, i ? " AND t0." : "t0.");
         rc = rc ? rc : cs_buf_ident(b, c);
         rc = rc ? rc : cs_buf_puts(b, " = c.");
         rc = rc ? rc : cs_buf_ident(b, c);
     }
-    return rc ? rc : cs_buf_puts(b, " WHERE c._cstack_ver > ?1 ORDER BY c._cstack_ver");
+    rc = rc ? rc : scan_where(q, sc, after, page ? page->after : NULL);
+    rc = rc ? rc : cs_buf_puts(b, " ORDER BY c._cstack_ver");
+    for (size_t i = 0; i < m->npk && !rc; i++) {
+        rc = cs_buf_puts(b, ", c.");
+        rc = rc ? rc : cs_buf_ident(b, m->fields[m->pk[i]].column);
+    }
+    return rc;
 }
 
 /* The value of blob column k of the current row: from the table, or from the
@@ -141,11 +202,20 @@ static range column_range(const scan *sc, const range *rg)
     return r;
 }
 
-/* Appends the current row to the changeset if anything in it is in range. */
-static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
+/* Whether a clock entry is the reader's own write (an echo). */
+static bool own(const scan *sc, const cs_clk_entry *e, bool skip_own)
+{
+    return skip_own && sc->reader >= 0 && e->site == (uint64_t)sc->reader;
+}
+
+/* Appends the current row to the changeset if anything in it is in range,
+ * leaving out the reader's own writes when `skip_own`: a row whose every
+ * entry in range is the reader's is not sent at all. */
+static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool skip_own, bool *emitted)
 {
     cs_buf cols = CS_BUF_INIT;
     size_t ncols = 0;
+    bool echoed = false;
     int rc = 0;
     *emitted = false;
     range crg = column_range(sc, rg);
@@ -153,7 +223,13 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
         const cs_clk_entry *e = cs_clk_get(&sc->clk, k);
         cs_cs_value v;
         bool have;
-        if (!in_range(&crg, e) || (rc = column_value(sc, k, &v, &have)) || !have)
+        if (!in_range(&crg, e))
+            continue;
+        if (own(sc, e, skip_own)) {
+            echoed = true;
+            continue;
+        }
+        if ((rc = column_value(sc, k, &v, &have)) || !have)
             continue;
         const unsigned char *site = cs_site_id(sc->s, e->site);
         uint32_t idx;
@@ -168,8 +244,13 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
         rc = rc ? rc : cs_cs_put_value(&cols, &v);
         ncols++;
     }
-    bool exist = in_range(rg, cs_clk_row(&sc->clk));
-    if (!rc && (ncols || exist || (!rg->local_only && sc->ver > rg->after))) {
+    const cs_clk_entry *re = cs_clk_row(&sc->clk);
+    bool exist = in_range(rg, re);
+    if (exist && own(sc, re, skip_own)) {
+        exist = false;
+        echoed = true;
+    }
+    if (!rc && (ncols || exist || (!rg->local_only && sc->ver > rg->after && !echoed))) {
         cs_buf *b = &w->body;
         rc = cs_wr_varint(b, (uint64_t)sc->mi);
         rc = rc ? rc : cs_wr_varint(b, (uint64_t)sc->ver);
@@ -190,50 +271,164 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool *emitted)
 
 typedef int (*row_fn)(scan *sc, void *ctx);
 
-/* Walks the clock rows of every synced model with version > after. */
-static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
+/* Prepares the scan of model mi (statement bound, not yet stepped). */
+static int scan_open(scan *sc, cs_sync *s, int mi, int64_t after, const cs_export_page *page,
+                     void *fctx)
 {
     cs_conn *c = cs_write_conn(s->db);
+    *sc = (scan){.s = s, .m = &s->schema->models[mi], .sm = &s->models[mi], .mi = mi,
+                 .reader = -1};
+    cs_clk_init(&sc->clk);
+    sc->pvals = calloc(sc->m->nfields ? sc->m->nfields : 1, sizeof *sc->pvals);
+    sc->ppresent = calloc(sc->m->nfields ? sc->m->nfields : 1, sizeof *sc->ppresent);
+    cs_sqlb q = {0};
+    q.alias = 1;
+    int rc = sc->pvals && sc->ppresent ? scan_sql(&q, sc, after, page, fctx) : CSTACK_ENOMEM;
+    if (rc == CSTACK_ENOMEM)
+        rc = cs_err(CSTACK_ENOMEM, "out of memory");
+    if (!rc && !(sc->st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len)))
+        rc = cs_err_sqlite(sc->m, c->db, sqlite3_errcode(c->db));
+    int brc = rc ? SQLITE_OK : cs_sqlb_apply(&q, sc->st);
+    if (brc != SQLITE_OK)
+        rc = cs_err_sqlite(sc->m, c->db, brc);
+    cs_sqlb_free(&q);
+    return rc;
+}
+
+static void scan_close(scan *sc)
+{
+    if (sc->st)
+        sqlite3_reset(sc->st);
+    cs_buf_free(&sc->key);
+    cs_buf_free(&sc->parked);
+    cs_clk_free(&sc->clk);
+    free(sc->pvals);
+    free(sc->ppresent);
+    sc->st = NULL;
+    sc->pvals = NULL;
+    sc->ppresent = NULL;
+}
+
+/* Steps the scan to its next row and reads the row's metadata; has_row
+ * false at the end. */
+static int scan_step(scan *sc, bool extra)
+{
+    cs_conn *c = cs_write_conn(sc->s->db);
+    int step = sqlite3_step(sc->st);
+    sc->has_row = step == SQLITE_ROW;
+    if (step == SQLITE_DONE)
+        return 0;
+    if (step != SQLITE_ROW)
+        return cs_err_sqlite(sc->m, c->db, step);
+    size_t npk = sc->m->npk;
+    sc->cl = (uint64_t)sqlite3_column_int64(sc->st, (int)npk);
+    sc->ver = sqlite3_column_int64(sc->st, (int)npk + 1);
+    sc->present = sqlite3_column_int(sc->st, (int)(npk + 3 + sc->sm->ncols)) != 0;
+    sc->extra = extra ? sqlite3_column_int64(sc->st, (int)(npk + 4 + sc->sm->ncols)) : 0;
+    sc->parked_loaded = false;
+    if (cs_clk_decode(&sc->clk, sqlite3_column_blob(sc->st, (int)npk + 2),
+                      (size_t)sqlite3_column_bytes(sc->st, (int)npk + 2)))
+        return cs_err(CSTACK_ESQLITE, "corrupt clock metadata in %s", sc->sm->clk_table);
+    return 0;
+}
+
+/* Walks the clock rows of every synced model with version > after, one
+ * model after the other. */
+static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
+{
     int rc = 0;
     for (size_t mi = 0; mi < s->nmodels && !rc; mi++) {
-        const cs_sync_model *sm = &s->models[mi];
-        if (!sm->synced)
+        if (!s->models[mi].synced)
             continue;
-        scan sc = {.s = s, .m = &s->schema->models[mi], .sm = sm, .mi = (int)mi};
-        cs_clk_init(&sc.clk);
-        sc.pvals = calloc(sc.m->nfields ? sc.m->nfields : 1, sizeof *sc.pvals);
-        sc.ppresent = calloc(sc.m->nfields ? sc.m->nfields : 1, sizeof *sc.ppresent);
-        cs_buf sql = CS_BUF_INIT;
-        if (!sc.pvals || !sc.ppresent || scan_sql(&sql, sc.m, sm))
-            rc = cs_err(CSTACK_ENOMEM, "out of memory");
-        if (!rc && !(sc.st = cs_conn_prepare(c, 0, sql.data, sql.len)))
-            rc = cs_err_sqlite(sc.m, c->db, sqlite3_errcode(c->db));
-        if (!rc)
-            sqlite3_bind_int64(sc.st, 1, after);
-        int step;
-        while (!rc && (step = sqlite3_step(sc.st)) == SQLITE_ROW) {
-            size_t npk = sc.m->npk;
-            sc.cl = (uint64_t)sqlite3_column_int64(sc.st, (int)npk);
-            sc.ver = sqlite3_column_int64(sc.st, (int)npk + 1);
-            sc.present = sqlite3_column_int(sc.st, (int)(npk + 3 + sm->ncols)) != 0;
-            sc.parked_loaded = false;
-            if (cs_clk_decode(&sc.clk, sqlite3_column_blob(sc.st, (int)npk + 2),
-                              (size_t)sqlite3_column_bytes(sc.st, (int)npk + 2)))
-                rc = cs_err(CSTACK_ESQLITE, "corrupt clock metadata in %s", sm->clk_table);
-            else
-                rc = fn(&sc, ctx);
-        }
-        if (!rc && step != SQLITE_DONE)
-            rc = cs_err_sqlite(sc.m, c->db, step);
-        if (sc.st)
-            sqlite3_reset(sc.st);
-        cs_buf_free(&sql);
-        cs_buf_free(&sc.key);
-        cs_buf_free(&sc.parked);
-        cs_clk_free(&sc.clk);
-        free(sc.pvals);
-        free(sc.ppresent);
+        scan sc;
+        rc = scan_open(&sc, s, (int)mi, after, NULL, NULL);
+        while (!rc && !(rc = scan_step(&sc, false)) && sc.has_row)
+            rc = fn(&sc, ctx);
+        scan_close(&sc);
     }
+    return rc;
+}
+
+/* The ordinal of the reader's site, -1 when it never wrote here. */
+static int reader_ordinal(cs_sync *s, const unsigned char *site, int64_t *ord)
+{
+    *ord = -1;
+    if (!site)
+        return 0;
+    if (s->sites_stale) {
+        sqlite3 *conn = cs_write_conn(s->db)->db;
+        int rc = cs_sync_load_sites(s, conn);
+        if (rc != SQLITE_OK)
+            return cs_err_sqlite(NULL, conn, rc);
+        s->sites_stale = false;
+    }
+    for (size_t i = 1; i < s->nsites; i++)
+        if (memcmp(s->sites[i], site, CS_SITE_LEN) == 0)
+            *ord = (int64_t)i;
+    return 0;
+}
+
+/* Whether the page is full once the current row has been handled. */
+static bool page_full(const cs_export_page *pg, const cs_cs_writer *w)
+{
+    return (pg->max_rows && w->nrows >= pg->max_rows) ||
+           (pg->max_bytes && w->body.len >= pg->max_bytes) ||
+           (pg->max_examined && (size_t)pg->examined >= pg->max_examined);
+}
+
+/* Records the current row of sc as the page's end; false when its key is
+ * too long to be a position (the page then takes the next row too). */
+static bool page_mark(cs_export_page *pg, scan *sc)
+{
+    cs_cs_value pk[16];
+    for (size_t i = 0; i < sc->m->npk; i++)
+        cs_cs_value_from_stmt(&pk[i], sc->st, (int)i);
+    if (cs_parked_key(&sc->key, pk, sc->m->npk) || sc->key.len > CS_EXPORT_KEY_MAX)
+        return false;
+    pg->last.ver = sc->ver;
+    pg->last.model = sc->mi;
+    pg->last.keylen = sc->key.len;
+    memcpy(pg->last.key, sc->key.data, sc->key.len);
+    return true;
+}
+
+/* Walks the rows of every synced model past `after` (or past page->after)
+ * in (version, model, key) order, merging the models' scans, until the page
+ * is full. */
+static int walk_page(cs_sync *s, int64_t after, cs_export_page *pg, void *extra_ctx,
+                     const cs_cs_writer *w, row_fn fn, void *ctx)
+{
+    scan *sc = calloc(s->nmodels ? s->nmodels : 1, sizeof *sc);
+    if (!sc)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    int64_t reader = -1;
+    int rc = reader_ordinal(s, pg->reader, &reader);
+    for (size_t mi = 0; mi < s->nmodels && !rc; mi++) {
+        if (!s->models[mi].synced)
+            continue;
+        rc = scan_open(&sc[mi], s, (int)mi, after, pg, extra_ctx);
+        sc[mi].reader = reader;
+        rc = rc ? rc : scan_step(&sc[mi], pg->extra != NULL);
+    }
+    pg->more = false;
+    pg->examined = 0;
+    bool full = false;
+    while (!rc) {
+        scan *next = NULL;
+        for (size_t mi = 0; mi < s->nmodels; mi++)
+            if (sc[mi].has_row && (!next || sc[mi].ver < next->ver))
+                next = &sc[mi];
+        if (!next || (pg->more = full)) /* a full page: this row starts the next */
+            break;
+        rc = fn(next, ctx);
+        pg->examined++;
+        full = !rc && page_full(pg, w) && page_mark(pg, next);
+        rc = rc ? rc : scan_step(next, pg->extra != NULL);
+    }
+    for (size_t mi = 0; mi < s->nmodels; mi++)
+        if (s->models[mi].synced)
+            scan_close(&sc[mi]);
+    free(sc);
     return rc;
 }
 
@@ -246,7 +441,7 @@ static int export_row(scan *sc, void *ctx)
 {
     export_ctx *x = ctx;
     bool emitted;
-    return emit_row(sc, &x->w, &x->rg, &emitted);
+    return emit_row(sc, &x->w, &x->rg, false, &emitted);
 }
 
 /* Runs fn inside a write scope, after folding the capture log. */
@@ -292,6 +487,7 @@ typedef struct filtered_ctx {
     int64_t since;
     cs_export_filter filter;
     void *fctx;
+    cs_export_page *page;
 } filtered_ctx;
 
 static int emit_drop(scan *sc, cs_cs_writer *w)
@@ -318,21 +514,22 @@ static int filtered_row(scan *sc, void *ctx)
     for (size_t i = 0; i < sc->m->npk && i < 16; i++)
         cs_cs_value_from_stmt(&pk[i], sc->st, (int)i);
     cs_export_decision d = CS_EXPORT_SKIP;
-    int rc = x->filter(x->fctx, sc->mi, pk, sc->ver, (sc->cl & 1) != 0, &d);
+    int rc = x->filter(x->fctx, sc->mi, pk, sc->ver, (sc->cl & 1) != 0, sc->extra, &d);
     if (rc || d == CS_EXPORT_SKIP)
         return rc;
     if (d == CS_EXPORT_DROP)
         return emit_drop(sc, &x->w);
     /* A full row must also carry a row that has not changed since `since`. */
-    range rg = {d == CS_EXPORT_FULL ? 0 : x->since, INT64_MAX, false};
+    range rg = {d == CS_EXPORT_CHANGES ? x->since : 0, INT64_MAX, false};
     bool emitted;
-    return emit_row(sc, &x->w, &rg, &emitted);
+    return emit_row(sc, &x->w, &rg, d != CS_EXPORT_FULL, &emitted);
 }
 
 typedef struct filtered_args {
     int64_t scan_from, since;
     cs_export_filter filter;
     void *fctx;
+    cs_export_page *page;
     void **out;
     size_t *len;
     int64_t *cursor;
@@ -340,10 +537,14 @@ typedef struct filtered_args {
 
 static int do_filtered(cstack *db, cs_sync *s, void *ctx)
 {
+    (void)db;
     filtered_args *a = ctx;
-    filtered_ctx x = {.since = a->since, .filter = a->filter, .fctx = a->fctx};
+    cs_export_page all = {0};
+    cs_export_page *pg = a->page ? a->page : &all;
+    filtered_ctx x = {.since = a->since, .filter = a->filter, .fctx = a->fctx, .page = pg};
     int64_t until = s->last_ver;
-    int rc = walk(s, a->scan_from, filtered_row, &x);
+    int rc = walk_page(s, a->scan_from, pg, a->fctx, &x.w, filtered_row, &x);
+    pg->sent = (int64_t)x.w.nrows;
     if (!rc)
         rc = cs_cs_finish(&x.w, s->schema, s->site, a->since, until, a->out, a->len);
     if (!rc && a->cursor)
@@ -353,16 +554,59 @@ static int do_filtered(cstack *db, cs_sync *s, void *ctx)
 }
 
 int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
-                               cs_export_filter filter, void *ctx, void **out, size_t *len,
-                               int64_t *cursor)
+                               cs_export_filter filter, void *ctx, cs_export_page *page,
+                               void **out, size_t *len, int64_t *cursor)
 {
     if (!db || !filter || !out || !len || since < 0 || scan_from < 0)
         return CSTACK_EMISUSE;
     *out = NULL;
     *len = 0;
     cs_sync *s = NULL;
-    filtered_args a = {scan_from, since, filter, ctx, out, len, cursor};
+    filtered_args a = {scan_from, since, filter, ctx, page, out, len, cursor};
     return locked(db, &s, do_filtered, &a);
+}
+
+int cs_export_count(cstack *db, int64_t scan_from, const cs_export_pos *pos, int64_t *n)
+{
+    cs_sync *s = cs_sync_of(db);
+    cs_conn *c = cs_write_conn(db);
+    *n = 0;
+    int rc = 0;
+    for (size_t mi = 0; s && mi < s->nmodels && !rc; mi++) {
+        if (!s->models[mi].synced)
+            continue;
+        scan sc = {.s = s, .m = &s->schema->models[mi], .sm = &s->models[mi], .mi = (int)mi};
+        cs_sqlb q = {0};
+        rc = cs_buf_puts(&q.sql, "SELECT count(*) FROM ");
+        rc = rc ? rc : cs_buf_ident(&q.sql, sc.sm->clk_table);
+        rc = rc ? rc : cs_buf_puts(&q.sql, " AS c");
+        rc = rc ? rc : scan_where(&q, &sc, scan_from, pos);
+        sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
+        if (!rc && !st)
+            rc = cs_err_sqlite(sc.m, c->db, sqlite3_errcode(c->db));
+        int step = rc ? SQLITE_OK : cs_sqlb_apply(&q, st);
+        if (!rc && step == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+            *n += sqlite3_column_int64(st, 0);
+        else if (!rc)
+            rc = cs_err_sqlite(sc.m, c->db, step);
+        if (st)
+            sqlite3_reset(st);
+        cs_sqlb_free(&q);
+    }
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+}
+
+int cs_export_key_decode(const cstack_schema *s, int mi, const void *key, size_t len,
+                         cs_cs_value *pk)
+{
+    if (!s || mi < 0 || (size_t)mi >= s->nmodels || len > CS_EXPORT_KEY_MAX)
+        return CSTACK_EINVAL;
+    const cs_model *m = &s->models[mi];
+    cs_reader r = {key, len, 0};
+    for (size_t i = 0; i < m->npk; i++)
+        if (cs_cs_read_value(&r, &pk[i]) || pk[i].type == SQLITE_NULL)
+            return CSTACK_EINVAL;
+    return r.pos == r.len ? 0 : CSTACK_EINVAL;
 }
 
 int cstack_changes_export(cstack *db, int64_t since, void **out, size_t *len, int64_t *cursor)
@@ -513,7 +757,7 @@ static int upload_row(scan *sc, void *ctx)
 {
     upload_ctx *u = ctx;
     bool emitted;
-    int rc = emit_row(sc, &u->w, &u->rg, &emitted);
+    int rc = emit_row(sc, &u->w, &u->rg, false, &emitted);
     if (rc || !emitted)
         return rc;
     bool exist = in_range(&u->rg, cs_clk_row(&sc->clk));

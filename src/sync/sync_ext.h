@@ -17,23 +17,75 @@
 /* What a filtered export does with one row. */
 typedef enum cs_export_decision {
     CS_EXPORT_SKIP,     /* not sent */
-    CS_EXPORT_CHANGES,  /* the columns changed after `since` (and the cl) */
+    CS_EXPORT_CHANGES,  /* the columns changed after `since` (and the cl), but
+                         * not those the reader itself wrote (echoes) */
     CS_EXPORT_FULL,     /* every column: the reader has not got the row */
+    CS_EXPORT_NEW,      /* every column but those the reader wrote: nothing
+                         * says the reader lacks the row, and what it wrote
+                         * it holds */
     CS_EXPORT_DROP      /* a drop: the reader must forget the row */
 } cs_export_decision;
 
 /* Decides for one row (`pk` holds the model's key values; `ver` the last
- * local version that touched the row; `alive` its causal length is odd).
- * Returns 0 or a CSTACK_E* code (which aborts the export). */
+ * local version that touched the row; `alive` its causal length is odd;
+ * `extra` the value of the page's extra expression for the row, 0 when the
+ * page has none).  Returns 0 or a CSTACK_E* code (which aborts the export). */
 typedef int (*cs_export_filter)(void *ctx, int model, const cs_cs_value *pk, int64_t ver,
-                                bool alive, cs_export_decision *decision);
+                                bool alive, int64_t extra, cs_export_decision *decision);
+
+/* The largest encoded primary key a page position holds: a page never ends
+ * on a row with a longer key (it goes on to the next row). */
+#define CS_EXPORT_KEY_MAX 512
+
+/* A place in an export's order: rows by (version, model index, primary
+ * key), the key ordered as its clock table's index orders it. */
+typedef struct cs_export_pos {
+    int64_t ver;
+    int model;
+    size_t keylen;
+    unsigned char key[CS_EXPORT_KEY_MAX]; /* the key's values, changeset-encoded */
+} cs_export_pos;
+
+/* One page of a filtered export.  In: the bounds, where to resume, the
+ * reader and the extra expression; out: whether rows remain and where the
+ * page ended. */
+typedef struct cs_export_page {
+    size_t max_rows;     /* rows sent per page; 0: no bound */
+    size_t max_bytes;    /* changeset bytes per page (about); 0: no bound */
+    size_t max_examined; /* rows looked at per page, sent or not; 0: no bound */
+    const cs_export_pos *after; /* resume after this row; NULL: from the start */
+    /* The reader's site id: the columns whose winning write is its own are
+     * not sent back to it (CS_EXPORT_CHANGES, CS_EXPORT_NEW).  NULL: none. */
+    const unsigned char *reader;
+    /* Appends to q a SQL expression over the model's row (alias t0; NULL
+     * columns when the row is deleted or hidden) whose value reaches the
+     * filter as `extra`.  NULL: none. */
+    int (*extra)(void *ctx, int model, cs_sqlb *q);
+    bool more;           /* out: rows remain after `last` */
+    cs_export_pos last;  /* out, when more: the last row looked at */
+    int64_t examined;    /* out: rows looked at */
+    int64_t sent;        /* out: rows in the changeset */
+} cs_export_page;
 
 /* Exports rows whose version is past `scan_from` (pass `since` for a normal
  * pull, 0 to re-examine every row), with columns selected per the filter's
- * decision relative to `since`.  Output and cursor as cstack_changes_export. */
+ * decision relative to `since`, in (version, model, key) order.  With a
+ * `page` (NULL: everything) the export stops once a bound is reached and
+ * says where.  Output and cursor as cstack_changes_export (the cursor is the
+ * version of the snapshot; it is a resume point only when !page->more). */
 int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
-                               cs_export_filter filter, void *ctx, void **out, size_t *len,
-                               int64_t *cursor);
+                               cs_export_filter filter, void *ctx, cs_export_page *page,
+                               void **out, size_t *len, int64_t *cursor);
+
+/* Counts the clock rows an export of `scan_from` would still look at after
+ * `pos` (every row past scan_from when NULL), inside the caller's write
+ * scope: an upper bound of the rows it sends. */
+int cs_export_count(cstack *db, int64_t scan_from, const cs_export_pos *pos, int64_t *n);
+
+/* Decodes an encoded key of model `mi` into npk values borrowing from
+ * `key`; CSTACK_EINVAL when it is not exactly such a key. */
+int cs_export_key_decode(const cstack_schema *s, int mi, const void *key, size_t len,
+                         cs_cs_value *pk);
 
 enum { CS_CHECK_CREATE = 1, CS_CHECK_UPDATE = 2, CS_CHECK_DELETE = 3 };
 enum { CS_CHECK_BEFORE = 1, CS_CHECK_AFTER = 2 };
