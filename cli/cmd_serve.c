@@ -16,7 +16,7 @@
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
-    "                    [--max-upload-mib N] [--max-stream-mib N]\n"
+    "                    [--max-upload-mib N] [--max-stream-mib N] [--min-body-kib N]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -51,6 +51,9 @@ static const char SERVE_USAGE[] =
     "                     256); a push past it is answered 503 with Retry-After\n"
     "  --max-stream-mib N MiB queued for all streams together (default 256);\n"
     "                     past it the slowest streams are closed first\n"
+    "  --min-body-kib N   the slowest a push body may arrive, in KiB/s (default\n"
+    "                     64): a body must be in within the header timeout plus\n"
+    "                     its length at this rate, else it is answered 408\n"
     "\n"
     "Exit status: 0 stopped by a signal, 1 could not start, 2 bad command line.\n";
 
@@ -84,7 +87,7 @@ int cmd_serve(int argc, char **argv)
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
-               *stream_mib = NULL;
+               *stream_mib = NULL, *body_kib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -93,7 +96,8 @@ int cmd_serve(int argc, char **argv)
                       {"--header-timeout", &header_timeout, NULL},
                       {"--max-per-address", &per_address, NULL},
                       {"--max-upload-mib", &upload_mib, NULL},
-                      {"--max-stream-mib", &stream_mib, NULL}};
+                      {"--max-stream-mib", &stream_mib, NULL},
+                      {"--min-body-kib", &body_kib, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -107,7 +111,7 @@ int cmd_serve(int argc, char **argv)
     int port = 8080;
     if (port_text && parse_port(port_text, &port) != 0)
         return cli_usage_error(cmd, "--port needs a port number (0 to 65535), not '%s'", port_text);
-    unsigned long timeout_s = 0, per_addr = 0, upload = 0, stream = 0;
+    unsigned long timeout_s = 0, per_addr = 0, upload = 0, stream = 0, body_rate = 0;
     if (header_timeout && parse_count(header_timeout, 3600, &timeout_s))
         return cli_usage_error(cmd, "--header-timeout needs seconds (1 to 3600), not '%s'",
                                header_timeout);
@@ -120,6 +124,9 @@ int cmd_serve(int argc, char **argv)
     if (stream_mib && parse_count(stream_mib, 1u << 20, &stream))
         return cli_usage_error(cmd, "--max-stream-mib needs MiB (1 to 1048576), not '%s'",
                                stream_mib);
+    if (body_kib && parse_count(body_kib, 1u << 20, &body_rate))
+        return cli_usage_error(cmd, "--min-body-kib needs KiB/s (1 to 1048576), not '%s'",
+                               body_kib);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -134,7 +141,8 @@ int cmd_serve(int argc, char **argv)
                                 .header_timeout_ms = (int)timeout_s * 1000,
                                 .max_per_address = (unsigned)per_addr,
                                 .max_upload_memory = (size_t)upload << 20,
-                                .max_stream_memory = (size_t)stream << 20};
+                                .max_stream_memory = (size_t)stream << 20,
+                                .min_body_rate = (size_t)body_rate << 10};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);

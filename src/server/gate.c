@@ -32,9 +32,9 @@
  *                   (a chunked body, an answer before the body) "Connection:
  *                   close".
  *
- * A head is at most HEAD_MAX bytes and HEAD_LINES_MAX header lines, well
- * inside MHD's per-connection memory (64 KiB, MHD_MEMORY in http.c), so MHD
- * never runs out of it on a head the gate passed.
+ * A head is at most HEAD_MAX bytes and HEAD_LINES_MAX header lines, inside
+ * MHD's per-connection memory (32 KiB by default), so MHD never runs out of
+ * it on a head the gate passed (test_server_limits proves the largest).
  */
 /* accept4(2) and POLLRDHUP are Linux's. */
 #define _GNU_SOURCE
@@ -69,7 +69,7 @@ struct cs_gate {
     int lfd, ep, wake;
     pthread_t thread;
     bool started;
-    cs_conn *held; /* connections not yet handed to MHD */
+    cs_conn *held;        /* connections not yet handed to MHD */
     int64_t paused_until; /* accept(2) ran out of descriptors: retry then */
     char buf[HEAD_MAX + 1];
 };
@@ -91,10 +91,10 @@ void cs_raw_answer(int fd, int status, const char *reason, const char *extra, co
 /* ---- vetting a head ---------------------------------------------------------- */
 
 typedef struct head {
-    size_t len;     /* bytes of the head, up to and with its empty line */
-    uint64_t body;  /* declared Content-Length */
-    bool chunked;   /* Transfer-Encoding: chunked (length unknown) */
-    int status;     /* a refusal: HTTP status, reason, code, message */
+    size_t len;    /* bytes of the head, up to and with its empty line */
+    uint64_t body; /* declared Content-Length */
+    bool chunked;  /* Transfer-Encoding: chunked (length unknown) */
+    int status;    /* a refusal: HTTP status, reason, code, message */
     const char *reason, *code, *message;
 } head;
 
@@ -218,15 +218,16 @@ static int vet(const char *p, size_t n, head *h)
         const char *lf = memchr(p + at, '\n', n - at);
         if (!lf) {
             if (n > HEAD_MAX)
-                return line == 0 ? refuse(h, 414, "URI Too Long", "uri_too_long",
-                                          "the request line is longer than 16 KiB")
-                                 : refuse(h, 431, "Request Header Fields Too Large",
-                                          "headers_too_big",
-                                          "the request line and headers are larger than 16 KiB");
+                return line == 0
+                           ? refuse(h, 414, "URI Too Long", "uri_too_long",
+                                    "the request line is longer than 16 KiB")
+                           : refuse(h, 431, "Request Header Fields Too Large", "headers_too_big",
+                                    "the request line and headers are larger than 16 KiB");
             /* A partial line that can never be sound is refused now. */
-            return field_ok(p + at, n - at - (n > at && p[n - 1] == '\r')) ? HEAD_MORE
-                   : refuse(h, 400, "Bad Request", "bad_request",
-                            "the request holds a control character");
+            return field_ok(p + at, n - at - (n > at && p[n - 1] == '\r'))
+                       ? HEAD_MORE
+                       : refuse(h, 400, "Bad Request", "bad_request",
+                                "the request holds a control character");
         }
         size_t end = (size_t)(lf - p) + 1;
         if (end > HEAD_MAX)
@@ -470,8 +471,7 @@ static int listen_socket(cstack_server *srv, int *out, char *err, size_t errlen)
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(srv->bind, NULL, &hints, &ai);
     if (gai != 0 || !ai) {
-        snprintf(err, errlen, "cannot resolve bind address '%s': %s", srv->bind,
-                 gai_strerror(gai));
+        snprintf(err, errlen, "cannot resolve bind address '%s': %s", srv->bind, gai_strerror(gai));
         return CSTACK_EINVAL;
     }
     struct sockaddr_storage addr;
@@ -489,8 +489,8 @@ static int listen_socket(cstack_server *srv, int *out, char *err, size_t errlen)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (fd < 0 || bind(fd, (struct sockaddr *)&addr, addrlen) != 0 || listen(fd, 1024) != 0) {
         snprintf(err, errlen,
-                 "cannot listen on %s port %d (in use, or not an address of this host)",
-                 srv->bind, srv->cfg.port);
+                 "cannot listen on %s port %d (in use, or not an address of this host)", srv->bind,
+                 srv->cfg.port);
         if (fd >= 0)
             close(fd);
         return CSTACK_EIO;

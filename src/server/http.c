@@ -56,10 +56,6 @@
 /* How much of an oversized chunked body is read (and dropped) to be able to
  * answer 413 before the connection is simply closed. */
 #define DISCARD_MAX ((uint64_t)64 << 20)
-/* MHD's memory per connection (read buffer, parsed headers, response
- * headers): well above the largest head the gate passes (16 KiB, 100
- * lines), so MHD never refuses one for memory. */
-#define MHD_MEMORY ((size_t)64 << 10)
 
 /* One HTTP request (MHD's per-request context). */
 typedef struct srv_req {
@@ -787,8 +783,7 @@ static int listen_on(cstack_server *srv, char *err, size_t errlen)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections + 16,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        MHD_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack, MHD_OPTION_END);
     if (!srv->mhd) {
         set_err(err, errlen, "cannot start the HTTP server");
         return CSTACK_EIO;
