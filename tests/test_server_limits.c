@@ -498,6 +498,7 @@ static void assert_json_err(const char *buf, int status, const char *code, const
 Test(limits, every_request_libmicrohttpd_answered_in_html_is_answered_in_json_with_its_status)
 {
     start_limited((cstack_server_config){0});
+    log_memory("bad heads: before");
     enum { BIG = 40 * 1024 };
     char *req = malloc(BIG + 256), buf[4096];
     cr_assert_not_null(req);
@@ -538,6 +539,7 @@ Test(limits, every_request_libmicrohttpd_answered_in_html_is_answered_in_json_wi
         raw(CASES[i].req, strlen(CASES[i].req), buf, sizeof buf);
         assert_json_err(buf, CASES[i].status, CASES[i].code, CASES[i].what);
     }
+    log_memory("bad heads: after");
     /* Each is counted, and the server still serves. */
     cr_expect_eq(metric("cstack_http_requests_total{route=\"other\",status=\"400\"} "), 7);
     res ok = http("GET", "/healthz", NULL, NULL, 0);

@@ -557,25 +557,33 @@ void cs_gate_next(cstack_server *srv, cs_conn *c, int fd)
 {
     if (!c)
         return;
-    int64_t read = consumed(fd);
-    if (!c->expect_known || read < 0 || (uint64_t)read != c->expect) {
+    int64_t got = consumed(fd);
+    if (!c->expect_known || got < 0 || (uint64_t)got != c->expect) {
         /* MHD may hold bytes of a request nobody vetted: end the
          * connection here, its answers all sent. */
         shutdown(fd, SHUT_RDWR);
         return;
     }
-    char *buf = malloc(HEAD_MAX + 1);
-    if (!buf) {
-        shutdown(fd, SHUT_RDWR);
-        return;
-    }
+    /* Most heads fit the small buffer; a larger one is peeked again into
+     * a buffer of HEAD_MAX + 1. */
+    char small[4096], *big = NULL, *buf = small;
+    size_t cap = sizeof small;
     int ep = -1;
     for (;;) {
-        ssize_t n = recv(fd, buf, HEAD_MAX + 1, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t n = recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             break; /* closed, or shut down by the guard at the deadline */
         head h;
         int rc = n > 0 ? vet(buf, (size_t)n, &h) : HEAD_MORE;
+        if (rc == HEAD_MORE && (size_t)n == cap && !big) {
+            if (!(big = malloc(HEAD_MAX + 1))) {
+                shutdown(fd, SHUT_RDWR);
+                break;
+            }
+            buf = big;
+            cap = HEAD_MAX + 1;
+            continue;
+        }
         if (rc == HEAD_OK) {
             expect_head(c, &h);
             break;
@@ -611,5 +619,5 @@ void cs_gate_next(cstack_server *srv, cs_conn *c, int fd)
     }
     if (ep >= 0)
         close(ep);
-    free(buf);
+    free(big);
 }
