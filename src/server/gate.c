@@ -396,9 +396,12 @@ static void readable(cs_gate *g, cs_conn *c)
     }
 }
 
+/* Accepts what is waiting, at most 64 at a time so that a flood of
+ * connections does not starve the heads being read (the listening socket
+ * stays readable until its queue is empty). */
 static void accept_all(cs_gate *g)
 {
-    for (;;) {
+    for (int i = 0; i < 64; i++) {
         struct sockaddr_storage addr;
         socklen_t addrlen = sizeof addr;
         int fd = accept4(g->lfd, (struct sockaddr *)&addr, &addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
