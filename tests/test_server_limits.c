@@ -413,6 +413,248 @@ Test(limits, streams_that_never_read_are_closed_when_stream_memory_passes_its_ca
     dev_free(&d);
 }
 
+/* ---- the minimum body rate ------------------------------------------------------------- */
+
+Test(limits, a_trickling_upload_is_closed_at_its_body_deadline_and_gives_back_its_upload_share)
+{
+    const size_t MiB = (size_t)1 << 20;
+    /* 3 MiB at 1 MiB/s: the body is due 0.5 + 3 s after its headers. */
+    start_limited((cstack_server_config){.header_timeout_ms = 500,
+                                         .min_body_rate = MiB,
+                                         .max_body = 4 * MiB,
+                                         .max_upload_memory = 4 * MiB});
+    dev d = device(SCHEMA, "alice");
+    log_memory("body rate: before");
+    int64_t t0 = cs_mono_ms();
+    int slow = start_upload(&d, 3 * MiB, 1024, 1);
+    /* While it trickles, its 3 MiB are held: a second large upload is
+     * refused, an honest small push and /healthz are served. */
+    usleep(200 * 1000);
+    int second = start_upload(&d, 3 * MiB, 0, 2);
+    char buf[2048];
+    read_answer(second, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 503 ", 13) == 0, "a second upload while the share is held: %s",
+              buf);
+    note(&d, "n1", "alice", "hello");
+    char batch[128];
+    res r = push_next(&d, batch, sizeof batch);
+    cr_assert_eq(r.status, 200, "honest push: %ld %s", r.status, r.body ? r.body : "");
+    res_free(&r);
+    res ok = http("GET", "/healthz", NULL, NULL, 0);
+    cr_expect_eq(ok.status, 200);
+    res_free(&ok);
+    /* A byte every 100 ms keeps MHD's idle timeout from ever firing: only
+     * the body deadline ends it. */
+    int64_t closed = 0;
+    while (!closed && cs_mono_ms() - t0 < 10000) {
+        if (send(slow, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+            closed = cs_mono_ms();
+        struct pollfd p = {slow, POLLIN, 0};
+        if (!closed && poll(&p, 1, 100) > 0)
+            closed = cs_mono_ms();
+    }
+    cr_assert(closed, "the trickling upload is still open after 10 s");
+    cr_expect_geq(closed - t0, 3500 - 300, "closed at %" PRId64 " ms, before its deadline",
+                  closed - t0);
+    cr_expect_lt(closed - t0, 3500 + 1500, "closed at %" PRId64 " ms, long after its deadline",
+                 closed - t0);
+    read_answer(slow, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "the trickler's answer: %s", buf);
+    cr_assert_not_null(strstr(buf, "\"code\":\"timeout\""), "%s", buf);
+    log_memory("body rate: after");
+    cr_expect_eq(metric("cstack_refused_total{limit=\"body_rate\"} "), 1);
+    /* Its share is back: a large upload fits again. */
+    bool fits = false;
+    for (int i = 0; i < 20 && !fits; i++) {
+        int fd = start_upload(&d, 3 * MiB, 0, 10 + i);
+        struct pollfd p = {fd, POLLIN, 0};
+        fits = poll(&p, 1, 100) == 0;
+        close(fd);
+        fds[nfds - 1] = -1;
+    }
+    cr_assert(fits, "a large upload fits once the trickler is gone");
+    dev_free(&d);
+}
+
+/* ---- libmicrohttpd's own answers, now JSON ----------------------------------------------- */
+
+/* Sends `req` (`len` bytes) on a connection of its own and reads the answer
+ * until the server closes. */
+static void raw(const char *req, size_t len, char *buf, size_t cap)
+{
+    int fd = dial(NULL, 0);
+    send_all(fd, req, len);
+    read_answer(fd, buf, cap);
+}
+
+/* The answer is a JSON error with this status and code. */
+static void assert_json_err(const char *buf, int status, const char *code, const char *what)
+{
+    char line[32], want[96];
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    cr_assert(strncmp(buf, line, strlen(line)) == 0, "%s: %s", what, buf);
+    cr_assert_not_null(strstr(buf, "Content-Type: application/json\r\n"), "%s: %s", what, buf);
+    snprintf(want, sizeof want, "\r\n\r\n{\"status\":\"err\",\"code\":\"%s\",\"message\":\"", code);
+    cr_assert_not_null(strstr(buf, want), "%s: %s", what, buf);
+    cr_assert_null(strstr(buf, "<html"), "%s: %s", what, buf);
+}
+
+Test(limits, every_request_libmicrohttpd_answered_in_html_is_answered_in_json_with_its_status)
+{
+    start_limited((cstack_server_config){0});
+    log_memory("bad heads: before");
+    enum { BIG = 40 * 1024 };
+    char *req = malloc(BIG + 256), buf[4096];
+    cr_assert_not_null(req);
+    /* Headers past MHD's memory: 431. */
+    int n = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'a', BIG);
+    n += BIG;
+    n += sprintf(req + n, "\r\n\r\n");
+    raw(req, (size_t)n, buf, sizeof buf);
+    assert_json_err(buf, 431, "headers_too_big", "oversized headers");
+    /* A request line alone past it: 414. */
+    n = sprintf(req, "GET /");
+    memset(req + n, 'a', BIG);
+    n += BIG;
+    n += sprintf(req + n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw(req, (size_t)n, buf, sizeof buf);
+    assert_json_err(buf, 414, "uri_too_long", "a long request line");
+    free(req);
+    static const struct {
+        const char *req;
+        int status;
+        const char *code, *what;
+    } CASES[] = {
+        {"GARBAGE\r\n\r\n", 400, "bad_request", "a malformed request line"},
+        {"GET /healthz\r\nHost: x\r\n\r\n", 400, "bad_request", "a request line without version"},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, "bad_request",
+         "a bad header line"},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "bad_request",
+         "a folded header line"},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01z\r\n\r\n", 400, "bad_request",
+         "a control character in a header value"},
+        {"GET /healthz HTTP/1.1\r\n\r\n", 400, "bad_request", "HTTP/1.1 without Host"},
+        {"POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n", 400, "bad_request",
+         "a malformed Content-Length"},
+        {"GET /healthz HTTP/3.0\r\nHost: x\r\n\r\n", 505, "version_not_supported", "HTTP/3.0"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        raw(CASES[i].req, strlen(CASES[i].req), buf, sizeof buf);
+        assert_json_err(buf, CASES[i].status, CASES[i].code, CASES[i].what);
+    }
+    log_memory("bad heads: after");
+    /* Each is counted, and the server still serves. */
+    cr_expect_eq(metric("cstack_http_requests_total{route=\"other\",status=\"400\"} "), 7);
+    res ok = http("GET", "/healthz", NULL, NULL, 0);
+    cr_expect_eq(ok.status, 200);
+    res_free(&ok);
+}
+
+/* Reads one response on a kept-alive connection: its head and the
+ * Content-Length bytes of its body. */
+static void read_one(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    char *end = NULL;
+    while (!(end = strstr(buf, "\r\n\r\n"))) {
+        ssize_t k = recv(fd, buf + len, cap - 1 - len, 0);
+        cr_assert_gt(k, 0, "the connection closed before a whole response");
+        len += (size_t)k;
+        buf[len] = 0;
+    }
+    const char *cl = strstr(buf, "Content-Length: ");
+    cr_assert_not_null(cl, "%s", buf);
+    size_t want = (size_t)(end + 4 - buf) + strtoul(cl + 16, NULL, 10);
+    while (len < want) {
+        ssize_t k = recv(fd, buf + len, cap - 1 - len, 0);
+        cr_assert_gt(k, 0);
+        len += (size_t)k;
+    }
+    buf[len] = 0;
+}
+
+Test(limits, a_kept_alive_connection_serves_several_requests_and_a_bad_later_one_gets_json)
+{
+    start_limited((cstack_server_config){0});
+    const char good[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char bad[] = "GET /healthz HTTP/3.0\r\nHost: x\r\n\r\n";
+    int fd = dial(NULL, 0);
+    char buf[4096];
+    for (int i = 0; i < 3; i++) {
+        buf[0] = 0;
+        send_all(fd, good, sizeof good - 1);
+        read_one(fd, buf, sizeof buf);
+        cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "request %d: %s", i, buf);
+        cr_assert_null(strstr(buf, "Connection: close"), "request %d: %s", i, buf);
+    }
+    send_all(fd, bad, sizeof bad - 1);
+    read_answer(fd, buf, sizeof buf);
+    assert_json_err(buf, 505, "version_not_supported", "HTTP/3.0 after three good requests");
+    /* A trickled later head is vetted as a whole: a bad header line sent in
+     * pieces is refused too. */
+    fd = dial(NULL, 0);
+    buf[0] = 0;
+    send_all(fd, good, sizeof good - 1);
+    read_one(fd, buf, sizeof buf);
+    send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25);
+    usleep(100 * 1000);
+    send_all(fd, "st: x\r\nbad line\r\n\r\n", 19);
+    read_answer(fd, buf, sizeof buf);
+    assert_json_err(buf, 400, "bad_request", "a bad later head sent in two pieces");
+}
+
+Test(limits, pipelined_requests_never_get_an_html_answer)
+{
+    start_limited((cstack_server_config){0});
+    const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /healthz HTTP/3.0\r\nHost: x\r\n\r\n";
+    char buf[8192];
+    raw(two, sizeof two - 1, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "%s", buf);
+    cr_assert_null(strstr(buf, "<html"), "%s", buf);
+    /* MHD read the second request with the first: the gate could not vet
+     * it, so the connection ended after the first answer. */
+    cr_assert_null(strstr(buf + 13, "HTTP/1.1 "), "%s", buf);
+}
+
+Test(limits, the_largest_head_the_gate_passes_is_served)
+{
+    start_limited((cstack_server_config){0});
+    /* 100 header lines, 16 KiB in all: what the gate passes, MHD parses. */
+    char req[16 * 1024];
+    int n = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 99; i++)
+        n += sprintf(req + n, "X-H%02d: %0150d\r\n", i, i);
+    n += sprintf(req + n, "\r\n");
+    cr_assert_leq(n, 16 * 1024);
+    char buf[4096];
+    raw(req, (size_t)n, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "%d bytes of head: %s", n, buf);
+}
+
+Test(limits, past_the_connection_limit_a_connection_gets_a_json_503)
+{
+    start_limited((cstack_server_config){.max_connections = 3});
+    for (int i = 0; i < 3; i++)
+        dial(NULL, 0);
+    char buf[2048];
+    healthz_from(NULL, buf, sizeof buf);
+    assert_json_err(buf, 503, "busy", "the fourth connection");
+    cr_assert_not_null(strstr(buf, "Retry-After:"), "%s", buf);
+    close_all();
+    bool served = false;
+    for (int i = 0; i < 50 && !served; i++) {
+        healthz_from(NULL, buf, sizeof buf);
+        served = strncmp(buf, "HTTP/1.1 200 ", 13) == 0;
+        close_all();
+        if (!served)
+            usleep(100 * 1000);
+    }
+    cr_assert(served, "served again once under the limit: %s", buf);
+    cr_expect_geq(metric("cstack_refused_total{limit=\"connections\"} "), 1);
+}
+
 /* ---- the command line ------------------------------------------------------------------ */
 
 Test(limits, cstack_serve_documents_every_limit_flag_and_refuses_a_bad_value)
@@ -422,7 +664,8 @@ Test(limits, cstack_serve_documents_every_limit_flag_and_refuses_a_bad_value)
     snprintf(cmd, sizeof cmd, "%s serve --help", CSTACK_CLI);
     cr_assert_eq(t_run(cmd, &out), 0);
     static const char *const FLAGS[] = {"--header-timeout S", "--max-per-address N",
-                                        "--max-upload-mib N", "--max-stream-mib N"};
+                                        "--max-upload-mib N", "--max-stream-mib N",
+                                        "--min-body-kib N"};
     for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++)
         cr_expect_not_null(strstr(out, FLAGS[i]), "%s not in:\n%s", FLAGS[i], out);
     free(out);
