@@ -137,7 +137,6 @@ typedef struct view {
 typedef struct app_dev {
     cstack *db;
     int user;
-    int syncs;
     cstack_sync_status last; /* of its last sync */
 } app_dev;
 
@@ -562,7 +561,6 @@ static int sync_device(world *w, app_dev *ad, const char *name)
     cstack_sync_status st;
     memset(&st, 0, sizeof st);
     int rc = cstack_sync_run_once(ad->db, &o, on_status, w, &st);
-    ad->syncs++;
     ad->last = st;
     logf_(w, "  %s(%s) sync -> %s: pushed %lld, refused %lld, merged %lld rows, cursor %lld, %s%s%s",
           name, USERS[ad->user], cstack_errname(rc), (long long)st.pushed, (long long)st.rejected,
