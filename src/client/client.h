@@ -136,6 +136,9 @@ struct cs_client {
     int64_t pull_base; /* bytes of the earlier pages of this catch-up */
     /* The last cs_push_all undid a refused batch: pull from cursor 0. */
     bool repull;
+    /* Rows were forgotten (a refused batch undone): pulls ask for the
+     * device's own writes too (echoes=1) until an answer is complete. */
+    bool echoes;
     bool sum_valid;    /* `sum` is the local checksum at `sum_version` */
     int64_t sum_version;
     uint64_t sum;

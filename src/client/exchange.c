@@ -56,6 +56,7 @@ static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
     if (rc)
         return rc;
     c->repull = true;
+    c->echoes = true;
     pthread_mutex_lock(&c->st_mu);
     c->st.rejected++;
     c->st.undone += rows;
@@ -329,10 +330,11 @@ static int pull_page(cs_client *c, page *pg)
 {
     char path[CS_CURSOR_MAX + 32];
     int64_t since = c->cursor;
+    const char *echoes = c->echoes ? "&echoes=1" : "";
     if (c->page[0])
-        snprintf(path, sizeof path, "/v1/pull?since=%s", c->page);
+        snprintf(path, sizeof path, "/v1/pull?since=%s%s", c->page, echoes);
     else
-        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64, since);
+        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64 "%s", since, echoes);
     cs_http_resp r = {0};
     pthread_mutex_lock(&c->st_mu);
     c->st.phase = CSTACK_SYNC_PHASE_PREPARING;
@@ -384,6 +386,7 @@ int cs_pull_all(cs_client *c)
     pthread_mutex_unlock(&c->st_mu);
     if (rc)
         return rc;
+    c->echoes = false;
     pthread_mutex_lock(&c->st_mu);
     c->st.initial = 0;
     c->st.last_synced_ms = cs_wall_ms();

@@ -233,7 +233,7 @@ static int do_refuse(sqlite3 *conn, void *ctx)
     rc = rc ? rc : cstack_upload_complete(a->c->db, a->version);
     if (rc)
         return rc;
-    save_args s = {a->c->url, 0, cs_wall_ms()};
+    save_args s = {a->c->url, 0, NULL, cs_wall_ms()};
     return do_save(conn, &s);
 }
 
@@ -246,6 +246,7 @@ int cs_state_refuse(cs_client *c, int64_t version, long status, const char *mess
         return cs_client_fail(c, rc, "cannot undo the refused batch %lld: %s", (long long)version,
                               cstack_errmsg(c->db));
     c->cursor = 0;
+    c->page[0] = '\0';
     c->stored_cursor = true;
     pthread_mutex_lock(&c->st_mu);
     c->st.cursor = 0;

@@ -335,6 +335,10 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
         return ret;
     req.page_rows = srv->cfg.pull_page_rows;
     req.page_bytes = srv->cfg.pull_page_bytes;
+    const char *echoes = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "echoes");
+    if (echoes && strcmp(echoes, "0") != 0 && strcmp(echoes, "1") != 0)
+        return reply_err(r, c, MHD_HTTP_BAD_REQUEST, "bad_request", NULL, "echoes must be 0 or 1");
+    req.echoes = echoes && echoes[0] == '1';
     cs_srv_pull_result res;
     cs_srv_err err;
     if (srv->ops->pull(srv->store, &req, 1, &res, &err))

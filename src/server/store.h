@@ -92,6 +92,10 @@ typedef struct cs_srv_pull {
     int64_t since;
     bool want_changes;  /* false: only the cursor (and checksum) */
     bool want_checksum; /* the user's visible-state checksum at the cursor */
+    /* Also send the columns the device wrote itself (no echo suppression):
+     * a device that forgot rows (undoing a refused batch, a repair) re-pulls
+     * them whole. */
+    bool echoes;
     cs_srv_pos pos;     /* where a paged answer resumes */
     size_t page_rows;   /* bounds of one page; 0: no bound */
     size_t page_bytes;

@@ -318,7 +318,7 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
                              .max_bytes = req->page_bytes,
                              .max_examined = req->page_rows * EXAMINE_PER_ROW,
                              .after = req->pos.set ? &after : NULL,
-                             .reader = x.site,
+                             .reader = req->echoes ? NULL : x.site,
                              .extra = readable_expr};
         rc = cs_changes_export_filtered(st->db, x.scan_from, req->since, filter_device, &x, &pg,
                                         &res->body, &res->len, &cursor);
@@ -381,7 +381,8 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
     for (size_t j = 0; j < i; j++)
         if (reqs[j].since == reqs[i].since && reqs[j].site && reqs[i].site &&
             strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
-            reqs[j].want_checksum == reqs[i].want_checksum && !reqs[i].pos.set &&
+            reqs[j].want_checksum == reqs[i].want_checksum &&
+            reqs[j].echoes == reqs[i].echoes && !reqs[i].pos.set &&
             !reqs[j].pos.set && strcmp(keys[j], keys[i]) == 0)
             return (long)j;
     return -1;
