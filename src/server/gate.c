@@ -267,15 +267,23 @@ static int vet(const char *p, size_t n, head *h)
 /* Bytes MHD has read from socket `fd` so far; -1 when unknown. */
 static int64_t consumed(int fd)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    int inq = 0;
-    memset(&ti, 0, sizeof ti);
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
-        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received ||
-        ioctl(fd, SIOCINQ, &inq) != 0)
-        return -1;
-    return (int64_t)ti.tcpi_bytes_received - inq;
+    /* Bytes may arrive between the two reads; nobody else reads the socket
+     * meanwhile (this is its connection's thread), so an unread count equal
+     * before and after TCP_INFO means the two describe the same moment. */
+    for (int tries = 0; tries < 16; tries++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        int before = 0, after = 0;
+        memset(&ti, 0, sizeof ti);
+        if (ioctl(fd, SIOCINQ, &before) != 0 ||
+            getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+            len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received ||
+            ioctl(fd, SIOCINQ, &after) != 0)
+            return -1;
+        if (before == after)
+            return (int64_t)ti.tcpi_bytes_received - after;
+    }
+    return -1;
 }
 
 /* Records a vetted head in the connection's count of what MHD may read. */

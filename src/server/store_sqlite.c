@@ -417,24 +417,17 @@ static int hides_by_itself(push_ctx *x, cs_conn *c, int model, const cs_cs_value
     return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
 }
 
-/* A pushed row the merge hides is held by the device that pushed it.  When
- * that device cannot tell by itself that the row is hidden (its user cannot
- * read the row that took its unique value), the row is recorded as held
- * (acknowledged), so the device's next pull drops it, as it does for any
- * device holding a row the server hides. */
-static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
+/* Records that the pushing device holds a row it pushed (acknowledged: it
+ * wrote the row itself), so that a later deletion, drop or hiding of the row
+ * reaches it even though the server never sent it the row. */
+static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
 {
-    push_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
     static const char sql[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
                               "(site, model, pk, present, at) VALUES (?, ?, ?, 1, 0)";
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(x->req->site, site))
         return cs_err(CSTACK_EINVAL, "a push needs the device's site id (32 hex digits)");
-    bool self = false;
-    int rc = hides_by_itself(x, c, model, pk, &self);
-    if (rc || self)
-        return rc;
     cs_buf key = CS_BUF_INIT;
     if (cs_parked_key(&key, pk, m->npk)) {
         cs_buf_free(&key);
@@ -451,6 +444,48 @@ static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
     }
     cs_buf_free(&key);
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
+}
+
+/* A pushed row the merge hides is held by the device that pushed it.  When
+ * that device cannot tell by itself that the row is hidden (its user cannot
+ * read the row that took its unique value), the row is recorded as held
+ * (acknowledged), so the device's next pull drops it, as it does for any
+ * device holding a row the server hides. */
+static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
+{
+    push_ctx *x = ctx;
+    bool self = false;
+    int rc = hides_by_itself(x, c, model, pk, &self);
+    return rc || self ? rc : held(x, c, model, pk);
+}
+
+/* Every row of an accepted batch is held by the device that pushed it, also
+ * those the merge left unchanged (the server had later values): a later
+ * deletion, drop or hiding of any of them must reach that device. */
+static int held_all(push_ctx *x, cs_conn *c)
+{
+    const cstack_schema *s = x->st->schema;
+    cs_reader r = {x->req->changeset, x->req->len, 0};
+    cs_cs_header h;
+    cs_cs_row row;
+    char err[256] = "";
+    size_t maxf = 1;
+    for (size_t i = 0; i < s->nmodels; i++)
+        if (s->models[i].nfields > maxf)
+            maxf = s->models[i].nfields;
+    memset(&row, 0, sizeof row);
+    row.cols = calloc(maxf, sizeof *row.cols);
+    int rc = row.cols ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
+    if (!rc && cs_cs_read_header(&r, &h, err, sizeof err))
+        rc = cs_err(CSTACK_EINVAL, "%s", err);
+    for (uint64_t i = 0; !rc && i < h.nrows; i++) {
+        if (cs_cs_read_row(&r, s, &h, &row, err, sizeof err))
+            rc = cs_err(CSTACK_EINVAL, "%s", err);
+        else
+            rc = held(x, c, row.model, row.pk);
+    }
+    free(row.cols);
+    return rc;
 }
 
 static void classify(push_ctx *x, int rc, cs_srv_err *err)
@@ -497,6 +532,7 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
     cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true, .hidden = push_hidden};
     cstack_apply_stats stats = {0};
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
+    rc = rc ? rc : held_all(x, c);
     rc = rc ? rc : batch_record(c, req);
     rc = rc ? rc : cs_srv_durable_version(st, &res->cursor);
     res->rows = stats.rows;

@@ -7,6 +7,7 @@
  * of the key's bits (custom keys differ in their high bits): a collision
  * finalizes the older statement, which is cheap and bounded. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
@@ -73,11 +74,42 @@ int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int b
 
 void cs_conn_close(cs_conn *c)
 {
+    for (size_t i = 0; i < c->nretired; i++)
+        sqlite3_finalize(c->retired[i]);
+    free(c->retired);
+    c->retired = NULL;
+    c->nretired = 0;
     for (size_t i = 0; i < CS_STMT_CACHE; i++)
         sqlite3_finalize(c->cache[i].stmt);
     memset(c->cache, 0, sizeof c->cache);
     sqlite3_close_v2(c->db);
     c->db = NULL;
+}
+
+/* Gives up a cached statement.  One still being stepped (its caller is in
+ * the middle of a scan) is kept aside until it is done: finalizing it would
+ * pull it from under that caller.  Returns non-zero only when out of memory
+ * (the statement then stays where it is). */
+static int evict(cs_conn *c, sqlite3_stmt *old)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < c->nretired; i++) {
+        if (sqlite3_stmt_busy(c->retired[i]))
+            c->retired[keep++] = c->retired[i];
+        else
+            sqlite3_finalize(c->retired[i]);
+    }
+    c->nretired = keep;
+    if (!old || !sqlite3_stmt_busy(old)) {
+        sqlite3_finalize(old);
+        return 0;
+    }
+    sqlite3_stmt **r = realloc(c->retired, (c->nretired + 1) * sizeof *r);
+    if (!r)
+        return CSTACK_ENOMEM;
+    c->retired = r;
+    c->retired[c->nretired++] = old;
+    return 0;
 }
 
 sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len)
@@ -104,7 +136,10 @@ sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t 
     int rc = sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK)
         return NULL;
-    sqlite3_finalize(slot->stmt);
+    if (evict(c, slot->stmt)) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
     slot->key = key;
     slot->stmt = st;
     return st;

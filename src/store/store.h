@@ -48,6 +48,10 @@ typedef struct cs_stmt_slot {
 typedef struct cs_conn {
     sqlite3 *db;
     cs_stmt_slot cache[CS_STMT_CACHE];
+    /* Statements evicted from the cache while a caller was still stepping
+     * them (a scan whose rows trigger lookups): finalized once done. */
+    sqlite3_stmt **retired;
+    size_t nretired;
     bool busy;          /* handed out by the reader pool */
 } cs_conn;
 
