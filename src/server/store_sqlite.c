@@ -459,9 +459,46 @@ static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
     return rc || self ? rc : held(x, c, model, pk);
 }
 
+/* Whether the server's hidden copy of a pushed row holds the values the
+ * device pushed: only then can the device hide the row by itself for the
+ * same reason (a column another device won may name another parent). */
+static int pushed_as_hidden(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *same)
+{
+    const cs_model *m = &x->st->schema->models[row->model];
+    static const char sql[] = "SELECT row FROM _cstack_parked WHERE model = ? AND pk = ?";
+    *same = false;
+    cs_buf key = CS_BUF_INIT;
+    cs_cs_value *vals = calloc(m->nfields ? m->nfields : 1, sizeof *vals);
+    bool *present = calloc(m->nfields ? m->nfields : 1, sizeof *present);
+    sqlite3_stmt *st = NULL;
+    int rc = vals && present && !cs_parked_key(&key, row->pk, m->npk) ? 0 : CSTACK_ENOMEM;
+    if (!rc && !(st = cs_conn_prepare(c, 0, sql, sizeof sql - 1)))
+        rc = cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
+    if (st) {
+        sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            if (cs_parked_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                 m, vals, present))
+                rc = cs_err(CSTACK_ESQLITE, "cannot decode a parked row of %s", m->name);
+            *same = !rc;
+            for (size_t i = 0; *same && i < row->ncols; i++) {
+                int f = row->cols[i].field;
+                *same = present[f] && cs_cs_value_cmp(&vals[f], &row->cols[i].value) == 0;
+            }
+        }
+        sqlite3_reset(st);
+    }
+    free(vals);
+    free(present);
+    cs_buf_free(&key);
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+}
+
 /* Every row of an accepted batch is held by the device that pushed it, also
  * those the merge left unchanged (the server had later values): a later
- * deletion, drop or hiding of any of them must reach that device. */
+ * deletion, drop or hiding of any of them must reach that device, which the
+ * record makes sure of even when the server never sent it the row. */
 static int held_all(push_ctx *x, cs_conn *c)
 {
     const cstack_schema *s = x->st->schema;
@@ -481,8 +518,16 @@ static int held_all(push_ctx *x, cs_conn *c)
     for (uint64_t i = 0; !rc && i < h.nrows; i++) {
         if (cs_cs_read_row(&r, s, &h, &row, err, sizeof err))
             rc = cs_err(CSTACK_EINVAL, "%s", err);
-        else
-            rc = held(x, c, row.model, row.pk);
+        else {
+            /* A row the device will hide by itself (its parent is gone, or
+             * its user can read the row that took its unique value) is not
+             * recorded: the device keeps it hidden, with its reason, rather
+             * than being told to forget it. */
+            bool self = false;
+            rc = hides_by_itself(x, c, row.model, row.pk, &self);
+            rc = rc || !self ? rc : pushed_as_hidden(x, c, &row, &self);
+            rc = rc || self ? rc : held(x, c, row.model, row.pk);
+        }
     }
     free(row.cols);
     return rc;
