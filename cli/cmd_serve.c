@@ -16,7 +16,7 @@
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
-    "                    [--max-upload-mib N] [--max-stream-mib N] [--min-body-kib N]\n"
+    "                    [--max-upload-mib N] [--max-stream-mib N]\n"
     "                    [--page-rows N] [--page-mib N]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
@@ -52,9 +52,6 @@ static const char SERVE_USAGE[] =
     "                     256); a push past it is answered 503 with Retry-After\n"
     "  --max-stream-mib N MiB queued for all streams together (default 256);\n"
     "                     past it the slowest streams are closed first\n"
-    "  --min-body-kib N   the slowest a push body may arrive, in KiB/s (default\n"
-    "                     64): a body must be in within the header timeout plus\n"
-    "                     its length at this rate, else it is answered 408\n"
     "\n"
     "pages (a larger answer to a pull or a stream comes in several):\n"
     "  --page-rows N      rows per page (default 10000)\n"
@@ -92,7 +89,7 @@ int cmd_serve(int argc, char **argv)
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
-               *stream_mib = NULL, *body_kib = NULL, *page_rows = NULL, *page_mib = NULL;
+               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -102,7 +99,6 @@ int cmd_serve(int argc, char **argv)
                       {"--max-per-address", &per_address, NULL},
                       {"--max-upload-mib", &upload_mib, NULL},
                       {"--max-stream-mib", &stream_mib, NULL},
-                      {"--min-body-kib", &body_kib, NULL},
                       {"--page-rows", &page_rows, NULL},
                       {"--page-mib", &page_mib, NULL}};
     cli_args a;
@@ -118,7 +114,7 @@ int cmd_serve(int argc, char **argv)
     int port = 8080;
     if (port_text && parse_port(port_text, &port) != 0)
         return cli_usage_error(cmd, "--port needs a port number (0 to 65535), not '%s'", port_text);
-    unsigned long timeout_s = 0, per_addr = 0, upload = 0, stream = 0, body_rate = 0;
+    unsigned long timeout_s = 0, per_addr = 0, upload = 0, stream = 0;
     if (header_timeout && parse_count(header_timeout, 3600, &timeout_s))
         return cli_usage_error(cmd, "--header-timeout needs seconds (1 to 3600), not '%s'",
                                header_timeout);
@@ -137,9 +133,6 @@ int cmd_serve(int argc, char **argv)
                                page_rows);
     if (page_mib && parse_count(page_mib, 1024, &mib))
         return cli_usage_error(cmd, "--page-mib needs MiB (1 to 1024), not '%s'", page_mib);
-    if (body_kib && parse_count(body_kib, 1u << 20, &body_rate))
-        return cli_usage_error(cmd, "--min-body-kib needs KiB/s (1 to 1048576), not '%s'",
-                               body_kib);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -155,7 +148,6 @@ int cmd_serve(int argc, char **argv)
                                 .max_per_address = (unsigned)per_addr,
                                 .max_upload_memory = (size_t)upload << 20,
                                 .max_stream_memory = (size_t)stream << 20,
-                                .min_body_rate = (size_t)body_rate << 10,
                                 .pull_page_rows = rows,
                                 .pull_page_bytes = (size_t)mib << 20};
     char err[4096] = "";

@@ -44,7 +44,6 @@ extern "C" {
 #define CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY ((size_t)256 << 20)
 #define CSTACK_SERVER_DEFAULT_PAGE_ROWS ((size_t)10000)
 #define CSTACK_SERVER_DEFAULT_PAGE_BYTES ((size_t)8 << 20)
-#define CSTACK_SERVER_DEFAULT_MIN_BODY_RATE ((size_t)64 << 10)
 
 /* What a server serves and how.  The struct and every string and object it
  * points to are borrowed for the duration of cstack_server_start() or
@@ -91,12 +90,6 @@ typedef struct cstack_server_config {
     /* The sum of the output queued for every stream; past it the streams
      * with the largest queues (the slowest readers) are closed first. */
     size_t max_stream_memory;
-    /* The slowest a push body may arrive, in bytes per second: its whole
-     * body must be in within header_timeout_ms + (declared length, or
-     * max_body for a chunked body) / min_body_rate of its headers (10 s +
-     * 1 s per 64 KiB by default), else it is answered 408 and closed, and
-     * its share of max_upload_memory is freed. */
-    size_t min_body_rate;
     /* A device's site id belongs to the first user presenting it; a user
      * owns at most max_sites_per_user of them (a new one evicts the least
      * recently seen) and a site not seen for site_ttl_days is forgotten. */

@@ -8,26 +8,19 @@
  *                     at every byte, so a client trickling a header byte now
  *                     and then would hold its slot and thread for ever; the
  *                     deadline does not move, whatever arrives.
- *   body rate         a push body must be in within header_timeout_ms plus
- *                     its declared length at min_body_rate, so a client
- *                     trickling a large upload cannot hold its share of the
- *                     upload memory for as long as it likes.
  *   per address       at most max_per_address connections from one client
  *                     address: the next one is answered 503 and closed at
  *                     once, so one host cannot take every slot.
- *   connections       at most max_connections in all, those the gate holds
- *                     included: the next one is answered 503 and closed.
  *   shedding          a stream the hub closes for memory has its socket shut
  *                     down here, so a client that stopped reading lets go of
  *                     its thread too.
  *
  * A connection is ended by shutdown(2) of its socket from the watchdog
- * thread: MHD's connection thread (or the gate, for a connection it still
- * holds) then reads the end of the stream and closes the connection the
- * usual way.  The socket is only touched under the guard's lock while the
- * connection is in the list, and both MHD and the gate report the close
- * (cs_guard_close) before closing the descriptor, so a descriptor number
- * reused by a later connection is never shut down by mistake.
+ * thread: MHD's connection thread then reads the end of the stream and
+ * closes the connection the usual way.  The socket is only touched under
+ * the guard's lock while the connection is in the list, and MHD reports the
+ * close (cs_guard_close) before it closes the descriptor, so a descriptor
+ * number reused by a later connection is never shut down by mistake.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +30,16 @@
 
 #include "server/server_int.h"
 
+struct cs_conn {
+    cs_conn *prev, *next;
+    int fd;
+    uint64_t id;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int64_t deadline; /* monotonic ms by which headers must be in; 0: none */
+    bool first;       /* the deadline is the first request's */
+};
+
 struct cs_guard {
     cstack_server *srv;
     pthread_mutex_t mu;
@@ -44,9 +47,25 @@ struct cs_guard {
     pthread_t thread;
     bool started, stopping;
     cs_conn *head;
-    unsigned count;
     uint64_t next_id;
 };
+
+/* A whole response written straight to a socket MHD has not answered on:
+ * the request line and headers are not complete (or not even begun), so
+ * nothing of MHD's can interleave with it.  Best effort, never blocking. */
+static void raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
+                       const char *message)
+{
+    char body[512], msg[1024];
+    int n = snprintf(body, sizeof body, "{\"status\":\"err\",\"code\":\"%s\",\"message\":\"%s\"}",
+                     code, message);
+    int k = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "%sConnection: close\r\n\r\n%s",
+                     status, reason, n, extra, body);
+    if (k > 0 && (size_t)k < sizeof msg)
+        (void)send(fd, msg, (size_t)k, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
 
 static bool same_addr(const cs_conn *a, const cs_conn *b)
 {
@@ -71,85 +90,42 @@ static void unlink_locked(cs_guard *g, cs_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    g->count--;
 }
 
-cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr, socklen_t addrlen,
-                       bool *refused)
+cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr)
 {
-    *refused = false;
     cs_conn *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        /* Without a record the connection could not be guarded: refuse it. */
+        shutdown(fd, SHUT_RDWR);
         return NULL;
+    }
     c->fd = fd;
-    if (addr && addrlen <= sizeof c->addr) {
-        c->addrlen = addrlen;
-        memcpy(&c->addr, addr, addrlen);
+    if (addr) {
+        c->addrlen = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in);
+        memcpy(&c->addr, addr, c->addrlen);
     }
     c->deadline = cs_mono_ms() + g->srv->cfg.header_timeout_ms;
-    c->dl = CS_DL_HEAD;
-    c->expect_known = true;
+    c->first = true;
     unsigned same = 0;
     pthread_mutex_lock(&g->mu);
-    /* Connections already answered and waiting to close are not the
-     * address's: counting them would refuse an address that retries. */
     for (cs_conn *o = g->head; o; o = o->next)
-        same += o->dl != CS_DL_LINGER && same_addr(o, c);
-    bool full = g->count >= g->srv->cfg.max_connections;
+        same += same_addr(o, c);
     c->id = ++g->next_id;
     c->next = g->head;
     if (g->head)
         g->head->prev = c;
     g->head = c;
-    g->count++;
-    pthread_mutex_unlock(&g->mu);
-    if (full) {
-        cs_raw_answer(fd, 503, "Service Unavailable", "Retry-After: 5\r\n", "busy",
-                      "the server has too many connections");
-        atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_CONNECTIONS], 1);
-        *refused = true;
-    } else if (same >= g->srv->cfg.max_per_address) {
-        cs_raw_answer(fd, 503, "Service Unavailable", "Retry-After: 5\r\n", "busy",
-                      "too many connections from this address");
+    if (same >= g->srv->cfg.max_per_address) {
+        c->deadline = 0;
+        raw_answer(fd, 503, "Service Unavailable", "Retry-After: 5\r\n", "busy",
+                   "too many connections from this address");
+        shutdown(fd, SHUT_RDWR);
         atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_PER_ADDRESS], 1);
-        *refused = true;
-    }
-    return c;
-}
-
-void cs_guard_handing(cs_guard *g, cs_conn *c)
-{
-    pthread_mutex_lock(&g->mu);
-    c->handing = true;
-    pthread_mutex_unlock(&g->mu);
-}
-
-cs_conn *cs_guard_adopt(cs_guard *g, int fd)
-{
-    pthread_mutex_lock(&g->mu);
-    cs_conn *c = g->head;
-    while (c && !(c->handing && c->fd == fd))
-        c = c->next;
-    if (c) {
-        c->handing = false;
-        c->adopted = true;
     }
     pthread_mutex_unlock(&g->mu);
     return c;
-}
-
-void cs_guard_abandon(cs_guard *g, uint64_t id)
-{
-    pthread_mutex_lock(&g->mu);
-    cs_conn *c = g->head;
-    while (c && c->id != id)
-        c = c->next;
-    if (c && !c->adopted)
-        unlink_locked(g, c);
-    else
-        c = NULL;
-    pthread_mutex_unlock(&g->mu);
-    free(c);
 }
 
 void cs_guard_close(cs_guard *g, cs_conn *c)
@@ -162,42 +138,23 @@ void cs_guard_close(cs_guard *g, cs_conn *c)
     free(c);
 }
 
-/* Sets a connection's deadline `ms` from now (none when ms < 0). */
-static void set_deadline(cs_guard *g, cs_conn *c, int dl, int64_t ms)
+void cs_guard_headers_in(cs_guard *g, cs_conn *c)
 {
     if (!c)
         return;
     pthread_mutex_lock(&g->mu);
-    c->deadline = ms < 0 ? 0 : cs_mono_ms() + ms;
-    c->dl = dl;
+    c->deadline = 0;
+    c->first = false;
     pthread_mutex_unlock(&g->mu);
-}
-
-void cs_guard_headers_in(cs_guard *g, cs_conn *c)
-{
-    set_deadline(g, c, CS_DL_IDLE, -1);
-}
-
-void cs_guard_body_start(cs_guard *g, cs_conn *c, uint64_t bytes)
-{
-    const cstack_server_config *cfg = &g->srv->cfg;
-    set_deadline(g, c, CS_DL_BODY,
-                 cfg->header_timeout_ms + (int64_t)(bytes * 1000 / cfg->min_body_rate));
-}
-
-void cs_guard_body_done(cs_guard *g, cs_conn *c)
-{
-    set_deadline(g, c, CS_DL_IDLE, -1);
 }
 
 void cs_guard_request_done(cs_guard *g, cs_conn *c)
 {
-    set_deadline(g, c, CS_DL_IDLE, g->srv->cfg.header_timeout_ms);
-}
-
-void cs_guard_linger(cs_guard *g, cs_conn *c, int64_t ms)
-{
-    set_deadline(g, c, CS_DL_LINGER, ms);
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    c->deadline = cs_mono_ms() + g->srv->cfg.header_timeout_ms;
+    pthread_mutex_unlock(&g->mu);
 }
 
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c)
@@ -223,24 +180,19 @@ void cs_guard_kill(cs_guard *g, uint64_t id)
     pthread_mutex_unlock(&g->mu);
 }
 
-/* Ends every connection past its deadline.  A first request gets a 408
- * (it has sent part of a request, or nothing at all), and so does a push
- * whose body is too slow (nothing is answered before the body is in); a
- * keep-alive connection idle after its last response is simply closed, as
- * a client reusing connections expects, and so is one the gate answered. */
+/* Ends every connection past its header deadline.  A first request gets a
+ * 408 (it has sent part of a request, or nothing at all); a keep-alive
+ * connection idle after its last response is simply closed, as a client
+ * reusing connections expects. */
 static void expire_locked(cs_guard *g, int64_t now)
 {
     for (cs_conn *c = g->head; c; c = c->next) {
         if (!c->deadline || now < c->deadline)
             continue;
-        if (c->dl == CS_DL_HEAD) {
-            cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
-                          "the request line and headers did not arrive in time");
+        if (c->first) {
+            raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
+                       "the request line and headers did not arrive in time");
             atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_HEADER_TIMEOUT], 1);
-        } else if (c->dl == CS_DL_BODY) {
-            cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
-                          "the body did not arrive at the server's minimum rate");
-            atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_BODY_RATE], 1);
         }
         shutdown(c->fd, SHUT_RDWR);
         c->deadline = 0;
@@ -296,8 +248,8 @@ void cs_guard_free(cs_guard *g)
     pthread_mutex_unlock(&g->mu);
     if (g->started)
         pthread_join(g->thread, NULL);
-    /* MHD and the gate have reported every close by now (both are stopped
-     * first); whatever remains was never reported and is ours to free. */
+    /* MHD has reported every close by now (the daemon is stopped first);
+     * whatever remains was never reported and is ours to free. */
     while (g->head) {
         cs_conn *c = g->head;
         unlink_locked(g, c);

@@ -16,31 +16,23 @@
  * one line per request and counts it.  Every log line goes through
  * cs_srv_log(), which writes it whole.
  *
- * Connections.  The gate (gate.c) accepts every connection and hands it to
- * MHD (MHD_add_connection) once its first request line and headers are in
- * and sound; it vets every later request of a kept-alive connection too
- * (cs_gate_next, from on_completed), so MHD never answers a request it
- * cannot parse with its own HTML.  A response after which the gate could
- * not vet the next request (a chunked body, an answer before the body was
- * read, a stream, HTTP/1.0) says "Connection: close".
- *
- * Limits.  Every connection is registered with the guard (guard.c) when the
- * gate accepts it: the guard refuses past max_connections and
- * max_per_address, closes a connection whose headers are not in by
- * header_timeout_ms, and one whose push body is slower than min_body_rate
- * (header_timeout_ms + declared length / rate).  A push takes
+ * Limits.  Every connection is registered with the guard (guard.c) when MHD
+ * accepts it: the guard refuses an address past max_per_address and closes
+ * a connection whose headers are not in by header_timeout_ms.  A push takes
  * its share of max_upload_memory before its body is buffered (all of a
  * declared Content-Length at once, a chunked body as it arrives) and gives it
  * back when the request completes; past the cap it is answered 503 busy with
  * Retry-After.  Streams are bounded in stream.c.
  *
- * Stop drains: the listening socket closes (the gate stops), streams end,
+ * Stop drains: the listening socket closes (MHD_quiesce_daemon), streams end,
  * requests in flight finish within drain_ms (a push is acknowledged only
  * after its COMMIT), then MHD joins its threads and the database closes.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -48,6 +40,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/server_int.h"
 
@@ -77,8 +70,6 @@ typedef struct srv_req {
     bool sized;        /* reserved for the whole body (Content-Length) */
     bool busy;         /* refused for upload memory: answered 503 */
     bool counted;      /* in srv->active */
-    bool keep;         /* HTTP/1.1, no "Connection: close", no chunked body */
-    bool complete;     /* the whole request is in (its last call) */
     cs_stream *stream;
 } srv_req;
 
@@ -95,7 +86,7 @@ static enum MHD_Result reply(srv_req *r, struct MHD_Connection *c, int status, c
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     for (size_t i = 0; headers && headers[i]; i += 2)
         MHD_add_response_header(resp, headers[i], headers[i + 1]);
-    if (atomic_load(&r->srv->draining) || !r->keep || !r->complete)
+    if (atomic_load(&r->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -397,7 +388,6 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     cs_stream_set_conn(s, cs_guard_id(srv->guard, conn_of(c)));
     enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
@@ -490,7 +480,6 @@ static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
         r->sized = true;
         cs_buf_reserve(&r->body, (size_t)n);
     }
-    cs_guard_body_start(r->srv->guard, conn_of(c), r->sized ? (uint64_t)n : r->srv->cfg.max_body);
     return true;
 }
 
@@ -524,21 +513,7 @@ static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
     return push_headers(r, c, &ret) ? MHD_YES : ret;
 }
 
-/* Whether connection header value `v` lists the token "close". */
-static bool says_close(const char *v)
-{
-    while (v && *v) {
-        v += strspn(v, " \t,");
-        size_t n = strcspn(v, " \t,");
-        if (n == 5 && strncasecmp(v, "close", 5) == 0)
-            return true;
-        v += n;
-    }
-    return false;
-}
-
-static srv_req *req_new(cstack_server *srv, struct MHD_Connection *c, const char *url,
-                        const char *method, const char *version)
+static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
 {
     srv_req *r = calloc(1, sizeof *r);
     if (!r || !(r->path = log_safe(url))) {
@@ -552,9 +527,6 @@ static srv_req *req_new(cstack_server *srv, struct MHD_Connection *c, const char
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     r->start_ms = cs_mono_ms();
-    r->keep = strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
-              !says_close(header(c, MHD_HTTP_HEADER_CONNECTION)) &&
-              !header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     pthread_mutex_lock(&srv->mu);
     srv->active++;
     r->counted = true;
@@ -566,11 +538,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
+    (void)version;
     srv_req *r = *con_cls;
     if (!r) {
         cstack_server *srv = cls;
         cs_guard_headers_in(srv->guard, conn_of(c));
-        if (!(r = req_new(cls, c, url, method, version)))
+        if (!(r = req_new(cls, url, method)))
             return MHD_NO;
         *con_cls = r;
         bool push = r->route == CS_ROUTE_PUSH && strcmp(method, "POST") == 0;
@@ -607,9 +580,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return r->received > r->srv->cfg.max_body + DISCARD_MAX ? MHD_NO : MHD_YES;
     }
-    r->complete = true;
-    if (push)
-        cs_guard_body_done(r->srv->guard, conn_of(c));
     return push ? do_push(r, c) : dispatch(r, c);
 }
 
@@ -662,13 +632,13 @@ static void log_request(srv_req *r)
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    (void)toe;
     cstack_server *srv = cls;
     srv_req *r = *con_cls;
     if (!r)
         return;
     *con_cls = NULL;
-    cs_conn *conn = conn_of(c);
-    cs_guard_request_done(srv->guard, conn);
+    cs_guard_request_done(srv->guard, conn_of(c));
     if (r->reserved)
         atomic_fetch_sub(&srv->upload_bytes, (long long)r->reserved);
     if (r->stream) {
@@ -684,16 +654,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_mutex_unlock(&srv->mu);
     }
     cs_auth_free(r->auth);
-    /* MHD keeps the connection exactly when the response did not say
-     * "Connection: close" (reply()); the next request is vetted first. */
-    bool next = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->keep && r->complete &&
-                !r->stream && !atomic_load(&srv->draining);
     cs_buf_free(&r->body);
     free(r->user);
     free(r->path);
     free(r);
-    if (next && conn)
-        cs_gate_next(srv, conn, conn->fd);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
@@ -704,8 +668,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         atomic_fetch_add(&srv->metrics.connections, 1);
         const union MHD_ConnectionInfo *fd =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (fd)
-            *socket_ctx = cs_guard_adopt(srv->guard, fd->connect_fd);
+            *socket_ctx = cs_guard_open(srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL);
     } else {
         atomic_fetch_sub(&srv->metrics.connections, 1);
         cs_guard_close(srv->guard, *socket_ctx);
@@ -783,8 +749,6 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
         c->pull_page_rows = CSTACK_SERVER_DEFAULT_PAGE_ROWS;
     if (!c->pull_page_bytes)
         c->pull_page_bytes = CSTACK_SERVER_DEFAULT_PAGE_BYTES;
-    if (!c->min_body_rate)
-        c->min_body_rate = CSTACK_SERVER_DEFAULT_MIN_BODY_RATE;
     srv->secret = cs_strdup(cfg->jwt_secret);
     srv->db_path = cs_strdup(cfg->db_path ? cfg->db_path : CSTACK_SERVER_DEFAULT_DB);
     srv->bind = cs_strdup(cfg->bind ? cfg->bind : CSTACK_SERVER_DEFAULT_BIND);
@@ -796,25 +760,41 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
     return srv->secret && srv->db_path && srv->bind ? 0 : CSTACK_ENOMEM;
 }
 
-/* Starts MHD without a listening socket of its own, then the gate that
- * accepts connections and hands them over. */
 static int listen_on(cstack_server *srv, char *err, size_t errlen)
 {
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(srv->bind, NULL, &hints, &ai);
+    if (gai != 0 || !ai) {
+        set_err(err, errlen, "cannot resolve bind address '%s': %s", srv->bind, gai_strerror(gai));
+        return CSTACK_EINVAL;
+    }
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    bool v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    if (v6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)srv->cfg.port);
+    else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)srv->cfg.port);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
-    /* The guard enforces max_connections, answering past it; MHD's own
-     * limit, a little higher, is never the one reached. */
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     srv->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections + 16,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack, MHD_OPTION_END);
+        srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!srv->mhd) {
-        set_err(err, errlen, "cannot start the HTTP server");
+        set_err(err, errlen, "cannot listen on %s port %d (in use, or not an address of this host)",
+                srv->bind, srv->cfg.port);
         return CSTACK_EIO;
     }
-    return cs_gate_start(srv, &srv->gate, err, errlen);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : srv->cfg.port;
+    return 0;
 }
 
 int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, char *err,
@@ -828,6 +808,7 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     cstack_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return CSTACK_ENOMEM;
+    srv->listen_fd = -1;
     srv->ops = &cs_srv_store_sqlite;
     cs_metrics_init(&srv->metrics);
     pthread_mutex_init(&srv->mu, NULL);
@@ -878,12 +859,15 @@ void cstack_server_stop(cstack_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->draining, true);
-    cs_gate_stop(srv->gate);
+    if (srv->mhd)
+        srv->listen_fd = MHD_quiesce_daemon(srv->mhd);
     cs_hub_stop(srv->hub);
     if (srv->mhd) {
         wait_idle(srv);
         MHD_stop_daemon(srv->mhd);
     }
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
     cs_guard_free(srv->guard);
     cs_hub_free(srv->hub);
     if (srv->store)

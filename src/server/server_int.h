@@ -4,10 +4,7 @@
  *   http.c     the daemon, routes, limits, the request log, start/stop/drain
  *   stream.c   GET /v1/stream: the hub that feeds every open stream
  *   metrics.c  counters and the Prometheus text of /metrics
- *   guard.c    every open connection: header and body deadlines, per-address
- *              and connection limits
- *   gate.c     the listening socket, and the request line and headers of every
- *              request, vetted before libmicrohttpd parses them
+ *   guard.c    every open connection: header deadline, per-address limit
  */
 #ifndef CS_SERVER_INT_H
 #define CS_SERVER_INT_H
@@ -43,8 +40,6 @@ enum {
     CS_REFUSE_PER_ADDRESS,    /* too many connections from one address */
     CS_REFUSE_UPLOAD_MEMORY,  /* push bodies in flight at their cap */
     CS_REFUSE_STREAM_MEMORY,  /* stream queues at their cap: slowest closed */
-    CS_REFUSE_BODY_RATE,      /* a push body slower than the minimum rate */
-    CS_REFUSE_CONNECTIONS,    /* the server's connection limit */
     CS_NREFUSE
 };
 
@@ -105,96 +100,25 @@ uint64_t cs_stream_bytes(cs_stream *s);
 typedef struct cs_guard cs_guard;
 typedef struct cs_conn cs_conn;
 
-/* What a connection's deadline is for, which decides how it ends. */
-enum {
-    CS_DL_HEAD,   /* a first request's line and headers: 408 */
-    CS_DL_IDLE,   /* a kept-alive connection between requests: closed quietly */
-    CS_DL_BODY,   /* a push body at the minimum rate: 408, counted body_rate */
-    CS_DL_LINGER, /* answered by the gate, waiting for the client to close */
-};
-
-/* One open connection, from accept to close.  The guard's lock covers
- * `deadline`, `dl` and the list links; the rest belongs to whoever holds
- * the connection: the gate until it hands the socket to MHD, then MHD's
- * thread for that connection. */
-struct cs_conn {
-    cs_conn *prev, *next;
-    int fd;
-    uint64_t id;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    int64_t deadline; /* monotonic ms; 0: none */
-    int dl;           /* CS_DL_* */
-    bool handing; /* being handed to MHD (matched by fd when MHD reports it) */
-    bool adopted; /* MHD reported it: MHD reports its close too */
-    /* The gate's list of connections it holds. */
-    cs_conn *gprev, *gnext;
-    bool lingering; /* answered by the gate; read and dropped until closed */
-    /* Bytes MHD may have read from the socket by the end of the current
-     * request (every vetted head and its declared body); `expect_known` is
-     * false once a chunked body makes that unknowable. */
-    uint64_t expect;
-    bool expect_known;
-};
-
 int cs_guard_start(cstack_server *srv, cs_guard **out);
 /* Stops the watchdog and frees what MHD did not report closed.  Call once
  * the daemon has stopped.  NULL ok. */
 void cs_guard_free(cs_guard *g);
-/* A connection the gate accepted: its record, with the header deadline
- * running.  Past the connection or per-address limit it is answered 503
- * (*refused set; the caller lingers and closes it).  NULL when out of
- * memory. */
-cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr, socklen_t addrlen,
-                       bool *refused);
-/* The gate is about to hand the connection to MHD. */
-void cs_guard_handing(cs_guard *g, cs_conn *c);
-/* The record of the connection the gate is handing to MHD on socket `fd`
- * (NOTIFY_CONNECTION started), now MHD's; NULL if there is none. */
-cs_conn *cs_guard_adopt(cs_guard *g, int fd);
-/* After MHD_add_connection failed: frees record `id` unless MHD reported
- * it (then MHD reports its close too). */
-void cs_guard_abandon(cs_guard *g, uint64_t id);
-/* The connection is closed (before its descriptor is).  NULL ok. */
+/* A connection MHD accepted (NOTIFY_CONNECTION started): its record, with
+ * the header deadline running.  Past the per-address limit it is answered
+ * 503 and shut down at once.  NULL when out of memory (the socket is shut
+ * down). */
+cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr);
+/* MHD closed it (before closing its descriptor).  NULL ok. */
 void cs_guard_close(cs_guard *g, cs_conn *c);
 /* The request line and headers are in: no deadline while it is served. */
 void cs_guard_headers_in(cs_guard *g, cs_conn *c);
-/* A push body of `bytes` (declared, or the largest allowed) must be in
- * within header_timeout_ms + bytes / min_body_rate. */
-void cs_guard_body_start(cs_guard *g, cs_conn *c, uint64_t bytes);
-/* The body is in: no deadline while the push is merged. */
-void cs_guard_body_done(cs_guard *g, cs_conn *c);
 /* Its response is complete: the next request's headers have a deadline. */
 void cs_guard_request_done(cs_guard *g, cs_conn *c);
-/* The gate answered it: the client has `ms` to close before it is closed. */
-void cs_guard_linger(cs_guard *g, cs_conn *c, int64_t ms);
 /* The connection's id for cs_guard_kill (0 for NULL). */
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c);
 /* Shuts the socket of connection `id` down if it is still open. */
 void cs_guard_kill(cs_guard *g, uint64_t id);
-
-/* ---- the gate (gate.c) ------------------------------------------------------ */
-
-typedef struct cs_gate cs_gate;
-
-/* Listens on srv->bind and cfg.port (srv->port is set to the bound port)
- * and starts the thread that accepts connections and hands each to
- * srv->mhd once its first request's line and headers are in and sound.
- * srv->mhd must be running. */
-int cs_gate_start(cstack_server *srv, cs_gate **out, char *err, size_t errlen);
-/* Closes the listening socket and every connection not yet handed over,
- * and joins the thread.  NULL ok. */
-void cs_gate_stop(cs_gate *g);
-/* Called on MHD's thread of a connection whose response is complete and
- * which MHD keeps open: waits for the next request's line and headers and
- * vets them like the first (a bad one is answered in JSON and the
- * connection closed), so MHD only ever parses a sound request.  Returns
- * when MHD may read on. */
-void cs_gate_next(cstack_server *srv, cs_conn *c, int fd);
-/* A whole JSON error response written straight to a socket MHD has not
- * answered on: best effort, never blocking. */
-void cs_raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
-                   const char *message);
 
 /* ---- the server ---------------------------------------------------------- */
 
@@ -207,7 +131,7 @@ struct cstack_server {
     const cs_srv_store_ops *ops;
     cs_srv_store *store;
     struct MHD_Daemon *mhd;
-    cs_gate *gate;
+    int listen_fd; /* after quiesce: closed once the daemon stops */
     int port;
     cs_metrics metrics;
     cs_hub *hub;
