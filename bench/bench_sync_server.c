@@ -113,6 +113,8 @@ static void child_main(bench *b, const char *db, int up, int ctl)
                                 .db_path = db,
                                 .jwt_secret = SECRET,
                                 .max_connections = (unsigned)(b->clients + 64),
+                                /* Every client connects from 127.0.0.1. */
+                                .max_per_address = (unsigned)(b->clients + 64),
                                 .checkpoint_ms = 10000,
                                 .keepalive_ms = 15000};
     cstack_server *srv = NULL;
