@@ -10,9 +10,10 @@
  * the row before), with drops refused, records the batch id, and reads the
  * durable version the device is given as its cursor.  A pushed row the
  * merge hides (parked: a unique value lost, a parent gone) is accepted, and
- * checked on its parked values, never refused for being hidden; the rows
- * that end hidden are recorded as held by the pushing device when it cannot
- * tell by itself, so its next pull drops them.  A batch is therefore
+ * checked on its parked values, never refused for being hidden.  Every row
+ * of the batch is recorded as held by the pushing device (held_all), except
+ * one it will hide by itself, so a later deletion, drop or hiding of it
+ * reaches that device even though the server never sent it the row.  A batch is therefore
  * applied and recorded or neither, and a retry is answered `duplicate`
  * without being merged (or re-checked against policies that may have
  * changed since); the write lock serialises pushes, so two copies of one
@@ -446,19 +447,6 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
 }
 
-/* A pushed row the merge hides is held by the device that pushed it.  When
- * that device cannot tell by itself that the row is hidden (its user cannot
- * read the row that took its unique value), the row is recorded as held
- * (acknowledged), so the device's next pull drops it, as it does for any
- * device holding a row the server hides. */
-static int push_hidden(void *ctx, cs_conn *c, int model, const cs_cs_value *pk)
-{
-    push_ctx *x = ctx;
-    bool self = false;
-    int rc = hides_by_itself(x, c, model, pk, &self);
-    return rc || self ? rc : held(x, c, model, pk);
-}
-
 /* Whether the server's hidden copy of a pushed row holds the values the
  * device pushed: only then can the device hide the row by itself for the
  * same reason (a column another device won may name another parent). */
@@ -574,7 +562,7 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
         res->duplicate = true;
         return cs_srv_durable_version(st, &res->cursor);
     }
-    cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true, .hidden = push_hidden};
+    cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true};
     cstack_apply_stats stats = {0};
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
     rc = rc ? rc : held_all(x, c);

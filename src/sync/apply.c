@@ -700,8 +700,7 @@ static int merge_all(apply_ctx *a, const void *buf, size_t len)
      * what its server relays (the server judged it) whatever its own clock
      * says, folding it in no further than its own bound. */
     rc = rc ? rc : cs_hlc_observe(a->s, max_hlc, !(a->opts && a->opts->trust_clocks));
-    rc = rc ? rc : cs_apply_settle(a);
-    return rc ? rc : cs_apply_report_hidden(a);
+    return rc ? rc : cs_apply_settle(a);
 }
 
 static int ctx_init(apply_ctx *a, cstack *db, cs_sync *s)

@@ -81,8 +81,6 @@ int cs_apply_remove(apply_ctx *a, cs_arow *cur, const cs_cs_value *pk, bool foun
 /* Brings visibility to its fixed point: orphans parked, parked rows whose
  * conflict is gone restored. */
 int cs_apply_settle(apply_ctx *a);
-/* Calls opts->hidden for each row this merge wrote that ends hidden. */
-int cs_apply_report_hidden(apply_ctx *a);
 void cs_apply_work_free(apply_ctx *a);
 
 #endif

@@ -101,16 +101,10 @@ enum { CS_CHECK_BEFORE = 1, CS_CHECK_AFTER = 2 };
 typedef int (*cs_apply_check)(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op,
                               int phase);
 
-/* Called once the merge has settled, for each row the changeset wrote that
- * ends hidden (parked), with the same ctx: a server records that the pushing
- * device holds it, so that its next pull drops it there too. */
-typedef int (*cs_apply_hidden)(void *ctx, cs_conn *c, int model, const cs_cs_value *pk);
-
 typedef struct cs_apply_opts {
     cs_apply_check check;
     void *ctx;
     bool refuse_drops;  /* a server never lets a client make it forget rows */
-    cs_apply_hidden hidden; /* NULL ok */
     /* Merge clocks past the wall clock plus the maximum drift instead of
      * refusing the changeset (CSTACK_ECLOCK): a device merging what its
      * server relays, which the server judged against its own clock. */
