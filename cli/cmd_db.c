@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cstack_server.h"
 
 static const char MIGRATE_USAGE[] =
     "usage: cstack migrate --schema FILE --db DB\n"
@@ -134,8 +135,17 @@ int cmd_migrate(int argc, char **argv)
     else
         puts("database is up to date");
     cstack_free(report);
+    /* A sync server's database keeps every schema it ran, so that devices
+     * still on an older (additive) one keep syncing. */
+    int recorded = 0;
+    rc = cstack_server_record_schema(db, &recorded);
+    if (rc == CSTACK_OK && recorded)
+        puts("recorded the schema as a new version of this sync server");
+    else if (rc != CSTACK_OK)
+        fprintf(stderr, "cstack migrate: %s: cannot record the schema version: %s\n", dbpath,
+                cstack_errmsg(db));
     cstack_close(db);
-    return CLI_OK;
+    return rc == CSTACK_OK ? CLI_OK : CLI_FAIL;
 }
 
 static int cmp_names(const void *a, const void *b)

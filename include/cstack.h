@@ -729,6 +729,13 @@ typedef struct cstack_sync_status {
     char schema_local[65];
     char schema_server[65];
     char last_error[256];   /* the last failure, "" when none */
+    /* Rolling upgrades (docs/sync.md): the server runs a newer schema and
+     * accepts this device's older one (schema_server names it); or the
+     * server still runs the schema this device last synced under and the
+     * app moved on (with schema_mismatch: it waits, writes queued, until the
+     * server is migrated). */
+    int schema_behind;
+    int schema_ahead;
 } cstack_sync_status;
 
 /* Receives every status change.  `st` is borrowed for the call.  Called on

@@ -153,6 +153,16 @@ CSTACK_API int cstack_server_mint_token(const char *secret, const char *sub,
                                         int64_t ttl_seconds, char **token, char *err,
                                         size_t errlen);
 
+/* Records the schema `db` runs as a version the sync server has run, when
+ * `db` is a server's store (it holds the server's table of versions;
+ * anything else is left alone): `cstack migrate` calls it after migrating a
+ * server's database, and `cstack_server_start` records its schema itself.
+ * Devices on a recorded version that is an additive ancestor of the
+ * server's current schema keep syncing (docs/sync.md, "Rolling upgrades").
+ * *recorded (NULL ok) is 1 when a new version was added.
+ * Errors: CSTACK_EMISUSE (the schema has no source text), SQLite's. */
+CSTACK_API int cstack_server_record_schema(cstack *db, int *recorded);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,7 +75,7 @@ typedef struct cs_http_resp {
     int64_t remaining;        /* X-Cstack-Remaining, -1 when absent */
     bool has_checksum;
     uint64_t checksum; /* X-Cstack-Checksum */
-    char schema[65];   /* X-Cstack-Schema of a 409: the server's schema hash */
+    char schema[65];   /* X-Cstack-Schema (a 409, a pull): the server's schema hash */
 } cs_http_resp;
 
 /* Makes sure libcurl is initialised (once per process). */
@@ -139,6 +139,9 @@ struct cs_client {
     /* Rows were forgotten (a refused batch undone): pulls ask for the
      * device's own writes too (echoes=1) until an answer is complete. */
     bool echoes;
+    /* The schema this device last caught up under was read (upgrade.c):
+     * the app's schema cannot change while the database is open. */
+    bool schema_checked;
     bool sum_valid;    /* `sum` is the local checksum at `sum_version` */
     int64_t sum_version;
     uint64_t sum;
@@ -193,6 +196,23 @@ int cs_stream(cs_client *c);
  * with a non-empty `page`, stores that continuation cursor). */
 int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor,
                      const char *page);
+/* Fails the session on a response that is not a batch's fault (a 409
+ * reports the schemas, and whether this device is ahead of the server). */
+int cs_session_error(cs_client *c, const char *what, const cs_http_resp *r);
+
+/* ---- rolling schema upgrades (upgrade.c) ------------------------------------ */
+
+/* After the app's schema changed: fetches once what the schema this device
+ * last synced under lacked (new columns of held rows, rows of new models),
+ * without moving the cursor.  Nothing to do otherwise. */
+int cs_upgrade_pull(cs_client *c);
+/* Notes the server's schema (X-Cstack-Schema of an accepted answer) in the
+ * status: which one it runs, and whether this device is behind it. */
+void cs_upgrade_note(cs_client *c, const cs_http_resp *r);
+/* True when the server still runs the schema this device last synced under
+ * and the app's schema has moved on: the device is ahead and waits. */
+bool cs_upgrade_ahead(cs_client *c, const char *server_hash);
+
 /* Compares the local checksum with the server's at `cursor` when nothing is
  * pending and the checkpoint is not older than our last push; reports
  * EV_CHECKPOINT. */

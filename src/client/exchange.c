@@ -73,11 +73,19 @@ static int set_aside(cs_client *c, cstack_upload_tx *tx, const cs_http_resp *r)
 static int schema_mismatch(cs_client *c, const char *what, const cs_http_resp *r)
 {
     const char *local = cstack_schema_hash(cstack_schema_of(c->db));
+    bool ahead = cs_upgrade_ahead(c, r->schema);
     pthread_mutex_lock(&c->st_mu);
     c->st.schema_mismatch = 1;
+    c->st.schema_ahead = ahead;
+    c->st.schema_behind = 0;
     snprintf(c->st.schema_local, sizeof c->st.schema_local, "%s", local);
     snprintf(c->st.schema_server, sizeof c->st.schema_server, "%s", r->schema);
     pthread_mutex_unlock(&c->st_mu);
+    if (ahead)
+        return cs_client_fail(c, CSTACK_EMISMATCH,
+                              "%s: the server runs an older schema (%.12s, this app %.12s); "
+                              "writes stay queued until it is migrated",
+                              what, r->schema, local);
     /* Short hashes keep the advice within last_error; the status holds
      * both in full. */
     return cs_client_fail(c, CSTACK_EMISMATCH,
@@ -87,8 +95,7 @@ static int schema_mismatch(cs_client *c, const char *what, const cs_http_resp *r
                           what, r->schema[0] ? r->schema : "(unknown)", local);
 }
 
-/* Fails the session on a response that is not the batch's fault. */
-static int session_error(cs_client *c, const char *what, const cs_http_resp *r)
+int cs_session_error(cs_client *c, const char *what, const cs_http_resp *r)
 {
     int code = cs_http_error_code(r);
     if (code == CSTACK_EMISMATCH)
@@ -140,7 +147,7 @@ static int push_one(cs_client *c, cstack_upload_tx *tx)
     } else if (rc == 0 && (r.status == 400 || r.status == 403 || r.status == 413)) {
         rc = set_aside(c, tx, &r);
     } else if (rc == 0) {
-        rc = session_error(c, "push", &r);
+        rc = cs_session_error(c, "push", &r);
     }
     cs_http_resp_free(&r);
     return rc;
@@ -293,7 +300,8 @@ static int note_remaining(cs_client *c, const cs_http_resp *r)
 static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *pg)
 {
     if (r->status != 200)
-        return session_error(c, "pull", r);
+        return cs_session_error(c, "pull", r);
+    cs_upgrade_note(c, r);
     if (r->cursor < 0)
         return cs_client_fail(c, CSTACK_EIO, "pull: the response has no valid X-Cstack-Cursor");
     if (r->cursor < since) {
@@ -375,7 +383,7 @@ int cs_pull_all(cs_client *c)
     c->pull_base = 0;
     cs_client_set_state(c, CSTACK_SYNC_DOWNLOADING);
     page pg = {.moved = true};
-    int rc = 0;
+    int rc = cs_upgrade_pull(c);
     while (rc == 0 && pg.moved) {
         if (cs_client_stopping(c))
             return CSTACK_EIO;

@@ -71,6 +71,9 @@ typedef struct srv_req {
     bool busy;         /* refused for upload memory: answered 503 */
     bool counted;      /* in srv->active */
     cs_stream *stream;
+    /* The device's schema when it is an older one this server accepts
+     * (schemas.h); NULL when it is the served schema. */
+    const cstack_schema *view;
 } srv_req;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -185,6 +188,29 @@ static int route_of(const char *url)
     return CS_ROUTE_OTHER;
 }
 
+/* A device on another schema: accepted when this server ran that schema and
+ * it is an additive ancestor of the served one (its requests are then
+ * projected, r->view), else a 409 naming both. */
+static bool accept_schema(srv_req *r, struct MHD_Connection *c, const char *hash,
+                          enum MHD_Result *ret)
+{
+    cstack_server *srv = r->srv;
+    const cs_srv_version *v = cs_srv_versions_find(srv->versions, hash);
+    if (v && v->ancestor && v->schema) {
+        r->view = v->schema;
+        return true;
+    }
+    /* The server's own hash in a header too, for the client's status. */
+    const char *const schema[] = {"X-Cstack-Schema", srv->schema->hash, NULL};
+    *ret = reply_err(r, c, 409, "schema_mismatch", schema,
+                     "the client runs schema %.64s but this server runs schema %s (%s)", hash,
+                     srv->schema->hash,
+                     v ? "an older schema this server ran, which is not an additive ancestor of "
+                         "its current one"
+                       : "a schema this server never ran: if it is newer, migrate the server");
+    return false;
+}
+
 /* Token, schema hash and site id, common to push, pull and stream.  Returns
  * false when it has answered the request. */
 static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
@@ -210,14 +236,8 @@ static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
                          srv->schema->hash);
         return false;
     }
-    if (strcmp(hash, srv->schema->hash) != 0) {
-        /* The server's own hash in a header too, for the client's status. */
-        const char *const schema[] = {"X-Cstack-Schema", srv->schema->hash, NULL};
-        *ret = reply_err(r, c, 409, "schema_mismatch", schema,
-                         "the client runs schema %.64s but this server runs schema %s", hash,
-                         srv->schema->hash);
+    if (strcmp(hash, srv->schema->hash) != 0 && !accept_schema(r, c, hash, ret))
         return false;
-    }
     const char *site = header(c, "X-Cstack-Site");
     unsigned char bin[16];
     if (!site || cs_srv_site_parse(site, bin)) {
@@ -316,6 +336,26 @@ static bool since_arg(srv_req *r, struct MHD_Connection *c, const char *fallback
     return true;
 }
 
+/* `upgrade_from=<hash>`: the schema the device ran before it upgraded; the
+ * answer carries only what that schema lacked (docs/sync-protocol.md).  A
+ * schema this server never ran cannot be told apart: a 400 says so, and the
+ * device pulls everything again instead. */
+static bool upgrade_arg(srv_req *r, struct MHD_Connection *c, cs_srv_pull *req,
+                        enum MHD_Result *ret)
+{
+    const char *from = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "upgrade_from");
+    if (!from)
+        return true;
+    const cs_srv_version *v = cs_srv_versions_find(r->srv->versions, from);
+    if (!v || !v->schema) {
+        *ret = reply_err(r, c, 400, "unknown_schema", NULL,
+                         "upgrade_from names schema %.64s, which this server never ran", from);
+        return false;
+    }
+    req->upgrade_from = v->schema;
+    return true;
+}
+
 static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
@@ -330,6 +370,9 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
     if (echoes && strcmp(echoes, "0") != 0 && strcmp(echoes, "1") != 0)
         return reply_err(r, c, MHD_HTTP_BAD_REQUEST, "bad_request", NULL, "echoes must be 0 or 1");
     req.echoes = echoes && echoes[0] == '1';
+    req.view = r->view;
+    if (!upgrade_arg(r, c, &req, &ret))
+        return ret;
     cs_srv_pull_result res;
     cs_srv_err err;
     if (srv->ops->pull(srv->store, &req, 1, &res, &err))
@@ -348,6 +391,7 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
     const char *const headers[] = {"X-Cstack-Cursor",    cursor,
                                    "X-Cstack-More",      res.more ? "1" : "0",
                                    "X-Cstack-Remaining", left,
+                                   "X-Cstack-Schema",    srv->schema->hash,
                                    res.has_checksum ? "X-Cstack-Checksum" : NULL,
                                    sum,
                                    NULL};
@@ -377,7 +421,7 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     cs_stream *s = NULL;
     cs_auth *auth = r->auth;
     r->auth = NULL;
-    if (cs_stream_open(srv->hub, auth, r->site, since, &pos, &s))
+    if (cs_stream_open(srv->hub, auth, r->site, since, &pos, r->view, &s))
         return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
     struct MHD_Response *resp = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, STREAM_BLOCK, cs_stream_read, s, cs_stream_response_free);
@@ -427,6 +471,23 @@ static enum MHD_Result reply_busy(srv_req *r, struct MHD_Connection *c)
                      r->srv->cfg.max_upload_memory);
 }
 
+/* A push from a device on an older schema, projected up onto the served
+ * one (*up holds the bytes req now points at). */
+static bool project_push(srv_req *r, cs_srv_push *req, void **up, cs_srv_err *err)
+{
+    size_t len = 0;
+    char why[256];
+    int rc = cs_srv_project(r->view, r->srv->schema, NULL, req->changeset, req->len, up, &len,
+                            NULL, why, sizeof why);
+    if (rc) {
+        cs_srv_err_set(err, rc == CSTACK_ENOMEM ? CS_SRV_INTERNAL : CS_SRV_BAD, rc, why);
+        return false;
+    }
+    req->changeset = *up;
+    req->len = len;
+    return true;
+}
+
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
@@ -438,7 +499,14 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
     cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
     cs_srv_push_result res;
     cs_srv_err err;
-    if (srv->ops->push(srv->store, &req, &res, &err)) {
+    void *up = NULL;
+    if (r->view && !project_push(r, &req, &up, &err)) {
+        atomic_fetch_add(&srv->metrics.push[CS_PUSH_REJECTED], 1);
+        return reply_store_err(r, c, &err);
+    }
+    int prc = srv->ops->push(srv->store, &req, &res, &err);
+    free(up);
+    if (prc) {
         atomic_fetch_add(&srv->metrics.push[CS_PUSH_REJECTED], 1);
         return reply_store_err(r, c, &err);
     }
@@ -825,6 +893,8 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
         if (rc)
             set_err(err, errlen, "%s", serr.message);
     }
+    if (!rc && srv->ops->iversion >= 3 && (rc = srv->ops->versions(srv->store, &srv->versions)))
+        set_err(err, errlen, "cannot record the schema version: %s", cstack_errstr(rc));
     if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
         set_err(err, errlen, "cannot start the stream hub");
     if (!rc && (rc = cs_guard_start(srv, &srv->guard)))
@@ -872,6 +942,7 @@ void cstack_server_stop(cstack_server *srv)
     cs_hub_free(srv->hub);
     if (srv->store)
         srv->ops->close(srv->store);
+    cs_srv_versions_free(srv->versions);
     cstack_schema_free(srv->schema);
     cs_metrics_free(&srv->metrics);
     pthread_mutex_destroy(&srv->mu);

@@ -83,8 +83,10 @@ void cs_hub_notify(cs_hub *h, int64_t commit_ms);
  * `site` from cursor `since` (resuming a paged answer at `pos`, NULL ok).  The stream holds three references: the hub's,
  * the response's (dropped by cs_stream_response_free, the MHD free callback)
  * and the caller's (dropped with cs_stream_release). */
+/* A device on an older schema has `view` (borrowed from srv->versions,
+ * NULL: the served one): its events and checkpoints are projected onto it. */
 int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since,
-                   const cs_srv_pos *pos, cs_stream **out);
+                   const cs_srv_pos *pos, const cstack_schema *view, cs_stream **out);
 /* The guard id of the stream's connection, shut down when the stream is
  * shed for memory. */
 void cs_stream_set_conn(cs_stream *s, uint64_t conn);
@@ -128,6 +130,7 @@ struct cstack_server {
     char *db_path;
     char *bind;
     cstack_schema *schema;
+    cs_srv_versions *versions; /* every schema the store has run (schemas.h) */
     const cs_srv_store_ops *ops;
     cs_srv_store *store;
     struct MHD_Daemon *mhd;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "server/auth.h"
+#include "server/schemas.h"
 #include "util/buf.h"
 #include "util/clock.h"
 
@@ -99,6 +100,12 @@ typedef struct cs_srv_pull {
     cs_srv_pos pos;     /* where a paged answer resumes */
     size_t page_rows;   /* bounds of one page; 0: no bound */
     size_t page_bytes;
+    /* Rolling upgrades (schemas.h): the device's schema when it is an older
+     * one than the server's (its answer and checksum are projected onto
+     * it), and the schema it ran before upgrading when it asks once for
+     * what that one lacked.  NULL: none. */
+    const cstack_schema *view;
+    const cstack_schema *upgrade_from;
 } cs_srv_pull;
 
 typedef struct cs_srv_pull_result {
@@ -142,7 +149,7 @@ typedef struct cs_srv_store cs_srv_store;
 /* The method table (its version first, like SQLite's VFS, so a table built
  * for an older layout can still be recognised). */
 typedef struct cs_srv_store_ops {
-    int iversion;     /* 2 (2 added claim and the open's cfg) */
+    int iversion;     /* 3 (2 added claim and the open's cfg, 3 versions) */
     const char *name; /* "sqlite" */
     /* Opens (creating when missing) the state at `target` (a file path for
      * SQLite) for `schema` (the store keeps its own reference).  On success
@@ -167,6 +174,9 @@ typedef struct cs_srv_store_ops {
     int (*claim)(cs_srv_store *st, const cs_auth *auth, const char *site, cs_srv_err *err);
     /* Closes the state; every push acknowledged before is durable.  NULL ok. */
     void (*close)(cs_srv_store *st);
+    /* Records the served schema as a version of this store and loads every
+     * version it has run (schemas.h); free with cs_srv_versions_free. */
+    int (*versions)(cs_srv_store *st, cs_srv_versions **out);
 } cs_srv_store_ops;
 
 extern const cs_srv_store_ops cs_srv_store_sqlite;

@@ -146,6 +146,11 @@ static int sqlite_version(cs_srv_store *st, int64_t *version)
     return cstack_sync_version(st->db, version);
 }
 
+static int sqlite_versions(cs_srv_store *st, cs_srv_versions **out)
+{
+    return cs_srv_versions_open(st->db, out);
+}
+
 /* ---- push ------------------------------------------------------------------ */
 
 typedef struct push_ctx {
@@ -627,7 +632,7 @@ int cs_srv_auth_key(const cstack_schema *s, const cs_auth *auth, cs_buf *out)
 }
 
 const cs_srv_store_ops cs_srv_store_sqlite = {
-    .iversion = 2,
+    .iversion = 3,
     .name = "sqlite",
     .open = sqlite_open,
     .push = sqlite_push,
@@ -635,4 +640,5 @@ const cs_srv_store_ops cs_srv_store_sqlite = {
     .version = sqlite_version,
     .claim = cs_srv_sqlite_claim,
     .close = sqlite_close,
+    .versions = sqlite_versions,
 };

@@ -180,8 +180,10 @@ static int record_notes(pull_ctx *x, int64_t cursor)
 
 /* ---- checksums -------------------------------------------------------------- */
 
-/* Adds the checksums of the rows of model mi that `auth` may read. */
-static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json, uint64_t *sum)
+/* Adds the checksums of the rows of model mi that `auth` may read, as a
+ * device on `view` (NULL: the served schema) sees them as model `vm`. */
+static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, const cstack_schema *view,
+                     const cs_model *vm, cs_buf *json, uint64_t *sum)
 {
     cs_conn *c = cs_write_conn(st->db);
     const cs_model *m = &st->schema->models[mi];
@@ -205,7 +207,9 @@ static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, cs_buf *json
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
         cstack_row *row = cs_row_from_stmt(sh, s, NULL);
         cs_buf_reset(json);
-        rc = row ? cs_row_json(json, row) : cs_err(CSTACK_ENOMEM, "out of memory");
+        rc = !row    ? cs_err(CSTACK_ENOMEM, "out of memory")
+             : view ? cs_srv_view_row_json(json, view, vm, row)
+                    : cs_row_json(json, row);
         if (!rc)
             *sum += cs_row_checksum(m->name, json->data, json->len);
         cstack_row_free(row);
@@ -247,8 +251,8 @@ static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64
 
 /* The user's checksum at `version`, which must be the version of the
  * caller's write scope (nothing commits while it is computed). */
-static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key, int64_t version,
-                         uint64_t *sum)
+static int user_checksum(cs_srv_store *st, const cs_auth *auth, const cstack_schema *view,
+                         const char *key, int64_t version, uint64_t *sum)
 {
     *sum = 0;
     if (cache_get(st, key, version, sum))
@@ -256,9 +260,13 @@ static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key,
     cs_sync *sync = cs_sync_of(st->db);
     cs_buf json = CS_BUF_INIT;
     int rc = 0;
-    for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++)
-        if (sync->models[mi].synced)
-            rc = model_sum(st, (int)mi, auth, &json, sum);
+    for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++) {
+        /* A device on an older schema sums only the models it has. */
+        int vmi = view ? cs_model_find(view, st->schema->models[mi].name) : (int)mi;
+        const cs_model *vm = vmi >= 0 && view ? &view->models[vmi] : NULL;
+        if (sync->models[mi].synced && vmi >= 0 && (!vm || !vm->local))
+            rc = model_sum(st, (int)mi, auth, view, vm, &json, sum);
+    }
     cs_buf_free(&json);
     if (!rc)
         cache_put(st, key, version, *sum);
@@ -272,6 +280,28 @@ int cs_srv_site_parse(const char *hex, unsigned char out[CS_SITE_LEN])
     if (!hex || strlen(hex) != 2 * CS_SITE_LEN)
         return CSTACK_EINVAL;
     return cs_hex_decode(hex, CS_SITE_LEN, out);
+}
+
+/* A device on an older schema, or asking for what its old one lacked, gets
+ * the export projected (schemas.h); the page's bounds and cursor stay
+ * those of the export. */
+static int project_body(cs_srv_store *st, const cs_srv_pull *req, cs_srv_pull_result *res,
+                        int64_t *rows)
+{
+    void *out = NULL;
+    size_t len = 0;
+    char err[256];
+    if (!res->body || !res->len)
+        return 0;
+    const cstack_schema *to = req->view ? req->view : st->schema;
+    int rc = cs_srv_project(st->schema, to, req->upgrade_from, res->body, res->len, &out, &len,
+                            rows, err, sizeof err);
+    if (rc)
+        return cs_err(rc, "cannot project the pull onto schema %.12s: %s", to->hash, err);
+    free(res->body);
+    res->body = out;
+    res->len = len;
+    return 0;
 }
 
 /* A page examines at most this many times its row bound, sent or not, so
@@ -324,6 +354,8 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
                                         &res->body, &res->len, &cursor);
         if (!rc)
             rc = record_notes(&x, cursor);
+        if (!rc && (req->view || req->upgrade_from))
+            rc = project_body(st, req, res, &pg.sent);
         if (!rc)
             rc = remaining_after(st, req, x.scan_from, &pg, &res->remaining);
         if (!rc && pg.more) {
@@ -339,7 +371,7 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
     /* The checksum describes the state at the cursor: only the last page of
      * an answer has one. */
     if (!rc && req->want_checksum && !res->more) {
-        rc = user_checksum(st, req->auth, key, cursor, &res->checksum);
+        rc = user_checksum(st, req->auth, req->view, key, cursor, &res->checksum);
         res->has_checksum = !rc;
     }
     res->cursor = res->more ? req->since : cursor;
@@ -360,12 +392,16 @@ static bool pos_valid(cs_srv_store *st, const cs_srv_pos *pos, int64_t version)
 }
 
 /* The dedup key of each request: identical keys (same user, same device,
- * same cursor) get identical answers. */
+ * same cursor) get identical answers; the schemas a request is projected
+ * through are part of it (and of the checksum cache's key). */
 static int request_keys(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **keys)
 {
     for (size_t i = 0; i < n; i++) {
         cs_buf b = CS_BUF_INIT;
         int rc = cs_srv_auth_key(st->schema, reqs[i].auth, &b);
+        if (!rc && (reqs[i].view || reqs[i].upgrade_from))
+            rc = cs_buf_printf(&b, "|view=%s|from=%s", reqs[i].view ? reqs[i].view->hash : "",
+                               reqs[i].upgrade_from ? reqs[i].upgrade_from->hash : "");
         if (!rc && (keys[i] = cs_buf_take(&b)) == NULL)
             rc = CSTACK_ENOMEM;
         cs_buf_free(&b);

@@ -50,6 +50,7 @@ struct cs_stream {
     cs_stream *prev, *next;
     cs_auth *auth;
     char site[33];
+    const cstack_schema *view; /* the device's older schema, or NULL */
     uint64_t conn; /* the guard's id of its connection; 0 until set */
     /* Hub thread only. */
     int64_t cursor;
@@ -121,7 +122,7 @@ static int unlink_locked(cs_hub *h, cs_stream *s)
 }
 
 int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since,
-                   const cs_srv_pos *pos, cs_stream **out)
+                   const cs_srv_pos *pos, const cstack_schema *view, cs_stream **out)
 {
     *out = NULL;
     cs_stream *s = calloc(1, sizeof *s);
@@ -135,6 +136,7 @@ int cs_stream_open(cs_hub *h, cs_auth *auth, const char *site, int64_t since,
     s->auth = auth;
     snprintf(s->site, sizeof s->site, "%s", site ? site : "");
     s->cursor = since;
+    s->view = view;
     if (pos)
         s->pos = *pos;
     s->fresh = true;
@@ -345,7 +347,8 @@ static void feed(cs_hub *h, round_item *it, size_t n, int64_t lag_from, bool *ag
                                     .site = s->site,
                                     .since = s->cursor,
                                     .want_changes = true,
-                                    .want_checksum = it[i].checkpoint};
+                                    .want_checksum = it[i].checkpoint,
+                                    .view = s->view};
             reqs[i].pos = s->pos;
             reqs[i].page_rows = srv->cfg.pull_page_rows;
             reqs[i].page_bytes = srv->cfg.pull_page_bytes;

@@ -492,8 +492,11 @@ static int insert_rows(apply_ctx *a, batch *b, size_t n, bool *inserted)
         for (size_t f = 0; f < m->nfields; f++) {
             if (!cs_field_is_column(&m->fields[f]))
                 continue;
+            cs_cs_value def;
             if (cur.present[f])
                 cs_cs_bind(st, base + (int)f, &cur.vals[f]);
+            else if (cs_cs_default(&m->fields[f], &def))
+                cs_cs_bind(st, base + (int)f, &def); /* a column the writer did not have */
             else
                 sqlite3_bind_null(st, base + (int)f);
         }

@@ -252,6 +252,26 @@ void cs_cs_value_from_stmt(cs_cs_value *v, sqlite3_stmt *st, int col)
     }
 }
 
+bool cs_cs_default(const cs_field *f, cs_cs_value *v)
+{
+    memset(v, 0, sizeof *v);
+    if (f->def.kind != CS_DEF_LITERAL || !f->def.literal)
+        return false;
+    const char *lit = f->def.literal;
+    if (f->type == CS_T_INT || f->type == CS_T_BOOLEAN) {
+        v->type = SQLITE_INTEGER;
+        v->i = strtoll(lit, NULL, 10);
+    } else if (f->type == CS_T_FLOAT) {
+        v->type = SQLITE_FLOAT;
+        v->f = strtod(lit, NULL);
+    } else {
+        v->type = SQLITE_TEXT;
+        v->p = (const unsigned char *)lit;
+        v->n = strlen(lit);
+    }
+    return true;
+}
+
 int cs_cs_bind(sqlite3_stmt *st, int idx, const cs_cs_value *v)
 {
     switch (v->type) {

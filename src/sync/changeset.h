@@ -74,6 +74,12 @@ void cs_cs_value_from_stmt(cs_cs_value *v, sqlite3_stmt *st, int col);
 /* The same value as a cstack_value (borrowing its bytes), as the store's
  * API and cs_value_json take it. */
 cstack_value cs_cs_value_get(const cs_cs_value *v);
+/* The literal default of field f as it travels (its canonical storage
+ * form): false when f has none.  The bytes borrow from the schema.  A row
+ * that arrives without one of its columns (written by a replica that ran
+ * an older schema, or never written since a migration added the column)
+ * takes this value, as a local insert would. */
+bool cs_cs_default(const cs_field *f, cs_cs_value *v);
 /* Binds a value. */
 int cs_cs_bind(sqlite3_stmt *st, int idx, const cs_cs_value *v);
 int cs_cs_read_value(cs_reader *r, cs_cs_value *v);

@@ -142,8 +142,14 @@ static int run_fixed(apply_ctx *a, const cs_arow *r, cs_row_fixed kind, bool fie
         return rc;
     for (size_t f = 0; fields && f < m->nfields; f++) {
         /* UPDATE_ALL sets no key column; its parameter is simply unused. */
+        /* A column absent from a new row (its writer ran an older schema)
+         * takes its default, as a local insert would. */
+        cs_cs_value def;
         if (cs_field_is_column(&m->fields[f]))
-            cs_cs_bind(st, (int)f + 1, r->present[f] ? &r->vals[f] : &null_value);
+            cs_cs_bind(st, (int)f + 1,
+                       r->present[f]                        ? &r->vals[f]
+                       : cs_cs_default(&m->fields[f], &def) ? &def
+                                                            : &null_value);
     }
     for (size_t p = 0; key && p < m->npk; p++)
         cs_cs_bind(st, cs_rowsql_key_param(m, p), &r->vals[m->pk[p]]);

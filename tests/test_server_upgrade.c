@@ -1,0 +1,354 @@
+#define _GNU_SOURCE /* memmem */
+/* Rolling schema upgrades through one sync server (docs/sync.md, "Rolling
+ * upgrades"): devices on v1 and v2 of a schema sync through a v2 server,
+ * a v1 device upgrades to v2, a v3 device waits for the server. */
+#include "server_support.h"
+
+#define V1_NOTE                                                                                    \
+    "  id      String  @id\n"                                                                       \
+    "  ownerId String\n"                                                                            \
+    "  title   String\n"                                                                            \
+    "  status  Status  @default(OPEN)\n"                                                            \
+    "  @@allow('all', ownerId == auth().id)\n"
+
+#define V1                                                                                         \
+    "auth User { id String  role String }\n"                                                        \
+    "enum Status { OPEN DONE }\n"                                                                   \
+    "model Note {\n" V1_NOTE "}\n"
+
+/* v2: an optional field, a required field with a default, an enum member
+ * and a model. */
+#define TAG                                                                                        \
+    "model Tag {\n"                                                                                 \
+    "  id      String  @id\n"                                                                       \
+    "  ownerId String\n"                                                                            \
+    "  label   String\n"                                                                            \
+    "  @@allow('all', ownerId == auth().id)\n"                                                      \
+    "}\n"
+
+#define V2_HEAD                                                                                    \
+    "auth User { id String  role String }\n"                                                        \
+    "enum Status { OPEN DONE ARCHIVED }\n"                                                          \
+    "model Note {\n" V1_NOTE "  body    String?\n"                                                  \
+    "  rank    Int     @default(3)\n"
+
+/* The new model comes after the old ones: see docs/sync.md, "Rolling
+ * upgrades" (a write captured under the old schema and not yet folded
+ * names its model by index). */
+#define V2 V2_HEAD "}\n" TAG
+#define V3 V2_HEAD "  pinned  Boolean?\n}\n" TAG
+
+typedef struct udev {
+    cstack *db;
+    char path[600];
+    char *token;
+    cstack_sync_status st;
+} udev;
+
+static void udev_bootstrap(udev *d, const char *schema)
+{
+    cstack_schema *s = t_schema(schema);
+    cr_assert_eq(cstack_open(s, d->path, NULL, &d->db), 0);
+    cstack_schema_free(s);
+    cr_assert_eq(cstack_bootstrap(d->db, NULL), 0, "bootstrap: %s", cstack_errmsg(d->db));
+}
+
+static udev udev_open(const char *schema, const char *name, const char *sub)
+{
+    udev d = {0};
+    snprintf(d.path, sizeof d.path, "%s/%s.db", dir, name);
+    udev_bootstrap(&d, schema);
+    d.token = mint(sub, "user", (int64_t)time(NULL), 3600);
+    return d;
+}
+
+/* The app was updated: the same file, bootstrapped with the new schema. */
+static void udev_upgrade(udev *d, const char *schema)
+{
+    cstack_close(d->db);
+    udev_bootstrap(d, schema);
+}
+
+static void udev_free(udev *d)
+{
+    cstack_close(d->db);
+    free(d->token);
+}
+
+static int udev_sync(udev *d)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", cstack_server_port(srv));
+    cstack_sync_options o = {.url = url, .token = d->token, .retry_min_ms = 10};
+    memset(&d->st, 0, sizeof d->st);
+    return cstack_sync_run_once(d->db, &o, NULL, NULL, &d->st);
+}
+
+/* Syncs and asserts that it went through and that the state matches the
+ * server's checkpoint (no divergence reported). */
+static void synced(udev *d, const char *name)
+{
+    int rc = udev_sync(d);
+    cr_assert_eq(rc, 0, "%s sync: %s: %s", name, cstack_errname(rc), d->st.last_error);
+    cr_assert_eq(d->st.checksum_ok, 1, "%s reports divergence: %s", name, d->st.last_error);
+}
+
+static void put(udev *d, const char *model, const char *id, cstack_field_value *f, size_t n)
+{
+    cstack_field_value key[] = {{"id", cstack_v_text(id)}};
+    cstack_data where = {key, 1}, data = {f, n};
+    cstack_row *row = NULL;
+    int rc = cstack_find_unique(d->db, model, &where, NULL, 0, &row);
+    cr_assert_eq(rc, 0);
+    rc = row ? cstack_update(d->db, model, &where, &data, NULL)
+             : cstack_create(d->db, model, &data, NULL);
+    cstack_row_free(row);
+    cr_assert_eq(rc, 0, "%s %s: %s", model, id, cstack_errmsg(d->db));
+}
+
+/* The JSON of one row, "" when absent (freed by the caller). */
+static char *row_of(udev *d, const char *model, const char *id)
+{
+    cstack_field_value key[] = {{"id", cstack_v_text(id)}};
+    cstack_data where = {key, 1};
+    cstack_row *row = NULL;
+    cr_assert_eq(cstack_find_unique(d->db, model, &where, NULL, 0, &row), 0);
+    char *json = row ? cstack_row_json(row) : strdup("");
+    cstack_row_free(row);
+    return json;
+}
+
+static void assert_row(udev *d, const char *model, const char *id, const char *want)
+{
+    char *got = row_of(d, model, id);
+    cr_assert_str_eq(got, want, "%s %s", model, id);
+    cstack_free(got);
+}
+
+static void serve(const char *schema)
+{
+    start_opts(schema, "server.db", 0);
+}
+
+static void fini_all(void)
+{
+    fini();
+}
+
+TestSuite(upgrade, .fini = fini_all, .timeout = 60);
+
+Test(upgrade, v1_and_v2_devices_sync_through_a_v2_server_and_v1_edits_keep_v2_only_values)
+{
+    serve(V1);
+    udev a = udev_open(V1, "a", "alice");
+    put(&a, "Note", "n1",
+        (cstack_field_value[]){{"id", cstack_v_text("n1")},
+                               {"ownerId", cstack_v_text("alice")},
+                               {"title", cstack_v_text("first")}},
+        3);
+    synced(&a, "v1 device on the v1 server");
+    stop();
+    serve(V2);
+    udev b = udev_open(V2, "b", "alice");
+    synced(&b, "v2 device");
+    assert_row(&b, "Note", "n1",
+               "{\"id\":\"n1\",\"ownerId\":\"alice\",\"title\":\"first\",\"status\":\"OPEN\","
+               "\"body\":null,\"rank\":3}");
+    /* v2-only values: a body, a rank, an enum member v1 does not know, a
+     * row of a model v1 does not have. */
+    put(&b, "Note", "n1",
+        (cstack_field_value[]){{"body", cstack_v_text("v2 text")},
+                               {"rank", cstack_v_int(7)},
+                               {"status", cstack_v_text("ARCHIVED")}},
+        3);
+    put(&b, "Tag", "t1",
+        (cstack_field_value[]){{"id", cstack_v_text("t1")},
+                               {"ownerId", cstack_v_text("alice")},
+                               {"label", cstack_v_text("red")}},
+        3);
+    synced(&b, "v2 device pushing");
+    /* The v1 device keeps syncing: its projection (the unknown member is
+     * the field's default) and no divergence. */
+    synced(&a, "v1 device on the v2 server");
+    cr_assert(a.st.schema_behind, "the status says the server runs a newer schema");
+    cr_assert_str_eq(a.st.schema_server, hash);
+    assert_row(&a, "Note", "n1",
+               "{\"id\":\"n1\",\"ownerId\":\"alice\",\"title\":\"first\",\"status\":\"OPEN\"}");
+    /* Its edits (an update and a new row) merge without erasing v2 values. */
+    put(&a, "Note", "n1", (cstack_field_value[]){{"title", cstack_v_text("renamed by v1")}}, 1);
+    put(&a, "Note", "n2",
+        (cstack_field_value[]){{"id", cstack_v_text("n2")},
+                               {"ownerId", cstack_v_text("alice")},
+                               {"title", cstack_v_text("made on v1")}},
+        3);
+    synced(&a, "v1 device pushing");
+    synced(&b, "v2 device pulling");
+    assert_row(&b, "Note", "n1",
+               "{\"id\":\"n1\",\"ownerId\":\"alice\",\"title\":\"renamed by v1\","
+               "\"status\":\"ARCHIVED\",\"body\":\"v2 text\",\"rank\":7}");
+    assert_row(&b, "Note", "n2",
+               "{\"id\":\"n2\",\"ownerId\":\"alice\",\"title\":\"made on v1\",\"status\":\"OPEN\","
+               "\"body\":null,\"rank\":3}");
+    cr_assert(!b.st.schema_behind);
+    synced(&a, "v1 device, again");
+    udev_free(&a);
+    udev_free(&b);
+}
+
+Test(upgrade, a_v1_device_that_upgrades_ends_equal_to_a_fresh_v2_device_and_keeps_its_queue)
+{
+    serve(V1);
+    udev a = udev_open(V1, "a", "alice");
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "n%d", i);
+        put(&a, "Note", id,
+            (cstack_field_value[]){{"id", cstack_v_text(id)},
+                                   {"ownerId", cstack_v_text("alice")},
+                                   {"title", cstack_v_text("t")}},
+            3);
+    }
+    synced(&a, "v1 device");
+    stop();
+    serve(V2);
+    udev b = udev_open(V2, "b", "alice");
+    synced(&b, "v2 device");
+    put(&b, "Note", "n1",
+        (cstack_field_value[]){{"body", cstack_v_text("only v2 knows")},
+                               {"status", cstack_v_text("ARCHIVED")}},
+        2);
+    put(&b, "Tag", "t1",
+        (cstack_field_value[]){{"id", cstack_v_text("t1")},
+                               {"ownerId", cstack_v_text("alice")},
+                               {"label", cstack_v_text("red")}},
+        3);
+    synced(&b, "v2 device pushing");
+    synced(&a, "v1 device pulling the projection");
+    /* An offline write under v1, then the app update. */
+    put(&a, "Note", "n2", (cstack_field_value[]){{"title", cstack_v_text("offline on v1")}}, 1);
+    udev_upgrade(&a, V2);
+    int64_t pending = 0;
+    cr_assert_eq(cstack_upload_pending(a.db, &pending), 0);
+    cr_assert_gt(pending, 0, "the write made under v1 is still queued after the upgrade");
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(a.db, &tx), 0);
+    cr_assert(tx && strstr(cstack_upload_tx_json(tx), "offline on v1"), "%s",
+              tx ? cstack_upload_tx_json(tx) : "nothing queued");
+    cstack_upload_tx_free(tx);
+    synced(&a, "upgraded device");
+    cr_assert(!a.st.schema_behind);
+    assert_row(&a, "Note", "n1",
+               "{\"id\":\"n1\",\"ownerId\":\"alice\",\"title\":\"t\",\"status\":\"ARCHIVED\","
+               "\"body\":\"only v2 knows\",\"rank\":3}");
+    synced(&b, "v2 device pulling the offline write");
+    udev fresh = udev_open(V2, "fresh", "alice");
+    synced(&fresh, "fresh v2 device");
+    char *got = ts_dump(a.db), *want = ts_dump(fresh.db), *other = ts_dump(b.db);
+    cr_assert_str_eq(got, want, "the upgraded device equals a fresh v2 device:\n%s\nfresh:\n%s", got,
+                     want);
+    cr_assert_str_eq(other, want);
+    cr_assert(strstr(want, "offline on v1"), "the write queued under v1 reached the server");
+    free(got);
+    free(want);
+    free(other);
+    udev_free(&a);
+    udev_free(&b);
+    udev_free(&fresh);
+}
+
+Test(upgrade, the_upgrade_pull_carries_only_what_the_old_schema_lacked)
+{
+    serve(V1);
+    udev a = udev_open(V1, "a", "alice");
+    for (int i = 0; i < 20; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "n%02d", i);
+        put(&a, "Note", id,
+            (cstack_field_value[]){{"id", cstack_v_text(id)},
+                                   {"ownerId", cstack_v_text("alice")},
+                                   {"title", cstack_v_text("a title long enough to count")}},
+            3);
+    }
+    synced(&a, "v1 device");
+    stop();
+    serve(V2);
+    udev b = udev_open(V2, "b", "alice");
+    synced(&b, "v2 device");
+    put(&b, "Note", "n03", (cstack_field_value[]){{"body", cstack_v_text("new")}}, 1);
+    synced(&b, "v2 device pushing");
+    /* The wire: a pull naming the old schema sends one row (n03's body),
+     * a plain pull from 0 all twenty. */
+    char auth[4096], schema[128], site[64];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", a.token);
+    snprintf(schema, sizeof schema, "X-Cstack-Schema: %s", hash);
+    snprintf(site, sizeof site, "X-Cstack-Site: %s", cstack_sync_site_id(a.db));
+    const char *h[] = {auth, schema, site, NULL};
+    cstack_schema *v1 = t_schema(V1);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/pull?since=0&upgrade_from=%s", cstack_schema_hash(v1));
+    res up = http("GET", path, h, NULL, 0);
+    res all = http("GET", "/v1/pull?since=0&echoes=1", h, NULL, 0);
+    cr_assert_eq(up.status, 200, "%s", up.body ? up.body : "");
+    cr_assert_eq(all.status, 200);
+    fprintf(stderr, "upgrade pull: %zu bytes; full pull: %zu bytes\n", up.len, all.len);
+    cr_assert_lt(up.len * 4, all.len, "the upgrade pull is a fraction of a full one");
+    cr_assert(memmem(up.body, up.len, "new", 3));
+    cr_assert_null(memmem(up.body, up.len, "a title long", 12), "no unchanged column");
+    res_free(&up);
+    res_free(&all);
+    res bad = http("GET", "/v1/pull?since=0&upgrade_from=00ff", h, NULL, 0);
+    assert_err(&bad, 400, "unknown_schema", "never ran", "upgrade_from an unknown schema");
+    res_free(&bad);
+    cstack_schema_free(v1);
+    udev_free(&a);
+    udev_free(&b);
+}
+
+Test(upgrade, a_v3_device_waits_for_a_v2_server_then_syncs_once_it_is_migrated)
+{
+    serve(V2);
+    udev c = udev_open(V2, "c", "alice");
+    synced(&c, "v2 device");
+    udev_upgrade(&c, V3);
+    put(&c, "Note", "n1",
+        (cstack_field_value[]){{"id", cstack_v_text("n1")},
+                               {"ownerId", cstack_v_text("alice")},
+                               {"title", cstack_v_text("made on v3")},
+                               {"pinned", cstack_v_bool(true)}},
+        4);
+    int rc = udev_sync(&c);
+    cr_assert_eq(rc, CSTACK_EMISMATCH, "%s", cstack_errname(rc));
+    cr_assert(c.st.schema_mismatch && c.st.schema_ahead, "ahead: %s", c.st.last_error);
+    cr_assert(contains_ci(c.st.last_error, "the server runs an older schema"), "%s",
+              c.st.last_error);
+    cr_assert(contains_ci(c.st.last_error, "writes stay queued until it is migrated"));
+    int64_t pending = 0;
+    cr_assert_eq(cstack_upload_pending(c.db, &pending), 0);
+    cr_assert_eq(pending, 1, "the write waits in the queue");
+    /* The server is migrated (as `cstack serve` with the new schema does). */
+    stop();
+    serve(V3);
+    synced(&c, "v3 device on the v3 server");
+    cr_assert(!c.st.schema_ahead && !c.st.schema_mismatch);
+    udev fresh = udev_open(V3, "fresh", "alice");
+    synced(&fresh, "fresh v3 device");
+    assert_row(&fresh, "Note", "n1",
+               "{\"id\":\"n1\",\"ownerId\":\"alice\",\"title\":\"made on v3\",\"status\":\"OPEN\","
+               "\"body\":null,\"rank\":3,\"pinned\":true}");
+    udev_free(&c);
+    udev_free(&fresh);
+}
+
+Test(upgrade, a_schema_the_server_never_ran_is_a_409_naming_both)
+{
+    serve(V2);
+    udev x = udev_open("auth User { id String  role String }\n"
+                       "model Note { id String @id\n ownerId String\n"
+                       " @@allow('all', ownerId == auth().id) }\n",
+                       "x", "alice");
+    int rc = udev_sync(&x);
+    cr_assert_eq(rc, CSTACK_EMISMATCH);
+    cr_assert(x.st.schema_mismatch && !x.st.schema_ahead);
+    cr_assert_str_eq(x.st.schema_server, hash);
+    udev_free(&x);
+}
