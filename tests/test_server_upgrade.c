@@ -2,6 +2,8 @@
 /* Rolling schema upgrades through one sync server (docs/sync.md, "Rolling
  * upgrades"): devices on v1 and v2 of a schema sync through a v2 server,
  * a v1 device upgrades to v2, a v3 device waits for the server. */
+#include <sqlite3.h>
+
 #include "upgrade_support.h"
 
 TestSuite(upgrade, .fini = fini, .timeout = 60);
@@ -267,4 +269,47 @@ Test(upgrade, a_v1_device_streaming_from_a_v2_server_gets_its_projection_and_equ
     cstack_free(got);
     udev_free(&a);
     udev_free(&b);
+}
+
+static int count_version_tables(sqlite3 *conn, void *ctx)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn,
+                                "SELECT count(*) FROM sqlite_master WHERE name = "
+                                "'_cstack_srv_schemas'",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        *(int *)ctx = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+Test(upgrade, cstack_migrate_records_a_version_only_in_a_server_database)
+{
+    serve(V1);
+    stop();
+    /* What `cstack migrate --schema v2 --db server.db` does after migrating. */
+    udev s = {0};
+    snprintf(s.path, sizeof s.path, "%s/server.db", dir);
+    udev_bootstrap(&s, V2);
+    int recorded = -1;
+    cr_assert_eq(cstack_server_record_schema(s.db, &recorded), 0, "%s", cstack_errmsg(s.db));
+    cr_assert_eq(recorded, 1);
+    cr_assert_eq(cstack_server_record_schema(s.db, &recorded), 0);
+    cr_assert_eq(recorded, 0, "a version is recorded once");
+    cstack_close(s.db);
+    /* A device's database is left alone. */
+    udev d = udev_open(V2, "device", "alice");
+    cr_assert_eq(cstack_server_record_schema(d.db, &recorded), 0);
+    cr_assert_eq(recorded, 0);
+    int tables = -1;
+    cr_assert_eq(cstack_with_sqlite(d.db, count_version_tables, &tables), 0);
+    cr_assert_eq(tables, 0, "no server table in a device's database");
+    udev_free(&d);
+    /* The migrated server serves v1 devices. */
+    serve(V2);
+    udev a = udev_open(V1, "a", "alice");
+    synced(&a, "v1 device on the migrated server");
+    cr_assert(a.st.schema_behind);
+    udev_free(&a);
 }
