@@ -29,17 +29,16 @@
     "  @@allow('all', ownerId == auth().id)\n"                                                      \
     "}\n"
 
+/* The new model is declared before the old one: a write captured under v1
+ * names its model by index, and must keep it across the update. */
 #define V2_HEAD                                                                                    \
     "auth User { id String  role String }\n"                                                        \
-    "enum Status { OPEN DONE ARCHIVED }\n"                                                          \
+    "enum Status { OPEN DONE ARCHIVED }\n" TAG                                                      \
     "model Note {\n" V1_NOTE "  body    String?\n"                                                  \
     "  rank    Int     @default(3)\n"
 
-/* The new model comes after the old ones: see docs/sync.md, "Rolling
- * upgrades" (a write captured under the old schema and not yet folded
- * names its model by index). */
-#define V2 V2_HEAD "}\n" TAG
-#define V3 V2_HEAD "  pinned  Boolean?\n}\n" TAG
+#define V2 V2_HEAD "}\n"
+#define V3 V2_HEAD "  pinned  Boolean?\n}\n"
 
 typedef struct udev {
     cstack *db;

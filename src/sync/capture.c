@@ -475,7 +475,13 @@ static int fold_payload(fold *f, const unsigned char *p, size_t len)
         uint64_t mi, nmask = 0;
         const unsigned char *opb, *mask = NULL;
         cs_cs_value pk[16];
-        if (cs_rd_varint(&r, &mi) || mi >= schema->nmodels || cs_rd_bytes(&r, 1, &opb) ||
+        if (cs_rd_varint(&r, &mi))
+            return cs_err(CSTACK_ESQLITE, "corrupt capture log");
+        if (f->s->log_models)
+            mi = mi < f->s->nlog_models && f->s->log_models[mi] >= 0
+                     ? (uint64_t)f->s->log_models[mi]
+                     : UINT64_MAX;
+        if (mi >= schema->nmodels || cs_rd_bytes(&r, 1, &opb) ||
             *opb < OP_INSERT || *opb > OP_DELETE || schema->models[mi].npk > 16)
             return cs_err(CSTACK_ESQLITE, "corrupt capture log");
         for (size_t i = 0; i < schema->models[mi].npk; i++)

@@ -132,6 +132,11 @@ typedef struct cs_sync {
      * _cstack_txlog just before it commits. */
     cs_buf captured;
     bool capture_failed;
+    /* While bootstrap folds a log written under the schema before a
+     * migration: that schema's model index -> this one's (-1: gone).  The
+     * log names models by index, and a new model may shift them. */
+    const int *log_models;
+    size_t nlog_models;
 } cs_sync;
 
 /* clock.c */

@@ -241,6 +241,50 @@ static int parked_reason_column(sqlite3 *conn)
     return rc;
 }
 
+/* The text of a _cstack_meta entry (malloc'd), NULL when absent. */
+static char *meta_text(sqlite3 *conn, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    if (sqlite3_prepare_v2(conn, "SELECT value FROM _cstack_meta WHERE key = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            out = cs_strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* Folds what an earlier process captured.  Bootstrap runs after a migration
+ * and before the new schema is recorded, so _cstack_meta still names the
+ * schema the log was written under: its model indexes are mapped by name
+ * (pending writes made before an app update keep their columns). */
+static int fold_old_log(cs_sync *s, sqlite3 *conn)
+{
+    char *hash = meta_text(conn, "schema_hash"), *src = meta_text(conn, "schema_source");
+    cstack_schema *old = NULL;
+    if (hash && src && strcmp(hash, s->schema->hash) != 0) {
+        cstack_diags *d = NULL;
+        if (cstack_schema_parse("(stored schema)", src, strlen(src), &old, &d) != 0)
+            old = NULL;
+        cstack_diags_free(d);
+    }
+    free(hash);
+    free(src);
+    int *map = old ? calloc(old->nmodels ? old->nmodels : 1, sizeof *map) : NULL;
+    for (size_t i = 0; map && i < old->nmodels; i++)
+        map[i] = cs_model_find(s->schema, old->models[i].name);
+    s->log_models = map;
+    s->nlog_models = map ? old->nmodels : 0;
+    int rc = old && !map ? cs_err(CSTACK_ENOMEM, "out of memory") : cs_sync_materialize(s);
+    s->log_models = NULL;
+    s->nlog_models = 0;
+    free(map);
+    cstack_schema_free(old);
+    return rc;
+}
+
 int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
 {
     cs_sync *s = ctx;
@@ -280,7 +324,7 @@ int cs_sync_bootstrap(void *ctx, cstack *db, cs_buf *report)
     /* Transactions an earlier process captured but never folded are tracked
      * already: fold them first, or the backfill below would take their rows
      * for untracked ones and re-record them all as one new transaction. */
-    int err = cs_sync_materialize(s);
+    int err = fold_old_log(s, conn);
     for (size_t i = 0; !err && i < s->nmodels; i++)
         if (s->models[i].synced)
             err = cs_sync_backfill(s, (int)i);
