@@ -28,6 +28,8 @@
  *   _cstack_srv_sent(site, model, pk, present, at) what each device holds
  *   _cstack_srv_sites(site, sub, first_seen, last_seen) the user owning each
  *                                                  device (store_sqlite_sites.c)
+ *   _cstack_srv_schemas(ord, hash, source, adopted_at) every schema this store
+ *                                                  has run (schemas.c)
  */
 #include <pthread.h>
 #include <stdio.h>
