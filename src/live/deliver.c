@@ -118,7 +118,7 @@ int cs_live_run(cs_live *l, int *next_ms)
             l->current = w;
             n += run_one(l, w);
             l->current = NULL;
-            if (w->stopped)
+            if (w->orphan)
                 cs_live_unlink(l, w);
             LIVE_SIGNAL(l); /* a stop may wait for w */
             now = cs_mono_ms();
@@ -166,6 +166,7 @@ void cstack_watch_stop(cstack_watch *w)
     LIVE_LOCK(l);
     w->stopped = true;
     if (in_callback == w) {
+        w->orphan = true;
         LIVE_UNLOCK(l); /* the runner frees it when the callback returns */
         return;
     }

@@ -44,7 +44,8 @@ struct cstack_watch {
     /* Scheduling, under mu. */
     bool ready;         /* its first run is done: a runner may pick it */
     bool dirty;         /* a commit may have changed the result */
-    bool stopped;       /* cstack_watch_stop ran; free once not current */
+    bool stopped;       /* cstack_watch_stop ran: never called again */
+    bool orphan;        /* stopped from its own callback: the runner frees it */
     int64_t last_run;   /* monotonic ms of the last run */
     char *first;        /* the first response, until delivered (owned) */
     size_t first_len;

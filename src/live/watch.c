@@ -153,10 +153,11 @@ static int check_kind(const char *request, size_t len)
               : 0;
 }
 
-/* The first run: the response and the tables it read. */
-static int first_run(cstack *db, cstack_watch *w)
+/* The first run: the response, and in *deps the tables it read (kept
+ * apart from w until the run is over: commits read w's tables meanwhile). */
+static int first_run(cstack *db, cstack_watch *w, cstack_watch *deps)
 {
-    cs_store_record_reads(add_table, w);
+    cs_store_record_reads(add_table, deps);
     int rc = cstack_envelope_call(db, w->request, w->len, &w->first, &w->first_len);
     cs_store_record_reads(NULL, NULL);
     if (rc)
@@ -196,15 +197,20 @@ int cstack_watch_envelope(cstack *db, const char *request, size_t len, int throt
         watch_free(w);
         return cs_err(CSTACK_ENOMEM, "watch: cannot start live queries");
     }
-    /* Linked before the first run so a commit racing with it marks it. */
+    /* Linked before the first run so a commit racing with it marks it
+     * (every commit does while its tables are not known yet). */
     w->live = l;
     w->last_run = cs_mono_ms();
     LIVE_LOCK(l);
     w->next = l->head;
     l->head = w;
     LIVE_UNLOCK(l);
-    rc = first_run(db, w);
+    cstack_watch deps = {0};
+    rc = first_run(db, w, &deps);
     LIVE_LOCK(l);
+    w->tables = deps.tables;
+    w->ntables = deps.ntables;
+    w->any_table = deps.any_table;
     if (rc) {
         cs_live_unlink(l, w); /* never picked: not ready */
         LIVE_UNLOCK(l);
