@@ -412,3 +412,56 @@ Test(live, a_write_request_or_a_bad_query_is_refused_and_watches_nothing)
     cstack_watch_stop(NULL);
     coll_free(&c);
 }
+
+/* group_by (docs/envelope.md), the read kind added for watches. */
+static char *call_resp(const char *req)
+{
+    char *resp = NULL;
+    cr_assert_eq(cstack_envelope_call(db, req, strlen(req), &resp, NULL), 0);
+    return resp;
+}
+
+Test(live, group_by_groups_aggregates_and_orders_and_refuses_an_order_outside_by)
+{
+    call(db, "{\"model\":\"Account\",\"kind\":\"create\",\"payload\":{\"data\":"
+             "{\"id\":\"a2\",\"email\":\"bob@x.io\"}}}");
+    call(db, "{\"model\":\"Note\",\"kind\":\"create_many\",\"payload\":{\"data\":["
+             "{\"id\":\"1\",\"title\":\"x\",\"views\":2,\"ownerId\":\"a1\"},"
+             "{\"id\":\"2\",\"title\":\"y\",\"views\":5,\"ownerId\":\"a1\"},"
+             "{\"id\":\"3\",\"title\":\"x\",\"views\":7,\"ownerId\":\"a2\"}]}}");
+    char *r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"ownerId\"],"
+                        "\"_count\":true,\"_sum\":[\"views\"],\"_max\":[\"title\"],"
+                        "\"orderBy\":[{\"field\":\"ownerId\",\"direction\":\"desc\"}]}}");
+    cr_assert_str_eq(r, "{\"status\":\"ok\",\"data\":["
+                        "{\"ownerId\":\"a2\",\"_count\":1,\"_sum\":{\"views\":7},\"_max\":{\"title\":\"x\"}},"
+                        "{\"ownerId\":\"a1\",\"_count\":2,\"_sum\":{\"views\":7},\"_max\":{\"title\":\"y\"}}]}");
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"title\",\"ownerId\"],"
+                  "\"where\":{\"views\":{\"gt\":2}}}}");
+    cr_assert_str_eq(r, "{\"status\":\"ok\",\"data\":[{\"title\":\"x\",\"ownerId\":\"a2\"},"
+                        "{\"title\":\"y\",\"ownerId\":\"a1\"}]}");
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"title\"],"
+                  "\"orderBy\":{\"field\":\"views\"}}}");
+    cr_assert_not_null(strstr(r, "not one of the by fields"), "%s", r);
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"_count\":true}}");
+    cr_assert_not_null(strstr(r, "missing 'by'"), "%s", r);
+    cstack_free(r);
+}
+
+Test(live, a_group_by_watch_delivers_when_a_group_changes)
+{
+    collector c;
+    coll_init(&c);
+    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":"
+                            "{\"by\":[\"title\"],\"_count\":true}}",
+                            0, &c);
+    expect(&c, 1, "\"data\":[]");
+    create_note(db, "n1", "t");
+    expect(&c, 2, "[{\"title\":\"t\",\"_count\":1}]");
+    create_note(db, "n2", "t");
+    expect(&c, 3, "[{\"title\":\"t\",\"_count\":2}]");
+    cstack_watch_stop(w);
+    coll_free(&c);
+}
