@@ -242,6 +242,7 @@ void cstack_close(cstack *db)
         db->live->destroy(live);
         db->live_ctx = NULL; /* the extension's last writes report to no one */
         db->live = NULL;
+        sqlite3_update_hook(db->writer.db, NULL, NULL);
     }
     cs_changes_free(db);
     if (db->ext && db->ext->destroy)
