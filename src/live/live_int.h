@@ -38,9 +38,8 @@ struct cstack_watch {
     int throttle_ms;
     cstack_watch_cb cb;
     void *ctx;
-    char **tables;      /* the tables the query reads, owned */
-    size_t ntables;
-    bool any_table;     /* dependencies unknown: every commit counts */
+    uint64_t deps;      /* the tables it reads: bit i is live->tables[i] (all
+                           bits when unknown); set once its first run is done */
     /* Scheduling, under mu. */
     bool ready;         /* its first run is done: a runner may pick it */
     bool dirty;         /* a commit may have changed the result */
@@ -60,6 +59,8 @@ struct cs_live {
     pthread_t thread;
     bool has_thread;
 #endif
+    char *tables[64];      /* the tables watches read, named once (owned) */
+    int ntables;
     cstack_watch *head;
     cstack_watch *current; /* the watch a runner is running (do not free) */
     bool running;          /* a runner (thread or pump) is active */
