@@ -490,3 +490,42 @@ Test(limits, a_pull_is_answered_while_a_push_waits_inside_its_merge)
     dev_free(&alice);
     dev_free(&bob);
 }
+
+Test(limits, a_push_with_another_users_site_is_refused_while_a_push_waits_inside_its_merge)
+{
+    start_limited((cstack_server_config){0});
+    dev alice = device(SCHEMA, "alice"), mallory = device(SCHEMA, "mallory");
+    note(&alice, "n1", "alice", "hello");
+    push_all(&alice); /* alice's site is hers */
+    char path[700];
+    snprintf(path, sizeof path, "%s/limits.db", dir);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    note(&alice, "n2", "alice", "again");
+    pending_push p = {.d = &alice};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, push_main, &p), 0);
+    usleep(500 * 1000);
+    /* Mallory pushes under alice's site id. */
+    note(&mallory, "m1", "mallory", "mine");
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(mallory.db, &tx), 0);
+    size_t len = 0;
+    const void *cs = cstack_upload_tx_changeset(tx, &len);
+    char bh[160];
+    snprintf(bh, sizeof bh, "X-Cstack-Batch: %s:77", cstack_sync_site_id(alice.db));
+    const char *h[] = {mallory.auth, mallory.schema, alice.site, bh, NULL};
+    res r = http("POST", "/v1/push", h, cs, len);
+    bool push_was_waiting = !p.done;
+    sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(other);
+    pthread_join(th, NULL);
+    cstack_upload_tx_free(tx);
+    assert_err(&r, 403, "forbidden", "belongs to another user", "mallory's push");
+    res_free(&r);
+    cr_assert(push_was_waiting, "the refusal came only after alice's push");
+    cr_assert_eq(p.status, 200, "alice's push goes through once the lock is free");
+    dev_free(&alice);
+    dev_free(&mallory);
+}
