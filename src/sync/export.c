@@ -26,17 +26,21 @@
 #include "sync/parked.h"
 #include "value/value.h"
 
-/* The site ids of a read snapshot: a filtered export reads its own copy,
- * since merges on the write connection grow the runtime's cache meanwhile. */
+/* The site ids of a read snapshot: a filtered export reads its own, since
+ * merges on the write connection change the runtime's cache meanwhile.
+ * Each is read on first use: a page meets few writers, the table may hold
+ * one per device. */
 typedef struct site_view {
-    unsigned char (*ids)[CS_SITE_LEN]; /* ordinal -> site id, owned */
-    size_t n;
+    cs_conn *c;
+    unsigned char (*ids)[CS_SITE_LEN]; /* by ordinal; owned */
+    bool *have;                        /* ids[i] was read */
+    size_t cap;
 } site_view;
 
 typedef struct scan {
     cs_sync *s;
     cs_conn *c;             /* the connection the scan reads */
-    const site_view *sv;    /* the snapshot's sites; NULL: the runtime's cache */
+    site_view *sv;          /* the snapshot's sites; NULL: the runtime's cache */
     const cs_model *m;
     const cs_sync_model *sm;
     int mi;
@@ -60,6 +64,74 @@ typedef struct range {
     int64_t upto;     /* entry.ver <= upto */
     bool local_only;
 } range;
+
+/* Makes room for ordinal `ord`. */
+static int site_view_grow(site_view *sv, uint64_t ord)
+{
+    if (ord < sv->cap)
+        return 0;
+    if (ord >= ((uint64_t)1 << 31))
+        return CSTACK_ERROR; /* no database holds that many sites */
+    size_t cap = sv->cap ? sv->cap : 16;
+    while (cap <= ord)
+        cap *= 2;
+    unsigned char(*ids)[CS_SITE_LEN] = realloc(sv->ids, cap * sizeof *ids);
+    if (ids)
+        sv->ids = ids;
+    bool *have = ids ? realloc(sv->have, cap * sizeof *have) : NULL;
+    if (!have)
+        return CSTACK_ENOMEM;
+    memset(have + sv->cap, 0, (cap - sv->cap) * sizeof *have);
+    sv->have = have;
+    sv->cap = cap;
+    return 0;
+}
+
+/* The site id of ordinal `ord` in the snapshot; NULL when there is none. */
+static const unsigned char *site_view_get(site_view *sv, uint64_t ord)
+{
+    if (ord < sv->cap && sv->have[ord])
+        return sv->ids[ord];
+    static const char sql[] = "SELECT site FROM _cstack_sites WHERE ord = ?";
+    sqlite3_stmt *st = cs_conn_prepare(sv->c, 0, sql, sizeof sql - 1);
+    if (!st)
+        return NULL;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ord);
+    const unsigned char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == CS_SITE_LEN &&
+        site_view_grow(sv, ord) == 0) {
+        memcpy(sv->ids[ord], sqlite3_column_blob(st, 0), CS_SITE_LEN);
+        sv->have[ord] = true;
+        out = sv->ids[ord];
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+static void site_view_free(site_view *sv)
+{
+    free(sv->ids);
+    free(sv->have);
+}
+
+/* The ordinal of the reader's site in the snapshot, -1 when it never wrote
+ * there (ordinal 0 is this database's own site). */
+static int reader_ordinal(site_view *sv, const unsigned char *site, int64_t *ord)
+{
+    *ord = -1;
+    if (!site)
+        return 0;
+    static const char sql[] = "SELECT ord FROM _cstack_sites WHERE site = ?";
+    sqlite3_stmt *st = cs_conn_prepare(sv->c, 0, sql, sizeof sql - 1);
+    if (!st)
+        return cs_err_sqlite(NULL, sv->c->db, sqlite3_errcode(sv->c->db));
+    sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        *ord = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, sv->c->db, step);
+}
 
 static bool in_range(const range *rg, const cs_clk_entry *e)
 {
@@ -239,9 +311,8 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool skip_own, b
         }
         if ((rc = column_value(sc, k, &v, &have)) || !have)
             continue;
-        const unsigned char *site = !sc->sv             ? cs_site_id(sc->s, e->site)
-                                    : e->site < sc->sv->n ? sc->sv->ids[e->site]
-                                                          : NULL;
+        const unsigned char *site =
+            sc->sv ? site_view_get(sc->sv, e->site) : cs_site_id(sc->s, e->site);
         uint32_t idx;
         if (!site) {
             rc = CSTACK_ERROR;
@@ -358,44 +429,6 @@ static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
     return rc;
 }
 
-/* Loads the site ids the snapshot on c holds. */
-static int site_view_load(site_view *sv, cs_conn *c)
-{
-    static const char sql[] = "SELECT ord, site FROM _cstack_sites ORDER BY ord";
-    sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
-    if (!st)
-        return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
-    int step, rc = 0;
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_int64(st, 0) != (int64_t)sv->n ||
-            sqlite3_column_bytes(st, 1) != CS_SITE_LEN) {
-            rc = cs_err(CSTACK_ESQLITE, "corrupt site table");
-            break;
-        }
-        unsigned char(*p)[CS_SITE_LEN] = realloc(sv->ids, (sv->n + 1) * sizeof *p);
-        if (!p) {
-            rc = cs_err(CSTACK_ENOMEM, "out of memory");
-            break;
-        }
-        sv->ids = p;
-        memcpy(sv->ids[sv->n++], sqlite3_column_blob(st, 1), CS_SITE_LEN);
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = cs_err_sqlite(NULL, c->db, step);
-    sqlite3_reset(st);
-    return rc;
-}
-
-/* The ordinal of the reader's site in the snapshot, -1 when it never wrote
- * there. */
-static int64_t reader_ordinal(const site_view *sv, const unsigned char *site)
-{
-    for (size_t i = 1; site && i < sv->n; i++)
-        if (memcmp(sv->ids[i], site, CS_SITE_LEN) == 0)
-            return (int64_t)i;
-    return -1;
-}
-
 /* Whether the page is full once the current row has been handled. */
 static bool page_full(const cs_export_page *pg, const cs_cs_writer *w)
 {
@@ -423,15 +456,15 @@ static bool page_mark(cs_export_page *pg, scan *sc)
 /* Walks the rows of every synced model past `after` (or past page->after)
  * in (version, model, key) order, merging the models' scans, until the page
  * is full. */
-static int walk_page(cs_sync *s, cs_conn *c, const site_view *sv, int64_t after,
+static int walk_page(cs_sync *s, cs_conn *c, site_view *sv, int64_t after,
                      cs_export_page *pg, void *extra_ctx, const cs_cs_writer *w, row_fn fn,
                      void *ctx)
 {
     scan *sc = calloc(s->nmodels ? s->nmodels : 1, sizeof *sc);
     if (!sc)
         return cs_err(CSTACK_ENOMEM, "out of memory");
-    int64_t reader = reader_ordinal(sv, pg->reader);
-    int rc = 0;
+    int64_t reader = -1;
+    int rc = reader_ordinal(sv, pg->reader, &reader);
     for (size_t mi = 0; mi < s->nmodels && !rc; mi++) {
         if (!s->models[mi].synced)
             continue;
@@ -577,8 +610,7 @@ int cs_changes_export_filtered(cstack *db, cs_conn *c, int64_t scan_from, int64_
     cs_sync *s = NULL;
     int64_t until = 0;
     int rc = cs_export_snapshot_version(db, c, &until);
-    site_view sv = {0};
-    rc = rc ? rc : site_view_load(&sv, c);
+    site_view sv = {.c = c};
     cs_export_page all = {0};
     cs_export_page *pg = page ? page : &all;
     filtered_ctx x = {.since = since, .filter = filter, .fctx = ctx, .page = pg};
@@ -590,7 +622,7 @@ int cs_changes_export_filtered(cstack *db, cs_conn *c, int64_t scan_from, int64_
     if (!rc && cursor)
         *cursor = until > since ? until : since;
     cs_cs_writer_free(&x.w);
-    free(sv.ids);
+    site_view_free(&sv);
     return rc;
 }
 
