@@ -17,10 +17,19 @@
  * server that drops rows is not fast).  The benchmark reports and never
  * fails on a slow machine (exit status 0 unless something errors).
  *
- * usage: bench_push [--clients N] [--batches B] [--rows R]   (--help)
+ * The last run measures pulls during a big push (issue 9, "pulls never wait
+ * behind a push's merge"): one client pushes one batch of about M MiB
+ * (default 60) while another user's device pulls in a loop; each pull's
+ * latency is compared with the same pulls on an idle server, measured just
+ * before in the same run (ratio p99 during / p99 idle).
+ *
+ * usage: bench_push [--clients N] [--batches B] [--rows R] [--during-push M]
+ *        (--help)
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +66,12 @@ typedef struct client {
     int port;
     const cstack_schema *schema;
     size_t nbatches, rows;
+    const char *name; /* each row's name; NULL: a short one */
+    bool refuse_last; /* the last row belongs to another user: the push gets 403 */
     batch *batches;
     char auth[1024], site[64], hash[96];
     double *lat_ms; /* one per batch */
+    _Atomic double uploaded_ms; /* when the last batch's body was all sent */
     int failed;
 } client;
 
@@ -91,9 +103,11 @@ static void make_batches(client *c)
         for (size_t r = 0; r < c->rows; r++) {
             char id[96];
             snprintf(id, sizeof id, "%s-%zu-%zu", user, b, r);
+            bool other = c->refuse_last && b + 1 == c->nbatches && r + 1 == c->rows;
             cstack_field_value f[COLS] = {{"id", cstack_v_text(id)},
-                                          {"ownerId", cstack_v_text(user)},
-                                          {"name", cstack_v_text("an item of the benchmark")},
+                                          {"ownerId", cstack_v_text(other ? "intruder" : user)},
+                                          {"name", cstack_v_text(c->name ? c->name
+                                                                         : "an item of the benchmark")},
                                           {"qty", cstack_v_int((int64_t)r)},
                                           {"score", cstack_v_float((double)r / 3.0)},
                                           {"active", cstack_v_bool((int)(r & 1))}};
@@ -136,6 +150,19 @@ static size_t sink(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* Notes when the whole body has been handed to the socket: the server
+ * merges from about then. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    client *c = ud;
+    if (ultotal > 0 && ulnow == ultotal && c->uploaded_ms == 0)
+        c->uploaded_ms = now_ms();
+    return 0;
+}
+
 static void *client_main(void *arg)
 {
     client *c = arg;
@@ -144,6 +171,9 @@ static void *client_main(void *arg)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/push", c->port);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     for (size_t b = 0; b < c->nbatches && !c->failed; b++) {
         char bh[128];
         snprintf(bh, sizeof bh, "X-Cstack-Batch: %s", c->batches[b].id);
@@ -163,7 +193,7 @@ static void *client_main(void *arg)
             c->failed = 1;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         c->lat_ms[b] = now_ms() - t0;
-        if (status != 200)
+        if (status != (c->refuse_last ? 403 : 200))
             c->failed = 1;
         curl_slist_free_all(hdr);
     }
@@ -193,10 +223,16 @@ static const char USAGE[] =
     "                and 16 clients and batches of 1, 100 and 1000 rows)\n"
     "  --batches B   batches per client (default 200)\n"
     "  --rows R      rows per batch (default 100)\n"
+    "  --during-push M  only the last run: another user's pulls, on an idle\n"
+    "                server and then while one batch of about M MiB is pushed\n"
+    "                and merged, then again with a batch refused (403) at its\n"
+    "                last row (default: 60, after the series)\n"
     "\n"
     "output: one line per run: column changes/s, rows/s, batches/s and the\n"
-    "p50 / p99 latency of one push.  Exit status 0, or 1 when a push failed,\n"
-    "the server lost rows or something else went wrong.\n";
+    "p50 / p99 latency of one push; for the last run the pulls' p50 / p99 / max\n"
+    "idle and during the push, and the ratio of the p99s.  Exit status 0, or 1\n"
+    "when a push or pull failed, the server lost rows or something else went\n"
+    "wrong.\n";
 
 static size_t arg_size(int argc, char **argv, const char *name, size_t def)
 {
@@ -288,6 +324,140 @@ static void run(const cstack_schema *schema, size_t nclients, size_t nbatches, s
         die("push", "a push did not get 200");
 }
 
+/* ---- pulls during a big push ---------------------------------------------- */
+
+typedef struct puller {
+    int port;
+    char auth[1024], hash[96], url[160];
+    atomic_int stop;
+    double start[4096], lat[4096]; /* each pull: start time and latency */
+    size_t n;
+    int failed;
+} puller;
+
+static void *puller_main(void *arg)
+{
+    puller *p = arg;
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdr = NULL;
+    hdr = curl_slist_append(hdr, p->auth);
+    hdr = curl_slist_append(hdr, p->hash);
+    hdr = curl_slist_append(hdr, "X-Cstack-Site: 0123456789abcdef0123456789abcdef");
+    curl_easy_setopt(h, CURLOPT_URL, p->url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    while (!p->stop && p->n < sizeof p->lat / sizeof p->lat[0]) {
+        long status = 0;
+        double t0 = now_ms();
+        if (curl_easy_perform(h) != CURLE_OK)
+            p->failed = 1;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        p->start[p->n] = t0;
+        p->lat[p->n++] = now_ms() - t0;
+        p->failed |= status != 200;
+        usleep(2000);
+    }
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* p50, p99 and max of the pulls that started in [from, to). */
+static size_t pull_stats(const puller *p, double from, double to, double out[3])
+{
+    double v[4096];
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->start[i] >= from && p->start[i] < to)
+            v[k++] = p->lat[i];
+    out[0] = out[1] = out[2] = 0;
+    if (k) {
+        qsort(v, k, sizeof *v, cmp_double);
+        out[0] = v[k / 2];
+        out[1] = v[(k * 99) / 100];
+        out[2] = v[k - 1];
+    }
+    return k;
+}
+
+/* Another user's device pulls in a loop, for a second on an idle server and
+ * then while one client pushes one batch of about `mib` MiB; `refused`: its
+ * last row is another user's, so the whole batch is refused (403) at the
+ * end of its merge. */
+static void run_during_push(const cstack_schema *schema, size_t mib, bool refused)
+{
+    char dir[] = "/tmp/cstack-bench-push-XXXXXX";
+    if (!mkdtemp(dir))
+        die("mkdtemp", "cannot create a temporary directory");
+    char db[600], err[1024];
+    snprintf(db, sizeof db, "%s/server.db", dir);
+    /* Small pages keep the pulls that follow the commit cheap: the figure is
+     * the wait, not the work. */
+    cstack_server_config cfg = {
+        .schema = schema, .db_path = db, .jwt_secret = SECRET, .pull_page_rows = 1000};
+    cstack_server *srv = NULL;
+    if (cstack_server_start(&cfg, &srv, err, sizeof err))
+        die("server", err);
+    char name[241];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    size_t rows = mib * 1024 * 1024 / 330;
+    client pusher = {.port = cstack_server_port(srv), .schema = schema, .nbatches = 1,
+                     .rows = rows, .name = name, .refuse_last = refused};
+    double lat_push = 0;
+    pusher.lat_ms = &lat_push;
+    make_batches(&pusher);
+    if (pusher.batches[0].len > 63u * 1024 * 1024)
+        die("batch", "larger than the server's 64 MiB push limit");
+    puller *p = calloc(1, sizeof *p);
+    p->port = pusher.port;
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d/v1/pull?since=0", p->port);
+    snprintf(p->hash, sizeof p->hash, "%s", pusher.hash);
+    char *tok = NULL;
+    const char *claims[] = {"role=user"};
+    if (cstack_server_mint_token(SECRET, "reader", claims, 1, (int64_t)time(NULL), 3600, &tok, err,
+                                 sizeof err))
+        die("token", err);
+    snprintf(p->auth, sizeof p->auth, "Authorization: Bearer %s", tok);
+    cstack_free(tok);
+    pthread_t tp, tc;
+    double idle0 = now_ms();
+    pthread_create(&tp, NULL, puller_main, p);
+    usleep(1000 * 1000);
+    double push0 = now_ms();
+    pthread_create(&tc, NULL, client_main, &pusher);
+    pthread_join(tc, NULL);
+    double push1 = now_ms();
+    p->stop = 1;
+    pthread_join(tp, NULL);
+    double idle[3], during[3];
+    size_t ni = pull_stats(p, idle0, push0, idle);
+    size_t nd = pull_stats(p, pusher.uploaded_ms ? pusher.uploaded_ms : push0, push1, during);
+    printf("  pulls during a%s push of %.1f MiB (%zu rows; upload %.2f s, merge to answer %.2f s):\n"
+           "    idle server        %4zu pulls  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n"
+           "    during the merge   %4zu pulls  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n"
+           "    ratio p99 during / idle: %.1fx%s\n",
+           refused ? " refused (403)" : "", (double)pusher.batches[0].len / (1024.0 * 1024.0), rows,
+           ((pusher.uploaded_ms ? pusher.uploaded_ms : push0) - push0) / 1e3,
+           (push1 - (pusher.uploaded_ms ? pusher.uploaded_ms : push0)) / 1e3, ni, idle[0], idle[1],
+           idle[2], nd, during[0], during[1], during[2], idle[1] > 0 ? during[1] / idle[1] : 0,
+           pusher.failed || p->failed ? "  (A PUSH OR A PULL FAILED)" : "");
+    fflush(stdout);
+    cstack_server_stop(srv);
+    int failed = pusher.failed || p->failed;
+    if (!failed)
+        check_server_rows(schema, db, refused ? 0 : (int64_t)rows);
+    free(pusher.batches[0].cs);
+    free(pusher.batches);
+    free(p);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_push: could not remove %s\n", dir);
+    if (failed)
+        die("pulls during a push", "a push did not get its status or a pull did not get 200");
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -298,12 +468,16 @@ int main(int argc, char **argv)
     size_t clients = arg_size(argc, argv, "--clients", 0);
     size_t batches = arg_size(argc, argv, "--batches", 200);
     size_t rows = arg_size(argc, argv, "--rows", 100);
+    size_t during = arg_size(argc, argv, "--during-push", 0);
     curl_global_init(CURL_GLOBAL_ALL);
     cstack_schema *schema = NULL;
     if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &schema, NULL))
         die("schema", "does not parse");
     printf("bench_push: sustained push throughput, loopback, %d columns per row\n", COLS);
-    if (clients) {
+    if (during) {
+        run_during_push(schema, during, false);
+        run_during_push(schema, during, true);
+    } else if (clients) {
         run(schema, clients, batches, rows);
     } else {
         /* Small batches show the per-request cost, large ones the merge. */
@@ -312,6 +486,8 @@ int main(int argc, char **argv)
         run(schema, 16, batches / 4 ? batches / 4 : 1, rows);
         run(schema, 4, batches, 1);
         run(schema, 4, batches / 10 ? batches / 10 : 1, 1000);
+        run_during_push(schema, 60, false);
+        run_during_push(schema, 60, true);
     }
     cstack_schema_free(schema);
     curl_global_cleanup();

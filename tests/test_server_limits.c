@@ -6,11 +6,13 @@
  * from 127.0.0.2, still loopback) with its limit lowered; each checks that
  * an honest client is still served, and logs the process's resident memory.
  * Every socket a test opens is recorded and closed by the suite's fini, so
- * a failed assertion leaves nothing open and the server stopped. */
+ * a failed assertion leaves nothing open and the server stopped.  Last, a pull
+ * is answered while a push waits inside its merge (pulls read a snapshot). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,4 +434,98 @@ Test(limits, cstack_serve_documents_every_limit_flag_and_refuses_a_bad_value)
     cr_assert_eq(t_run(cmd, &out), 2, "%s", out ? out : "");
     cr_expect_not_null(strstr(out, "--max-per-address needs a count"), "%s", out);
     free(out);
+}
+
+/* ---- pulls beside a push -------------------------------------------------------------- */
+
+typedef struct pending_push {
+    dev *d;
+    long status;
+    atomic_bool done;
+} pending_push;
+
+static void *push_main(void *arg)
+{
+    pending_push *p = arg;
+    char batch[128];
+    res r = push_next(p->d, batch, sizeof batch);
+    p->status = r.status;
+    res_free(&r);
+    p->done = true;
+    return NULL;
+}
+
+Test(limits, a_pull_is_answered_while_a_push_waits_inside_its_merge)
+{
+    start_limited((cstack_server_config){0});
+    dev alice = device(SCHEMA, "alice"), bob = device(SCHEMA, "bob");
+    pull(&bob); /* bob's device is known: its next pull has nothing to record */
+    /* Another program holds the database's write lock: alice's push takes the
+     * server's write scope and waits inside it (up to the busy timeout). */
+    char path[700];
+    snprintf(path, sizeof path, "%s/limits.db", dir);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    note(&alice, "n1", "alice", "hello");
+    pending_push p = {.d = &alice};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, push_main, &p), 0);
+    usleep(500 * 1000);
+    double t0 = (double)cs_mono_ms();
+    pull(&bob);
+    double took = (double)cs_mono_ms() - t0;
+    bool push_was_waiting = !p.done;
+    sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(other);
+    pthread_join(th, NULL);
+    fprintf(stderr, "pull beside a waiting push: %.1f ms\n", took);
+    cr_assert(push_was_waiting, "the pull was answered only after the push (%.1f ms)", took);
+    cr_assert_eq(p.status, 200, "the push goes through once the lock is free");
+    /* And bob's next pull sees alice's note. */
+    pull(&bob);
+    int64_t n = 0;
+    cr_assert_eq(cstack_count(bob.db, "Note", NULL, &n), 0);
+    cr_assert_eq(n, 1);
+    dev_free(&alice);
+    dev_free(&bob);
+}
+
+Test(limits, a_push_with_another_users_site_is_refused_while_a_push_waits_inside_its_merge)
+{
+    start_limited((cstack_server_config){0});
+    dev alice = device(SCHEMA, "alice"), mallory = device(SCHEMA, "mallory");
+    note(&alice, "n1", "alice", "hello");
+    push_all(&alice); /* alice's site is hers */
+    char path[700];
+    snprintf(path, sizeof path, "%s/limits.db", dir);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    note(&alice, "n2", "alice", "again");
+    pending_push p = {.d = &alice};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, push_main, &p), 0);
+    usleep(500 * 1000);
+    /* Mallory pushes under alice's site id. */
+    note(&mallory, "m1", "mallory", "mine");
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(mallory.db, &tx), 0);
+    size_t len = 0;
+    const void *cs = cstack_upload_tx_changeset(tx, &len);
+    char bh[160];
+    snprintf(bh, sizeof bh, "X-Cstack-Batch: %s:77", cstack_sync_site_id(alice.db));
+    const char *h[] = {mallory.auth, mallory.schema, alice.site, bh, NULL};
+    res r = http("POST", "/v1/push", h, cs, len);
+    bool push_was_waiting = !p.done;
+    sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(other);
+    pthread_join(th, NULL);
+    cstack_upload_tx_free(tx);
+    assert_err(&r, 403, "forbidden", "belongs to another user", "mallory's push");
+    res_free(&r);
+    cr_assert(push_was_waiting, "the refusal came only after alice's push");
+    cr_assert_eq(p.status, 200, "alice's push goes through once the lock is free");
+    dev_free(&alice);
+    dev_free(&mallory);
 }

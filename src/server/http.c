@@ -6,7 +6,7 @@
  * cstack_server_config.thread_stack).  That keeps every handler simple: a push
  * merges on its own thread and a stream's content reader may sleep until the
  * hub queues something for it, without stalling anyone else.  The store
- * serialises what must be (pushes, and each pull's snapshot); the runtime is
+ * serialises what must be (pushes; pulls read a snapshot beside them); the runtime is
  * shared by all threads.
  *
  * A request goes through on_request() in up to three calls: headers (route,

@@ -8,8 +8,8 @@
  * later without changing the callers.
  *
  * Threads: every method may be called from any thread at the same time; a
- * store serialises what must be serialised (pushes, and each pull's snapshot)
- * itself.  Errors come back as a CSTACK_E* code plus a cs_srv_err saying what
+ * store serialises what must be serialised (pushes, and what pulls record)
+ * itself; pulls read a snapshot and run beside pushes.  Errors come back as a CSTACK_E* code plus a cs_srv_err saying what
  * kind of refusal it is (the HTTP status follows from the kind) and why.
  */
 #ifndef CS_SERVER_STORE_H

@@ -52,6 +52,13 @@ int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_s
  * it (then nothing was changed).  Call inside a write scope. */
 int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site, bool *foreign);
 
+/* The same question read on `c` (a read snapshot), changing nothing:
+ * *foreign when another user owns the site, else *must_use when
+ * cs_srv_site_use has something to write (the site is new, or its last
+ * sighting is due). */
+int cs_srv_site_peek(cs_srv_store *st, cs_conn *c, const cs_auth *auth, const char *site,
+                     bool *foreign, bool *must_use);
+
 /* Forgets sites not seen for site_ttl_ms and their records: at most `limit`
  * of them, or all when limit is 0.  Call inside a write scope or at open. */
 int cs_srv_sites_collect(cs_srv_store *st, cs_conn *c, int limit);

@@ -20,8 +20,9 @@
  * batch cannot both miss the record.
  *
  * Pulls.  cs_changes_export_filtered decides per row (store_sqlite_pull.c).  Each
- * pull call runs inside one write scope, so that its changesets, cursors and
- * checksums all describe one version.
+ * pull call reads one read snapshot, so that its changesets, cursors and
+ * checksums all describe one version without holding the write lock; what
+ * it must record is written after, in a short write scope.
  *
  * Tables (beside the schema's own and the sync engine's):
  *   _cstack_srv_batches(sub, batch, at)            applied batches per user
@@ -591,8 +592,16 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
         return CSTACK_EINVAL;
     }
     push_ctx x = {.st = st, .req = req};
-    int rc = cs_write_begin_opts(st->db, CS_WRITE_MERGE);
-    if (!rc)
+    /* Cheap refusals first, read in a snapshot without the write lock: a
+     * site that is another user's is refused at once, not after a merge in
+     * progress.  The scope checks again (the site may be claimed meanwhile). */
+    bool claim = false;
+    cs_conn *c = cs_read_begin(st->db);
+    int rc = cs_srv_site_peek(st, c, req->auth, req->site, &x.foreign, &claim);
+    cs_read_end(st->db, c);
+    if (!rc && x.foreign)
+        rc = CSTACK_EINVAL;
+    else if (!rc && !(rc = cs_write_begin_opts(st->db, CS_WRITE_MERGE)))
         rc = cs_write_end(st->db, push_in_scope(st, req, res, &x));
     if (rc) {
         memset(res, 0, sizeof *res);

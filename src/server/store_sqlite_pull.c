@@ -47,12 +47,20 @@
 typedef struct pull_ctx {
     cs_srv_store *st;
     const cs_srv_pull *req;
+    cs_conn *c; /* the pull's read snapshot */
     int64_t scan_from;
     unsigned char site[CS_SITE_LEN];
     cs_buf key; /* the current row's primary key, encoded */
-    cs_buf notes;       /* _cstack_srv_sent changes: model, key, present */
+    cs_buf *notes;      /* _cstack_srv_sent changes: model, key, present */
     int64_t rows;
 } pull_ctx;
+
+/* What a pull writes once its reads are done, per request. */
+typedef struct pull_note {
+    cs_buf notes;  /* pull_ctx.notes */
+    int64_t at;    /* the snapshot's version: the notes hold from there */
+    bool claim;    /* cs_srv_site_use has something to write */
+} pull_note;
 
 void cs_srv_pull_result_free(cs_srv_pull_result *r)
 {
@@ -86,7 +94,7 @@ static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *presen
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
                               "WHERE site = ? AND model = ? AND pk = ?";
-    cs_conn *c = cs_write_conn(x->st->db);
+    cs_conn *c = x->c;
     sqlite3 *conn = c->db;
     sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     if (!st)
@@ -107,10 +115,10 @@ static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *presen
 static int note(pull_ctx *x, int model, bool present)
 {
     unsigned char p = present;
-    int rc = cs_wr_varint(&x->notes, (uint64_t)model);
-    rc = rc ? rc : cs_wr_varint(&x->notes, x->key.len);
-    rc = rc ? rc : cs_buf_append(&x->notes, x->key.data ? x->key.data : "", x->key.len);
-    return rc ? rc : cs_buf_append(&x->notes, &p, 1);
+    int rc = cs_wr_varint(x->notes, (uint64_t)model);
+    rc = rc ? rc : cs_wr_varint(x->notes, x->key.len);
+    rc = rc ? rc : cs_buf_append(x->notes, x->key.data ? x->key.data : "", x->key.len);
+    return rc ? rc : cs_buf_append(x->notes, &p, 1);
 }
 
 /* Decides for one row.  A readable row the device is known to hold gets
@@ -146,33 +154,37 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
     return rc;
 }
 
-/* Writes the notes of one pull under its cursor.  The records of rows a
- * device was told to forget stay (present = 0): without them a row coming
- * back would look like one the device may hold from its own writes, and
- * echo suppression would leave out the columns it wrote. */
-static int record_notes(pull_ctx *x, int64_t cursor)
+/* Writes the notes of one pull of device `site` under its cursor, in the
+ * caller's write scope.  The records of rows a device was told to forget
+ * stay (present = 0): without them a row coming back would look like one the
+ * device may hold from its own writes, and echo suppression would leave out
+ * the columns it wrote.  A push that committed since the pull's snapshot
+ * changes nothing here: the notes describe the state at `cursor`, and its
+ * rows are past it. */
+static int record_notes(cs_srv_store *st, const unsigned char *site, const cs_buf *notes,
+                        int64_t cursor)
 {
-    cs_conn *c = cs_write_conn(x->st->db);
+    cs_conn *c = cs_write_conn(st->db);
     static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
                               "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
     int rc = 0;
-    cs_reader r = {(const unsigned char *)x->notes.data, x->notes.len, 0};
+    cs_reader r = {(const unsigned char *)notes->data, notes->len, 0};
     while (!rc && r.pos < r.len) {
         uint64_t model = 0, klen = 0;
         const unsigned char *key = NULL, *present = NULL;
         if (cs_rd_varint(&r, &model) || cs_rd_varint(&r, &klen) ||
             cs_rd_bytes(&r, (size_t)klen, &key) || cs_rd_bytes(&r, 1, &present))
             return cs_err(CSTACK_ERROR, "corrupt sent-set notes");
-        sqlite3_stmt *st = cs_conn_prepare(c, 0, ins, sizeof ins - 1);
-        if (!st)
+        sqlite3_stmt *s = cs_conn_prepare(c, 0, ins, sizeof ins - 1);
+        if (!s)
             return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
-        sqlite3_bind_blob(st, 1, x->site, CS_SITE_LEN, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, x->st->schema->models[model].name, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 3, key, (int)klen, SQLITE_STATIC);
-        sqlite3_bind_int(st, 4, *present);
-        sqlite3_bind_int64(st, 5, cursor);
-        int step = sqlite3_step(st);
-        sqlite3_reset(st);
+        sqlite3_bind_blob(s, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, st->schema->models[model].name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 3, key, (int)klen, SQLITE_STATIC);
+        sqlite3_bind_int(s, 4, *present);
+        sqlite3_bind_int64(s, 5, cursor);
+        int step = sqlite3_step(s);
+        sqlite3_reset(s);
         rc = step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
     }
     return rc;
@@ -182,10 +194,9 @@ static int record_notes(pull_ctx *x, int64_t cursor)
 
 /* Adds the checksums of the rows of model mi that `auth` may read, as a
  * device on `view` (NULL: the served schema) sees them as model `vm`. */
-static int model_sum(cs_srv_store *st, int mi, const cs_auth *auth, const cstack_schema *view,
+static int model_sum(cs_srv_store *st, cs_conn *c, int mi, const cs_auth *auth, const cstack_schema *view,
                      const cs_model *vm, cs_buf *json, uint64_t *sum)
 {
-    cs_conn *c = cs_write_conn(st->db);
     const cs_model *m = &st->schema->models[mi];
     cs_shape *sh = cs_store_shape(st->db, mi);
     cs_sqlb q = {0};
@@ -250,9 +261,11 @@ static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64
 }
 
 /* The user's checksum at `version`, which must be the version of the
- * caller's write scope (nothing commits while it is computed). */
-static int user_checksum(cs_srv_store *st, const cs_auth *auth, const cstack_schema *view,
-                         const char *key, int64_t version, uint64_t *sum)
+/* The user's checksum at `version`, which must be the version of the
+ * snapshot `c` reads. */
+static int user_checksum(cs_srv_store *st, cs_conn *c, const cs_auth *auth,
+                         const cstack_schema *view, const char *key, int64_t version,
+                         uint64_t *sum)
 {
     *sum = 0;
     if (cache_get(st, key, version, sum))
@@ -265,7 +278,7 @@ static int user_checksum(cs_srv_store *st, const cs_auth *auth, const cstack_sch
         int vmi = view ? cs_model_find(view, st->schema->models[mi].name) : (int)mi;
         const cs_model *vm = vmi >= 0 && view ? &view->models[vmi] : NULL;
         if (sync->models[mi].synced && vmi >= 0 && (!vm || !vm->local))
-            rc = model_sum(st, (int)mi, auth, view, vm, &json, sum);
+            rc = model_sum(st, c, (int)mi, auth, view, vm, &json, sum);
     }
     cs_buf_free(&json);
     if (!rc)
@@ -311,8 +324,8 @@ static int project_body(cs_srv_store *st, const cs_srv_pull *req, cs_srv_pull_re
 
 /* What is left after a page: the count the previous page carried, less what
  * this one looked at; counted on a first page. */
-static int remaining_after(cs_srv_store *st, const cs_srv_pull *req, int64_t scan_from,
-                           const cs_export_page *pg, int64_t *left)
+static int remaining_after(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req,
+                           int64_t scan_from, const cs_export_page *pg, int64_t *left)
 {
     *left = 0;
     if (!pg->more)
@@ -320,7 +333,7 @@ static int remaining_after(cs_srv_store *st, const cs_srv_pull *req, int64_t sca
     if (req->pos.set) {
         *left = req->pos.remaining - pg->examined;
     } else {
-        int rc = cs_export_count(st->db, scan_from, &pg->last, left);
+        int rc = cs_export_count(st->db, c, scan_from, &pg->last, left);
         if (rc)
             return rc;
     }
@@ -329,13 +342,13 @@ static int remaining_after(cs_srv_store *st, const cs_srv_pull *req, int64_t sca
     return 0;
 }
 
-static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, int64_t version,
-                    cs_srv_pull_result *res)
+static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req, const char *key,
+                    int64_t version, cs_buf *notes, cs_srv_pull_result *res)
 {
     int64_t cursor = version;
     int rc = 0;
     if (req->want_changes) {
-        pull_ctx x = {.st = st, .req = req};
+        pull_ctx x = {.st = st, .req = req, .c = c, .notes = notes};
         x.scan_from = st->local_reads ? req->since : 0;
         if (cs_srv_site_parse(req->site, x.site))
             return cs_err(CSTACK_EINVAL, "a pull needs the device's site id (32 hex digits)");
@@ -350,14 +363,13 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
                              .after = req->pos.set ? &after : NULL,
                              .reader = req->echoes ? NULL : x.site,
                              .extra = readable_expr};
-        rc = cs_changes_export_filtered(st->db, x.scan_from, req->since, filter_device, &x, &pg,
-                                        &res->body, &res->len, &cursor);
+        rc = cs_changes_export_filtered(st->db, c, x.scan_from, req->since, filter_device, &x,
+                                        &pg, &res->body, &res->len, &cursor);
         if (!rc)
-            rc = record_notes(&x, cursor);
         if (!rc && (req->view || req->upgrade_from))
             rc = project_body(st, req, res, &pg.sent);
         if (!rc)
-            rc = remaining_after(st, req, x.scan_from, &pg, &res->remaining);
+            rc = remaining_after(st, c, req, x.scan_from, &pg, &res->remaining);
         if (!rc && pg.more) {
             res->more = true;
             res->pos = (cs_srv_pos){true, pg.last.ver, pg.last.model, res->remaining,
@@ -366,12 +378,11 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
         }
         res->rows = pg.sent;
         cs_buf_free(&x.key);
-        cs_buf_free(&x.notes);
     }
     /* The checksum describes the state at the cursor: only the last page of
      * an answer has one. */
     if (!rc && req->want_checksum && !res->more) {
-        rc = user_checksum(st, req->auth, req->view, key, cursor, &res->checksum);
+        rc = user_checksum(st, c, req->auth, req->view, key, cursor, &res->checksum);
         res->has_checksum = !rc;
     }
     res->cursor = res->more ? req->since : cursor;
@@ -437,11 +448,35 @@ int cs_srv_durable_version(cs_srv_store *st, int64_t *version)
     return src == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, src);
 }
 
-static int pull_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **keys,
-                    cs_srv_pull_result *res, cs_srv_err *err)
+/* Result i made identical to result j of the same call (same_as). */
+static void copy_result(cs_srv_pull_result *res, size_t i, size_t j)
 {
-    int64_t version = 0;
-    int rc = cs_srv_durable_version(st, &version);
+    const cs_srv_pull_result *o = &res[j];
+    res[i].rows = o->rows;
+    res[i].cursor = o->cursor;
+    res[i].checksum = o->checksum;
+    res[i].has_checksum = o->has_checksum;
+    res[i].more = o->more;
+    res[i].pos = o->pos;
+    res[i].remaining = o->remaining;
+    res[i].len = o->len;
+    res[i].forbidden = o->forbidden;
+    res[i].bad_cursor = o->bad_cursor;
+}
+
+/* Everything a pull call reads, on the snapshot `c`: no lock is held, so
+ * pushes commit meanwhile and the answers describe the snapshot's version.
+ * *write_due: the call has something to write afterwards (notes, a site's
+ * claim or sighting, the durable version). */
+static int pull_all(cs_srv_store *st, cs_conn *c, const cs_srv_pull *reqs, size_t n, char **keys,
+                    pull_note *pn, cs_srv_pull_result *res, cs_srv_err *err, bool *write_due)
+{
+    int64_t version = 0, stored = 0;
+    int rc = cs_export_snapshot_version(st->db, c, &version);
+    int src = rc ? SQLITE_OK : cs_sync_state_get(c->db, "ver", &stored);
+    if (src != SQLITE_OK)
+        rc = cs_err_sqlite(NULL, c->db, src);
+    *write_due = stored < version;
     for (size_t i = 0; i < n && !rc; i++) {
         if (reqs[i].since < 0 || reqs[i].since > version) {
             char msg[160];
@@ -457,28 +492,55 @@ static int pull_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, char **
     for (size_t i = 0; i < n && !rc; i++) {
         res[i].same_as = same_as(st, reqs, keys, i);
         if (res[i].same_as >= 0) {
-            const cs_srv_pull_result *o = &res[res[i].same_as];
-            res[i].rows = o->rows;
-            res[i].cursor = o->cursor;
-            res[i].checksum = o->checksum;
-            res[i].has_checksum = o->has_checksum;
-            res[i].more = o->more;
-            res[i].pos = o->pos;
-            res[i].remaining = o->remaining;
-            res[i].len = o->len;
-            res[i].forbidden = o->forbidden;
-            res[i].bad_cursor = o->bad_cursor;
+            copy_result(res, i, (size_t)res[i].same_as);
             continue;
         }
         res[i].bad_cursor = !pos_valid(st, &reqs[i].pos, version);
+        pn[i].at = version;
         rc = res[i].bad_cursor ? 0
-                               : cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &res[i].forbidden);
+                               : cs_srv_site_peek(st, c, reqs[i].auth, reqs[i].site,
+                                                  &res[i].forbidden, &pn[i].claim);
         if (!rc && (res[i].forbidden || res[i].bad_cursor))
             res[i].cursor = reqs[i].since;
         else if (!rc)
-            rc = pull_one(st, &reqs[i], keys[i], version, &res[i]);
+            rc = pull_one(st, c, &reqs[i], keys[i], version, &pn[i].notes, &res[i]);
+        *write_due = *write_due || pn[i].claim || pn[i].notes.len;
     }
     return rc;
+}
+
+/* Request i's site turned out to be another user's (claimed since the
+ * snapshot): its answer is withdrawn. */
+static void withdraw(const cs_srv_pull *reqs, cs_srv_pull_result *res, size_t i)
+{
+    cs_srv_pull_result_free(&res[i]);
+    res[i].forbidden = true;
+    res[i].cursor = reqs[i].since;
+}
+
+/* Everything a pull call writes, in one short write scope after its reads:
+ * the sites it claims or saw, what each device was sent, and the durable
+ * version (the cursors handed out must never be reused). */
+static int record_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_note *pn,
+                      cs_srv_pull_result *res)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (res[i].same_as >= 0 || res[i].forbidden || res[i].bad_cursor)
+            continue;
+        bool foreign = false;
+        unsigned char site[CS_SITE_LEN];
+        rc = pn[i].claim ? cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &foreign) : 0;
+        if (!rc && foreign)
+            withdraw(reqs, res, i);
+        else if (!rc && pn[i].notes.len && !cs_srv_site_parse(reqs[i].site, site))
+            rc = record_notes(st, site, &pn[i].notes, pn[i].at);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (res[i].same_as >= 0)
+            copy_result(res, i, (size_t)res[i].same_as);
+    int64_t version = 0;
+    return rc ? rc : cs_srv_durable_version(st, &version);
 }
 
 int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
@@ -490,18 +552,28 @@ int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_s
         res[i].same_as = -1;
     }
     char **keys = calloc(n ? n : 1, sizeof *keys);
-    if (!keys) {
+    pull_note *pn = calloc(n ? n : 1, sizeof *pn);
+    if (!keys || !pn) {
+        free(keys);
+        free(pn);
         cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
         return CSTACK_ENOMEM;
     }
-    /* One write scope: the changesets, cursors and checksums of this call
-     * all describe one version (pushes wait until it ends). */
-    int rc = cs_write_begin(st->db);
-    if (!rc)
-        rc = cs_write_end(st->db, pull_all(st, reqs, n, keys, res, err));
-    for (size_t i = 0; i < n; i++)
+    /* The reads run on one read snapshot, without the write lock: a pull
+     * never waits behind a push's merge, nor a push behind a pull's export.
+     * Only what the pull must record takes the lock, briefly, afterwards. */
+    bool write_due = false;
+    cs_conn *c = cs_read_begin(st->db);
+    int rc = pull_all(st, c, reqs, n, keys, pn, res, err, &write_due);
+    cs_read_end(st->db, c);
+    if (!rc && write_due && !(rc = cs_write_begin(st->db)))
+        rc = cs_write_end(st->db, record_all(st, reqs, n, pn, res));
+    for (size_t i = 0; i < n; i++) {
         free(keys[i]);
+        cs_buf_free(&pn[i].notes);
+    }
     free(keys);
+    free(pn);
     if (rc) {
         if (err && err->kind == CS_SRV_OK)
             cs_srv_err_set(err, rc == CSTACK_EINVAL ? CS_SRV_BAD : CS_SRV_INTERNAL, rc,

@@ -127,6 +127,40 @@ static int make_room(cs_srv_store *st, cs_conn *c, const char *sub)
     return forget_selected(c, s);
 }
 
+/* Who owns `site` (found, mine) and when it was last seen. */
+static int site_lookup(cs_conn *c, const unsigned char *site, const char *sub, bool *found,
+                       bool *mine, int64_t *seen)
+{
+    static const char get_sql[] = "SELECT sub, last_seen FROM _cstack_srv_sites WHERE site = ?";
+    sqlite3_stmt *s = cs_conn_prepare(c, 0, get_sql, sizeof get_sql - 1);
+    if (!s)
+        return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
+    sqlite3_bind_blob(s, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(s);
+    *found = step == SQLITE_ROW;
+    *mine = *found && strcmp((const char *)sqlite3_column_text(s, 0), sub) == 0;
+    *seen = *found ? sqlite3_column_int64(s, 1) : 0;
+    sqlite3_reset(s);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
+}
+
+int cs_srv_site_peek(cs_srv_store *st, cs_conn *c, const cs_auth *auth, const char *site_hex,
+                     bool *foreign, bool *must_use)
+{
+    (void)st;
+    unsigned char site[CS_SITE_LEN];
+    bool found = false, mine = false;
+    int64_t seen = 0;
+    *foreign = false;
+    *must_use = true;
+    if (cs_srv_site_parse(site_hex, site))
+        return cs_err(CSTACK_EINVAL, "a request needs the device's site id (32 hex digits)");
+    int rc = site_lookup(c, site, sub_or_empty(auth), &found, &mine, &seen);
+    *foreign = found && !mine;
+    *must_use = !found || (mine && cs_wall_ms() - seen >= SEEN_EVERY_MS);
+    return rc;
+}
+
 int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site_hex, bool *foreign)
 {
     *foreign = false;
@@ -135,23 +169,16 @@ int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site_hex,
         return cs_err(CSTACK_EINVAL, "a request needs the device's site id (32 hex digits)");
     const char *sub = sub_or_empty(auth);
     cs_conn *c = cs_write_conn(st->db);
-    static const char get_sql[] = "SELECT sub, last_seen FROM _cstack_srv_sites WHERE site = ?";
-    sqlite3_stmt *s = cs_conn_prepare(c, 0, get_sql, sizeof get_sql - 1);
-    if (!s)
-        return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
-    sqlite3_bind_blob(s, 1, site, CS_SITE_LEN, SQLITE_STATIC);
-    int step = sqlite3_step(s);
-    bool found = step == SQLITE_ROW;
-    bool mine = found && strcmp((const char *)sqlite3_column_text(s, 0), sub) == 0;
-    int64_t seen = found ? sqlite3_column_int64(s, 1) : 0;
-    sqlite3_reset(s);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        return cs_err_sqlite(NULL, c->db, step);
-    int64_t now = cs_wall_ms();
+    bool found = false, mine = false;
+    int64_t seen = 0, now = cs_wall_ms();
+    int rc = site_lookup(c, site, sub, &found, &mine, &seen);
+    if (rc)
+        return rc;
     if (found && !mine) {
         *foreign = true;
         return 0;
     }
+    sqlite3_stmt *s;
     if (found) {
         if (now - seen < SEEN_EVERY_MS)
             return 0;
@@ -163,7 +190,7 @@ int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site_hex,
         sqlite3_bind_blob(s, 2, site, CS_SITE_LEN, SQLITE_STATIC);
         return step_done(c->db, s);
     }
-    int rc = cs_srv_sites_collect(st, c, COLLECT_PER_CLAIM);
+    rc = cs_srv_sites_collect(st, c, COLLECT_PER_CLAIM);
     rc = rc ? rc : make_room(st, c, sub);
     if (rc)
         return rc;

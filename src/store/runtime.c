@@ -516,6 +516,27 @@ int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ct
 
 /* ---- readers ------------------------------------------------------------- */
 
+/* A reader's statements share one snapshot only inside a transaction:
+ * without one, each statement stepped after the others were reset would see
+ * the commits made in between.  A reader that cannot begin one is given
+ * back and the caller reads through the writer under its lock instead. */
+static void release_reader(cstack *db, cs_conn *c)
+{
+    pthread_mutex_lock(&db->plock);
+    c->busy = false;
+    pthread_cond_signal(&db->pcond);
+    pthread_mutex_unlock(&db->plock);
+}
+
+static cs_conn *snapshot(cstack *db, cs_conn *c)
+{
+    if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+        return c;
+    release_reader(db, c);
+    pthread_mutex_lock(&db->wlock);
+    return &db->writer;
+}
+
 cs_conn *cs_read_begin(cstack *db)
 {
     if (holds_lock(db))
@@ -530,7 +551,7 @@ cs_conn *cs_read_begin(cstack *db)
             if (!db->readers[i].busy) {
                 db->readers[i].busy = true;
                 pthread_mutex_unlock(&db->plock);
-                return &db->readers[i];
+                return snapshot(db, &db->readers[i]);
             }
         }
         if (db->nreaders < db->maxreaders) {
@@ -549,7 +570,7 @@ cs_conn *cs_read_begin(cstack *db)
             c->busy = true;
             db->nreaders++;
             pthread_mutex_unlock(&db->plock);
-            return c;
+            return snapshot(db, c);
         }
         pthread_cond_wait(&db->pcond, &db->plock);
     }
@@ -564,10 +585,11 @@ void cs_read_end(cstack *db, cs_conn *c)
             pthread_mutex_unlock(&db->wlock);
         return;
     }
-    pthread_mutex_lock(&db->plock);
-    c->busy = false;
-    pthread_cond_signal(&db->pcond);
-    pthread_mutex_unlock(&db->plock);
+    /* It only read: COMMIT ends it; ROLLBACK if a statement were left
+     * running. */
+    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    release_reader(db, c);
 }
 
 /* ---- SQLite errors -------------------------------------------------------- */

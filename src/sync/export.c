@@ -26,8 +26,21 @@
 #include "sync/parked.h"
 #include "value/value.h"
 
+/* The site ids of a read snapshot: a filtered export reads its own, since
+ * merges on the write connection change the runtime's cache meanwhile.
+ * Each is read on first use: a page meets few writers, the table may hold
+ * one per device. */
+typedef struct site_view {
+    cs_conn *c;
+    unsigned char (*ids)[CS_SITE_LEN]; /* by ordinal; owned */
+    bool *have;                        /* ids[i] was read */
+    size_t cap;
+} site_view;
+
 typedef struct scan {
     cs_sync *s;
+    cs_conn *c;             /* the connection the scan reads */
+    site_view *sv;          /* the snapshot's sites; NULL: the runtime's cache */
     const cs_model *m;
     const cs_sync_model *sm;
     int mi;
@@ -51,6 +64,74 @@ typedef struct range {
     int64_t upto;     /* entry.ver <= upto */
     bool local_only;
 } range;
+
+/* Makes room for ordinal `ord`. */
+static int site_view_grow(site_view *sv, uint64_t ord)
+{
+    if (ord < sv->cap)
+        return 0;
+    if (ord >= ((uint64_t)1 << 31))
+        return CSTACK_ERROR; /* no database holds that many sites */
+    size_t cap = sv->cap ? sv->cap : 16;
+    while (cap <= ord)
+        cap *= 2;
+    unsigned char(*ids)[CS_SITE_LEN] = realloc(sv->ids, cap * sizeof *ids);
+    if (ids)
+        sv->ids = ids;
+    bool *have = ids ? realloc(sv->have, cap * sizeof *have) : NULL;
+    if (!have)
+        return CSTACK_ENOMEM;
+    memset(have + sv->cap, 0, (cap - sv->cap) * sizeof *have);
+    sv->have = have;
+    sv->cap = cap;
+    return 0;
+}
+
+/* The site id of ordinal `ord` in the snapshot; NULL when there is none. */
+static const unsigned char *site_view_get(site_view *sv, uint64_t ord)
+{
+    if (ord < sv->cap && sv->have[ord])
+        return sv->ids[ord];
+    static const char sql[] = "SELECT site FROM _cstack_sites WHERE ord = ?";
+    sqlite3_stmt *st = cs_conn_prepare(sv->c, 0, sql, sizeof sql - 1);
+    if (!st)
+        return NULL;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ord);
+    const unsigned char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == CS_SITE_LEN &&
+        site_view_grow(sv, ord) == 0) {
+        memcpy(sv->ids[ord], sqlite3_column_blob(st, 0), CS_SITE_LEN);
+        sv->have[ord] = true;
+        out = sv->ids[ord];
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+static void site_view_free(site_view *sv)
+{
+    free(sv->ids);
+    free(sv->have);
+}
+
+/* The ordinal of the reader's site in the snapshot, -1 when it never wrote
+ * there (ordinal 0 is this database's own site). */
+static int reader_ordinal(site_view *sv, const unsigned char *site, int64_t *ord)
+{
+    *ord = -1;
+    if (!site)
+        return 0;
+    static const char sql[] = "SELECT ord FROM _cstack_sites WHERE site = ?";
+    sqlite3_stmt *st = cs_conn_prepare(sv->c, 0, sql, sizeof sql - 1);
+    if (!st)
+        return cs_err_sqlite(NULL, sv->c->db, sqlite3_errcode(sv->c->db));
+    sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        *ord = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, sv->c->db, step);
+}
 
 static bool in_range(const range *rg, const cs_clk_entry *e)
 {
@@ -156,8 +237,7 @@ static int column_value(scan *sc, size_t k, cs_cs_value *v, bool *have)
         for (size_t i = 0; i < npk; i++)
             cs_cs_value_from_stmt(&pk[i], sc->st, (int)i);
         int rc = cs_parked_key(&sc->key, pk, npk);
-        rc = rc ? rc : cs_parked_get(cs_write_conn(sc->s->db), sc->m, &sc->key, &sc->parked,
-                                     &sc->parked_found);
+        rc = rc ? rc : cs_parked_get(sc->c, sc->m, &sc->key, &sc->parked, &sc->parked_found);
         if (!rc && sc->parked_found)
             rc = cs_parked_decode(sc->parked.data, sc->parked.len, sc->m, sc->pvals, sc->ppresent);
         if (rc)
@@ -231,7 +311,8 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool skip_own, b
         }
         if ((rc = column_value(sc, k, &v, &have)) || !have)
             continue;
-        const unsigned char *site = cs_site_id(sc->s, e->site);
+        const unsigned char *site =
+            sc->sv ? site_view_get(sc->sv, e->site) : cs_site_id(sc->s, e->site);
         uint32_t idx;
         if (!site) {
             rc = CSTACK_ERROR;
@@ -271,12 +352,11 @@ static int emit_row(scan *sc, cs_cs_writer *w, const range *rg, bool skip_own, b
 
 typedef int (*row_fn)(scan *sc, void *ctx);
 
-/* Prepares the scan of model mi (statement bound, not yet stepped). */
-static int scan_open(scan *sc, cs_sync *s, int mi, int64_t after, const cs_export_page *page,
-                     void *fctx)
+/* Prepares the scan of model mi on c (statement bound, not yet stepped). */
+static int scan_open(scan *sc, cs_sync *s, cs_conn *c, int mi, int64_t after,
+                     const cs_export_page *page, void *fctx)
 {
-    cs_conn *c = cs_write_conn(s->db);
-    *sc = (scan){.s = s, .m = &s->schema->models[mi], .sm = &s->models[mi], .mi = mi,
+    *sc = (scan){.s = s, .c = c, .m = &s->schema->models[mi], .sm = &s->models[mi], .mi = mi,
                  .reader = -1};
     cs_clk_init(&sc->clk);
     sc->pvals = calloc(sc->m->nfields ? sc->m->nfields : 1, sizeof *sc->pvals);
@@ -313,7 +393,7 @@ static void scan_close(scan *sc)
  * false at the end. */
 static int scan_step(scan *sc, bool extra)
 {
-    cs_conn *c = cs_write_conn(sc->s->db);
+    cs_conn *c = sc->c;
     int step = sqlite3_step(sc->st);
     sc->has_row = step == SQLITE_ROW;
     if (step == SQLITE_DONE)
@@ -341,31 +421,12 @@ static int walk(cs_sync *s, int64_t after, row_fn fn, void *ctx)
         if (!s->models[mi].synced)
             continue;
         scan sc;
-        rc = scan_open(&sc, s, (int)mi, after, NULL, NULL);
+        rc = scan_open(&sc, s, cs_write_conn(s->db), (int)mi, after, NULL, NULL);
         while (!rc && !(rc = scan_step(&sc, false)) && sc.has_row)
             rc = fn(&sc, ctx);
         scan_close(&sc);
     }
     return rc;
-}
-
-/* The ordinal of the reader's site, -1 when it never wrote here. */
-static int reader_ordinal(cs_sync *s, const unsigned char *site, int64_t *ord)
-{
-    *ord = -1;
-    if (!site)
-        return 0;
-    if (s->sites_stale) {
-        sqlite3 *conn = cs_write_conn(s->db)->db;
-        int rc = cs_sync_load_sites(s, conn);
-        if (rc != SQLITE_OK)
-            return cs_err_sqlite(NULL, conn, rc);
-        s->sites_stale = false;
-    }
-    for (size_t i = 1; i < s->nsites; i++)
-        if (memcmp(s->sites[i], site, CS_SITE_LEN) == 0)
-            *ord = (int64_t)i;
-    return 0;
 }
 
 /* Whether the page is full once the current row has been handled. */
@@ -395,18 +456,20 @@ static bool page_mark(cs_export_page *pg, scan *sc)
 /* Walks the rows of every synced model past `after` (or past page->after)
  * in (version, model, key) order, merging the models' scans, until the page
  * is full. */
-static int walk_page(cs_sync *s, int64_t after, cs_export_page *pg, void *extra_ctx,
-                     const cs_cs_writer *w, row_fn fn, void *ctx)
+static int walk_page(cs_sync *s, cs_conn *c, site_view *sv, int64_t after,
+                     cs_export_page *pg, void *extra_ctx, const cs_cs_writer *w, row_fn fn,
+                     void *ctx)
 {
     scan *sc = calloc(s->nmodels ? s->nmodels : 1, sizeof *sc);
     if (!sc)
         return cs_err(CSTACK_ENOMEM, "out of memory");
     int64_t reader = -1;
-    int rc = reader_ordinal(s, pg->reader, &reader);
+    int rc = reader_ordinal(sv, pg->reader, &reader);
     for (size_t mi = 0; mi < s->nmodels && !rc; mi++) {
         if (!s->models[mi].synced)
             continue;
-        rc = scan_open(&sc[mi], s, (int)mi, after, pg, extra_ctx);
+        rc = scan_open(&sc[mi], s, c, (int)mi, after, pg, extra_ctx);
+        sc[mi].sv = sv;
         sc[mi].reader = reader;
         rc = rc ? rc : scan_step(&sc[mi], pg->extra != NULL);
     }
@@ -525,51 +588,48 @@ static int filtered_row(scan *sc, void *ctx)
     return emit_row(sc, &x->w, &rg, d != CS_EXPORT_FULL, &emitted);
 }
 
-typedef struct filtered_args {
-    int64_t scan_from, since;
-    cs_export_filter filter;
-    void *fctx;
-    cs_export_page *page;
-    void **out;
-    size_t *len;
-    int64_t *cursor;
-} filtered_args;
+static int disk_version(cs_sync *s, sqlite3 *conn, int64_t *ver);
 
-static int do_filtered(cstack *db, cs_sync *s, void *ctx)
+int cs_export_snapshot_version(cstack *db, cs_conn *c, int64_t *ver)
 {
-    (void)db;
-    filtered_args *a = ctx;
-    cs_export_page all = {0};
-    cs_export_page *pg = a->page ? a->page : &all;
-    filtered_ctx x = {.since = a->since, .filter = a->filter, .fctx = a->fctx, .page = pg};
-    int64_t until = s->last_ver;
-    int rc = walk_page(s, a->scan_from, pg, a->fctx, &x.w, filtered_row, &x);
-    pg->sent = (int64_t)x.w.nrows;
-    if (!rc)
-        rc = cs_cs_finish(&x.w, s->schema, s->site, a->since, until, a->out, a->len);
-    if (!rc && a->cursor)
-        *a->cursor = until > a->since ? until : a->since;
-    cs_cs_writer_free(&x.w);
-    return rc;
+    cs_sync *s = NULL;
+    *ver = 0;
+    int rc = cs_sync_require(db, &s);
+    int src = rc ? SQLITE_OK : disk_version(s, c->db, ver);
+    return src == SQLITE_OK ? rc : cs_err_sqlite(NULL, c->db, src);
 }
 
-int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
+int cs_changes_export_filtered(cstack *db, cs_conn *c, int64_t scan_from, int64_t since,
                                cs_export_filter filter, void *ctx, cs_export_page *page,
                                void **out, size_t *len, int64_t *cursor)
 {
-    if (!db || !filter || !out || !len || since < 0 || scan_from < 0)
+    if (!db || !c || !filter || !out || !len || since < 0 || scan_from < 0)
         return CSTACK_EMISUSE;
     *out = NULL;
     *len = 0;
     cs_sync *s = NULL;
-    filtered_args a = {scan_from, since, filter, ctx, page, out, len, cursor};
-    return locked(db, &s, do_filtered, &a);
+    int64_t until = 0;
+    int rc = cs_export_snapshot_version(db, c, &until);
+    site_view sv = {.c = c};
+    cs_export_page all = {0};
+    cs_export_page *pg = page ? page : &all;
+    filtered_ctx x = {.since = since, .filter = filter, .fctx = ctx, .page = pg};
+    s = cs_sync_of(db);
+    rc = rc ? rc : walk_page(s, c, &sv, scan_from, pg, ctx, &x.w, filtered_row, &x);
+    pg->sent = (int64_t)x.w.nrows;
+    if (!rc)
+        rc = cs_cs_finish(&x.w, s->schema, s->site, since, until, out, len);
+    if (!rc && cursor)
+        *cursor = until > since ? until : since;
+    cs_cs_writer_free(&x.w);
+    site_view_free(&sv);
+    return rc;
 }
 
-int cs_export_count(cstack *db, int64_t scan_from, const cs_export_pos *pos, int64_t *n)
+int cs_export_count(cstack *db, cs_conn *c, int64_t scan_from, const cs_export_pos *pos,
+                    int64_t *n)
 {
     cs_sync *s = cs_sync_of(db);
-    cs_conn *c = cs_write_conn(db);
     *n = 0;
     int rc = 0;
     for (size_t mi = 0; s && mi < s->nmodels && !rc; mi++) {

@@ -72,15 +72,25 @@ typedef struct cs_export_page {
  * decision relative to `since`, in (version, model, key) order.  With a
  * `page` (NULL: everything) the export stops once a bound is reached and
  * says where.  Output and cursor as cstack_changes_export (the cursor is the
- * version of the snapshot; it is a resume point only when !page->more). */
-int cs_changes_export_filtered(cstack *db, int64_t scan_from, int64_t since,
+ * version of the snapshot; it is a resume point only when !page->more).
+ * It reads only through `c`, the caller's read snapshot (cs_read_begin), and
+ * takes no lock: a merge may commit meanwhile.  The capture log is not
+ * folded first, so it is for a runtime whose writes are all merges (the
+ * server's). */
+int cs_changes_export_filtered(cstack *db, cs_conn *c, int64_t scan_from, int64_t since,
                                cs_export_filter filter, void *ctx, cs_export_page *page,
                                void **out, size_t *len, int64_t *cursor);
 
+/* The highest version the snapshot on `c` holds.  Versions are taken under
+ * the write lock in commit order, so a snapshot holds every row of every
+ * version up to this one, and any later commit gets a greater one. */
+int cs_export_snapshot_version(cstack *db, cs_conn *c, int64_t *ver);
+
 /* Counts the clock rows an export of `scan_from` would still look at after
- * `pos` (every row past scan_from when NULL), inside the caller's write
- * scope: an upper bound of the rows it sends. */
-int cs_export_count(cstack *db, int64_t scan_from, const cs_export_pos *pos, int64_t *n);
+ * `pos` (every row past scan_from when NULL), read on `c`: an upper bound of
+ * the rows it sends. */
+int cs_export_count(cstack *db, cs_conn *c, int64_t scan_from, const cs_export_pos *pos,
+                    int64_t *n);
 
 /* Decodes an encoded key of model `mi` into npk values borrowing from
  * `key`; CSTACK_EINVAL when it is not exactly such a key. */
