@@ -35,6 +35,7 @@
  * device), computed with the read policy rendered to SQL in one query per
  * model, and cached per (user, version).
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ void cs_srv_pull_result_free(cs_srv_pull_result *r)
     if (!r)
         return;
     cstack_free(r->body);
+    free(r->model_sums);
     memset(r, 0, sizeof *r);
     r->same_as = -1;
 }
@@ -246,22 +248,34 @@ static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64
 }
 
 /* The user's checksum at `version`, which must be the version of the
- * caller's write scope (nothing commits while it is computed). */
+ * caller's write scope (nothing commits while it is computed).  With
+ * `per_model` (not cached) also "Model=<hex>" per synced model, which a
+ * device compares with its own to find what to repair. */
 static int user_checksum(cs_srv_store *st, const cs_auth *auth, const char *key, int64_t version,
-                         uint64_t *sum)
+                         uint64_t *sum, char **per_model)
 {
     *sum = 0;
-    if (cache_get(st, key, version, sum))
+    if (!per_model && cache_get(st, key, version, sum))
         return 0;
     cs_sync *sync = cs_sync_of(st->db);
-    cs_buf json = CS_BUF_INIT;
+    cs_buf json = CS_BUF_INIT, list = CS_BUF_INIT;
     int rc = 0;
-    for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++)
-        if (sync->models[mi].synced)
-            rc = model_sum(st, (int)mi, auth, &json, sum);
+    for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++) {
+        if (!sync->models[mi].synced)
+            continue;
+        uint64_t one = 0;
+        rc = model_sum(st, (int)mi, auth, &json, &one);
+        *sum += one;
+        if (!rc && per_model)
+            rc = cs_buf_printf(&list, "%s%s=%016" PRIx64, list.len ? "," : "",
+                               st->schema->models[mi].name, one);
+    }
     cs_buf_free(&json);
     if (!rc)
         cache_put(st, key, version, *sum);
+    if (!rc && per_model && !(*per_model = cs_buf_take(&list)))
+        rc = cs_err(CSTACK_ENOMEM, "out of memory");
+    cs_buf_free(&list);
     return rc;
 }
 
@@ -339,7 +353,8 @@ static int pull_one(cs_srv_store *st, const cs_srv_pull *req, const char *key, i
     /* The checksum describes the state at the cursor: only the last page of
      * an answer has one. */
     if (!rc && req->want_checksum && !res->more) {
-        rc = user_checksum(st, req->auth, key, cursor, &res->checksum);
+        rc = user_checksum(st, req->auth, key, cursor, &res->checksum,
+                           req->want_model_sums ? &res->model_sums : NULL);
         res->has_checksum = !rc;
     }
     res->cursor = res->more ? req->since : cursor;
@@ -382,7 +397,8 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
         if (reqs[j].since == reqs[i].since && reqs[j].site && reqs[i].site &&
             strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
             reqs[j].want_checksum == reqs[i].want_checksum &&
-            reqs[j].echoes == reqs[i].echoes && !reqs[i].pos.set &&
+            reqs[j].echoes == reqs[i].echoes && !reqs[i].want_model_sums &&
+            !reqs[j].want_model_sums && !reqs[i].pos.set &&
             !reqs[j].pos.set && strcmp(keys[j], keys[i]) == 0)
             return (long)j;
     return -1;
