@@ -246,3 +246,63 @@ Test(repair, a_state_that_still_differs_after_a_repair_fails_the_sync_as_diverge
     dev_free(&a);
     stop();
 }
+
+/* ---- cstack sync ------------------------------------------------------------------ */
+
+/* Runs `cstack sync --once` on the file; returns its exit status, *out its
+ * output (stdout and stderr). */
+static int cli_sync(dev *d, const char *path, char **out)
+{
+    char schema_path[600], cmd[8192];
+    snprintf(schema_path, sizeof schema_path, "%s/repair.cstack", dir);
+    FILE *f = fopen(schema_path, "w");
+    cr_assert_not_null(f);
+    fputs(SCHEMA, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "CSTACK_TOKEN='%s' '%s' sync --schema '%s' --db '%s' "
+             "--server http://127.0.0.1:%d --once 2>&1",
+             d->token, CSTACK_CLI, schema_path, path, cstack_server_port(srv));
+    return t_run(cmd, out);
+}
+
+static void sqlite3_cli(const char *path, const char *sql)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s' \"%s\" 2>&1", path, sql);
+    int rc = t_run(cmd, &out);
+    cr_assert_eq(rc, 0, "sqlite3: %s", out ? out : "");
+    free(out);
+}
+
+Test(repair, cstack_sync_repairs_a_delete_made_with_the_sqlite3_cli_and_exits_non_zero_when_diverged)
+{
+    start_opts(SCHEMA, "cli.db", 0);
+    char path[512];
+    dev a = alice_with_data("cli-alice.db", path, sizeof path);
+    cstack_close(a.db); /* the CLI opens the file itself */
+    a.db = NULL;
+
+    sqlite3_cli(path, "DELETE FROM Note");
+    char *out = NULL;
+    int rc = cli_sync(&a, path, &out);
+    cr_expect_eq(rc, 0, "repaired, not failed:\n%s", out);
+    cr_expect(strstr(out, "repaired: pulled Note again (3 local rows") != NULL, "%s", out);
+    cr_expect(strstr(out, "(after a self-repair)") != NULL, "%s", out);
+    free(out);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s' 'SELECT count(*) FROM Note'", path);
+    cr_assert_eq(t_run(cmd, &out), 0);
+    cr_expect_eq(atoi(out), 3, "the notes are back in the file: %s", out);
+    free(out);
+
+    sqlite3_cli(path, "CREATE TRIGGER scribble AFTER INSERT ON Note BEGIN UPDATE Note SET "
+                      "title = 'scribbled' WHERE id = new.id; END; DELETE FROM Note WHERE id = 'n1'");
+    rc = cli_sync(&a, path, &out);
+    cr_expect_eq(rc, 1, "a state that cannot be repaired fails:\n%s", out);
+    cr_expect(strstr(out, "failed (diverged)") != NULL, "labelled diverged:\n%s", out);
+    cr_expect(strstr(out, "warning") == NULL, "no mere warning:\n%s", out);
+    free(out);
+    dev_free(&a);
+    stop();
+}
