@@ -31,8 +31,7 @@
  * rule on the row itself (the server scans changes since the cursor).
  *
  * Environment (docs/testing.md):
- *   CSTACK_PROPTEST_SEEDS=N   seeds 1..N (default 104: 100 seeds plus the four
- *                             KNOWN_REPAIRED ones); the long mode is a
+ *   CSTACK_PROPTEST_SEEDS=N   seeds 1..N (default 100); the long mode is a
  *                             large N, e.g. 5000
  *   CSTACK_PROPTEST_STEPS=M   steps per seed (default 30); more steps find
  *                             longer histories, fewer shorter reproductions
@@ -162,7 +161,6 @@ typedef struct world {
      * the repair is only a safety net, so any is a failure. */
     int repairs;
     char repaired[128]; /* the first one, for the report */
-    bool repair_only;   /* converged, but only through a self-repair */
 } world;
 
 /* ---- randomness and logs --------------------------------------------------- */
@@ -742,8 +740,7 @@ static int verdict(world *w)
         }
         view_free(&f);
     }
-    w->repair_only = !bad && w->repairs;
-    if (w->repair_only)
+    if (!bad && w->repairs)
         return fail(w, "%d sync(s) needed a self-repair, first %s", w->repairs, w->repaired);
     return bad ? -1 : 0;
 }
@@ -871,27 +868,9 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 
 TestSuite(server_converge, .fini = fini, .timeout = 1800);
 
-/* Seeds known to need a self-repair today (issue 9): without it they ended
- * diverged.  Seed 35: a device showed a team that lost its unique name to
- * a team the device never received; 50: a device held a team the server
- * hides; 70: a device held a membership of a hidden team; 26: a device's
- * posts differed at a checkpoint mid-run.  They must still converge (every
- * device equal to a fresh one, checksums equal), only the repair is
- * tolerated; one that needs no repair fails the test, so the list is kept
- * exact.  The default run covers 100 other seeds with no repair at all. */
-static const uint64_t KNOWN_REPAIRED[] = {26, 35, 50, 70};
-
-static bool known_repaired(uint64_t seed)
-{
-    for (size_t i = 0; i < sizeof KNOWN_REPAIRED / sizeof KNOWN_REPAIRED[0]; i++)
-        if (KNOWN_REPAIRED[i] == seed)
-            return true;
-    return false;
-}
-
 Test(server_converge, every_device_equals_a_fresh_device_of_its_user_once_syncs_settle)
 {
-    uint64_t nseeds = env_u64("CSTACK_PROPTEST_SEEDS", 104);
+    uint64_t nseeds = env_u64("CSTACK_PROPTEST_SEEDS", 100);
     uint64_t only = env_u64("CSTACK_PROPTEST_SEED", UINT64_MAX);
     uint64_t first = only == UINT64_MAX ? 1 : only;
     uint64_t last = only == UINT64_MAX ? nseeds : only;
@@ -901,29 +880,13 @@ Test(server_converge, every_device_equals_a_fresh_device_of_its_user_once_syncs_
     bool verbose = env_u64("CSTACK_PROPTEST_VERBOSE", 0) != 0;
     ts_str failed = {0};
     ts_str_put(&failed, "");
-    uint64_t nfailed = 0, nknown = 0;
-    bool strict = only == UINT64_MAX && steps == DEFAULT_STEPS && per_user == 2;
+    uint64_t nfailed = 0;
     for (uint64_t seed = first; seed <= last; seed++) {
         world *w = calloc(1, sizeof *w);
         cr_assert_not_null(w);
         w->steps = steps;
         w->ndev = ndev;
-        bool known = strict && known_repaired(seed);
-        int diverged = run_seed(w, seed, verbose || (nfailed < FULL_REPORTS && !known));
-        if (known && diverged && w->repair_only) {
-            nknown++;
-            fprintf(stderr, "seed %llu needed a self-repair, as known: %s\n",
-                    (unsigned long long)seed, w->err);
-            world_free(w);
-            continue;
-        }
-        if (known && !diverged) {
-            cr_log_error("seed %llu is listed as needing a self-repair but needed none: remove "
-                         "it from KNOWN_REPAIRED", (unsigned long long)seed);
-            nfailed++;
-            world_free(w);
-            continue;
-        }
+        int diverged = run_seed(w, seed, verbose || nfailed < FULL_REPORTS);
         if (diverged != 0) {
             if (verbose || nfailed < FULL_REPORTS)
                 cr_log_error("seed %llu failed: %s\n"
@@ -942,7 +905,7 @@ Test(server_converge, every_device_equals_a_fresh_device_of_its_user_once_syncs_
         }
         world_free(w);
     }
-    uint64_t total = last - first + 1 - nknown;
+    uint64_t total = last - first + 1;
     char summary[512];
     snprintf(summary, sizeof summary,
              "%llu of %llu seeds diverged (%d steps, %d devices per user): %.400s",

@@ -483,6 +483,36 @@ static int pushed_as_hidden(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool 
     return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
 }
 
+/* Whether a pushed row's causal length lost to the server's: the device
+ * created a row (say, with a re-used id) that the server holds deleted, or
+ * re-created, and was never sent that state, as it never held the row. */
+static int pushed_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *lost)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = cs_clkrow_load(c, &s->models[row->model], &x->st->schema->models[row->model],
+                            row->pk, &cl, &clk);
+    cs_clk_free(&clk);
+    *lost = !rc && row->cl < cl;
+    return rc;
+}
+
+/* A lost row is held by the device whatever it may hide by itself (its copy
+ * is stale, so its own decision is not the server's), and gets this push's
+ * version, so that the device's next pull, whose cursor is past the row's
+ * old version, carries the server's state of it, or a drop when the server
+ * hides it; other holders get it again as a no-op. */
+static int resend_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    int rc = held(x, c, row->model, row->pk);
+    return rc ? rc
+              : cs_clkrow_touch(c, &s->models[row->model], &x->st->schema->models[row->model],
+                                row->pk, s->tx_ver);
+}
+
 /* Every row of an accepted batch is held by the device that pushed it, also
  * those the merge left unchanged (the server had later values): a later
  * deletion, drop or hiding of any of them must reach that device, which the
@@ -511,8 +541,13 @@ static int held_all(push_ctx *x, cs_conn *c)
              * its user can read the row that took its unique value) is not
              * recorded: the device keeps it hidden, with its reason, rather
              * than being told to forget it. */
-            bool self = false;
-            rc = hides_by_itself(x, c, row.model, row.pk, &self);
+            bool self = false, lost = false;
+            rc = pushed_lost(x, c, &row, &lost);
+            if (!rc && lost) {
+                rc = resend_lost(x, c, &row);
+                continue;
+            }
+            rc = rc ? rc : hides_by_itself(x, c, row.model, row.pk, &self);
             rc = rc || !self ? rc : pushed_as_hidden(x, c, &row, &self);
             rc = rc || self ? rc : held(x, c, row.model, row.pk);
         }
