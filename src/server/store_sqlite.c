@@ -11,9 +11,11 @@
  * durable version the device is given as its cursor.  A pushed row the
  * merge hides (parked: a unique value lost, a parent gone) is accepted, and
  * checked on its parked values, never refused for being hidden.  Every row
- * of the batch is recorded as held by the pushing device (held_all), except
- * one it will hide by itself, so a later deletion, drop or hiding of it
- * reaches that device even though the server never sent it the row.  A batch is therefore
+ * of the batch is recorded as held by the pushing device (held_all), one it
+ * will hide by itself as held hidden (no drop while hidden, but its
+ * deletion), so a later deletion, drop or hiding of it reaches that device
+ * even though the server never sent it the row.  A pushed row whose causal
+ * length lost to the server's is sent back (resend_lost).  A batch is therefore
  * applied and recorded or neither, and a retry is answered `duplicate`
  * without being merged (or re-checked against policies that may have
  * changed since); the write lock serialises pushes, so two copies of one
@@ -421,11 +423,11 @@ static int hides_by_itself(push_ctx *x, cs_conn *c, int model, const cs_cs_value
 /* Records that the pushing device holds a row it pushed (acknowledged: it
  * wrote the row itself), so that a later deletion, drop or hiding of the row
  * reaches it even though the server never sent it the row. */
-static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
+static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, int present)
 {
     const cs_model *m = &x->st->schema->models[model];
     static const char sql[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
-                              "(site, model, pk, present, at) VALUES (?, ?, ?, 1, 0)";
+                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, 0)";
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(x->req->site, site))
         return cs_err(CSTACK_EINVAL, "a push needs the device's site id (32 hex digits)");
@@ -440,6 +442,7 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
         sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, present);
         step = sqlite3_step(st);
         sqlite3_reset(st);
     }
@@ -507,7 +510,7 @@ static int pushed_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *lost
 static int resend_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row)
 {
     cs_sync *s = cs_sync_of(x->st->db);
-    int rc = held(x, c, row->model, row->pk);
+    int rc = held(x, c, row->model, row->pk, 1);
     return rc ? rc
               : cs_clkrow_touch(c, &s->models[row->model], &x->st->schema->models[row->model],
                                 row->pk, s->tx_ver);
@@ -538,9 +541,10 @@ static int held_all(push_ctx *x, cs_conn *c)
             rc = cs_err(CSTACK_EINVAL, "%s", err);
         else {
             /* A row the device will hide by itself (its parent is gone, or
-             * its user can read the row that took its unique value) is not
-             * recorded: the device keeps it hidden, with its reason, rather
-             * than being told to forget it. */
+             * its user can read the row that took its unique value) is
+             * recorded as held hidden: the device keeps it hidden, with its
+             * reason, rather than being told to forget it, and a later
+             * deletion of it still reaches the device. */
             bool self = false, lost = false;
             rc = pushed_lost(x, c, &row, &lost);
             if (!rc && lost) {
@@ -549,7 +553,7 @@ static int held_all(push_ctx *x, cs_conn *c)
             }
             rc = rc ? rc : hides_by_itself(x, c, row.model, row.pk, &self);
             rc = rc || !self ? rc : pushed_as_hidden(x, c, &row, &self);
-            rc = rc || self ? rc : held(x, c, row.model, row.pk);
+            rc = rc ? rc : held(x, c, row.model, row.pk, self ? CS_SRV_HELD_HIDDEN : 1);
         }
     }
     free(row.cols);

@@ -84,7 +84,9 @@ static int readable_expr(void *ctx, int model, cs_sqlb *q)
 
 /* ---- what a device holds ---------------------------------------------------- */
 
-static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *present, int64_t *at)
+/* *present: 0 told to forget, 1 holds the row, CS_SRV_HELD_HIDDEN holds a
+ * row it pushed and hides by itself (store_sqlite.c, held_all). */
+static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, int *present, int64_t *at)
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
                               "WHERE site = ? AND model = ? AND pk = ?";
@@ -99,7 +101,7 @@ static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *presen
     int rc = sqlite3_step(st);
     *found = rc == SQLITE_ROW;
     if (*found) {
-        *present = sqlite3_column_int(st, 0) != 0;
+        *present = sqlite3_column_int(st, 0);
         *at = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
@@ -125,7 +127,8 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
 {
     pull_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
-    bool found = false, present = false, ok = alive && readable;
+    bool found = false, ok = alive && readable;
+    int present = 0;
     int64_t at = 0, since = x->req->since;
     *d = CS_EXPORT_SKIP;
     int rc = cs_parked_key(&x->key, pk, m->npk);
@@ -140,6 +143,9 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
         else
             *d = found ? CS_EXPORT_FULL : CS_EXPORT_NEW;
         rc = has ? 0 : note(x, model, true);
+    } else if (alive && present == CS_SRV_HELD_HIDDEN) {
+        /* Hidden here, and the device hides it by itself, with its reason;
+         * its deletion (below) still reaches it. */
     } else if (may_have) {
         *d = alive ? CS_EXPORT_DROP : CS_EXPORT_FULL;
         rc = note(x, model, false);
