@@ -33,8 +33,9 @@ struct cs_srv_store {
 };
 
 /* _cstack_srv_sent.present of a row the device pushed and hides by itself
- * (0: told to forget it, 1: holds it): a pull sends no drop for it while the
- * server hides it too, but sends its deletion. */
+ * (0: told to forget it, 1: holds it), with `at` the version of that push:
+ * a pull sends no drop for it while the server hides it too and the row has
+ * not changed since, else a drop or its deletion. */
 #define CS_SRV_HELD_HIDDEN 2
 
 /* Primary-key values as they travel (storage classes) to API values; text and

@@ -427,7 +427,7 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, int p
 {
     const cs_model *m = &x->st->schema->models[model];
     static const char sql[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
-                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, 0)";
+                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(x->req->site, site))
         return cs_err(CSTACK_EINVAL, "a push needs the device's site id (32 hex digits)");
@@ -443,6 +443,9 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, int p
         sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, present);
+        /* A row held hidden remembers the version of the push: a later
+         * change of it is one the device cannot see (store_sqlite_pull.c). */
+        sqlite3_bind_int64(st, 5, present == CS_SRV_HELD_HIDDEN ? cs_sync_of(x->st->db)->tx_ver : 0);
         step = sqlite3_step(st);
         sqlite3_reset(st);
     }

@@ -143,9 +143,11 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
         else
             *d = found ? CS_EXPORT_FULL : CS_EXPORT_NEW;
         rc = has ? 0 : note(x, model, true);
-    } else if (alive && present == CS_SRV_HELD_HIDDEN) {
-        /* Hidden here, and the device hides it by itself, with its reason;
-         * its deletion (below) still reaches it. */
+    } else if (alive && present == CS_SRV_HELD_HIDDEN && ver <= at) {
+        /* Hidden here, and the device hides it by itself, with its reason,
+         * as long as the row has not changed since it pushed it (`at`);
+         * after that, or once deleted, it gets a drop or the deletion
+         * (below). */
     } else if (may_have) {
         *d = alive ? CS_EXPORT_DROP : CS_EXPORT_FULL;
         rc = note(x, model, false);
