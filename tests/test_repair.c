@@ -306,3 +306,64 @@ Test(repair, cstack_sync_repairs_a_delete_made_with_the_sqlite3_cli_and_exits_no
     dev_free(&a);
     stop();
 }
+
+/* ---- write rules through a relation, in a batch --------------------------------- */
+
+/* Teams belong to their owner; anyone joins; the owner may remove members. */
+static const char *TEAMS = "auth User { id String }\n"
+                           "model Team {\n"
+                           "  id      String   @id\n"
+                           "  ownerId String\n"
+                           "  members Member[]\n"
+                           "  @@allow('read', auth() != null)\n"
+                           "  @@allow('create,update,delete', ownerId == auth().id)\n"
+                           "}\n"
+                           "model Member {\n"
+                           "  id     String @id\n"
+                           "  teamId String\n"
+                           "  team   Team   @relation(fields: [teamId], references: [id], "
+                           "onDelete: Cascade)\n"
+                           "  userId String\n"
+                           "  @@allow('read', auth() != null)\n"
+                           "  @@allow('create,update', userId == auth().id)\n"
+                           "  @@allow('delete', userId == auth().id || team.ownerId == auth().id)\n"
+                           "}\n";
+
+static void put_row(dev *d, const char *model, const char *f1, const char *v1, const char *f2,
+                    const char *v2, const char *f3, const char *v3)
+{
+    cstack_field_value f[] = {
+        {f1, cstack_v_text(v1)}, {f2, cstack_v_text(v2)}, {f3, cstack_v_text(v3)}};
+    cstack_data data = {f, f3 ? 3 : 2};
+    cr_assert_eq(cstack_create(d->db, model, &data, NULL), 0, "%s", cstack_errmsg(d->db));
+}
+
+Test(repair, a_cascaded_delete_allowed_through_its_parent_is_checked_on_the_state_before_the_batch)
+{
+    start_opts(TEAMS, "cascade.db", 0);
+    cstack_sync_status st;
+    dev bob = device(TEAMS, "bob"), alice = device(TEAMS, "alice");
+    put_row(&bob, "Team", "id", "T", "ownerId", "bob", NULL, NULL);
+    synced(&bob, "bob", &st);
+    synced(&alice, "alice", &st);
+    put_row(&alice, "Member", "id", "M", "teamId", "T", "userId", "alice");
+    synced(&alice, "alice", &st);
+    synced(&bob, "bob", &st);
+    cr_assert_eq(count(&bob, "Member"), 1);
+
+    /* Bob deletes his team: the cascade deletes alice's membership in the
+     * same batch.  Bob may delete it as the team's owner, which the rule
+     * reads through the team the batch deletes first. */
+    cstack_field_value w[] = {{"id", cstack_v_text("T")}};
+    cstack_data where = {w, 1};
+    cr_assert_eq(cstack_delete(bob.db, "Team", &where, NULL), 0, "%s", cstack_errmsg(bob.db));
+    synced(&bob, "bob", &st);
+    cr_expect_eq(st.rejected, 0, "the batch is accepted: %s", st.last_error);
+    synced(&alice, "alice", &st);
+    cr_expect_eq(count(&alice, "Team"), 0);
+    cr_expect_eq(count(&alice, "Member"), 0, "alice's membership went with the team");
+    cr_expect_eq(count(&bob, "Member"), 0);
+    dev_free(&bob);
+    dev_free(&alice);
+    stop();
+}

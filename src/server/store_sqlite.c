@@ -6,12 +6,14 @@
  * CS_WRITE_MERGE): it looks the batch id up in _cstack_srv_batches, merges
  * the changeset with cs_merge (each row decoded once) under a check that runs
  * the schema's write policies for the pushing user on every row the merge
- * changes (create: the merged row; update: the row before and after; delete:
- * the row before), with drops refused, records the batch id, and reads the
+ * changes (create: the merged row; update: the row before and after), with
+ * drops refused; deletions are checked before the merge, on the state before
+ * the batch (delete_before: a cascade deletes a team before its members,
+ * whose rule may read the team), records the batch id, and reads the
  * durable version the device is given as its cursor.  A pushed row the
  * merge hides (parked: a unique value lost, a parent gone) is accepted, and
  * checked on its parked values, never refused for being hidden.  Every row
- * of the batch is recorded as held by the pushing device (held_all), one it
+ * of the batch is recorded as held by the pushing device (held_one), one it
  * will hide by itself as held hidden (no drop while hidden, but its
  * deletion), so a later deletion, drop or hiding of it reaches that device
  * even though the server never sent it the row.  A pushed row whose causal
@@ -155,6 +157,7 @@ typedef struct push_ctx {
     const cs_srv_push *req;
     bool refused; /* a policy said no; msg says which row */
     bool foreign; /* the site belongs to another user */
+    bool deletes_checked; /* delete_before ran: the merge checks no deletion */
     char msg[480];
 } push_ctx;
 
@@ -310,6 +313,8 @@ static int parked_allowed(push_ctx *x, cs_conn *c, int model, const cs_cs_value 
 static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op, int phase)
 {
     push_ctx *x = ctx;
+    if (op == CS_CHECK_DELETE && x->deletes_checked)
+        return 0;
     unsigned pol = op == CS_CHECK_CREATE   ? CS_POL_CREATE
                    : op == CS_CHECK_UPDATE ? CS_POL_UPDATE
                                            : CS_POL_DELETE;
@@ -519,11 +524,9 @@ static int resend_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row)
                                 row->pk, s->tx_ver);
 }
 
-/* Every row of an accepted batch is held by the device that pushed it, also
- * those the merge left unchanged (the server had later values): a later
- * deletion, drop or hiding of any of them must reach that device, which the
- * record makes sure of even when the server never sent it the row. */
-static int held_all(push_ctx *x, cs_conn *c)
+/* Runs fn on every row of the pushed batch, in order. */
+static int each_row(push_ctx *x, cs_conn *c,
+                    int (*fn)(push_ctx *x, cs_conn *c, const cs_cs_row *row))
 {
     const cstack_schema *s = x->st->schema;
     cs_reader r = {x->req->changeset, x->req->len, 0};
@@ -542,25 +545,50 @@ static int held_all(push_ctx *x, cs_conn *c)
     for (uint64_t i = 0; !rc && i < h.nrows; i++) {
         if (cs_cs_read_row(&r, s, &h, &row, err, sizeof err))
             rc = cs_err(CSTACK_EINVAL, "%s", err);
-        else {
-            /* A row the device will hide by itself (its parent is gone, or
-             * its user can read the row that took its unique value) is
-             * recorded as held hidden: the device keeps it hidden, with its
-             * reason, rather than being told to forget it, and a later
-             * deletion of it still reaches the device. */
-            bool self = false, lost = false;
-            rc = pushed_lost(x, c, &row, &lost);
-            if (!rc && lost) {
-                rc = resend_lost(x, c, &row);
-                continue;
-            }
-            rc = rc ? rc : hides_by_itself(x, c, row.model, row.pk, &self);
-            rc = rc || !self ? rc : pushed_as_hidden(x, c, &row, &self);
-            rc = rc ? rc : held(x, c, row.model, row.pk, self ? CS_SRV_HELD_HIDDEN : 1);
-        }
+        else
+            rc = fn(x, c, &row);
     }
     free(row.cols);
     return rc;
+}
+
+/* Every row of an accepted batch is held by the device that pushed it, also
+ * those the merge left unchanged (the server had later values): a later
+ * deletion, drop or hiding of any of them must reach that device, which the
+ * record makes sure of even when the server never sent it the row. */
+static int held_one(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    bool self = false, lost = false;
+    int rc = pushed_lost(x, c, row, &lost);
+    if (!rc && lost)
+        return resend_lost(x, c, row);
+    /* A row the device will hide by itself (its parent is gone, or its user
+     * can read the row that took its unique value) is recorded as held
+     * hidden: the device keeps it hidden, with its reason, rather than being
+     * told to forget it, and a later deletion of it still reaches the
+     * device. */
+    rc = rc ? rc : hides_by_itself(x, c, row->model, row->pk, &self);
+    rc = rc || !self ? rc : pushed_as_hidden(x, c, row, &self);
+    return rc ? rc : held(x, c, row->model, row->pk, self ? CS_SRV_HELD_HIDDEN : 1);
+}
+
+/* The delete rule of a row the batch deletes, checked on the state before
+ * the batch: a rule through a relation (the team's owner may remove its
+ * members) must see the parent that the same batch deletes first (the
+ * cascade of a team's deletion).  The merge then checks no deletion. */
+static int delete_before(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = row->cl % 2 ? 0
+                         : cs_clkrow_load(c, &s->models[row->model],
+                                          &x->st->schema->models[row->model], row->pk, &cl, &clk);
+    cs_clk_free(&clk);
+    if (rc || row->cl % 2 || !(cl % 2) || row->cl <= cl)
+        return rc; /* no deletion of a live row */
+    return push_check(x, c, row->model, row->pk, CS_CHECK_DELETE, CS_CHECK_BEFORE);
 }
 
 static void classify(push_ctx *x, int rc, cs_srv_err *err)
@@ -606,8 +634,10 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
     }
     cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true};
     cstack_apply_stats stats = {0};
+    rc = rc ? rc : each_row(x, c, delete_before);
+    x->deletes_checked = true;
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
-    rc = rc ? rc : held_all(x, c);
+    rc = rc ? rc : each_row(x, c, held_one);
     rc = rc ? rc : batch_record(c, req);
     rc = rc ? rc : cs_srv_durable_version(st, &res->cursor);
     res->rows = stats.rows;

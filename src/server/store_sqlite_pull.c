@@ -85,7 +85,7 @@ static int readable_expr(void *ctx, int model, cs_sqlb *q)
 /* ---- what a device holds ---------------------------------------------------- */
 
 /* *present: 0 told to forget, 1 holds the row, CS_SRV_HELD_HIDDEN holds a
- * row it pushed and hides by itself (store_sqlite.c, held_all). */
+ * row it pushed and hides by itself (store_sqlite.c, held_one). */
 static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, int *present, int64_t *at)
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
