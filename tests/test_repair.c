@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server_support.h"
+#include "sync/sync_ext.h"
 
 /* Private notes, and tags every signed-in user reads: two models, so that a
  * repair can be seen to pick the one that differs. */
@@ -366,4 +367,35 @@ Test(repair, a_cascaded_delete_allowed_through_its_parent_is_checked_on_the_stat
     dev_free(&bob);
     dev_free(&alice);
     stop();
+}
+
+/* ---- forgetting models ------------------------------------------------------------ */
+
+Test(repair, forgetting_a_model_keeps_rows_written_after_the_queue_was_seen_empty)
+{
+    cstack *db = t_open_mem(SCHEMA);
+    dev d = {.db = db};
+    note(&d, "old", "alice", "pushed long ago");
+    tag(&d, "t1", "red");
+    int64_t version = 0, pending = 0;
+    cstack_upload_tx *tx = NULL;
+    while (cstack_upload_next(db, &tx) == 0 && tx) {
+        cr_assert_eq(cstack_upload_complete(db, cstack_upload_tx_version(tx)), 0);
+        cstack_upload_tx_free(tx);
+    }
+    cr_assert_eq(cstack_sync_version(db, &version), 0);
+    note(&d, "new", "alice", "written during the repair");
+    bool models[2] = {true, false}; /* Note, not Tag */
+    int64_t rows = 0;
+    cr_assert_eq(cs_changes_forget_models(db, models, version, NULL, NULL, &rows), 0, "%s",
+                 cstack_errmsg(db));
+    cr_expect_eq(rows, 1, "only the old note is forgotten: %" PRId64, rows);
+    cr_expect_eq(count(&d, "Note"), 1);
+    char *t = title_of(&d, "new");
+    cr_expect_str_eq(t, "written during the repair", "the pending note stays");
+    free(t);
+    cr_expect_eq(count(&d, "Tag"), 1, "another model is left alone");
+    cr_assert_eq(cstack_upload_pending(db, &pending), 0);
+    cr_expect_eq(pending, 1, "and stays queued");
+    cstack_close(db);
 }
