@@ -220,6 +220,8 @@ static int follow(cs_client *c, stream_ctx *s)
             int rc = cs_repair(c);
             if (rc)
                 return rc;
+            if (c->st.state != CSTACK_SYNC_CONNECTED)
+                cs_client_set_state(c, CSTACK_SYNC_CONNECTED);
         }
         int wait = c->o.poll_ms;
         curl_multi_poll(c->multi, NULL, 0, wait, NULL);
