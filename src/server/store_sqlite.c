@@ -458,9 +458,32 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, int p
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
 }
 
+/* Whether every pushed column is the server's winning write (same clock):
+ * a column another device wrote later with the same value changes the
+ * row's claim on a unique value, which the device cannot see. */
+static int pushed_writes_won(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *won)
+{
+    const cs_sync_model *sm = &cs_sync_of(x->st->db)->models[row->model];
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = cs_clkrow_load(c, sm, &x->st->schema->models[row->model], row->pk, &cl, &clk);
+    *won = !rc && cl == row->cl;
+    for (size_t i = 0; *won && i < row->ncols; i++) {
+        const cs_clk_entry *e = NULL;
+        for (size_t k = 0; k < sm->ncols && !e; k++)
+            if (sm->cols[k] == row->cols[i].field)
+                e = cs_clk_get(&clk, k);
+        *won = e && e->hlc == row->cols[i].hlc;
+    }
+    cs_clk_free(&clk);
+    return rc;
+}
+
 /* Whether the server's hidden copy of a pushed row holds the values the
- * device pushed: only then can the device hide the row by itself for the
- * same reason (a column another device won may name another parent). */
+ * device pushed, written by the device's own writes: only then can the
+ * device hide the row by itself for the same reason (a column another
+ * device won may name another parent, or move the row's claim). */
 static int pushed_as_hidden(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *same)
 {
     const cs_model *m = &x->st->schema->models[row->model];
@@ -569,6 +592,7 @@ static int held_one(push_ctx *x, cs_conn *c, const cs_cs_row *row)
      * device. */
     rc = rc ? rc : hides_by_itself(x, c, row->model, row->pk, &self);
     rc = rc || !self ? rc : pushed_as_hidden(x, c, row, &self);
+    rc = rc || !self ? rc : pushed_writes_won(x, c, row, &self);
     return rc ? rc : held(x, c, row->model, row->pk, self ? CS_SRV_HELD_HIDDEN : 1);
 }
 
