@@ -29,7 +29,10 @@ static const char SYNC_USAGE[] =
     "later changes still go through.  If the server runs another schema,\n"
     "nothing is pushed and local changes stay queued until the app or the\n"
     "server is upgraded.  On a terminal the first download shows a\n"
-    "progress bar; otherwise one line is printed per event.\n"
+    "progress bar; otherwise one line is printed per event.  When the data\n"
+    "differs from the server's at a checkpoint (say, another program changed\n"
+    "the file), the models that differ are pulled again (a self-repair); if\n"
+    "they still differ the sync fails with `diverged`.\n"
     "\n"
     "options:\n"
     "  --schema FILE   the .cstack schema (the server must run the same one)\n"
@@ -39,7 +42,8 @@ static const char SYNC_USAGE[] =
     "  --once          push, pull until caught up, and exit\n"
     "\n"
     "Exit status: 0 synced (or stopped by a signal), 1 the server could not be\n"
-    "reached or refused the session, or (with --once) a change was refused,\n"
+    "reached or refused the session, the data still differs from the server's\n"
+    "after a self-repair (diverged), or (with --once) a change was refused,\n"
     "2 bad command line.\n";
 
 typedef struct sync_ui {
@@ -143,13 +147,18 @@ static void on_status(const cstack_sync_status *st, void *ctx)
             printf("checkpoint: the database matches the server at cursor %" PRId64 "\n",
                    st->cursor);
         else if (st->checksum_ok == 0)
-            fprintf(stderr, "cstack sync: warning: %s\n", st->last_error);
+            fprintf(stderr, "cstack sync: %s: repairing\n", st->last_error);
         ui->checked_cursor = st->checksum_ok == 1 ? st->cursor : -1;
         break;
     case CSTACK_SYNC_EV_HIDDEN:
         printf("hid %" PRId64 " row(s) that lost a unique value or a parent (kind hidden_rows "
                "lists them)\n",
                st->hidden);
+        break;
+    case CSTACK_SYNC_EV_REPAIRED:
+        printf("repaired: pulled %s again (%" PRId64 " local rows forgotten and re-pulled); %s\n",
+               st->repaired_names[0] ? st->repaired_names : "every model", st->repaired_rows,
+               st->diverged ? "still diverged" : "the database matches the server");
         break;
     case CSTACK_SYNC_EV_ERROR:
         /* With --once the failure ends the run and is reported once, there. */
@@ -173,8 +182,9 @@ static int run_once(cstack *db, const cstack_sync_options *o, sync_ui *ui)
         return CLI_FAIL;
     }
     printf("synced: %" PRId64 " pushed, %" PRId64 " refused, %" PRId64
-           " rows merged, cursor %" PRId64 "\n",
-           st.pushed, st.rejected, st.rows_applied, st.cursor);
+           " rows merged, cursor %" PRId64 "%s\n",
+           st.pushed, st.rejected, st.rows_applied, st.cursor,
+           st.repaired_models > 0 ? " (after a self-repair)" : "");
     if (st.rejected > 0) {
         fprintf(stderr, "cstack sync: %" PRId64 " local transaction(s) refused by the server\n",
                 st.rejected);

@@ -85,7 +85,8 @@ CSTACK_API const char *cstack_version(void);
     X(UNAUTHORIZED, -17, "unauthorized", "the server refused the credentials")        \
     X(FORBIDDEN, -18, "forbidden", "the server refused the request for this user")    \
     X(MISMATCH, -19, "schema_mismatch", "the server runs another schema")              \
-    X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")
+    X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")                    \
+    X(DIVERGED, -21, "diverged", "the data still differs from the server's after a repair")
 
 typedef enum cstack_errno {
 #define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
@@ -697,8 +698,11 @@ typedef enum cstack_sync_event {
     CSTACK_SYNC_EV_CAUGHT_UP,  /* a pull reached the server's cursor */
     CSTACK_SYNC_EV_CHECKPOINT, /* the state was compared with the server's: checksum_ok */
     CSTACK_SYNC_EV_ERROR,      /* a request failed (last_error); the session retries */
-    CSTACK_SYNC_EV_HIDDEN      /* merging server changes hid `hidden` rows (a unique value
+    CSTACK_SYNC_EV_HIDDEN,     /* merging server changes hid `hidden` rows (a unique value
                                   taken, a parent gone): cstack_sync_hidden lists them */
+    CSTACK_SYNC_EV_REPAIRED    /* a checkpoint differed and a self-repair re-pulled the
+                                  models that differed (repaired_*); `diverged` says
+                                  whether the state matches the server's now */
 } cstack_sync_event;
 
 /* What a download is doing, for progress displays. */
@@ -734,6 +738,16 @@ typedef struct cstack_sync_status {
     int64_t hidden;         /* EV_HIDDEN: rows the merge hid */
     int64_t undone;         /* rows of refused batches undone during this session
                                (cstack_sync_refusals lists them) */
+    /* Self-repair (docs/sync.md): the models re-pulled because their
+     * checksums differed from the server's, and the local rows of those
+     * models forgotten and pulled again, during this session; the names of
+     * the last repair's models (comma-separated, cut to fit).  `diverged`
+     * is non-zero while the state still differs after a repair: the sync
+     * then fails with CSTACK_EDIVERGED. */
+    int64_t repaired_models;
+    int64_t repaired_rows;
+    char repaired_names[128];
+    int diverged;
     /* Non-zero while the server runs another schema (409 schema_mismatch):
      * nothing is pushed or pulled, local writes stay queued, and the
      * session retries with backoff until the app or the server is upgraded

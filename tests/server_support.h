@@ -101,6 +101,7 @@ typedef struct res {
     char checksum[32];
     char more[8];
     char remaining[32];
+    char model_sums[512]; /* X-Cstack-Model-Sums (pulls with sums=1) */
 } res;
 
 static inline size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -138,6 +139,7 @@ static inline size_t on_header(char *p, size_t size, size_t n, void *ud)
     header_value(p, size * n, "X-Cstack-Checksum", r->checksum, sizeof r->checksum);
     header_value(p, size * n, "X-Cstack-More", r->more, sizeof r->more);
     header_value(p, size * n, "X-Cstack-Remaining", r->remaining, sizeof r->remaining);
+    header_value(p, size * n, "X-Cstack-Model-Sums", r->model_sums, sizeof r->model_sums);
     return size * n;
 }
 

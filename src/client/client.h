@@ -6,6 +6,7 @@
  *   sse.c      an incremental, bounded text/event-stream parser
  *   state.c    the client's own tables (cursor, refused batches and rows)
  *   exchange.c push and pull against the server, merging, checkpoints
+ *   repair.c   self-repair when a checkpoint differs from the server's
  *   stream.c   following the server's event stream while pushing
  *   session.c  the public API: sessions on a thread, backoff, run-once
  *
@@ -76,7 +77,11 @@ typedef struct cs_http_resp {
     bool has_checksum;
     uint64_t checksum; /* X-Cstack-Checksum */
     char schema[65];   /* X-Cstack-Schema (a 409, a pull): the server's schema hash */
+    cs_buf model_sums; /* X-Cstack-Model-Sums (asked for by a repair), "" when absent */
 } cs_http_resp;
+
+/* The longest X-Cstack-Model-Sums value kept ("Model=<16 hex>" per model). */
+#define CS_MODEL_SUMS_MAX (64 * 1024)
 
 /* Makes sure libcurl is initialised (once per process). */
 int cs_http_global_init(void);
@@ -144,7 +149,16 @@ struct cs_client {
     bool schema_checked;
     bool sum_valid;    /* `sum` is the local checksum at `sum_version` */
     int64_t sum_version;
+    int64_t sum_data_version; /* and at this PRAGMA data_version (other programs) */
     uint64_t sum;
+    /* Self-repair (repair.c): a checkpoint found the state differing from
+     * the server's; pulls ask for the per-model checksums (want_sums), kept
+     * in model_sums; `repairing` keeps a repair's own pulls from starting
+     * another. */
+    bool need_repair;
+    bool want_sums;
+    bool repairing;
+    cs_buf model_sums;
     cstack_sync_status st;
     pthread_mutex_t st_mu; /* guards `st` for cstack_sync_session_status */
 };
@@ -173,6 +187,10 @@ int cs_state_save_cursor(cs_client *c, int64_t cursor);
  * so that the next pull brings back what the server holds of those rows. */
 int cs_state_refuse(cs_client *c, int64_t version, long status, const char *message,
                     const void *changeset, size_t len, const char *ops, int64_t *rows);
+/* Forgets every row of the models flagged in `models` but those written
+ * locally after version `keep_after` (cs_changes_forget_models) and moves
+ * the cursor to 0, in one transaction; *rows receives the rows forgotten. */
+int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, int64_t *rows);
 /* Stores a continuation cursor durably: the answer from `cursor` goes on
  * there after a restart. */
 int cs_state_save_page(cs_client *c, const char *page);
@@ -217,5 +235,14 @@ bool cs_upgrade_ahead(cs_client *c, const char *server_hash);
  * pending and the checkpoint is not older than our last push; reports
  * EV_CHECKPOINT. */
 int cs_checkpoint(cs_client *c, int64_t cursor, uint64_t server_sum);
+
+/* ---- self-repair (repair.c) ---------------------------------------------- */
+
+/* Repairs after a checkpoint that differed (need_repair): finds the models
+ * whose checksums differ from the server's, forgets their rows (but those
+ * with pending local writes) and pulls again from cursor 0, then compares
+ * again.  Returns 0 (repaired, or nothing to repair after all) or the
+ * failure's code: CSTACK_EDIVERGED when the state still differs. */
+int cs_repair(cs_client *c);
 
 #endif

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 
 #include "client/client.h"
 #include "store/store.h"
@@ -225,14 +226,27 @@ int cs_apply_changes(cs_client *c, const void *bytes, size_t len, int64_t cursor
     return 0;
 }
 
+static int read_data_version(sqlite3 *conn, void *ctx)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(conn, "PRAGMA data_version", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        *(int64_t *)ctx = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : cs_err(CSTACK_ESQLITE, "%s", sqlite3_errmsg(conn));
+}
+
 /* The local checksum, recomputed only when the database changed since the
  * last time (a checkpoint every few seconds must not rescan a large
- * database that did not move). */
+ * database that did not move): its sync version says what cstack wrote,
+ * PRAGMA data_version what other programs wrote to the file (a row deleted
+ * behind cstack's back must be seen, and repaired). */
 static int local_sum(cs_client *c, uint64_t *sum)
 {
-    int64_t ver = 0;
+    int64_t ver = 0, dv = 0;
     int rc = cstack_sync_version(c->db, &ver);
-    if (rc == 0 && c->sum_valid && ver == c->sum_version) {
+    rc = rc ? rc : cstack_with_sqlite(c->db, read_data_version, &dv);
+    if (rc == 0 && c->sum_valid && ver == c->sum_version && dv == c->sum_data_version) {
         *sum = c->sum;
         return 0;
     }
@@ -241,6 +255,7 @@ static int local_sum(cs_client *c, uint64_t *sum)
     if (rc == 0) {
         c->sum = *sum;
         c->sum_version = ver;
+        c->sum_data_version = dv;
         c->sum_valid = true;
     }
     return rc;
@@ -261,9 +276,14 @@ int cs_checkpoint(cs_client *c, int64_t cursor, uint64_t server_sum)
         rc = local_sum(c, &sum);
     if (rc)
         return cs_client_fail(c, rc, "cannot compute the local checksum: %s", cstack_errmsg(c->db));
+    /* A difference is repaired (repair.c) once the pull that found it
+     * ends; a repair's own pulls only note it. */
+    c->need_repair = sum != server_sum;
     pthread_mutex_lock(&c->st_mu);
     c->st.checksum_ok = sum == server_sum;
-    if (sum != server_sum)
+    if (sum == server_sum)
+        c->st.diverged = 0;
+    else
         snprintf(c->st.last_error, sizeof c->st.last_error,
                  "state differs from the server's at cursor %" PRId64 " (local checksum %016" PRIx64
                  ", server %016" PRIx64 ")",
@@ -328,7 +348,9 @@ static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *p
     }
     pg->have_sum = r->has_checksum;
     pg->sum = r->checksum;
-    return 0;
+    cs_buf_reset(&c->model_sums);
+    return r->model_sums.len ? cs_buf_append(&c->model_sums, r->model_sums.data, r->model_sums.len)
+                             : 0;
 }
 
 /* One page.  A server that refuses our cursor (400: not a cursor it gave
@@ -338,11 +360,11 @@ static int pull_page(cs_client *c, page *pg)
 {
     char path[CS_CURSOR_MAX + 32];
     int64_t since = c->cursor;
-    const char *echoes = c->echoes ? "&echoes=1" : "";
+    const char *echoes = c->echoes ? "&echoes=1" : "", *sums = c->want_sums ? "&sums=1" : "";
     if (c->page[0])
-        snprintf(path, sizeof path, "/v1/pull?since=%s%s", c->page, echoes);
+        snprintf(path, sizeof path, "/v1/pull?since=%s%s%s", c->page, echoes, sums);
     else
-        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64 "%s", since, echoes);
+        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64 "%s%s", since, echoes, sums);
     cs_http_resp r = {0};
     pthread_mutex_lock(&c->st_mu);
     c->st.phase = CSTACK_SYNC_PHASE_PREPARING;
@@ -401,5 +423,6 @@ int cs_pull_all(cs_client *c)
     c->st.cursor = c->cursor;
     pthread_mutex_unlock(&c->st_mu);
     cs_client_report(c, CSTACK_SYNC_EV_CAUGHT_UP);
-    return pg.have_sum ? cs_checkpoint(c, c->cursor, pg.sum) : 0;
+    rc = pg.have_sum ? cs_checkpoint(c, c->cursor, pg.sum) : 0;
+    return rc == 0 && c->need_repair && !c->repairing ? cs_repair(c) : rc;
 }

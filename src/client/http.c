@@ -130,19 +130,33 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
     return rc == 0 ? size * n : 0;
 }
 
-/* Matches the header `name` (case-insensitive) and returns its value,
- * trimmed, in buf; NULL when the line is another header. */
-static const char *header_value(const char *line, size_t n, const char *name, char *buf, size_t cap)
+/* Matches the header `name` (case-insensitive): its value, trimmed, is the
+ * *len bytes at *val.  False when the line is another header. */
+static bool header_span(const char *line, size_t n, const char *name, const char **val,
+                        size_t *len)
 {
     size_t k = strlen(name);
     if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
-        return NULL;
+        return false;
     const char *v = line + k + 1, *end = line + n;
     while (v < end && isspace((unsigned char)*v))
         v++;
     while (end > v && isspace((unsigned char)end[-1]))
         end--;
-    size_t len = (size_t)(end - v) < cap - 1 ? (size_t)(end - v) : cap - 1;
+    *val = v;
+    *len = (size_t)(end - v);
+    return true;
+}
+
+/* As header_span, the value copied (cut to fit) into buf; NULL when the
+ * line is another header. */
+static const char *header_value(const char *line, size_t n, const char *name, char *buf, size_t cap)
+{
+    const char *v = NULL;
+    size_t len = 0;
+    if (!header_span(line, n, name, &v, &len))
+        return NULL;
+    len = len < cap - 1 ? len : cap - 1;
     memcpy(buf, v, len);
     buf[len] = '\0';
     return buf;
@@ -152,6 +166,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     cs_http_resp *r = ctx;
     char v[CS_CURSOR_MAX], *end = NULL;
+    const char *val = NULL;
+    size_t len = 0;
     if (header_value(p, size * n, "X-Cstack-Cursor", v, sizeof v)) {
         long long x = strtoll(v, &end, 10);
         r->cursor = (end != v && *end == '\0' && x >= 0) ? x : -1;
@@ -165,6 +181,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     } else if (header_value(p, size * n, "X-Cstack-Remaining", v, sizeof v)) {
         long long x = strtoll(v, &end, 10);
         r->remaining = (end != v && *end == '\0' && x >= 0) ? x : -1;
+    } else if (header_span(p, size * n, "X-Cstack-Model-Sums", &val, &len)) {
+        /* Only a repair asks for it: a few bytes per model, cut off past
+         * the bound (the repair then takes the missing models as
+         * differing). */
+        cs_buf_reset(&r->model_sums);
+        cs_buf_append(&r->model_sums, val, len < CS_MODEL_SUMS_MAX ? len : CS_MODEL_SUMS_MAX);
     } else if (header_value(p, size * n, "X-Cstack-Checksum", v, sizeof v)) {
         uint64_t x = 0;
         r->has_checksum = cs_hex_u64(v, strlen(v), &x) == 0;
@@ -187,6 +209,7 @@ static void resp_reset(cs_client *c, cs_http_resp *r)
     r->remaining = -1;
     r->has_checksum = false;
     r->checksum = 0;
+    cs_buf_reset(&r->model_sums);
     r->schema[0] = '\0';
 }
 
@@ -254,6 +277,7 @@ int cs_http_request(cs_client *c, const char *path, const void *body, size_t len
 void cs_http_resp_free(cs_http_resp *r)
 {
     cs_buf_free(&r->body);
+    cs_buf_free(&r->model_sums);
 }
 
 const jr_val *cs_client_json(const char *s, size_t n, jr_val *room, size_t nroom, jr_doc *doc)

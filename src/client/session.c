@@ -111,6 +111,7 @@ static void client_free(cs_client *c)
     cs_http_close(c);
     free(c->url);
     free(c->token);
+    cs_buf_free(&c->model_sums);
     pthread_mutex_destroy(&c->st_mu);
 }
 
@@ -324,6 +325,6 @@ const char *cstack_sync_event_name(cstack_sync_event event)
 {
     static const char *const names[] = {"state",   "progress",  "pushed",     "rejected",
                                         "applied", "caught-up", "checkpoint", "error",
-                                        "hidden"};
+                                        "hidden",  "repaired"};
     return (unsigned)event < sizeof names / sizeof names[0] ? names[event] : "unknown";
 }

@@ -18,6 +18,9 @@
  *       server refused (cstack_sync_refusals): the transaction itself is
  *       undone, so this is where an app finds what to show or re-apply.
  *
+ * A self-repair (repair.c) forgets the rows of the models that differ and
+ * moves the cursor to 0 in one transaction, like a refusal.
+ *
  * The callbacks use SAVEPOINTs only: cstack_with_sqlite owns the
  * transaction.
  */
@@ -165,6 +168,34 @@ int cs_state_save_page(cs_client *c, const char *page)
     return 0;
 }
 
+/* Runs in the transaction that forgets the rows of a repair. */
+static int do_restart(sqlite3 *conn, void *ctx)
+{
+    save_args s = {((cs_client *)ctx)->url, 0, NULL, cs_wall_ms()};
+    return do_save(conn, &s);
+}
+
+/* The cursor after a transaction that moved it to 0. */
+static void cursor_zero(cs_client *c)
+{
+    c->cursor = 0;
+    c->page[0] = '\0';
+    c->stored_cursor = true;
+    pthread_mutex_lock(&c->st_mu);
+    c->st.cursor = 0;
+    pthread_mutex_unlock(&c->st_mu);
+}
+
+int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, int64_t *rows)
+{
+    int rc = cs_changes_forget_models(c->db, models, keep_after, do_restart, c, rows);
+    if (rc)
+        return cs_client_fail(c, rc, "repair: cannot forget the rows to pull again: %s",
+                              cstack_errmsg(c->db));
+    cursor_zero(c);
+    return 0;
+}
+
 typedef struct refuse_args {
     cs_client *c;
     int64_t version;
@@ -245,12 +276,7 @@ int cs_state_refuse(cs_client *c, int64_t version, long status, const char *mess
     if (rc)
         return cs_client_fail(c, rc, "cannot undo the refused batch %lld: %s", (long long)version,
                               cstack_errmsg(c->db));
-    c->cursor = 0;
-    c->page[0] = '\0';
-    c->stored_cursor = true;
-    pthread_mutex_lock(&c->st_mu);
-    c->st.cursor = 0;
-    pthread_mutex_unlock(&c->st_mu);
+    cursor_zero(c);
     *rows = a.rows;
     return 0;
 }

@@ -213,6 +213,16 @@ static int follow(cs_client *c, stream_ctx *s)
                 return rc;
             next_poll = now + c->o.poll_ms;
         }
+        /* A checkpoint differed: repair between events (its pulls use the
+         * request handle); the stream then goes on, its replayed changes
+         * merging as no-ops. */
+        if (c->need_repair) {
+            int rc = cs_repair(c);
+            if (rc)
+                return rc;
+            if (c->st.state != CSTACK_SYNC_CONNECTED)
+                cs_client_set_state(c, CSTACK_SYNC_CONNECTED);
+        }
         int wait = c->o.poll_ms;
         curl_multi_poll(c->multi, NULL, 0, wait, NULL);
     }

@@ -373,6 +373,10 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
     req.view = r->view;
     if (!upgrade_arg(r, c, &req, &ret))
         return ret;
+    const char *sums = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "sums");
+    if (sums && strcmp(sums, "0") != 0 && strcmp(sums, "1") != 0)
+        return reply_err(r, c, MHD_HTTP_BAD_REQUEST, "bad_request", NULL, "sums must be 0 or 1");
+    req.want_model_sums = sums && sums[0] == '1';
     cs_srv_pull_result res;
     cs_srv_err err;
     if (srv->ops->pull(srv->store, &req, 1, &res, &err))
@@ -394,10 +398,14 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
                                    "X-Cstack-Schema",    srv->schema->hash,
                                    res.has_checksum ? "X-Cstack-Checksum" : NULL,
                                    sum,
+                                   res.model_sums ? "X-Cstack-Model-Sums" : NULL,
+                                   res.model_sums,
                                    NULL};
     char *body = res.body;
     res.body = NULL;
-    return reply(r, c, 200, "application/octet-stream", body, res.len, headers);
+    enum MHD_Result done = reply(r, c, 200, "application/octet-stream", body, res.len, headers);
+    cs_srv_pull_result_free(&res);
+    return done;
 }
 
 static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)

@@ -97,6 +97,9 @@ typedef struct cs_srv_pull {
      * a device that forgot rows (undoing a refused batch, a repair) re-pulls
      * them whole. */
     bool echoes;
+    /* Also the checksum of each synced model (model_sums): a device whose
+     * checksum differs finds what to repair (docs/sync.md, "Self-repair"). */
+    bool want_model_sums;
     cs_srv_pos pos;     /* where a paged answer resumes */
     size_t page_rows;   /* bounds of one page; 0: no bound */
     size_t page_bytes;
@@ -120,6 +123,9 @@ typedef struct cs_srv_pull_result {
     int64_t remaining; /* rows still to examine for this device (at most) */
     uint64_t checksum; /* when asked for, and only on a last page */
     bool has_checksum;
+    /* With want_model_sums and has_checksum: "Model=<16 hex>" per synced
+     * model, comma-separated (free()d by cs_srv_pull_result_free). */
+    char *model_sums;
     long same_as;      /* >= 0: identical to result [same_as] of the same call */
     bool forbidden;    /* the site belongs to another user: nothing was read
                         * or recorded, and the request must be refused */

@@ -32,6 +32,12 @@ struct cs_srv_store {
     int64_t site_ttl_ms; /* a site not seen for this long is collected */
 };
 
+/* _cstack_srv_sent.present of a row the device pushed and hides by itself
+ * (0: told to forget it, 1: holds it), with `at` the version of that push:
+ * a pull sends no drop for it while the server hides it too and the row has
+ * not changed since, else a drop or its deletion. */
+#define CS_SRV_HELD_HIDDEN 2
+
 /* Primary-key values as they travel (storage classes) to API values; text and
  * blobs borrow from `pk`. */
 void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out);

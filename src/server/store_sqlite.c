@@ -6,14 +6,18 @@
  * CS_WRITE_MERGE): it looks the batch id up in _cstack_srv_batches, merges
  * the changeset with cs_merge (each row decoded once) under a check that runs
  * the schema's write policies for the pushing user on every row the merge
- * changes (create: the merged row; update: the row before and after; delete:
- * the row before), with drops refused, records the batch id, and reads the
+ * changes (create: the merged row; update: the row before and after), with
+ * drops refused; deletions are checked before the merge, on the state before
+ * the batch (delete_before: a cascade deletes a team before its members,
+ * whose rule may read the team), records the batch id, and reads the
  * durable version the device is given as its cursor.  A pushed row the
  * merge hides (parked: a unique value lost, a parent gone) is accepted, and
  * checked on its parked values, never refused for being hidden.  Every row
- * of the batch is recorded as held by the pushing device (held_all), except
- * one it will hide by itself, so a later deletion, drop or hiding of it
- * reaches that device even though the server never sent it the row.  A batch is therefore
+ * of the batch is recorded as held by the pushing device (held_one), one it
+ * will hide by itself as held hidden (no drop while hidden, but its
+ * deletion), so a later deletion, drop or hiding of it reaches that device
+ * even though the server never sent it the row.  A pushed row whose causal
+ * length lost to the server's is sent back (resend_lost).  A batch is therefore
  * applied and recorded or neither, and a retry is answered `duplicate`
  * without being merged (or re-checked against policies that may have
  * changed since); the write lock serialises pushes, so two copies of one
@@ -161,6 +165,7 @@ typedef struct push_ctx {
     const cs_srv_push *req;
     bool refused; /* a policy said no; msg says which row */
     bool foreign; /* the site belongs to another user */
+    bool deletes_checked; /* delete_before ran: the merge checks no deletion */
     char msg[480];
 } push_ctx;
 
@@ -316,6 +321,8 @@ static int parked_allowed(push_ctx *x, cs_conn *c, int model, const cs_cs_value 
 static int push_check(void *ctx, cs_conn *c, int model, const cs_cs_value *pk, int op, int phase)
 {
     push_ctx *x = ctx;
+    if (op == CS_CHECK_DELETE && x->deletes_checked)
+        return 0;
     unsigned pol = op == CS_CHECK_CREATE   ? CS_POL_CREATE
                    : op == CS_CHECK_UPDATE ? CS_POL_UPDATE
                                            : CS_POL_DELETE;
@@ -429,11 +436,11 @@ static int hides_by_itself(push_ctx *x, cs_conn *c, int model, const cs_cs_value
 /* Records that the pushing device holds a row it pushed (acknowledged: it
  * wrote the row itself), so that a later deletion, drop or hiding of the row
  * reaches it even though the server never sent it the row. */
-static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
+static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk, int present)
 {
     const cs_model *m = &x->st->schema->models[model];
     static const char sql[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
-                              "(site, model, pk, present, at) VALUES (?, ?, ?, 1, 0)";
+                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(x->req->site, site))
         return cs_err(CSTACK_EINVAL, "a push needs the device's site id (32 hex digits)");
@@ -448,6 +455,10 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
         sqlite3_bind_blob(st, 1, site, CS_SITE_LEN, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, key.data ? key.data : "", (int)key.len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, present);
+        /* A row held hidden remembers the version of the push: a later
+         * change of it is one the device cannot see (store_sqlite_pull.c). */
+        sqlite3_bind_int64(st, 5, present == CS_SRV_HELD_HIDDEN ? cs_sync_of(x->st->db)->tx_ver : 0);
         step = sqlite3_step(st);
         sqlite3_reset(st);
     }
@@ -455,9 +466,32 @@ static int held(push_ctx *x, cs_conn *c, int model, const cs_cs_value *pk)
     return step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
 }
 
+/* Whether every pushed column is the server's winning write (same clock):
+ * a column another device wrote later with the same value changes the
+ * row's claim on a unique value, which the device cannot see. */
+static int pushed_writes_won(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *won)
+{
+    const cs_sync_model *sm = &cs_sync_of(x->st->db)->models[row->model];
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = cs_clkrow_load(c, sm, &x->st->schema->models[row->model], row->pk, &cl, &clk);
+    *won = !rc && cl == row->cl;
+    for (size_t i = 0; *won && i < row->ncols; i++) {
+        const cs_clk_entry *e = NULL;
+        for (size_t k = 0; k < sm->ncols && !e; k++)
+            if (sm->cols[k] == row->cols[i].field)
+                e = cs_clk_get(&clk, k);
+        *won = e && e->hlc == row->cols[i].hlc;
+    }
+    cs_clk_free(&clk);
+    return rc;
+}
+
 /* Whether the server's hidden copy of a pushed row holds the values the
- * device pushed: only then can the device hide the row by itself for the
- * same reason (a column another device won may name another parent). */
+ * device pushed, written by the device's own writes: only then can the
+ * device hide the row by itself for the same reason (a column another
+ * device won may name another parent, or move the row's claim). */
 static int pushed_as_hidden(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *same)
 {
     const cs_model *m = &x->st->schema->models[row->model];
@@ -491,11 +525,39 @@ static int pushed_as_hidden(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool 
     return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
 }
 
-/* Every row of an accepted batch is held by the device that pushed it, also
- * those the merge left unchanged (the server had later values): a later
- * deletion, drop or hiding of any of them must reach that device, which the
- * record makes sure of even when the server never sent it the row. */
-static int held_all(push_ctx *x, cs_conn *c)
+/* Whether a pushed row's causal length lost to the server's: the device
+ * created a row (say, with a re-used id) that the server holds deleted, or
+ * re-created, and was never sent that state, as it never held the row. */
+static int pushed_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row, bool *lost)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = cs_clkrow_load(c, &s->models[row->model], &x->st->schema->models[row->model],
+                            row->pk, &cl, &clk);
+    cs_clk_free(&clk);
+    *lost = !rc && row->cl < cl;
+    return rc;
+}
+
+/* A lost row is held by the device whatever it may hide by itself (its copy
+ * is stale, so its own decision is not the server's), and gets this push's
+ * version, so that the device's next pull, whose cursor is past the row's
+ * old version, carries the server's state of it, or a drop when the server
+ * hides it; other holders get it again as a no-op. */
+static int resend_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    int rc = held(x, c, row->model, row->pk, 1);
+    return rc ? rc
+              : cs_clkrow_touch(c, &s->models[row->model], &x->st->schema->models[row->model],
+                                row->pk, s->tx_ver);
+}
+
+/* Runs fn on every row of the pushed batch, in order. */
+static int each_row(push_ctx *x, cs_conn *c,
+                    int (*fn)(push_ctx *x, cs_conn *c, const cs_cs_row *row))
 {
     const cstack_schema *s = x->st->schema;
     cs_reader r = {x->req->changeset, x->req->len, 0};
@@ -514,19 +576,51 @@ static int held_all(push_ctx *x, cs_conn *c)
     for (uint64_t i = 0; !rc && i < h.nrows; i++) {
         if (cs_cs_read_row(&r, s, &h, &row, err, sizeof err))
             rc = cs_err(CSTACK_EINVAL, "%s", err);
-        else {
-            /* A row the device will hide by itself (its parent is gone, or
-             * its user can read the row that took its unique value) is not
-             * recorded: the device keeps it hidden, with its reason, rather
-             * than being told to forget it. */
-            bool self = false;
-            rc = hides_by_itself(x, c, row.model, row.pk, &self);
-            rc = rc || !self ? rc : pushed_as_hidden(x, c, &row, &self);
-            rc = rc || self ? rc : held(x, c, row.model, row.pk);
-        }
+        else
+            rc = fn(x, c, &row);
     }
     free(row.cols);
     return rc;
+}
+
+/* Every row of an accepted batch is held by the device that pushed it, also
+ * those the merge left unchanged (the server had later values): a later
+ * deletion, drop or hiding of any of them must reach that device, which the
+ * record makes sure of even when the server never sent it the row. */
+static int held_one(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    bool self = false, lost = false;
+    int rc = pushed_lost(x, c, row, &lost);
+    if (!rc && lost)
+        return resend_lost(x, c, row);
+    /* A row the device will hide by itself (its parent is gone, or its user
+     * can read the row that took its unique value) is recorded as held
+     * hidden: the device keeps it hidden, with its reason, rather than being
+     * told to forget it, and a later deletion of it still reaches the
+     * device. */
+    rc = rc ? rc : hides_by_itself(x, c, row->model, row->pk, &self);
+    rc = rc || !self ? rc : pushed_as_hidden(x, c, row, &self);
+    rc = rc || !self ? rc : pushed_writes_won(x, c, row, &self);
+    return rc ? rc : held(x, c, row->model, row->pk, self ? CS_SRV_HELD_HIDDEN : 1);
+}
+
+/* The delete rule of a row the batch deletes, checked on the state before
+ * the batch: a rule through a relation (the team's owner may remove its
+ * members) must see the parent that the same batch deletes first (the
+ * cascade of a team's deletion).  The merge then checks no deletion. */
+static int delete_before(push_ctx *x, cs_conn *c, const cs_cs_row *row)
+{
+    cs_sync *s = cs_sync_of(x->st->db);
+    uint64_t cl = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = row->cl % 2 ? 0
+                         : cs_clkrow_load(c, &s->models[row->model],
+                                          &x->st->schema->models[row->model], row->pk, &cl, &clk);
+    cs_clk_free(&clk);
+    if (rc || row->cl % 2 || !(cl % 2) || row->cl <= cl)
+        return rc; /* no deletion of a live row */
+    return push_check(x, c, row->model, row->pk, CS_CHECK_DELETE, CS_CHECK_BEFORE);
 }
 
 static void classify(push_ctx *x, int rc, cs_srv_err *err)
@@ -572,8 +666,10 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
     }
     cs_apply_opts opts = {.check = push_check, .ctx = x, .refuse_drops = true};
     cstack_apply_stats stats = {0};
+    rc = rc ? rc : each_row(x, c, delete_before);
+    x->deletes_checked = true;
     rc = rc ? rc : cs_merge(st->db, req->changeset, req->len, &opts, &stats);
-    rc = rc ? rc : held_all(x, c);
+    rc = rc ? rc : each_row(x, c, held_one);
     rc = rc ? rc : batch_record(c, req);
     rc = rc ? rc : cs_srv_durable_version(st, &res->cursor);
     res->rows = stats.rows;

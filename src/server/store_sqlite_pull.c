@@ -35,6 +35,7 @@
  * device), computed with the read policy rendered to SQL in one query per
  * model, and cached per (user, version).
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ void cs_srv_pull_result_free(cs_srv_pull_result *r)
     if (!r)
         return;
     cstack_free(r->body);
+    free(r->model_sums);
     memset(r, 0, sizeof *r);
     r->same_as = -1;
 }
@@ -90,7 +92,9 @@ static int readable_expr(void *ctx, int model, cs_sqlb *q)
 
 /* ---- what a device holds ---------------------------------------------------- */
 
-static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *present, int64_t *at)
+/* *present: 0 told to forget, 1 holds the row, CS_SRV_HELD_HIDDEN holds a
+ * row it pushed and hides by itself (store_sqlite.c, held_one). */
+static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, int *present, int64_t *at)
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
                               "WHERE site = ? AND model = ? AND pk = ?";
@@ -105,7 +109,7 @@ static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, bool *presen
     int rc = sqlite3_step(st);
     *found = rc == SQLITE_ROW;
     if (*found) {
-        *present = sqlite3_column_int(st, 0) != 0;
+        *present = sqlite3_column_int(st, 0);
         *at = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
@@ -131,7 +135,8 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
 {
     pull_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
-    bool found = false, present = false, ok = alive && readable;
+    bool found = false, ok = alive && readable;
+    int present = 0;
     int64_t at = 0, since = x->req->since;
     *d = CS_EXPORT_SKIP;
     int rc = cs_parked_key(&x->key, pk, m->npk);
@@ -146,6 +151,11 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
         else
             *d = found ? CS_EXPORT_FULL : CS_EXPORT_NEW;
         rc = has ? 0 : note(x, model, true);
+    } else if (alive && present == CS_SRV_HELD_HIDDEN && ver <= at) {
+        /* Hidden here, and the device hides it by itself, with its reason,
+         * as long as the row has not changed since it pushed it (`at`);
+         * after that, or once deleted, it gets a drop or the deletion
+         * (below). */
     } else if (may_have) {
         *d = alive ? CS_EXPORT_DROP : CS_EXPORT_FULL;
         rc = note(x, model, false);
@@ -262,27 +272,38 @@ static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64
 
 /* The user's checksum at `version`, which must be the version of the
 /* The user's checksum at `version`, which must be the version of the
- * snapshot `c` reads. */
+ * snapshot `c` reads, as a device on `view` (NULL: the served schema) sees
+ * it.  With `per_model` (not cached) also "Model=<hex>" per model the device
+ * syncs, which it compares with its own to find what to repair. */
 static int user_checksum(cs_srv_store *st, cs_conn *c, const cs_auth *auth,
                          const cstack_schema *view, const char *key, int64_t version,
-                         uint64_t *sum)
+                         uint64_t *sum, char **per_model)
 {
     *sum = 0;
-    if (cache_get(st, key, version, sum))
+    if (!per_model && cache_get(st, key, version, sum))
         return 0;
     cs_sync *sync = cs_sync_of(st->db);
-    cs_buf json = CS_BUF_INIT;
+    cs_buf json = CS_BUF_INIT, list = CS_BUF_INIT;
     int rc = 0;
     for (size_t mi = 0; mi < st->schema->nmodels && !rc; mi++) {
         /* A device on an older schema sums only the models it has. */
         int vmi = view ? cs_model_find(view, st->schema->models[mi].name) : (int)mi;
         const cs_model *vm = vmi >= 0 && view ? &view->models[vmi] : NULL;
-        if (sync->models[mi].synced && vmi >= 0 && (!vm || !vm->local))
-            rc = model_sum(st, c, (int)mi, auth, view, vm, &json, sum);
+        if (!sync->models[mi].synced || vmi < 0 || (vm && vm->local))
+            continue;
+        uint64_t one = 0;
+        rc = model_sum(st, c, (int)mi, auth, view, vm, &json, &one);
+        *sum += one;
+        if (!rc && per_model)
+            rc = cs_buf_printf(&list, "%s%s=%016" PRIx64, list.len ? "," : "",
+                               st->schema->models[mi].name, one);
     }
     cs_buf_free(&json);
     if (!rc)
         cache_put(st, key, version, *sum);
+    if (!rc && per_model && !(*per_model = cs_buf_take(&list)))
+        rc = cs_err(CSTACK_ENOMEM, "out of memory");
+    cs_buf_free(&list);
     return rc;
 }
 
@@ -382,7 +403,8 @@ static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req, const 
     /* The checksum describes the state at the cursor: only the last page of
      * an answer has one. */
     if (!rc && req->want_checksum && !res->more) {
-        rc = user_checksum(st, c, req->auth, req->view, key, cursor, &res->checksum);
+        rc = user_checksum(st, c, req->auth, req->view, key, cursor, &res->checksum,
+                           req->want_model_sums ? &res->model_sums : NULL);
         res->has_checksum = !rc;
     }
     res->cursor = res->more ? req->since : cursor;
@@ -429,7 +451,8 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
         if (reqs[j].since == reqs[i].since && reqs[j].site && reqs[i].site &&
             strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
             reqs[j].want_checksum == reqs[i].want_checksum &&
-            reqs[j].echoes == reqs[i].echoes && !reqs[i].pos.set &&
+            reqs[j].echoes == reqs[i].echoes && !reqs[i].want_model_sums &&
+            !reqs[j].want_model_sums && !reqs[i].pos.set &&
             !reqs[j].pos.set && strcmp(keys[j], keys[i]) == 0)
             return (long)j;
     return -1;

@@ -272,6 +272,12 @@ static int merge_cols(apply_ctx *a, const cs_cs_row *in, uint64_t cl, cs_clk *cl
         if (rc || win <= 0)
             continue;
         cs_clk_entry ne = {col->hlc, a->site_ord[col->site], a->ver};
+        /* This replica's own write relayed back by its server (after a
+         * repair or an undone refusal made it forget the row): the server
+         * holds it, so it is no new local transaction to upload (the row's
+         * version still moves, for exports). */
+        if (ne.site == 0 && a->opts && a->opts->own_echoes_acked)
+            ne.ver = 0;
         rc = cs_clk_set(clk, (size_t)k, &ne);
         a->won[i] = true;
         *any = true;

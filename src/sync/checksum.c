@@ -74,3 +74,15 @@ int cstack_sync_checksum(cstack *db, uint64_t *sum)
             rc = model_sum(db, &s->schema->models[i], sum);
     return rc;
 }
+
+int cs_sync_model_checksum(cstack *db, int model, bool *synced, uint64_t *sum)
+{
+    cs_enter(db);
+    cs_sync *s = NULL;
+    int rc = cs_sync_require(db, &s);
+    if (rc || !sum || !synced || model < 0 || (size_t)model >= s->schema->nmodels)
+        return rc ? rc : CSTACK_EMISUSE;
+    *sum = 0;
+    *synced = s->models[model].synced;
+    return *synced ? model_sum(db, &s->schema->models[model], sum) : 0;
+}

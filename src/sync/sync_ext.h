@@ -119,6 +119,9 @@ typedef struct cs_apply_opts {
      * refusing the changeset (CSTACK_ECLOCK): a device merging what its
      * server relays, which the server judged against its own clock. */
     bool trust_clocks;
+    /* The columns this replica wrote itself that win (it had forgotten the
+     * row, and its server sends it back) are not pending uploads. */
+    bool own_echoes_acked;
 } cs_apply_opts;
 
 /* Merges a changeset (as cstack_changes_apply, with `opts`, NULL ok) inside
@@ -143,6 +146,20 @@ int cs_changes_apply_relayed(cstack *db, const void *changeset, size_t len,
  * transaction. */
 int cs_changes_forget(cstack *db, const void *changeset, size_t len,
                       int (*also)(sqlite3 *conn, void *ctx), void *ctx);
+
+/* Forgets, as drops would, every row of the models flagged in `models`
+ * (indexed by model, nmodels long) except those whose clock row was touched
+ * after version `keep_after` (pending local writes), including rows written
+ * into the tables by another program; then runs `also` (NULL ok) in the
+ * same transaction.  *rows receives the number of rows forgotten.  Returns
+ * 0 or a CSTACK_E* code; cannot run inside a transaction. */
+int cs_changes_forget_models(cstack *db, const bool *models, int64_t keep_after,
+                             int (*also)(sqlite3 *conn, void *ctx), void *ctx, int64_t *rows);
+
+/* The checksum of the visible rows of one model (`model` its index): the
+ * part of cstack_sync_checksum it contributes; 0 with *synced false for a
+ * model that is not synced. */
+int cs_sync_model_checksum(cstack *db, int model, bool *synced, uint64_t *sum);
 
 /* The contribution of one visible row to a state checksum: the sum (mod
  * 2^64) over rows of FNV-1a-64 of "Model\0<row JSON>". */
