@@ -76,5 +76,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

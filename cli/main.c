@@ -29,6 +29,9 @@ static const command COMMANDS[] = {
     {"sync", "sync a database with a cstack server (push, pull, stream)", cmd_sync},
     {"serve", "run the sync server for a schema (HTTP: push, pull, stream)", cmd_serve},
     {"token", "mint a bearer token (JWT) for the sync server, for development", cmd_token},
+    {"backup", "back a database up to a cstack server's page storage (changed pages)",
+     cmd_backup},
+    {"restore", "rebuild a backed-up database from a cstack server", cmd_restore},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

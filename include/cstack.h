@@ -878,6 +878,36 @@ CSTACK_API int cstack_pagestore_register(const char *name, cstack_pagestore *sto
  * it.  CSTACK_ENOTFOUND if no such page-store VFS. */
 CSTACK_API int cstack_pagestore_unregister(const char *name);
 
+/* Backup and restore through `cstack serve`'s page storage.  A backup is a
+ * consistent snapshot (one read transaction) of the database file, sent as
+ * pages: the server is asked which page hashes it lacks and only those are
+ * uploaded.  `o` gives url and token (the other fields are ignored). */
+typedef struct cstack_backup_info {
+    int64_t id;          /* the backup's id on the server */
+    uint32_t page_size;
+    uint32_t pages;      /* pages of the database */
+    uint32_t pages_sent; /* pages the server did not hold yet */
+    uint64_t bytes_sent; /* request bodies: hashes, pages and the manifest */
+    char error[256];     /* why, when the call failed */
+} cstack_backup_info;
+
+/* Backs up the database at `path` (opened for `schema`, possibly while an
+ * application writes it) under `name` (NULL = "backup"). */
+CSTACK_API int cstack_backup(const cstack_schema *schema, const char *path, const char *name,
+                             const cstack_sync_options *o, cstack_backup_info *out);
+/* Rebuilds backup `id` (0 = the user's latest) as a new database file at
+ * `path`, which must not exist; checks every page's hash and PRAGMA
+ * integrity_check before the file appears under its name.  The restored
+ * database is the device that made the backup: its site id and sync cursor
+ * come back, so `cstack sync` goes on from there. */
+CSTACK_API int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
+                              const cstack_sync_options *o, cstack_backup_info *out);
+/* The user's backups as JSON ({"backups":[{"id":..,"device":..,"name":..,
+ * "created":ms,"pages":n,"page_size":p},...]}, newest first), to free with
+ * cstack_free(). */
+CSTACK_API int cstack_backup_list(const cstack_schema *schema, const cstack_sync_options *o,
+                                  char **json_out, cstack_backup_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,6 +71,7 @@ typedef struct srv_req {
     bool busy;         /* refused for upload memory: answered 503 */
     bool counted;      /* in srv->active */
     cs_stream *stream;
+    bool pages;        /* a page-storage route (pages.c): POST ones have a body */
 } srv_req;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -427,6 +428,33 @@ static enum MHD_Result reply_busy(srv_req *r, struct MHD_Connection *c)
                      r->srv->cfg.max_upload_memory);
 }
 
+/* Page storage (pages.c): the request is authenticated, its body read. */
+static enum MHD_Result do_pages(srv_req *r, struct MHD_Connection *c)
+{
+    cs_pages_req q = {r->auth->sub, r->site, r->method, r->path,
+                      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name"),
+                      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "size"),
+                      r->body.data ? r->body.data : "", r->body.len};
+    cs_pages_resp a;
+    cs_pages_handle(r->srv->pages, &q, &a);
+    if (a.status != 200)
+        return reply_err(r, c, a.status, a.code, NULL, "%s", a.msg);
+    return reply(r, c, 200, a.ctype, a.body, a.len, NULL);
+}
+
+static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret);
+
+/* Authenticated like a pull; a POST's body is then read under push limits. */
+static enum MHD_Result pages_dispatch(srv_req *r, struct MHD_Connection *c)
+{
+    enum MHD_Result ret = MHD_YES;
+    if (!check_client(r, c, &ret))
+        return ret;
+    if (strcmp(r->method, "POST") == 0)
+        return push_headers(r, c, &ret) ? MHD_YES : ret;
+    return do_pages(r, c);
+}
+
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
@@ -435,6 +463,8 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
                          srv->cfg.max_body);
     if (r->busy)
         return reply_busy(r, c);
+    if (r->pages)
+        return do_pages(r, c);
     cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
     cs_srv_push_result res;
     cs_srv_err err;
@@ -462,7 +492,7 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
  * takes its share of the upload memory before a byte of it is buffered. */
 static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
 {
-    if (!check_batch(r, c, ret))
+    if (!r->pages && !check_batch(r, c, ret))
         return false;
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t n = 0;
@@ -494,6 +524,8 @@ static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
     enum MHD_Result ret = MHD_YES;
     if (atomic_load(&r->srv->draining))
         return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
+    if (r->pages)
+        return pages_dispatch(r, c);
     if (r->route == CS_ROUTE_OTHER)
         return reply_err(r, c, 404, "not_found", NULL, "no route %.200s", r->path);
     bool post = r->route == CS_ROUTE_PUSH;
@@ -522,6 +554,7 @@ static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
     }
     r->srv = srv;
     r->route = route_of(url);
+    r->pages = cs_pages_route(url);
     snprintf(r->method, sizeof r->method, "%.11s", method);
     for (char *p = r->method; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -546,7 +579,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
         *con_cls = r;
-        bool push = r->route == CS_ROUTE_PUSH && strcmp(method, "POST") == 0;
+        bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;
         return push ? dispatch(r, c) : MHD_YES;
     }
     if (r->status) {
@@ -554,7 +587,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    bool push = r->route == CS_ROUTE_PUSH && strcmp(r->method, "POST") == 0;
+    bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(r->method, "POST") == 0;
     if (*upload_size && !push) {
         /* Only a push has a body; any other is read and ignored. */
         *upload_size = 0;
@@ -825,6 +858,7 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
         if (rc)
             set_err(err, errlen, "%s", serr.message);
     }
+    rc = rc ? rc : cs_pages_start(srv, err, errlen);
     if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
         set_err(err, errlen, "cannot start the stream hub");
     if (!rc && (rc = cs_guard_start(srv, &srv->guard)))
@@ -872,6 +906,7 @@ void cstack_server_stop(cstack_server *srv)
     cs_hub_free(srv->hub);
     if (srv->store)
         srv->ops->close(srv->store);
+    cs_pages_close(srv->pages);
     cstack_schema_free(srv->schema);
     cs_metrics_free(&srv->metrics);
     pthread_mutex_destroy(&srv->mu);
