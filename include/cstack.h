@@ -871,6 +871,14 @@ CSTACK_API int cstack_pagestore_memory(cstack_pagestore **out);
  * `max_bytes` large (0 = 1 GiB).  One LMDB write transaction per put_pages.
  * One process at a time: a second one gets CSTACK_EBUSY. */
 CSTACK_API int cstack_pagestore_lmdb(const char *dir, uint64_t max_bytes, cstack_pagestore **out);
+/* The page storage of a `cstack serve` server as a store (url and token of
+ * `o`; `schema` must be the server's): a file is the latest backup of its
+ * name, put_pages uploads the pages the server lacks and commits a new
+ * manifest (atomic on the server), get_page fetches pages by hash, 64 at a
+ * time, and keeps what it fetched in memory.  `site` (32 hex digits, NULL =
+ * random) names the device on the server. */
+CSTACK_API int cstack_pagestore_server(const cstack_schema *schema, const cstack_sync_options *o,
+                                       const char *site, cstack_pagestore **out);
 /* Registers a SQLite VFS named `name` over `store`, which it takes over
  * (also on failure).  Open databases on it with cstack_open_options.vfs. */
 CSTACK_API int cstack_pagestore_register(const char *name, cstack_pagestore *store);

@@ -317,3 +317,32 @@ Test(backup, a_backup_past_the_users_quota_is_refused_413, .timeout = 60)
     cstack_close(a);
     stop(&f);
 }
+
+Test(backup, a_database_on_the_server_page_store_reopens_through_a_new_store_with_its_rows,
+     .timeout = 60)
+{
+    fixture f;
+    start(&f, 0);
+    cstack_sync_options o = {.url = f.url, .token = f.alice};
+    cstack_pagestore *ps;
+    cr_assert_eq(cstack_pagestore_server(f.schema, &o, NULL, &ps), 0);
+    cr_assert_eq(cstack_pagestore_register("t-server", ps), 0);
+    cstack_open_options opts = {.vfs = "t-server"};
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open(f.schema, "remote.db", &opts, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    for (int i = 0; i < 5; i++)
+        add_docs(db, 1 + i * 200, 200, "alice");
+    cstack_close(db);
+    cr_assert_eq(cstack_pagestore_unregister("t-server"), 0);
+
+    cr_assert_eq(cstack_pagestore_server(f.schema, &o, NULL, &ps), 0);
+    cr_assert_eq(cstack_pagestore_register("t-server", ps), 0);
+    cr_assert_eq(cstack_open(f.schema, "remote.db", &opts, &db), 0);
+    int64_t n = 0;
+    cr_assert_eq(cstack_count(db, "Doc", NULL, &n), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(n, 1000);
+    cstack_close(db);
+    cr_assert_eq(cstack_pagestore_unregister("t-server"), 0);
+    stop(&f);
+}

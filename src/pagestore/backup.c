@@ -19,27 +19,15 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "pagestore/pagestore.h"
 #include "util/buf.h"
 #include "util/hex.h"
 
-#define HASH 32
 #define MISSING_CHUNK 65536u       /* hashes per /v1/pages/missing */
 #define PUT_BYTES ((size_t)8 << 20) /* page bytes per /v1/pages/put */
-#define GET_CHUNK 4096u            /* hashes per /v1/pages/get (the server's bound) */
 #define MAX_RESPONSE ((size_t)64 << 20)
 
-typedef struct bk {
-    CURL *h;
-    struct curl_slist *hdrs;
-    const char *url;
-    cs_buf resp;
-    long status;
-    cstack_backup_info *info;
-} bk;
-
-static int bk_fail(bk *b, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int bk_fail(bk *b, int code, const char *fmt, ...)
+int cs_bk_fail(bk *b, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -53,16 +41,16 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
     return cs_buf_append(ctx, p, size * n) ? 0 : size * n;
 }
 
-static int bk_open(bk *b, const cstack_schema *schema, const char *site,
+int cs_bk_open(bk *b, const cstack_schema *schema, const char *site,
                    const cstack_sync_options *o, cstack_backup_info *info)
 {
     memset(b, 0, sizeof *b);
     memset(info, 0, sizeof *info);
     b->info = info;
     if (!schema || !o || !o->url || !o->token)
-        return bk_fail(b, CSTACK_EMISUSE, "schema, url and token are required");
+        return cs_bk_fail(b, CSTACK_EMISUSE, "schema, url and token are required");
     if (cs_http_global_init() || !(b->h = curl_easy_init()))
-        return bk_fail(b, CSTACK_EIO, "cannot start libcurl");
+        return cs_bk_fail(b, CSTACK_EIO, "cannot start libcurl");
     b->url = o->url;
     char line[2048];
     const char *vals[] = {"Authorization: Bearer ", o->token, "X-Cstack-Schema: ",
@@ -70,10 +58,10 @@ static int bk_open(bk *b, const cstack_schema *schema, const char *site,
                           "Content-Type: application/octet-stream", "", "Expect:", ""};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i += 2) {
         if (snprintf(line, sizeof line, "%s%s", vals[i], vals[i + 1]) >= (int)sizeof line)
-            return bk_fail(b, CSTACK_ETOOBIG, "the token is too long");
+            return cs_bk_fail(b, CSTACK_ETOOBIG, "the token is too long");
         struct curl_slist *n = curl_slist_append(b->hdrs, line);
         if (!n)
-            return bk_fail(b, CSTACK_ENOMEM, "out of memory");
+            return cs_bk_fail(b, CSTACK_ENOMEM, "out of memory");
         b->hdrs = n;
     }
     curl_easy_setopt(b->h, CURLOPT_NOSIGNAL, 1L);
@@ -86,7 +74,7 @@ static int bk_open(bk *b, const cstack_schema *schema, const char *site,
     return 0;
 }
 
-static void bk_close(bk *b)
+void cs_bk_close(bk *b)
 {
     if (b->h)
         curl_easy_cleanup(b->h);
@@ -104,11 +92,11 @@ static int status_code(long s)
 }
 
 /* GET (body NULL) or POST; 0 when the answer is 200, else the failure. */
-static int bk_request(bk *b, const char *path, const void *body, size_t len)
+int cs_bk_request(bk *b, const char *path, const void *body, size_t len)
 {
     char url[4096];
     if (snprintf(url, sizeof url, "%s%s", b->url, path) >= (int)sizeof url)
-        return bk_fail(b, CSTACK_EINVAL, "the server URL is too long");
+        return cs_bk_fail(b, CSTACK_EINVAL, "the server URL is too long");
     cs_buf_reset(&b->resp);
     b->resp.max = MAX_RESPONSE;
     curl_easy_setopt(b->h, CURLOPT_URL, url);
@@ -122,11 +110,11 @@ static int bk_request(bk *b, const char *path, const void *body, size_t len)
     }
     CURLcode cc = curl_easy_perform(b->h);
     if (cc != CURLE_OK)
-        return bk_fail(b, CSTACK_EIO, "%s: %s", url, curl_easy_strerror(cc));
+        return cs_bk_fail(b, CSTACK_EIO, "%s: %s", url, curl_easy_strerror(cc));
     curl_easy_getinfo(b->h, CURLINFO_RESPONSE_CODE, &b->status);
     if (b->status == 200)
         return 0;
-    return bk_fail(b, status_code(b->status), "%s: HTTP %ld: %.160s", path, b->status,
+    return cs_bk_fail(b, status_code(b->status), "%s: HTTP %ld: %.160s", path, b->status,
                    b->resp.data ? b->resp.data : "");
 }
 
@@ -165,7 +153,7 @@ static int take_snapshot(bk *b, const char *path, snap *s)
         rc = SQLITE_ERROR;
     }
     if (rc != SQLITE_OK) {
-        int e = bk_fail(b, CSTACK_EIO, "cannot read '%s': %s", path,
+        int e = cs_bk_fail(b, CSTACK_EIO, "cannot read '%s': %s", path,
                         src ? sqlite3_errmsg(src) : sqlite3_errstr(rc));
         sqlite3_close(src);
         return e;
@@ -178,10 +166,10 @@ static int take_snapshot(bk *b, const char *path, snap *s)
         s->page_size = (uint32_t)sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (!s->data || !s->page_size || s->size % s->page_size || s->size == 0)
-        return bk_fail(b, CSTACK_EIO, "cannot snapshot '%s'", path);
+        return cs_bk_fail(b, CSTACK_EIO, "cannot snapshot '%s'", path);
     s->npages = (uint32_t)(s->size / s->page_size);
     if (!(s->hashes = malloc((size_t)s->npages * HASH)))
-        return bk_fail(b, CSTACK_ENOMEM, "out of memory");
+        return cs_bk_fail(b, CSTACK_ENOMEM, "out of memory");
     for (uint32_t i = 0; i < s->npages; i++)
         cs_sha256(s->data + (size_t)i * s->page_size, s->page_size, s->hashes + (size_t)i * HASH);
     return 0;
@@ -194,40 +182,39 @@ static void snap_free(snap *s)
     free(s->hashes);
 }
 
-/* Sends the pages among first..first+n whose flag in `missing` is set,
- * packed into requests of up to PUT_BYTES. */
-static int send_missing(bk *b, const snap *s, uint32_t first, const char *missing, uint32_t n)
+/* Sends the pages flagged in `missing`, packed into requests of up to
+ * PUT_BYTES. */
+static int send_missing(bk *b, const unsigned char *data, const char *missing, uint32_t n,
+                        uint32_t size)
 {
     char path[64];
-    snprintf(path, sizeof path, "/v1/pages/put?size=%u", s->page_size);
+    snprintf(path, sizeof path, "/v1/pages/put?size=%u", size);
     cs_buf body = CS_BUF_INIT;
     int rc = 0;
     for (uint32_t i = 0; !rc && i <= n; i++) {
         bool last = i == n;
         if (!last && missing[i]) {
-            /* The same page twice in one database is sent once. */
-            if ((rc = cs_buf_append(&body, s->data + (size_t)(first + i) * s->page_size,
-                                    s->page_size)))
+            if ((rc = cs_buf_append(&body, data + (size_t)i * size, size)))
                 break;
             b->info->pages_sent++;
         }
         if (body.len && (last || body.len >= PUT_BYTES)) {
-            rc = bk_request(b, path, body.data, body.len);
+            rc = cs_bk_request(b, path, body.data, body.len);
             cs_buf_reset(&body);
         }
     }
     cs_buf_free(&body);
-    return rc == CSTACK_ENOMEM ? bk_fail(b, rc, "out of memory") : rc;
+    return rc == CSTACK_ENOMEM ? cs_bk_fail(b, rc, "out of memory") : rc;
 }
 
-/* Marks pages whose hash an earlier page of the same chunk already has. */
-static void skip_repeats(const snap *s, uint32_t first, char *missing, uint32_t n)
+/* The same page twice is sent once.  Repeats are mostly zero-filled free
+ * pages: comparing with the last page flagged catches runs of them without
+ * a hash table. */
+static void skip_repeats(const unsigned char *hashes, char *missing, uint32_t n)
 {
-    /* Repeats are mostly zero-filled free pages: compare with the last
-     * page sent, which catches runs of them without a hash table. */
     const unsigned char *prev = NULL;
     for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *h = s->hashes + (size_t)(first + i) * HASH;
+        const unsigned char *h = hashes + (size_t)i * HASH;
         if (!missing[i])
             continue;
         if (prev && memcmp(prev, h, HASH) == 0)
@@ -237,35 +224,41 @@ static void skip_repeats(const snap *s, uint32_t first, char *missing, uint32_t 
     }
 }
 
-static int upload(bk *b, const snap *s, const char *name)
+int cs_bk_put_missing(bk *b, const unsigned char *data, const unsigned char *hashes, uint32_t n,
+                      uint32_t size)
 {
-    for (uint32_t first = 0; first < s->npages; first += MISSING_CHUNK) {
-        uint32_t n = s->npages - first < MISSING_CHUNK ? s->npages - first : MISSING_CHUNK;
-        int rc = bk_request(b, "/v1/pages/missing", s->hashes + (size_t)first * HASH,
-                            (size_t)n * HASH);
+    for (uint32_t first = 0; first < n; first += MISSING_CHUNK) {
+        uint32_t k = n - first < MISSING_CHUNK ? n - first : MISSING_CHUNK;
+        const unsigned char *h = hashes + (size_t)first * HASH;
+        int rc = cs_bk_request(b, "/v1/pages/missing", h, (size_t)k * HASH);
         if (rc)
             return rc;
-        if (b->resp.len != n)
-            return bk_fail(b, CSTACK_EIO, "the server answered %zu flags for %u hashes",
-                           b->resp.len, n);
-        char *missing = malloc(n);
+        if (b->resp.len != k)
+            return cs_bk_fail(b, CSTACK_EIO, "the server answered %zu flags for %u hashes",
+                              b->resp.len, k);
+        char *missing = malloc(k);
         if (!missing)
-            return bk_fail(b, CSTACK_ENOMEM, "out of memory");
-        memcpy(missing, b->resp.data, n);
-        skip_repeats(s, first, missing, n);
-        rc = send_missing(b, s, first, missing, n);
+            return cs_bk_fail(b, CSTACK_ENOMEM, "out of memory");
+        memcpy(missing, b->resp.data, k);
+        skip_repeats(h, missing, k);
+        rc = send_missing(b, data + (size_t)first * size, missing, k, size);
         free(missing);
         if (rc)
             return rc;
     }
+    return 0;
+}
+
+int cs_bk_commit(bk *b, const char *name, const unsigned char *hashes, uint32_t npages,
+                 uint32_t size)
+{
     char *esc = curl_easy_escape(b->h, name, 0);
     char path[512];
-    snprintf(path, sizeof path, "/v1/backups?size=%u&name=%.400s", s->page_size,
-             esc ? esc : "backup");
+    snprintf(path, sizeof path, "/v1/backups?size=%u&name=%.400s", size, esc ? esc : "backup");
     curl_free(esc);
-    int rc = bk_request(b, path, s->hashes, (size_t)s->npages * HASH);
+    int rc = cs_bk_request(b, path, hashes, (size_t)npages * HASH);
     if (!rc && (b->info->id = answer_id(&b->resp)) <= 0)
-        rc = bk_fail(b, CSTACK_EIO, "the server sent no backup id");
+        rc = cs_bk_fail(b, CSTACK_EIO, "the server sent no backup id");
     return rc;
 }
 
@@ -281,7 +274,7 @@ static int site_of(bk *b, const char *path, char site[33])
     rc = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
                  sqlite3_column_bytes(st, 0) == 32
              ? 0
-             : bk_fail(b, CSTACK_EINVAL, "'%s' is no bootstrapped cstack database: %s", path,
+             : cs_bk_fail(b, CSTACK_EINVAL, "'%s' is no bootstrapped cstack database: %s", path,
                        db ? sqlite3_errmsg(db) : "cannot open");
     if (!rc)
         memcpy(site, sqlite3_column_text(st, 0), 33);
@@ -296,27 +289,28 @@ int cstack_backup(const cstack_schema *schema, const char *path, const char *nam
     char site[33] = "";
     bk b;
     snap s = {0};
-    int rc = bk_open(&b, schema, "0", o, out);
+    int rc = cs_bk_open(&b, schema, "0", o, out);
     if (!rc && !path)
-        rc = bk_fail(&b, CSTACK_EMISUSE, "no database path");
+        rc = cs_bk_fail(&b, CSTACK_EMISUSE, "no database path");
     rc = rc ? rc : site_of(&b, path, site);
-    bk_close(&b);
-    rc = rc ? rc : bk_open(&b, schema, site, o, out);
+    cs_bk_close(&b);
+    rc = rc ? rc : cs_bk_open(&b, schema, site, o, out);
     rc = rc ? rc : take_snapshot(&b, path, &s);
     if (!rc) {
         out->page_size = s.page_size;
         out->pages = s.npages;
-        rc = upload(&b, &s, name ? name : "backup");
+        rc = cs_bk_put_missing(&b, s.data, s.hashes, s.npages, s.page_size);
+        rc = rc ? rc : cs_bk_commit(&b, name ? name : "backup", s.hashes, s.npages, s.page_size);
     }
     snap_free(&s);
-    bk_close(&b);
+    cs_bk_close(&b);
     return rc;
 }
 
 /* ---- restore and list ----------------------------------------------------- */
 
 /* A site id for requests that belong to no database yet. */
-static void no_site(char site[33])
+void cs_bk_random_site(char site[33])
 {
     unsigned char r[16];
     cs_random_bytes(r, sizeof r);
@@ -328,31 +322,49 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Fetches the pages of the manifest in order, checks their hashes and
- * writes them to fd. */
-static int fetch_pages(bk *b, const unsigned char *hashes, uint32_t npages, uint32_t size, int fd)
+int cs_bk_manifest(bk *b, const unsigned char **hashes)
+{
+    const unsigned char *m = (const unsigned char *)b->resp.data;
+    if (b->resp.len < 16 || (b->resp.len - 16) / HASH != be32(m + 4) ||
+        (b->resp.len - 16) % HASH || be32(m) < 512 || be32(m) > 65536)
+        return cs_bk_fail(b, CSTACK_EIO, "the server sent a malformed manifest");
+    b->info->page_size = be32(m);
+    b->info->pages = be32(m + 4);
+    b->info->id = (int64_t)((uint64_t)be32(m + 8) << 32 | be32(m + 12));
+    *hashes = m + 16;
+    return 0;
+}
+
+int cs_bk_get_pages(bk *b, const unsigned char *hashes, uint32_t n, uint32_t size)
 {
     char path[64];
     snprintf(path, sizeof path, "/v1/pages/get?size=%u", size);
-    for (uint32_t first = 0; first < npages; first += GET_CHUNK) {
-        uint32_t n = npages - first < GET_CHUNK ? npages - first : GET_CHUNK;
-        const unsigned char *h = hashes + (size_t)first * HASH;
-        int rc = bk_request(b, path, h, (size_t)n * HASH);
+    int rc = cs_bk_request(b, path, hashes, (size_t)n * HASH);
+    if (rc)
+        return rc;
+    if (b->resp.len != (size_t)n * size)
+        return cs_bk_fail(b, CSTACK_EIO, "the server sent %zu bytes for %u pages", b->resp.len, n);
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char got[HASH];
+        cs_sha256(b->resp.data + (size_t)i * size, size, got);
+        if (memcmp(got, hashes + (size_t)i * HASH, HASH) != 0)
+            return cs_bk_fail(b, CSTACK_EIO, "a page does not match its hash");
+    }
+    return 0;
+}
+
+/* Fetches the pages of the manifest in order and writes them to fd. */
+static int fetch_pages(bk *b, const unsigned char *hashes, uint32_t npages, uint32_t size, int fd)
+{
+    for (uint32_t first = 0; first < npages; first += CS_BK_GET_CHUNK) {
+        uint32_t n = npages - first < CS_BK_GET_CHUNK ? npages - first : CS_BK_GET_CHUNK;
+        int rc = cs_bk_get_pages(b, hashes + (size_t)first * HASH, n, size);
         if (rc)
             return rc;
-        if (b->resp.len != (size_t)n * size)
-            return bk_fail(b, CSTACK_EIO, "the server sent %zu bytes for %u pages", b->resp.len,
-                           n);
-        for (uint32_t i = 0; i < n; i++) {
-            unsigned char got[HASH];
-            cs_sha256(b->resp.data + (size_t)i * size, size, got);
-            if (memcmp(got, h + (size_t)i * HASH, HASH) != 0)
-                return bk_fail(b, CSTACK_EIO, "page %u does not match its hash", first + i + 1);
-        }
         if (write(fd, b->resp.data, b->resp.len) != (ssize_t)b->resp.len)
-            return bk_fail(b, CSTACK_EIO, "cannot write: %s", strerror(errno));
+            return cs_bk_fail(b, CSTACK_EIO, "cannot write: %s", strerror(errno));
     }
-    return fsync(fd) ? bk_fail(b, CSTACK_EIO, "cannot sync: %s", strerror(errno)) : 0;
+    return fsync(fd) ? cs_bk_fail(b, CSTACK_EIO, "cannot sync: %s", strerror(errno)) : 0;
 }
 
 static int integrity_ok(bk *b, const char *path)
@@ -366,7 +378,7 @@ static int integrity_ok(bk *b, const char *path)
               strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return ok ? 0 : bk_fail(b, CSTACK_EIO, "the restored database fails PRAGMA integrity_check");
+    return ok ? 0 : cs_bk_fail(b, CSTACK_EIO, "the restored database fails PRAGMA integrity_check");
 }
 
 /* Fetches the manifest of backup `id` (0 = latest) and the pages into tmp. */
@@ -377,24 +389,20 @@ static int restore_to(bk *b, int64_t id, const char *tmp)
         snprintf(path, sizeof path, "/v1/backups/%lld", (long long)id);
     else
         snprintf(path, sizeof path, "/v1/backups/latest");
-    int rc = bk_request(b, path, NULL, 0);
+    int rc = cs_bk_request(b, path, NULL, 0);
     if (rc)
         return rc;
-    const unsigned char *m = (const unsigned char *)b->resp.data;
-    if (b->resp.len < 16 || (b->resp.len - 16) / HASH != be32(m + 4) ||
-        (b->resp.len - 16) % HASH || be32(m) < 512 || be32(m) > 65536)
-        return bk_fail(b, CSTACK_EIO, "the server sent a malformed manifest");
-    b->info->page_size = be32(m);
-    b->info->pages = be32(m + 4);
-    b->info->id = (int64_t)((uint64_t)be32(m + 8) << 32 | be32(m + 12));
-    size_t n = b->resp.len - 16;
+    const unsigned char *m;
+    if ((rc = cs_bk_manifest(b, &m)))
+        return rc;
+    size_t n = (size_t)b->info->pages * HASH;
     unsigned char *hashes = malloc(n ? n : 1);
     if (!hashes)
-        return bk_fail(b, CSTACK_ENOMEM, "out of memory");
-    memcpy(hashes, m + 16, n);
+        return cs_bk_fail(b, CSTACK_ENOMEM, "out of memory");
+    memcpy(hashes, m, n);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        rc = bk_fail(b, CSTACK_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+        rc = cs_bk_fail(b, CSTACK_EIO, "cannot create '%s': %s", tmp, strerror(errno));
     else
         rc = fetch_pages(b, hashes, b->info->pages, b->info->page_size, fd);
     if (fd >= 0)
@@ -407,26 +415,26 @@ int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
                    const cstack_sync_options *o, cstack_backup_info *out)
 {
     char site[33];
-    no_site(site);
+    cs_bk_random_site(site);
     bk b;
-    int rc = bk_open(&b, schema, site, o, out);
+    int rc = cs_bk_open(&b, schema, site, o, out);
     cs_buf tmp = CS_BUF_INIT;
     if (!rc && (!path || access(path, F_OK) == 0))
-        rc = bk_fail(&b, CSTACK_EINVAL, "'%s' exists: restore makes a new database",
+        rc = cs_bk_fail(&b, CSTACK_EINVAL, "'%s' exists: restore makes a new database",
                      path ? path : "");
     if (!rc && (cs_buf_printf(&tmp, "%s.restoring", path) || !tmp.data))
-        rc = bk_fail(&b, CSTACK_ENOMEM, "out of memory");
+        rc = cs_bk_fail(&b, CSTACK_ENOMEM, "out of memory");
     if (!rc) {
         unlink(tmp.data); /* what an interrupted restore left */
         rc = restore_to(&b, id, tmp.data);
     }
     rc = rc ? rc : integrity_ok(&b, tmp.data);
     if (!rc && rename(tmp.data, path))
-        rc = bk_fail(&b, CSTACK_EIO, "cannot rename to '%s': %s", path, strerror(errno));
+        rc = cs_bk_fail(&b, CSTACK_EIO, "cannot rename to '%s': %s", path, strerror(errno));
     if (rc && tmp.data)
         unlink(tmp.data);
     cs_buf_free(&tmp);
-    bk_close(&b);
+    cs_bk_close(&b);
     return rc;
 }
 
@@ -434,13 +442,13 @@ int cstack_backup_list(const cstack_schema *schema, const cstack_sync_options *o
                        char **json_out, cstack_backup_info *out)
 {
     char site[33];
-    no_site(site);
+    cs_bk_random_site(site);
     bk b;
     *json_out = NULL;
-    int rc = bk_open(&b, schema, site, o, out);
-    rc = rc ? rc : bk_request(&b, "/v1/backups", NULL, 0);
+    int rc = cs_bk_open(&b, schema, site, o, out);
+    rc = rc ? rc : cs_bk_request(&b, "/v1/backups", NULL, 0);
     if (!rc && !(*json_out = cs_buf_take(&b.resp)))
-        rc = bk_fail(&b, CSTACK_ENOMEM, "out of memory");
-    bk_close(&b);
+        rc = cs_bk_fail(&b, CSTACK_ENOMEM, "out of memory");
+    cs_bk_close(&b);
     return rc;
 }

@@ -336,8 +336,9 @@ static void do_list(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
         fail(out, 500, "internal", "out of memory%s", "");
 }
 
-/* GET /v1/backups/ID (or /latest): page size and page count (4 bytes
- * each), the id (8 bytes), all big-endian, then the manifest. */
+/* GET /v1/backups/ID (or /latest, of ?name= when given): page size and
+ * page count (4 bytes each), the id (8 bytes), all big-endian, then the
+ * manifest. */
 static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, cs_pages_resp *out)
 {
     bool latest = strcmp(which, "latest") == 0;
@@ -346,7 +347,8 @@ static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, c
     if (!latest && (!*which || *end || id <= 0))
         return fail(out, 404, "not_found", "no backup %.40s", which);
     sqlite3_stmt *st = prep(p, latest ? "SELECT page_size, npages, manifest, id FROM backups "
-                                        "WHERE user = ?1 ORDER BY id DESC LIMIT 1"
+                                        "WHERE user = ?1 AND (?3 IS NULL OR name = ?3) "
+                                        "ORDER BY id DESC LIMIT 1"
                                       : "SELECT page_size, npages, manifest, id FROM backups "
                                         "WHERE user = ?1 AND id = ?2");
     if (!st)
@@ -354,6 +356,8 @@ static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, c
     sqlite3_bind_text(st, 1, q->user, -1, SQLITE_STATIC);
     if (!latest)
         sqlite3_bind_int64(st, 2, id);
+    else if (q->name)
+        sqlite3_bind_text(st, 3, q->name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
         return fail(out, 404, "not_found", "this user has no backup %.40s", which);
