@@ -10,10 +10,15 @@
  *     the pages at most, and one with nothing changed sends no page;
  *   - a user can neither list, restore nor read the pages of another user's
  *     backups, nor commit a manifest naming pages it did not store;
- *   - the per-user quota refuses a backup that does not fit (413).
+ *   - the per-user quota refuses a backup that does not fit (413);
+ *   - a backup taken while another thread writes is a snapshot at a
+ *     transaction boundary;
+ *   - a database on the server page store reopens with its rows.
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,5 +349,64 @@ Test(backup, a_database_on_the_server_page_store_reopens_through_a_new_store_wit
     cr_expect_eq(n, 1000);
     cstack_close(db);
     cr_assert_eq(cstack_pagestore_unregister("t-server"), 0);
+    stop(&f);
+}
+
+typedef struct writer {
+    cstack *db;
+    atomic_bool stop;
+    int batches;
+} writer;
+
+/* Writes transactions of 50 docs until told to stop. */
+static void *write_on(void *arg)
+{
+    writer *w = arg;
+    char title[64];
+    while (!atomic_load(&w->stop)) {
+        int from = 100000 + w->batches * 50;
+        if (cstack_begin(w->db))
+            break;
+        for (int i = from; i < from + 50; i++) {
+            snprintf(title, sizeof title, "written during a backup %d", i);
+            cstack_create(w->db, "Doc", DATA(FV("id", I(i)), FV("owner", T("alice")),
+                                             FV("title", T(title))), NULL);
+        }
+        if (cstack_commit(w->db))
+            break;
+        w->batches++;
+    }
+    return NULL;
+}
+
+Test(backup, a_backup_taken_while_the_app_writes_restores_at_a_transaction_boundary,
+     .timeout = 120)
+{
+    fixture f;
+    start(&f, 0);
+    char path[1024], out[1024];
+    cstack *a = device(&f, "a", path, sizeof path);
+    add_docs(a, 1, 50, "alice");
+    writer w = {.db = a};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, write_on, &w), 0);
+    cstack_backup_info info = {0};
+    for (int i = 0; i < 3; i++)
+        info = backup(&f, path, f.alice);
+    atomic_store(&w.stop, true);
+    pthread_join(t, NULL);
+    fprintf(stderr, "backup while writing: %d transactions written meanwhile\n", w.batches);
+    snprintf(out, sizeof out, "%s/snapshot.db", f.dir);
+    cstack_sync_options o = {.url = f.url, .token = f.alice};
+    cstack_backup_info got;
+    cr_assert_eq(cstack_restore(f.schema, out, info.id, &o, &got), 0, "%s", got.error);
+    cstack *r = NULL;
+    cr_assert_eq(cstack_open(f.schema, out, NULL, &r), 0);
+    int64_t n = 0;
+    cr_assert_eq(cstack_count(r, "Doc", NULL, &n), 0, "%s", cstack_errmsg(r));
+    cr_expect_eq(n % 50, 0, "%lld docs: a transaction is there in part", (long long)n);
+    cr_expect_geq(n, 50);
+    cstack_close(r);
+    cstack_close(a);
     stop(&f);
 }

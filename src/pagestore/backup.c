@@ -287,13 +287,10 @@ int cstack_backup(const cstack_schema *schema, const char *path, const char *nam
                   const cstack_sync_options *o, cstack_backup_info *out)
 {
     char site[33] = "";
-    bk b;
+    memset(out, 0, sizeof *out);
+    bk b = {.info = out}; /* for the error text until it is opened */
     snap s = {0};
-    int rc = cs_bk_open(&b, schema, "0", o, out);
-    if (!rc && !path)
-        rc = cs_bk_fail(&b, CSTACK_EMISUSE, "no database path");
-    rc = rc ? rc : site_of(&b, path, site);
-    cs_bk_close(&b);
+    int rc = path ? site_of(&b, path, site) : cs_bk_fail(&b, CSTACK_EMISUSE, "no database path");
     rc = rc ? rc : cs_bk_open(&b, schema, site, o, out);
     rc = rc ? rc : take_snapshot(&b, path, &s);
     if (!rc) {

@@ -858,7 +858,8 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
         if (rc)
             set_err(err, errlen, "%s", serr.message);
     }
-    rc = rc ? rc : cs_pages_start(srv, err, errlen);
+    if (!rc && (rc = cs_pages_start(srv)))
+        set_err(err, errlen, "out of memory");
     if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
         set_err(err, errlen, "cannot start the stream hub");
     if (!rc && (rc = cs_guard_start(srv, &srv->guard)))

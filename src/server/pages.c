@@ -6,8 +6,9 @@
  * statement is bound to the token's sub).  A backup is a manifest: the hash
  * of each page of the database in order, stored in one row whose insert is
  * its commit.  The pages live in a SQLite database of their own next to the
- * server's (`<db>.pages`), one connection under a mutex.  What a user
- * stores is bounded by a quota on the bytes of its pages. */
+ * server's (`<db>.pages`), one connection under a mutex, opened on the
+ * first request.  What a user stores is bounded by a quota on the bytes of
+ * its pages. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -23,8 +24,11 @@
 #define HASH 32
 #define MAX_PAGE 65536
 
+/* The database is opened on the first page-storage request, so a server
+ * whose devices never back up creates no file for it. */
 struct cs_pages {
     sqlite3 *db;
+    char *path;
     pthread_mutex_t mu;
     uint64_t quota;
 };
@@ -40,43 +44,51 @@ static const char DDL[] =
     "  page_size INTEGER NOT NULL, npages INTEGER NOT NULL, manifest BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS backups_user ON backups(user, name, id);";
 
-int cs_pages_open(const char *path, uint64_t quota, cs_pages **out, char *err, size_t errlen)
+/* Opens the database when not yet open; with p->mu held. */
+static int open_db(cs_pages *p, char *err, size_t errlen)
 {
-    *out = NULL;
-    cs_pages *p = calloc(1, sizeof *p);
-    if (!p)
-        return CSTACK_ENOMEM;
-    p->quota = quota ? quota : CSTACK_SERVER_DEFAULT_BACKUP_QUOTA;
-    pthread_mutex_init(&p->mu, NULL);
+    if (p->db)
+        return 0;
     char *msg = NULL;
-    int rc = sqlite3_open_v2(path, &p->db,
+    int rc = sqlite3_open_v2(p->path, &p->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(p->db, 5000);
         rc = sqlite3_exec(p->db, DDL, NULL, NULL, &msg);
     }
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "cannot open the page storage '%s': %s", path,
-                 msg ? msg : p->db ? sqlite3_errmsg(p->db) : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        cs_pages_close(p);
-        return CSTACK_EIO;
+    if (rc == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "cannot open the page storage: %s",
+             msg ? msg : p->db ? sqlite3_errmsg(p->db) : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    sqlite3_close_v2(p->db);
+    p->db = NULL;
+    return CSTACK_EIO;
+}
+
+int cs_pages_open(const char *path, uint64_t quota, cs_pages **out)
+{
+    *out = NULL;
+    cs_pages *p = calloc(1, sizeof *p);
+    if (!p || !(p->path = cs_strdup(path))) {
+        free(p);
+        return CSTACK_ENOMEM;
     }
+    p->quota = quota ? quota : CSTACK_SERVER_DEFAULT_BACKUP_QUOTA;
+    pthread_mutex_init(&p->mu, NULL);
     *out = p;
     return 0;
 }
 
-int cs_pages_start(cstack_server *srv, char *err, size_t errlen)
+int cs_pages_start(cstack_server *srv)
 {
-    const char *path = srv->cfg.pages_path;
+    if (srv->cfg.pages_path)
+        return cs_pages_open(srv->cfg.pages_path, srv->cfg.backup_quota, &srv->pages);
+    cs_buf b = CS_BUF_INIT;
     char *made = NULL;
-    if (!path) {
-        cs_buf b = CS_BUF_INIT;
-        if (cs_buf_printf(&b, "%s.pages", srv->db_path) || !(made = cs_buf_take(&b)))
-            return CSTACK_ENOMEM;
-        path = made;
-    }
-    int rc = cs_pages_open(path, srv->cfg.backup_quota, &srv->pages, err, errlen);
+    if (cs_buf_printf(&b, "%s.pages", srv->db_path) || !(made = cs_buf_take(&b)))
+        return CSTACK_ENOMEM;
+    int rc = cs_pages_open(made, srv->cfg.backup_quota, &srv->pages);
     free(made);
     return rc;
 }
@@ -87,6 +99,7 @@ void cs_pages_close(cs_pages *p)
         return;
     sqlite3_close_v2(p->db);
     pthread_mutex_destroy(&p->mu);
+    free(p->path);
     free(p);
 }
 
@@ -96,16 +109,17 @@ bool cs_pages_route(const char *url)
            strncmp(url, "/v1/backups/", 12) == 0;
 }
 
-static void fail(cs_pages_resp *out, int status, const char *code, const char *fmt, const char *arg)
+static void fail(cs_pages_resp *out, int status, const char *code, const char *msg)
 {
     out->status = status;
     out->code = code;
-    snprintf(out->msg, sizeof out->msg, fmt, arg);
+    snprintf(out->msg, sizeof out->msg, "%s", msg);
 }
 
 static void fail_sql(cs_pages *p, cs_pages_resp *out)
 {
-    fail(out, 500, "internal", "page storage: %s", sqlite3_errmsg(p->db));
+    fail(out, 500, "internal", "page storage failed");
+    snprintf(out->msg, sizeof out->msg, "page storage: %s", sqlite3_errmsg(p->db));
 }
 
 static sqlite3_stmt *prep(cs_pages *p, const char *sql)
@@ -141,7 +155,7 @@ static int has_page(sqlite3_stmt *st, const char *user, const unsigned char *h, 
 static void do_missing(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
 {
     if (q->len % HASH)
-        return fail(out, 400, "bad_request", "the body must be 32-byte hashes%s", "");
+        return fail(out, 400, "bad_request", "the body must be 32-byte hashes");
     size_t n = q->len / HASH;
     char *ans = malloc(n ? n : 1);
     sqlite3_stmt *st = prep(p, "SELECT length(data) FROM pages WHERE user = ?1 AND hash = ?2");
@@ -207,7 +221,7 @@ static void do_put(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
 {
     uint32_t size;
     if (parse_size(q->size, &size) || q->len % size)
-        return fail(out, 400, "bad_request", "size must be a page size dividing the body%s", "");
+        return fail(out, 400, "bad_request", "size must be a page size dividing the body");
     sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     int64_t stored = 0;
     int64_t bytes = store_pages(p, q, size, &stored);
@@ -215,8 +229,7 @@ static void do_put(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     if (over) {
         sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
         if (over > 0)
-            return fail(out, 413, "too_big", "the backups of this user would pass their quota%s",
-                        "");
+            return fail(out, 413, "too_big", "the backups of this user would pass their quota");
         return fail_sql(p, out);
     }
     if (sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -238,7 +251,7 @@ static void do_get(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     uint32_t size;
     if (parse_size(q->size, &size) || q->len % HASH || q->len / HASH > CS_PAGES_MAX_GET)
         return fail(out, 400, "bad_request", "size must be a page size, the body at most 4096 "
-                                             "32-byte hashes%s", "");
+                                             "32-byte hashes");
     size_t n = q->len / HASH;
     char *data = malloc(n * size + 1);
     sqlite3_stmt *st = prep(p, "SELECT data FROM pages WHERE user = ?1 AND hash = ?2");
@@ -249,7 +262,7 @@ static void do_get(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
         if (sqlite3_step(st) != SQLITE_ROW || (uint32_t)sqlite3_column_bytes(st, 0) != size) {
             sqlite3_finalize(st);
             free(data);
-            return fail(out, 404, "not_found", "a page of the request is not stored%s", "");
+            return fail(out, 404, "not_found", "a page of the request is not stored");
         }
         memcpy(data + i * size, sqlite3_column_blob(st, 0), size);
     }
@@ -273,12 +286,12 @@ static void do_commit(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     const char *name = q->name && *q->name ? q->name : "backup";
     if (parse_size(q->size, &size) || q->len % HASH || q->len == 0 || strlen(name) > 200)
         return fail(out, 400, "bad_request", "size must be a page size, the body 32-byte hashes, "
-                                             "the name at most 200 bytes%s", "");
+                                             "the name at most 200 bytes");
     sqlite3_stmt *st = prep(p, "SELECT length(data) FROM pages WHERE user = ?1 AND hash = ?2");
     for (size_t i = 0; st && i < q->len / HASH; i++) {
         if (!has_page(st, q->user, (const unsigned char *)q->body + i * HASH, size)) {
             sqlite3_finalize(st);
-            return fail(out, 409, "missing_pages", "the manifest names a page not stored%s", "");
+            return fail(out, 409, "missing_pages", "the manifest names a page not stored");
         }
     }
     sqlite3_finalize(st);
@@ -333,7 +346,7 @@ static void do_list(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     out->ctype = "application/json";
     out->len = b.len;
     if (!(out->body = cs_buf_take(&b)))
-        fail(out, 500, "internal", "out of memory%s", "");
+        fail(out, 500, "internal", "out of memory");
 }
 
 /* GET /v1/backups/ID (or /latest, of ?name= when given): page size and
@@ -345,7 +358,7 @@ static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, c
     char *end = NULL;
     long long id = latest ? 0 : strtoll(which, &end, 10);
     if (!latest && (!*which || *end || id <= 0))
-        return fail(out, 404, "not_found", "no backup %.40s", which);
+        return fail(out, 404, "not_found", "no such backup");
     sqlite3_stmt *st = prep(p, latest ? "SELECT page_size, npages, manifest, id FROM backups "
                                         "WHERE user = ?1 AND (?3 IS NULL OR name = ?3) "
                                         "ORDER BY id DESC LIMIT 1"
@@ -360,7 +373,7 @@ static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, c
         sqlite3_bind_text(st, 3, q->name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return fail(out, 404, "not_found", "this user has no backup %.40s", which);
+        return fail(out, 404, "not_found", "this user has no such backup");
     }
     uint64_t hdr[3] = {(uint64_t)sqlite3_column_int(st, 0), (uint64_t)sqlite3_column_int(st, 1),
                        (uint64_t)sqlite3_column_int64(st, 3)};
@@ -375,7 +388,7 @@ static void do_manifest(cs_pages *p, const cs_pages_req *q, const char *which, c
     }
     sqlite3_finalize(st);
     if (!b)
-        return fail(out, 500, "internal", "out of memory%s", "");
+        return fail(out, 500, "internal", "out of memory");
     out->status = 200;
     out->ctype = "application/octet-stream";
     out->body = (char *)b;
@@ -388,9 +401,12 @@ void cs_pages_handle(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     bool post = strcmp(q->method, "POST") == 0;
     const char *u = q->url;
     if (!q->user || !*q->user)
-        return fail(out, 401, "unauthorized", "page storage needs a signed-in user%s", "");
+        return fail(out, 401, "unauthorized", "page storage needs a signed-in user");
     pthread_mutex_lock(&p->mu);
-    if (post && strcmp(u, "/v1/pages/missing") == 0)
+    if (open_db(p, out->msg, sizeof out->msg)) {
+        out->status = 500;
+        out->code = "internal";
+    } else if (post && strcmp(u, "/v1/pages/missing") == 0)
         do_missing(p, q, out);
     else if (post && strcmp(u, "/v1/pages/put") == 0)
         do_put(p, q, out);
@@ -403,6 +419,6 @@ void cs_pages_handle(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
     else if (!post && strncmp(u, "/v1/backups/", 12) == 0)
         do_manifest(p, q, u + 12, out);
     else
-        fail(out, 404, "not_found", "no route %.200s for this method", u);
+        fail(out, 404, "not_found", "no such page-storage route for this method");
     pthread_mutex_unlock(&p->mu);
 }

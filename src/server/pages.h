@@ -38,10 +38,11 @@ typedef struct cs_pages_resp {
     char msg[256];
 } cs_pages_resp;
 
-/* Opens (creating) the page storage at `path`; quota 0 = the default. */
-int cs_pages_open(const char *path, uint64_t quota, cs_pages **out, char *err, size_t errlen);
-/* Opens srv->pages as its configuration says. */
-int cs_pages_start(cstack_server *srv, char *err, size_t errlen);
+/* The page storage at `path` (created on its first request); quota 0 =
+ * the default.  CSTACK_ENOMEM only. */
+int cs_pages_open(const char *path, uint64_t quota, cs_pages **out);
+/* srv->pages as its configuration says. */
+int cs_pages_start(cstack_server *srv);
 void cs_pages_close(cs_pages *p); /* NULL ok */
 /* Whether `url` is one of the page-storage routes. */
 bool cs_pages_route(const char *url);
