@@ -410,3 +410,44 @@ Test(backup, a_backup_taken_while_the_app_writes_restores_at_a_transaction_bound
     cstack_close(a);
     stop(&f);
 }
+
+Test(backup, the_cli_backs_up_lists_and_restores_and_prints_pages_and_bytes_sent, .timeout = 120)
+{
+    fixture f;
+    start(&f, 0);
+    char path[1024], schema[1024], cmd[8192], *out = NULL;
+    cstack *a = device(&f, "a", path, sizeof path);
+    add_docs(a, 1, 500, "alice");
+    cstack_close(a);
+    free(dump_of(&f, path)); /* writes the schema file */
+    snprintf(schema, sizeof schema, "%s/schema.cstack", f.dir);
+    snprintf(cmd, sizeof cmd, "CSTACK_TOKEN='%s' %s backup --schema %s --db %s --server %s",
+             f.alice, CSTACK_CLI, schema, path, f.url);
+    cr_assert_eq(t_run(cmd, &out), 0, "%s", out);
+    fprintf(stderr, "cstack backup: %s", out);
+    cr_expect(strstr(out, "pages sent") && strstr(out, "bytes sent"), "%s", out);
+    free(out);
+    cr_assert_eq(t_run(cmd, &out), 0, "%s", out);
+    cr_expect(strstr(out, " 0 pages sent") != NULL, "nothing changed: %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s backup --schema %s --server %s --token '%s' --list", CSTACK_CLI,
+             schema, f.url, f.alice);
+    cr_assert_eq(t_run(cmd, &out), 0, "%s", out);
+    cr_expect(strstr(out, "\"id\":2") && strstr(out, "\"id\":1"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s restore --schema %s --db %s/cli.db --server %s --token '%s' "
+                              "--at 1", CSTACK_CLI, schema, f.dir, f.url, f.alice);
+    cr_assert_eq(t_run(cmd, &out), 0, "%s", out);
+    cr_expect(strstr(out, "restored backup 1") != NULL, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s restore --schema %s --db %s/cli.db --server %s --token '%s' "
+                              "2>&1", CSTACK_CLI, schema, f.dir, f.url, f.alice);
+    cr_expect_eq(t_run(cmd, &out), 1, "restoring over a file fails: %s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/cli.db", f.dir);
+    char *before = dump_of(&f, path), *after = dump_of(&f, cmd);
+    cr_expect_str_eq(after, before);
+    free(before);
+    free(after);
+    stop(&f);
+}

@@ -353,8 +353,9 @@ int cs_bk_get_pages(bk *b, const unsigned char *hashes, uint32_t n, uint32_t siz
 /* Fetches the pages of the manifest in order and writes them to fd. */
 static int fetch_pages(bk *b, const unsigned char *hashes, uint32_t npages, uint32_t size, int fd)
 {
-    for (uint32_t first = 0; first < npages; first += CS_BK_GET_CHUNK) {
-        uint32_t n = npages - first < CS_BK_GET_CHUNK ? npages - first : CS_BK_GET_CHUNK;
+    uint32_t chunk = CS_BK_GET_CHUNK(size);
+    for (uint32_t first = 0; first < npages; first += chunk) {
+        uint32_t n = npages - first < chunk ? npages - first : chunk;
         int rc = cs_bk_get_pages(b, hashes + (size_t)first * HASH, n, size);
         if (rc)
             return rc;

@@ -39,7 +39,7 @@ void cs_bk_random_site(char site[33]);
  * page count and id into b->info, *hashes pointing into b->resp. */
 int cs_bk_manifest(bk *b, const unsigned char **hashes);
 /* The pages of `hashes` (n of them, `size` bytes each) into b->resp, their
- * hashes checked.  n <= CS_BK_GET_CHUNK. */
+ * hashes checked.  n <= CS_BK_GET_CHUNK(size). */
 int cs_bk_get_pages(bk *b, const unsigned char *hashes, uint32_t n, uint32_t size);
 /* Uploads the pages (n of `size` bytes at data, hashes given) the server
  * lacks; counts them in info->pages_sent. */
@@ -49,6 +49,8 @@ int cs_bk_put_missing(bk *b, const unsigned char *data, const unsigned char *has
 int cs_bk_commit(bk *b, const char *name, const unsigned char *hashes, uint32_t npages,
                  uint32_t size);
 
-#define CS_BK_GET_CHUNK 4096u /* the server's bound on one /v1/pages/get */
+/* Pages of `size` bytes one /v1/pages/get may ask for: the server takes at
+ * most 4096 hashes and 16 MiB of pages. */
+#define CS_BK_GET_CHUNK(size) ((size) <= 4096u ? 4096u : (16u << 20) / (size))
 
 #endif

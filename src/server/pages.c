@@ -249,9 +249,10 @@ static void do_put(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
 static void do_get(cs_pages *p, const cs_pages_req *q, cs_pages_resp *out)
 {
     uint32_t size;
-    if (parse_size(q->size, &size) || q->len % HASH || q->len / HASH > CS_PAGES_MAX_GET)
+    if (parse_size(q->size, &size) || q->len % HASH || q->len / HASH > CS_PAGES_MAX_GET ||
+        q->len / HASH * size > CS_PAGES_MAX_GET_BYTES)
         return fail(out, 400, "bad_request", "size must be a page size, the body at most 4096 "
-                                             "32-byte hashes");
+                                             "32-byte hashes of 16 MiB of pages");
     size_t n = q->len / HASH;
     char *data = malloc(n * size + 1);
     sqlite3_stmt *st = prep(p, "SELECT data FROM pages WHERE user = ?1 AND hash = ?2");

@@ -10,8 +10,10 @@
 
 #include "cstack_server.h"
 
-/* Hashes one /v1/pages/get may ask for (its answer is bounded by it). */
+/* One /v1/pages/get asks for at most this many hashes, and at most
+ * CS_PAGES_MAX_GET_BYTES of pages: its answer is built in memory. */
 #define CS_PAGES_MAX_GET 4096
+#define CS_PAGES_MAX_GET_BYTES ((size_t)16 << 20)
 
 typedef struct cs_pages cs_pages;
 
