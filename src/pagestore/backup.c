@@ -409,6 +409,19 @@ static int restore_to(bk *b, int64_t id, const char *tmp)
     return rc;
 }
 
+/* Makes the rename durable: fsync of the folder holding `path`. */
+static void sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
                    const cstack_sync_options *o, cstack_backup_info *out)
 {
@@ -429,6 +442,8 @@ int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
     rc = rc ? rc : integrity_ok(&b, tmp.data);
     if (!rc && rename(tmp.data, path))
         rc = cs_bk_fail(&b, CSTACK_EIO, "cannot rename to '%s': %s", path, strerror(errno));
+    if (!rc)
+        sync_dir(path);
     if (rc && tmp.data)
         unlink(tmp.data);
     cs_buf_free(&tmp);
