@@ -17,7 +17,7 @@ static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
     "                    [--max-upload-mib N] [--max-stream-mib N]\n"
-    "                    [--page-rows N] [--page-mib N]\n"
+    "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -57,6 +57,9 @@ static const char SERVE_USAGE[] =
     "  --page-rows N      rows per page (default 10000)\n"
     "  --page-mib N       MiB per page, about (default 8)\n"
     "\n"
+    "backups (`cstack backup`; pages stored in DB.pages, docs/pagestore.md):\n"
+    "  --backup-quota-mib N  MiB of backup pages one user may store (default 256)\n"
+    "\n"
     "Exit status: 0 stopped by a signal, 1 could not start, 2 bad command line.\n";
 
 /* A whole number from 1 to `max`, digits only. */
@@ -89,7 +92,7 @@ int cmd_serve(int argc, char **argv)
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
-               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL;
+               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL, *quota_mib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -100,7 +103,8 @@ int cmd_serve(int argc, char **argv)
                       {"--max-upload-mib", &upload_mib, NULL},
                       {"--max-stream-mib", &stream_mib, NULL},
                       {"--page-rows", &page_rows, NULL},
-                      {"--page-mib", &page_mib, NULL}};
+                      {"--page-mib", &page_mib, NULL},
+                      {"--backup-quota-mib", &quota_mib, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -133,6 +137,10 @@ int cmd_serve(int argc, char **argv)
                                page_rows);
     if (page_mib && parse_count(page_mib, 1024, &mib))
         return cli_usage_error(cmd, "--page-mib needs MiB (1 to 1024), not '%s'", page_mib);
+    unsigned long quota = 0;
+    if (quota_mib && parse_count(quota_mib, 1u << 24, &quota))
+        return cli_usage_error(cmd, "--backup-quota-mib needs MiB (1 to 16777216), not '%s'",
+                               quota_mib);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -149,7 +157,8 @@ int cmd_serve(int argc, char **argv)
                                 .max_upload_memory = (size_t)upload << 20,
                                 .max_stream_memory = (size_t)stream << 20,
                                 .pull_page_rows = rows,
-                                .pull_page_bytes = (size_t)mib << 20};
+                                .pull_page_bytes = (size_t)mib << 20,
+                                .backup_quota = (uint64_t)quota << 20};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);

@@ -30,6 +30,9 @@ static const command COMMANDS[] = {
     {"serve", "run the sync server for a schema (HTTP: push, pull, stream)", cmd_serve},
     {"token", "mint a bearer token (JWT) for the sync server, for development", cmd_token},
     {"watch", "print a query's result, and again each time it changes", cmd_watch},
+    {"backup", "back a database up to a cstack server's page storage (changed pages)",
+     cmd_backup},
+    {"restore", "rebuild a backed-up database from a cstack server", cmd_restore},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

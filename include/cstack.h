@@ -390,6 +390,11 @@ typedef struct sqlite3 sqlite3;
 typedef struct cstack_open_options {
     int readers;       /* read connections for file databases; 0 = default (4) */
     int busy_timeout_ms; /* 0 = default (5000) */
+    /* Name of a page-store VFS (cstack_pagestore_register); NULL = the file
+     * system.  `path` is then the file's name inside that store, and the
+     * runtime uses one connection (readers is ignored) in rollback mode with
+     * an in-memory journal: docs/pagestore.md says why that is crash-safe. */
+    const char *vfs;
 } cstack_open_options;
 
 /* Opens (creating if needed) the SQLite database at `path` for `schema`, in
@@ -875,6 +880,103 @@ CSTACK_API void cstack_watch_stop(cstack_watch *w);
  * runtime has no delivery thread (a CSTACK_NO_THREADS build: the browser);
  * native builds deliver from their own thread and may also call it. */
 CSTACK_API int cstack_watch_pump(cstack *db, int *next_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Page stores: SQLite over a key-value store (docs/pagestore.md)           */
+/* ------------------------------------------------------------------------ */
+
+#define CSTACK_PAGESTORE_VERSION 1
+
+/* One page of a batch: page number (1-based) and page_size bytes. */
+typedef struct cstack_page {
+    uint32_t pgno;
+    const void *data;
+} cstack_page;
+
+/* What a store keeps per file besides its pages.  `commit` is the commit
+ * marker: put_pages stores the meta of the batch with it, so a reader sees
+ * the counter of the last batch that landed (0 = never written). */
+typedef struct cstack_pagestore_meta {
+    uint32_t npages;    /* the file's size in pages */
+    uint32_t page_size; /* 0 until the first batch */
+    uint64_t commit;
+} cstack_pagestore_meta;
+
+typedef struct cstack_pagestore cstack_pagestore;
+/* A store of fixed-size pages, keyed by file name and page number.  Like
+ * sqlite3_vfs, iVersion comes first and later versions only append members;
+ * an implementation embeds this struct first and gets itself back as `ps`.
+ * Callbacks return 0 or a negative CSTACK_E* code and may be called from any
+ * thread, one call at a time per store (the VFS serializes them). */
+struct cstack_pagestore {
+    int iVersion; /* CSTACK_PAGESTORE_VERSION */
+    /* Reads page `pgno` (page_size bytes) into buf; CSTACK_ENOTFOUND if the
+     * file has no such page. */
+    int (*get_page)(cstack_pagestore *ps, const char *file, uint32_t pgno, void *buf,
+                    uint32_t page_size);
+    /* Stores the n pages and the meta as ONE atomic batch: after a crash
+     * either all of it or none of it is there.  Pages past meta->npages are
+     * dropped in the same batch. */
+    int (*put_pages)(cstack_pagestore *ps, const char *file, const cstack_page *pages, size_t n,
+                     const cstack_pagestore_meta *meta);
+    /* The file's meta; all zero for a file never written. */
+    int (*size)(cstack_pagestore *ps, const char *file, cstack_pagestore_meta *meta);
+    /* Drops every page from npages + 1 on, atomically (0 deletes the file). */
+    int (*truncate)(cstack_pagestore *ps, const char *file, uint32_t npages);
+    /* Frees the store. */
+    void (*destroy)(cstack_pagestore *ps);
+};
+
+/* A store in memory (for tests): lives until destroyed. */
+CSTACK_API int cstack_pagestore_memory(cstack_pagestore **out);
+/* An LMDB store in directory `dir` (created if missing), at most
+ * `max_bytes` large (0 = 1 GiB).  One LMDB write transaction per put_pages.
+ * One process at a time: a second one gets CSTACK_EBUSY. */
+CSTACK_API int cstack_pagestore_lmdb(const char *dir, uint64_t max_bytes, cstack_pagestore **out);
+/* The page storage of a `cstack serve` server as a store (url and token of
+ * `o`; `schema` must be the server's): a file is the latest backup of its
+ * name, put_pages uploads the pages the server lacks and commits a new
+ * manifest (atomic on the server), get_page fetches pages by hash, 64 at a
+ * time, and keeps what it fetched in memory.  `site` (32 hex digits, NULL =
+ * random) names the device on the server. */
+CSTACK_API int cstack_pagestore_server(const cstack_schema *schema, const cstack_sync_options *o,
+                                       const char *site, cstack_pagestore **out);
+/* Registers a SQLite VFS named `name` over `store`, which it takes over
+ * (also on failure).  Open databases on it with cstack_open_options.vfs. */
+CSTACK_API int cstack_pagestore_register(const char *name, cstack_pagestore *store);
+/* Unregisters the VFS and destroys its store; no database may be open on
+ * it.  CSTACK_ENOTFOUND if no such page-store VFS. */
+CSTACK_API int cstack_pagestore_unregister(const char *name);
+
+/* Backup and restore through `cstack serve`'s page storage.  A backup is a
+ * consistent snapshot (one read transaction) of the database file, sent as
+ * pages: the server is asked which page hashes it lacks and only those are
+ * uploaded.  `o` gives url and token (the other fields are ignored). */
+typedef struct cstack_backup_info {
+    int64_t id;          /* the backup's id on the server */
+    uint32_t page_size;
+    uint32_t pages;      /* pages of the database */
+    uint32_t pages_sent; /* pages the server did not hold yet */
+    uint64_t bytes_sent; /* request bodies: hashes, pages and the manifest */
+    char error[256];     /* why, when the call failed */
+} cstack_backup_info;
+
+/* Backs up the database at `path` (opened for `schema`, possibly while an
+ * application writes it) under `name` (NULL = "backup"). */
+CSTACK_API int cstack_backup(const cstack_schema *schema, const char *path, const char *name,
+                             const cstack_sync_options *o, cstack_backup_info *out);
+/* Rebuilds backup `id` (0 = the user's latest) as a new database file at
+ * `path`, which must not exist; checks every page's hash and PRAGMA
+ * integrity_check before the file appears under its name.  The restored
+ * database is the device that made the backup: its site id and sync cursor
+ * come back, so `cstack sync` goes on from there. */
+CSTACK_API int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
+                              const cstack_sync_options *o, cstack_backup_info *out);
+/* The user's backups as JSON ({"backups":[{"id":..,"device":..,"name":..,
+ * "created":ms,"pages":n,"page_size":p},...]}, newest first), to free with
+ * cstack_free(). */
+CSTACK_API int cstack_backup_list(const cstack_schema *schema, const cstack_sync_options *o,
+                                  char **json_out, cstack_backup_info *out);
 
 #ifdef __cplusplus
 }

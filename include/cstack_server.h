@@ -44,6 +44,7 @@ extern "C" {
 #define CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY ((size_t)256 << 20)
 #define CSTACK_SERVER_DEFAULT_PAGE_ROWS ((size_t)10000)
 #define CSTACK_SERVER_DEFAULT_PAGE_BYTES ((size_t)8 << 20)
+#define CSTACK_SERVER_DEFAULT_BACKUP_QUOTA ((uint64_t)256 << 20)
 
 /* What a server serves and how.  The struct and every string and object it
  * points to are borrowed for the duration of cstack_server_start() or
@@ -100,6 +101,11 @@ typedef struct cstack_server_config {
      * (docs/server.md, "Pages"). */
     size_t pull_page_rows;  /* CSTACK_SERVER_DEFAULT_PAGE_ROWS */
     size_t pull_page_bytes; /* CSTACK_SERVER_DEFAULT_PAGE_BYTES */
+    /* Page storage for backups (docs/pagestore.md): its SQLite file
+     * ("<db_path>.pages" when NULL) and the bytes of pages one user may
+     * store (CSTACK_SERVER_DEFAULT_BACKUP_QUOTA when 0). */
+    const char *pages_path;
+    uint64_t backup_quota;
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

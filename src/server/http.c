@@ -74,6 +74,7 @@ typedef struct srv_req {
     /* The device's schema when it is an older one this server accepts
      * (schemas.h); NULL when it is the served schema. */
     const cstack_schema *view;
+    bool pages;        /* a page-storage route (pages.c): POST ones have a body */
 } srv_req;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -496,6 +497,33 @@ static bool project_push(srv_req *r, cs_srv_push *req, void **up, cs_srv_err *er
     return true;
 }
 
+/* Page storage (pages.c): the request is authenticated, its body read. */
+static enum MHD_Result do_pages(srv_req *r, struct MHD_Connection *c)
+{
+    cs_pages_req q = {r->auth->sub, r->site, r->method, r->path,
+                      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name"),
+                      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "size"),
+                      r->body.data ? r->body.data : "", r->body.len};
+    cs_pages_resp a;
+    cs_pages_handle(r->srv->pages, &q, &a);
+    if (a.status != 200)
+        return reply_err(r, c, a.status, a.code, NULL, "%s", a.msg);
+    return reply(r, c, 200, a.ctype, a.body, a.len, NULL);
+}
+
+static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret);
+
+/* Authenticated like a pull; a POST's body is then read under push limits. */
+static enum MHD_Result pages_dispatch(srv_req *r, struct MHD_Connection *c)
+{
+    enum MHD_Result ret = MHD_YES;
+    if (!check_client(r, c, &ret))
+        return ret;
+    if (strcmp(r->method, "POST") == 0)
+        return push_headers(r, c, &ret) ? MHD_YES : ret;
+    return do_pages(r, c);
+}
+
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
@@ -504,6 +532,8 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
                          srv->cfg.max_body);
     if (r->busy)
         return reply_busy(r, c);
+    if (r->pages)
+        return do_pages(r, c);
     cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
     cs_srv_push_result res;
     cs_srv_err err;
@@ -538,7 +568,7 @@ static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
  * takes its share of the upload memory before a byte of it is buffered. */
 static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *ret)
 {
-    if (!check_batch(r, c, ret))
+    if (!r->pages && !check_batch(r, c, ret))
         return false;
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t n = 0;
@@ -570,6 +600,8 @@ static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
     enum MHD_Result ret = MHD_YES;
     if (atomic_load(&r->srv->draining))
         return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
+    if (r->pages)
+        return pages_dispatch(r, c);
     if (r->route == CS_ROUTE_OTHER)
         return reply_err(r, c, 404, "not_found", NULL, "no route %.200s", r->path);
     bool post = r->route == CS_ROUTE_PUSH;
@@ -598,6 +630,7 @@ static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
     }
     r->srv = srv;
     r->route = route_of(url);
+    r->pages = cs_pages_route(url);
     snprintf(r->method, sizeof r->method, "%.11s", method);
     for (char *p = r->method; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -622,7 +655,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
         *con_cls = r;
-        bool push = r->route == CS_ROUTE_PUSH && strcmp(method, "POST") == 0;
+        bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;
         return push ? dispatch(r, c) : MHD_YES;
     }
     if (r->status) {
@@ -630,7 +663,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    bool push = r->route == CS_ROUTE_PUSH && strcmp(r->method, "POST") == 0;
+    bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(r->method, "POST") == 0;
     if (*upload_size && !push) {
         /* Only a push has a body; any other is read and ignored. */
         *upload_size = 0;
@@ -903,6 +936,8 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     }
     if (!rc && srv->ops->iversion >= 3 && (rc = srv->ops->versions(srv->store, &srv->versions)))
         set_err(err, errlen, "cannot record the schema version: %s", cstack_errstr(rc));
+    if (!rc && (rc = cs_pages_start(srv)))
+        set_err(err, errlen, "out of memory");
     if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
         set_err(err, errlen, "cannot start the stream hub");
     if (!rc && (rc = cs_guard_start(srv, &srv->guard)))
@@ -951,6 +986,7 @@ void cstack_server_stop(cstack_server *srv)
     if (srv->store)
         srv->ops->close(srv->store);
     cs_srv_versions_free(srv->versions);
+    cs_pages_close(srv->pages);
     cstack_schema_free(srv->schema);
     cs_metrics_free(&srv->metrics);
     pthread_mutex_destroy(&srv->mu);

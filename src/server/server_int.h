@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "cstack_server.h"
+#include "server/pages.h"
 #include "server/store.h"
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -145,6 +146,7 @@ struct cstack_server {
     pthread_mutex_t mu; /* guards `active` */
     pthread_cond_t idle;
     long active; /* requests in flight, streams excluded */
+    cs_pages *pages; /* page storage for backups (pages.c) */
 };
 
 /* Writes one line (a newline is added) to cfg.log, whole: one fwrite under

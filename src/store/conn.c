@@ -45,10 +45,19 @@ static int exec_pragma(sqlite3 *db, const char *sql, char *err, size_t errlen)
 int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int busy_ms,
                  char *err, size_t errlen)
 {
+    return cs_conn_open_vfs(c, path, NULL, readonly, memory, busy_ms, err, errlen);
+}
+
+/* On a page-store VFS the journal stays in memory and WAL is not used: the
+ * VFS makes each commit one atomic batch (docs/pagestore.md).  synchronous
+ * must not be OFF there, since xSync is when the batch is sent. */
+int cs_conn_open_vfs(cs_conn *c, const char *path, const char *vfs, bool readonly, bool memory,
+                     int busy_ms, char *err, size_t errlen)
+{
     memset(c, 0, sizeof *c);
     int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
     flags |= readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(memory ? ":memory:" : path, &c->db, flags, NULL);
+    int rc = sqlite3_open_v2(memory ? ":memory:" : path, &c->db, flags, vfs);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database '%s': %s", path,
                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
@@ -62,7 +71,11 @@ int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int b
         snprintf(err, errlen, "cannot register SQL functions: %s", sqlite3_errstr(rc));
         return rc;
     }
-    if (!readonly && !memory) {
+    if (vfs) {
+        if ((rc = exec_pragma(c->db, "PRAGMA journal_mode=MEMORY", err, errlen)) ||
+            (rc = exec_pragma(c->db, "PRAGMA synchronous=NORMAL", err, errlen)))
+            return rc;
+    } else if (!readonly && !memory) {
         if ((rc = exec_pragma(c->db, "PRAGMA journal_mode=WAL", err, errlen)) ||
             (rc = exec_pragma(c->db, "PRAGMA synchronous=NORMAL", err, errlen)))
             return rc;

@@ -194,9 +194,14 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
     db->ext = ext;
     db->ext_ctx = ext_ctx;
     db->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : DEFAULT_BUSY_MS;
-    db->maxreaders = memory ? 0 : opts && opts->readers > 0 ? opts->readers : DEFAULT_READERS;
+    /* A page-store VFS has no WAL: readers would only wait on the writer. */
+    const char *vfs = opts ? opts->vfs : NULL;
+    db->maxreaders = memory || vfs                       ? 0
+                     : opts && opts->readers > 0 ? opts->readers
+                                                 : DEFAULT_READERS;
     char err[512];
-    int rc = cs_conn_open(&db->writer, db->path, false, memory, db->busy_ms, err, sizeof err);
+    int rc = cs_conn_open_vfs(&db->writer, db->path, vfs, false, memory, db->busy_ms, err,
+                              sizeof err);
     if (rc == SQLITE_OK)
         rc = cs_store_conn_init(db, db->writer.db, true, err, sizeof err);
     if (rc != SQLITE_OK) {

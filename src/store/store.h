@@ -57,6 +57,9 @@ typedef struct cs_conn {
 
 int cs_conn_open(cs_conn *c, const char *path, bool readonly, bool memory, int busy_ms,
                  char *err, size_t errlen);
+/* As cs_conn_open on the VFS named `vfs` (NULL = the default one). */
+int cs_conn_open_vfs(cs_conn *c, const char *path, const char *vfs, bool readonly, bool memory,
+                     int busy_ms, char *err, size_t errlen);
 /* Opens a runtime (see cstack_open) with an optional extension. */
 int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
                   const cstack_open_options *opts, const cs_store_ext *ext, void *ext_ctx,

@@ -47,6 +47,8 @@ void cs_buf_free(cs_buf *b);
 char *cs_strdup(const char *s);
 char *cs_strndup(const char *s, size_t n);
 
+/* SHA-256 of `n` bytes, binary. */
+void cs_sha256(const void *data, size_t n, unsigned char digest[32]);
 /* SHA-256 of `n` bytes as 64 lowercase hex digits plus NUL. */
 void cs_sha256_hex(const void *data, size_t n, char out[65]);
 

@@ -53,7 +53,7 @@ static void sha256_block(uint32_t h[8], const unsigned char *p)
     h[7] += k;
 }
 
-void cs_sha256_hex(const void *data, size_t n, char out[65])
+void cs_sha256(const void *data, size_t n, unsigned char digest[32])
 {
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -74,9 +74,14 @@ void cs_sha256_hex(const void *data, size_t n, char out[65])
     sha256_block(h, tail);
     if (tlen == 128)
         sha256_block(h, tail + 64);
-    unsigned char digest[32];
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 4; j++)
             digest[i * 4 + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+}
+
+void cs_sha256_hex(const void *data, size_t n, char out[65])
+{
+    unsigned char digest[32];
+    cs_sha256(data, n, digest);
     cs_hex_encode(digest, sizeof digest, out);
 }
