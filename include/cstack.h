@@ -85,7 +85,8 @@ CSTACK_API const char *cstack_version(void);
     X(UNAUTHORIZED, -17, "unauthorized", "the server refused the credentials")        \
     X(FORBIDDEN, -18, "forbidden", "the server refused the request for this user")    \
     X(MISMATCH, -19, "schema_mismatch", "the server runs another schema")              \
-    X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")
+    X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")                   \
+    X(CONFLICT, -21, "conflict", "the row changed since the version given (@version)")
 
 typedef enum cstack_errno {
 #define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
@@ -118,6 +119,9 @@ typedef struct cstack_diag {
     int line;
     int col;
     const char *message;
+    /* Nonzero for a warning (its message starts with "warning: "): a
+     * construct the embedded runtime ignores.  Warnings never fail a parse. */
+    int warning;
 } cstack_diag;
 
 /* Parses and validates a schema held in memory.  `filename` is only used in

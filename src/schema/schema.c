@@ -130,6 +130,7 @@ void cs_field_clear(cs_field *f)
     free(f->doc);
     free(f->type_name);
     free(f->def.literal);
+    cs_checks_free(&f->checks);
     if (f->rel) {
         free(f->rel->name);
         free(f->rel->fields);
@@ -364,6 +365,8 @@ static void parse_state_free(cs_parse *p)
     for (size_t i = 0; p->s && i < p->s->auth.nfields; i++)
         cs_pfield_free(&p->pauth[i]);
     free(p->pauth);
+    free(p->mixin_name);
+    free(p->mixin_body);
 }
 
 /* Lexes, parses and validates into a new schema; the result code says
