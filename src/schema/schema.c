@@ -18,8 +18,13 @@ int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value
         const cs_enum *e = &s->enums[f->type_index];
         en = (cs_enum_members){e->name, (const char *const *)e->members, e->nmembers};
     }
-    return cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
-                          errlen);
+    int rc = cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
+                            errlen);
+    /* The messages quote the value: not for a @pii/@sensitive field. */
+    if (rc && rc != CSTACK_ENOMEM && f->sensitive && errlen)
+        snprintf(err, errlen, "invalid %s (value redacted: @pii/@sensitive field)",
+                 cs_scalar_name(f->type));
+    return rc;
 }
 
 int cs_model_find(const cstack_schema *s, const char *name)

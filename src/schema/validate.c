@@ -275,6 +275,11 @@ static void check_default(cs_parse *p, const cs_model *m, cs_field *f, const cs_
     bool ok = true;
     switch (f->def.kind) {
     case CS_DEF_NONE:
+        /* A @version counter starts at 1 (also for rows a migration adds it to). */
+        if (f->version && !(f->def.literal = cs_strdup("1")))
+            p->oom = true;
+        else if (f->version)
+            f->def.kind = CS_DEF_LITERAL;
         return;
     case CS_DEF_UUID:
         ok = t == CS_T_UUID || t == CS_T_STRING;
