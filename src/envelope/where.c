@@ -90,7 +90,7 @@ static cstack_filter *negate(cstack_filter *f)
 /* ---- field operators ------------------------------------------------------------ */
 
 /* The operators of an operator object ("mode" is read on its own). */
-typedef enum op_kind { OPK_CMP, OPK_NOT, OPK_IN, OPK_TEXT, OPK_MODE } op_kind;
+typedef enum op_kind { OPK_CMP, OPK_NOT, OPK_IN, OPK_TEXT, OPK_MODE, OPK_ISNULL } op_kind;
 
 typedef struct op_def {
     const char *name;
@@ -111,6 +111,10 @@ static const op_def OPS[] = {
     {"startsWith", OPK_TEXT, CSTACK_OP_STARTS_WITH},
     {"endsWith", OPK_TEXT, CSTACK_OP_ENDS_WITH},
     {"mode", OPK_MODE, CSTACK_OP_EQ},
+    /* CrateStack's spellings: eq / ne compare values, isNull takes a Boolean. */
+    {"eq", OPK_CMP, CSTACK_OP_EQ},
+    {"ne", OPK_CMP, CSTACK_OP_NE},
+    {"isNull", OPK_ISNULL, CSTACK_OP_EQ},
 };
 #define NOPS (sizeof OPS / sizeof OPS[0])
 
@@ -264,6 +268,14 @@ static int one_op(env *e, const cs_model *m, const cs_field *f, const jr_val *ke
         return text_filter(e, m, f, op, v, flags, out);
     case OPK_MODE:
         return 0; /* read by read_mode */
+    case OPK_ISNULL: {
+        static const jr_val JSON_NULL = {.type = JR_NULL};
+        if (!jr_is(v, JR_TRUE) && !jr_is(v, JR_FALSE))
+            return env_fail(e, CSTACK_EINVAL, "isNull expects true or false, got %s",
+                            env_kind_name(v));
+        return cmp_filter(e, f, jr_is(v, JR_TRUE) ? CSTACK_OP_EQ : CSTACK_OP_NE, &JSON_NULL,
+                          flags, out);
+    }
     default:
         return cmp_filter(e, f, op->op, v, flags, out);
     }
