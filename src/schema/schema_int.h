@@ -285,6 +285,18 @@ bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f);
 void cs_checks_free(cs_checks *k);
 
 /* policy.c: expressions */
+cs_expr *cs_new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos);
+/* An operand: `!x`, a literal, a path, auth()..., (expr). */
+cs_expr *cs_parse_operand(cs_parse *p, int *h);
+/* policy_crate.c: CrateStack's spellings, rewritten while parsing.
+ * `hasRole('x')` / `auth().hasRole('x')` / `auth().isSystem()`: `name` is
+ * the method's token, the current token its '('. */
+cs_expr *cs_crate_auth_call(cs_parse *p, const cs_token *name, cs_pos pos);
+/* The index of a `some` / `every` / `none` segment in a field path that has
+ * segments on both sides, or 0. */
+size_t cs_crate_quantifier_at(const cs_expr *e);
+/* `rel.some.x OP y` -> `rel?[x OP y]` (every: !, none: ^); takes e. */
+cs_expr *cs_crate_quantified(cs_parse *p, cs_expr *e, int *h);
 cs_expr *cs_parse_expr(cs_parse *p);
 void cs_expr_free(cs_expr *e);
 void cs_validate_policies(cs_parse *p, int mi);
