@@ -267,7 +267,8 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
 {
     char ownbuf[300];
     snprintf(ownbuf, sizeof(ownbuf), "field '%s.%s'", owner, f->name);
-    while (cs_peek(p)->kind == T_AT) {
+    /* `@use(Mixin)` is a member of the model, never a field attribute. */
+    while (cs_peek(p)->kind == T_AT && !cs_tok_is(&p->toks[p->cur + 1], "use")) {
         const cs_token *at = cs_next(p);
         if (cs_peek(p)->kind != T_IDENT) {
             cs_err_expected(p, "an attribute name after '@'");
@@ -328,7 +329,8 @@ static bool parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *
     if (!parse_field_attrs(p, owner, nt, f, pf, pm))
         return false;
     const cs_token *t = cs_peek(p);
-    if (t->kind != T_IDENT && t->kind != T_ATAT && t->kind != T_RBRACE && t->kind != T_EOF) {
+    if (t->kind != T_IDENT && t->kind != T_ATAT && t->kind != T_RBRACE && t->kind != T_EOF &&
+        t->kind != T_AT) {
         char b[64];
         cs_syntax(p, t->pos, "unexpected %s after field '%s.%s'", cs_tok_desc(t, b, sizeof(b)),
                   owner, f->name);
