@@ -305,7 +305,12 @@ typedef enum cstack_op {
     CSTACK_OP_GTE,
     CSTACK_OP_CONTAINS,
     CSTACK_OP_STARTS_WITH,
-    CSTACK_OP_ENDS_WITH
+    CSTACK_OP_ENDS_WITH,
+    /* Scalar list fields (String[], Role[]): HAS takes one element value;
+     * HAS_SOME / HAS_EVERY take a JSON array of elements as TEXT. */
+    CSTACK_OP_HAS,
+    CSTACK_OP_HAS_SOME,
+    CSTACK_OP_HAS_EVERY
 } cstack_op;
 
 /* Flags of cstack_filter_cmp(). */

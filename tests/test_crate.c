@@ -426,3 +426,46 @@ Test(crate_envelope, crate_request_shapes_are_accepted)
                 "{\"count\":1}");
     cstack_close(db);
 }
+
+/* ---- scalar lists ----------------------------------------------------------------- */
+
+Test(crate_writes, scalar_lists_are_stored_canonically_and_filtered_with_has)
+{
+    cstack *db = t_open_mem("enum Role { ADMIN USER }\n"
+                            "model U {\n  id Int @id\n  tags String[]\n  roles Role[]\n}\n");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1,"
+                "\"tags\":[ \"a\" , \"b\" ],\"roles\":[\"ADMIN\"]}}}",
+                "\"tags\":[\"a\",\"b\"],\"roles\":[\"ADMIN\"]");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":2,"
+                "\"tags\":[\"b\"],\"roles\":[\"USER\"]}}}",
+                "\"status\":\"ok\"");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":3,"
+                "\"tags\":[1],\"roles\":[]}}}",
+                "element 0 is not a String");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":3,"
+                "\"tags\":[],\"roles\":[\"BOSS\"]}}}",
+                "not a member of enum Role");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"find_many\",\"payload\":{\"where\":{\"tags\":"
+                "{\"has\":\"a\"}},\"select\":[\"id\"]}}",
+                "[{\"id\":1}]");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"find_many\",\"payload\":{\"where\":{\"tags\":"
+                "{\"hasSome\":[\"a\",\"b\"]}},\"select\":[\"id\"]}}",
+                "[{\"id\":1},{\"id\":2}]");
+    expect_call(db,
+                "{\"model\":\"U\",\"kind\":\"find_many\",\"payload\":{\"where\":{\"tags\":"
+                "{\"hasEvery\":[\"a\",\"b\"]}},\"select\":[\"id\"]}}",
+                "[{\"id\":1}]");
+    /* The typed filter API: one element for HAS. */
+    int64_t n = -1;
+    cstack_filter *f = cstack_filter_cmp("roles", CSTACK_OP_HAS, 0, T("USER"));
+    cr_expect_eq(cstack_count(db, "U", f, &n), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(n, 1);
+    cstack_filter_free(f);
+    cstack_close(db);
+}

@@ -92,8 +92,8 @@ static void attr_regex(actx *c, const pargs *a, cs_field *f)
 bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
 {
     cs_checks *k = &f->checks;
-    bool str = f->type_name && strcmp(f->type_name, "String") == 0;
-    bool num = f->type_name && (strcmp(f->type_name, "Int") == 0 ||
+    bool str = !f->list && f->type_name && strcmp(f->type_name, "String") == 0;
+    bool num = !f->list && f->type_name && (strcmp(f->type_name, "Int") == 0 ||
                                 strcmp(f->type_name, "Float") == 0 ||
                                 strcmp(f->type_name, "Decimal") == 0);
     if (cs_tok_is(name, "length")) {

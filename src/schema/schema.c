@@ -13,6 +13,8 @@
 int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
                    cs_buf *scratch, cstack_value *out, char *err, size_t errlen)
 {
+    if (f->list && f->type == CS_T_JSON)
+        return cs_list_canon(s, f, in, scratch, out, err, errlen);
     cs_enum_members en = {NULL, NULL, 0};
     if (f->type == CS_T_ENUM) {
         const cs_enum *e = &s->enums[f->type_index];

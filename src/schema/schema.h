@@ -88,7 +88,12 @@ typedef struct cs_field {
     char *type_name;  /* as written: "String", "Status", "Account" */
     int type_index;   /* enum or model index for CS_T_ENUM / CS_T_MODEL */
     bool optional;    /* Type? */
-    bool list;        /* Type[] (relations only) */
+    bool list;        /* Type[]: a to-many relation, or a scalar list */
+    /* A scalar list (String[], Role[]) has type CS_T_JSON (stored as a JSON
+     * array, canonical compact text) and its element type here; elem_index:
+     * the enum of an enum list.  CS_T_JSON otherwise. */
+    cs_scalar elem;
+    int elem_index;
     bool is_id;       /* @id */
     bool is_unique;   /* @unique */
     bool updated_at;  /* @updatedAt */
@@ -259,6 +264,11 @@ cstack_schema *cs_schema_retain(const cstack_schema *s);
  * one): validates `in` and produces the canonical storage value. */
 int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
                    cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
+
+/* A scalar list's value (lists.c): a JSON array (as text) whose elements are
+ * valid canonical values of the element type; canonical output is compact. */
+int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                  cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
 
 /* The field's validators on a canonical value (checks.c).  0, or
  * CSTACK_EVALIDATION with `err` naming the field and the rule broken (the

@@ -158,11 +158,18 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
         return;
     }
     if (f->list && f->type != CS_T_MODEL) {
-        cs_diag(p->diags, pf->type_pos,
-                "field '%s.%s' cannot be a list: only relation fields may use [] (%s is not a "
-                "model)",
-                owner, f->name, f->type_name);
-        pf->bad_type = true;
+        if (auth || f->type == CS_T_JSON || f->type == CS_T_BYTES) {
+            cs_diag(p->diags, pf->type_pos,
+                    "field '%s.%s' cannot be a list: lists of %s are not supported%s", owner,
+                    f->name, f->type_name, auth ? " in the auth block" : "");
+            pf->bad_type = true;
+            return;
+        }
+        /* A scalar list is stored as a JSON array (docs/schema.md). */
+        f->elem = f->type;
+        f->elem_index = f->type_index;
+        f->type = CS_T_JSON;
+        f->type_index = -1;
     }
 }
 
