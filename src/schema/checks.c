@@ -176,8 +176,9 @@ static bool is_currency(const char *s, size_t n)
 {
     if (n != 3)
         return false;
-    for (const char *c = CURRENCIES; *c; c += 4)
-        if (memcmp(c, s, 3) == 0)
+    /* Entries are 3 letters and a space (the last one: and the NUL). */
+    for (size_t k = 0; k + 3 < sizeof CURRENCIES; k += 4)
+        if (memcmp(CURRENCIES + k, s, 3) == 0)
             return true;
     return false;
 }
