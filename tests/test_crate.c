@@ -469,3 +469,21 @@ Test(crate_writes, scalar_lists_are_stored_canonically_and_filtered_with_has)
     cstack_filter_free(f);
     cstack_close(db);
 }
+
+Test(crate_writes, list_side_relation_keys_are_accepted_and_the_relation_works)
+{
+    cstack *db = t_open_mem("model A {\n  id Int @id\n"
+                            "  bs B[] @relation(fields: [id], references: [aid])\n}\n"
+                            "model B {\n  id Int @id\n  aid Int\n"
+                            "  a A @relation(fields: [aid], references: [id])\n}\n");
+    expect_call(db, "{\"model\":\"A\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1}}}",
+                "\"status\":\"ok\"");
+    expect_call(db,
+                "{\"model\":\"B\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":7,\"aid\":1}}}",
+                "\"status\":\"ok\"");
+    expect_call(db,
+                "{\"model\":\"A\",\"kind\":\"count\",\"payload\":{\"where\":{\"bs\":{\"some\":"
+                "{\"id\":7}}}}}",
+                "{\"count\":1}");
+    cstack_close(db);
+}

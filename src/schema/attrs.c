@@ -196,7 +196,10 @@ static bool parse_action(actx *c, const parg *g, cs_action *out)
     return false;
 }
 
-static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
+/* On a list (to-many) field, CrateStack repeats fields:/references: of the
+ * owning side; they are accepted and left out here, since the owning side
+ * alone defines the keys (`list` says which side this is). */
+static void attr_relation(actx *c, const pargs *a, cs_pfield *pf, bool list)
 {
     for (size_t i = 0; i < a->n; i++) {
         const parg *g = &a->v[i];
@@ -213,6 +216,8 @@ static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
                 cs_diag(c->p->diags, g->pos, "the relation name is given twice");
             else
                 pf->rel_name = want_string(c, g);
+        } else if (list && (cs_tok_is(g->name, "fields") || cs_tok_is(g->name, "references"))) {
+            continue;
         } else if (cs_tok_is(g->name, "fields") || cs_tok_is(g->name, "references")) {
             bool fields = cs_tok_is(g->name, "fields");
             bool *has = fields ? &pf->rel_has_fields : &pf->rel_has_refs;
@@ -360,7 +365,7 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
             attr_default(c, a, f, pf);
     } else if (cs_tok_is(name, "relation")) {
         if (once(c, &pf->rel_pos))
-            attr_relation(c, a, pf);
+            attr_relation(c, a, pf, f->list);
     } else if (!flag_attr(c, name, a, f) && !cs_check_attr(c, name, a, f)) {
         cs_diag(c->p->diags, c->pos,
                 "unknown attribute @%.*s on %s (expected @id, @unique, @default, @updatedAt, "
