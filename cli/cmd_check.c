@@ -53,7 +53,7 @@ int cli_load_schema(const char *path, cstack_schema **out)
     int rc = cstack_schema_load(path, out, &d);
     size_t n = print_diags(d);
     cstack_diags_free(d);
-    if (rc == CSTACK_OK && n == 0)
+    if (rc == CSTACK_OK) /* warnings only */
         return CLI_OK;
     if (n == 0)
         fprintf(stderr, "%s: %s\n", path, cstack_errstr(rc));

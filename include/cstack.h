@@ -86,7 +86,8 @@ CSTACK_API const char *cstack_version(void);
     X(FORBIDDEN, -18, "forbidden", "the server refused the request for this user")    \
     X(MISMATCH, -19, "schema_mismatch", "the server runs another schema")              \
     X(UNAVAILABLE, -20, "unavailable", "the server is unavailable")                    \
-    X(DIVERGED, -21, "diverged", "the data still differs from the server's after a repair")
+    X(DIVERGED, -21, "diverged", "the data still differs from the server's after a repair") \
+    X(CONFLICT, -22, "conflict", "the row changed since the version given (@version)")
 
 typedef enum cstack_errno {
 #define CSTACK_ERRNO_ENUM_(name, val, wire, desc) CSTACK_E##name = (val),
@@ -119,6 +120,9 @@ typedef struct cstack_diag {
     int line;
     int col;
     const char *message;
+    /* Nonzero for a warning (its message starts with "warning: "): a
+     * construct the embedded runtime ignores.  Warnings never fail a parse. */
+    int warning;
 } cstack_diag;
 
 /* Parses and validates a schema held in memory.  `filename` is only used in
@@ -302,7 +306,12 @@ typedef enum cstack_op {
     CSTACK_OP_GTE,
     CSTACK_OP_CONTAINS,
     CSTACK_OP_STARTS_WITH,
-    CSTACK_OP_ENDS_WITH
+    CSTACK_OP_ENDS_WITH,
+    /* Scalar list fields (String[], Role[]): HAS takes one element value;
+     * HAS_SOME / HAS_EVERY take a JSON array of elements as TEXT. */
+    CSTACK_OP_HAS,
+    CSTACK_OP_HAS_SOME,
+    CSTACK_OP_HAS_EVERY
 } cstack_op;
 
 /* Flags of cstack_filter_cmp(). */

@@ -290,7 +290,7 @@ static const jr_val EMPTY_OBJECT = {.u.span = 1, .n = 0, .type = JR_OBJECT};
 static const jr_val *payload_of(env *e, const jr_val *req)
 {
     const jr_val *p = jr_get(req, "payload");
-    if (!p)
+    if (!p || jr_is(p, JR_NULL)) /* null: CrateStack's hosts send it for "no argument" */
         return NULL;
     if (!jr_is(p, JR_OBJECT)) {
         size_t mark = env_path_key(e, "payload");

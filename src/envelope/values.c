@@ -376,10 +376,37 @@ static int json_input(env *e, const jr_val *j, cstack_value *in)
     return keep_buf(e, &b, false, in);
 }
 
+/* Bytes as CrateStack's hosts may send them: an array of byte values. */
+static int byte_array_input(env *e, const jr_val *j, cstack_value *in)
+{
+    cs_buf b = CS_BUF_INIT;
+    jr_iter it = jr_iter_of(j);
+    size_t i = 0;
+    for (const jr_val *v; (v = jr_iter_elem(&it)) != NULL; i++) {
+        int64_t x;
+        if (!jr_int64(v, &x) || x < 0 || x > 255) {
+            cs_buf_free(&b);
+            return env_fail(e, CSTACK_EVALIDATION,
+                            "invalid Bytes: element %zu is not a byte value (0 to 255)", i);
+        }
+        if (cs_buf_putc(&b, (char)x)) {
+            cs_buf_free(&b);
+            return env_fail(e, CSTACK_ENOMEM, "out of memory");
+        }
+    }
+    if (i == 0) {
+        *in = cstack_v_blob("", 0);
+        return 0;
+    }
+    return keep_buf(e, &b, true, in);
+}
+
 static int bytes_input(env *e, const cs_field *f, const jr_val *j, cstack_value *in)
 {
+    if (jr_is(j, JR_ARRAY))
+        return byte_array_input(e, j, in);
     if (!jr_is(j, JR_STRING))
-        return wrong_type(e, f, "a base64 string", j);
+        return wrong_type(e, f, "a base64 string or an array of byte values", j);
     size_t n = jr_len(j);
     if (n == 0) {
         *in = cstack_v_blob("", 0);

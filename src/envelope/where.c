@@ -90,7 +90,15 @@ static cstack_filter *negate(cstack_filter *f)
 /* ---- field operators ------------------------------------------------------------ */
 
 /* The operators of an operator object ("mode" is read on its own). */
-typedef enum op_kind { OPK_CMP, OPK_NOT, OPK_IN, OPK_TEXT, OPK_MODE } op_kind;
+typedef enum op_kind {
+    OPK_CMP,
+    OPK_NOT,
+    OPK_IN,
+    OPK_TEXT,
+    OPK_MODE,
+    OPK_ISNULL,
+    OPK_LIST
+} op_kind;
 
 typedef struct op_def {
     const char *name;
@@ -111,6 +119,14 @@ static const op_def OPS[] = {
     {"startsWith", OPK_TEXT, CSTACK_OP_STARTS_WITH},
     {"endsWith", OPK_TEXT, CSTACK_OP_ENDS_WITH},
     {"mode", OPK_MODE, CSTACK_OP_EQ},
+    /* CrateStack's spellings: eq / ne compare values, isNull takes a Boolean. */
+    {"eq", OPK_CMP, CSTACK_OP_EQ},
+    {"ne", OPK_CMP, CSTACK_OP_NE},
+    {"isNull", OPK_ISNULL, CSTACK_OP_EQ},
+    /* Scalar lists: one element / a list of elements. */
+    {"has", OPK_LIST, CSTACK_OP_HAS},
+    {"hasSome", OPK_LIST, CSTACK_OP_HAS_SOME},
+    {"hasEvery", OPK_LIST, CSTACK_OP_HAS_EVERY},
 };
 #define NOPS (sizeof OPS / sizeof OPS[0])
 
@@ -178,6 +194,34 @@ static int cmp_filter(env *e, const cs_field *f, cstack_op op, const jr_val *j, 
     } else {
         *out = cstack_filter_cmp(f->name, op, flags, v);
     }
+    return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
+}
+
+/* has / hasSome / hasEvery on a scalar list field.  hasSome and hasEvery
+ * take a list, checked like the field's own values; `has` one element,
+ * checked when the filter is rendered. */
+static int list_filter(env *e, const cs_model *m, const cs_field *f, const op_def *op,
+                       const jr_val *j, cstack_filter **out)
+{
+    if (!f->list || f->type != CS_T_JSON)
+        return env_fail(e, CSTACK_EINVAL, "%s needs a list field; %s.%s is not one", op->name,
+                        m->name, f->name);
+    if (op->op != CSTACK_OP_HAS)
+        return cmp_filter(e, f, op->op, j, 0, out);
+    cstack_value v;
+    int64_t i;
+    if (jr_is(j, JR_STRING))
+        v = cstack_v_textn(jr_str(j), jr_len(j));
+    else if (jr_int64(j, &i))
+        v = cstack_v_int(i);
+    else if (jr_is(j, JR_NUMBER))
+        v = cstack_v_float(strtod(jr_str(j), NULL));
+    else if (jr_is(j, JR_TRUE) || jr_is(j, JR_FALSE))
+        v = cstack_v_bool(jr_is(j, JR_TRUE));
+    else
+        return env_fail(e, CSTACK_EVALIDATION, "has takes one element value, got %s",
+                        env_kind_name(j));
+    *out = cstack_filter_cmp(f->name, op->op, 0, v);
     return *out ? 0 : env_fail(e, CSTACK_ENOMEM, "out of memory");
 }
 
@@ -262,8 +306,18 @@ static int one_op(env *e, const cs_model *m, const cs_field *f, const jr_val *ke
         return in_filter(e, f, v, op->op == CSTACK_OP_NE, flags, out);
     case OPK_TEXT:
         return text_filter(e, m, f, op, v, flags, out);
+    case OPK_LIST:
+        return list_filter(e, m, f, op, v, out);
     case OPK_MODE:
         return 0; /* read by read_mode */
+    case OPK_ISNULL: {
+        static const jr_val JSON_NULL = {.type = JR_NULL};
+        if (!jr_is(v, JR_TRUE) && !jr_is(v, JR_FALSE))
+            return env_fail(e, CSTACK_EINVAL, "isNull expects true or false, got %s",
+                            env_kind_name(v));
+        return cmp_filter(e, f, jr_is(v, JR_TRUE) ? CSTACK_OP_EQ : CSTACK_OP_NE, &JSON_NULL,
+                          flags, out);
+    }
     default:
         return cmp_filter(e, f, op->op, v, flags, out);
     }

@@ -68,7 +68,14 @@ bool cs_parse_value(cs_parse *p, parg *a)
     a->kind = V_LIT;
     if (t->kind == T_IDENT && cs_accept(p, T_LPAREN)) {
         a->kind = V_CALL;
-        return parse_items(p, a, T_RPAREN);
+        if (!parse_items(p, a, T_RPAREN))
+            return false;
+        if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT) {
+            cs_syntax(p, t->pos,
+                      "auth() cannot be used here: an attribute value cannot depend on the "
+                      "caller (for @default(auth().x), set the field when writing)");
+            return false;
+        }
     }
     return true;
 }
@@ -189,7 +196,10 @@ static bool parse_action(actx *c, const parg *g, cs_action *out)
     return false;
 }
 
-static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
+/* On a list (to-many) field, CrateStack repeats fields:/references: of the
+ * owning side; they are accepted and left out here, since the owning side
+ * alone defines the keys (`list` says which side this is). */
+static void attr_relation(actx *c, const pargs *a, cs_pfield *pf, bool list)
 {
     for (size_t i = 0; i < a->n; i++) {
         const parg *g = &a->v[i];
@@ -206,6 +216,8 @@ static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
                 cs_diag(c->p->diags, g->pos, "the relation name is given twice");
             else
                 pf->rel_name = want_string(c, g);
+        } else if (list && (cs_tok_is(g->name, "fields") || cs_tok_is(g->name, "references"))) {
+            continue;
         } else if (cs_tok_is(g->name, "fields") || cs_tok_is(g->name, "references")) {
             bool fields = cs_tok_is(g->name, "fields");
             bool *has = fields ? &pf->rel_has_fields : &pf->rel_has_refs;
@@ -227,6 +239,32 @@ static void attr_relation(actx *c, const pargs *a, cs_pfield *pf)
     }
 }
 
+/* @default(dbgenerated("SQL")): an expression the server's database
+ * computes.  The ones with an embedded equivalent map onto it; any other is
+ * ignored with a warning (the field must then be given on create). */
+static void default_dbgenerated(actx *c, const parg *g, cs_field *f)
+{
+    if (g->n != 1 || g->items[0]->kind != T_STRING) {
+        cs_diag(c->p->diags, g->pos, "dbgenerated() takes one string: the SQL expression");
+        return;
+    }
+    static const struct {
+        const char *sql;
+        cs_default_kind kind;
+    } known[] = {{"gen_random_uuid()", CS_DEF_UUID}, {"uuid_generate_v4()", CS_DEF_UUID},
+                 {"now()", CS_DEF_NOW},              {"CURRENT_TIMESTAMP", CS_DEF_NOW},
+                 {"current_timestamp", CS_DEF_NOW}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(g->items[0]->text, known[i].sql) == 0) {
+            f->def.kind = known[i].kind;
+            return;
+        }
+    cs_warn(c->p->diags, g->pos,
+            "@default(dbgenerated(\"%.60s\")) is computed by the server's database; ignored by "
+            "the embedded runtime",
+            g->items[0]->text);
+}
+
 static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
 {
     const parg *g = one_arg(c, a, "value");
@@ -242,11 +280,16 @@ static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
         pf->def_text = cs_tok_strdup(c->p, g->tok);
         return;
     }
+    if (cs_tok_is(g->tok, "dbgenerated")) {
+        default_dbgenerated(c, g, f);
+        return;
+    }
     static const struct {
         const char *name;
         cs_default_kind kind;
     } fns[] = {{"uuid", CS_DEF_UUID},
                {"cuid", CS_DEF_CUID},
+               {"cs_cuid", CS_DEF_CUID},
                {"now", CS_DEF_NOW},
                {"autoincrement", CS_DEF_AUTOINCREMENT}};
     for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
@@ -262,6 +305,35 @@ static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
             "unknown function '%.*s()' in @default (expected uuid(), cuid(), now() or "
             "autoincrement())",
             (int)g->tok->len, g->tok->start);
+}
+
+/* The argument-less flags @version, @readonly, @pii, @sensitive and the
+ * skipped @server_only; false when `name` is none of them. */
+static bool flag_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
+{
+    bool *flag = cs_tok_is(name, "version")     ? &f->version
+                 : cs_tok_is(name, "readonly")  ? &f->readonly
+                 : cs_tok_is(name, "pii")       ? &f->sensitive
+                 : cs_tok_is(name, "sensitive") ? &f->sensitive
+                                                : NULL;
+    if (cs_tok_is(name, "server_only")) {
+        cs_warn(c->p->diags, c->pos,
+                "@server_only on %s is ignored by the embedded runtime (the field is stored "
+                "like any other)",
+                c->owner);
+        return true;
+    }
+    if (!flag)
+        return false;
+    if (!no_args(c, a))
+        return true;
+    if (f->version && flag == &f->version)
+        cs_diag(c->p->diags, c->pos, "duplicate attribute %s on %s", c->attr, c->owner);
+    else if (flag == &f->version && (!f->type_name || strcmp(f->type_name, "Int") != 0 ||
+                                     f->optional || f->list))
+        cs_diag(c->p->diags, c->pos, "@version needs a required Int field");
+    *flag = true;
+    return true;
 }
 
 /* Applies one `@name(args)` to field f of model `mi` (-1: auth block). */
@@ -293,20 +365,24 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
             attr_default(c, a, f, pf);
     } else if (cs_tok_is(name, "relation")) {
         if (once(c, &pf->rel_pos))
-            attr_relation(c, a, pf);
-    } else {
+            attr_relation(c, a, pf, f->list);
+    } else if (!flag_attr(c, name, a, f) && !cs_check_attr(c, name, a, f)) {
         cs_diag(c->p->diags, c->pos,
                 "unknown attribute @%.*s on %s (expected @id, @unique, @default, @updatedAt, "
-                "@map or @relation)",
+                "@map, @relation, @version, @readonly, @pii, @sensitive, @length, @range, "
+                "@email, @regex or @iso4217)",
                 (int)name->len, name->start, c->owner);
     }
 }
 
 void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops)
 {
-    static const char *const names[] = {"read", "create", "update", "delete", "all"};
+    /* CrateStack's `list` (many rows) and `detail` (one row) are both reads
+     * here: the store has one read path for both. */
+    static const char *const names[] = {"read", "create", "update", "delete", "all",
+                                        "list", "detail"};
     static const unsigned bits[] = {CS_POL_READ, CS_POL_CREATE, CS_POL_UPDATE, CS_POL_DELETE,
-                                    CS_POL_ALL};
+                                    CS_POL_ALL,  CS_POL_READ,   CS_POL_READ};
     const char *s = t->text;
     *ops = 0;
     while (*s) {
@@ -316,12 +392,12 @@ void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *op
         if (!n)
             break;
         size_t i = 0;
-        while (i < 5 && !(strlen(names[i]) == n && memcmp(s, names[i], n) == 0))
+        while (i < 7 && !(strlen(names[i]) == n && memcmp(s, names[i], n) == 0))
             i++;
-        if (i == 5) {
+        if (i == 7) {
             cs_diag(p->diags, t->pos,
-                    "unknown operation '%.*s' in %s (expected read, create, update, delete or "
-                    "all)",
+                    "unknown operation '%.*s' in %s (expected read, list, detail, create, "
+                    "update, delete or all)",
                     (int)(n > 40 ? 40 : n), s, attr);
             *ops = 0;
             return;
@@ -388,11 +464,20 @@ void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, c
             m->table = t;
         }
     } else if (cs_tok_is(name, "soft_delete")) {
-        const parg *g = once(c, &pm->soft_pos) ? one_arg(c, a, "field") : NULL;
-        if (g && (g->kind != V_LIT || g->tok->kind != T_IDENT))
+        /* Without an argument (CrateStack's form) the field is `deletedAt`. */
+        const parg *g = NULL;
+        if (!once(c, &pm->soft_pos))
+            ;
+        else if (!a->n)
+            pm->soft_name = cs_xstrdup(c->p, CS_SOFT_DELETE_DEFAULT);
+        else if ((g = one_arg(c, a, "field")) && (g->kind != V_LIT || g->tok->kind != T_IDENT))
             cs_diag(c->p->diags, g->pos, "@@soft_delete expects a field name");
         else if (g)
             pm->soft_name = cs_tok_strdup(c->p, g->tok);
+    } else if (cs_tok_is(name, "paged") || cs_tok_is(name, "subscribe") ||
+               cs_tok_is(name, "retain")) {
+        cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,
+                c->owner);
     } else if (cs_tok_is(name, "audit")) {
         if (once(c, &pm->audit_pos) && no_args(c, a))
             m->audit = true;

@@ -60,6 +60,22 @@ static cs_diag_item *diag_slot(cstack_diags *d)
     return it;
 }
 
+/* Appends a diagnostic with message `msg` (taken; NULL means OOM). */
+static void add_item(cstack_diags *d, cs_pos pos, char *msg, bool warning)
+{
+    cs_diag_item *it = msg ? diag_slot(d) : NULL;
+    if (!it) {
+        free(msg);
+        d->oom = true;
+        return;
+    }
+    it->pub.message = msg;
+    it->pub.warning = warning;
+    it->pub.line = pos.line > 0 ? pos.line : 1;
+    it->pub.col = pos.col > 0 ? pos.col : 1;
+    d->n++;
+}
+
 void cs_vdiag(cstack_diags *d, cs_pos pos, const char *fmt, va_list ap)
 {
     d->errors++;
@@ -68,17 +84,25 @@ void cs_vdiag(cstack_diags *d, cs_pos pos, const char *fmt, va_list ap)
             d->first_dropped = pos;
         return;
     }
-    cs_diag_item *it = diag_slot(d);
-    if (!it)
+    add_item(d, pos, vformat(fmt, ap), false);
+}
+
+void cs_warn(cstack_diags *d, cs_pos pos, const char *fmt, ...)
+{
+    if (d->n >= CS_MAX_DIAGS)
         return;
-    it->pub.message = vformat(fmt, ap);
-    if (!it->pub.message) {
-        d->oom = true;
-        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = vformat(fmt, ap);
+    va_end(ap);
+    char *msg = NULL;
+    if (body) {
+        msg = malloc(strlen(body) + sizeof("warning: "));
+        if (msg)
+            sprintf(msg, "warning: %s", body);
     }
-    it->pub.line = pos.line > 0 ? pos.line : 1;
-    it->pub.col = pos.col > 0 ? pos.col : 1;
-    d->n++;
+    free(body);
+    add_item(d, pos, msg, true);
 }
 
 void cs_diag(cstack_diags *d, cs_pos pos, const char *fmt, ...)

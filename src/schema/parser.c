@@ -206,7 +206,7 @@ bool cs_limit_once(cs_parse *p)
 static bool is_decl_keyword(const cs_token *t)
 {
     return cs_tok_is(t, "model") || cs_tok_is(t, "enum") || cs_tok_is(t, "auth") ||
-           cs_tok_is(t, "datasource");
+           cs_tok_is(t, "datasource") || cs_is_extra_keyword(t);
 }
 
 /* `model X {` inside a block means the block was not closed. */
@@ -267,7 +267,8 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
 {
     char ownbuf[300];
     snprintf(ownbuf, sizeof(ownbuf), "field '%s.%s'", owner, f->name);
-    while (cs_peek(p)->kind == T_AT) {
+    /* `@use(Mixin)` is a member of the model, never a field attribute. */
+    while (cs_peek(p)->kind == T_AT && !cs_tok_is(&p->toks[p->cur + 1], "use")) {
         const cs_token *at = cs_next(p);
         if (cs_peek(p)->kind != T_IDENT) {
             cs_err_expected(p, "an attribute name after '@'");
@@ -328,7 +329,8 @@ static bool parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *
     if (!parse_field_attrs(p, owner, nt, f, pf, pm))
         return false;
     const cs_token *t = cs_peek(p);
-    if (t->kind != T_IDENT && t->kind != T_ATAT && t->kind != T_RBRACE && t->kind != T_EOF) {
+    if (t->kind != T_IDENT && t->kind != T_ATAT && t->kind != T_RBRACE && t->kind != T_EOF &&
+        t->kind != T_AT) {
         char b[64];
         cs_syntax(p, t->pos, "unexpected %s after field '%s.%s'", cs_tok_desc(t, b, sizeof(b)),
                   owner, f->name);
@@ -463,6 +465,39 @@ typedef struct model_ctx {
     size_t mi;
 } model_ctx;
 
+static bool model_member(cs_parse *p, void *vctx, char *doc);
+
+/* `@use(Mixin)`: the mixin's members are parsed again as members of this
+ * model (their diagnostics point into the mixin). */
+static bool use_mixin(cs_parse *p, model_ctx *mc)
+{
+    const cs_token *at = cs_next(p);
+    cs_next(p);
+    const cs_token *name = NULL;
+    if (!cs_accept(p, T_LPAREN) || (name = cs_peek(p))->kind != T_IDENT ||
+        (cs_next(p), !cs_accept(p, T_RPAREN))) {
+        cs_err_expected(p, name ? "')' after the mixin name" : "'(' and a mixin name");
+        return false;
+    }
+    int mi = cs_mixin_find(p, name);
+    if (mi < 0 || p->in_mixin) {
+        cs_diag(p->diags, at->pos, p->in_mixin ? "@use is not allowed inside a mixin"
+                                               : "unknown mixin '%.*s'",
+                (int)name->len, name->start);
+        return true;
+    }
+    size_t cur = p->cur, start = p->member_start;
+    p->cur = p->mixin_body[mi];
+    p->in_mixin = true;
+    char what[80];
+    snprintf(what, sizeof what, "%.*s", name->len > 60 ? 60 : (int)name->len, name->start);
+    parse_block(p, "mixin", what, model_member, mc);
+    p->in_mixin = false;
+    p->cur = cur;
+    p->member_start = start;
+    return true;
+}
+
 static bool model_member(cs_parse *p, void *vctx, char *doc)
 {
     model_ctx *mc = vctx;
@@ -472,6 +507,10 @@ static bool model_member(cs_parse *p, void *vctx, char *doc)
     if (t->kind == T_ATAT) {
         free(doc);
         return parse_model_attr(p, m, pm);
+    }
+    if (t->kind == T_AT && cs_tok_is(&p->toks[p->cur + 1], "use")) {
+        free(doc);
+        return use_mixin(p, mc);
     }
     if (t->kind != T_IDENT) {
         free(doc);
@@ -606,6 +645,12 @@ static void ds_setting(cs_parse *p, cs_datasource *ds, const cs_token *key, cons
     if (cs_tok_is(key, "provider")) {
         if (ds->provider) {
             cs_diag(p->diags, key->pos, "duplicate datasource setting 'provider'");
+        } else if (g->kind == V_LIT && g->tok->kind == T_STRING &&
+                   strcmp(g->tok->text, "none") == 0) {
+            /* A CrateStack server without a database: the embedded runtime
+             * always has one, so this is the same as no datasource block. */
+            cs_warn(p->diags, g->pos, "provider \"none\" is ignored by the embedded runtime");
+            ds->provider = cs_xstrdup(p, "sqlite");
         } else if (g->kind != V_LIT || g->tok->kind != T_STRING ||
                    (strcmp(g->tok->text, "sqlite") != 0 &&
                     strcmp(g->tok->text, "postgresql") != 0)) {
@@ -762,6 +807,7 @@ static void parse_auth(cs_parse *p)
 
 void cs_parse_tokens(cs_parse *p)
 {
+    cs_scan_mixins(p);
     while (!p->oom) {
         char *doc = take_docs(p);
         const cs_token *t = cs_peek(p);
@@ -770,7 +816,9 @@ void cs_parse_tokens(cs_parse *p)
             free(doc);
             return;
         }
-        if (cs_tok_is(t, "model")) {
+        if (cs_parse_server_only(p)) {
+            free(doc);
+        } else if (cs_tok_is(t, "model")) {
             parse_model(p, doc);
         } else if (cs_tok_is(t, "enum")) {
             parse_enum(p, doc);

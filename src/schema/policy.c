@@ -34,7 +34,7 @@ void cs_expr_free(cs_expr *e)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static cs_expr *new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos)
+cs_expr *cs_new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos)
 {
     cs_expr *e = calloc(1, sizeof(*e));
     if (!e) {
@@ -48,6 +48,8 @@ static cs_expr *new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos)
 }
 
 static cs_expr *parse_or(cs_parse *p, int *h);
+
+#define parse_unary cs_parse_operand
 
 static bool too_deep(cs_parse *p, int h, cs_pos pos)
 {
@@ -81,14 +83,16 @@ static cs_expr *parse_auth(cs_parse *p, cs_pos pos)
         return NULL;
     }
     if (!cs_accept(p, T_DOT))
-        return new_expr(p, CS_E_AUTH, pos);
+        return cs_new_expr(p, CS_E_AUTH, pos);
     const cs_token *t = cs_peek(p);
     if (t->kind != T_IDENT) {
         err_expr(p, "a field name after 'auth().'");
         return NULL;
     }
     cs_next(p);
-    cs_expr *e = new_expr(p, CS_E_AUTH_FIELD, pos);
+    if (cs_peek(p)->kind == T_LPAREN)
+        return cs_crate_auth_call(p, t, pos);
+    cs_expr *e = cs_new_expr(p, CS_E_AUTH_FIELD, pos);
     if (e && !(e->text = cs_tok_strdup(p, t))) {
         cs_expr_free(e);
         return NULL;
@@ -105,7 +109,7 @@ static cs_expr *parse_auth(cs_parse *p, cs_pos pos)
 static cs_expr *parse_path(cs_parse *p, int *h)
 {
     const cs_token *t = cs_next(p);
-    cs_expr *e = new_expr(p, CS_E_FIELD, t->pos);
+    cs_expr *e = cs_new_expr(p, CS_E_FIELD, t->pos);
     if (!e || !path_push(p, e, t))
         goto fail;
     while (cs_accept(p, T_DOT)) {
@@ -116,6 +120,8 @@ static cs_expr *parse_path(cs_parse *p, int *h)
         if (!path_push(p, e, cs_next(p)))
             goto fail;
     }
+    if (cs_crate_quantifier_at(e) > 0)
+        return cs_crate_quantified(p, e, h);
     cs_tok_kind k = cs_peek(p)->kind;
     if ((k == T_QUEST || k == T_BANG || k == T_CARET) && p->toks[p->cur + 1].kind == T_LBRACK) {
         e->kind = k == T_QUEST ? CS_E_SOME : k == T_BANG ? CS_E_EVERY : CS_E_NONE;
@@ -153,7 +159,7 @@ static cs_expr *parse_primary(cs_parse *p, int *h)
     }
     if (t->kind == T_NUMBER || t->kind == T_STRING) {
         cs_next(p);
-        cs_expr *e = new_expr(p, t->kind == T_NUMBER ? CS_E_NUMBER : CS_E_STRING, t->pos);
+        cs_expr *e = cs_new_expr(p, t->kind == T_NUMBER ? CS_E_NUMBER : CS_E_STRING, t->pos);
         if (e && !(e->text = cs_tok_strdup(p, t))) {
             cs_expr_free(e);
             return NULL;
@@ -166,7 +172,7 @@ static cs_expr *parse_primary(cs_parse *p, int *h)
     }
     if (cs_tok_is(t, "true") || cs_tok_is(t, "false") || cs_tok_is(t, "null")) {
         cs_next(p);
-        cs_expr *e = new_expr(p, cs_tok_is(t, "null") ? CS_E_NULL : CS_E_BOOL, t->pos);
+        cs_expr *e = cs_new_expr(p, cs_tok_is(t, "null") ? CS_E_NULL : CS_E_BOOL, t->pos);
         if (e)
             e->bval = cs_tok_is(t, "true");
         return e;
@@ -175,10 +181,14 @@ static cs_expr *parse_primary(cs_parse *p, int *h)
         cs_next(p);
         return parse_auth(p, t->pos);
     }
+    if (cs_tok_is(t, "hasRole") && p->toks[p->cur + 1].kind == T_LPAREN) {
+        cs_next(p);
+        return cs_crate_auth_call(p, t, t->pos);
+    }
     return parse_path(p, h);
 }
 
-static cs_expr *parse_unary(cs_parse *p, int *h)
+cs_expr *parse_unary(cs_parse *p, int *h)
 {
     const cs_token *t = cs_peek(p);
     if (++p->depth > CS_MAX_EXPR_DEPTH) {
@@ -189,7 +199,7 @@ static cs_expr *parse_unary(cs_parse *p, int *h)
     cs_expr *e;
     if (t->kind == T_BANG) {
         cs_next(p);
-        e = new_expr(p, CS_E_NOT, t->pos);
+        e = cs_new_expr(p, CS_E_NOT, t->pos);
         if (e && !(e->lhs = parse_unary(p, h))) {
             cs_expr_free(e);
             e = NULL;
@@ -224,7 +234,7 @@ static cs_expr *binary_level(cs_parse *p, int *h, int level)
         cs_expr *rhs = level == 0   ? binary_level(p, &hr, 1)
                        : level == 1 ? binary_level(p, &hr, 2)
                                     : parse_unary(p, &hr);
-        cs_expr *e = rhs ? new_expr(p, CS_E_BINARY, ot->pos) : NULL;
+        cs_expr *e = rhs ? cs_new_expr(p, CS_E_BINARY, ot->pos) : NULL;
         *h = (*h > hr ? *h : hr) + 1;
         if (!e || too_deep(p, *h, ot->pos)) {
             cs_expr_free(lhs);
@@ -485,8 +495,17 @@ static bool check_path(pctx *c, cs_expr *e, int mi)
 static bool check_auth(pctx *c, cs_expr *e)
 {
     const cs_auth_block *a = &c->p->s->auth;
+    /* auth() itself (signed in or not) needs no auth block; its fields do. */
+    if (!a->name && e->kind == CS_E_AUTH) {
+        e->vtype = CS_T_MODEL;
+        e->type_index = -1;
+        return true;
+    }
     if (!a->name) {
-        cs_diag(c->p->diags, e->pos, "policy on '%s' uses auth() but the schema has no auth block",
+        cs_diag(c->p->diags, e->pos,
+                e->bval ? "policy on '%s' uses hasRole(), which compares auth().role: declare an "
+                          "auth block with a 'role' field"
+                        : "policy on '%s' reads an auth() field but the schema has no auth block",
                 c->root);
         return false;
     }
@@ -503,7 +522,10 @@ static bool check_auth(pctx *c, cs_expr *e)
             return true;
         }
     }
-    if (!c->p->auth_broken)
+    if (!c->p->auth_broken && e->bval) /* made by hasRole() */
+        cs_diag(c->p->diags, e->pos,
+                "hasRole() compares auth().role, but auth '%s' has no field 'role'", a->name);
+    else if (!c->p->auth_broken)
         cs_diag(c->p->diags, e->pos, "policy on '%s' names unknown auth() field '%s'", c->root,
                 e->text);
     return false;

@@ -117,13 +117,6 @@ static void owning_one(cs_parse *p, size_t mi, size_t fidx)
                 "@relation on '%s.%s' needs both fields: and references:", m->name, f->name);
         return;
     }
-    if (f->list) {
-        cs_diag(p->diags, pf->rel_pos,
-                "list field '%s.%s' cannot hold fields: and references: (they belong on the "
-                "other side of the relation)",
-                m->name, f->name);
-        return;
-    }
     size_t n = pf->rel_fields.n;
     if (n != pf->rel_refs.n) {
         cs_diag(p->diags, pf->rel_pos, "@relation on '%s.%s' has %zu fields but %zu references",

@@ -13,13 +13,20 @@
 int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
                    cs_buf *scratch, cstack_value *out, char *err, size_t errlen)
 {
+    if (f->list && f->type == CS_T_JSON)
+        return cs_list_canon(s, f, in, scratch, out, err, errlen);
     cs_enum_members en = {NULL, NULL, 0};
     if (f->type == CS_T_ENUM) {
         const cs_enum *e = &s->enums[f->type_index];
         en = (cs_enum_members){e->name, (const char *const *)e->members, e->nmembers};
     }
-    return cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
-                          errlen);
+    int rc = cs_value_canon(f->type, f->type == CS_T_ENUM ? &en : NULL, in, scratch, out, err,
+                            errlen);
+    /* The messages quote the value: not for a @pii/@sensitive field. */
+    if (rc && rc != CSTACK_ENOMEM && f->sensitive && errlen)
+        snprintf(err, errlen, "invalid %s (value redacted: @pii/@sensitive field)",
+                 cs_scalar_name(f->type));
+    return rc;
 }
 
 int cs_model_find(const cstack_schema *s, const char *name)
@@ -130,6 +137,7 @@ void cs_field_clear(cs_field *f)
     free(f->doc);
     free(f->type_name);
     free(f->def.literal);
+    cs_checks_free(&f->checks);
     if (f->rel) {
         free(f->rel->name);
         free(f->rel->fields);
@@ -364,6 +372,8 @@ static void parse_state_free(cs_parse *p)
     for (size_t i = 0; p->s && i < p->s->auth.nfields; i++)
         cs_pfield_free(&p->pauth[i]);
     free(p->pauth);
+    free(p->mixin_name);
+    free(p->mixin_body);
 }
 
 /* Lexes, parses and validates into a new schema; the result code says

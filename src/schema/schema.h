@@ -66,6 +66,20 @@ typedef struct cs_relation {
     bool to_many;     /* declared as Target[] */
 } cs_relation;
 
+/* Validators (@length, @email, @range, @regex, @iso4217): checked on every
+ * write of the field (cs_field_check), never on filter values. */
+typedef struct cs_checks {
+    bool length;            /* @length(min:, max:) on String (characters) */
+    long long len_min, len_max; /* -1: no bound */
+    bool email;             /* @email */
+    bool range;             /* @range(min:, max:) on Int, Float, Decimal */
+    bool has_min, has_max;
+    double min, max;
+    char *regex;            /* @regex("ERE"): the pattern, or NULL */
+    void *re;               /* its compiled regex_t (POSIX extended) */
+    bool iso4217;           /* @iso4217: three upper-case letters of a currency code */
+} cs_checks;
+
 typedef struct cs_field {
     char *name;
     char *column;     /* @map("col") or the name */
@@ -74,10 +88,19 @@ typedef struct cs_field {
     char *type_name;  /* as written: "String", "Status", "Account" */
     int type_index;   /* enum or model index for CS_T_ENUM / CS_T_MODEL */
     bool optional;    /* Type? */
-    bool list;        /* Type[] (relations only) */
+    bool list;        /* Type[]: a to-many relation, or a scalar list */
+    /* A scalar list (String[], Role[]) has type CS_T_JSON (stored as a JSON
+     * array, canonical compact text) and its element type here; elem_index:
+     * the enum of an enum list.  CS_T_JSON otherwise. */
+    cs_scalar elem;
+    int elem_index;
     bool is_id;       /* @id */
     bool is_unique;   /* @unique */
     bool updated_at;  /* @updatedAt */
+    bool version;     /* @version: optimistic-locking counter (Int) */
+    bool readonly;    /* @readonly: written at create only */
+    bool sensitive;   /* @pii / @sensitive: value redacted from logs, audit, errors */
+    cs_checks checks;
     cs_default def;
     cs_relation *rel; /* non-NULL iff type == CS_T_MODEL */
     cs_pos pos;
@@ -241,5 +264,15 @@ cstack_schema *cs_schema_retain(const cstack_schema *s);
  * one): validates `in` and produces the canonical storage value. */
 int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
                    cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
+
+/* A scalar list's value (lists.c): a JSON array (as text) whose elements are
+ * valid canonical values of the element type; canonical output is compact. */
+int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                  cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
+
+/* The field's validators on a canonical value (checks.c).  0, or
+ * CSTACK_EVALIDATION with `err` naming the field and the rule broken (the
+ * value itself is never quoted for @pii/@sensitive fields). */
+int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t errlen);
 
 #endif

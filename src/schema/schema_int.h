@@ -54,6 +54,10 @@ cstack_diags *cs_diags_new(const char *file);
 void cs_diag(cstack_diags *d, cs_pos pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cs_vdiag(cstack_diags *d, cs_pos pos, const char *fmt, va_list ap);
+/* Records a warning ("warning: " + message) at `pos`; warnings are not
+ * errors (they never fail the parse) and past CS_MAX_DIAGS are dropped. */
+void cs_warn(cstack_diags *d, cs_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Sorts into source order, copies the source lines and appends the
  * "too many errors" note when some were dropped. */
 void cs_diags_finish(cstack_diags *d, const char *src, size_t len);
@@ -177,10 +181,19 @@ typedef struct cs_parse {
     cs_pos ds_pos, auth_pos;
     int depth;           /* expression nesting while parsing */
     size_t member_start; /* token index where the current member began */
+    /* mixin blocks (found by cs_scan_mixins before parsing): the name token
+     * and the token index of the first member of each body */
+    const cs_token **mixin_name;
+    size_t *mixin_body;
+    size_t nmixins;
+    bool in_mixin; /* fields of a mixin are being copied into a model */
     bool limit_hit;      /* a size limit was reported */
     bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
     bool oom;
 } cs_parse;
+
+/* The field of an argument-less @@soft_delete (CrateStack's spelling). */
+#define CS_SOFT_DELETE_DEFAULT "deletedAt"
 
 #define CS_MAX_MODELS 10000
 #define CS_MAX_FIELDS 2000 /* SQLite's default column limit */
@@ -214,6 +227,16 @@ void cs_err_expected(cs_parse *p, const char *what);
 const char *cs_tok_desc(const cs_token *t, char *buf, size_t n);
 void cs_pmodel_free(cs_pmodel *pm, size_t nfields);
 void cs_pfield_free(cs_pfield *pf);
+
+/* serveronly.c: CrateStack declarations the embedded runtime has no use
+ * for (transport, procedure, view, extension, mcp, type) are parsed and
+ * skipped with a warning; mixin blocks are recorded by cs_scan_mixins and
+ * skipped here.  True when the current token began such a declaration. */
+bool cs_parse_server_only(cs_parse *p);
+void cs_scan_mixins(cs_parse *p);
+/* The index of mixin `t` in p->mixin_name, or -1. */
+int cs_mixin_find(const cs_parse *p, const cs_token *t);
+bool cs_is_extra_keyword(const cs_token *t);
 
 /* Generic attribute arguments as parsed (parser.c), interpreted by attrs.c.
  * Items of lists and calls are literal tokens (no nesting). */
@@ -256,7 +279,24 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
 void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, cs_pmodel *pm);
 void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops);
 
+/* checks.c: @length, @range, @email, @iso4217, @regex on field f; false
+ * when `name` is none of them. */
+bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f);
+void cs_checks_free(cs_checks *k);
+
 /* policy.c: expressions */
+cs_expr *cs_new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos);
+/* An operand: `!x`, a literal, a path, auth()..., (expr). */
+cs_expr *cs_parse_operand(cs_parse *p, int *h);
+/* policy_crate.c: CrateStack's spellings, rewritten while parsing.
+ * `hasRole('x')` / `auth().hasRole('x')` / `auth().isSystem()`: `name` is
+ * the method's token, the current token its '('. */
+cs_expr *cs_crate_auth_call(cs_parse *p, const cs_token *name, cs_pos pos);
+/* The index of a `some` / `every` / `none` segment in a field path that has
+ * segments on both sides, or 0. */
+size_t cs_crate_quantifier_at(const cs_expr *e);
+/* `rel.some.x OP y` -> `rel?[x OP y]` (every: !, none: ^); takes e. */
+cs_expr *cs_crate_quantified(cs_parse *p, cs_expr *e, int *h);
 cs_expr *cs_parse_expr(cs_parse *p);
 void cs_expr_free(cs_expr *e);
 void cs_validate_policies(cs_parse *p, int mi);

@@ -158,11 +158,18 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
         return;
     }
     if (f->list && f->type != CS_T_MODEL) {
-        cs_diag(p->diags, pf->type_pos,
-                "field '%s.%s' cannot be a list: only relation fields may use [] (%s is not a "
-                "model)",
-                owner, f->name, f->type_name);
-        pf->bad_type = true;
+        if (auth || f->type == CS_T_JSON || f->type == CS_T_BYTES) {
+            cs_diag(p->diags, pf->type_pos,
+                    "field '%s.%s' cannot be a list: lists of %s are not supported%s", owner,
+                    f->name, f->type_name, auth ? " in the auth block" : "");
+            pf->bad_type = true;
+            return;
+        }
+        /* A scalar list is stored as a JSON array (docs/schema.md). */
+        f->elem = f->type;
+        f->elem_index = f->type_index;
+        f->type = CS_T_JSON;
+        f->type_index = -1;
     }
 }
 
@@ -275,6 +282,11 @@ static void check_default(cs_parse *p, const cs_model *m, cs_field *f, const cs_
     bool ok = true;
     switch (f->def.kind) {
     case CS_DEF_NONE:
+        /* A @version counter starts at 1 (also for rows a migration adds it to). */
+        if (f->version && !(f->def.literal = cs_strdup("1")))
+            p->oom = true;
+        else if (f->version)
+            f->def.kind = CS_DEF_LITERAL;
         return;
     case CS_DEF_UUID:
         ok = t == CS_T_UUID || t == CS_T_STRING;

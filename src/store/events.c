@@ -37,12 +37,35 @@ static int pk_json(cs_buf *b, const cs_model *m, const cstack_row *row)
     return rc ? rc : cs_buf_putc(b, '}');
 }
 
-static int bind_json_row(sqlite3_stmt *st, int idx, const cstack_row *row, cs_buf *b)
+/* A row as JSON for the audit journal: the values of @pii/@sensitive
+ * fields are replaced by "[redacted]" (the journal outlives the data and is
+ * read by people; the row itself is still in its table). */
+static int redacted_row_json(cs_buf *b, const cstack_row *row)
+{
+    int rc = cs_buf_putc(b, '{');
+    for (size_t i = 0; !rc && i < row->shape->n; i++) {
+        const cs_field *f = row->shape->fields[i];
+        const char *name = row->shape->names[i];
+        rc = i ? cs_buf_putc(b, ',') : 0;
+        if (!rc)
+            rc = cs_buf_json_str(b, name, strlen(name));
+        if (!rc)
+            rc = cs_buf_putc(b, ':');
+        if (!rc && f && f->sensitive && row->vals[i].type != CSTACK_NULL)
+            rc = cs_buf_puts(b, "\"[redacted]\"");
+        else if (!rc)
+            rc = cs_value_json(b, row->shape->types[i], &row->vals[i]);
+    }
+    return rc ? rc : cs_buf_putc(b, '}');
+}
+
+static int bind_json_row(sqlite3_stmt *st, int idx, const cstack_row *row, cs_buf *b,
+                         bool redact)
 {
     if (!row)
         return sqlite3_bind_null(st, idx);
     cs_buf_reset(b);
-    if (cs_row_json(b, row))
+    if (redact ? redacted_row_json(b, row) : cs_row_json(b, row))
         return SQLITE_NOMEM;
     return sqlite3_bind_text64(st, idx, b->data, b->len, SQLITE_TRANSIENT, SQLITE_UTF8);
 }
@@ -60,9 +83,10 @@ static int run_insert(cstack *db, const cs_model *m, enum cs_const_stmt id, cons
     sqlite3_bind_text(st, 1, what, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, pk->data, (int)pk->len, SQLITE_STATIC);
-    int rc = bind_json_row(st, 4, before, &tmp);
+    bool redact = id == CS_STMT_AUDIT_INSERT;
+    int rc = bind_json_row(st, 4, before, &tmp, redact);
     if (rc == SQLITE_OK)
-        rc = bind_json_row(st, 5, after, &tmp);
+        rc = bind_json_row(st, 5, after, &tmp, redact);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)

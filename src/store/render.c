@@ -280,6 +280,67 @@ static int render_text_op(cs_sqlb *q, const cs_model *m, const cs_field *f, int 
     return rc;
 }
 
+/* The JSON text of one list element given as a value (HAS). */
+static int element_json(cs_buf *b, const cstack_value *v)
+{
+    int rc = cs_buf_putc(b, '[');
+    if (rc)
+        return rc;
+    if (v->type == CSTACK_TEXT)
+        rc = cs_buf_json_str(b, v->u.s.p, v->u.s.n);
+    else if (v->type == CSTACK_INT)
+        rc = cs_buf_printf(b, "%lld", (long long)v->u.i);
+    else if (v->type == CSTACK_FLOAT)
+        rc = cs_buf_printf(b, "%.17g", v->u.f);
+    else if (v->type == CSTACK_BOOL)
+        rc = cs_buf_puts(b, v->u.b ? "true" : "false");
+    else
+        return CSTACK_EVALIDATION;
+    return rc ? rc : cs_buf_putc(b, ']');
+}
+
+/* has / hasSome / hasEvery on a scalar list: json_each() of the column
+ * against json_each() of the canonical list given. */
+static int render_list_op(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias,
+                          const cs_field *f, const cstack_filter *flt)
+{
+    if (!f->list || f->type != CS_T_JSON)
+        return cs_err(CSTACK_EINVAL, "%s.%s: has, hasSome and hasEvery need a list field",
+                      m->name, f->name);
+    cstack_value v = flt->vals[0];
+    cs_buf one = CS_BUF_INIT;
+    if (flt->op == CSTACK_OP_HAS) {
+        int rc = element_json(&one, &v);
+        if (rc) {
+            cs_buf_free(&one);
+            return rc == CSTACK_EVALIDATION
+                       ? cs_err(rc, "%s.%s: has takes one element value", m->name, f->name)
+                       : CSTACK_ENOMEM;
+        }
+        v = cstack_v_textn(one.data, one.len);
+    }
+    bool every = flt->op == CSTACK_OP_HAS_EVERY;
+    cs_buf *b = &q->sql;
+    int rc = cs_buf_puts(b, every ? "NOT EXISTS (SELECT 1 FROM json_each("
+                                  : "EXISTS (SELECT 1 FROM json_each(");
+    if (!rc && every)
+        rc = cs_sqlb_bind_field(q, s, m, f, &v);
+    else if (!rc)
+        rc = col(q, alias, f);
+    if (!rc)
+        rc = cs_buf_puts(b, every ? ") AS r WHERE NOT EXISTS (SELECT 1 FROM json_each("
+                                  : ") AS l, json_each(");
+    if (!rc && every)
+        rc = col(q, alias, f);
+    else if (!rc)
+        rc = cs_sqlb_bind_field(q, s, m, f, &v);
+    if (!rc)
+        rc = cs_buf_puts(b, every ? ") AS l WHERE l.value = r.value))"
+                                  : ") AS r WHERE l.value = r.value)");
+    cs_buf_free(&one);
+    return rc;
+}
+
 static int render_cmp(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias,
                       const cstack_filter *flt)
 {
@@ -290,6 +351,9 @@ static int render_cmp(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int
     if (flt->op == CSTACK_OP_CONTAINS || flt->op == CSTACK_OP_STARTS_WITH ||
         flt->op == CSTACK_OP_ENDS_WITH)
         return render_text_op(q, m, f, alias, flt);
+    if (flt->op == CSTACK_OP_HAS || flt->op == CSTACK_OP_HAS_SOME ||
+        flt->op == CSTACK_OP_HAS_EVERY)
+        return render_list_op(q, s, m, alias, f, flt);
     const char *op = op_sql(flt->op);
     if (!op)
         return cs_err(CSTACK_EINVAL, "unknown filter operator %d", (int)flt->op);

@@ -343,6 +343,18 @@ enum { CS_OP_CREATE, CS_OP_UPDATE, CS_OP_DELETE };
 int cs_record_write(cstack *db, int mi, int op, const cstack_row *before,
                     const cstack_row *after);
 /* Whether a model needs the before/after rows of its writes. */
+/* version.c: @version and @readonly.  The @version field's index or -1. */
+int cs_version_field(const cs_model *m);
+/* Takes the @version field out of a unique `where` (into *expected, *given
+ * set) so the rest is a plain key; `buf` holds where->count entries. */
+int cs_version_where(const cs_model *m, const cstack_data *where, cstack_field_value *buf,
+                     cstack_data *rest, bool *given, int64_t *expected);
+/* CSTACK_ECONFLICT when `before` is not at the version expected. */
+int cs_version_check(const cs_model *m, const cstack_row *before, bool given, int64_t expected);
+/* Before an update of `before` with values v[i] where set[i]: refuses a
+ * change of a @readonly field, checks and bumps the @version field. */
+int cs_update_rules(const cs_model *m, const cstack_row *before, bool *set, cstack_value *v);
+
 static inline bool cs_model_journaled(const cs_model *m)
 {
     return m->audit || m->emit;

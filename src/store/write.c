@@ -93,6 +93,9 @@ static int take_data(const cstack_schema *s, const cs_model *m, const cstack_dat
             return cs_err(CSTACK_EREQUIRED, "%s.%s is required and cannot be null", m->name,
                           name);
         int rc = cs_canon_field(s, m, f, in, &rv->v[fi], &rv->owned[fi]);
+        char why[256];
+        if (!rc && cs_field_check(f, &rv->v[fi], why, sizeof why))
+            rc = cs_err(CSTACK_EVALIDATION, "%s: %s", m->name, why);
         if (rc)
             return rc;
         rv->set[fi] = true;
@@ -434,6 +437,9 @@ static int update_row(cstack *db, int mi, const cstack_row *before, rowvals *rv,
                       cstack_row **out)
 {
     const cs_model *m = &db->schema->models[mi];
+    int rc = cs_update_rules(m, before, rv->set, rv->v);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < m->nfields; i++) {
         if (m->fields[i].updated_at && !rv->set[i]) {
             rv->v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
@@ -444,7 +450,6 @@ static int update_row(cstack *db, int mi, const cstack_row *before, rowvals *rv,
     for (size_t i = 0; i < m->nfields; i++)
         any = any || rv->set[i];
     cstack_row *after = NULL;
-    int rc = 0;
     if (!any) {
         after = cs_row_copy(before);
         rc = after ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
@@ -493,9 +498,17 @@ int cstack_update(cstack *db, const char *model, const cstack_data *where,
         rowvals_free(&rv);
         return rc;
     }
-    rc = cs_find_unique_conn(db, &db->writer, m, where, &before);
+    cstack_field_value key[where && where->count ? where->count : 1];
+    cstack_data rest;
+    bool given;
+    int64_t expected = 0;
+    rc = cs_version_where(m, where, key, &rest, &given, &expected);
+    if (!rc)
+        rc = cs_find_unique_conn(db, &db->writer, m, &rest, &before);
     if (!rc && !before)
         rc = not_found(m);
+    if (!rc)
+        rc = cs_version_check(m, before, given, expected);
     if (!rc)
         rc = update_row(db, mi, before, &rv, now, out);
     rc = cs_write_end(db, rc);
@@ -601,14 +614,21 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
         rowvals_free(&rv);
         return rc;
     }
-    if (cs_model_journaled(m)) {
+    /* Row by row when each row needs its journal entry or its own rules. */
+    bool per_row = cs_model_journaled(m) || cs_version_field(m) >= 0;
+    for (size_t i = 0; i < m->nfields; i++)
+        per_row = per_row || m->fields[i].readonly;
+    if (per_row) {
         cstack_rows list = {0};
         rc = matching_rows(db, m, where, &list);
         for (size_t i = 0; !rc && i < list.n; i++, done++) {
             rowvals one = rv;
             bool set[m->nfields ? m->nfields : 1];
+            cstack_value vals[m->nfields ? m->nfields : 1];
             memcpy(set, rv.set, m->nfields * sizeof *set);
+            memcpy(vals, rv.v, m->nfields * sizeof *vals);
             one.set = set;
+            one.v = vals;
             rc = update_row(db, mi, list.rows[i], &one, now, NULL);
         }
         rows_clear(&list);
@@ -744,9 +764,17 @@ int cstack_delete(cstack *db, const char *model, const cstack_data *where, cstac
     int rc = cs_write_begin(db);
     if (rc)
         return rc;
-    rc = cs_find_unique_conn(db, &db->writer, m, where, &before);
+    cstack_field_value key[where && where->count ? where->count : 1];
+    cstack_data rest;
+    bool given;
+    int64_t expected = 0;
+    rc = cs_version_where(m, where, key, &rest, &given, &expected);
+    if (!rc)
+        rc = cs_find_unique_conn(db, &db->writer, m, &rest, &before);
     if (!rc && !before)
         rc = not_found(m);
+    if (!rc)
+        rc = cs_version_check(m, before, given, expected);
     if (!rc)
         rc = delete_row(db, mi, before, out);
     rc = cs_write_end(db, rc);

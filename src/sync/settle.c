@@ -58,6 +58,15 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
     if (why)
         return cs_err(CSTACK_EVALIDATION, "changeset value for %s.%s is %s", m->name, f->name,
                       why);
+    /* The field's validators, as on a local write (the server's check of
+     * pushed rows goes through here too). */
+    cstack_value cv = v->type == SQLITE_INTEGER ? cstack_v_int(v->i)
+                      : v->type == SQLITE_FLOAT ? cstack_v_float(v->f)
+                      : v->type == SQLITE_TEXT  ? cstack_v_textn((const char *)v->p, v->n)
+                                                : cstack_v_null();
+    char err[256];
+    if (cs_field_check(f, &cv, err, sizeof err))
+        return cs_err(CSTACK_EVALIDATION, "changeset value for %s", err);
     return 0;
 }
 

@@ -1,0 +1,101 @@
+/*
+ * lists.c -- scalar lists (String[], Int[], Role[], ...).
+ *
+ * A scalar list is stored in one column as a JSON array of canonical values
+ * of the element type, written compactly: ["a","b"], [1,2], ["OPEN"].  So
+ * every layer that already stores, syncs, merges and generates code for
+ * Json fields handles lists unchanged (a list merges as one value, last
+ * writer wins, like any column), and SQLite's json_each() serves the
+ * has / hasSome / hasEvery filters (src/store/render.c).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "schema/schema_int.h"
+#include "util/jsonr.h"
+
+/* Far beyond any sensible list, and a bound on a hostile one. */
+#define MAX_LIST_VALUES 100000
+
+static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, size_t i,
+                   cs_buf *b, char *err, size_t errlen)
+{
+    cs_scalar t = f->elem;
+    int64_t x;
+    switch (t) {
+    case CS_T_INT:
+        if (!jr_int64(v, &x))
+            break;
+        return cs_buf_printf(b, "%" PRId64, x) ? CSTACK_ENOMEM : 0;
+    case CS_T_FLOAT:
+        if (!jr_is(v, JR_NUMBER))
+            break;
+        return cs_buf_append(b, jr_str(v), jr_len(v)) ? CSTACK_ENOMEM : 0;
+    case CS_T_BOOLEAN:
+        if (!jr_is(v, JR_TRUE) && !jr_is(v, JR_FALSE))
+            break;
+        return cs_buf_puts(b, jr_is(v, JR_TRUE) ? "true" : "false") ? CSTACK_ENOMEM : 0;
+    default: {
+        if (!jr_is(v, JR_STRING))
+            break;
+        cs_enum_members en = {NULL, NULL, 0};
+        if (t == CS_T_ENUM) {
+            const cs_enum *e = &s->enums[f->elem_index];
+            en = (cs_enum_members){e->name, (const char *const *)e->members, e->nmembers};
+        }
+        cs_buf tmp = CS_BUF_INIT;
+        cstack_value cv, in = cstack_v_textn(jr_str(v), jr_len(v));
+        char why[200] = "";
+        int rc = cs_value_canon(t, t == CS_T_ENUM ? &en : NULL, &in, &tmp, &cv, why, sizeof why);
+        if (!rc)
+            rc = cs_buf_json_str(b, cv.u.s.p, cv.u.s.n) ? CSTACK_ENOMEM : 0;
+        else if (rc != CSTACK_ENOMEM)
+            snprintf(err, errlen, "element %zu: %s", i, f->sensitive ? "invalid value" : why);
+        cs_buf_free(&tmp);
+        return rc;
+    }
+    }
+    snprintf(err, errlen, "element %zu is not %s %s", i,
+             t == CS_T_INT || t == CS_T_ENUM ? "an" : "a", f->type_name);
+    return CSTACK_EVALIDATION;
+}
+
+int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
+                  cs_buf *scratch, cstack_value *out, char *err, size_t errlen)
+{
+    cstack_value json;
+    int rc = cs_value_canon(CS_T_JSON, NULL, in, scratch, &json, err, errlen);
+    if (rc)
+        return rc;
+    jr_limits lim = {2, MAX_LIST_VALUES};
+    jr_doc doc = {0};
+    jr_error je;
+    if (jr_parse(json.u.s.p, json.u.s.n, &lim, NULL, 0, &doc, &je) != JR_OK ||
+        !jr_is(&doc.vals[0], JR_ARRAY)) {
+        jr_doc_free(&doc);
+        snprintf(err, errlen, "a %s[] list is a JSON array of %s values (at most %d)",
+                 f->type_name, f->type_name, MAX_LIST_VALUES);
+        return CSTACK_EVALIDATION;
+    }
+    cs_buf b = CS_BUF_INIT;
+    rc = cs_buf_putc(&b, '[') ? CSTACK_ENOMEM : 0;
+    jr_iter it = jr_iter_of(&doc.vals[0]);
+    size_t i = 0;
+    for (const jr_val *v; !rc && (v = jr_iter_elem(&it)) != NULL; i++) {
+        if (i && cs_buf_putc(&b, ','))
+            rc = CSTACK_ENOMEM;
+        if (!rc)
+            rc = element(s, f, v, i, &b, err, errlen);
+    }
+    if (!rc && cs_buf_putc(&b, ']'))
+        rc = CSTACK_ENOMEM;
+    jr_doc_free(&doc);
+    if (!rc) {
+        cs_buf_reset(scratch);
+        rc = cs_buf_append(scratch, b.data, b.len) ? CSTACK_ENOMEM : 0;
+        *out = cstack_v_textn(scratch->data, scratch->len);
+    }
+    cs_buf_free(&b);
+    return rc;
+}

@@ -1,0 +1,255 @@
+/*
+ * serveronly.c -- CrateStack declarations outside the data model.
+ *
+ * CrateStack schemas also describe a server: its transport, procedures,
+ * views, extensions, MCP exposure and the types procedures take.  The
+ * embedded runtime has no use for them, so each is parsed in full (a
+ * malformed one is still an error with its position) and then skipped with
+ * one warning.  Mixins are data model: cs_scan_mixins records them before
+ * parsing so a model's @use can copy their fields wherever they are declared.
+ *
+ *   transport NAME
+ *   [mutation] procedure NAME '(' (NAME ':' TYPE (',' ...)*)? ')' ':' TYPE ('@' attr)*
+ *   view NAME ('from' NAME (',' NAME)*)? '{' ... '}'
+ *   extension NAME '{' ... '}'        mcp '{' ... '}'
+ *   type NAME '{' ... '}'             mixin NAME '{' fields '}'
+ */
+#include <string.h>
+
+#include "schema/schema_int.h"
+
+static const char *const EXTRA[] = {"transport", "procedure", "mutation", "view",
+                                    "extension", "mcp",       "type",     "mixin"};
+
+bool cs_is_extra_keyword(const cs_token *t)
+{
+    for (size_t i = 0; i < sizeof EXTRA / sizeof EXTRA[0]; i++)
+        if (cs_tok_is(t, EXTRA[i]))
+            return true;
+    return false;
+}
+
+/* Consumes `{ ... }` (nested braces included); the caller saw the `{`. */
+static bool skip_braces(cs_parse *p, const char *what)
+{
+    const cs_token *open = cs_peek(p);
+    if (!cs_accept(p, T_LBRACE)) {
+        cs_err_expected(p, "'{'");
+        return false;
+    }
+    for (int depth = 1; depth > 0;) {
+        const cs_token *t = cs_next(p);
+        if (t->kind == T_EOF) {
+            cs_syntax(p, open->pos, "unclosed '{' of %s", what);
+            return false;
+        }
+        depth += t->kind == T_LBRACE ? 1 : t->kind == T_RBRACE ? -1 : 0;
+    }
+    return true;
+}
+
+/* Consumes `( ... )` with nesting; the current token is the `(`. */
+static bool skip_parens(cs_parse *p)
+{
+    const cs_token *open = cs_next(p);
+    for (int depth = 1; depth > 0;) {
+        const cs_token *t = cs_next(p);
+        if (t->kind == T_EOF) {
+            cs_syntax(p, open->pos, "unclosed '('");
+            return false;
+        }
+        depth += t->kind == T_LPAREN ? 1 : t->kind == T_RPAREN ? -1 : 0;
+    }
+    return true;
+}
+
+static const cs_token *want_name(cs_parse *p, const char *what)
+{
+    if (cs_peek(p)->kind == T_IDENT)
+        return cs_next(p);
+    cs_err_expected(p, what);
+    return NULL;
+}
+
+/* TYPE: NAME ('(' ... ')')? ('[' ']')? '?'? */
+static bool type_ref(cs_parse *p)
+{
+    if (!want_name(p, "a type"))
+        return false;
+    if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
+        return false;
+    if (cs_accept(p, T_LBRACK) && !cs_accept(p, T_RBRACK)) {
+        cs_err_expected(p, "']'");
+        return false;
+    }
+    cs_accept(p, T_QUEST);
+    return true;
+}
+
+static bool procedure(cs_parse *p)
+{
+    if (cs_tok_is(cs_peek(p), "mutation")) {
+        cs_next(p);
+        if (!cs_tok_is(cs_peek(p), "procedure")) {
+            cs_err_expected(p, "'procedure' after 'mutation'");
+            return false;
+        }
+    }
+    cs_next(p);
+    if (!want_name(p, "a procedure name"))
+        return false;
+    if (!cs_accept(p, T_LPAREN)) {
+        cs_err_expected(p, "'(' after the procedure name");
+        return false;
+    }
+    while (!cs_accept(p, T_RPAREN)) {
+        if (!want_name(p, "an argument name or ')'"))
+            return false;
+        if (!cs_accept(p, T_COLON)) {
+            cs_err_expected(p, "':' and the argument's type");
+            return false;
+        }
+        if (!type_ref(p))
+            return false;
+        if (!cs_accept(p, T_COMMA) && cs_peek(p)->kind != T_RPAREN) {
+            cs_err_expected(p, "',' or ')'");
+            return false;
+        }
+    }
+    if (!cs_accept(p, T_COLON)) {
+        cs_err_expected(p, "':' and the procedure's return type");
+        return false;
+    }
+    if (!type_ref(p))
+        return false;
+    while (cs_accept(p, T_AT)) {
+        if (!want_name(p, "an attribute name after '@'"))
+            return false;
+        if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
+            return false;
+    }
+    return true;
+}
+
+static bool view(cs_parse *p)
+{
+    cs_next(p);
+    if (!want_name(p, "a view name"))
+        return false;
+    if (cs_tok_is(cs_peek(p), "from")) {
+        do {
+            cs_next(p);
+            if (!want_name(p, "a model name"))
+                return false;
+        } while (cs_peek(p)->kind == T_COMMA);
+    }
+    return skip_braces(p, "the view");
+}
+
+/* `KW NAME { ... }` (extension, type, mixin) or `mcp { ... }`. */
+static bool block(cs_parse *p, bool named, const char *what)
+{
+    cs_next(p);
+    if (named && !want_name(p, "a name"))
+        return false;
+    return skip_braces(p, what);
+}
+
+static bool transport(cs_parse *p)
+{
+    const cs_token *kw = cs_next(p);
+    const cs_token *t = cs_peek(p);
+    if (t->kind != T_IDENT || t->pos.line != kw->pos.line) {
+        cs_err_expected(p, "a transport style after 'transport'");
+        return false;
+    }
+    cs_next(p);
+    return true;
+}
+
+/* Skips to the next top-level declaration after a malformed one. */
+static void recover(cs_parse *p)
+{
+    for (;;) {
+        const cs_token *t = cs_peek(p);
+        bool first = p->cur == 0 || p->toks[p->cur - 1].pos.line < t->pos.line;
+        if (t->kind == T_EOF || (first && t->kind == T_IDENT &&
+                                 (cs_is_extra_keyword(t) || cs_tok_is(t, "model") ||
+                                  cs_tok_is(t, "enum") || cs_tok_is(t, "auth") ||
+                                  cs_tok_is(t, "datasource"))))
+            return;
+        cs_next(p);
+    }
+}
+
+bool cs_parse_server_only(cs_parse *p)
+{
+    const cs_token *kw = cs_peek(p);
+    if (!cs_is_extra_keyword(kw))
+        return false;
+    const cs_token *name = &p->toks[p->cur + 1];
+    bool ok;
+    const char *what;
+    if (cs_tok_is(kw, "procedure") || cs_tok_is(kw, "mutation")) {
+        ok = procedure(p);
+        what = "procedure";
+    } else if (cs_tok_is(kw, "view")) {
+        ok = view(p);
+        what = "view";
+    } else if (cs_tok_is(kw, "transport")) {
+        ok = transport(p);
+        what = "transport";
+    } else if (cs_tok_is(kw, "mcp")) {
+        ok = block(p, false, "the mcp block");
+        what = "mcp block";
+    } else {
+        ok = block(p, true, cs_tok_is(kw, "type") ? "the type" : "the block");
+        what = cs_tok_is(kw, "type") ? "type" : cs_tok_is(kw, "mixin") ? NULL : "extension";
+    }
+    if (cs_tok_is(kw, "mutation") && name->kind == T_IDENT)
+        name++;
+    if (!ok)
+        recover(p);
+    else if (what && name->kind == T_IDENT && !cs_tok_is(kw, "transport"))
+        cs_warn(p->diags, kw->pos, "%s '%.*s' is ignored by the embedded runtime", what,
+                name->len > 60 ? 60 : (int)name->len, name->start);
+    else if (what)
+        cs_warn(p->diags, kw->pos, "%s is ignored by the embedded runtime", what);
+    return true;
+}
+
+void cs_scan_mixins(cs_parse *p)
+{
+    int depth = 0;
+    for (size_t i = 0; i + 2 < p->ntoks && !p->oom; i++) {
+        const cs_token *t = &p->toks[i];
+        depth += t->kind == T_LBRACE ? 1 : t->kind == T_RBRACE ? -1 : 0;
+        if (depth != 0 || !cs_tok_is(t, "mixin") || t[1].kind != T_IDENT ||
+            t[2].kind != T_LBRACE)
+            continue;
+        if (p->nmixins >= CS_MAX_MODELS) {
+            if (cs_limit_once(p))
+                cs_diag(p->diags, t->pos, "too many mixins (limit %d)", CS_MAX_MODELS);
+            return;
+        }
+        if (cs_mixin_find(p, &t[1]) >= 0) {
+            cs_diag(p->diags, t[1].pos, "duplicate mixin '%.*s'", (int)t[1].len, t[1].start);
+            continue;
+        }
+        const cs_token **n = cs_push(p, &p->mixin_name, p->nmixins, sizeof *n);
+        size_t *b = n ? cs_push(p, &p->mixin_body, p->nmixins, sizeof *b) : NULL;
+        if (!b)
+            return;
+        *n = &t[1];
+        *b = i + 3;
+        p->nmixins++;
+    }
+}
+
+int cs_mixin_find(const cs_parse *p, const cs_token *t)
+{
+    for (size_t i = 0; i < p->nmixins; i++)
+        if (p->mixin_name[i]->len == t->len && memcmp(p->mixin_name[i]->start, t->start, t->len) == 0)
+            return (int)i;
+    return -1;
+}
