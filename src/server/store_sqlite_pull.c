@@ -271,7 +271,6 @@ static void cache_put(cs_srv_store *st, const char *key, int64_t version, uint64
 }
 
 /* The user's checksum at `version`, which must be the version of the
-/* The user's checksum at `version`, which must be the version of the
  * snapshot `c` reads, as a device on `view` (NULL: the served schema) sees
  * it.  With `per_model` (not cached) also "Model=<hex>" per model the device
  * syncs, which it compares with its own to find what to repair. */
