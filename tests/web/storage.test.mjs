@@ -1,0 +1,100 @@
+// The worker, its OPFS storage and several tabs, in Chromium.
+import { run, serveStatic, launch, openPage, tempDir, BLANK, NOTES_SCHEMA, assert, assertEq } from "./harness.mjs";
+
+const pages = { "/blank.html": BLANK };
+
+// In the page: open the database `name` and keep it as window.db.
+async function open(page, name = "notes") {
+  return page.evaluate(async ([name, schema]) => {
+    const { openDatabase } = await import("/cstack.js");
+    window.db = await openDatabase({ name, schema });
+    return window.db.info();
+  }, [name, NOTES_SCHEMA]);
+}
+const call = (page, req) => page.evaluate((r) => window.db.call(r), req);
+
+await run([
+  ["a row created through the worker reads back, and bad requests resolve to error responses", async () => {
+    const origin = await serveStatic(undefined, pages);
+    const ctx = await launch(tempDir("p"));
+    const page = await openPage(ctx, origin);
+    const info = await open(page);
+    assertEq(info, { storage: "opfs", role: "owner" }, "storage of the first tab");
+    const made = await call(page, { model: "Note", kind: "create", payload: { data: { title: "hello" } } });
+    assertEq(made.status, "ok", "create: " + JSON.stringify(made));
+    const found = await call(page, { model: "Note", kind: "find_many", payload: {} });
+    assertEq(found.data.map((r) => r.title), ["hello"], "find_many");
+    const bad = await call(page, { model: "Nope", kind: "find_many" });
+    assertEq([bad.status, bad.code], ["err", "bad_request"], "unknown model");
+    const notJson = await page.evaluate(() => window.db.call(undefined));
+    assertEq(notJson.status, "err", "undefined request");
+  }],
+
+  ["the database survives a reload and a browser relaunch", async () => {
+    const origin = await serveStatic(undefined, pages);
+    const profile = tempDir("p");
+    let ctx = await launch(profile);
+    let page = await openPage(ctx, origin);
+    await open(page);
+    await call(page, { model: "Note", kind: "create", payload: { data: { title: "kept" } } });
+    await page.reload();
+    await open(page);
+    assertEq((await call(page, { model: "Note", kind: "count" })).data, { count: 1 }, "after reload");
+    await call(page, { model: "Note", kind: "create", payload: { data: { title: "kept too" } } });
+    await ctx.close();
+    ctx = await launch(profile);
+    page = await openPage(ctx, origin);
+    const info = await open(page);
+    assertEq(info.storage, "opfs", "storage after relaunch");
+    assertEq((await call(page, { model: "Note", kind: "count" })).data, { count: 2 }, "after relaunch");
+  }],
+
+  ["a worker terminated in the middle of a transaction leaves the last commit, intact", async () => {
+    const origin = await serveStatic(undefined, pages);
+    const ctx = await launch(tempDir("p"));
+    const page = await openPage(ctx, origin);
+    await open(page);
+    await call(page, { model: "Note", kind: "create_many", payload: { data: Array.from({ length: 500 }, (_, i) => ({ title: "base " + i })) } });
+    // A big transaction, and the tab gone while it runs: the worker dies with it.
+    await page.evaluate(() => { window.db.call({ model: "Note", kind: "create_many", payload: { data: Array.from({ length: 200000 }, (_, i) => ({ title: "lost " + i, body: "x".repeat(100) })) } }); });
+    await new Promise((r) => setTimeout(r, 400));
+    await page.close();
+    const again = await openPage(ctx, origin);
+    // The dead worker left a hot journal: it was inside the transaction.
+    const journal = await again.evaluate(async () => {
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("cstack");
+      return (await (await dir.getFileHandle("notes.db-journal")).getFile()).size;
+    });
+    assert(journal > 0, "a journal was left behind (size " + journal + ")");
+    await open(again);
+    const n = (await call(again, { model: "Note", kind: "count" })).data.count;
+    assertEq(n, 500, "the interrupted transaction rolled back");
+    const integrity = await call(again, { model: "Note", kind: "count", payload: { where: { title: { startsWith: "lost" } } } });
+    assertEq(integrity.data.count, 0, "no row of the interrupted transaction");
+    const ok = await call(again, { model: "Note", kind: "find_many", payload: { where: { title: "base 499" } } });
+    assertEq(ok.data.length, 1, "the committed rows are there");
+  }],
+
+  ["two tabs of one profile both read and write one database", async () => {
+    const origin = await serveStatic(undefined, pages);
+    const ctx = await launch(tempDir("p"));
+    const a = await openPage(ctx, origin), b = await openPage(ctx, origin);
+    const ia = await open(a), ib = await open(b);
+    assertEq([ia.role, ib.role], ["owner", "proxy"], "roles");
+    await Promise.all([
+      call(a, { model: "Note", kind: "create_many", payload: { data: Array.from({ length: 50 }, (_, i) => ({ title: "a" + i })) } }),
+      call(b, { model: "Note", kind: "create_many", payload: { data: Array.from({ length: 50 }, (_, i) => ({ title: "b" + i })) } }),
+    ]);
+    for (let i = 0; i < 20; i++) {
+      const r = await call(i % 2 ? a : b, { model: "Note", kind: "create", payload: { data: { title: "x" + i } } });
+      assertEq(r.status, "ok", "interleaved create " + JSON.stringify(r));
+    }
+    assertEq((await call(b, { model: "Note", kind: "count" })).data.count, 120, "count seen by b");
+    // The owner's tab closes: b's worker takes the files over.
+    await a.close();
+    let info;
+    for (let i = 0; i < 50; i++) { info = await b.evaluate(() => window.db.info()); if (info.role === "owner") break; await new Promise((r) => setTimeout(r, 100)); }
+    assertEq(info.role, "owner", "b took over");
+    assertEq((await call(b, { model: "Note", kind: "count" })).data.count, 120, "count after takeover");
+  }],
+]);

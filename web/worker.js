@@ -1,0 +1,290 @@
+// cstack's Dedicated Worker: runs the wasm runtime over OPFS sync access
+// handles (docs/web.md).  One worker per origin and database owns the files,
+// elected with a Web Lock; the workers of other tabs proxy their requests to
+// it over a BroadcastChannel and take over when its tab closes.
+//
+// Messages from cstack.js: {id, op, args}; answers: {id, ok, value | error}.
+// Unsolicited: {event: "watch", wid, response} and {event: "status", status}.
+import createModule from "./cstack-wasm.mjs";
+
+const OPFS_DIR = "cstack";
+let mod = null;          // the wasm module, once loaded
+let db = 0;              // the runtime handle (owner only)
+let dbName = null;
+let storage = null;      // "opfs" | "memory"
+let role = null;         // "owner" | "proxy"
+let channel = null;      // BroadcastChannel shared by the tabs of one database
+const me = Math.random().toString(36).slice(2) + Date.now().toString(36);
+const pendingProxy = new Map();  // request id -> resolve, for proxied calls
+let nextProxyId = 1;
+
+// ---- files: OPFS sync handles or memory, behind the VFS's host calls ------
+
+const files = new Map();   // id -> {handle} | {mem: Uint8Array, size}
+const byName = new Map();  // name -> id
+let nextFile = 1;
+
+function addFile(name, file) {
+  const id = nextFile++;
+  files.set(id, file);
+  if (name !== null) byName.set(name, id);
+  return id;
+}
+
+function memGrow(f, size) {
+  if (size <= f.mem.length) return;
+  const bigger = new Uint8Array(Math.max(size, f.mem.length * 2, 4096));
+  bigger.set(f.mem.subarray(0, f.size));
+  f.mem = bigger;
+}
+
+const host = {
+  lookup(name, create) {
+    if (name !== null && byName.has(name)) return byName.get(name);
+    if (!create) return -1;
+    return addFile(name, { mem: new Uint8Array(0), size: 0 });
+  },
+  read(id, dst, off) {
+    const f = files.get(id);
+    if (!f) return -1;
+    try {
+      if (f.handle) return f.handle.read(dst, { at: off });
+      const n = Math.max(0, Math.min(dst.length, f.size - off));
+      dst.set(f.mem.subarray(off, off + n));
+      return n;
+    } catch (e) { return -1; }
+  },
+  write(id, src, off) {
+    const f = files.get(id);
+    if (!f) return -1;
+    try {
+      if (f.handle) return f.handle.write(src, { at: off }) === src.length ? 0 : -1;
+      memGrow(f, off + src.length);
+      f.mem.set(src, off);
+      f.size = Math.max(f.size, off + src.length);
+      return 0;
+    } catch (e) { return -1; }
+  },
+  truncate(id, size) {
+    const f = files.get(id);
+    if (!f) return -1;
+    try {
+      if (f.handle) f.handle.truncate(size);
+      else { memGrow(f, size); f.mem.fill(0, Math.min(size, f.size)); f.size = size; }
+      return 0;
+    } catch (e) { return -1; }
+  },
+  size(id) {
+    const f = files.get(id);
+    if (!f) return -1;
+    try { return f.handle ? f.handle.getSize() : f.size; } catch (e) { return -1; }
+  },
+  flush(id) {
+    const f = files.get(id);
+    try { if (f && f.handle) f.handle.flush(); return 0; } catch (e) { return -1; }
+  },
+  release(id) {
+    const f = files.get(id);
+    if (f && !f.handle) files.delete(id);
+  },
+};
+
+// Opens the database file and its journal as sync handles; false when the
+// browser has no OPFS sync access handles here.
+async function openOpfsFiles(path) {
+  if (!(self.navigator && navigator.storage && navigator.storage.getDirectory)) return false;
+  if (typeof FileSystemFileHandle === "undefined" ||
+      !FileSystemFileHandle.prototype.createSyncAccessHandle) return false;
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle(OPFS_DIR, { create: true });
+  for (const name of [path, path + "-journal"]) {
+    const fh = await dir.getFileHandle(name, { create: true });
+    addFile(name, { handle: await fh.createSyncAccessHandle() });
+  }
+  return true;
+}
+
+function closeOpfsFiles() {
+  for (const f of files.values()) if (f.handle) { try { f.handle.close(); } catch (e) { /* gone */ } }
+  files.clear();
+  byName.clear();
+}
+
+// ---- strings across the wasm boundary -----------------------------------
+
+function withCString(text, fn) {
+  const n = mod.lengthBytesUTF8(text) + 1;
+  const p = mod._malloc(n);
+  if (!p) throw new Error("out of memory");
+  try {
+    mod.stringToUTF8(text, p, n);
+    return fn(p, n - 1);
+  } finally { mod._free(p); }
+}
+
+function takeCString(p) {
+  if (!p) return null;
+  const s = mod.UTF8ToString(p);
+  mod._csw_free(p);
+  return s;
+}
+
+// ---- the owner's operations ---------------------------------------------
+
+async function loadModule() {
+  if (mod) return;
+  const opts = {};
+  if (typeof process !== "undefined" && process.versions && process.versions.node) {
+    // Node's fetch cannot read a file path: hand the bytes over.
+    const fs = await import("node:fs");
+    opts.wasmBinary = fs.readFileSync(new URL("./cstack-wasm.wasm", import.meta.url));
+  }
+  mod = await createModule(opts);
+  mod.cstackHost = host;
+}
+
+async function ownerOpen(name, schema) {
+  await loadModule();
+  const path = name + ".db";
+  let opfs = false;
+  let why = "";
+  try { opfs = await openOpfsFiles(path); } catch (e) { why = String(e && e.message || e); }
+  storage = opfs ? "opfs" : "memory";
+  if (!opfs) {
+    closeOpfsFiles();
+    console.warn(`cstack: OPFS sync access handles are not available${why ? " (" + why + ")" : ""}; ` +
+      `database "${name}" is kept in memory and will not persist`);
+  }
+  const h = withCString(schema, (ps) => withCString(path, (pp) => mod._csw_open(ps, pp)));
+  if (!h) throw new Error(mod.UTF8ToString(mod._csw_error()));
+  db = h;
+}
+
+const BAD_REQUEST = (message) => ({ status: "err", code: "bad_request", message });
+
+function ownerCall(request) {
+  let text;
+  try { text = typeof request === "string" ? request : JSON.stringify(request); }
+  catch (e) { return BAD_REQUEST("request: cannot be encoded as JSON: " + e.message); }
+  if (typeof text !== "string") text = "null";   // the envelope explains what is missing
+  const out = withCString(text, (p, n) => takeCString(mod._csw_call(db, p, n)));
+  if (out === null) return { status: "err", code: "internal", message: "out of memory" };
+  afterWrite();
+  return JSON.parse(out);
+}
+
+// Hooks run after every call: live-query deliveries and the change notice
+// other tabs' watches wait for (web/worker.js, watch section).
+let afterWriteHooks = [];
+function afterWrite() { for (const f of afterWriteHooks) f(); }
+
+function ownerClose() {
+  if (db) { mod._csw_close(db); db = 0; }
+  closeOpfsFiles();
+}
+
+// ---- roles: owner or proxy ----------------------------------------------
+
+async function ownerServe(msg) {
+  switch (msg.op) {
+    case "call": return ownerCall(msg.args.request);
+    default: throw new Error("unknown operation " + msg.op);
+  }
+}
+
+function proxyRequest(op, args) {
+  return new Promise((resolve, reject) => {
+    const rid = me + ":" + nextProxyId++;
+    pendingProxy.set(rid, { resolve, reject, op, args });
+    channel.postMessage({ to: "owner", rid, from: me, op, args });
+  });
+}
+
+function onChannel(ev) {
+  const m = ev.data;
+  if (m.to === "owner" && role === "owner") {
+    ownerServe(m).then(
+      (value) => channel.postMessage({ to: m.from, rid: m.rid, ok: true, value }),
+      (e) => channel.postMessage({ to: m.from, rid: m.rid, ok: false, error: String(e.message || e) }));
+  } else if (m.to === me && pendingProxy.has(m.rid)) {
+    const p = pendingProxy.get(m.rid);
+    pendingProxy.delete(m.rid);
+    if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
+  } else if (m.to === "all") {
+    for (const f of channelHooks) f(m);
+  } else if (m.to === "owner-changed" && role === "proxy") {
+    // A new owner: ask again what the old one never answered.
+    for (const [rid, p] of pendingProxy)
+      channel.postMessage({ to: "owner", rid, from: me, op: p.op, args: p.args });
+  }
+}
+let channelHooks = [];
+
+// Takes the Web Lock for this database.  Resolves once this worker is the
+// owner or has become a proxy; a proxy keeps waiting for the lock in the
+// background and becomes the owner when the current owner's tab goes away.
+function elect(name, schema) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    navigator.locks.request("cstack-db:" + name, { ifAvailable: true }, async (lock) => {
+      if (!lock) {
+        role = "proxy";
+        settled = true;
+        resolve();
+        navigator.locks.request("cstack-db:" + name, { signal: lockAbort.signal }, async () => {
+          await ownerOpen(name, schema);
+          role = "owner";
+          channel.postMessage({ to: "owner-changed" });
+          for (const f of takeoverHooks) f();
+          return holdLock();
+        }).catch(() => { /* closed while waiting */ });
+        return;
+      }
+      try { await ownerOpen(name, schema); }
+      catch (e) { settled = true; reject(e); return; }
+      role = "owner";
+      settled = true;
+      resolve();
+      return holdLock();                  // held until close or the worker ends
+    }).catch((e) => { if (!settled) reject(e); });
+  });
+}
+let takeoverHooks = [];
+let releaseLock = null;                 // ends the held Web Lock (db.close)
+const lockAbort = new AbortController(); // a proxy's wait for the lock
+const holdLock = () => new Promise((r) => { releaseLock = r; });
+
+// ---- messages from cstack.js --------------------------------------------
+
+async function handle(msg) {
+  const { op, args } = msg;
+  if (op === "open") {
+    dbName = args.name;
+    channel = new BroadcastChannel("cstack-db:" + args.name);
+    channel.onmessage = onChannel;
+    if (self.navigator && navigator.locks) await elect(args.name, args.schema);
+    else { await ownerOpen(args.name, args.schema); role = "owner"; }
+    return null;
+  }
+  if (op === "close") {
+    ownerClose();
+    lockAbort.abort();
+    if (releaseLock) releaseLock();
+    if (channel) channel.close();
+    role = null;
+    return null;
+  }
+  if (op === "info") return { storage: role === "owner" ? storage : "shared", role };
+  if (role === "owner") return ownerServe(msg);
+  if (role === "proxy") return proxyRequest(op, args);
+  throw new Error("the database is not open");
+}
+
+self.onmessage = (ev) => {
+  const msg = ev.data;
+  handle(msg).then(
+    (value) => self.postMessage({ id: msg.id, ok: true, value }),
+    (e) => self.postMessage({ id: msg.id, ok: false, error: String(e && e.message || e) }));
+};
+
+export { afterWriteHooks, channelHooks, takeoverHooks };
