@@ -813,6 +813,34 @@ CSTACK_API const char *cstack_sync_event_name(cstack_sync_event event);
 CSTACK_API int cstack_envelope_call(cstack *db, const char *request, size_t len,
                                     char **response, size_t *response_len);
 
+/* ---- live queries (docs/live.md) ----------------------------------------- */
+
+typedef struct cstack_watch cstack_watch;
+/* Called with one envelope response (JSON, not NUL-terminated: use len; the
+ * bytes are valid only during the call). */
+typedef void (*cstack_watch_cb)(void *ctx, const char *response, size_t len);
+/* Watches the envelope read request `request` (find_many, find_first,
+ * find_unique, count, aggregate, group_by): `cb` gets its response at once,
+ * then again after every commit that changes it (by any path on this handle,
+ * or by another connection or process on the same file).  throttle_ms < 0 =
+ * the default (30 ms), 0 = every commit.  An invalid request, or one whose
+ * first run fails, is CSTACK_EINVAL (cstack_errmsg says why) and watches
+ * nothing.  Deliveries run on the runtime's delivery thread (native) or in
+ * cstack_watch_pump, never two at once. */
+CSTACK_API int cstack_watch_envelope(cstack *db, const char *request, size_t len,
+                                     int throttle_ms, cstack_watch_cb cb, void *ctx,
+                                     cstack_watch **out);
+/* Unsubscribes; NULL ok; safe from inside its own callback; after it returns
+ * (outside the callback) the callback is never called again.  Stop every
+ * watch before cstack_close (which frees any left). */
+CSTACK_API void cstack_watch_stop(cstack_watch *w);
+/* Runs due deliveries on the calling thread and returns how many ran;
+ * *next_ms (if not NULL) gets the ms until the next throttled delivery (or
+ * poll for other processes' commits) is due, or -1 if none.  Needed where the
+ * runtime has no delivery thread (a CSTACK_NO_THREADS build: the browser);
+ * native builds deliver from their own thread and may also call it. */
+CSTACK_API int cstack_watch_pump(cstack *db, int *next_ms);
+
 #ifdef __cplusplus
 }
 #endif

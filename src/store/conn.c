@@ -112,8 +112,47 @@ static int evict(cs_conn *c, sqlite3_stmt *old)
     return 0;
 }
 
+/* ---- dependencies of live queries ----------------------------------------
+ *
+ * While a thread records (cs_store_record_reads), every statement it asks
+ * for is prepared once more with an authorizer that reports the tables it
+ * reads.  Only a watch's first run records, so the extra prepare (and the
+ * expiry of the connection's statements that setting an authorizer causes)
+ * is paid once per watch. */
+static _Thread_local void (*record_fn)(void *ctx, const char *table);
+static _Thread_local void *record_ctx;
+
+void cs_store_record_reads(void (*fn)(void *ctx, const char *table), void *ctx)
+{
+    record_fn = fn;
+    record_ctx = ctx;
+}
+
+static int on_authorize(void *p, int action, const char *a1, const char *a2, const char *a3,
+                        const char *a4)
+{
+    (void)p;
+    (void)a2;
+    (void)a3;
+    (void)a4;
+    if (action == SQLITE_READ && a1 && strncmp(a1, "sqlite_", 7) != 0)
+        record_fn(record_ctx, a1);
+    return SQLITE_OK;
+}
+
+static void record_reads(cs_conn *c, const char *sql, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    sqlite3_set_authorizer(c->db, on_authorize, NULL);
+    sqlite3_prepare_v2(c->db, sql, (int)len, &st, NULL);
+    sqlite3_set_authorizer(c->db, NULL, NULL);
+    sqlite3_finalize(st);
+}
+
 sqlite3_stmt *cs_conn_prepare(cs_conn *c, uint64_t key, const char *sql, size_t len)
 {
+    if (record_fn && len <= (size_t)INT32_MAX)
+        record_reads(c, sql, len);
     if (!key)
         key = cs_hash64(sql, len);
     cs_stmt_slot *slot = slot_of(c, key);

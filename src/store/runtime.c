@@ -234,6 +234,13 @@ void cstack_close(cstack *db)
         set_held(db, false);
         pthread_mutex_unlock(&db->wlock);
     }
+    /* The live layer's delivery thread reads through this handle: stop it
+     * before anything closes (and after the lock is free, which it may be
+     * waiting for). */
+    void *live = db->live_ctx;
+    if (live)
+        db->live->destroy(live);
+    cs_changes_free(db);
     if (db->ext && db->ext->destroy)
         db->ext->destroy(db->ext_ctx);
     cs_events_clear(db);
@@ -351,6 +358,7 @@ static int level_close(cstack *db, bool ok)
         }
         db->flags = 0;
         set_held(db, false);
+        cs_changes_end(db, ok && !rc);
     }
     return rc;
 }
@@ -368,8 +376,11 @@ static int lock_writer(cstack *db)
 /* Releases the lock unless this thread's transaction still holds it. */
 static void unlock_writer(cstack *db)
 {
-    if (!holds_lock(db))
+    if (!holds_lock(db)) {
+        /* A lone statement under cs_write_lock committed by itself. */
+        cs_changes_end(db, true);
         pthread_mutex_unlock(&db->wlock);
+    }
 }
 
 int cs_write_begin(cstack *db)
@@ -487,7 +498,12 @@ int cstack_with_sqlite(cstack *db, int (*fn)(sqlite3 *conn, void *ctx), void *ct
     int rc = cs_write_begin(db);
     if (rc)
         return rc;
+    sqlite3_int64 before = sqlite3_total_changes64(db->writer.db);
     int frc = fn(db->writer.db, ctx);
+    /* Raw SQL may change rows the update hook never sees (a DELETE without
+     * WHERE truncates): tell live queries every table may have changed. */
+    if (sqlite3_total_changes64(db->writer.db) != before)
+        db->changed_all = true;
     /* The callback may have called into other handles. */
     cs_enter(db);
     rc = cs_write_end(db, frc ? CSTACK_EERROR : 0);

@@ -57,6 +57,23 @@ struct cstack {
     size_t npending, cappending;
     size_t marks[64];
     size_t cap_marks[64];   /* capture marks of each level */
+
+    /* Live queries: the layer's context and hooks (set once, under wlock),
+     * and the tables the writer changed since its transaction began
+     * (update hook; guarded by wlock). */
+    void *_Atomic live_ctx;
+    const cs_live_hooks *live;
+    char **changed;         /* names of the tables changed (copies) */
+    size_t nchanged, capchanged;
+    bool changed_all;       /* a change the hook cannot name */
 };
+
+
+/* changes.c: the tables a write changed, for the live layer.  The write
+ * scope calls cs_changes_end when its outermost level (or a lone statement
+ * under cs_write_lock) is over: committed reports them, else they are
+ * forgotten. */
+void cs_changes_end(cstack *db, bool committed);
+void cs_changes_free(cstack *db);
 
 #endif

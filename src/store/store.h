@@ -197,6 +197,37 @@ bool cs_holds_write_lock(cstack *db);
 cs_conn *cs_read_begin(cstack *db);
 void cs_read_end(cstack *db, cs_conn *c);
 
+/* ---- live queries (src/live/) -----------------------------------------------
+ *
+ * The store tells the live layer which tables each commit on the write
+ * connection changed, without referring to it: the layer attaches a method
+ * table once.  Tables come from SQLite's update hook on the writer (installed
+ * by the attach), so every path that writes through the runtime counts:
+ * delegates, the envelope, cstack_with_sqlite (where a change the hook cannot
+ * see, e.g. a truncating DELETE, reports every table), merges. */
+typedef struct cs_live_hooks {
+    /* On the committing thread, after a commit (or an autocommit statement
+     * under cs_write_lock) that changed `n` tables, or every table when
+     * `all`.  Holding the write lock: be quick, never call into db. */
+    void (*committed)(void *ctx, const char *const *tables, size_t n, bool all);
+    /* At cstack_close, before the connections close. */
+    void (*destroy)(void *ctx);
+} cs_live_hooks;
+/* The live context of db, creating it with make(db) under the write lock
+ * the first time (make must not take it).  NULL when make fails. */
+void *cs_store_live(cstack *db, const cs_live_hooks *hooks, void *(*make)(cstack *db));
+/* The live context of db or NULL, without creating it. */
+void *cs_store_live_peek(cstack *db);
+/* PRAGMA data_version of the write connection, which changes only when
+ * another connection (another handle, another process) commits to the file.
+ * CSTACK_EBUSY without waiting when the writer is in use. */
+int cs_store_data_version(cstack *db, int64_t *out);
+/* Records, for the calling thread, the tables read by every statement it
+ * prepares through cs_conn_prepare until called again with fn NULL: fn gets
+ * each table name SQLite's authorizer reports as read (relation filters'
+ * tables included). */
+void cs_store_record_reads(void (*fn)(void *ctx, const char *table), void *ctx);
+
 /* The runtime's row SQL (sql/sql.h).  Its set statements may be asked for
  * only under the write lock. */
 cs_rowsql *cs_store_rowsql(cstack *db);

@@ -1,0 +1,219 @@
+/* watch.c -- live queries: creating and stopping watches, their
+ * dependencies, and marking them dirty when a commit touches them.
+ *
+ * A watch is an envelope read request.  Its first run happens in
+ * cstack_watch_envelope, on the caller's thread, recording the tables its
+ * statements read (SQLite's authorizer, through cs_store_record_reads); the
+ * response becomes the first delivery.  Later runs happen in deliver.c when
+ * a commit changed one of those tables (the store's update hook), or when
+ * another connection committed (data_version). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "live/live_int.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/jsonr.h"
+
+static const char *const READ_KINDS[] = {"find_many", "find_first", "find_unique",
+                                         "count",     "aggregate",  "group_by", NULL};
+
+/* ---- dependencies ----------------------------------------------------------- */
+
+static void add_table(void *ctx, const char *table)
+{
+    cstack_watch *w = ctx;
+    for (size_t i = 0; i < w->ntables; i++)
+        if (strcasecmp(w->tables[i], table) == 0)
+            return;
+    char **grown = realloc(w->tables, (w->ntables + 1) * sizeof *grown);
+    char *copy = grown ? strdup(table) : NULL;
+    if (grown)
+        w->tables = grown;
+    if (!copy) {
+        w->any_table = true; /* cannot remember it: every commit counts */
+        return;
+    }
+    w->tables[w->ntables++] = copy;
+}
+
+static bool depends_on(const cstack_watch *w, const char *const *tables, size_t n)
+{
+    if (w->any_table || w->ntables == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < w->ntables; j++)
+            if (strcasecmp(tables[i], w->tables[j]) == 0)
+                return true;
+    return false;
+}
+
+/* The store's hook, on the committing thread (holding the write lock). */
+static void on_committed(void *ctx, const char *const *tables, size_t n, bool all)
+{
+    cs_live *l = ctx;
+    LIVE_LOCK(l);
+    bool any = false;
+    for (cstack_watch *w = l->head; w; w = w->next) {
+        if (!w->stopped && !w->dirty && (all || depends_on(w, tables, n))) {
+            w->dirty = true;
+            any = true;
+        }
+    }
+    if (any) {
+        l->kick = true;
+        LIVE_SIGNAL(l);
+    }
+    LIVE_UNLOCK(l);
+}
+
+/* ---- the runtime's live context ---------------------------------------------- */
+
+static void watch_free(cstack_watch *w)
+{
+    for (size_t i = 0; i < w->ntables; i++)
+        free(w->tables[i]);
+    free(w->tables);
+    free(w->first);
+    free(w->request);
+    free(w);
+}
+
+void cs_live_unlink(cs_live *l, cstack_watch *w)
+{
+    for (cstack_watch **p = &l->head; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    watch_free(w);
+}
+
+static void live_destroy(void *ctx)
+{
+    cs_live *l = ctx;
+    cs_live_stop_thread(l);
+    while (l->head)
+        cs_live_unlink(l, l->head);
+#ifndef CSTACK_NO_THREADS
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+#endif
+    free(l);
+}
+
+static const cs_live_hooks HOOKS = {on_committed, live_destroy};
+
+static void *live_make(cstack *db)
+{
+    cs_live *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->db = db;
+#ifndef CSTACK_NO_THREADS
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+#endif
+    if (cs_live_start(l)) {
+        live_destroy(l);
+        return NULL;
+    }
+    return l;
+}
+
+/* ---- watches ----------------------------------------------------------------- */
+
+/* Whether the request parses and names a read kind; else the envelope's own
+ * run reports what is wrong with it. */
+static int check_kind(const char *request, size_t len)
+{
+    jr_val room[64];
+    jr_doc doc;
+    jr_error jerr;
+    const jr_limits lim = {64, 1u << 20};
+    if (jr_parse(request, len, &lim, room, 64, &doc, &jerr) != JR_OK)
+        return 0;
+    const jr_val *kind = jr_is(&doc.vals[0], JR_OBJECT) ? jr_get(&doc.vals[0], "kind") : NULL;
+    int rc = 0;
+    if (kind && jr_is(kind, JR_STRING)) {
+        rc = CSTACK_EINVAL;
+        for (int i = 0; READ_KINDS[i]; i++)
+            if (jr_str_is(kind, READ_KINDS[i]))
+                rc = 0;
+    }
+    jr_doc_free(&doc);
+    return rc ? cs_err(rc, "watch: a watch takes a read request (find_many, find_first, "
+                           "find_unique, count, aggregate, group_by)")
+              : 0;
+}
+
+/* The first run: the response and the tables it read. */
+static int first_run(cstack *db, cstack_watch *w)
+{
+    cs_store_record_reads(add_table, w);
+    int rc = cstack_envelope_call(db, w->request, w->len, &w->first, &w->first_len);
+    cs_store_record_reads(NULL, NULL);
+    if (rc)
+        return rc;
+    static const char ok[] = "{\"status\":\"ok\"";
+    if (w->first_len < sizeof ok - 1 || memcmp(w->first, ok, sizeof ok - 1) != 0) {
+        cs_enter(db);
+        return cs_err(CSTACK_EINVAL, "watch: %s", w->first);
+    }
+    w->hash = cs_live_hash(w->first, w->first_len);
+    return 0;
+}
+
+int cstack_watch_envelope(cstack *db, const char *request, size_t len, int throttle_ms,
+                          cstack_watch_cb cb, void *ctx, cstack_watch **out)
+{
+    cs_enter(db);
+    if (out)
+        *out = NULL;
+    if (!db || !request || !cb || !out)
+        return cs_err(CSTACK_EMISUSE, "cstack_watch_envelope: NULL argument");
+    int rc = check_kind(request, len);
+    if (rc)
+        return rc;
+    cstack_watch *w = calloc(1, sizeof *w);
+    if (!w || !(w->request = malloc(len ? len : 1))) {
+        free(w);
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
+    memcpy(w->request, request, len);
+    w->len = len;
+    w->throttle_ms = throttle_ms < 0 ? CS_LIVE_DEFAULT_THROTTLE_MS : throttle_ms;
+    w->cb = cb;
+    w->ctx = ctx;
+    cs_live *l = cs_store_live(db, &HOOKS, live_make);
+    if (!l) {
+        watch_free(w);
+        return cs_err(CSTACK_ENOMEM, "watch: cannot start live queries");
+    }
+    /* Linked before the first run so a commit racing with it marks it. */
+    w->live = l;
+    w->last_run = cs_mono_ms();
+    LIVE_LOCK(l);
+    w->next = l->head;
+    l->head = w;
+    LIVE_UNLOCK(l);
+    rc = first_run(db, w);
+    LIVE_LOCK(l);
+    if (rc) {
+        cs_live_unlink(l, w); /* never picked: not ready */
+        LIVE_UNLOCK(l);
+        return rc;
+    }
+    w->ready = true;
+    l->kick = true;
+    LIVE_SIGNAL(l);
+    LIVE_UNLOCK(l);
+    *out = w;
+    return 0;
+}
