@@ -169,26 +169,76 @@ function ownerCall(request) {
   if (typeof text !== "string") text = "null";   // the envelope explains what is missing
   const out = withCString(text, (p, n) => takeCString(mod._csw_call(db, p, n)));
   if (out === null) return { status: "err", code: "internal", message: "out of memory" };
-  afterWrite();
+  pump();
+  for (const f of afterCallHooks) f();
   return JSON.parse(out);
 }
+const afterCallHooks = [];
 
-// Hooks run after every call: live-query deliveries and the change notice
-// other tabs' watches wait for (web/worker.js, watch section).
-let afterWriteHooks = [];
-function afterWrite() { for (const f of afterWriteHooks) f(); }
+// ---- live queries -------------------------------------------------------
+// The owner runs every tab's watches; each delivery goes to the page of the
+// worker that asked (this one's directly, a proxy's over the channel).
+
+const owned = new Map();     // number -> {ptr, to, wid}
+let nextWatch = 1;
+let pumpTimer = null;
+
+host.watchEvent = (num, text) => {
+  const w = owned.get(num);
+  if (!w) return;
+  const response = JSON.parse(text);
+  if (w.to === me) self.postMessage({ event: "watch", wid: w.wid, response });
+  else channel.postMessage({ to: w.to, event: "watch", wid: w.wid, response });
+};
+
+function pump() {
+  if (pumpTimer) { clearTimeout(pumpTimer); pumpTimer = null; }
+  if (!db) return;
+  const next = mod._csw_pump(db);
+  if (next >= 0) pumpTimer = setTimeout(pump, next);
+}
+
+function ownerWatch({ wid, request, throttleMs }, from) {
+  let text;
+  try { text = JSON.stringify(request); } catch (e) { return BAD_REQUEST("request: " + e.message); }
+  const num = nextWatch++;
+  const ptr = withCString(text || "null", (p, n) => mod._csw_watch(db, p, n, throttleMs ?? -1, num));
+  if (!ptr) return BAD_REQUEST(mod.UTF8ToString(mod._csw_errmsg(db)));
+  owned.set(num, { ptr, to: from, wid });
+  pump();
+  return { status: "ok", data: null };
+}
+
+function ownerUnwatch({ wid }, from) {
+  for (const [num, w] of owned) {
+    if (w.wid === wid && w.to === from) { mod._csw_watch_stop(w.ptr); owned.delete(num); }
+  }
+  return null;
+}
 
 function ownerClose() {
-  if (db) { mod._csw_close(db); db = 0; }
+  if (pumpTimer) { clearTimeout(pumpTimer); pumpTimer = null; }
+  if (db) {
+    for (const w of owned.values()) mod._csw_watch_stop(w.ptr);
+    owned.clear();
+    mod._csw_close(db);
+    db = 0;
+  }
   closeOpfsFiles();
 }
 
 // ---- roles: owner or proxy ----------------------------------------------
 
-async function ownerServe(msg) {
-  switch (msg.op) {
-    case "call": return ownerCall(msg.args.request);
-    default: throw new Error("unknown operation " + msg.op);
+// This page's watches, kept to register them again with a new owner.
+const myWatches = new Map();  // wid -> args
+
+async function ownerServe(op, args, from) {
+  switch (op) {
+    case "call": return ownerCall(args.request);
+    case "watch": return ownerWatch(args, from);
+    case "unwatch": return ownerUnwatch(args, from);
+    case "gone": for (const w of [...owned.values()]) if (w.to === from) ownerUnwatch(w, from); return null;
+    default: throw new Error("unknown operation " + op);
   }
 }
 
@@ -203,22 +253,24 @@ function proxyRequest(op, args) {
 function onChannel(ev) {
   const m = ev.data;
   if (m.to === "owner" && role === "owner") {
-    ownerServe(m).then(
+    ownerServe(m.op, m.args, m.from).then(
       (value) => channel.postMessage({ to: m.from, rid: m.rid, ok: true, value }),
       (e) => channel.postMessage({ to: m.from, rid: m.rid, ok: false, error: String(e.message || e) }));
   } else if (m.to === me && pendingProxy.has(m.rid)) {
     const p = pendingProxy.get(m.rid);
     pendingProxy.delete(m.rid);
     if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
-  } else if (m.to === "all") {
-    for (const f of channelHooks) f(m);
+  } else if (m.to === me && m.event === "watch") {
+    if (myWatches.has(m.wid)) self.postMessage({ event: "watch", wid: m.wid, response: m.response });
+  } else if (m.to === me && m.event) {
+    self.postMessage(m);
   } else if (m.to === "owner-changed" && role === "proxy") {
-    // A new owner: ask again what the old one never answered.
+    // A new owner: ask again what the old one never answered, and watch again.
     for (const [rid, p] of pendingProxy)
       channel.postMessage({ to: "owner", rid, from: me, op: p.op, args: p.args });
+    for (const args of myWatches.values()) proxyRequest("watch", args).catch(() => {});
   }
 }
-let channelHooks = [];
 
 // Takes the Web Lock for this database.  Resolves once this worker is the
 // owner or has become a proxy; a proxy keeps waiting for the lock in the
@@ -234,8 +286,8 @@ function elect(name, schema) {
         navigator.locks.request("cstack-db:" + name, { signal: lockAbort.signal }, async () => {
           await ownerOpen(name, schema);
           role = "owner";
+          for (const args of myWatches.values()) ownerWatch(args, me);
           channel.postMessage({ to: "owner-changed" });
-          for (const f of takeoverHooks) f();
           return holdLock();
         }).catch(() => { /* closed while waiting */ });
         return;
@@ -249,7 +301,6 @@ function elect(name, schema) {
     }).catch((e) => { if (!settled) reject(e); });
   });
 }
-let takeoverHooks = [];
 let releaseLock = null;                 // ends the held Web Lock (db.close)
 const lockAbort = new AbortController(); // a proxy's wait for the lock
 const holdLock = () => new Promise((r) => { releaseLock = r; });
@@ -266,7 +317,12 @@ async function handle(msg) {
     else { await ownerOpen(args.name, args.schema); role = "owner"; }
     return null;
   }
+  if (op === "watch") myWatches.set(args.wid, args);
+  if (op === "unwatch") myWatches.delete(args.wid);
   if (op === "close") {
+    // The owner drops this tab's watches (no answer awaited: it may be gone).
+    if (role === "proxy") channel.postMessage({ to: "owner", rid: "gone", from: me, op: "gone", args: {} });
+    myWatches.clear();
     ownerClose();
     lockAbort.abort();
     if (releaseLock) releaseLock();
@@ -275,7 +331,7 @@ async function handle(msg) {
     return null;
   }
   if (op === "info") return { storage: role === "owner" ? storage : "shared", role };
-  if (role === "owner") return ownerServe(msg);
+  if (role === "owner") return ownerServe(op, args, me);
   if (role === "proxy") return proxyRequest(op, args);
   throw new Error("the database is not open");
 }
@@ -286,5 +342,3 @@ self.onmessage = (ev) => {
     (value) => self.postMessage({ id: msg.id, ok: true, value }),
     (e) => self.postMessage({ id: msg.id, ok: false, error: String(e && e.message || e) }));
 };
-
-export { afterWriteHooks, channelHooks, takeoverHooks };

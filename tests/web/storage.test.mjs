@@ -13,7 +13,46 @@ async function open(page, name = "notes") {
 }
 const call = (page, req) => page.evaluate((r) => window.db.call(r), req);
 
+// In the page: a watch whose responses collect in window.seen[key].
+function watch(page, key, req) {
+  return page.evaluate(([key, req]) => {
+    window.seen = window.seen || {};
+    window.seen[key] = [];
+    window.stops = window.stops || {};
+    window.stops[key] = window.db.watch(req, (r) => window.seen[key].push(r));
+  }, [key, req]);
+}
+// Waits until the last response of watch `key` satisfies `pred` (a function's source).
+async function waitSeen(page, key, pred, what) {
+  for (let i = 0; i < 100; i++) {
+    const last = await page.evaluate((key) => { const s = window.seen[key]; return s.length ? s[s.length - 1] : null; }, key);
+    if (last && pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const all = await page.evaluate((key) => window.seen[key], key);
+  throw new Error(`watch ${key}: never saw ${what}; saw ${JSON.stringify(all).slice(0, 500)}`);
+}
+
 await run([
+  ["a live query gets its first result, each change, and nothing after stop", async () => {
+    const origin = await serveStatic(undefined, pages);
+    const ctx = await launch(tempDir("p"));
+    const page = await openPage(ctx, origin);
+    await open(page);
+    await watch(page, "n", { model: "Note", kind: "count" });
+    await waitSeen(page, "n", (r) => r.status === "ok" && r.data.count === 0, "count 0");
+    await call(page, { model: "Note", kind: "create", payload: { data: { title: "one" } } });
+    await waitSeen(page, "n", (r) => r.data.count === 1, "count 1");
+    await page.evaluate(() => window.stops.n());
+    const before = await page.evaluate(() => window.seen.n.length);
+    await call(page, { model: "Note", kind: "create", payload: { data: { title: "two" } } });
+    await new Promise((r) => setTimeout(r, 300));
+    assertEq(await page.evaluate(() => window.seen.n.length), before, "no delivery after stop");
+    await page.evaluate(() => { window.bad = null; window.db.watch({ model: "Nope", kind: "count" }, (r) => { window.bad = r; }); });
+    await page.waitForFunction(() => window.bad !== null);
+    assertEq((await page.evaluate(() => window.bad)).status, "err", "a bad watch gets an error response");
+  }],
+
   ["a row created through the worker reads back, and bad requests resolve to error responses", async () => {
     const origin = await serveStatic(undefined, pages);
     const ctx = await launch(tempDir("p"));
@@ -55,9 +94,21 @@ await run([
     const page = await openPage(ctx, origin);
     await open(page);
     await call(page, { model: "Note", kind: "create_many", payload: { data: Array.from({ length: 500 }, (_, i) => ({ title: "base " + i })) } });
-    // A big transaction, and the tab gone while it runs: the worker dies with it.
-    await page.evaluate(() => { window.db.call({ model: "Note", kind: "create_many", payload: { data: Array.from({ length: 200000 }, (_, i) => ({ title: "lost " + i, body: "x".repeat(100) })) } }); });
-    await new Promise((r) => setTimeout(r, 400));
+    // A big transaction, timed once on another database, then again with
+    // the tab closed halfway through: the worker dies with the tab.
+    const big = (tag) => ({ model: "Note", kind: "create_many", payload: { data: Array.from({ length: 20000 }, (_, i) => ({ title: tag + i, body: "x".repeat(200) })) } });
+    const ms = await page.evaluate(async ([req, schema]) => {
+      const { openDatabase } = await import("/cstack.js");
+      const other = await openDatabase({ name: "calibrate", schema });
+      const t0 = performance.now();
+      await other.call(req);
+      const t = performance.now() - t0;
+      await other.close();
+      return t;
+    }, [big("c"), NOTES_SCHEMA]);
+    await page.evaluate((req) => { window.sent = performance.now(); window.db.call(req); }, big("lost "));
+    console.error(`a 20k-row create_many took ${Math.round(ms)} ms; the tab closes at 60% of that`);
+    await new Promise((r) => setTimeout(r, ms * 0.6));
     await page.close();
     const again = await openPage(ctx, origin);
     // The dead worker left a hot journal: it was inside the transaction.
@@ -90,11 +141,22 @@ await run([
       assertEq(r.status, "ok", "interleaved create " + JSON.stringify(r));
     }
     assertEq((await call(b, { model: "Note", kind: "count" })).data.count, 120, "count seen by b");
+    // A write in one tab reaches the other tab's watch, both ways.
+    await watch(b, "b", { model: "Note", kind: "count", payload: { where: { title: "from a" } } });
+    await watch(a, "a", { model: "Note", kind: "count", payload: { where: { title: "from b" } } });
+    await waitSeen(b, "b", (r) => r.data && r.data.count === 0, "count 0 in b");
+    await call(a, { model: "Note", kind: "create", payload: { data: { title: "from a" } } });
+    await waitSeen(b, "b", (r) => r.data.count === 1, "a's write in b");
+    await call(b, { model: "Note", kind: "create", payload: { data: { title: "from b" } } });
+    await waitSeen(a, "a", (r) => r.data.count === 1, "b's write in a");
     // The owner's tab closes: b's worker takes the files over.
     await a.close();
     let info;
     for (let i = 0; i < 50; i++) { info = await b.evaluate(() => window.db.info()); if (info.role === "owner") break; await new Promise((r) => setTimeout(r, 100)); }
     assertEq(info.role, "owner", "b took over");
-    assertEq((await call(b, { model: "Note", kind: "count" })).data.count, 120, "count after takeover");
+    assertEq((await call(b, { model: "Note", kind: "count" })).data.count, 122, "count after takeover");
+    // b's watch moved with the files.
+    await call(b, { model: "Note", kind: "create", payload: { data: { title: "from a" } } });
+    await waitSeen(b, "b", (r) => r.data.count === 2, "the watch after takeover");
   }],
 ]);
