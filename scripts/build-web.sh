@@ -28,7 +28,8 @@ if [ ! -f "$OBJ/sqlite3.o" ] || [ "$AMALG/sqlite3.c" -nt "$OBJ/sqlite3.o" ]; the
 fi
 
 CORE=$(ls src/util/*.c src/value/*.c src/schema/*.c src/sql/*.c src/store/*.c src/sync/*.c \
-  src/envelope/*.c src/web/*.c)
+  src/envelope/*.c src/web/*.c src/client/exchange.c src/client/state.c src/client/session.c \
+  src/client/reply.c)
 [ -d src/live ] && CORE="$CORE $(ls src/live/*.c)"
 # A source is recompiled when it, or any header, is newer than its object.
 newest_h=$(ls -t include/*.h src/*/*.h | head -1)

@@ -202,9 +202,16 @@ function ownerWatch({ wid, request, throttleMs }, from) {
   let text;
   try { text = JSON.stringify(request); } catch (e) { return BAD_REQUEST("request: " + e.message); }
   const num = nextWatch++;
-  const ptr = withCString(text || "null", (p, n) => mod._csw_watch(db, p, n, throttleMs ?? -1, num));
-  if (!ptr) return BAD_REQUEST(mod.UTF8ToString(mod._csw_errmsg(db)));
-  owned.set(num, { ptr, to: from, wid });
+  const w = { ptr: 0, to: from, wid };
+  owned.set(num, w);   // before: the first delivery may come at once
+  w.ptr = withCString(text || "null", (p, n) => mod._csw_watch(db, p, n, throttleMs ?? -1, num));
+  if (!w.ptr) {
+    owned.delete(num);
+    // The runtime's message embeds the envelope's error response: hand that on.
+    const msg = mod.UTF8ToString(mod._csw_errmsg(db));
+    try { const r = JSON.parse(msg.replace(/^watch: /, "")); if (r && r.status === "err") return r; } catch (e) { /* plain text */ }
+    return BAD_REQUEST(msg);
+  }
   pump();
   return { status: "ok", data: null };
 }
@@ -216,7 +223,149 @@ function ownerUnwatch({ wid }, from) {
   return null;
 }
 
+// ---- sync (owner only) --------------------------------------------------
+// A round is cstack_sync_run_once in C (push the queue, pull until caught
+// up) over synchronous XHR (src/web/http.c); between rounds the worker
+// follows /v1/stream with fetch and runs a round when the server announces
+// changes, and after every local write.  Failures retry with backoff.
+
+host.http = (url, headers, body) => {
+  host.httpBody = new Uint8Array(0);
+  host.httpHeaders = "";
+  host.httpError = "";
+  try {
+    const x = new XMLHttpRequest();
+    x.open(body ? "POST" : "GET", url, false);
+    x.responseType = "arraybuffer";
+    for (const line of headers.split("\n")) {
+      const i = line.indexOf(":");
+      if (i > 0) x.setRequestHeader(line.slice(0, i).trim(), line.slice(i + 1).trim());
+    }
+    x.send(body);
+    host.httpBody = new Uint8Array(x.response || new ArrayBuffer(0));
+    host.httpHeaders = x.getAllResponseHeaders();
+    return x.status;
+  } catch (e) {
+    host.httpError = String(e && e.message || e) || "network error";
+    return 0;
+  }
+};
+
+let sync = null;   // {server, token, attempts, timer, abort, cursor}
+let status = { connected: false, connecting: false, uploading: false, downloading: false,
+  downloaded: 0, downloadTotal: 0, pendingUploads: 0, lastSyncedAt: null, lastError: null };
+
+function publishStatus(patch) {
+  status = { ...status, ...patch };
+  self.postMessage({ event: "status", status });
+  if (channel) channel.postMessage({ to: "all", event: "status", status });
+}
+
+host.syncStatus = (json) => {
+  const st = JSON.parse(json);
+  if (!sync) return;
+  sync.cursor = st.cursor;
+  publishStatus({
+    uploading: st.state === "uploading", downloading: st.state === "downloading",
+    connecting: st.state === "connecting",
+    downloaded: Math.max(0, st.rowsDone), downloadTotal: Math.max(0, st.rowsTotal),
+    pendingUploads: Math.max(0, st.pending),
+    lastSyncedAt: st.lastSyncedMs > 0 ? st.lastSyncedMs : status.lastSyncedAt,
+    lastError: st.lastError || (st.event === "error" ? "sync failed" : status.lastError),
+  });
+};
+
+// One round; true when it went through.
+function syncRound() {
+  if (!sync || !db) return false;
+  const s = sync;
+  const rc = withCString(s.server, (pu) => withCString(s.token, (pt) => mod._csw_sync_once(db, pu, pt)));
+  if (sync !== s) return false;
+  if (rc !== 0) {
+    publishStatus({ connected: false, uploading: false, downloading: false, connecting: false,
+      lastError: mod.UTF8ToString(mod._csw_errmsg(db)) });
+    return false;
+  }
+  publishStatus({ uploading: false, downloading: false, connecting: false, lastError: null,
+    lastSyncedAt: Date.now(), pendingUploads: Math.max(0, mod._csw_sync_pending(db)) });
+  return true;
+}
+
+function retryLater() {
+  if (!sync) return;
+  if (sync.abort) { sync.abort.abort(); sync.abort = null; }
+  const n = Math.min(sync.attempts++, 8);
+  const delay = Math.min(30000, 200 * 2 ** n) * (0.5 + Math.random() / 2);
+  publishStatus({ connected: false });
+  clearTimeout(sync.timer);
+  sync.timer = setTimeout(syncConnect, delay);
+}
+
+// A round, then the stream until it ends; then again after a backoff.
+async function syncConnect() {
+  if (!sync) return;
+  const s = sync;
+  clearTimeout(s.timer);
+  publishStatus({ connecting: true });
+  if (!syncRound()) return retryLater();
+  s.attempts = 0;
+  s.abort = new AbortController();
+  try {
+    const res = await fetch(`${s.server}/v1/stream?since=${s.cursor || 0}`, {
+      signal: s.abort.signal,
+      headers: { Authorization: "Bearer " + s.token, "X-Cstack-Site": mod.UTF8ToString(mod._csw_site(db)),
+        "X-Cstack-Schema": mod.UTF8ToString(mod._csw_schema_hash(db)) },
+    });
+    if (!res.ok) throw new Error(`stream: HTTP ${res.status}`);
+    publishStatus({ connected: true, connecting: false });
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error("stream: the server closed the stream");
+      // Anything but a keep-alive comment announces changes: pull them.
+      if (sync !== s) return;
+      const text = new TextDecoder().decode(value);
+      if (/^(event|data):/m.test(text) && !syncRound()) throw new Error(status.lastError || "sync failed");
+    }
+  } catch (e) {
+    if (sync !== s || (e && e.name === "AbortError" && !s.abort)) return;
+    publishStatus({ lastError: String(e && e.message || e) });
+    retryLater();
+  }
+}
+
+// After a local write: push it now rather than at the next event.
+afterCallHooks.push(() => {
+  if (sync && status.connected && mod._csw_sync_pending(db) > 0) {
+    clearTimeout(sync.push);
+    sync.push = setTimeout(() => { if (sync && status.connected && !syncRound()) retryLater(); }, 0);
+  }
+});
+
+self.addEventListener("online", () => { if (sync && !status.connected) syncConnect(); });
+
+function ownerConnect({ server, token }) {
+  if (typeof server !== "string" || !/^https?:\/\//.test(server)) throw new Error("connect: server must be an http:// or https:// origin");
+  if (typeof token !== "string" || !token) throw new Error("connect: a token is required");
+  ownerDisconnect();
+  sync = { server: server.replace(/\/+$/, ""), token, attempts: 0, timer: null, abort: null, cursor: 0 };
+  syncConnect();
+  return null;
+}
+
+function ownerDisconnect() {
+  if (!sync) return null;
+  clearTimeout(sync.timer);
+  clearTimeout(sync.push);
+  const a = sync.abort;
+  sync = null;
+  if (a) a.abort();
+  publishStatus({ connected: false, connecting: false, uploading: false, downloading: false });
+  return null;
+}
+
 function ownerClose() {
+  ownerDisconnect();
   if (pumpTimer) { clearTimeout(pumpTimer); pumpTimer = null; }
   if (db) {
     for (const w of owned.values()) mod._csw_watch_stop(w.ptr);
@@ -231,12 +380,15 @@ function ownerClose() {
 
 // This page's watches, kept to register them again with a new owner.
 const myWatches = new Map();  // wid -> args
+let myConnect = null;         // this page's db.connect arguments
 
 async function ownerServe(op, args, from) {
   switch (op) {
     case "call": return ownerCall(args.request);
     case "watch": return ownerWatch(args, from);
     case "unwatch": return ownerUnwatch(args, from);
+    case "connect": return ownerConnect(args);
+    case "disconnect": return ownerDisconnect();
     case "gone": for (const w of [...owned.values()]) if (w.to === from) ownerUnwatch(w, from); return null;
     default: throw new Error("unknown operation " + op);
   }
@@ -262,13 +414,14 @@ function onChannel(ev) {
     if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
   } else if (m.to === me && m.event === "watch") {
     if (myWatches.has(m.wid)) self.postMessage({ event: "watch", wid: m.wid, response: m.response });
-  } else if (m.to === me && m.event) {
-    self.postMessage(m);
+  } else if (m.to === "all" && m.event === "status" && role === "proxy") {
+    self.postMessage({ event: "status", status: m.status });
   } else if (m.to === "owner-changed" && role === "proxy") {
     // A new owner: ask again what the old one never answered, and watch again.
     for (const [rid, p] of pendingProxy)
       channel.postMessage({ to: "owner", rid, from: me, op: p.op, args: p.args });
     for (const args of myWatches.values()) proxyRequest("watch", args).catch(() => {});
+    if (myConnect) proxyRequest("connect", myConnect).catch(() => {});
   }
 }
 
@@ -287,6 +440,7 @@ function elect(name, schema) {
           await ownerOpen(name, schema);
           role = "owner";
           for (const args of myWatches.values()) ownerWatch(args, me);
+          if (myConnect) ownerConnect(myConnect);
           channel.postMessage({ to: "owner-changed" });
           return holdLock();
         }).catch(() => { /* closed while waiting */ });
@@ -318,6 +472,8 @@ async function handle(msg) {
     return null;
   }
   if (op === "watch") myWatches.set(args.wid, args);
+  if (op === "connect") myConnect = args;
+  if (op === "disconnect") myConnect = null;
   if (op === "unwatch") myWatches.delete(args.wid);
   if (op === "close") {
     // The owner drops this tab's watches (no answer awaited: it may be gone).

@@ -29,8 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "client/client.h"
 #include "store/store.h"
 #include "sync/sync_ext.h"

@@ -24,11 +24,26 @@ export async function cleanup() {
   while (cleanups.length) { try { await cleanups.pop()(); } catch (e) { console.error("cleanup:", e); } }
 }
 
-// Serves `dir` (default build/web) plus `extra` {path: text}; resolves to its origin.
-export async function serveStatic(dir = webDir, extra = {}) {
+// Serves `dir` (default build/web) plus `extra` {path: text}, and relays
+// /v1/* to `api` (a cstack serve origin) so that the page sees one origin;
+// resolves to its origin.  The relay's `offline` flag refuses every request.
+export const relay = { offline: false, sockets: new Set() };
+export async function serveStatic(dir = webDir, extra = {}, api = null) {
   if (!fs.existsSync(path.join(dir, "cstack.js"))) throw new Error(`${dir}/cstack.js is missing: run make web`);
   const server = http.createServer((req, res) => {
     const p = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    if (api && p.startsWith("/v1/")) {
+      if (relay.offline) { req.socket.destroy(); return; }
+      const up = http.request(api + req.url, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      });
+      up.on("error", () => res.destroy());
+      relay.sockets.add(res);
+      res.on("close", () => relay.sockets.delete(res));
+      req.pipe(up);
+      return;
+    }
     if (extra[p] !== undefined) { res.writeHead(200, { "content-type": "text/html" }); res.end(extra[p]); return; }
     const file = path.join(dir, path.normalize(p === "/" ? "/index.html" : p));
     if (!file.startsWith(dir) || !fs.existsSync(file) || !fs.statSync(file).isFile()) { res.writeHead(404); res.end(); return; }
@@ -64,6 +79,35 @@ export async function openPage(ctx, origin, pathname = "/blank.html") {
   page.on("pageerror", (e) => console.error("[page error]", e.message));
   await page.goto(origin + pathname);
   return page;
+}
+
+// Cuts the relay (every open stream too) or restores it.
+export function setOffline(off) {
+  relay.offline = off;
+  if (off) for (const r of relay.sockets) r.destroy();
+}
+
+// Starts `cstack serve` for `schemaText` on a free loopback port; resolves
+// to {origin, token(sub)}.  Stopped at cleanup.
+export async function startServer(schemaText, secret = "web-test-secret") {
+  const { spawn, execFileSync } = await import("node:child_process");
+  const cli = process.env.CSTACK_CLI || path.join(repo, "build/cstack");
+  if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: run make build`);
+  const dir = tempDir("srv");
+  fs.writeFileSync(path.join(dir, "app.cstack"), schemaText);
+  const child = spawn(cli, ["serve", "--schema", path.join(dir, "app.cstack"), "--db", path.join(dir, "server.db"),
+    "--port", "0", "--jwt-secret", secret], { stdio: ["ignore", "pipe", "pipe"] });
+  onCleanup(() => new Promise((r) => { if (child.exitCode !== null) return r(); child.on("exit", r); child.kill("SIGTERM"); setTimeout(() => child.kill("SIGKILL"), 5000); }));
+  let errText = "";
+  child.stderr.on("data", (d) => { errText = (errText + d).slice(-4000); });
+  const origin = await new Promise((resolve, reject) => {
+    let out = "";
+    const t = setTimeout(() => reject(new Error("cstack serve did not start: " + errText)), 15000);
+    child.stdout.on("data", (d) => { out += d; const m = /listening on (http:\/\/[^ ]+)/.exec(out); if (m) { clearTimeout(t); resolve(m[1]); } });
+    child.on("exit", (code) => reject(new Error(`cstack serve exited ${code}: ${errText}`)));
+  });
+  const token = (sub) => execFileSync(cli, ["token", "--secret", secret, "--sub", sub]).toString().trim();
+  return { origin, token };
 }
 
 export const BLANK = "<!doctype html><meta charset=utf-8><title>cstack test</title><body></body>";
