@@ -100,6 +100,10 @@ typedef struct cstack_server_config {
      * (docs/server.md, "Pages"). */
     size_t pull_page_rows;  /* CSTACK_SERVER_DEFAULT_PAGE_ROWS */
     size_t pull_page_bytes; /* CSTACK_SERVER_DEFAULT_PAGE_BYTES */
+    /* A folder whose files are served at `/` (GET) besides the API routes,
+     * e.g. the browser build (docs/web.md); NULL: none.  Borrowed: it must
+     * stay valid until the server stops. */
+    const char *web_dir;
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;
