@@ -89,14 +89,14 @@ export function setOffline(off) {
 
 // Starts `cstack serve` for `schemaText` on a free loopback port; resolves
 // to {origin, token(sub)}.  Stopped at cleanup.
-export async function startServer(schemaText, secret = "web-test-secret") {
+export async function startServer(schemaText, secret = "web-test-secret", extraArgs = []) {
   const { spawn, execFileSync } = await import("node:child_process");
   const cli = process.env.CSTACK_CLI || path.join(repo, "build/cstack");
   if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: run make build`);
   const dir = tempDir("srv");
   fs.writeFileSync(path.join(dir, "app.cstack"), schemaText);
   const child = spawn(cli, ["serve", "--schema", path.join(dir, "app.cstack"), "--db", path.join(dir, "server.db"),
-    "--port", "0", "--jwt-secret", secret], { stdio: ["ignore", "pipe", "pipe"] });
+    "--port", "0", "--jwt-secret", secret, ...extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
   onCleanup(() => new Promise((r) => { if (child.exitCode !== null) return r(); child.on("exit", r); child.kill("SIGTERM"); setTimeout(() => child.kill("SIGKILL"), 5000); }));
   let errText = "";
   child.stderr.on("data", (d) => { errText = (errText + d).slice(-4000); });
