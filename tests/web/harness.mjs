@@ -44,7 +44,9 @@ export async function serveStatic(dir = webDir, extra = {}, api = null) {
       req.pipe(up);
       return;
     }
-    if (extra[p] !== undefined) { res.writeHead(200, { "content-type": "text/html" }); res.end(extra[p]); return; }
+    const x = extra[p];
+    if (x && x.file) { res.writeHead(200, { "content-type": MIME[path.extname(x.file)] || "application/octet-stream" }); fs.createReadStream(x.file).pipe(res); return; }
+    if (x !== undefined) { res.writeHead(200, { "content-type": "text/html" }); res.end(x); return; }
     const file = path.join(dir, path.normalize(p === "/" ? "/index.html" : p));
     if (!file.startsWith(dir) || !fs.existsSync(file) || !fs.statSync(file).isFile()) { res.writeHead(404); res.end(); return; }
     res.writeHead(200, { "content-type": MIME[path.extname(file)] || "application/octet-stream" });
