@@ -76,5 +76,6 @@ int cmd_demo(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 #endif

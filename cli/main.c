@@ -29,6 +29,7 @@ static const command COMMANDS[] = {
     {"sync", "sync a database with a cstack server (push, pull, stream)", cmd_sync},
     {"serve", "run the sync server for a schema (HTTP: push, pull, stream)", cmd_serve},
     {"token", "mint a bearer token (JWT) for the sync server, for development", cmd_token},
+    {"watch", "print a query's result, and again each time it changes", cmd_watch},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

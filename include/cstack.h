@@ -469,6 +469,20 @@ CSTACK_API int cstack_count(cstack *db, const char *model, const cstack_filter *
  * "_max.FIELD" in that order; NULL where there were no rows to aggregate. */
 CSTACK_API int cstack_aggregate(cstack *db, const char *model, const cstack_aggregate_spec *agg,
                                 cstack_row **out);
+/* group_by: one row per distinct combination of the `by` fields among the
+ * rows agg.where matches, with columns: the by fields (named as fields),
+ * then agg's aggregates over the group, named as in cstack_aggregate (agg
+ * may ask for none: the distinct groups alone).  Rows are ordered by
+ * order_by (by fields only), then by the other by fields ascending. */
+typedef struct cstack_group_by_spec {
+    const char *const *by;
+    size_t n_by;
+    cstack_aggregate_spec agg;
+    const cstack_order *order_by;
+    size_t n_order;
+} cstack_group_by_spec;
+CSTACK_API int cstack_group_by(cstack *db, const char *model, const cstack_group_by_spec *g,
+                               cstack_rows **out);
 /* Partial update of the row identified by `where` (unique fields): only the
  * fields in `data` change (and @updatedAt).  CSTACK_ENOTFOUND when absent. */
 CSTACK_API int cstack_update(cstack *db, const char *model, const cstack_data *where,

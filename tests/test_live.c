@@ -412,3 +412,103 @@ Test(live, a_write_request_or_a_bad_query_is_refused_and_watches_nothing)
     cstack_watch_stop(NULL);
     coll_free(&c);
 }
+
+/* group_by (docs/envelope.md), the read kind added for watches. */
+static char *call_resp(const char *req)
+{
+    char *resp = NULL;
+    cr_assert_eq(cstack_envelope_call(db, req, strlen(req), &resp, NULL), 0);
+    return resp;
+}
+
+Test(live, group_by_groups_aggregates_and_orders_and_refuses_an_order_outside_by)
+{
+    call(db, "{\"model\":\"Account\",\"kind\":\"create\",\"payload\":{\"data\":"
+             "{\"id\":\"a2\",\"email\":\"bob@x.io\"}}}");
+    call(db, "{\"model\":\"Note\",\"kind\":\"create_many\",\"payload\":{\"data\":["
+             "{\"id\":\"1\",\"title\":\"x\",\"views\":2,\"ownerId\":\"a1\"},"
+             "{\"id\":\"2\",\"title\":\"y\",\"views\":5,\"ownerId\":\"a1\"},"
+             "{\"id\":\"3\",\"title\":\"x\",\"views\":7,\"ownerId\":\"a2\"}]}}");
+    char *r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"ownerId\"],"
+                        "\"_count\":true,\"_sum\":[\"views\"],\"_max\":[\"title\"],"
+                        "\"orderBy\":[{\"field\":\"ownerId\",\"direction\":\"desc\"}]}}");
+    cr_assert_str_eq(r, "{\"status\":\"ok\",\"data\":["
+                        "{\"ownerId\":\"a2\",\"_count\":1,\"_sum\":{\"views\":7},\"_max\":{\"title\":\"x\"}},"
+                        "{\"ownerId\":\"a1\",\"_count\":2,\"_sum\":{\"views\":7},\"_max\":{\"title\":\"y\"}}]}");
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"title\",\"ownerId\"],"
+                  "\"where\":{\"views\":{\"gt\":2}}}}");
+    cr_assert_str_eq(r, "{\"status\":\"ok\",\"data\":[{\"title\":\"x\",\"ownerId\":\"a2\"},"
+                        "{\"title\":\"y\",\"ownerId\":\"a1\"}]}");
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"by\":[\"title\"],"
+                  "\"orderBy\":{\"field\":\"views\"}}}");
+    cr_assert_not_null(strstr(r, "not one of the by fields"), "%s", r);
+    cstack_free(r);
+    r = call_resp("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":{\"_count\":true}}");
+    cr_assert_not_null(strstr(r, "missing 'by'"), "%s", r);
+    cstack_free(r);
+}
+
+Test(live, a_group_by_watch_delivers_when_a_group_changes)
+{
+    collector c;
+    coll_init(&c);
+    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":"
+                            "{\"by\":[\"title\"],\"_count\":true}}",
+                            0, &c);
+    expect(&c, 1, "\"data\":[]");
+    create_note(db, "n1", "t");
+    expect(&c, 2, "[{\"title\":\"t\",\"_count\":1}]");
+    create_note(db, "n2", "t");
+    expect(&c, 3, "[{\"title\":\"t\",\"_count\":2}]");
+    cstack_watch_stop(w);
+    coll_free(&c);
+}
+
+/* A callback that sleeps inside its second delivery, to be stopped meanwhile. */
+typedef struct slow {
+    volatile int entered, inside, calls;
+} slow;
+
+static void on_slow(void *ctx, const char *resp, size_t len)
+{
+    (void)resp;
+    (void)len;
+    slow *s = ctx;
+    if (__atomic_add_fetch(&s->calls, 1, __ATOMIC_SEQ_CST) < 2)
+        return;
+    __atomic_store_n(&s->inside, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->entered, 1, __ATOMIC_SEQ_CST);
+    sleep_ms(300);
+    __atomic_store_n(&s->inside, 0, __ATOMIC_SEQ_CST);
+}
+
+Test(live, a_stop_from_another_thread_waits_for_a_running_callback_and_a_slow_one_blocks_no_writer)
+{
+    slow s = {0};
+    cstack_watch *w = NULL;
+    cr_assert_eq(cstack_watch_envelope(db, COUNT_NOTES, strlen(COUNT_NOTES), 0, on_slow, &s, &w),
+                 0);
+    for (int i = 0; i < 300 && __atomic_load_n(&s.calls, __ATOMIC_SEQ_CST) < 1; i++)
+        sleep_ms(10);
+    create_note(db, "n1", "one");
+    for (int i = 0; i < 300 && !__atomic_load_n(&s.entered, __ATOMIC_SEQ_CST); i++)
+        sleep_ms(5);
+    cr_assert(s.entered, "the second delivery did not start");
+    /* The callback sleeps: a write goes through meanwhile. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    create_note(db, "n2", "two");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    cr_assert(__atomic_load_n(&s.inside, __ATOMIC_SEQ_CST), "the callback returned too early");
+    cr_assert_lt(ms, 100, "a write waited %.1f ms for a slow callback", ms);
+    cstack_watch_stop(w);
+    cr_assert_eq(__atomic_load_n(&s.inside, __ATOMIC_SEQ_CST), 0,
+                 "cstack_watch_stop returned while the callback was still running");
+    int calls = __atomic_load_n(&s.calls, __ATOMIC_SEQ_CST);
+    create_note(db, "n3", "three");
+    sleep_ms(100);
+    cr_assert_eq(__atomic_load_n(&s.calls, __ATOMIC_SEQ_CST), calls, "called after stop");
+}

@@ -9,8 +9,9 @@ The whole database is reached through one C function,
 
 plus cstack_free() for the response (docs/envelope.md).  Opening the database
 uses cstack_schema_load(), cstack_open() and cstack_bootstrap().  The program
-creates, queries, updates and deletes rows, runs a transaction, and shows the
-err envelopes that bad input gets.  It checks every answer and exits 1 if one
+creates, queries, updates and deletes rows, runs a transaction, watches a
+query (cstack_watch_envelope: its response again after each commit that
+changes it, docs/live.md), and shows the err envelopes that bad input gets.  It checks every answer and exits 1 if one
 is not what the envelope documents.
 
 usage: ffi_dispatch.py [--lib path/to/libcstack.so] [--schema FILE]
@@ -26,9 +27,11 @@ import ctypes
 import ctypes.util
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -36,6 +39,43 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 class CstackError(Exception):
     pass
+
+
+# void (*cstack_watch_cb)(void *ctx, const char *response, size_t len)
+WATCH_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+class Watch:
+    """A live query: every response (the first at once, then one per change)
+    lands in self.responses, decoded.  The runtime calls back from its own
+    delivery thread; ctypes takes the GIL for it."""
+
+    def __init__(self, db, model, kind, payload=None, throttle_ms=-1):
+        self.lib, self.responses = db.lib, queue.Queue()
+
+        def deliver(_ctx, response, length):
+            # The bytes are valid only during the call: copy them out.
+            self.responses.put(json.loads(ctypes.string_at(response, length)))
+
+        self.callback = WATCH_CB(deliver)  # keep it alive as long as the watch
+        request = {"model": model, "kind": kind}
+        if payload is not None:
+            request["payload"] = payload
+        body, handle = json.dumps(request).encode(), ctypes.c_void_p()
+        rc = self.lib.cstack_watch_envelope(db.db, body, len(body), throttle_ms, self.callback,
+                                            None, ctypes.byref(handle))
+        if rc != 0:
+            raise CstackError(self.lib.cstack_errmsg(db.db).decode())
+        self.handle = handle
+
+    def next(self, timeout=5.0):
+        return self.responses.get(timeout=timeout)
+
+    def stop(self):
+        """After it returns the callback is never called again."""
+        if self.handle:
+            self.lib.cstack_watch_stop(self.handle)
+            self.handle = None
 
 
 class Database:
@@ -59,6 +99,11 @@ class Database:
                 ctypes.c_int,
                 [vp, ctypes.c_char_p, ctypes.c_size_t, vpp, ctypes.POINTER(ctypes.c_size_t)],
             ),
+            "cstack_watch_envelope": (
+                ctypes.c_int,
+                [vp, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, WATCH_CB, vp, vpp],
+            ),
+            "cstack_watch_stop": (None, [vp]),
         }
         for name, (restype, argtypes) in sig.items():
             fn = getattr(lib, name)
@@ -195,6 +240,28 @@ def transactions(db, owner):
     expect("nothing of the failed transaction was written", count == {"count": 3})
 
 
+def live_queries(db, owner):
+    print("live queries (watch a request, get its response again when it changes):")
+    groups = Watch(db, "Note", "group_by", {"by": ["status"], "_count": True}, throttle_ms=0)
+    first = ok("watch group_by status", groups.next())
+    expect("the first response comes at once", first == [
+        {"status": "DONE", "_count": 2}, {"status": "OPEN", "_count": 1}])
+    ok("update status", db.call("Note", "update", {
+        "where": {"ownerId": owner, "title": "T1"}, "data": {"status": "DONE"}}))
+    changed = ok("  -> delivered", groups.next())
+    expect("the watch delivers the changed groups", changed == [{"status": "DONE", "_count": 3}])
+    ok("update price only", db.call("Note", "update", {
+        "where": {"ownerId": owner, "title": "T1"}, "data": {"price": "1.00"}}))
+    time.sleep(0.1)  # the watch re-runs (its table changed) but its result did not
+    groups.stop()
+    expect("an unchanged result is not delivered again", groups.responses.empty())
+    try:
+        Watch(db, "Note", "delete_many")
+        FAILURES.append("a watch of a write request was accepted")
+    except CstackError as e:
+        print("  %-22s refused: %s" % ("watch delete_many", e))
+
+
 def errors(db, owner):
     print("bad input gets err envelopes:")
     err("not JSON", json.loads(db.raw(b'{"model": "Note",')), "bad_request", "not valid JSON")
@@ -255,6 +322,7 @@ def main():
             print("ffi_dispatch: libcstack %s" % db.lib.cstack_version().decode())
             owner = crud(db)
             transactions(db, owner)
+            live_queries(db, owner)
             errors(db, owner)
     for failure in FAILURES:
         print("FAILED: " + failure, file=sys.stderr)

@@ -183,6 +183,9 @@ typedef struct env_query {
  * Free with env_query_free (arrays are owned by the env). */
 int env_query_read(env *e, const cs_model *m, const jr_val *payload, env_query *out);
 void env_query_free(env_query *q);
+/* Reads an `orderBy` (a list of {field, direction}, or one) into an array
+ * owned by the env. */
+int env_order(env *e, const cs_model *m, const jr_val *j, const cstack_order **out, size_t *n);
 /* Reads a `select` list (at the current path) into arrays owned by the env. */
 int env_select(env *e, const cs_model *m, const jr_val *j, const char *const **out, size_t *n);
 /* Reads a list of field names of an aggregate (`_sum` and so on): numeric

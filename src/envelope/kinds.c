@@ -319,7 +319,7 @@ static int put_aggregate(env *e, cs_buf *out, const cs_model *m, const cstack_ro
             rc = cs_buf_json_str(out, dot + 1, strlen(dot + 1));
         if (!rc && dot)
             rc = cs_buf_putc(out, ':');
-        int fi = dot ? cs_field_find(m, dot + 1) : -1;
+        int fi = cs_field_find(m, dot ? dot + 1 : name); /* a group_by field, or none */
         if (!rc)
             rc = env_put_value(e, out, fi >= 0 ? m->fields[fi].type : CS_T_INT, &v);
     }
@@ -346,6 +346,40 @@ static int k_aggregate(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
     return rc;
 }
 
+/* group_by: {"by":[fields],"where"?,"_count"?,"_sum"?..,"orderBy"?} ->
+ * [{"f":v,..,"_count":N,"_sum":{"g":v}},..], one object per group. */
+static int k_group_by(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
+{
+    cstack_group_by_spec g;
+    memset(&g, 0, sizeof g);
+    size_t mark = env_path_key(e, "by");
+    int rc = env_select(e, m, jr_get(p, "by"), &g.by, &g.n_by);
+    env_path_set(e, mark);
+    const jr_val *order = jr_get(p, "orderBy");
+    if (!rc && order) {
+        mark = env_path_key(e, "orderBy");
+        rc = env_order(e, m, order, &g.order_by, &g.n_order);
+        env_path_set(e, mark);
+    }
+    bool aggs = jr_get(p, "_count") || jr_get(p, "_sum") || jr_get(p, "_avg") ||
+                jr_get(p, "_min") || jr_get(p, "_max");
+    cstack_filter *where = NULL;
+    if (rc || (aggs && read_aggregate(e, m, p, &g.agg)) ||
+        env_where(e, m, jr_get(p, "where"), &where))
+        return e->code;
+    g.agg.where = where;
+    cstack_rows *rows = NULL;
+    rc = cstack_group_by(e->db, m->name, &g, &rows);
+    cstack_filter_free(where);
+    if (rc)
+        return store_fail_at(e, rc, NULL);
+    rc = cs_buf_putc(out, '[');
+    for (size_t i = 0; !rc && i < cstack_rows_count(rows); i++)
+        rc = (i ? cs_buf_putc(out, ',') : 0) || put_aggregate(e, out, m, cstack_rows_get(rows, i));
+    cstack_rows_free(rows);
+    return rc ? env_fail(e, CSTACK_ENOMEM, "out of memory") : cs_buf_putc(out, ']');
+}
+
 /* The rows sync keeps hidden (cstack_sync_hidden): the JSON list as it is.
  * `m` is NULL when the request names no model (every model's rows). */
 static int k_hidden_rows(env *e, const cs_model *m, const jr_val *p, cs_buf *out)
@@ -367,7 +401,7 @@ typedef int (*kind_fn)(env *e, const cs_model *m, const jr_val *payload, cs_buf 
 typedef struct kind_def {
     const char *name;
     kind_fn run;
-    const char *keys[7];     /* allowed payload keys, NULL-terminated */
+    const char *keys[10];    /* allowed payload keys, NULL-terminated */
     const char *required[4]; /* of which required */
 } kind_def;
 
@@ -390,6 +424,8 @@ static const kind_def KINDS[] = {
     {"delete", k_delete, {"where", NULL}, {"where", NULL}},
     {"delete_many", k_delete_many, {"where", NULL}, {NULL}},
     {"hidden_rows", k_hidden_rows, {NULL}, {NULL}},
+    {"group_by", k_group_by, {"by", "where", "orderBy", "_count", "_sum", "_avg", "_min", "_max", NULL},
+     {"by", NULL}},
 };
 #define NKINDS (sizeof KINDS / sizeof KINDS[0])
 
@@ -416,7 +452,7 @@ bool env_kind_model_optional(const char *kind, size_t n)
 const char *env_kind_list(void)
 {
     return "create, create_many, find_unique, find_first, find_many, count, aggregate, update, "
-           "update_many, upsert, delete, delete_many, hidden_rows";
+           "update_many, upsert, delete, delete_many, hidden_rows, group_by";
 }
 
 int env_run_kind(env *e, const jr_val *kind, const cs_model *m, const jr_val *payload, cs_buf *out)

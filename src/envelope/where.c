@@ -497,7 +497,7 @@ static int order_item(env *e, const cs_model *m, const jr_val *j, cstack_order *
     return e->code;
 }
 
-static int read_order(env *e, const cs_model *m, const jr_val *j, cstack_query *q)
+int env_order(env *e, const cs_model *m, const jr_val *j, const cstack_order **out, size_t *nout)
 {
     bool list = jr_is(j, JR_ARRAY);
     size_t n = list ? jr_size(j) : 1;
@@ -515,8 +515,8 @@ static int read_order(env *e, const cs_model *m, const jr_val *j, cstack_query *
         if (rc)
             return rc;
     }
-    q->order_by = items;
-    q->n_order = n;
+    *out = items;
+    *nout = n;
     return 0;
 }
 
@@ -589,7 +589,7 @@ static int query_member(env *e, const cs_model *m, const jr_val *key, const jr_v
                         env_query *out)
 {
     if (jr_str_is(key, "orderBy"))
-        return read_order(e, m, v, &out->q);
+        return env_order(e, m, v, &out->q.order_by, &out->q.n_order);
     if (jr_str_is(key, "take")) {
         if (read_count(e, v, &out->q.take))
             return e->code;

@@ -32,18 +32,23 @@ static int64_t due_at(const cstack_watch *w)
 }
 
 /* The next watch to run now, or NULL; (mu held) *next gets the earliest
- * later due time of a dirty watch, or INT64_MAX. */
-static cstack_watch *pick(cs_live *l, int64_t now, int64_t *next)
+ * later due time of a dirty watch, or INT64_MAX.  The scan starts at `from`
+ * (the watch after the last one run) and wraps, so a watch dirtied by every
+ * commit cannot keep the ones after it waiting. */
+static cstack_watch *pick(cs_live *l, cstack_watch *from, int64_t now, int64_t *next)
 {
     *next = INT64_MAX;
-    for (cstack_watch *w = l->head; w; w = w->next) {
-        if (!w->ready || w->stopped || (!w->dirty && !w->first))
-            continue;
-        int64_t due = due_at(w);
-        if (due <= now)
-            return w;
-        if (due < *next)
-            *next = due;
+    for (int pass = 0; pass < 2; pass++) {
+        cstack_watch *end = pass ? from : NULL;
+        for (cstack_watch *w = pass ? l->head : from; w != end; w = w->next) {
+            if (!w->ready || w->stopped || (!w->dirty && !w->first))
+                continue;
+            int64_t due = due_at(w);
+            if (due <= now)
+                return w;
+            if (due < *next)
+                *next = due;
+        }
     }
     return NULL;
 }
@@ -113,12 +118,13 @@ int cs_live_run(cs_live *l, int *next_ms)
     if (!l->running && !l->quit) {
         l->running = true;
         poll_others(l, now);
-        cstack_watch *w;
-        while (!l->quit && (w = pick(l, now, &next)) != NULL) {
+        cstack_watch *w, *after = NULL;
+        while (!l->quit && (w = pick(l, after, now, &next)) != NULL) {
             l->current = w;
             n += run_one(l, w);
             l->current = NULL;
-            if (w->stopped)
+            after = w->next;
+            if (w->orphan)
                 cs_live_unlink(l, w);
             LIVE_SIGNAL(l); /* a stop may wait for w */
             now = cs_mono_ms();
@@ -166,6 +172,7 @@ void cstack_watch_stop(cstack_watch *w)
     LIVE_LOCK(l);
     w->stopped = true;
     if (in_callback == w) {
+        w->orphan = true;
         LIVE_UNLOCK(l); /* the runner frees it when the callback returns */
         return;
     }

@@ -38,13 +38,13 @@ struct cstack_watch {
     int throttle_ms;
     cstack_watch_cb cb;
     void *ctx;
-    char **tables;      /* the tables the query reads, owned */
-    size_t ntables;
-    bool any_table;     /* dependencies unknown: every commit counts */
+    uint64_t deps;      /* the tables it reads: bit i is live->tables[i] (all
+                           bits when unknown); set once its first run is done */
     /* Scheduling, under mu. */
     bool ready;         /* its first run is done: a runner may pick it */
     bool dirty;         /* a commit may have changed the result */
-    bool stopped;       /* cstack_watch_stop ran; free once not current */
+    bool stopped;       /* cstack_watch_stop ran: never called again */
+    bool orphan;        /* stopped from its own callback: the runner frees it */
     int64_t last_run;   /* monotonic ms of the last run */
     char *first;        /* the first response, until delivered (owned) */
     size_t first_len;
@@ -59,6 +59,8 @@ struct cs_live {
     pthread_t thread;
     bool has_thread;
 #endif
+    char *tables[64];      /* the tables watches read, named once (owned) */
+    int ntables;
     cstack_watch *head;
     cstack_watch *current; /* the watch a runner is running (do not free) */
     bool running;          /* a runner (thread or pump) is active */

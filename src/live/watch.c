@@ -21,42 +21,76 @@ static const char *const READ_KINDS[] = {"find_many", "find_first", "find_unique
 
 /* ---- dependencies ----------------------------------------------------------- */
 
+/* The tables a first run read, as the store reports them. */
+typedef struct deps {
+    char **names;
+    size_t n;
+    bool all; /* one could not be remembered: every commit counts */
+} deps;
+
 static void add_table(void *ctx, const char *table)
 {
-    cstack_watch *w = ctx;
-    for (size_t i = 0; i < w->ntables; i++)
-        if (strcasecmp(w->tables[i], table) == 0)
+    deps *d = ctx;
+    for (size_t i = 0; i < d->n; i++)
+        if (strcasecmp(d->names[i], table) == 0)
             return;
-    char **grown = realloc(w->tables, (w->ntables + 1) * sizeof *grown);
+    char **grown = realloc(d->names, (d->n + 1) * sizeof *grown);
     char *copy = grown ? strdup(table) : NULL;
     if (grown)
-        w->tables = grown;
+        d->names = grown;
     if (!copy) {
-        w->any_table = true; /* cannot remember it: every commit counts */
+        d->all = true;
         return;
     }
-    w->tables[w->ntables++] = copy;
+    d->names[d->n++] = copy;
 }
 
-static bool depends_on(const cstack_watch *w, const char *const *tables, size_t n)
+static void deps_free(deps *d)
 {
-    if (w->any_table || w->ntables == 0)
-        return true;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < w->ntables; j++)
-            if (strcasecmp(tables[i], w->tables[j]) == 0)
-                return true;
-    return false;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->names[i]);
+    free(d->names);
 }
 
-/* The store's hook, on the committing thread (holding the write lock). */
+/* The bit of table `name` in l's list (mu held), adding it when `add`; 0
+ * when absent (or the list of 64 is full). */
+static uint64_t table_bit(cs_live *l, const char *name, bool add)
+{
+    for (int i = 0; i < l->ntables; i++)
+        if (strcasecmp(l->tables[i], name) == 0)
+            return 1ull << i;
+    char *copy = add && l->ntables < 64 ? strdup(name) : NULL;
+    if (!copy)
+        return 0;
+    l->tables[l->ntables] = copy;
+    return 1ull << l->ntables++;
+}
+
+/* A watch's dependency bits (mu held): every bit when unknown. */
+static uint64_t deps_mask(cs_live *l, const deps *d)
+{
+    uint64_t mask = 0;
+    for (size_t i = 0; i < d->n && !d->all; i++) {
+        uint64_t bit = table_bit(l, d->names[i], true);
+        if (!bit)
+            return UINT64_MAX;
+        mask |= bit;
+    }
+    return d->all || !mask ? UINT64_MAX : mask;
+}
+
+/* The store's hook, on the committing thread (holding the write lock).  A
+ * watch whose first run is still going may read any table: it counts too. */
 static void on_committed(void *ctx, const char *const *tables, size_t n, bool all)
 {
     cs_live *l = ctx;
     LIVE_LOCK(l);
+    uint64_t mask = all ? UINT64_MAX : 0;
+    for (size_t i = 0; i < n && mask != UINT64_MAX; i++)
+        mask |= table_bit(l, tables[i], false);
     bool any = false;
     for (cstack_watch *w = l->head; w; w = w->next) {
-        if (!w->stopped && !w->dirty && (all || depends_on(w, tables, n))) {
+        if (!w->stopped && !w->dirty && (!w->ready || (w->deps & mask))) {
             w->dirty = true;
             any = true;
         }
@@ -72,9 +106,6 @@ static void on_committed(void *ctx, const char *const *tables, size_t n, bool al
 
 static void watch_free(cstack_watch *w)
 {
-    for (size_t i = 0; i < w->ntables; i++)
-        free(w->tables[i]);
-    free(w->tables);
     free(w->first);
     free(w->request);
     free(w);
@@ -97,6 +128,8 @@ static void live_destroy(void *ctx)
     cs_live_stop_thread(l);
     while (l->head)
         cs_live_unlink(l, l->head);
+    for (int i = 0; i < l->ntables; i++)
+        free(l->tables[i]);
 #ifndef CSTACK_NO_THREADS
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
@@ -153,10 +186,11 @@ static int check_kind(const char *request, size_t len)
               : 0;
 }
 
-/* The first run: the response and the tables it read. */
-static int first_run(cstack *db, cstack_watch *w)
+/* The first run: the response, and in *d the tables it read (made into
+ * w's bits under the lock afterwards: commits read them meanwhile). */
+static int first_run(cstack *db, cstack_watch *w, deps *d)
 {
-    cs_store_record_reads(add_table, w);
+    cs_store_record_reads(add_table, d);
     int rc = cstack_envelope_call(db, w->request, w->len, &w->first, &w->first_len);
     cs_store_record_reads(NULL, NULL);
     if (rc)
@@ -196,15 +230,19 @@ int cstack_watch_envelope(cstack *db, const char *request, size_t len, int throt
         watch_free(w);
         return cs_err(CSTACK_ENOMEM, "watch: cannot start live queries");
     }
-    /* Linked before the first run so a commit racing with it marks it. */
+    /* Linked before the first run so a commit racing with it marks it
+     * (every commit does while its tables are not known yet). */
     w->live = l;
     w->last_run = cs_mono_ms();
     LIVE_LOCK(l);
     w->next = l->head;
     l->head = w;
     LIVE_UNLOCK(l);
-    rc = first_run(db, w);
+    deps d = {0};
+    rc = first_run(db, w, &d);
     LIVE_LOCK(l);
+    w->deps = deps_mask(l, &d);
+    deps_free(&d);
     if (rc) {
         cs_live_unlink(l, w); /* never picked: not ready */
         LIVE_UNLOCK(l);

@@ -323,9 +323,10 @@ int cstack_find_many(cstack *db, const char *model, const cstack_query *q, cstac
     return rc;
 }
 
-/* Runs a one-row query built as SELECT <exprs> FROM model WHERE filter. */
-int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
-                        cs_shape *sh, cstack_row **out)
+/* Completes q ("SELECT <exprs>") with FROM model WHERE filter and `tail`
+ * (NULL or more clauses), and runs it into list or one. */
+static int run_from_where(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
+                          const char *tail, cs_shape *sh, cstack_rows *list, cstack_row **one)
 {
     int rc = cs_buf_puts(&q->sql, " FROM ");
     if (!rc)
@@ -334,12 +335,26 @@ int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filt
         rc = cs_buf_puts(&q->sql, " AS t0 WHERE ");
     if (!rc)
         rc = cs_render_where(q, db->schema, m, 0, where);
+    if (!rc && tail)
+        rc = cs_buf_puts(&q->sql, tail);
     if (!rc) {
         cs_conn *c = cs_read_begin(db);
-        rc = run_rows(m, c, q, sh, NULL, out);
+        rc = run_rows(m, c, q, sh, list, one);
         cs_read_end(db, c);
     }
     return rc;
+}
+
+int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
+                    cs_shape *sh, cstack_row **out)
+{
+    return run_from_where(db, m, q, where, NULL, sh, NULL, out);
+}
+
+int cs_rows_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
+                  const char *tail, cs_shape *sh, cstack_rows *out)
+{
+    return run_from_where(db, m, q, where, tail, sh, out, NULL);
 }
 
 int cstack_count(cstack *db, const char *model, const cstack_filter *where, int64_t *count)

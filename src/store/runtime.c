@@ -238,8 +238,12 @@ void cstack_close(cstack *db)
      * before anything closes (and after the lock is free, which it may be
      * waiting for). */
     void *live = db->live_ctx;
-    if (live)
+    if (live) {
         db->live->destroy(live);
+        db->live_ctx = NULL; /* the extension's last writes report to no one */
+        db->live = NULL;
+        sqlite3_update_hook(db->writer.db, NULL, NULL);
+    }
     cs_changes_free(db);
     if (db->ext && db->ext->destroy)
         db->ext->destroy(db->ext_ctx);

@@ -321,6 +321,10 @@ int cs_model_shape(const cs_model *m, const char *const *select, size_t n, cs_sh
  * filter, and returns its single row. */
 int cs_scalar_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
                     cs_shape *sh, cstack_row **out);
+/* The same with `tail` (more clauses: GROUP BY, ORDER BY) appended, and
+ * every row into `out`. */
+int cs_rows_query(cstack *db, const cs_model *m, cs_sqlb *q, const cstack_filter *where,
+                  const char *tail, cs_shape *sh, cstack_rows *out);
 
 /* Reads one row by unique key with the write connection (inside a write
  * scope).  *out NULL when absent. */
