@@ -14,7 +14,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 
 .PHONY: all deps build build-asan build-fuzz demo test test-plain test-asan test-fuzz fuzz bench \
-	install format clean
+	install format clean web
 
 all: build
 
@@ -51,7 +51,7 @@ demo: build
 test:
 	@MAKE="$(MAKE)" ./scripts/suite.sh
 
-test-plain: build
+test-plain: build web
 	@./scripts/ctest-run.sh plain $(BUILD) -j $(JOBS)
 
 test-asan: build-asan
@@ -75,6 +75,13 @@ fuzz:
 
 bench: build
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b; done
+
+# The browser target (docs/web.md): build/web/, servable as is.
+web: build
+	@mkdir -p $(BUILD)
+	@if ! ./scripts/build-web.sh $(BUILD)/web >$(BUILD)/web.log 2>&1; then \
+	  cat $(BUILD)/web.log; echo "make: the web build failed (log: $(BUILD)/web.log)" >&2; exit 1; \
+	fi
 
 install: build
 	@cmake --install $(BUILD) --prefix "$(PREFIX)"

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cstack_server.h"
@@ -17,7 +18,7 @@ static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
     "                    [--max-upload-mib N] [--max-stream-mib N]\n"
-    "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N]\n"
+    "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N] [--web DIR]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -59,6 +60,8 @@ static const char SERVE_USAGE[] =
     "\n"
     "backups (`cstack backup`; pages stored in DB.pages, docs/pagestore.md):\n"
     "  --backup-quota-mib N  MiB of backup pages one user may store (default 256)\n"
+    "  --web DIR          also serve DIR's files at / (GET; e.g. build/web from\n"
+    "                     `make web`); API routes are unchanged\n"
     "\n"
     "Exit status: 0 stopped by a signal, 1 could not start, 2 bad command line.\n";
 
@@ -92,7 +95,8 @@ int cmd_serve(int argc, char **argv)
     const char *cmd = "serve";
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
-               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL, *quota_mib = NULL;
+               *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL, *quota_mib = NULL,
+               *web = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -104,7 +108,8 @@ int cmd_serve(int argc, char **argv)
                       {"--max-stream-mib", &stream_mib, NULL},
                       {"--page-rows", &page_rows, NULL},
                       {"--page-mib", &page_mib, NULL},
-                      {"--backup-quota-mib", &quota_mib, NULL}};
+                      {"--backup-quota-mib", &quota_mib, NULL},
+                      {"--web", &web, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -141,6 +146,9 @@ int cmd_serve(int argc, char **argv)
     if (quota_mib && parse_count(quota_mib, 1u << 24, &quota))
         return cli_usage_error(cmd, "--backup-quota-mib needs MiB (1 to 16777216), not '%s'",
                                quota_mib);
+    struct stat web_st;
+    if (web && (stat(web, &web_st) != 0 || !S_ISDIR(web_st.st_mode)))
+        return cli_usage_error(cmd, "--web needs a folder, not '%s'", web);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
     if (!secret || !*secret)
@@ -158,7 +166,8 @@ int cmd_serve(int argc, char **argv)
                                 .max_stream_memory = (size_t)stream << 20,
                                 .pull_page_rows = rows,
                                 .pull_page_bytes = (size_t)mib << 20,
-                                .backup_quota = (uint64_t)quota << 20};
+                                .backup_quota = (uint64_t)quota << 20,
+                                .web_dir = web};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);

@@ -106,6 +106,10 @@ typedef struct cstack_server_config {
      * store (CSTACK_SERVER_DEFAULT_BACKUP_QUOTA when 0). */
     const char *pages_path;
     uint64_t backup_quota;
+    /* A folder whose files are served at `/` (GET) besides the API routes,
+     * e.g. the browser build (docs/web.md); NULL: none.  Borrowed: it must
+     * stay valid until the server stops. */
+    const char *web_dir;
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

@@ -89,6 +89,8 @@ int cs_http_global_init(void);
  * CSTACK_ENOMEM. */
 int cs_http_open(cs_client *c);
 void cs_http_close(cs_client *c);
+/* Cuts short the stream's wait on the network (stop, nudge). */
+void cs_http_wake(cs_client *c);
 /* Performs one request on the reusable handle: GET when `body` is NULL, else
  * POST of `len` bytes with the extra header `hdr` (may be NULL).  Returns 0
  * when a response arrived (whatever its status), CSTACK_EIO on a transport
@@ -97,6 +99,11 @@ void cs_http_close(cs_client *c);
 int cs_http_request(cs_client *c, const char *path, const void *body, size_t len, const char *hdr,
                     cs_http_resp *r);
 void cs_http_resp_free(cs_http_resp *r);
+/* Empties a response before a request; its body may grow to `max` bytes. */
+void cs_http_resp_reset(cs_http_resp *r, size_t max);
+/* Reads one header line (`n` bytes, no terminator needed) of a response
+ * into r's fields; lines of other headers are ignored (reply.c). */
+void cs_http_resp_header(cs_http_resp *r, const char *line, size_t n);
 /* The "message" of an error response, or its first bytes, into the client's
  * error text, prefixed with `what`. */
 void cs_http_error_text(cs_client *c, const char *what, const cs_http_resp *r);

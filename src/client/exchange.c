@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <sqlite3.h>
 
 #include "client/client.h"

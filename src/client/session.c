@@ -16,8 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
-
 #include "client/client.h"
 #include "store/store.h"
 
@@ -250,7 +248,7 @@ static void wake(cstack_sync_session *s)
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    curl_multi_wakeup(s->c.multi);
+    cs_http_wake(&s->c);
 }
 
 void cstack_sync_stop(cstack_sync_session *s)

@@ -589,6 +589,28 @@ static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
     return true;
 }
 
+/* A file of `cstack serve --web DIR` (static.c). */
+static enum MHD_Result do_static(srv_req *r, struct MHD_Connection *c)
+{
+    int fd = -1;
+    size_t size = 0;
+    const char *mime = NULL;
+    if (cs_static_open(r->srv->cfg.web_dir, r->path, &fd, &size, &mime) != 0)
+        return reply_err(r, c, 404, "not_found", NULL, "no route %.200s", r->path);
+    struct MHD_Response *resp = MHD_create_response_from_fd(size, fd);
+    if (!resp) {
+        close(fd);
+        return reply_err(r, c, 500, "internal", NULL, "out of memory");
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, mime);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    r->status = 200;
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* Everything the headers decide.  A push's headers are checked before its
  * body is read (a body that cannot be accepted is refused before it is
  * uploaded); other requests are answered once the request is complete,
@@ -602,6 +624,8 @@ static enum MHD_Result dispatch(srv_req *r, struct MHD_Connection *c)
         return reply_err(r, c, 503, "unavailable", NULL, "the server is shutting down");
     if (r->pages)
         return pages_dispatch(r, c);
+    if (r->route == CS_ROUTE_OTHER && r->srv->cfg.web_dir && strcmp(r->method, "GET") == 0)
+        return do_static(r, c);
     if (r->route == CS_ROUTE_OTHER)
         return reply_err(r, c, 404, "not_found", NULL, "no route %.200s", r->path);
     bool post = r->route == CS_ROUTE_PUSH;

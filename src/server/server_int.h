@@ -154,4 +154,18 @@ struct cstack_server {
 void cs_srv_log(const cstack_server *srv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* ---- static files (static.c): `cstack serve --web DIR` ------------------ */
+
+/* The MIME type of a file name by its extension (application/wasm for
+ * .wasm; application/octet-stream when unknown). */
+const char *cs_static_mime(const char *path);
+/* Opens the regular file `url` (a request path; "/" and ".../" mean
+ * index.html) strictly inside `dir`: no `..`, no symbolic link, no control
+ * character.  On success *fd_out is an open descriptor (the caller's to
+ * close, or MHD's once given to a response), *size_out its size and
+ * *mime_out its type (static).  Errors: CSTACK_ENOTFOUND for anything not
+ * served. */
+int cs_static_open(const char *dir, const char *url, int *fd_out, size_t *size_out,
+                   const char **mime_out);
+
 #endif
