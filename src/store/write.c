@@ -470,6 +470,26 @@ static int not_found(const cs_model *m)
     return cs_err(CSTACK_ENOTFOUND, "no %s matches the given unique where", m->name);
 }
 
+/* Reads, on the writer, the row that the unique `where` names: not found is
+ * CSTACK_ENOTFOUND, and a stale @version given in `where` CSTACK_ECONFLICT.
+ * *before (to free with cstack_row_free) may be set also on error. */
+static int load_unique(cstack *db, const cs_model *m, const cstack_data *where,
+                       cstack_row **before)
+{
+    cstack_field_value key[where && where->count ? where->count : 1];
+    cstack_data rest;
+    bool given;
+    int64_t expected = 0;
+    int rc = cs_version_where(m, where, key, &rest, &given, &expected);
+    if (!rc)
+        rc = cs_find_unique_conn(db, &db->writer, m, &rest, before);
+    if (!rc && !*before)
+        rc = not_found(m);
+    if (!rc)
+        rc = cs_version_check(m, *before, given, expected);
+    return rc;
+}
+
 int cstack_update(cstack *db, const char *model, const cstack_data *where,
                   const cstack_data *data, cstack_row **out)
 {
@@ -498,17 +518,7 @@ int cstack_update(cstack *db, const char *model, const cstack_data *where,
         rowvals_free(&rv);
         return rc;
     }
-    cstack_field_value key[where && where->count ? where->count : 1];
-    cstack_data rest;
-    bool given;
-    int64_t expected = 0;
-    rc = cs_version_where(m, where, key, &rest, &given, &expected);
-    if (!rc)
-        rc = cs_find_unique_conn(db, &db->writer, m, &rest, &before);
-    if (!rc && !before)
-        rc = not_found(m);
-    if (!rc)
-        rc = cs_version_check(m, before, given, expected);
+    rc = load_unique(db, m, where, &before);
     if (!rc)
         rc = update_row(db, mi, before, &rv, now, out);
     rc = cs_write_end(db, rc);
@@ -764,17 +774,7 @@ int cstack_delete(cstack *db, const char *model, const cstack_data *where, cstac
     int rc = cs_write_begin(db);
     if (rc)
         return rc;
-    cstack_field_value key[where && where->count ? where->count : 1];
-    cstack_data rest;
-    bool given;
-    int64_t expected = 0;
-    rc = cs_version_where(m, where, key, &rest, &given, &expected);
-    if (!rc)
-        rc = cs_find_unique_conn(db, &db->writer, m, &rest, &before);
-    if (!rc && !before)
-        rc = not_found(m);
-    if (!rc)
-        rc = cs_version_check(m, before, given, expected);
+    rc = load_unique(db, m, where, &before);
     if (!rc)
         rc = delete_row(db, mi, before, out);
     rc = cs_write_end(db, rc);
