@@ -978,7 +978,8 @@ CSTACK_API int cstack_backup(const cstack_schema *schema, const char *path, cons
  * `path`, which must not exist; checks every page's hash and PRAGMA
  * integrity_check before the file appears under its name.  The restored
  * database is the device that made the backup: its site id and sync cursor
- * come back, so `cstack sync` goes on from there. */
+ * come back, so `cstack sync` goes on from there; its version counter moves
+ * past any batch the lost device pushed after the backup (docs/pagestore.md). */
 CSTACK_API int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
                               const cstack_sync_options *o, cstack_backup_info *out);
 /* The user's backups as JSON ({"backups":[{"id":..,"device":..,"name":..,

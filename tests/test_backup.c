@@ -204,6 +204,45 @@ Test(backup, a_restored_device_dumps_the_same_rows_and_syncs_on_without_a_full_d
     stop(&f);
 }
 
+/* The lost device pushed a batch after its last backup; the restored device's
+ * first new batch must not take that batch's id, or the server answers it as
+ * a duplicate and its rows never reach anyone. */
+Test(backup, a_restored_device_never_reuses_a_batch_id_the_lost_device_pushed_after_its_backup,
+     .timeout = 120)
+{
+    fixture f;
+    start(&f, 0);
+    char a_path[1024], b_path[1024], c_path[1024];
+    cstack *a = device(&f, "a", a_path, sizeof a_path);
+    add_docs(a, 1, 10, "alice");
+    sync_once(&f, a, f.alice);
+    backup(&f, a_path, f.alice);
+    add_docs(a, 100, 3, "alice"); /* pushed, then the device is lost */
+    sync_once(&f, a, f.alice);
+    cstack_close(a);
+
+    snprintf(b_path, sizeof b_path, "%s/restored.db", f.dir);
+    cstack_sync_options o = {.url = f.url, .token = f.alice};
+    cstack_backup_info got;
+    cr_assert_eq(cstack_restore(f.schema, b_path, 0, &o, &got), 0, "restore: %s", got.error);
+    cstack *b = NULL;
+    cr_assert_eq(cstack_open(f.schema, b_path, NULL, &b), 0);
+    cr_assert_eq(cstack_bootstrap(b, NULL), 0);
+    add_docs(b, 200, 2, "alice");
+    sync_once(&f, b, f.alice);
+    int64_t n = 0;
+    cr_assert_eq(cstack_count(b, "Doc", NULL, &n), 0);
+    cr_expect_eq(n, 15, "the restored device holds its own rows and the lost device's last ones");
+
+    cstack *c = device(&f, "c", c_path, sizeof c_path);
+    sync_once(&f, c, f.alice);
+    cr_assert_eq(cstack_count(c, "Doc", NULL, &n), 0);
+    cr_expect_eq(n, 15, "a fresh device gets the restored device's new rows too");
+    cstack_close(b);
+    cstack_close(c);
+    stop(&f);
+}
+
 Test(backup, a_second_backup_after_changing_1pct_of_rows_sends_a_few_pct_of_the_pages,
      .timeout = 120)
 {

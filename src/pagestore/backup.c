@@ -379,6 +379,51 @@ static int integrity_ok(bk *b, const char *path)
     return ok ? 0 : cs_bk_fail(b, CSTACK_EIO, "the restored database fails PRAGMA integrity_check");
 }
 
+/* How far a restore moves the device's version counter.  The backed-up
+ * device may have pushed batches after its backup; they are on the server
+ * under "<site>:<version>" ids the restored file has not used yet.  New
+ * writes of the restored device must not take those ids, or the server would
+ * answer them as duplicates and drop them.  The restored device cannot know
+ * how far the lost one got, so it jumps past any count of transactions a
+ * device makes between two backups.  Versions are local cursors: a gap is
+ * harmless. */
+#define RESTORE_VERSION_JUMP ((int64_t)1 << 32)
+
+/* Moves the restored file's version counter (sync/clock.c reads the larger
+ * of _cstack_sync_state 'ver' and the log) by RESTORE_VERSION_JUMP.  A file
+ * without sync tables (no synced model) is left alone. */
+static int jump_version(bk *b, const char *path)
+{
+    static const char has_sql[] = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                                  "name IN ('_cstack_sync_state', '_cstack_txlog')";
+    static const char jump_sql[] =
+        "INSERT INTO _cstack_sync_state(key, value) SELECT 'ver', "
+        "max(coalesce((SELECT max(ver) FROM _cstack_txlog), 0), "
+        "coalesce((SELECT value FROM _cstack_sync_state WHERE key = 'ver'), 0)) + ?1 WHERE 1 "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    bool has = false;
+    if (rc == SQLITE_OK && (rc = sqlite3_prepare_v2(db, has_sql, -1, &st, NULL)) == SQLITE_OK)
+        has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK && has &&
+        (rc = sqlite3_prepare_v2(db, jump_sql, -1, &st, NULL)) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, RESTORE_VERSION_JUMP);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    char why[256];
+    snprintf(why, sizeof why, "%s", db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (rc != SQLITE_OK)
+        return cs_bk_fail(b, CSTACK_EIO, "cannot move the restored device's version counter: %s",
+                          why);
+    return 0;
+}
+
 /* Fetches the manifest of backup `id` (0 = latest) and the pages into tmp. */
 static int restore_to(bk *b, int64_t id, const char *tmp)
 {
@@ -440,6 +485,7 @@ int cstack_restore(const cstack_schema *schema, const char *path, int64_t id,
         rc = restore_to(&b, id, tmp.data);
     }
     rc = rc ? rc : integrity_ok(&b, tmp.data);
+    rc = rc ? rc : jump_version(&b, tmp.data);
     if (!rc && rename(tmp.data, path))
         rc = cs_bk_fail(&b, CSTACK_EIO, "cannot rename to '%s': %s", path, strerror(errno));
     if (!rc)
