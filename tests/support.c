@@ -108,3 +108,17 @@ int t_run(const char *cmd, char **out)
         free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+char *t_text_of(cstack *db, const char *model, const char *id, const char *field)
+{
+    cstack_row *row = NULL;
+    cr_assert_eq(cstack_find_unique(db, model, DATA(FV("id", T(id))), NULL, 0, &row), 0, "%s",
+                 cstack_errmsg(db));
+    if (!row)
+        return NULL;
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(row, field, &v), 0);
+    char *out = strndup(v.u.s.p, v.u.s.n);
+    cstack_row_free(row);
+    return out;
+}

@@ -26,5 +26,8 @@ char *t_tmpdir(void);
 /* Runs a shell command, capturing stdout into a malloc'd string; returns the
  * exit status (or -1). */
 int t_run(const char *cmd, char **out);
+/* The text field `field` of the `model` row whose text id is `id` (malloc'd),
+ * NULL when there is no such row; aborts the test on errors. */
+char *t_text_of(cstack *db, const char *model, const char *id, const char *field);
 
 #endif

@@ -60,18 +60,7 @@ static void remove_doc(dev *d, const char *id)
 /* The title of doc `id` (malloc'd), NULL when the device has no such doc. */
 static char *title_of(dev *d, const char *id)
 {
-    cstack_field_value w[] = {{"id", cstack_v_text(id)}};
-    cstack_data where = {w, 1};
-    cstack_row *row = NULL;
-    cr_assert_eq(cstack_find_unique(d->db, "Doc", &where, NULL, 0, &row), 0, "%s",
-                 cstack_errmsg(d->db));
-    if (!row)
-        return NULL;
-    cstack_value v;
-    cr_assert_eq(cstack_row_get(row, "title", &v), 0);
-    char *out = strndup(v.u.s.p, v.u.s.n);
-    cstack_row_free(row);
-    return out;
+    return t_text_of(d->db, "Doc", id, "title");
 }
 
 static void options(cstack_sync_options *o, char *url, size_t cap, const char *token)

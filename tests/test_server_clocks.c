@@ -37,17 +37,9 @@ static void retitle(dev *d, const char *id, const char *title)
 /* The title of post `id`, malloc'd. */
 static char *title_of(dev *d, const char *id)
 {
-    cstack_field_value w[] = {{"id", cstack_v_text(id)}};
-    cstack_data where = {w, 1};
-    cstack_row *row = NULL;
-    cr_assert_eq(cstack_find_unique(d->db, "Post", &where, NULL, 0, &row), 0, "%s",
-                 cstack_errmsg(d->db));
-    cr_assert_not_null(row, "post %s is missing", id);
-    cstack_value v;
-    cr_assert_eq(cstack_row_get(row, "title", &v), 0);
-    char *out = strndup(v.u.s.p, v.u.s.n);
-    cstack_row_free(row);
-    return out;
+    char *t = t_text_of(d->db, "Post", id, "title");
+    cr_assert_not_null(t, "post %s is missing", id);
+    return t;
 }
 
 /* One cstack_sync_run_once of the library's client against the server. */
