@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config libsqlite3-dev sqlite3 libcriterion-dev
 libjansson-dev clang libclang-rt-14-dev python3 libmicrohttpd-dev libcurl4-openssl-dev
-libjwt-dev liblmdb-dev"
+libjwt-dev liblmdb-dev libpq-dev postgresql"
 
 missing=""
 for p in $PKGS; do

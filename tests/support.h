@@ -30,4 +30,13 @@ int t_run(const char *cmd, char **out);
  * NULL when there is no such row; aborts the test on errors. */
 char *t_text_of(cstack *db, const char *model, const char *id, const char *field);
 
+/* The URL of the test PostgreSQL cluster (malloc'd), from the state file
+ * scripts/pg-cluster.sh wrote (CTest's pg_start fixture; CSTACK_TEST_PG_STATE
+ * overrides its path).  Aborts the test with a clear message when there is
+ * none: a test that needs PostgreSQL never skips. */
+char *t_pg_url(void);
+/* A new, empty database on that cluster, dropped when the process exits;
+ * returns its URL (malloc'd). */
+char *t_pg_database(void);
+
 #endif
