@@ -115,6 +115,12 @@ Test(crate_server, a_claim_that_does_not_fit_its_type_is_refused_with_the_reason
         cr_expect(strstr(body, cases[i].why), "'%s' lacks '%s'", body, cases[i].why);
         dev_free(&d);
     }
+    const char *broken[] = {"organization={\"id\":"};
+    char *tok = NULL, err[256] = "";
+    cr_expect_eq(cstack_server_mint_token(SECRET, "zed", broken, 1, 0, 0, &tok, err, sizeof err),
+                 CSTACK_EINVAL);
+    cr_expect(strstr(err, "claim 'organization' is not valid JSON"), "%s", err);
+    cr_expect_null(tok);
 }
 
 Test(crate_server, auth_equals_relation_lets_only_the_related_user_write)
