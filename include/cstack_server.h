@@ -150,13 +150,16 @@ CSTACK_API int cstack_server_run(const cstack_server_config *cfg, FILE *out, cha
  * an identity provider that shares the secret.  `sub` becomes the token's
  * `sub` (auth().id in policies); each of the `nclaims` strings in `claims`
  * is "key=value", where a value that reads as a JSON integer or boolean
- * becomes one and anything else a string.  `iat` is `now` (Unix seconds)
+ * becomes one, a value starting with '{' or '[' is parsed as a JSON object
+ * or array (a composite auth field's claim, `organization={"id":"o1"}`),
+ * and anything else a string.  `iat` is `now` (Unix seconds)
  * and `exp` is now + ttl_seconds when ttl_seconds > 0 (no expiry
  * otherwise).  Every argument is borrowed for the call.  On success *token
  * is a NUL-terminated string to free with cstack_free(); on failure it is
  * NULL and `err` says why.
  * Errors: CSTACK_EINVAL (an empty secret or sub, a claim without '=', a reserved
- * claim such as "exp" or "sub" among the claims, a claim given twice),
+ * claim such as "exp" or "sub" among the claims, a claim given twice, a
+ * '{' or '[' value that is not valid JSON),
  * CSTACK_ENOMEM. */
 CSTACK_API int cstack_server_mint_token(const char *secret, const char *sub,
                                         const char *const *claims, size_t nclaims, int64_t now,

@@ -487,3 +487,75 @@ Test(crate_writes, list_side_relation_keys_are_accepted_and_the_relation_works)
                 "{\"count\":1}");
     cstack_close(db);
 }
+
+/* ---- composite auth fields, auth() == relation, mixin overrides ------------------ */
+
+static cstack_schema *load_fixture(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", CORPUS, name);
+    cstack_schema *s = NULL;
+    cstack_diags *d = NULL;
+    int rc = cstack_schema_load(path, &s, &d);
+    char *txt = cstack_diags_format(d);
+    cr_assert_eq(rc, 0, "%s: %s", name, txt);
+    cstack_free(txt);
+    cstack_diags_free(d);
+    return s;
+}
+
+Test(crate_schema, nested_claims_and_auth_equals_relation_become_plain_comparisons)
+{
+    cstack_schema *s = load_fixture("auth_types.ok.cstack");
+    const char *c = s->canonical;
+    /* The composite and its members (nested types nest the names). */
+    cr_expect(strstr(c, "  organization OrganizationScope\n  organization.id String\n"
+                        "  organization.slug String?\n  organization.owner Person\n"
+                        "  organization.owner.id String\n  team TeamScope?\n  team.id Int\n"),
+              "%s", c);
+    cr_expect(strstr(c, "(orgId == auth().organization.id)"), "%s", c);
+    cr_expect(strstr(c, "(auth().organization.owner.id == ownerId)"), "%s", c);
+    /* The owning side compares its own foreign key; a back side walks to
+     * the related row's key. */
+    cr_expect(strstr(c, "@@allow(12, ((auth().id == ownerId) && (ownerId == auth().id)))"), "%s",
+              c);
+    cr_expect(strstr(c, "@@deny(4, (owner.profile.id == auth().id))"), "%s", c);
+    cr_expect(strstr(c, "@@allow(15, (auth().id == userId))"), "%s", c);
+    const cs_auth_block *a = &s->auth;
+    int org = -1;
+    for (size_t i = 0; i < a->nfields; i++)
+        if (strcmp(a->fields[i].name, "organization") == 0)
+            org = (int)i;
+    cr_assert_geq(org, 0);
+    cr_expect(a->fields[org].composite);
+    cr_expect_eq(a->fields[org].type, CS_T_JSON);
+    cr_expect(a->fields[org + 2].optional, "organization.slug keeps its '?'");
+    cstack_schema_free(s);
+}
+
+Test(crate_writes, a_model_field_overrides_the_mixin_field_of_the_same_name)
+{
+    cstack_schema *s = load_fixture("mixin_override.ok.cstack");
+    const cs_model *m = &s->models[0];
+    cr_assert_eq(m->nfields, 4);
+    const char *names[] = {"createdAt", "note", "id", "email"};
+    for (size_t i = 0; i < 4; i++)
+        cr_expect_str_eq(m->fields[i].name, names[i]);
+    cr_expect(m->fields[0].optional, "the model's createdAt DateTime?");
+    cr_expect_eq(m->fields[0].def.kind, CS_DEF_NONE, "not the mixin's @default(now())");
+    cr_expect_eq(m->nuniques, 0, "the mixin's @unique went with its field");
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open_in_memory(s, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(cstack_create(db, "Post", DATA(FV("id", I(1)), FV("email", T("a@b.io"))), NULL),
+                 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(cstack_create(db, "Post", DATA(FV("id", I(2)), FV("email", T("a@b.io"))), NULL),
+                 0, "the same email twice: %s", cstack_errmsg(db));
+    int64_t n = -1;
+    cstack_filter *f = cstack_filter_cmp("createdAt", CSTACK_OP_EQ, 0, cstack_v_null());
+    cr_expect_eq(cstack_count(db, "Post", f, &n), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(n, 2, "no default filled createdAt");
+    cstack_filter_free(f);
+    cstack_close(db);
+    cstack_schema_free(s);
+}

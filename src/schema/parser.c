@@ -25,155 +25,6 @@
 
 #include "schema/schema_int.h"
 
-/* ---- small helpers ----------------------------------------------------- */
-
-void *cs_push(cs_parse *p, void *arrp, size_t n, size_t elem)
-{
-    char **arr = arrp;
-    if (n == 0 || (n & (n - 1)) == 0) {
-        size_t cap = n ? n * 2 : 1;
-        char *v = realloc(*arr, cap * elem);
-        if (!v) {
-            p->oom = true;
-            return NULL;
-        }
-        *arr = v;
-    }
-    void *slot = *arr + n * elem;
-    memset(slot, 0, elem);
-    return slot;
-}
-
-char *cs_xstrdup(cs_parse *p, const char *s)
-{
-    char *d = cs_strdup(s);
-    if (!d)
-        p->oom = true;
-    return d;
-}
-
-char *cs_tok_strdup(cs_parse *p, const cs_token *t)
-{
-    char *d = t->text ? cs_strdup(t->text) : cs_strndup(t->start, t->len);
-    if (!d)
-        p->oom = true;
-    return d;
-}
-
-const cs_token *cs_peek(cs_parse *p)
-{
-    while (p->toks[p->cur].kind == T_DOC)
-        p->cur++;
-    return &p->toks[p->cur];
-}
-
-const cs_token *cs_next(cs_parse *p)
-{
-    const cs_token *t = cs_peek(p);
-    if (t->kind != T_EOF)
-        p->cur++;
-    return t;
-}
-
-bool cs_accept(cs_parse *p, cs_tok_kind k)
-{
-    if (cs_peek(p)->kind != k)
-        return false;
-    cs_next(p);
-    return true;
-}
-
-bool cs_tok_is(const cs_token *t, const char *word)
-{
-    return t->kind == T_IDENT && t->len == strlen(word) && memcmp(t->start, word, t->len) == 0;
-}
-
-const char *cs_tok_desc(const cs_token *t, char *buf, size_t n)
-{
-    switch (t->kind) {
-    case T_EOF:
-        return "end of file";
-    case T_STRING:
-        return "a string";
-    case T_IDENT:
-    case T_NUMBER:
-        snprintf(buf, n, "'%.*s'", t->len > 40 ? 40 : (int)t->len, t->start);
-        return buf;
-    default:
-        snprintf(buf, n, "'%s'", cs_tok_kind_name(t->kind));
-        return buf;
-    }
-}
-
-void cs_syntax(cs_parse *p, cs_pos pos, const char *fmt, ...)
-{
-    size_t end = p->cur < p->ntoks ? p->cur : p->ntoks - 1;
-    for (size_t i = p->member_start; i <= end; i++)
-        if (p->toks[i].lexerr)
-            return;
-    va_list ap;
-    va_start(ap, fmt);
-    cs_vdiag(p->diags, pos, fmt, ap);
-    va_end(ap);
-}
-
-void cs_err_expected(cs_parse *p, const char *what)
-{
-    char b[64];
-    const cs_token *t = cs_peek(p);
-    cs_pos pos = t->pos;
-    /* When the line ended before what was expected (an unclosed `(`), point
-     * just after the last token of that line rather than at the next one. */
-    size_t i = p->cur;
-    while (i > 0 && p->toks[i - 1].kind == T_DOC)
-        i--;
-    if (i > 0 && p->toks[i - 1].pos.line < pos.line) {
-        pos = p->toks[i - 1].pos;
-        pos.col += (int)p->toks[i - 1].len;
-    }
-    cs_syntax(p, pos, "expected %s, found %s", what, cs_tok_desc(t, b, sizeof(b)));
-}
-
-void cs_names_free(cs_names *n)
-{
-    for (size_t i = 0; i < n->n; i++)
-        free(n->v[i]);
-    free(n->v);
-    free(n->pos);
-    memset(n, 0, sizeof(*n));
-}
-
-bool cs_names_push(cs_parse *p, cs_names *n, const cs_token *t)
-{
-    char **v = cs_push(p, &n->v, n->n, sizeof(*v));
-    cs_pos *pos = v ? cs_push(p, &n->pos, n->n, sizeof(*pos)) : NULL;
-    if (!pos)
-        return false;
-    *v = cs_tok_strdup(p, t);
-    *pos = t->pos;
-    n->n++;
-    return *v != NULL;
-}
-
-void cs_pfield_free(cs_pfield *pf)
-{
-    free(pf->def_text);
-    cs_names_free(&pf->rel_fields);
-    cs_names_free(&pf->rel_refs);
-    free(pf->rel_name);
-}
-
-void cs_pmodel_free(cs_pmodel *pm, size_t nfields)
-{
-    for (size_t i = 0; i < nfields; i++)
-        cs_pfield_free(&pm->fields[i]);
-    free(pm->fields);
-    for (size_t i = 0; i < pm->nsets; i++)
-        cs_names_free(&pm->sets[i].names);
-    free(pm->sets);
-    free(pm->soft_name);
-}
-
 /* Consecutive /// lines before a declaration, joined with newlines. */
 static char *take_docs(cs_parse *p)
 {
@@ -194,15 +45,6 @@ static char *take_docs(cs_parse *p)
     return b.data ? cs_buf_take(&b) : NULL;
 }
 
-/* Size limits are reported once: one overflow would otherwise flood the
- * diagnostics with the same message. */
-bool cs_limit_once(cs_parse *p)
-{
-    bool first = !p->limit_hit;
-    p->limit_hit = true;
-    return first;
-}
-
 static bool is_decl_keyword(const cs_token *t)
 {
     return cs_tok_is(t, "model") || cs_tok_is(t, "enum") || cs_tok_is(t, "auth") ||
@@ -219,7 +61,7 @@ static bool at_decl_start(cs_parse *p)
            p->toks[i + 2].kind == T_LBRACE;
 }
 
-static void skip_toplevel(cs_parse *p)
+void cs_skip_toplevel(cs_parse *p)
 {
     int depth = 0;
     for (;;) {
@@ -291,10 +133,7 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
     return true;
 }
 
-/* Parses `name Type[?|[]] @attrs...`.  `pm` is NULL in the auth block, where
- * attributes are not allowed.  Returns false after a syntax error (the caller
- * recovers); the field is then incomplete but safe to free. */
-static bool parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, cs_pmodel *pm)
+bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, cs_pmodel *pm)
 {
     const cs_token *nt = cs_next(p);
     f->pos = nt->pos;
@@ -412,8 +251,7 @@ static bool parse_model_attr(cs_parse *p, cs_model *m, cs_pmodel *pm)
 
 /* ---- declarations ------------------------------------------------------- */
 
-/* Reads `NAME {` after a keyword; false (diagnosed) when it is not there. */
-static const cs_token *decl_head(cs_parse *p, const char *kw)
+const cs_token *cs_decl_head(cs_parse *p, const char *kw)
 {
     cs_next(p);
     const cs_token *name = cs_peek(p);
@@ -431,11 +269,7 @@ static const cs_token *decl_head(cs_parse *p, const char *kw)
     return name;
 }
 
-/* One member of a model or auth block.  Returns false at the end of the
- * block (the `}` consumed, or a diagnostic for a missing one). */
-typedef bool (*member_fn)(cs_parse *p, void *ctx, char *doc);
-
-static void parse_block(cs_parse *p, const char *what, const char *name, member_fn fn, void *ctx)
+void cs_parse_block(cs_parse *p, const char *what, const char *name, cs_member_fn fn, void *ctx)
 {
     for (;;) {
         char *doc = take_docs(p);
@@ -479,7 +313,7 @@ static bool use_mixin(cs_parse *p, model_ctx *mc)
         cs_err_expected(p, name ? "')' after the mixin name" : "'(' and a mixin name");
         return false;
     }
-    int mi = cs_mixin_find(p, name);
+    int mi = cs_block_find(&p->mixins, name);
     if (mi < 0 || p->in_mixin) {
         cs_diag(p->diags, at->pos, p->in_mixin ? "@use is not allowed inside a mixin"
                                                : "unknown mixin '%.*s'",
@@ -487,11 +321,11 @@ static bool use_mixin(cs_parse *p, model_ctx *mc)
         return true;
     }
     size_t cur = p->cur, start = p->member_start;
-    p->cur = p->mixin_body[mi];
+    p->cur = p->mixins.body[mi];
     p->in_mixin = true;
     char what[80];
     snprintf(what, sizeof what, "%.*s", name->len > 60 ? 60 : (int)name->len, name->start);
-    parse_block(p, "mixin", what, model_member, mc);
+    cs_parse_block(p, "mixin", what, model_member, mc);
     p->in_mixin = false;
     p->cur = cur;
     p->member_start = start;
@@ -536,7 +370,8 @@ static bool model_member(cs_parse *p, void *vctx, char *doc)
     }
     m->nfields++;
     f->doc = doc;
-    if (parse_field(p, m->name, f, pf, pm))
+    pf->from_mixin = p->in_mixin;
+    if (cs_parse_field(p, m->name, f, pf, pm))
         return true;
     /* Drop a field that has no type: validating it would only add noise. */
     if (!f->type_name) {
@@ -548,14 +383,53 @@ static bool model_member(cs_parse *p, void *vctx, char *doc)
     return false;
 }
 
+static bool overridden(const cs_model *m, const cs_pmodel *pm, size_t fi)
+{
+    for (size_t k = 0; k < m->nfields; k++)
+        if (!pm->fields[k].from_mixin && strcmp(m->fields[k].name, m->fields[fi].name) == 0)
+            return true;
+    return false;
+}
+
+/* A model's own field overrides a mixin's field of the same name, wherever
+ * either is written (CrateStack does the same): the mixin's copy is dropped,
+ * with the unique set its @unique made. */
+static void drop_overridden(cs_parse *p, size_t mi)
+{
+    cs_model *m = &p->s->models[mi];
+    cs_pmodel *pm = &p->pm[mi];
+    size_t out = 0;
+    for (size_t i = 0; i < m->nfields; i++) {
+        cs_pfield *pf = &pm->fields[i];
+        if (!pf->from_mixin || !overridden(m, pm, i)) {
+            m->fields[out] = m->fields[i];
+            pm->fields[out++] = *pf;
+            continue;
+        }
+        for (size_t k = 0; pf->unique_pos.line && k < pm->nsets; k++) {
+            cs_pset *set = &pm->sets[k];
+            if (set->kind == CS_SET_FIELD_UNIQUE && set->pos.line == pf->unique_pos.line &&
+                set->pos.col == pf->unique_pos.col) {
+                cs_names_free(&set->names);
+                memmove(set, set + 1, (pm->nsets - k - 1) * sizeof *set);
+                pm->nsets--;
+                break;
+            }
+        }
+        cs_field_clear(&m->fields[i]);
+        cs_pfield_free(pf);
+    }
+    m->nfields = out;
+}
+
 static void parse_model(cs_parse *p, char *doc)
 {
-    const cs_token *name = decl_head(p, "model");
+    const cs_token *name = cs_decl_head(p, "model");
     if (!name || p->s->nmodels >= CS_MAX_MODELS) {
         if (name && cs_limit_once(p))
             cs_diag(p->diags, name->pos, "too many models (limit %d)", CS_MAX_MODELS);
         free(doc);
-        skip_toplevel(p);
+        cs_skip_toplevel(p);
         return;
     }
     size_t mi = p->s->nmodels;
@@ -574,7 +448,8 @@ static void parse_model(cs_parse *p, char *doc)
     if (!m->name || !m->table)
         return;
     model_ctx mc = {mi};
-    parse_block(p, "model", m->name, model_member, &mc);
+    cs_parse_block(p, "model", m->name, model_member, &mc);
+    drop_overridden(p, mi);
 }
 
 /* Adds member token t to enum e unless it is a duplicate (`seen` holds the
@@ -606,11 +481,11 @@ static void enum_member(cs_parse *p, cs_enum *e, cs_nameset *seen, const cs_toke
 
 static void parse_enum(cs_parse *p, char *doc)
 {
-    const cs_token *name = decl_head(p, "enum");
+    const cs_token *name = cs_decl_head(p, "enum");
     cs_enum *e = name ? cs_push(p, &p->s->enums, p->s->nenums, sizeof(*e)) : NULL;
     if (!e) {
         free(doc);
-        skip_toplevel(p);
+        cs_skip_toplevel(p);
         return;
     }
     p->s->nenums++;
@@ -687,9 +562,9 @@ static void ds_free(cs_datasource *ds)
 static void parse_datasource(cs_parse *p)
 {
     const cs_token *kw = cs_peek(p);
-    const cs_token *name = decl_head(p, "datasource");
+    const cs_token *name = cs_decl_head(p, "datasource");
     if (!name) {
-        skip_toplevel(p);
+        cs_skip_toplevel(p);
         return;
     }
     bool dup = p->ds_pos.line != 0;
@@ -737,83 +612,16 @@ static void parse_datasource(cs_parse *p)
         p->s->datasource = ds;
 }
 
-static bool auth_member(cs_parse *p, void *vctx, char *doc)
-{
-    cs_auth_block *a = vctx;
-    const cs_token *t = cs_peek(p);
-    if (t->kind != T_IDENT || a->nfields >= CS_MAX_FIELDS) {
-        char b[64];
-        if (t->kind != T_IDENT)
-            cs_syntax(p, t->pos, "expected a field in auth '%s', found %s", a->name,
-                      cs_tok_desc(t, b, sizeof(b)));
-        else if (cs_limit_once(p))
-            cs_diag(p->diags, t->pos, "too many fields in auth '%s' (limit %d)", a->name,
-                    CS_MAX_FIELDS);
-        free(doc);
-        p->auth_broken = true;
-        return false;
-    }
-    cs_field *f = cs_push(p, &a->fields, a->nfields, sizeof(*f));
-    cs_pfield *pf = f ? cs_push(p, &p->pauth_tmp, a->nfields, sizeof(*pf)) : NULL;
-    if (!pf) {
-        free(doc);
-        return false;
-    }
-    a->nfields++;
-    f->doc = doc;
-    if (parse_field(p, a->name, f, pf, NULL))
-        return true;
-    if (!f->type_name) {
-        cs_field_clear(f);
-        cs_pfield_free(pf);
-        a->nfields--;
-    }
-    p->auth_broken = true;
-    return false;
-}
-
-static void parse_auth(cs_parse *p)
-{
-    const cs_token *kw = cs_peek(p);
-    const cs_token *name = decl_head(p, "auth");
-    if (!name) {
-        skip_toplevel(p);
-        return;
-    }
-    bool dup = p->auth_pos.line != 0;
-    if (dup)
-        cs_diag(p->diags, kw->pos, "only one auth block is allowed");
-    else
-        p->auth_pos = name->pos;
-    cs_auth_block a = {0};
-    a.name = cs_tok_strdup(p, name);
-    p->pauth_tmp = NULL;
-    if (a.name)
-        parse_block(p, "auth", a.name, auth_member, &a);
-    if (dup) {
-        for (size_t i = 0; i < a.nfields; i++) {
-            cs_field_clear(&a.fields[i]);
-            cs_pfield_free(&p->pauth_tmp[i]);
-        }
-        free(a.fields);
-        free(a.name);
-        free(p->pauth_tmp);
-    } else {
-        p->s->auth = a;
-        p->pauth = p->pauth_tmp;
-    }
-    p->pauth_tmp = NULL;
-}
-
 void cs_parse_tokens(cs_parse *p)
 {
-    cs_scan_mixins(p);
+    cs_scan_blocks(p);
     while (!p->oom) {
         char *doc = take_docs(p);
         const cs_token *t = cs_peek(p);
         p->member_start = p->cur;
         if (t->kind == T_EOF) {
             free(doc);
+            cs_warn_unused_types(p);
             return;
         }
         if (cs_parse_server_only(p)) {
@@ -827,14 +635,14 @@ void cs_parse_tokens(cs_parse *p)
             if (cs_tok_is(t, "datasource")) {
                 parse_datasource(p);
             } else if (cs_tok_is(t, "auth")) {
-                parse_auth(p);
+                cs_parse_auth(p);
             } else {
                 char b[64];
                 cs_syntax(p, t->pos,
                           "expected a declaration (model, enum, auth or datasource), found %s",
                           cs_tok_desc(t, b, sizeof(b)));
                 cs_next(p);
-                skip_toplevel(p);
+                cs_skip_toplevel(p);
             }
         }
     }

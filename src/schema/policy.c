@@ -29,6 +29,7 @@ void cs_expr_free(cs_expr *e)
         free(e->path[i]);
     free(e->path);
     free(e->text);
+    free(e->seg_pos);
     free(e);
 }
 
@@ -74,7 +75,29 @@ static void err_expr(cs_parse *p, const char *what)
     cs_err_expected(p, what);
 }
 
-/* `auth()` or `auth().field`; the `auth` token is consumed. */
+/* Appends segment t of auth().a.b... to e (text joined with dots). */
+static bool auth_segment(cs_parse *p, cs_expr *e, const cs_token *t)
+{
+    cs_buf b = CS_BUF_INIT;
+    cs_pos *pos = cs_push(p, &e->seg_pos, e->nseg, sizeof *pos);
+    char *text = NULL;
+    if (pos && !(e->text && cs_buf_printf(&b, "%s.", e->text)) &&
+        !cs_buf_append(&b, t->start, t->len))
+        text = cs_buf_take(&b);
+    cs_buf_free(&b);
+    if (!text) {
+        p->oom = true;
+        return false;
+    }
+    *pos = t->pos;
+    e->nseg++;
+    free(e->text);
+    e->text = text;
+    return true;
+}
+
+/* `auth()`, `auth().field` or a claim's member `auth().field.member...`
+ * (composite auth fields); the `auth` token is consumed. */
 static cs_expr *parse_auth(cs_parse *p, cs_pos pos)
 {
     cs_next(p); /* ( */
@@ -93,16 +116,20 @@ static cs_expr *parse_auth(cs_parse *p, cs_pos pos)
     if (cs_peek(p)->kind == T_LPAREN)
         return cs_crate_auth_call(p, t, pos);
     cs_expr *e = cs_new_expr(p, CS_E_AUTH_FIELD, pos);
-    if (e && !(e->text = cs_tok_strdup(p, t))) {
-        cs_expr_free(e);
-        return NULL;
-    }
-    if (e && cs_peek(p)->kind == T_DOT) {
-        cs_diag(p->diags, cs_peek(p)->pos, "auth() fields have no members");
-        cs_expr_free(e);
-        return NULL;
+    if (!e || !auth_segment(p, e, t))
+        goto fail;
+    while (cs_accept(p, T_DOT)) {
+        if (cs_peek(p)->kind != T_IDENT) {
+            err_expr(p, "a member name after '.'");
+            goto fail;
+        }
+        if (!auth_segment(p, e, cs_next(p)))
+            goto fail;
     }
     return e;
+fail:
+    cs_expr_free(e);
+    return NULL;
 }
 
 /* A field path, possibly followed by a to-many predicate. */
@@ -492,45 +519,6 @@ static bool check_path(pctx *c, cs_expr *e, int mi)
     return true;
 }
 
-static bool check_auth(pctx *c, cs_expr *e)
-{
-    const cs_auth_block *a = &c->p->s->auth;
-    /* auth() itself (signed in or not) needs no auth block; its fields do. */
-    if (!a->name && e->kind == CS_E_AUTH) {
-        e->vtype = CS_T_MODEL;
-        e->type_index = -1;
-        return true;
-    }
-    if (!a->name) {
-        cs_diag(c->p->diags, e->pos,
-                e->bval ? "policy on '%s' uses hasRole(), which compares auth().role: declare an "
-                          "auth block with a 'role' field"
-                        : "policy on '%s' reads an auth() field but the schema has no auth block",
-                c->root);
-        return false;
-    }
-    e->vtype = CS_T_MODEL;
-    e->type_index = -1;
-    if (e->kind == CS_E_AUTH)
-        return true;
-    for (size_t i = 0; i < a->nfields; i++) {
-        if (strcmp(a->fields[i].name, e->text) == 0) {
-            if (c->p->pauth[i].bad_type)
-                return false;
-            e->vtype = a->fields[i].type;
-            e->type_index = a->fields[i].type_index;
-            return true;
-        }
-    }
-    if (!c->p->auth_broken && e->bval) /* made by hasRole() */
-        cs_diag(c->p->diags, e->pos,
-                "hasRole() compares auth().role, but auth '%s' has no field 'role'", a->name);
-    else if (!c->p->auth_broken)
-        cs_diag(c->p->diags, e->pos, "policy on '%s' names unknown auth() field '%s'", c->root,
-                e->text);
-    return false;
-}
-
 static bool is_numeric(cs_scalar t)
 {
     return t == CS_T_INT || t == CS_T_FLOAT || t == CS_T_DECIMAL;
@@ -723,7 +711,7 @@ static bool check(pctx *c, cs_expr *e, int mi)
         return check_path(c, e, mi);
     case CS_E_AUTH:
     case CS_E_AUTH_FIELD:
-        return check_auth(c, e);
+        return cs_check_auth(c->p, c->root, e);
     case CS_E_NOT:
         if (!check(c, e->lhs, mi) || !want_bool(c, e->lhs, "!"))
             return false;
@@ -737,6 +725,11 @@ static bool check(pctx *c, cs_expr *e, int mi)
     bool okl = check(c, e->lhs, mi);
     bool okr = check(c, e->rhs, mi);
     if (!okl || !okr)
+        return false;
+    /* auth() == relation becomes a comparison of keys (policy_auth.c); one
+     * spelled through the relation walks one more hop. */
+    int rel = cs_auth_relation(c->p, c->root, e, mi);
+    if (rel < 0 || (rel == 2 && !hop(c, e->pos)))
         return false;
     if (e->op == CS_OP_AND || e->op == CS_OP_OR) {
         const char *op = binop_text[e->op];

@@ -372,8 +372,8 @@ static void parse_state_free(cs_parse *p)
     for (size_t i = 0; p->s && i < p->s->auth.nfields; i++)
         cs_pfield_free(&p->pauth[i]);
     free(p->pauth);
-    free(p->mixin_name);
-    free(p->mixin_body);
+    cs_blocks_free(&p->mixins);
+    cs_blocks_free(&p->types);
 }
 
 /* Lexes, parses and validates into a new schema; the result code says

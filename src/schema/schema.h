@@ -100,6 +100,11 @@ typedef struct cs_field {
     bool version;     /* @version: optimistic-locking counter (Int) */
     bool readonly;    /* @readonly: written at create only */
     bool sensitive;   /* @pii / @sensitive: value redacted from logs, audit, errors */
+    /* Auth block only: a field whose type is a CrateStack `type` block.  Its
+     * value is the claim's JSON object (type CS_T_JSON); each member of the
+     * type follows it as a field named "name.member" (nested types nest the
+     * names: "org.owner.id"), so auth().org.id is the field "org.id". */
+    bool composite;
     cs_checks checks;
     cs_default def;
     cs_relation *rel; /* non-NULL iff type == CS_T_MODEL */
@@ -123,7 +128,7 @@ typedef enum cs_expr_kind {
     CS_E_ENUM,     /* text: member name; type_index: enum (set by validator) */
     CS_E_FIELD,    /* path[0..npath): field names through to-one relations */
     CS_E_AUTH,     /* auth() */
-    CS_E_AUTH_FIELD, /* auth().text */
+    CS_E_AUTH_FIELD, /* auth().text; text may be dotted (auth().org.id: "org.id") */
     CS_E_BINARY,   /* op, lhs, rhs */
     CS_E_NOT,      /* lhs */
     CS_E_SOME,     /* path names a to-many relation; lhs: predicate on it */
@@ -152,6 +157,11 @@ struct cs_expr {
     size_t npath;
     cs_expr *lhs;
     cs_expr *rhs;
+    /* CS_E_AUTH_FIELD as written: the position of each of the nseg segments
+     * of text, for diagnostics about one member (NULL when made by a
+     * rewrite such as hasRole()). */
+    cs_pos *seg_pos;
+    size_t nseg;
     /* Set by the validator: the scalar type of this expression's value
      * (CS_T_BOOLEAN for comparisons and logic) and, for enums and fields,
      * type_index.  The null literal is kind CS_E_NULL and takes the type of
@@ -221,7 +231,9 @@ typedef struct cs_datasource {
     char *url_env;       /* env("X") variable name, or NULL */
 } cs_datasource;
 
-/* The auth block: fields only (scalars and enums, no relations). */
+/* The auth block: fields only (scalars, enums and composites of them made
+ * of CrateStack `type` blocks; no relations).  A composite's members follow
+ * it, flattened under dotted names (cs_field.composite). */
 typedef struct cs_auth_block {
     char *name;          /* NULL when the schema has no auth block */
     cs_field *fields;

@@ -1,6 +1,7 @@
 /*
  * schema_int.h -- private plumbing of the schema module: tokens, the parse
- * state shared by lexer.c, parser.c, policy.c and validate.c, diagnostics.
+ * state shared by the lexer, the parsing files (cursor.c) and the
+ * validator, diagnostics.
  *
  * Pipeline (cstack_schema_parse in schema.c):
  *   cs_lex        source -> token array (lexical errors become diagnostics,
@@ -136,6 +137,7 @@ typedef struct cs_pfield {
     char *rel_name;
     cs_action on_delete;
     cs_action on_update;
+    bool from_mixin; /* copied in by @use: a model field of the same name overrides it */
 } cs_pfield;
 
 typedef enum cs_set_kind {
@@ -165,6 +167,22 @@ typedef struct cs_pmodel {
     bool broken;
 } cs_pmodel;
 
+/* Named blocks found before parsing (cs_scan_blocks), so a use may come
+ * before the declaration: mixins (copied into models by @use) and CrateStack
+ * types (composite auth fields). */
+enum {
+    CS_BLOCK_OK = 1,   /* the declaration parsed (a type: warn if unused) */
+    CS_BLOCK_USED = 2, /* a type shapes an auth field: no warning */
+    CS_BLOCK_OPEN = 4  /* a type is being expanded (finds types that contain themselves) */
+};
+
+typedef struct cs_blocks {
+    const cs_token **name; /* the name token of each */
+    size_t *body;          /* the token index of the first member of its body */
+    unsigned char *state;  /* CS_BLOCK_* bits */
+    size_t n;
+} cs_blocks;
+
 typedef struct cs_parse {
     const char *file;
     const char *src;
@@ -181,11 +199,8 @@ typedef struct cs_parse {
     cs_pos ds_pos, auth_pos;
     int depth;           /* expression nesting while parsing */
     size_t member_start; /* token index where the current member began */
-    /* mixin blocks (found by cs_scan_mixins before parsing): the name token
-     * and the token index of the first member of each body */
-    const cs_token **mixin_name;
-    size_t *mixin_body;
-    size_t nmixins;
+    cs_blocks mixins;
+    cs_blocks types;
     bool in_mixin; /* fields of a mixin are being copied into a model */
     bool limit_hit;      /* a size limit was reported */
     bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
@@ -206,18 +221,42 @@ void cs_tokens_free(cs_parse *p);
 
 /* parser.c */
 void cs_parse_tokens(cs_parse *p);
-/* Capacity-free growth: arrays are sized to the next power of two, so
+/* Parses `name Type[?|[]] @attrs...` into f.  `pm` is NULL in the auth
+ * block, where attributes are not allowed.  Returns false after a syntax
+ * error (the caller recovers); the field is then incomplete but safe to
+ * free. */
+bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, cs_pmodel *pm);
+/* One member of a block (a model, mixin, auth or type body).  False after a
+ * syntax error: cs_parse_block then skips to the next member. */
+typedef bool (*cs_member_fn)(cs_parse *p, void *ctx, char *doc);
+/* Parses members up to and including the block's `}` (`what` and `name`
+ * for the message when it is missing). */
+void cs_parse_block(cs_parse *p, const char *what, const char *name, cs_member_fn fn, void *ctx);
+/* Reads `KW NAME {` (the keyword is the current token); NULL (diagnosed)
+ * when it is not there. */
+const cs_token *cs_decl_head(cs_parse *p, const char *kw);
+/* Skips to the next top-level declaration. */
+void cs_skip_toplevel(cs_parse *p);
+
+/* authblock.c: the auth block, whose fields may take the shape of a
+ * CrateStack type (flattened into dotted fields, schema.h). */
+void cs_parse_auth(cs_parse *p);
+
+/* cursor.c: shared by every parsing file.
+ * Capacity-free growth: arrays are sized to the next power of two, so
  * pushing element n reallocates only when n is 0 or a power of two.
  * Returns the zeroed new slot or NULL (p->oom set). */
 void *cs_push(cs_parse *p, void *arrp, size_t n, size_t elem);
 char *cs_tok_strdup(cs_parse *p, const cs_token *t);
 char *cs_xstrdup(cs_parse *p, const char *s);
 void cs_names_free(cs_names *n);
-/* Token cursor (parser.c): cs_peek skips doc comments, which only matter
- * where cs_take_docs is called. */
+bool cs_names_push(cs_parse *p, cs_names *n, const cs_token *t);
+/* The token cursor: cs_peek skips doc comments, which only matter where
+ * parser.c takes them (take_docs). */
 const cs_token *cs_peek(cs_parse *p);
 const cs_token *cs_next(cs_parse *p);
 bool cs_accept(cs_parse *p, cs_tok_kind k);
+bool cs_tok_is(const cs_token *t, const char *word);
 /* Reports a syntax error unless a lexical error was already reported
  * between the start of the current member and the current token. */
 void cs_syntax(cs_parse *p, cs_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -227,18 +266,25 @@ void cs_err_expected(cs_parse *p, const char *what);
 const char *cs_tok_desc(const cs_token *t, char *buf, size_t n);
 void cs_pmodel_free(cs_pmodel *pm, size_t nfields);
 void cs_pfield_free(cs_pfield *pf);
+/* True the first time a size limit is hit: one report per parse. */
+bool cs_limit_once(cs_parse *p);
 
 /* serveronly.c: CrateStack declarations the embedded runtime has no use
- * for (transport, procedure, view, extension, mcp, type) are parsed and
- * skipped with a warning; mixin blocks are recorded by cs_scan_mixins and
- * skipped here.  True when the current token began such a declaration. */
+ * for (transport, procedure, view, extension, mcp) are parsed and skipped
+ * with a warning; mixin and type blocks are recorded by cs_scan_blocks and
+ * checked here (a type no auth field uses is warned about by
+ * cs_warn_unused_types at the end).  True when the current token began such
+ * a declaration. */
 bool cs_parse_server_only(cs_parse *p);
-void cs_scan_mixins(cs_parse *p);
-/* The index of mixin `t` in p->mixin_name, or -1. */
-int cs_mixin_find(const cs_parse *p, const cs_token *t);
+void cs_scan_blocks(cs_parse *p);
+/* The index of the block named like `t` in b, or -1. */
+int cs_block_find(const cs_blocks *b, const cs_token *t);
+int cs_block_find_name(const cs_blocks *b, const char *name);
+void cs_warn_unused_types(cs_parse *p);
+void cs_blocks_free(cs_blocks *b);
 bool cs_is_extra_keyword(const cs_token *t);
 
-/* Generic attribute arguments as parsed (parser.c), interpreted by attrs.c.
+/* Generic attribute arguments as parsed (attrs.c).
  * Items of lists and calls are literal tokens (no nesting). */
 typedef enum { V_LIT, V_CALL, V_LIST } vkind; /* literal, f(...), [...] */
 
@@ -265,13 +311,10 @@ typedef struct actx {
     const cs_token *field_tok; /* the field being parsed, for @unique */
 } actx;
 
-bool cs_tok_is(const cs_token *t, const char *word);
 /* attrs.c: `(args)` when present (a->given says so), one value, cleanup. */
 bool cs_parse_args(cs_parse *p, pargs *a);
 bool cs_parse_value(cs_parse *p, parg *a);
 void cs_pargs_free(pargs *a);
-bool cs_names_push(cs_parse *p, cs_names *n, const cs_token *t);
-bool cs_limit_once(cs_parse *p);
 
 /* attrs.c */
 void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, cs_pfield *pf,
@@ -299,6 +342,14 @@ size_t cs_crate_quantifier_at(const cs_expr *e);
 cs_expr *cs_crate_quantified(cs_parse *p, cs_expr *e, int *h);
 cs_expr *cs_parse_expr(cs_parse *p);
 void cs_expr_free(cs_expr *e);
+/* policy_auth.c: types auth() / auth().field (members of composite fields
+ * included) in a policy on model `root`; false when diagnosed. */
+bool cs_check_auth(cs_parse *p, const char *root, cs_expr *e);
+/* Rewrites a checked `auth() == rel` / `rel == auth()` (or !=) into the
+ * comparison of auth().id with the relation's key: 0 when e is not that
+ * shape, 1 rewritten to the row's own foreign key, 2 rewritten through the
+ * relation (one more hop), -1 diagnosed. */
+int cs_auth_relation(cs_parse *p, const char *root, cs_expr *e, int mi);
 void cs_validate_policies(cs_parse *p, int mi);
 int cs_expr_canon(cs_buf *b, const cs_expr *e);
 

@@ -5,8 +5,11 @@
  * views, extensions, MCP exposure and the types procedures take.  The
  * embedded runtime has no use for them, so each is parsed in full (a
  * malformed one is still an error with its position) and then skipped with
- * one warning.  Mixins are data model: cs_scan_mixins records them before
- * parsing so a model's @use can copy their fields wherever they are declared.
+ * one warning.  Mixins and types can be data model: cs_scan_blocks records
+ * them before parsing, so a model's @use can copy a mixin's fields and an
+ * auth field can take a type's shape (authblock.c) wherever they are
+ * declared.  A type that no auth field uses is skipped with a warning like
+ * the server-only declarations.
  *
  *   transport NAME
  *   [mutation] procedure NAME '(' (NAME ':' TYPE (',' ...)*)? ')' ':' TYPE ('@' attr)*
@@ -14,6 +17,7 @@
  *   extension NAME '{' ... '}'        mcp '{' ... '}'
  *   type NAME '{' ... '}'             mixin NAME '{' fields '}'
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema/schema_int.h"
@@ -204,7 +208,7 @@ bool cs_parse_server_only(cs_parse *p)
         what = "mcp block";
     } else {
         ok = block(p, true, cs_tok_is(kw, "type") ? "the type" : "the block");
-        what = cs_tok_is(kw, "type") ? "type" : cs_tok_is(kw, "mixin") ? NULL : "extension";
+        what = cs_tok_is(kw, "extension") ? "extension" : NULL;
     }
     if (cs_tok_is(kw, "mutation") && name->kind == T_IDENT)
         name++;
@@ -215,41 +219,82 @@ bool cs_parse_server_only(cs_parse *p)
                 name->len > 60 ? 60 : (int)name->len, name->start);
     else if (what)
         cs_warn(p->diags, kw->pos, "%s is ignored by the embedded runtime", what);
+    /* A type's warning waits until the end: an auth field may use it. */
+    int ti = ok && cs_tok_is(kw, "type") ? cs_block_find(&p->types, name) : -1;
+    if (ti >= 0 && p->types.name[ti] == name)
+        p->types.state[ti] |= CS_BLOCK_OK;
     return true;
 }
 
-void cs_scan_mixins(cs_parse *p)
+/* Records `KW NAME {` at the top level in b. */
+static void scan_one(cs_parse *p, cs_blocks *b, size_t i, const char *what)
+{
+    const cs_token *t = &p->toks[i];
+    if (b->n >= CS_MAX_MODELS) {
+        if (cs_limit_once(p))
+            cs_diag(p->diags, t->pos, "too many %ss (limit %d)", what, CS_MAX_MODELS);
+        return;
+    }
+    if (cs_block_find(b, &t[1]) >= 0) {
+        cs_diag(p->diags, t[1].pos, "duplicate %s '%.*s'", what, (int)t[1].len, t[1].start);
+        return;
+    }
+    const cs_token **n = cs_push(p, &b->name, b->n, sizeof *n);
+    size_t *body = n ? cs_push(p, &b->body, b->n, sizeof *body) : NULL;
+    unsigned char *st = body ? cs_push(p, &b->state, b->n, sizeof *st) : NULL;
+    if (!st)
+        return;
+    *n = &t[1];
+    *body = i + 3;
+    b->n++;
+}
+
+void cs_scan_blocks(cs_parse *p)
 {
     int depth = 0;
     for (size_t i = 0; i + 2 < p->ntoks && !p->oom; i++) {
         const cs_token *t = &p->toks[i];
         depth += t->kind == T_LBRACE ? 1 : t->kind == T_RBRACE ? -1 : 0;
-        if (depth != 0 || !cs_tok_is(t, "mixin") || t[1].kind != T_IDENT ||
-            t[2].kind != T_LBRACE)
+        if (depth != 0 || t[1].kind != T_IDENT || t[2].kind != T_LBRACE)
             continue;
-        if (p->nmixins >= CS_MAX_MODELS) {
-            if (cs_limit_once(p))
-                cs_diag(p->diags, t->pos, "too many mixins (limit %d)", CS_MAX_MODELS);
-            return;
-        }
-        if (cs_mixin_find(p, &t[1]) >= 0) {
-            cs_diag(p->diags, t[1].pos, "duplicate mixin '%.*s'", (int)t[1].len, t[1].start);
-            continue;
-        }
-        const cs_token **n = cs_push(p, &p->mixin_name, p->nmixins, sizeof *n);
-        size_t *b = n ? cs_push(p, &p->mixin_body, p->nmixins, sizeof *b) : NULL;
-        if (!b)
-            return;
-        *n = &t[1];
-        *b = i + 3;
-        p->nmixins++;
+        if (cs_tok_is(t, "mixin"))
+            scan_one(p, &p->mixins, i, "mixin");
+        else if (cs_tok_is(t, "type"))
+            scan_one(p, &p->types, i, "type");
     }
 }
 
-int cs_mixin_find(const cs_parse *p, const cs_token *t)
+int cs_block_find(const cs_blocks *b, const cs_token *t)
 {
-    for (size_t i = 0; i < p->nmixins; i++)
-        if (p->mixin_name[i]->len == t->len && memcmp(p->mixin_name[i]->start, t->start, t->len) == 0)
+    for (size_t i = 0; i < b->n; i++)
+        if (b->name[i]->len == t->len && memcmp(b->name[i]->start, t->start, t->len) == 0)
             return (int)i;
     return -1;
+}
+
+int cs_block_find_name(const cs_blocks *b, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < b->n; i++)
+        if (b->name[i]->len == n && memcmp(b->name[i]->start, name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+void cs_warn_unused_types(cs_parse *p)
+{
+    for (size_t i = 0; i < p->types.n; i++) {
+        const cs_token *name = p->types.name[i];
+        if (p->types.state[i] == CS_BLOCK_OK)
+            cs_warn(p->diags, name[-1].pos, "type '%.*s' is ignored by the embedded runtime",
+                    name->len > 60 ? 60 : (int)name->len, name->start);
+    }
+}
+
+void cs_blocks_free(cs_blocks *b)
+{
+    free(b->name);
+    free(b->body);
+    free(b->state);
+    memset(b, 0, sizeof *b);
 }

@@ -124,6 +124,11 @@ static void check_names(cs_parse *p)
 static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, bool auth)
 {
     int k = cs_scalar_find(f->type_name);
+    if (f->composite) { /* a claim object; its members follow (authblock.c) */
+        f->type = CS_T_JSON;
+        f->type_index = -1;
+        return;
+    }
     if (k >= 0) {
         f->type = (cs_scalar)k;
     } else if ((k = cs_enum_find(p->s, f->type_name)) >= 0) {
@@ -149,6 +154,13 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
         cs_diag(p->diags, pf->type_pos,
                 "auth field '%s.%s' must be a scalar or an enum, not model '%s'", owner, f->name,
                 f->type_name);
+        pf->bad_type = true;
+        return;
+    } else if (cs_block_find_name(&p->types, f->type_name) >= 0) {
+        cs_diag(p->diags, pf->type_pos,
+                "field '%s.%s' has type '%s', a CrateStack type: types only shape auth fields "
+                "here (store the value as Json)",
+                owner, f->name, f->type_name);
         pf->bad_type = true;
         return;
     } else {
@@ -177,7 +189,9 @@ static void check_dup_fields(cs_parse *p, const char *what, const char *owner, c
                              cs_pfield *pfs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        check_ident(p, fs[i].name, fs[i].pos, "field");
+        /* A composite auth field's members are named "field.member". */
+        const char *dot = strrchr(fs[i].name, '.');
+        check_ident(p, dot ? dot + 1 : fs[i].name, fs[i].pos, "field");
         for (size_t k = 0; k < i; k++) {
             if (strcmp(fs[k].name, fs[i].name) == 0) {
                 cs_diag(p->diags, fs[i].pos, "duplicate field '%s' in %s '%s'", fs[i].name, what,

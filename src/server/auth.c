@@ -20,7 +20,14 @@
  *   6. `sub` (a string, required) is auth().id; when the auth block has an
  *      `id` field, sub is converted to its type (Uuid canonical lowercase,
  *      Int from decimal text...).  Every other auth field comes from the
- *      claim of the same name; a JSON null claim counts as absent.
+ *      claim of the same name; a JSON null claim counts as absent.  A
+ *      composite field (a CrateStack type, schema.h) takes a claim that is
+ *      a JSON object, kept as its canonical JSON text, and each of its
+ *      members ("organization.id") comes from that object's member (or
+ *      from a flat claim named "organization.id", which wins, as in
+ *      CrateStack); members of an absent optional composite are null, and
+ *      members the object does not have are absent (an error when required).
+ *      Other members of the object are ignored.
  *
  * Claim types accepted per field type: String, Cuid, Uuid, DateTime, Enum:
  * strings; Decimal: strings or integers; Int: integers; Float: numbers;
@@ -357,7 +364,68 @@ static int sub_input(const cs_field *f, const char *sub, cstack_value *in, char 
     }
 }
 
-/* Step 6: sub and every auth field. */
+/* The claim of auth field `name`: the claim of that exact name first (a
+ * flat "organization.id" claim), else, for a member of a composite field,
+ * the member of the parent claim's object (CrateStack's nested claims). */
+static json_t *claim_of(json_t *claims, const char *name)
+{
+    json_t *j = json_object_get(claims, name);
+    if (j || !strchr(name, '.'))
+        return j;
+    char seg[256];
+    for (const char *p = name; claims && p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof seg || !json_is_object(claims))
+            return NULL;
+        memcpy(seg, p, n);
+        seg[n] = 0;
+        claims = json_object_get(claims, seg);
+        p = dot ? dot + 1 : NULL;
+    }
+    return claims;
+}
+
+/* The index of the composite field holding member field i, or -1. */
+static int parent_of(const cs_auth_block *b, size_t i)
+{
+    const char *dot = strrchr(b->fields[i].name, '.');
+    size_t n = dot ? (size_t)(dot - b->fields[i].name) : 0;
+    for (size_t k = i; dot && k-- > 0;)
+        if (strlen(b->fields[k].name) == n && memcmp(b->fields[k].name, b->fields[i].name, n) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* One auth field (not `id`) from its claim; a member of an absent optional
+ * composite stays null. */
+static int map_field(const cstack_schema *s, json_t *claims, cs_auth *a, size_t i, char *err,
+                     size_t errlen)
+{
+    const cs_field *f = &s->auth.fields[i];
+    int parent = parent_of(&s->auth, i);
+    if (parent >= 0 && a->values[parent].type == CSTACK_NULL)
+        return 0;
+    json_t *j = claim_of(claims, f->name);
+    if (!j || json_is_null(j)) {
+        if (f->optional)
+            return 0;
+        return fail(err, errlen, "the token has no '%s' claim (auth().%s is required)", f->name,
+                    f->name);
+    }
+    if (f->composite && !json_is_object(j))
+        return fail(err, errlen, "claim '%s' must be an object (auth().%s is type %s)", f->name,
+                    f->name, f->type_name);
+    cs_buf tmp = CS_BUF_INIT;
+    cstack_value in;
+    const char *want = claim_input(j, f->type, &tmp, &in);
+    int rc = want ? fail(err, errlen, "claim '%s' must be %s", f->name, want)
+                  : set_field(s, a, i, &in, f->name, err, errlen);
+    cs_buf_free(&tmp);
+    return rc;
+}
+
+/* Step 6: sub and every auth field, composites before their members. */
 static int map_claims(const cstack_schema *s, json_t *claims, cs_auth *a, char *err, size_t errlen)
 {
     json_t *sub = json_object_get(claims, "sub");
@@ -377,22 +445,9 @@ static int map_claims(const cstack_schema *s, json_t *claims, cs_auth *a, char *
             rc = sub_input(f, a->sub, &in, err, errlen);
             if (!rc)
                 rc = set_field(s, a, i, &in, "sub", err, errlen);
-            if (rc)
-                return rc;
-            continue;
+        } else {
+            rc = map_field(s, claims, a, i, err, errlen);
         }
-        json_t *j = json_object_get(claims, f->name);
-        if (!j || json_is_null(j)) {
-            if (!f->optional)
-                return fail(err, errlen, "the token has no '%s' claim (auth().%s is required)",
-                            f->name, f->name);
-            continue;
-        }
-        cs_buf tmp = CS_BUF_INIT;
-        const char *want = claim_input(j, f->type, &tmp, &in);
-        rc = want ? fail(err, errlen, "claim '%s' must be %s", f->name, want)
-                  : set_field(s, a, i, &in, f->name, err, errlen);
-        cs_buf_free(&tmp);
         if (rc)
             return rc;
     }
@@ -477,6 +532,30 @@ static bool json_int_text(const char *v, long *out)
     return errno == 0;
 }
 
+/* key={...} or key=[...]: an object or array claim (a composite auth field
+ * takes an object). */
+static int add_json_claim(jwt_t *jwt, const char *key, const char *v, char *err, size_t errlen)
+{
+    json_t *val = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+    json_t *grants = val ? json_object() : NULL;
+    char *prev = val ? jwt_get_grants_json(jwt, key) : NULL;
+    char *text = NULL;
+    int rc = 0;
+    if (!val)
+        rc = fail(err, errlen, "claim '%s' is not valid JSON", key);
+    else if (prev)
+        rc = fail(err, errlen, "claim '%s' given twice", key);
+    else if (!grants || json_object_set(grants, key, val) || !(text = json_dumps(grants, 0)))
+        rc = CSTACK_ENOMEM;
+    else if (jwt_add_grants_json(jwt, text))
+        rc = fail(err, errlen, "cannot add claim '%s'", key);
+    free(prev);
+    free(text);
+    json_decref(grants);
+    json_decref(val);
+    return rc;
+}
+
 static int add_claim(jwt_t *jwt, const char *kv, char *err, size_t errlen)
 {
     const char *eq = strchr(kv, '=');
@@ -492,6 +571,8 @@ static int add_claim(jwt_t *jwt, const char *kv, char *err, size_t errlen)
     const char *v = eq + 1;
     long iv;
     int rc;
+    if (*v == '{' || *v == '[')
+        return add_json_claim(jwt, key, v, err, errlen);
     if (json_int_text(v, &iv))
         rc = jwt_add_grant_int(jwt, key, iv);
     else if (!strcmp(v, "true") || !strcmp(v, "false"))

@@ -7,171 +7,15 @@
  * row first (by its unique key); that gives the not-found error, the primary
  * key the write then targets, and the "before" image of the audit journal.
  * Many-row writes on journaled models (@@audit / @@emit) go row by row for the
- * same reason; on other models they are one statement. */
+ * same reason; on other models they are one statement.  The values a call
+ * writes are gathered, checked and defaulted in rowvals.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/rowvals.h"
 #include "store/runtime_int.h"
 #include "value/value.h"
-
-/* The values of one row being written, indexed by field. */
-typedef struct rowvals {
-    size_t n;
-    bool *set;
-    cstack_value *v;
-    char **owned;
-    bool heap;
-} rowvals;
-
-#define ROWVALS_INLINE 32
-
-/* Small models (the usual case) keep their row values on the stack. */
-typedef struct rowvals_store {
-    bool set[ROWVALS_INLINE];
-    cstack_value v[ROWVALS_INLINE];
-    char *owned[ROWVALS_INLINE];
-} rowvals_store;
-
-static int rowvals_init(rowvals *rv, size_t n, rowvals_store *st)
-{
-    rv->n = n;
-    rv->heap = n > ROWVALS_INLINE;
-    if (!rv->heap) {
-        memset(st->set, 0, n * sizeof *st->set);
-        memset(st->owned, 0, n * sizeof *st->owned);
-        rv->set = st->set;
-        rv->v = st->v;
-        rv->owned = st->owned;
-        return 0;
-    }
-    rv->set = calloc(n, sizeof *rv->set);
-    rv->v = calloc(n, sizeof *rv->v);
-    rv->owned = calloc(n, sizeof *rv->owned);
-    if (!rv->set || !rv->v || !rv->owned)
-        return cs_err(CSTACK_ENOMEM, "out of memory");
-    return 0;
-}
-
-static void rowvals_free(rowvals *rv)
-{
-    for (size_t i = 0; rv->owned && i < rv->n; i++)
-        free(rv->owned[i]);
-    if (rv->heap) {
-        free(rv->owned);
-        free(rv->set);
-        free(rv->v);
-    }
-}
-
-/* Canonicalises the given fields of `data` into rv. */
-static int take_data(const cstack_schema *s, const cs_model *m, const cstack_data *data,
-                     rowvals *rv)
-{
-    int hint = 0;
-    for (size_t i = 0; data && i < data->count; i++) {
-        const char *name = data->fields[i].field;
-        /* Callers usually list fields in schema order: try the next one
-         * before searching. */
-        int fi = name && (size_t)hint < m->nfields && strcmp(m->fields[hint].name, name) == 0
-                     ? hint
-                 : name ? cs_field_find(m, name)
-                        : -1;
-        hint = fi + 1;
-        if (fi < 0)
-            return cs_err(CSTACK_EINVAL, "unknown field '%s' in model %s",
-                          name ? name : "(null)", m->name);
-        const cs_field *f = &m->fields[fi];
-        if (!cs_field_is_column(f))
-            return cs_err(CSTACK_EINVAL,
-                          "%s.%s is a relation; write its foreign key field(s) instead", m->name,
-                          name);
-        if (rv->set[fi])
-            return cs_err(CSTACK_EINVAL, "field %s.%s is given twice", m->name, name);
-        const cstack_value *in = &data->fields[i].value;
-        if (in->type == CSTACK_NULL && !f->optional)
-            return cs_err(CSTACK_EREQUIRED, "%s.%s is required and cannot be null", m->name,
-                          name);
-        int rc = cs_canon_field(s, m, f, in, &rv->v[fi], &rv->owned[fi]);
-        char why[256];
-        if (!rc && cs_field_check(f, &rv->v[fi], why, sizeof why))
-            rc = cs_err(CSTACK_EVALIDATION, "%s: %s", m->name, why);
-        if (rc)
-            return rc;
-        rv->set[fi] = true;
-    }
-    return 0;
-}
-
-static int next_sequence(cstack *db, const cs_model *m, const cs_field *f, int64_t *out)
-{
-    cs_sqlb q = {0};
-    int rc = cs_buf_puts(&q.sql, "INSERT INTO _cstack_sequence(model, value) VALUES (?1, "
-                                 "(SELECT coalesce(max(");
-    if (!rc)
-        rc = cs_buf_ident(&q.sql, f->column);
-    if (!rc)
-        rc = cs_buf_puts(&q.sql, "), 0) FROM ");
-    if (!rc)
-        rc = cs_buf_ident(&q.sql, m->table);
-    if (!rc)
-        rc = cs_buf_puts(&q.sql, ") + 1) ON CONFLICT(model) DO UPDATE SET value = "
-                                 "max(value, excluded.value - 1) + 1 RETURNING value");
-    sqlite3_stmt *st = rc ? NULL : cs_conn_prepare(&db->writer, 0, q.sql.data, q.sql.len);
-    cs_sqlb_free(&q);
-    if (rc)
-        return rc;
-    if (!st)
-        return cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
-    sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else {
-        rc = cs_err_sqlite(m, db->writer.db, rc);
-    }
-    sqlite3_reset(st);
-    return rc;
-}
-
-/* Fills defaults, @updatedAt and checks required fields of a new row. */
-static int fill_defaults(cstack *db, const cs_model *m, rowvals *rv, char *now)
-{
-    for (size_t i = 0; i < m->nfields; i++) {
-        const cs_field *f = &m->fields[i];
-        if (!cs_field_is_column(f) || rv->set[i])
-            continue;
-        cs_default_kind k = f->def.kind;
-        if (f->updated_at || k == CS_DEF_NOW) {
-            if (!now[0])
-                cs_now(now); /* once per row, and only when needed */
-            rv->v[i] = cstack_v_textn(now, CS_DATETIME_LEN);
-        } else if (k == CS_DEF_UUID || k == CS_DEF_CUID) {
-            char *id = malloc(CS_UUID_LEN + 1);
-            if (!id)
-                return cs_err(CSTACK_ENOMEM, "out of memory");
-            if (k == CS_DEF_UUID)
-                cs_uuid_v4(id);
-            else
-                cs_cuid(id);
-            rv->owned[i] = id;
-            rv->v[i] = cstack_v_textn(id, strlen(id));
-        } else if (k == CS_DEF_AUTOINCREMENT) {
-            int64_t next = 0;
-            int rc = next_sequence(db, m, f, &next);
-            if (rc)
-                return rc;
-            rv->v[i] = cstack_v_int(next);
-        } else if (k == CS_DEF_LITERAL || f->optional) {
-            continue; /* the column's DEFAULT (or NULL) applies */
-        } else {
-            return cs_err(CSTACK_EREQUIRED, "%s.%s is required", m->name, f->name);
-        }
-        rv->set[i] = true;
-    }
-    return 0;
-}
 
 /* Steps a write statement; with RETURNING, decodes the row into *out. */
 static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool returning,
@@ -193,21 +37,12 @@ static int step_write(cstack *db, const cs_model *m, sqlite3_stmt *st, bool retu
     return 0;
 }
 
-/* The column set of the fields given in rv (CS_FIELDSET_WORDS words). */
-static void rowvals_bits(const rowvals *rv, uint64_t *bits)
-{
-    for (size_t w = 0; w < CS_FIELDSET_WORDS(rv->n); w++)
-        bits[w] = 0;
-    for (size_t i = 0; i < rv->n; i++)
-        bits[i / 64] |= (uint64_t)rv->set[i] << (i % 64);
-}
-
 /* The writer's statement of `kind` for the fields given in rv. */
-static sqlite3_stmt *set_stmt(cstack *db, int mi, cs_row_set kind, const rowvals *rv)
+static sqlite3_stmt *set_stmt(cstack *db, int mi, cs_row_set kind, const cs_rowvals *rv)
 {
     const cs_model *m = &db->schema->models[mi];
     uint64_t bits[CS_FIELDSET_WORDS(rv->n)];
-    rowvals_bits(rv, bits);
+    cs_rowvals_bits(rv, bits);
     cs_rowstmt rs;
     int rc = cs_rowsql_set(db->rowsql, mi, kind, bits, &rs);
     if (rc) {
@@ -218,17 +53,6 @@ static sqlite3_stmt *set_stmt(cstack *db, int mi, cs_row_set kind, const rowvals
     if (!st)
         cs_err_sqlite(m, db->writer.db, sqlite3_errcode(db->writer.db));
     return st;
-}
-
-/* Binds the given values of rv to their fields' parameters. */
-static int bind_rowvals(sqlite3_stmt *st, const cs_model *m, const rowvals *rv, cstack *db)
-{
-    for (size_t i = 0; i < rv->n; i++) {
-        int rc = rv->set[i] ? cs_bind_one(st, (int)i + 1, &rv->v[i]) : SQLITE_OK;
-        if (rc != SQLITE_OK)
-            return cs_err_sqlite(m, db->writer.db, rc);
-    }
-    return 0;
 }
 
 /* Binds the primary key values of `row` (a full row of the model, so values
@@ -280,28 +104,28 @@ static int insert_row(cstack *db, int mi, const cstack_data *data, bool want, cs
     const cs_model *m = &db->schema->models[mi];
     bool returning = want || cs_model_journaled(m);
     char now[CS_DATETIME_LEN + 1] = "";
-    rowvals rv;
-    rowvals_store rvs;
+    cs_rowvals rv;
+    cs_rowvals_store rvs;
     cstack_row *row = NULL;
-    int rc = rowvals_init(&rv, m->nfields, &rvs);
+    int rc = cs_rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
-        rc = take_data(db->schema, m, data, &rv);
+        rc = cs_rowvals_take(db->schema, m, data, &rv);
     if (!rc)
-        rc = fill_defaults(db, m, &rv, now);
+        rc = cs_rowvals_defaults(db, m, &rv, now);
     /* No RETURNING: SQLite materialises RETURNING rows in a temporary table
      * per statement, which costs more than reading the row back by rowid. */
     sqlite3_stmt *st = rc ? NULL : set_stmt(db, mi, CS_ROW_INSERT, &rv);
     if (!rc && !st)
         rc = CSTACK_ESQLITE;
     if (!rc)
-        rc = bind_rowvals(st, m, &rv, db);
+        rc = cs_rowvals_bind(st, m, &rv, db);
     if (!rc)
         rc = step_write(db, m, st, false, &row);
     if (!rc && returning)
         rc = read_by_rowid(db, mi, sqlite3_last_insert_rowid(db->writer.db), &row);
     if (!rc && cs_model_journaled(m))
         rc = cs_record_write(db, mi, CS_OP_CREATE, NULL, row);
-    rowvals_free(&rv);
+    cs_rowvals_free(&rv);
     if (!rc && want)
         *out = row;
     else
@@ -383,7 +207,7 @@ int cstack_create_many(cstack *db, const char *model, const cstack_data *rows, s
 }
 
 /* Appends `"col" = ?N` for each field set in rv. */
-static int render_set(cs_sqlb *q, const cs_model *m, const rowvals *rv)
+static int render_set(cs_sqlb *q, const cs_model *m, const cs_rowvals *rv)
 {
     int rc = cs_buf_puts(&q->sql, " SET ");
     size_t k = 0;
@@ -422,18 +246,18 @@ static int exec_write(cstack *db, const cs_model *m, cs_sqlb *q, bool returning,
 }
 
 /* Sets the given values of the row `before` and reads the row back. */
-static int write_by_key(cstack *db, int mi, const rowvals *rv, const cstack_row *before,
+static int write_by_key(cstack *db, int mi, const cs_rowvals *rv, const cstack_row *before,
                         cstack_row **after)
 {
     const cs_model *m = &db->schema->models[mi];
     sqlite3_stmt *st = set_stmt(db, mi, CS_ROW_UPDATE_RETURNING, rv);
-    int rc = st ? bind_rowvals(st, m, rv, db) : CSTACK_ESQLITE;
+    int rc = st ? cs_rowvals_bind(st, m, rv, db) : CSTACK_ESQLITE;
     rc = rc ? rc : bind_key(st, db, m, before);
     return rc ? rc : step_write(db, m, st, true, after);
 }
 
 /* Updates the row `before` with the given values (plus @updatedAt). */
-static int update_row(cstack *db, int mi, const cstack_row *before, rowvals *rv, const char *now,
+static int update_row(cstack *db, int mi, const cstack_row *before, cs_rowvals *rv, const char *now,
                       cstack_row **out)
 {
     const cs_model *m = &db->schema->models[mi];
@@ -504,18 +328,18 @@ int cstack_update(cstack *db, const char *model, const cstack_data *where,
         return CSTACK_EINVAL;
     char now[CS_DATETIME_LEN + 1];
     cs_now(now);
-    rowvals rv;
-    rowvals_store rvs;
+    cs_rowvals rv;
+    cs_rowvals_store rvs;
     cstack_row *before = NULL;
-    int rc = rowvals_init(&rv, m->nfields, &rvs);
+    int rc = cs_rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
-        rc = take_data(db->schema, m, data, &rv);
+        rc = cs_rowvals_take(db->schema, m, data, &rv);
     if (rc) {
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
         return rc;
     }
     if ((rc = cs_write_begin(db))) {
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
         return rc;
     }
     rc = load_unique(db, m, where, &before);
@@ -527,7 +351,7 @@ int cstack_update(cstack *db, const char *model, const cstack_data *where,
         *out = NULL;
     }
     cstack_row_free(before);
-    rowvals_free(&rv);
+    cs_rowvals_free(&rv);
     return rc;
 }
 
@@ -577,7 +401,7 @@ static void rows_clear(cstack_rows *list)
 }
 
 /* One statement for all matching rows: UPDATE/DELETE ... AS t0 WHERE. */
-static int bulk_write(cstack *db, const cs_model *m, const char *verb, const rowvals *set,
+static int bulk_write(cstack *db, const cs_model *m, const char *verb, const cs_rowvals *set,
                       const cstack_filter *where, int64_t *count)
 {
     cs_sqlb q = {0};
@@ -613,15 +437,15 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
         return CSTACK_EINVAL;
     char now[CS_DATETIME_LEN + 1];
     cs_now(now);
-    rowvals rv;
-    rowvals_store rvs;
-    int rc = rowvals_init(&rv, m->nfields, &rvs);
+    cs_rowvals rv;
+    cs_rowvals_store rvs;
+    int rc = cs_rowvals_init(&rv, m->nfields, &rvs);
     if (!rc)
-        rc = take_data(db->schema, m, data, &rv);
+        rc = cs_rowvals_take(db->schema, m, data, &rv);
     if (!rc)
         rc = cs_write_begin(db);
     else {
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
         return rc;
     }
     /* Row by row when each row needs its journal entry or its own rules. */
@@ -632,7 +456,7 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
         cstack_rows list = {0};
         rc = matching_rows(db, m, where, &list);
         for (size_t i = 0; !rc && i < list.n; i++, done++) {
-            rowvals one = rv;
+            cs_rowvals one = rv;
             bool set[m->nfields ? m->nfields : 1];
             cstack_value vals[m->nfields ? m->nfields : 1];
             memcpy(set, rv.set, m->nfields * sizeof *set);
@@ -657,7 +481,7 @@ int cstack_update_many(cstack *db, const char *model, const cstack_filter *where
             rc = cstack_count(db, model, where, &done);
     }
     rc = cs_write_end(db, rc);
-    rowvals_free(&rv);
+    cs_rowvals_free(&rv);
     if (count)
         *count = rc ? 0 : done;
     return rc;
@@ -683,14 +507,14 @@ int cstack_upsert(cstack *db, const char *model, const cstack_data *where,
     if (!rc && before) {
         char now[CS_DATETIME_LEN + 1];
         cs_now(now);
-        rowvals rv;
-    rowvals_store rvs;
-        rc = rowvals_init(&rv, m->nfields, &rvs);
+        cs_rowvals rv;
+    cs_rowvals_store rvs;
+        rc = cs_rowvals_init(&rv, m->nfields, &rvs);
         if (!rc)
-            rc = take_data(db->schema, m, update, &rv);
+            rc = cs_rowvals_take(db->schema, m, update, &rv);
         if (!rc)
             rc = update_row(db, mi, before, &rv, now, out);
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
     } else if (!rc) {
         /* The where's key fields complete the create data when it omits them. */
         size_t nc = create ? create->count : 0, nw = where ? where->count : 0;
@@ -732,15 +556,15 @@ static int delete_row(cstack *db, int mi, const cstack_row *before, cstack_row *
     if (soft) {
         char now[CS_DATETIME_LEN + 1];
         cs_now(now);
-        rowvals rv;
-        rowvals_store rvs;
-        rc = rowvals_init(&rv, m->nfields, &rvs);
+        cs_rowvals rv;
+        cs_rowvals_store rvs;
+        rc = cs_rowvals_init(&rv, m->nfields, &rvs);
         if (!rc) {
             rv.v[m->soft_delete] = cstack_v_textn(now, CS_DATETIME_LEN);
             rv.set[m->soft_delete] = true;
             rc = write_by_key(db, mi, &rv, before, &after);
         }
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
     } else {
         sqlite3_stmt *st =
             cs_conn_prepare_row(&db->writer, cs_rowsql_fixed(db->rowsql, mi, CS_ROW_DELETE));
@@ -809,15 +633,15 @@ int cstack_delete_many(cstack *db, const char *model, const cstack_filter *where
     } else if (m->soft_delete >= 0) {
         char now[CS_DATETIME_LEN + 1];
         cs_now(now);
-        rowvals rv;
-    rowvals_store rvs;
-        rc = rowvals_init(&rv, m->nfields, &rvs);
+        cs_rowvals rv;
+    cs_rowvals_store rvs;
+        rc = cs_rowvals_init(&rv, m->nfields, &rvs);
         if (!rc) {
             rv.v[m->soft_delete] = cstack_v_textn(now, CS_DATETIME_LEN);
             rv.set[m->soft_delete] = true;
             rc = bulk_write(db, m, "UPDATE ", &rv, where, &done);
         }
-        rowvals_free(&rv);
+        cs_rowvals_free(&rv);
     } else {
         rc = bulk_write(db, m, "DELETE FROM ", NULL, where, &done);
     }

@@ -1,0 +1,335 @@
+/* test_crate_server.c -- CrateStack constructs enforced by the sync server:
+ * nested auth claims (composite auth fields) and auth() == relation in
+ * policies, validators on pushed rows, and policies written in CrateStack's
+ * spellings enforced exactly like their cstack equivalents. */
+#include <criterion/criterion.h>
+
+#include "server_support.h"
+
+TestSuite(crate_server, .fini = fini);
+
+/* A device of `schema_src` signed in as `sub` with the given extra claims
+ * (key=value, JSON objects as key={...}). */
+static dev device_with(const char *schema_src, const char *sub, const char *const *claims,
+                       size_t n)
+{
+    dev d = device(schema_src, sub);
+    free(d.token);
+    char err[256] = "";
+    int rc = cstack_server_mint_token(SECRET, sub, claims, n, (int64_t)time(NULL), 3600, &d.token,
+                                      err, sizeof err);
+    cr_assert_eq(rc, 0, "mint: %s", err);
+    snprintf(d.auth, sizeof d.auth, "Authorization: Bearer %s", d.token);
+    return d;
+}
+
+static void create(dev *d, const char *model, cstack_field_value *f, size_t n)
+{
+    cstack_data data = {f, n};
+    cr_assert_eq(cstack_create(d->db, model, &data, NULL), 0, "%s: %s", model,
+                 cstack_errmsg(d->db));
+}
+
+/* The status of a pull with d's headers. */
+static long pull_status(dev *d, char *body, size_t cap)
+{
+    const char *h[] = {d->auth, d->schema, d->site, NULL};
+    res r = http("GET", "/v1/pull?since=0", h, NULL, 0);
+    snprintf(body, cap, "%s", r.body ? r.body : "");
+    long st = r.status;
+    res_free(&r);
+    return st;
+}
+
+/* ---- nested claims and auth() == relation ------------------------------------- */
+
+static const char *ORGS =
+    "type OrgScope {\n  id String\n  slug String?\n}\n"
+    "auth Session {\n  id String\n  organization OrgScope\n}\n"
+    "model User {\n  id String @id\n  notes Note[]\n  @@allow('all', true)\n}\n"
+    "model Note {\n  id String @id\n  orgId String\n  ownerId String\n"
+    "  owner User @relation(fields: [ownerId], references: [id])\n  title String\n"
+    "  @@allow('read', orgId == auth().organization.id)\n"
+    "  @@allow('create,update,delete', auth() == owner)\n}\n";
+
+static void org_note(dev *d, const char *id, const char *org, const char *owner)
+{
+    cstack_field_value f[] = {{"id", cstack_v_text(id)},
+                              {"orgId", cstack_v_text(org)},
+                              {"ownerId", cstack_v_text(owner)},
+                              {"title", cstack_v_text(id)}};
+    create(d, "Note", f, 4);
+}
+
+Test(crate_server, nested_auth_claims_filter_pulls_per_user)
+{
+    start_opts(ORGS, "orgs.db", 0);
+    const char *o1[] = {"organization={\"id\":\"o1\",\"slug\":\"one\"}"};
+    const char *o2[] = {"organization={\"id\":\"o2\"}"};
+    dev alice = device_with(ORGS, "alice", o1, 1);
+    cstack_field_value u[] = {{"id", cstack_v_text("alice")}};
+    create(&alice, "User", u, 1);
+    org_note(&alice, "n1", "o1", "alice");
+    org_note(&alice, "n2", "o2", "alice");
+    org_note(&alice, "n3", "o1", "alice");
+    push_all(&alice);
+    dev a2 = device_with(ORGS, "alice", o1, 1);
+    dev bob = device_with(ORGS, "bob", o2, 1);
+    pull(&a2);
+    pull(&bob);
+    cr_expect_eq(count(&a2, "Note"), 2, "alice's organization o1 has n1 and n3");
+    cr_expect_eq(count(&bob, "Note"), 1, "bob's organization o2 has n2");
+    char *dump = ts_dump(bob.db);
+    cr_expect(strstr(dump, "n2") && !strstr(dump, "n1") && !strstr(dump, "n3"), "%s", dump);
+    free(dump);
+    /* A flat "organization.id" claim wins over the nested one (CrateStack's
+     * rule for flat claims). */
+    const char *flat[] = {"organization={\"id\":\"o1\"}", "organization.id=o2"};
+    dev c = device_with(ORGS, "carol", flat, 2);
+    pull(&c);
+    cr_expect_eq(count(&c, "Note"), 1);
+    dev_free(&c);
+    dev_free(&a2);
+    dev_free(&bob);
+    dev_free(&alice);
+}
+
+Test(crate_server, a_claim_that_does_not_fit_its_type_is_refused_with_the_reason)
+{
+    start_opts(ORGS, "orgs_bad.db", 0);
+    struct {
+        const char *claim;
+        const char *why;
+    } cases[] = {
+        {"organization=o1", "claim 'organization' must be an object"},
+        {"organization={\"slug\":\"x\"}", "no 'organization.id' claim"},
+        {"organization={\"id\":7}", "claim 'organization.id' must be a string"},
+        {NULL, "no 'organization' claim"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *claims[] = {cases[i].claim};
+        dev d = device_with(ORGS, "zed", claims, cases[i].claim ? 1 : 0);
+        char body[1024];
+        long st = pull_status(&d, body, sizeof body);
+        cr_expect_eq(st, 401, "%s: %ld %s", cases[i].why, st, body);
+        cr_expect(strstr(body, cases[i].why), "'%s' lacks '%s'", body, cases[i].why);
+        dev_free(&d);
+    }
+    const char *broken[] = {"organization={\"id\":"};
+    char *tok = NULL, err[256] = "";
+    cr_expect_eq(cstack_server_mint_token(SECRET, "zed", broken, 1, 0, 0, &tok, err, sizeof err),
+                 CSTACK_EINVAL);
+    cr_expect(strstr(err, "claim 'organization' is not valid JSON"), "%s", err);
+    cr_expect_null(tok);
+}
+
+Test(crate_server, auth_equals_relation_lets_only_the_related_user_write)
+{
+    start_opts(ORGS, "orgs_owner.db", 0);
+    const char *o1[] = {"organization={\"id\":\"o1\"}"};
+    dev alice = device_with(ORGS, "alice", o1, 1);
+    cstack_field_value u1[] = {{"id", cstack_v_text("alice")}};
+    cstack_field_value u2[] = {{"id", cstack_v_text("bob")}};
+    create(&alice, "User", u1, 1);
+    create(&alice, "User", u2, 1);
+    org_note(&alice, "mine", "o1", "alice");
+    push_all(&alice);
+    int64_t before = server_version();
+    dev bob = device_with(ORGS, "bob", o1, 1);
+    pull(&bob); /* the User rows the notes refer to */
+    org_note(&bob, "planted", "o1", "alice");
+    char batch[128];
+    res r = push_next(&bob, batch, sizeof batch);
+    assert_err(&r, 403, "forbidden", "Note", "bob creating a note owned by alice");
+    res_free(&r);
+    cr_expect_eq(server_version(), before, "nothing applied");
+    dev bob2 = device_with(ORGS, "bob", o1, 1);
+    pull(&bob2);
+    org_note(&bob2, "bobs", "o1", "bob");
+    push_all(&bob2);
+    dev_free(&bob2);
+    dev_free(&bob);
+    dev_free(&alice);
+}
+
+/* ---- validators on pushed rows ---------------------------------------------------- */
+
+/* The server's schema has validators, the device's the same schema without
+ * them: validators are not part of the schema hash, so such a device (or a
+ * client that skips its checks) can push any value, and the server must
+ * still refuse it. */
+static const char *const RULES[] = {"@length(min: 2, max: 5)", "@email", "@range(min: 0, max: 150)",
+                                    "@regex(\"^[A-Z]{2}-[0-9]+$\")"};
+
+static char *schema_with(bool checked)
+{
+    char *s = malloc(1024);
+    cr_assert_not_null(s);
+    snprintf(s, 1024,
+             "auth U { id String }\nmodel C {\n  id Int @id\n  name String %s\n"
+             "  email String? %s\n  age Int? %s\n  sku String? %s\n  @@allow('all', true)\n}\n",
+             checked ? RULES[0] : "", checked ? RULES[1] : "", checked ? RULES[2] : "",
+             checked ? RULES[3] : "");
+    return s;
+}
+
+Test(crate_server, a_pushed_row_that_breaks_a_validator_is_refused_naming_field_and_rule)
+{
+    char *server_src = schema_with(true), *device_src = schema_with(false);
+    start_opts(server_src, "checked.db", 0);
+    cstack_schema *a = t_schema(server_src), *b = t_schema(device_src);
+    cr_assert_str_eq(cstack_schema_hash(a), cstack_schema_hash(b));
+    cstack_schema_free(a);
+    cstack_schema_free(b);
+    struct {
+        const char *field;
+        cstack_value v;
+        const char *rule;
+    } bad[] = {
+        {"name", cstack_v_text("x"), "field 'name' breaks @length(min: 2, max: 5)"},
+        {"email", cstack_v_text("not-an-address"), "field 'email' breaks @email"},
+        {"age", cstack_v_int(151), "field 'age' breaks @range(min: 0, max: 150)"},
+        {"sku", cstack_v_text("ab-1"), "field 'sku' breaks @regex"},
+    };
+    dev ok = device(device_src, "u1");
+    cstack_field_value good[] = {{"id", cstack_v_int(1)}, {"name", cstack_v_text("fine")}};
+    create(&ok, "C", good, 2);
+    push_all(&ok);
+    int64_t before = server_version();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dev d = device(device_src, "u1");
+        bool is_name = strcmp(bad[i].field, "name") == 0;
+        cstack_field_value f[] = {{"id", cstack_v_int(10 + (int64_t)i)},
+                                  {"name", is_name ? bad[i].v : cstack_v_text("okay")},
+                                  {bad[i].field, bad[i].v}};
+        create(&d, "C", f, is_name ? 2 : 3);
+        char batch[128];
+        res r = push_next(&d, batch, sizeof batch);
+        assert_err(&r, 400, "validation", bad[i].rule, bad[i].field);
+        res_free(&r);
+        dev_free(&d);
+    }
+    cr_expect_eq(server_version(), before, "no refused batch changed the server");
+    dev check = device(device_src, "u1");
+    pull(&check);
+    cr_expect_eq(count(&check, "C"), 1, "only the valid row");
+    dev_free(&check);
+    dev_free(&ok);
+    free(server_src);
+    free(device_src);
+}
+
+/* ---- CrateStack's policy spellings ------------------------------------------------ */
+
+/* One schema, its policies written either way: CrateStack's list/detail,
+ * rel.some/every/none.x, hasRole() and isSystem(), or cstack's forms. */
+static char *teams_schema(bool crate)
+{
+    char *s = malloc(2048);
+    cr_assert_not_null(s);
+    snprintf(s, 2048,
+             "auth U { id String  role String }\n"
+             "model Team {\n  id String @id\n  name String\n  members Member[]\n"
+             "  @@allow(%s, %s)\n  @@allow('create', true)\n  @@allow('update', %s)\n"
+             "  @@allow('delete', %s)\n}\n"
+             "model Member {\n  id String @id\n  userId String\n  role String\n  teamId String\n"
+             "  team Team @relation(fields: [teamId], references: [id], onDelete: Cascade)\n"
+             "  @@allow('all', true)\n}\n",
+             crate ? "'list,detail'" : "'read'",
+             crate ? "members.some.userId == auth().id" : "members?[userId == auth().id]",
+             crate ? "hasRole('admin') || auth().isSystem()" : "auth().role == 'admin' || false",
+             crate ? "members.every.role == 'owner' && members.none.userId == 'banned'"
+                   : "members![role == 'owner'] && members^[userId == 'banned']");
+    return s;
+}
+
+static void team(dev *d, const char *id, const char *name)
+{
+    cstack_field_value f[] = {{"id", cstack_v_text(id)}, {"name", cstack_v_text(name)}};
+    create(d, "Team", f, 2);
+}
+
+static void member(dev *d, const char *id, const char *user, const char *role, const char *tid)
+{
+    cstack_field_value f[] = {{"id", cstack_v_text(id)},
+                              {"userId", cstack_v_text(user)},
+                              {"role", cstack_v_text(role)},
+                              {"teamId", cstack_v_text(tid)}};
+    create(d, "Member", f, 4);
+}
+
+static dev with_role(const char *src, const char *sub, const char *role)
+{
+    char claim[64];
+    snprintf(claim, sizeof claim, "role=%s", role);
+    const char *c[] = {claim};
+    return device_with(src, sub, c, 1);
+}
+
+/* Pushes d's next transaction; appends "name:STATUS " to out. */
+static void attempt(dev *d, const char *name, cs_buf *out)
+{
+    char batch[128];
+    res r = push_next(d, batch, sizeof batch);
+    cr_assert_eq(cs_buf_printf(out, "%s:%ld ", name, r.status), 0);
+    res_free(&r);
+}
+
+/* Every decision of one scenario, as text. */
+static char *team_scenario(const char *src, const char *db)
+{
+    start_opts(src, db, 0);
+    cs_buf out = CS_BUF_INIT;
+    dev alice = with_role(src, "alice", "user");
+    team(&alice, "t1", "one");
+    member(&alice, "m1", "alice", "owner", "t1");
+    team(&alice, "t2", "two");
+    member(&alice, "m2", "alice", "owner", "t2");
+    member(&alice, "m3", "banned", "owner", "t2");
+    push_all(&alice);
+    /* read: only teams with alice as a member reach her; none reach bob */
+    dev a2 = with_role(src, "alice", "user"), bob = with_role(src, "bob", "user");
+    pull(&a2);
+    pull(&bob);
+    cs_buf_printf(&out, "alice-teams:%lld bob-teams:%lld ", (long long)count(&a2, "Team"),
+                  (long long)count(&bob, "Team"));
+    /* update: bob (a user) is refused, carol (an admin) allowed */
+    team(&bob, "t1", "bob's");
+    attempt(&bob, "user-update", &out);
+    dev carol = with_role(src, "carol", "admin");
+    team(&carol, "t1", "carol's");
+    attempt(&carol, "admin-update", &out);
+    /* delete: t1 (every member an owner, none banned) allowed, t2 refused */
+    cstack_field_value k1[] = {{"id", cstack_v_text("t1")}}, k2[] = {{"id", cstack_v_text("t2")}};
+    cstack_data w1 = {k1, 1}, w2 = {k2, 1};
+    int64_t v = 0;
+    cr_assert_eq(cstack_sync_version(a2.db, &v), 0);
+    cstack_upload_complete(a2.db, v);
+    cr_assert_eq(cstack_delete(a2.db, "Team", &w2, NULL), 0, "%s", cstack_errmsg(a2.db));
+    attempt(&a2, "delete-t2", &out);
+    cr_assert_eq(cstack_sync_version(a2.db, &v), 0);
+    cstack_upload_complete(a2.db, v);
+    cr_assert_eq(cstack_delete(a2.db, "Team", &w1, NULL), 0, "%s", cstack_errmsg(a2.db));
+    attempt(&a2, "delete-t1", &out);
+    dev_free(&carol);
+    dev_free(&bob);
+    dev_free(&a2);
+    dev_free(&alice);
+    stop();
+    return cs_buf_take(&out);
+}
+
+Test(crate_server, crate_policy_spellings_are_enforced_like_their_cstack_forms)
+{
+    char *crate_src = teams_schema(true), *cstack_src = teams_schema(false);
+    char *crate = team_scenario(crate_src, "teams_crate.db");
+    char *plain = team_scenario(cstack_src, "teams_cstack.db");
+    fprintf(stderr, "decisions: %s\n", crate);
+    cr_expect_str_eq(crate, plain);
+    cr_expect_str_eq(crate, "alice-teams:2 bob-teams:0 user-update:403 admin-update:200 "
+                            "delete-t2:403 delete-t1:200 ");
+    free(crate);
+    free(plain);
+    free(crate_src);
+    free(cstack_src);
+}
