@@ -512,3 +512,39 @@ Test(live, a_stop_from_another_thread_waits_for_a_running_callback_and_a_slow_on
     sleep_ms(100);
     cr_assert_eq(__atomic_load_n(&s.calls, __ATOMIC_SEQ_CST), calls, "called after stop");
 }
+
+Test(live, a_commit_visits_only_the_watches_of_the_tables_it_changed)
+{
+    enum { N = 40 };
+    static const char COUNT_TAGS[] = "{\"model\":\"Tag\",\"kind\":\"count\"}";
+    collector tags[N], note;
+    cstack_watch *tw[N];
+    for (int i = 0; i < N; i++) {
+        coll_init(&tags[i]);
+        tw[i] = watch(COUNT_TAGS, 0, &tags[i]);
+    }
+    coll_init(&note);
+    cstack_watch *nw = watch(COUNT_NOTES, 0, &note);
+    for (int i = 0; i < N; i++)
+        expect(&tags[i], 1, "\"count\":0");
+    expect(&note, 1, "\"count\":0");
+    for (int i = 0; i < N; i += 2) /* the index forgets stopped watches */
+        cstack_watch_stop(tw[i]);
+    uint64_t visits = cs_live_visits(db);
+    create_note(db, "n1", "x");
+    expect(&note, 2, "\"count\":1");
+    cr_assert_eq(cs_live_visits(db) - visits, 1, "a commit of Note looked at %llu watches",
+                 (unsigned long long)(cs_live_visits(db) - visits));
+    call(db, "{\"model\":\"Tag\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":\"t\"}}}");
+    for (int i = 1; i < N; i += 2)
+        expect(&tags[i], 2, "\"count\":1");
+    cr_assert_eq(cs_live_visits(db) - visits, 1 + N / 2, "a commit of Tag looked at %llu watches",
+                 (unsigned long long)(cs_live_visits(db) - visits - 1));
+    cr_assert_eq(note.n, 2, "a commit of Tag delivered to a watch of Note");
+    for (int i = 1; i < N; i += 2)
+        cstack_watch_stop(tw[i]);
+    cstack_watch_stop(nw);
+    for (int i = 0; i < N; i++)
+        coll_free(&tags[i]);
+    coll_free(&note);
+}
