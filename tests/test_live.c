@@ -548,3 +548,25 @@ Test(live, a_commit_visits_only_the_watches_of_the_tables_it_changed)
         coll_free(&tags[i]);
     coll_free(&note);
 }
+
+Test(live, a_poll_period_out_of_bounds_is_refused_at_open_and_its_bounds_are_taken)
+{
+    cstack_schema *s = t_schema(SCHEMA);
+    static const int bad[] = {-1, 60001};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cstack_open_options o = {.live_poll_ms = bad[i]};
+        cstack *h = NULL;
+        cr_assert_eq(cstack_open(s, path, &o, &h), CSTACK_EINVAL, "live_poll_ms %d", bad[i]);
+        cr_assert_not_null(strstr(cstack_errmsg(h), "live_poll_ms is"), "%s", cstack_errmsg(h));
+        cstack_close(h);
+    }
+    static const int good[] = {1, 60000};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        cstack_open_options o = {.live_poll_ms = good[i]};
+        cstack *h = NULL;
+        cr_assert_eq(cstack_open(s, path, &o, &h), 0, "live_poll_ms %d: %s", good[i],
+                     cstack_errmsg(h));
+        cstack_close(h);
+    }
+    cstack_schema_free(s);
+}

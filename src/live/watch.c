@@ -218,7 +218,8 @@ static void *live_make(cstack *db)
     if (!l)
         return NULL;
     l->db = db;
-    l->poll_ms = CS_LIVE_POLL_MS;
+    int poll_ms = cs_store_live_poll_ms(db);
+    l->poll_ms = poll_ms > 0 ? poll_ms : CS_LIVE_POLL_MS;
 #ifndef CSTACK_NO_THREADS
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_t ca;
