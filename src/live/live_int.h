@@ -77,7 +77,7 @@ struct cs_live {
      * tables unknown). */
     cs_watch_list by_table[64];
     cs_watch_list wide;
-    cstack_watch *head;    /* every watch */
+    cstack_watch *head; /* every watch */
     /* The run queue: the watches with a run or a first delivery pending,
      * oldest first, so that a runner never scans the idle ones and a watch
      * dirtied by every commit cannot keep the others waiting. */
