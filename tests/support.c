@@ -87,6 +87,16 @@ char *t_tmpdir(void)
     return strdup(d);
 }
 
+void t_write_file(char *path, size_t cap, const char *dir, const char *name, const char *text)
+{
+    int n = snprintf(path, cap, "%s/%s", dir, name);
+    cr_assert(n > 0 && (size_t)n < cap, "path %s/%s too long", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_geq(fputs(text, f), 0, "cannot write %s", path);
+    cr_assert_eq(fclose(f), 0, "cannot write %s", path);
+}
+
 int t_run(const char *cmd, char **out)
 {
     FILE *p = popen(cmd, "r");

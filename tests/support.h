@@ -24,6 +24,9 @@ cstack *t_open_mem(const char *src);
 char *t_read_file(const char *path, size_t *len);
 /* A fresh temporary directory path (malloc'd), removed by the OS later. */
 char *t_tmpdir(void);
+/* Writes `text` to the file dir/name and its path to path[0..cap); aborts
+ * the test on failure. */
+void t_write_file(char *path, size_t cap, const char *dir, const char *name, const char *text);
 /* Runs a shell command, capturing stdout into a malloc'd string; returns the
  * exit status (or -1). */
 int t_run(const char *cmd, char **out);
