@@ -435,11 +435,7 @@ static void bench_merge_reads(const cfg *c)
  * writes back the monotonic time its commit returned. */
 static int child_writer(const char *path)
 {
-    cstack_diags *d = NULL;
-    cstack_schema *s = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &s, &d) != 0)
-        return 1;
-    cstack_diags_free(d);
+    cstack_schema *s = bench_schema(SCHEMA);
     cstack *db = NULL;
     if (cstack_open(s, path, NULL, &db) != 0 || cstack_bootstrap(db, NULL) != 0)
         return 1;
@@ -518,18 +514,6 @@ static const char USAGE[] =
     "  --merge-rows R   rows of the merged changeset (default 100000: 1M columns)\n"
     "  --quick          --writes 50 --merge-rows 5000 (a smoke run)\n";
 
-static int parse_int(const char *s, int max)
-{
-    char *end = NULL;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || *end || v <= 0 || v > max) {
-        fprintf(stderr, "bench_live: expected a count 1..%d, got '%s'\n%s", max, s ? s : "",
-                USAGE);
-        exit(2);
-    }
-    return (int)v;
-}
-
 int main(int argc, char **argv)
 {
     bench_name = "bench_live";
@@ -541,9 +525,10 @@ int main(int argc, char **argv)
             fputs(USAGE, stdout);
             return 0;
         } else if (strcmp(argv[i], "--writes") == 0) {
-            c.writes = parse_int(i + 1 < argc ? argv[++i] : NULL, 1000000);
+            c.writes = (int)bench_count("--writes", i + 1 < argc ? argv[++i] : NULL, 1000000);
         } else if (strcmp(argv[i], "--merge-rows") == 0) {
-            c.merge_rows = parse_int(i + 1 < argc ? argv[++i] : NULL, 10000000);
+            c.merge_rows =
+                (int)bench_count("--merge-rows", i + 1 < argc ? argv[++i] : NULL, 10000000);
         } else if (strcmp(argv[i], "--quick") == 0) {
             c.writes = 50;
             c.merge_rows = 5000;
@@ -552,14 +537,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    cstack_diags *d = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &c.schema, &d) != 0)
-        die("schema", "the benchmark schema does not parse");
-    cstack_diags_free(d);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(c.dir, sizeof c.dir, "%s/cstack-bench-live-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(c.dir))
-        die("mkdtemp", c.dir);
+    c.schema = bench_schema(SCHEMA);
+    bench_tmpdir(c.dir, sizeof c.dir, "cstack-bench-live");
     printf("bench_live: file databases in %s\n", c.dir);
     bench_one_watch(&c);
     bench_many_watches(&c);
