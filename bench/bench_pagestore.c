@@ -145,46 +145,18 @@ static void report(const char *what, double ms, double file_ms)
     printf("  %-34s %9.1f ms  %6.2fx the plain file\n", what, ms, ms / file_ms);
 }
 
-static size_t parse_count(const char *opt, const char *v)
-{
-    char *end = NULL;
-    unsigned long long n = v ? strtoull(v, &end, 10) : 0;
-    if (!v || *end || n == 0 || n > 10000000)
-        die(opt, "needs a count from 1 to 10000000");
-    return (size_t)n;
-}
-
-static void parse_args(bench *b, int argc, char **argv)
-{
-    b->rows = 100000;
-    b->find_rows = 10000;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--rows") == 0) {
-            b->rows = parse_count("--rows", i + 1 < argc ? argv[++i] : NULL);
-        } else if (strcmp(argv[i], "--find-rows") == 0) {
-            b->find_rows = parse_count("--find-rows", i + 1 < argc ? argv[++i] : NULL);
-        } else if (strcmp(argv[i], "--help") == 0) {
-            puts("usage: bench_pagestore [--rows N] [--find-rows M]\n"
-                 "\n"
-                 "Inserts N rows in one transaction, then (after reopening) reads M\n"
-                 "back with find_many, on a plain file, on the LMDB page store and on\n"
-                 "the server page store (a server on loopback, started here), and\n"
-                 "prints each time with its ratio to the plain file.\n"
-                 "\n"
-                 "options:\n"
-                 "  --rows N        rows inserted (default 100000)\n"
-                 "  --find-rows M   rows read back (default 10000, at most N)\n"
-                 "\n"
-                 "Exit status 0 unless something errors.");
-            exit(0);
-        } else {
-            fprintf(stderr, "bench_pagestore: unknown argument '%s'; try --help\n", argv[i]);
-            exit(2);
-        }
-    }
-    if (b->find_rows > b->rows)
-        b->find_rows = b->rows;
-}
+static const char HELP[] = "usage: bench_pagestore [--rows N] [--find-rows M]\n"
+                           "\n"
+                           "Inserts N rows in one transaction, then (after reopening) reads M\n"
+                           "back with find_many, on a plain file, on the LMDB page store and on\n"
+                           "the server page store (a server on loopback, started here), and\n"
+                           "prints each time with its ratio to the plain file.\n"
+                           "\n"
+                           "options:\n"
+                           "  --rows N        rows inserted (default 100000)\n"
+                           "  --find-rows M   rows read back (default 10000, at most N)\n"
+                           "\n"
+                           "Exit status 0 unless something errors.";
 
 static cstack_server *start_server(const bench *b, char *url, size_t cap)
 {
@@ -204,15 +176,9 @@ int main(int argc, char **argv)
 {
     bench_name = "bench_pagestore";
     bench b = {0};
-    parse_args(&b, argc, argv);
-    cstack_diags *diags = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &b.schema, &diags))
-        die("schema", "the benchmark schema does not parse");
-    cstack_diags_free(diags);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(b.dir, sizeof b.dir, "%s/cstack-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(b.dir))
-        die("mkdtemp", b.dir);
+    bench_rows_args(argc, argv, &b.rows, &b.find_rows, HELP);
+    b.schema = bench_schema(SCHEMA);
+    bench_tmpdir(b.dir, sizeof b.dir, "cstack-bench");
     make_dataset(&b.data, b.rows);
     printf("bench_pagestore: %zu rows inserted in one transaction, %zu read back after "
            "reopening; in %s\n", b.rows, b.find_rows, b.dir);

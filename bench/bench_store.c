@@ -312,66 +312,27 @@ static void bench_find(const bench *b, cstack *cdb, sqlite3 *rdb)
     report("find_many", b->find_rows, best_cs, best_raw);
 }
 
-static size_t parse_count(const char *flag, const char *s)
-{
-    char *end = NULL;
-    long long v = s ? strtoll(s, &end, 10) : 0;
-    if (!s || *end || v <= 0 || v > 100000000) {
-        fprintf(stderr,
-                "bench_store: %s needs a positive count\n"
-                "usage: bench_store [--rows N] [--find-rows M]\n",
-                flag);
-        exit(2);
-    }
-    return (size_t)v;
-}
-
-static void parse_args(bench *b, int argc, char **argv)
-{
-    b->rows = 100000;
-    b->find_rows = 10000;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--rows") == 0) {
-            b->rows = parse_count("--rows", i + 1 < argc ? argv[++i] : NULL);
-        } else if (strcmp(argv[i], "--find-rows") == 0) {
-            b->find_rows = parse_count("--find-rows", i + 1 < argc ? argv[++i] : NULL);
-        } else if (strcmp(argv[i], "--help") == 0) {
-            puts("usage: bench_store [--rows N] [--find-rows M]\n"
-                 "\n"
-                 "Measures the embedded runtime against hand-written SQLite on file\n"
-                 "databases: N rows created in one transaction (an untracked model,\n"
-                 "and for information a synced one) and M rows read back by\n"
-                 "find_many, each against prepared statements on raw SQLite.\n"
-                 "\n"
-                 "options:\n"
-                 "  --rows N        rows created per run (default 100000)\n"
-                 "  --find-rows M   rows read per find_many (default 10000, at most N)\n"
-                 "\n"
-                 "output: the time of each side and their ratio against its target;\n"
-                 "the best of several runs.  Exit status 0 unless something errors.");
-            exit(0);
-        } else {
-            fprintf(stderr, "bench_store: unknown argument '%s'; try --help\n", argv[i]);
-            exit(2);
-        }
-    }
-    if (b->find_rows > b->rows)
-        b->find_rows = b->rows;
-}
+static const char HELP[] = "usage: bench_store [--rows N] [--find-rows M]\n"
+                           "\n"
+                           "Measures the embedded runtime against hand-written SQLite on file\n"
+                           "databases: N rows created in one transaction (an untracked model,\n"
+                           "and for information a synced one) and M rows read back by\n"
+                           "find_many, each against prepared statements on raw SQLite.\n"
+                           "\n"
+                           "options:\n"
+                           "  --rows N        rows created per run (default 100000)\n"
+                           "  --find-rows M   rows read per find_many (default 10000, at most N)\n"
+                           "\n"
+                           "output: the time of each side and their ratio against its target;\n"
+                           "the best of several runs.  Exit status 0 unless something errors.";
 
 int main(int argc, char **argv)
 {
     bench_name = "bench_store";
     bench b = {0};
-    parse_args(&b, argc, argv);
-    cstack_diags *diags = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &b.schema, &diags) != 0)
-        die("schema", "the benchmark schema does not parse");
-    cstack_diags_free(diags);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(b.dir, sizeof b.dir, "%s/cstack-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(b.dir))
-        die("mkdtemp", b.dir);
+    bench_rows_args(argc, argv, &b.rows, &b.find_rows, HELP);
+    b.schema = bench_schema(SCHEMA);
+    bench_tmpdir(b.dir, sizeof b.dir, "cstack-bench");
     make_dataset(&b.data, b.rows);
     printf("bench_store: SQLite %s, file databases in %s, best of %d (create) / %d (find_many)\n",
            sqlite3_libversion(), b.dir, CREATE_REPS, FIND_REPS);

@@ -8,7 +8,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "cstack.h"
 
 /* The running benchmark's name, for error messages; set it first in main. */
 static const char *bench_name = "bench";
@@ -67,6 +70,70 @@ static inline void free_dataset(dataset *ds)
     free(ds->at);
     ds->name = NULL;
     ds->at = NULL;
+}
+
+/* ---- the command line, the schema and the directory of a run ---- */
+
+/* The count given to option `opt`: 1 to max, else the run exits with 2. */
+static inline size_t bench_count(const char *opt, const char *v, size_t max)
+{
+    char *end = NULL;
+    unsigned long long n = v && *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!v || (end && *end) || n == 0 || n > max) {
+        fprintf(stderr, "%s: %s needs a count from 1 to %zu; try --help\n", bench_name, opt, max);
+        exit(2);
+    }
+    return (size_t)n;
+}
+
+/* The options of the benchmarks that insert rows and read some back:
+ * --rows N (default 100000), --find-rows M (default 10000, at most N) and
+ * --help, which prints `help`. */
+static inline void bench_rows_args(int argc, char **argv, size_t *rows, size_t *find_rows,
+                                   const char *help)
+{
+    *rows = 100000;
+    *find_rows = 10000;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--rows") == 0) {
+            *rows = bench_count("--rows", v, 10000000);
+            i++;
+        } else if (strcmp(argv[i], "--find-rows") == 0) {
+            *find_rows = bench_count("--find-rows", v, 10000000);
+            i++;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            puts(help);
+            exit(0);
+        } else {
+            fprintf(stderr, "%s: unknown argument '%s'; try --help\n", bench_name, argv[i]);
+            exit(2);
+        }
+    }
+    if (*find_rows > *rows)
+        *find_rows = *rows;
+}
+
+/* The benchmark's schema, parsed from `src`; the run dies when it does not
+ * parse.  Free it with cstack_schema_free(). */
+static inline cstack_schema *bench_schema(const char *src)
+{
+    cstack_schema *s = NULL;
+    cstack_diags *d = NULL;
+    if (cstack_schema_parse("bench.cstack", src, strlen(src), &s, &d) != 0)
+        die("schema", "the benchmark schema does not parse");
+    cstack_diags_free(d);
+    return s;
+}
+
+/* Makes a fresh directory $TMPDIR/NAME-XXXXXX (/tmp without TMPDIR) and
+ * puts its path in dir. */
+static inline void bench_tmpdir(char *dir, size_t cap, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, cap, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    if (!mkdtemp(dir))
+        die("mkdtemp", dir);
 }
 
 #endif

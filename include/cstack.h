@@ -404,6 +404,12 @@ typedef struct cstack_open_options {
      * runtime uses one connection (readers is ignored) in rollback mode with
      * an in-memory journal: docs/pagestore.md says why that is crash-safe. */
     const char *vfs;
+    /* How often live queries (cstack_watch_envelope) ask SQLite whether
+     * another connection or process committed to the file, in ms: the
+     * latency of such changes, against one PRAGMA on the writer per period
+     * while watches exist.  0 = default (20); 1 to 60000, else cstack_open
+     * fails with CSTACK_EINVAL. */
+    int live_poll_ms;
 } cstack_open_options;
 
 /* Opens (creating if needed) the SQLite database at `path` for `schema`, in

@@ -1,10 +1,12 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 cstack_schema *t_schema(const char *src)
 {
@@ -85,6 +87,16 @@ char *t_tmpdir(void)
     return strdup(d);
 }
 
+void t_write_file(char *path, size_t cap, const char *dir, const char *name, const char *text)
+{
+    int n = snprintf(path, cap, "%s/%s", dir, name);
+    cr_assert(n > 0 && (size_t)n < cap, "path %s/%s too long", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_geq(fputs(text, f), 0, "cannot write %s", path);
+    cr_assert_eq(fclose(f), 0, "cannot write %s", path);
+}
+
 int t_run(const char *cmd, char **out)
 {
     FILE *p = popen(cmd, "r");
@@ -121,4 +133,54 @@ char *t_text_of(cstack *db, const char *model, const char *id, const char *field
     char *out = strndup(v.u.s.p, v.u.s.n);
     cstack_row_free(row);
     return out;
+}
+
+size_t t_parse_expects(const char *src, t_expect *out, size_t max)
+{
+    size_t n = 0;
+    const char *p = src;
+    while (strncmp(p, "// expect: ", 11) == 0 && n < max) {
+        p += 11;
+        int used = 0;
+        cr_assert_eq(sscanf(p, "%d:%d: %n", &out[n].line, &out[n].col, &used), 2);
+        p += used;
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        cr_assert_lt(len, sizeof(out[n].text));
+        memcpy(out[n].text, p, len);
+        out[n].text[len] = 0;
+        n++;
+        p = nl ? nl + 1 : p + len;
+    }
+    return n;
+}
+
+int t_write_tx(cstack *db, long long tx, int rows)
+{
+    int rc = cstack_begin(db);
+    if (rc)
+        return rc;
+    char v[64];
+    for (int i = 0; !rc && i < rows; i++) {
+        snprintf(v, sizeof v, "entry %lld/%d with some padding to fill pages", tx, i);
+        rc = cstack_create(db, "Entry",
+                           DATA(FV("id", I(tx * 1000 + i)), FV("tx", I(tx)), FV("v", T(v))), NULL);
+    }
+    if (!rc)
+        rc = cstack_create(db, "Log", DATA(FV("id", I(tx)), FV("size", I(rows))), NULL);
+    if (rc) {
+        cstack_rollback(db);
+        return rc;
+    }
+    return cstack_commit(db);
+}
+
+int t_kill_after(pid_t pid, long ns)
+{
+    struct timespec delay = {ns / 1000000000L, ns % 1000000000L};
+    nanosleep(&delay, NULL);
+    kill(pid, SIGKILL);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid, "waitpid");
+    return status;
 }

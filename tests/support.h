@@ -3,6 +3,7 @@
 #define CSTACK_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "cstack.h"
 
@@ -23,12 +24,39 @@ cstack *t_open_mem(const char *src);
 char *t_read_file(const char *path, size_t *len);
 /* A fresh temporary directory path (malloc'd), removed by the OS later. */
 char *t_tmpdir(void);
+/* Writes `text` to the file dir/name and its path to path[0..cap); aborts
+ * the test on failure. */
+void t_write_file(char *path, size_t cap, const char *dir, const char *name, const char *text);
 /* Runs a shell command, capturing stdout into a malloc'd string; returns the
  * exit status (or -1). */
 int t_run(const char *cmd, char **out);
 /* The text field `field` of the `model` row whose text id is `id` (malloc'd),
  * NULL when there is no such row; aborts the test on errors. */
 char *t_text_of(cstack *db, const char *model, const char *id, const char *field);
+
+/* One leading `// expect: LINE:COL: substring` line of a schema fixture:
+ * a diagnostic the fixture must produce. */
+typedef struct t_expect {
+    int line, col;
+    char text[256];
+} t_expect;
+/* Reads the leading expect lines of a fixture's source into out (at most
+ * max); returns how many.  Aborts the test on a malformed one. */
+size_t t_parse_expects(const char *src, t_expect *out, size_t max);
+
+/* The schema of the crash tests (test_crash, test_pagestore): a Log row per
+ * transaction says how many Entry rows (tx = its id) the transaction wrote,
+ * so that one there in part shows. */
+#define T_TX_SCHEMA                                                                                \
+    "model Log {\n  id   Int @id\n  size Int\n}\n"                                                 \
+    "model Entry {\n  id Int    @id\n  tx Int\n  v  String\n  @@index([tx])\n}\n"
+/* Transaction `tx` of that schema: Log tx (size rows) and its `rows` Entry
+ * rows (ids tx * 1000 + i), committed; on failure rolled back and the code
+ * returned.  No Criterion call: fit for a forked child. */
+int t_write_tx(cstack *db, long long tx, int rows);
+/* Kills child `pid` with SIGKILL `ns` nanoseconds from now and reaps it;
+ * returns its wait status. */
+int t_kill_after(pid_t pid, long ns);
 
 /* The URL of the test PostgreSQL cluster (malloc'd), from the state file
  * scripts/pg-cluster.sh wrote (CTest's pg_start fixture; CSTACK_TEST_PG_STATE

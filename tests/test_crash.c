@@ -30,17 +30,6 @@
 #include "support.h"
 #include "sync_support.h"
 
-static const char SCHEMA[] = "model Log {\n"
-                             "  id   Int @id\n"
-                             "  size Int\n"
-                             "}\n"
-                             "model Entry {\n"
-                             "  id Int    @id\n"
-                             "  tx Int\n"
-                             "  v  String\n"
-                             "  @@index([tx])\n"
-                             "}\n";
-
 #define BATCHES 24
 #define BATCH_ROWS 50
 #define REMOTE_BASE 1000000 /* Log ids of the applier's remote batches */
@@ -89,7 +78,8 @@ static void child_fail(cstack *db, const char *what)
 static cstack *child_open(const char *path)
 {
     cstack_schema *s = NULL;
-    if (cstack_schema_parse("crash.cstack", SCHEMA, strlen(SCHEMA), &s, NULL) != CSTACK_OK)
+    if (cstack_schema_parse("crash.cstack", T_TX_SCHEMA, strlen(T_TX_SCHEMA), &s, NULL) !=
+        CSTACK_OK)
         child_fail(NULL, "schema");
     cstack *db = NULL;
     int rc = cstack_open(s, path, NULL, &db);
@@ -98,29 +88,6 @@ static cstack *child_open(const char *path)
         child_fail(db, "open");
     tell_parent('o');
     return db;
-}
-
-/* One local transaction: Log k (size n) and its n Entry rows. */
-static int write_tx(cstack *db, long long k, int n)
-{
-    char v[32];
-    snprintf(v, sizeof v, "value %lld", k);
-    cstack_field_value lf[] = {{"id", cstack_v_int(k)}, {"size", cstack_v_int(n)}};
-    cstack_data log = {lf, 2};
-    if (cstack_begin(db) != CSTACK_OK)
-        return -1;
-    int rc = cstack_create(db, "Log", &log, NULL);
-    for (int j = 0; j < n && rc == CSTACK_OK; j++) {
-        cstack_field_value ef[] = {
-            {"id", cstack_v_int(k * 1000 + j)}, {"tx", cstack_v_int(k)}, {"v", cstack_v_text(v)}};
-        cstack_data e = {ef, 3};
-        rc = cstack_create(db, "Entry", &e, NULL);
-    }
-    if (rc != CSTACK_OK) {
-        cstack_rollback(db);
-        return -1;
-    }
-    return cstack_commit(db) == CSTACK_OK ? 0 : -1;
 }
 
 /* Acknowledges the oldest queued transaction the way an app would after
@@ -153,7 +120,7 @@ static void child_writer(const char *path, long long first, unsigned seed)
     cstack *db = child_open(path);
     for (long long k = first;; k++) {
         int n = 1 + (int)(rand_r(&seed) % 40);
-        if (write_tx(db, k, n) != 0)
+        if (t_write_tx(db, k, n) != 0)
             child_fail(db, "write");
         note_line('W', k, n);
         if (rand_r(&seed) % 5 == 0)
@@ -173,7 +140,7 @@ static void child_applier(const char *path, void *const *cs, const size_t *len, 
         note_line('P', b, -1);
         if (i % 3 == 0) {
             long long k = first + i;
-            if (write_tx(db, k, 2) != 0)
+            if (t_write_tx(db, k, 2) != 0)
                 child_fail(db, "local write");
             note_line('W', k, 2);
         }
@@ -229,7 +196,7 @@ static void read_record(const char *path, record *rec)
 
 static cstack *parent_open(const char *path)
 {
-    cstack_schema *s = t_schema(SCHEMA);
+    cstack_schema *s = t_schema(T_TX_SCHEMA);
     cstack *db = NULL;
     int rc = cstack_open(s, path, NULL, &db);
     cstack_schema_free(s);
@@ -351,10 +318,10 @@ static double rand01(unsigned *seed)
  * replica. */
 static void make_batches(void *cs[BATCHES], size_t len[BATCHES])
 {
-    cstack *src = t_open_mem(SCHEMA);
+    cstack *src = t_open_mem(T_TX_SCHEMA);
     int64_t cur = 0;
     for (int b = 0; b < BATCHES; b++) {
-        cr_assert_eq(write_tx(src, REMOTE_BASE + b, BATCH_ROWS), 0, "%s", cstack_errmsg(src));
+        cr_assert_eq(t_write_tx(src, REMOTE_BASE + b, BATCH_ROWS), 0, "%s", cstack_errmsg(src));
         cr_assert_eq(cstack_changes_export(src, cur, &cs[b], &len[b], &cur), 0, "%s",
                      cstack_errmsg(src));
     }
@@ -419,12 +386,8 @@ Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 90
         double after = mode == 0 ? rand01(&seed) * 10e6 : 2e6 + rand01(&seed) * 98e6;
         if (mode > 0)
             wait_progress(pipefd[0], mode <= 2 ? 'o' : 'p');
-        struct timespec delay = {0, (long)after};
-        nanosleep(&delay, NULL);
-        kill(pid, SIGKILL);
+        int status = t_kill_after(pid, (long)after);
         close(pipefd[0]);
-        int status = 0;
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
         read_record(side, &rec);
         cr_assert(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0),
                   "round %d: the %s failed by itself: %s", round, applier ? "applier" : "writer",
@@ -443,7 +406,7 @@ Test(crash, sigkill_never_loses_or_corrupts_and_the_queue_resumes, .timeout = 90
         cr_assert_eq(rc, 0, "round %d (%s): %s", round, applier ? "applier" : "writer", ctx.msg);
         drain_queue(db, &rec);
         /* Writing goes on, and is queued again. */
-        cr_assert_eq(write_tx(db, ctx.max_local + 1, 3), 0, "%s", cstack_errmsg(db));
+        cr_assert_eq(t_write_tx(db, ctx.max_local + 1, 3), 0, "%s", cstack_errmsg(db));
         if (!applier)
             next_id = ctx.max_local + 2;
         int64_t pending = 0;

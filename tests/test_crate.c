@@ -22,31 +22,6 @@
 
 /* ---- the corpus ------------------------------------------------------------- */
 
-typedef struct expect {
-    int line, col;
-    char text[256];
-} expect;
-
-static size_t parse_expects(const char *src, expect *out, size_t max)
-{
-    size_t n = 0;
-    const char *p = src;
-    while (strncmp(p, "// expect: ", 11) == 0 && n < max) {
-        p += 11;
-        int used = 0;
-        cr_assert_eq(sscanf(p, "%d:%d: %n", &out[n].line, &out[n].col, &used), 2);
-        p += used;
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        cr_assert_lt(len, sizeof(out[n].text));
-        memcpy(out[n].text, p, len);
-        out[n].text[len] = 0;
-        n++;
-        p = nl ? nl + 1 : p + len;
-    }
-    return n;
-}
-
 static bool has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -58,8 +33,8 @@ static void check_fixture(const char *path, const char *name)
     size_t len = 0;
     char *src = t_read_file(path, &len);
     cr_assert_not_null(src, "read %s", path);
-    expect exp[32];
-    size_t nexp = parse_expects(src, exp, 32);
+    t_expect exp[32];
+    size_t nexp = t_parse_expects(src, exp, 32);
     cstack_schema *s = NULL;
     cstack_diags *d = NULL;
     int rc = cstack_schema_load(path, &s, &d);

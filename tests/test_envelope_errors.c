@@ -292,12 +292,8 @@ static char schema_path[512], db_path[512];
 static void call_setup(void)
 {
     tmp = t_tmpdir();
-    snprintf(schema_path, sizeof schema_path, "%s/items.cstack", tmp);
+    t_write_file(schema_path, sizeof schema_path, tmp, "items.cstack", CALL_SCHEMA);
     snprintf(db_path, sizeof db_path, "%s/items.db", tmp);
-    FILE *f = fopen(schema_path, "w");
-    cr_assert_not_null(f);
-    fputs(CALL_SCHEMA, f);
-    fclose(f);
 }
 
 static void call_teardown(void)

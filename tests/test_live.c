@@ -154,6 +154,22 @@ static cstack_watch *watch(const char *req, int throttle, collector *c)
     return w;
 }
 
+/* Starts a watch of `req` collecting into c, and requires its first
+ * delivery to contain `first`. */
+static cstack_watch *watch_from(const char *req, int throttle, collector *c, const char *first)
+{
+    coll_init(c);
+    cstack_watch *w = watch(req, throttle, c);
+    expect(c, 1, first);
+    return w;
+}
+
+static void unwatch(cstack_watch *w, collector *c)
+{
+    cstack_watch_stop(w);
+    coll_free(c);
+}
+
 static void create_note(cstack *on, const char *id, const char *title)
 {
     char req[256];
@@ -167,9 +183,7 @@ static void create_note(cstack *on, const char *id, const char *title)
 Test(live, the_first_result_arrives_at_once_and_a_delegate_write_delivers_the_new_one)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "{\"status\":\"ok\",\"data\":{\"count\":0}}");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "{\"status\":\"ok\",\"data\":{\"count\":0}}");
     cstack_row *row = NULL;
     int rc = cstack_create(db, "Note", DATA(FV("id", T("n1")), FV("title", T("x")),
                                           FV("ownerId", T("a1"))),
@@ -177,22 +191,18 @@ Test(live, the_first_result_arrives_at_once_and_a_delegate_write_delivers_the_ne
     cr_assert_eq(rc, 0, "%s", cstack_errmsg(db));
     cstack_row_free(row);
     expect(&c, 2, "\"count\":1");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, an_envelope_write_delivers_the_new_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"find_many\",\"payload\":"
-                            "{\"select\":[\"title\"]}}",
-                            0, &c);
-    expect(&c, 1, "\"data\":[]");
+    cstack_watch *w = watch_from("{\"model\":\"Note\",\"kind\":\"find_many\",\"payload\":"
+                                 "{\"select\":[\"title\"]}}",
+                                 0, &c, "\"data\":[]");
     create_note(db, "n1", "hello");
     expect(&c, 2, "[{\"title\":\"hello\"}]");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 static int raw_insert(sqlite3 *conn, void *ctx)
@@ -208,21 +218,16 @@ static int raw_insert(sqlite3 *conn, void *ctx)
 Test(live, raw_sql_through_the_escape_hatch_delivers_the_new_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     cr_assert_eq(cstack_with_sqlite(db, raw_insert, NULL), 0, "%s", cstack_errmsg(db));
     expect(&c, 2, "\"count\":1");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_merge_applied_by_sync_delivers_the_new_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     cstack *other = t_open_mem(SCHEMA);
     call(other, "{\"model\":\"Account\",\"kind\":\"create\",\"payload\":{\"data\":"
                 "{\"id\":\"a2\",\"email\":\"bob@x.io\"}}}");
@@ -235,36 +240,26 @@ Test(live, a_merge_applied_by_sync_delivers_the_new_result)
     expect(&c, 2, "\"count\":1");
     cstack_free(cs);
     cstack_close(other);
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_commit_by_another_connection_on_the_same_file_delivers_the_new_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     cstack *other = open_file();
     create_note(other, "o1", "other");
     expect(&c, 2, "\"count\":1");
     cstack_close(other);
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_commit_by_another_process_delivers_the_new_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     char schema_path[600], cmd[2048];
-    snprintf(schema_path, sizeof schema_path, "%s/live.cstack", dir);
-    FILE *f = fopen(schema_path, "w");
-    cr_assert_not_null(f);
-    fputs(SCHEMA, f);
-    fclose(f);
+    t_write_file(schema_path, sizeof schema_path, dir, "live.cstack", SCHEMA);
     snprintf(cmd, sizeof cmd,
              "echo '{\"model\":\"Note\",\"kind\":\"create\",\"payload\":{\"data\":"
              "{\"id\":\"p1\",\"title\":\"proc\",\"ownerId\":\"a1\"}}}' | "
@@ -274,18 +269,15 @@ Test(live, a_commit_by_another_process_delivers_the_new_result)
     cr_assert_eq(t_run(cmd, &out), 0, "%s", out ? out : "");
     free(out);
     expect(&c, 2, "\"count\":1");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, an_unchanged_result_is_re_run_but_not_delivered_again)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"count\",\"payload\":"
-                            "{\"where\":{\"title\":\"wanted\"}}}",
-                            0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from("{\"model\":\"Note\",\"kind\":\"count\",\"payload\":"
+                                 "{\"where\":{\"title\":\"wanted\"}}}",
+                                 0, &c, "\"count\":0");
     uint64_t runs = cs_live_runs(db);
     create_note(db, "n1", "other");
     for (int i = 0; i < 300 && cs_live_runs(db) == runs; i++)
@@ -295,16 +287,13 @@ Test(live, an_unchanged_result_is_re_run_but_not_delivered_again)
     cr_assert_eq(c.n, 1, "an unchanged result was delivered again");
     create_note(db, "n2", "wanted");
     expect(&c, 2, "\"count\":1");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_burst_is_coalesced_and_the_last_delivery_is_the_final_result)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 200, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 200, &c, "\"count\":0");
     for (int i = 0; i < 40; i++) {
         char id[16];
         snprintf(id, sizeof id, "b%d", i);
@@ -324,8 +313,7 @@ Test(live, a_burst_is_coalesced_and_the_last_delivery_is_the_final_result)
     cr_assert_not_null(strstr(c.last, "\"count\":40"), "last: %s", c.last);
     cr_assert_leq(c.n, 4, "40 commits in a 200 ms throttle made %d deliveries", c.n);
     pthread_mutex_unlock(&c.mu);
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_watch_stopped_inside_its_callback_is_never_called_again)
@@ -350,38 +338,30 @@ Test(live, a_relation_filter_fires_when_only_the_related_table_changes)
 {
     create_note(db, "n1", "mine");
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"count\",\"payload\":{\"where\":"
-                            "{\"owner\":{\"is\":{\"email\":\"new@x.io\"}}}}}",
-                            0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from("{\"model\":\"Note\",\"kind\":\"count\",\"payload\":{\"where\":"
+                                 "{\"owner\":{\"is\":{\"email\":\"new@x.io\"}}}}}",
+                                 0, &c, "\"count\":0");
     call(db, "{\"model\":\"Account\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":\"a1\"},"
              "\"data\":{\"email\":\"new@x.io\"}}}");
     expect(&c, 2, "\"count\":1");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_write_to_a_table_the_query_does_not_read_re_runs_nothing)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     uint64_t runs = cs_live_runs(db);
     call(db, "{\"model\":\"Tag\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":\"t\"}}}");
     sleep_ms(100);
     cr_assert_eq(cs_live_runs(db), runs, "a write to Tag re-ran a watch of Note");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_rolled_back_transaction_triggers_nothing)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch(COUNT_NOTES, 0, &c);
-    expect(&c, 1, "\"count\":0");
+    cstack_watch *w = watch_from(COUNT_NOTES, 0, &c, "\"count\":0");
     uint64_t runs = cs_live_runs(db);
     cr_assert_eq(cstack_begin(db), 0);
     create_note(db, "n1", "gone");
@@ -389,8 +369,7 @@ Test(live, a_rolled_back_transaction_triggers_nothing)
     sleep_ms(100);
     cr_assert_eq(cs_live_runs(db), runs, "a rollback re-ran the watch");
     cr_assert_eq(c.n, 1);
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 Test(live, a_write_request_or_a_bad_query_is_refused_and_watches_nothing)
@@ -453,17 +432,14 @@ Test(live, group_by_groups_aggregates_and_orders_and_refuses_an_order_outside_by
 Test(live, a_group_by_watch_delivers_when_a_group_changes)
 {
     collector c;
-    coll_init(&c);
-    cstack_watch *w = watch("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":"
-                            "{\"by\":[\"title\"],\"_count\":true}}",
-                            0, &c);
-    expect(&c, 1, "\"data\":[]");
+    cstack_watch *w = watch_from("{\"model\":\"Note\",\"kind\":\"group_by\",\"payload\":"
+                                 "{\"by\":[\"title\"],\"_count\":true}}",
+                                 0, &c, "\"data\":[]");
     create_note(db, "n1", "t");
     expect(&c, 2, "[{\"title\":\"t\",\"_count\":1}]");
     create_note(db, "n2", "t");
     expect(&c, 3, "[{\"title\":\"t\",\"_count\":2}]");
-    cstack_watch_stop(w);
-    coll_free(&c);
+    unwatch(w, &c);
 }
 
 /* A callback that sleeps inside its second delivery, to be stopped meanwhile. */
@@ -511,4 +487,53 @@ Test(live, a_stop_from_another_thread_waits_for_a_running_callback_and_a_slow_on
     create_note(db, "n3", "three");
     sleep_ms(100);
     cr_assert_eq(__atomic_load_n(&s.calls, __ATOMIC_SEQ_CST), calls, "called after stop");
+}
+
+Test(live, a_commit_visits_only_the_watches_of_the_tables_it_changed)
+{
+    enum { N = 40 };
+    static const char COUNT_TAGS[] = "{\"model\":\"Tag\",\"kind\":\"count\"}";
+    collector tags[N], note;
+    cstack_watch *tw[N];
+    for (int i = 0; i < N; i++)
+        tw[i] = watch_from(COUNT_TAGS, 0, &tags[i], "\"count\":0");
+    cstack_watch *nw = watch_from(COUNT_NOTES, 0, &note, "\"count\":0");
+    for (int i = 0; i < N; i += 2) /* the index forgets stopped watches */
+        cstack_watch_stop(tw[i]);
+    uint64_t visits = cs_live_visits(db);
+    create_note(db, "n1", "x");
+    expect(&note, 2, "\"count\":1");
+    cr_assert_eq(cs_live_visits(db) - visits, 1, "a commit of Note looked at %llu watches",
+                 (unsigned long long)(cs_live_visits(db) - visits));
+    call(db, "{\"model\":\"Tag\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":\"t\"}}}");
+    for (int i = 1; i < N; i += 2)
+        expect(&tags[i], 2, "\"count\":1");
+    cr_assert_eq(cs_live_visits(db) - visits, 1 + N / 2, "a commit of Tag looked at %llu watches",
+                 (unsigned long long)(cs_live_visits(db) - visits - 1));
+    cr_assert_eq(note.n, 2, "a commit of Tag delivered to a watch of Note");
+    for (int i = 0; i < N; i++)
+        unwatch(i % 2 ? tw[i] : NULL, &tags[i]);
+    unwatch(nw, &note);
+}
+
+Test(live, a_poll_period_out_of_bounds_is_refused_at_open_and_its_bounds_are_taken)
+{
+    cstack_schema *s = t_schema(SCHEMA);
+    static const int bad[] = {-1, 60001};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cstack_open_options o = {.live_poll_ms = bad[i]};
+        cstack *h = NULL;
+        cr_assert_eq(cstack_open(s, path, &o, &h), CSTACK_EINVAL, "live_poll_ms %d", bad[i]);
+        cr_assert_not_null(strstr(cstack_errmsg(h), "live_poll_ms is"), "%s", cstack_errmsg(h));
+        cstack_close(h);
+    }
+    static const int good[] = {1, 60000};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        cstack_open_options o = {.live_poll_ms = good[i]};
+        cstack *h = NULL;
+        cr_assert_eq(cstack_open(s, path, &o, &h), 0, "live_poll_ms %d: %s", good[i],
+                     cstack_errmsg(h));
+        cstack_close(h);
+    }
+    cstack_schema_free(s);
 }

@@ -16,17 +16,6 @@
 
 #include "support.h"
 
-static const char SCHEMA[] = "model Log {\n"
-                             "  id   Int @id\n"
-                             "  size Int\n"
-                             "}\n"
-                             "model Entry {\n"
-                             "  id Int    @id\n"
-                             "  tx Int\n"
-                             "  v  String\n"
-                             "  @@index([tx])\n"
-                             "}\n";
-
 static cstack *open_on(const cstack_schema *s, const char *vfs, const char *name)
 {
     cstack_open_options o = {.vfs = vfs};
@@ -35,25 +24,6 @@ static cstack *open_on(const cstack_schema *s, const char *vfs, const char *name
     cr_assert_eq(rc, 0, "open on %s: %s", vfs, db ? cstack_errmsg(db) : cstack_errstr(rc));
     cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
     return db;
-}
-
-/* One transaction: a Log row saying how many Entry rows it wrote. */
-static int write_tx(cstack *db, long long tx, int rows)
-{
-    int rc = cstack_begin(db);
-    char v[64];
-    for (int i = 0; !rc && i < rows; i++) {
-        snprintf(v, sizeof v, "entry %lld/%d with some padding to fill pages", tx, i);
-        rc = cstack_create(db, "Entry", DATA(FV("id", I(tx * 1000 + i)), FV("tx", I(tx)),
-                                             FV("v", T(v))), NULL);
-    }
-    if (!rc)
-        rc = cstack_create(db, "Log", DATA(FV("id", I(tx)), FV("size", I(rows))), NULL);
-    if (rc) {
-        cstack_rollback(db);
-        return rc;
-    }
-    return cstack_commit(db);
 }
 
 static int first_text(sqlite3 *c, void *ctx)
@@ -87,14 +57,14 @@ static int64_t count(cstack *db, const char *model)
 
 Test(pagestore, a_database_on_the_memory_store_keeps_its_rows_across_close_and_reopen)
 {
-    cstack_schema *s = t_schema(SCHEMA);
+    cstack_schema *s = t_schema(T_TX_SCHEMA);
     cstack_pagestore *ps;
     cr_assert_eq(cstack_pagestore_memory(&ps), 0);
     cr_assert_eq(cstack_pagestore_register("t-mem", ps), 0);
     cstack *db = open_on(s, "t-mem", "app.db");
     expect_text(db, "PRAGMA journal_mode", "memory");
     for (int tx = 1; tx <= 20; tx++)
-        cr_assert_eq(write_tx(db, tx, 30), 0, "%s", cstack_errmsg(db));
+        cr_assert_eq(t_write_tx(db, tx, 30), 0, "%s", cstack_errmsg(db));
     cstack_close(db);
     db = open_on(s, "t-mem", "app.db");
     cr_expect_eq(count(db, "Entry"), 600);
@@ -107,12 +77,12 @@ Test(pagestore, a_database_on_the_memory_store_keeps_its_rows_across_close_and_r
 
 Test(pagestore, a_rollback_leaves_the_store_at_its_last_commit_marker)
 {
-    cstack_schema *s = t_schema(SCHEMA);
+    cstack_schema *s = t_schema(T_TX_SCHEMA);
     cstack_pagestore *ps;
     cr_assert_eq(cstack_pagestore_memory(&ps), 0);
     cr_assert_eq(cstack_pagestore_register("t-rb", ps), 0);
     cstack *db = open_on(s, "t-rb", "app.db");
-    cr_assert_eq(write_tx(db, 1, 10), 0);
+    cr_assert_eq(t_write_tx(db, 1, 10), 0);
     cstack_pagestore_meta before, after;
     cr_assert_eq(ps->size(ps, "app.db", &before), 0);
     cr_assert_gt(before.commit, 0);
@@ -133,14 +103,14 @@ Test(pagestore, a_rollback_leaves_the_store_at_its_last_commit_marker)
 
 Test(pagestore, a_database_on_the_lmdb_store_survives_close_and_a_second_process_is_refused)
 {
-    cstack_schema *s = t_schema(SCHEMA);
+    cstack_schema *s = t_schema(T_TX_SCHEMA);
     char *dir = t_tmpdir();
     cstack_pagestore *ps;
     cr_assert_eq(cstack_pagestore_lmdb(dir, 0, &ps), 0);
     cr_assert_eq(cstack_pagestore_register("t-lmdb", ps), 0);
     cstack *db = open_on(s, "t-lmdb", "app.db");
     for (int tx = 1; tx <= 10; tx++)
-        cr_assert_eq(write_tx(db, tx, 50), 0, "%s", cstack_errmsg(db));
+        cr_assert_eq(t_write_tx(db, tx, 50), 0, "%s", cstack_errmsg(db));
     cstack_close(db);
     pid_t pid = fork();
     if (pid == 0) {
@@ -176,7 +146,7 @@ static void child(const cstack_schema *s, const char *dir, long long first, int 
     if (cstack_open(s, "app.db", &o, &db) || cstack_bootstrap(db, NULL))
         _exit(3);
     for (long long tx = first;; tx++) {
-        if (write_tx(db, tx, 1 + (int)(tx % 40)))
+        if (t_write_tx(db, tx, 1 + (int)(tx % 40)))
             _exit(4);
         if (write(fd, &tx, sizeof tx) != sizeof tx)
             _exit(5);
@@ -205,7 +175,7 @@ static long long max_log(cstack *db)
 Test(pagestore, sigkill_while_writing_through_lmdb_reopens_at_the_last_commit_50_rounds,
      .timeout = 300)
 {
-    cstack_schema *s = t_schema(SCHEMA);
+    cstack_schema *s = t_schema(T_TX_SCHEMA);
     char *dir = t_tmpdir();
     const char *seed_env = getenv("CSTACK_CRASH_SEED");
     unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : (unsigned)time(NULL);
@@ -227,11 +197,7 @@ Test(pagestore, sigkill_while_writing_through_lmdb_reopens_at_the_last_commit_50
         long long tx, last = next - 1;
         if (read(fds[0], &tx, sizeof tx) == sizeof tx)
             last = tx;
-        struct timespec d = {0, (long)(rand_r(&seed) % 40000) * 1000};
-        nanosleep(&d, NULL);
-        kill(pid, SIGKILL);
-        int status = 0;
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        int status = t_kill_after(pid, (long)(rand_r(&seed) % 40000) * 1000);
         cr_assert(WIFSIGNALED(status), "round %d: the child exited by itself (%d)", round,
                   WEXITSTATUS(status));
         kills++;

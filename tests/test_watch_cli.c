@@ -34,12 +34,8 @@ static char schema_path[512], db_path[512];
 static void setup(void)
 {
     dir = t_tmpdir();
-    snprintf(schema_path, sizeof schema_path, "%s/notes.cstack", dir);
+    t_write_file(schema_path, sizeof schema_path, dir, "notes.cstack", SCHEMA);
     snprintf(db_path, sizeof db_path, "%s/notes.db", dir);
-    FILE *f = fopen(schema_path, "w");
-    cr_assert_not_null(f);
-    fputs(SCHEMA, f);
-    fclose(f);
 }
 
 static void teardown(void)

@@ -9,6 +9,7 @@
  * previous run, all coalesced into one run that sees the latest commit),
  * on a reader connection (cstack_envelope_call), with no lock held, and
  * delivers the response only when its hash differs from the last one. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,24 +32,65 @@ static int64_t due_at(const cstack_watch *w)
     return w->first ? 0 : w->last_run + w->throttle_ms;
 }
 
-/* The next watch to run now, or NULL; (mu held) *next gets the earliest
- * later due time of a dirty watch, or INT64_MAX.  The scan starts at `from`
- * (the watch after the last one run) and wraps, so a watch dirtied by every
- * commit cannot keep the ones after it waiting. */
-static cstack_watch *pick(cs_live *l, cstack_watch *from, int64_t now, int64_t *next)
+/* ---- the run queue ------------------------------------------------------------- */
+
+void cs_live_enqueue(cs_live *l, cstack_watch *w)
+{
+    if (w->queued)
+        return;
+    w->queued = true;
+    w->qnext = NULL;
+    w->qprev = l->qtail;
+    if (l->qtail)
+        l->qtail->qnext = w;
+    else
+        l->qhead = w;
+    l->qtail = w;
+}
+
+void cs_live_dequeue(cs_live *l, cstack_watch *w)
+{
+    if (!w->queued)
+        return;
+    w->queued = false;
+    if (w->qprev)
+        w->qprev->qnext = w->qnext;
+    else
+        l->qhead = w->qnext;
+    if (w->qnext)
+        w->qnext->qprev = w->qprev;
+    else
+        l->qtail = w->qprev;
+    w->qprev = w->qnext = NULL;
+}
+
+/* A watch whose first run is going is not queued: cstack_watch_envelope
+ * queues it when that run is done, for its first delivery, and the runner
+ * queues it again afterwards if it is still dirty. */
+bool cs_live_mark(cs_live *l, cstack_watch *w)
+{
+    if (w->stopped || w->dirty)
+        return false;
+    w->dirty = true;
+    if (w->ready)
+        cs_live_enqueue(l, w);
+    return true;
+}
+
+/* Takes the first queued watch that is due now out of the queue and returns
+ * it, or NULL; (mu held) *next gets the earliest later due time of a queued
+ * watch, or INT64_MAX. */
+static cstack_watch *pick(cs_live *l, int64_t now, int64_t *next)
 {
     *next = INT64_MAX;
-    for (int pass = 0; pass < 2; pass++) {
-        cstack_watch *end = pass ? from : NULL;
-        for (cstack_watch *w = pass ? l->head : from; w != end; w = w->next) {
-            if (!w->ready || w->stopped || (!w->dirty && !w->first))
-                continue;
-            int64_t due = due_at(w);
-            if (due <= now)
-                return w;
-            if (due < *next)
-                *next = due;
+    for (cstack_watch *w = l->qhead; w; w = w->qnext) {
+        int64_t due = due_at(w);
+        if (due <= now) {
+            cs_live_dequeue(l, w);
+            return w;
         }
+        if (due < *next)
+            *next = due;
     }
     return NULL;
 }
@@ -59,7 +101,7 @@ static void poll_others(cs_live *l, int64_t now)
 {
     if (now < l->next_poll || !l->head)
         return;
-    l->next_poll = now + CS_LIVE_POLL_MS;
+    l->next_poll = now + l->poll_ms;
     int64_t dv = 0;
     LIVE_UNLOCK(l);
     /* Busy: our own writer is in a transaction, during which nobody else
@@ -70,7 +112,7 @@ static void poll_others(cs_live *l, int64_t now)
         return;
     if (l->dv_known && dv != l->dv)
         for (cstack_watch *w = l->head; w; w = w->next)
-            w->dirty = true;
+            cs_live_mark(l, w);
     l->dv = dv;
     l->dv_known = true;
 }
@@ -91,7 +133,7 @@ static int run_one(cs_live *l, cstack_watch *w)
         int rc = cstack_envelope_call(l->db, w->request, w->len, &resp, &rlen);
         LIVE_LOCK(l);
         if (rc) {
-            w->dirty = true; /* out of memory: try again later */
+            cs_live_mark(l, w); /* out of memory: try again later */
             return 0;
         }
     }
@@ -118,14 +160,15 @@ int cs_live_run(cs_live *l, int *next_ms)
     if (!l->running && !l->quit) {
         l->running = true;
         poll_others(l, now);
-        cstack_watch *w, *after = NULL;
-        while (!l->quit && (w = pick(l, after, now, &next)) != NULL) {
+        cstack_watch *w;
+        while (!l->quit && (w = pick(l, now, &next)) != NULL) {
             l->current = w;
             n += run_one(l, w);
             l->current = NULL;
-            after = w->next;
             if (w->orphan)
                 cs_live_unlink(l, w);
+            else if (w->dirty && !w->stopped) /* a commit during its run */
+                cs_live_enqueue(l, w);
             LIVE_SIGNAL(l); /* a stop may wait for w */
             now = cs_mono_ms();
         }
@@ -153,15 +196,26 @@ int cstack_watch_pump(cstack *db, int *next_ms)
     return cs_live_run(l, next_ms);
 }
 
-uint64_t cs_live_runs(cstack *db)
+/* A counter of db's live context, read under its lock (0 without one). */
+static uint64_t counter(cstack *db, size_t offset)
 {
     cs_live *l = cs_store_live_peek(db);
     if (!l)
         return 0;
     LIVE_LOCK(l);
-    uint64_t n = l->runs;
+    uint64_t n = *(const uint64_t *)((const char *)l + offset);
     LIVE_UNLOCK(l);
     return n;
+}
+
+uint64_t cs_live_runs(cstack *db)
+{
+    return counter(db, offsetof(cs_live, runs));
+}
+
+uint64_t cs_live_visits(cstack *db)
+{
+    return counter(db, offsetof(cs_live, visits));
 }
 
 void cstack_watch_stop(cstack_watch *w)

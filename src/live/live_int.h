@@ -24,11 +24,18 @@
 #endif
 
 /* How often the delivery thread (or the pump) asks SQLite whether another
- * connection or process committed: the latency of such changes. */
+ * connection or process committed, when cstack_open_options.live_poll_ms
+ * does not say: the latency of such changes. */
 #define CS_LIVE_POLL_MS 20
 #define CS_LIVE_DEFAULT_THROTTLE_MS 30
 
 typedef struct cs_live cs_live;
+
+/* A growable array of watches: one entry of the index by table. */
+typedef struct cs_watch_list {
+    cstack_watch **v;
+    size_t n, cap;
+} cs_watch_list;
 
 struct cstack_watch {
     cs_live *live;
@@ -40,11 +47,14 @@ struct cstack_watch {
     void *ctx;
     uint64_t deps;      /* the tables it reads: bit i is live->tables[i] (all
                            bits when unknown); set once its first run is done */
+    bool wide;          /* in live->wide, not under its tables in by_table */
     /* Scheduling, under mu. */
     bool ready;         /* its first run is done: a runner may pick it */
     bool dirty;         /* a commit may have changed the result */
+    bool queued;        /* in the run queue (qprev, qnext) */
     bool stopped;       /* cstack_watch_stop ran: never called again */
     bool orphan;        /* stopped from its own callback: the runner frees it */
+    cstack_watch *qprev, *qnext;
     int64_t last_run;   /* monotonic ms of the last run */
     char *first;        /* the first response, until delivered (owned) */
     size_t first_len;
@@ -61,15 +71,27 @@ struct cs_live {
 #endif
     char *tables[64];      /* the tables watches read, named once (owned) */
     int ntables;
-    cstack_watch *head;
+    /* The index a commit consults, so that it visits only the watches of
+     * the tables it changed: by_table[i] holds the ready watches that read
+     * tables[i]; `wide` those every commit concerns (first run going, or
+     * tables unknown). */
+    cs_watch_list by_table[64];
+    cs_watch_list wide;
+    cstack_watch *head; /* every watch */
+    /* The run queue: the watches with a run or a first delivery pending,
+     * oldest first, so that a runner never scans the idle ones and a watch
+     * dirtied by every commit cannot keep the others waiting. */
+    cstack_watch *qhead, *qtail;
     cstack_watch *current; /* the watch a runner is running (do not free) */
     bool running;          /* a runner (thread or pump) is active */
     bool kick;             /* work may be due: the thread re-checks */
     bool quit;
     bool dv_known;
     int64_t dv;            /* last PRAGMA data_version of the writer */
+    int poll_ms;           /* the data_version poll's period */
     int64_t next_poll;     /* monotonic ms */
     uint64_t runs;         /* queries re-run since the start (for tests) */
+    uint64_t visits;       /* watches commits looked at (for tests) */
 };
 
 #ifdef CSTACK_NO_THREADS
@@ -96,6 +118,18 @@ void cs_live_stop_thread(cs_live *l);
 uint64_t cs_live_runs(cstack *db);
 /* The FNV-1a hash of a response. */
 uint64_t cs_live_hash(const char *s, size_t n);
+
+/* Marks w dirty and queues it when ready (mu held); whether it was not
+ * dirty before.  A stopped watch is left alone. */
+bool cs_live_mark(cs_live *l, cstack_watch *w);
+/* Adds w to the run queue when not in it (mu held). */
+void cs_live_enqueue(cs_live *l, cstack_watch *w);
+/* Takes w out of the run queue when in it (mu held). */
+void cs_live_dequeue(cs_live *l, cstack_watch *w);
+/* How many watches db's commits looked at (0 when db has no live context):
+ * lets tests tell a commit that visits only the watches of its tables from
+ * one that scans them all. */
+uint64_t cs_live_visits(cstack *db);
 
 /* watch.c */
 /* Unlinks and frees w (mu held, w not current). */

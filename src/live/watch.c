@@ -79,8 +79,73 @@ static uint64_t deps_mask(cs_live *l, const deps *d)
     return d->all || !mask ? UINT64_MAX : mask;
 }
 
-/* The store's hook, on the committing thread (holding the write lock).  A
- * watch whose first run is still going may read any table: it counts too. */
+/* ---- the index by table -------------------------------------------------------- */
+
+static int list_add(cs_watch_list *list, cstack_watch *w)
+{
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 8;
+        cstack_watch **grown = realloc(list->v, cap * sizeof *grown);
+        if (!grown)
+            return CSTACK_ENOMEM;
+        list->v = grown;
+        list->cap = cap;
+    }
+    list->v[list->n++] = w;
+    return 0;
+}
+
+static void list_remove(cs_watch_list *list, cstack_watch *w)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        if (list->v[i] == w) {
+            list->v[i] = list->v[--list->n];
+            return;
+        }
+    }
+}
+
+/* Files a watch whose first run is done under its tables (mu held).  Out
+ * of memory, it stays in `wide`: every commit then re-runs it, which is
+ * slower but still correct. */
+static void index_watch(cs_live *l, cstack_watch *w)
+{
+    if (w->deps == UINT64_MAX)
+        return;
+    for (int i = 0; i < l->ntables; i++) {
+        if ((w->deps >> i & 1) && list_add(&l->by_table[i], w)) {
+            while (i-- > 0)
+                if (w->deps >> i & 1)
+                    list_remove(&l->by_table[i], w);
+            return;
+        }
+    }
+    list_remove(&l->wide, w);
+    w->wide = false;
+}
+
+static void unindex_watch(cs_live *l, cstack_watch *w)
+{
+    if (w->wide) {
+        list_remove(&l->wide, w);
+        return;
+    }
+    for (int i = 0; i < l->ntables; i++)
+        if (w->deps >> i & 1)
+            list_remove(&l->by_table[i], w);
+}
+
+static bool mark_list(cs_live *l, const cs_watch_list *list)
+{
+    bool any = false;
+    for (size_t i = 0; i < list->n; i++)
+        any |= cs_live_mark(l, list->v[i]);
+    l->visits += list->n;
+    return any;
+}
+
+/* The store's hook, on the committing thread (holding the write lock): marks
+ * the watches of the tables the commit changed, and the wide ones. */
 static void on_committed(void *ctx, const char *const *tables, size_t n, bool all)
 {
     cs_live *l = ctx;
@@ -89,11 +154,14 @@ static void on_committed(void *ctx, const char *const *tables, size_t n, bool al
     for (size_t i = 0; i < n && mask != UINT64_MAX; i++)
         mask |= table_bit(l, tables[i], false);
     bool any = false;
-    for (cstack_watch *w = l->head; w; w = w->next) {
-        if (!w->stopped && !w->dirty && (!w->ready || (w->deps & mask))) {
-            w->dirty = true;
-            any = true;
-        }
+    if (mask == UINT64_MAX) {
+        for (cstack_watch *w = l->head; w; w = w->next, l->visits++)
+            any |= cs_live_mark(l, w);
+    } else {
+        for (int i = 0; i < l->ntables; i++)
+            if (mask >> i & 1)
+                any |= mark_list(l, &l->by_table[i]);
+        any |= mark_list(l, &l->wide);
     }
     if (any) {
         l->kick = true;
@@ -119,6 +187,8 @@ void cs_live_unlink(cs_live *l, cstack_watch *w)
             break;
         }
     }
+    unindex_watch(l, w);
+    cs_live_dequeue(l, w);
     watch_free(w);
 }
 
@@ -128,8 +198,11 @@ static void live_destroy(void *ctx)
     cs_live_stop_thread(l);
     while (l->head)
         cs_live_unlink(l, l->head);
-    for (int i = 0; i < l->ntables; i++)
+    for (int i = 0; i < l->ntables; i++) {
         free(l->tables[i]);
+        free(l->by_table[i].v);
+    }
+    free(l->wide.v);
 #ifndef CSTACK_NO_THREADS
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
@@ -145,6 +218,8 @@ static void *live_make(cstack *db)
     if (!l)
         return NULL;
     l->db = db;
+    int poll_ms = cs_store_live_poll_ms(db);
+    l->poll_ms = poll_ms > 0 ? poll_ms : CS_LIVE_POLL_MS;
 #ifndef CSTACK_NO_THREADS
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_t ca;
@@ -234,21 +309,31 @@ int cstack_watch_envelope(cstack *db, const char *request, size_t len, int throt
      * (every commit does while its tables are not known yet). */
     w->live = l;
     w->last_run = cs_mono_ms();
+    w->wide = true;
+    w->deps = UINT64_MAX;
     LIVE_LOCK(l);
+    if (list_add(&l->wide, w)) {
+        LIVE_UNLOCK(l);
+        watch_free(w);
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    }
     w->next = l->head;
     l->head = w;
     LIVE_UNLOCK(l);
     deps d = {0};
     rc = first_run(db, w, &d);
     LIVE_LOCK(l);
-    w->deps = deps_mask(l, &d);
-    deps_free(&d);
     if (rc) {
         cs_live_unlink(l, w); /* never picked: not ready */
         LIVE_UNLOCK(l);
+        deps_free(&d);
         return rc;
     }
+    w->deps = deps_mask(l, &d);
+    deps_free(&d);
+    index_watch(l, w);
     w->ready = true;
+    cs_live_enqueue(l, w); /* its first delivery */
     l->kick = true;
     LIVE_SIGNAL(l);
     LIVE_UNLOCK(l);

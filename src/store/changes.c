@@ -95,6 +95,11 @@ void *cs_store_live_peek(cstack *db)
     return db->live_ctx;
 }
 
+int cs_store_live_poll_ms(const cstack *db)
+{
+    return db->live_poll_ms;
+}
+
 int cs_store_data_version(cstack *db, int64_t *out)
 {
     if (pthread_mutex_trylock(&db->wlock) != 0)

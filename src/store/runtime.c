@@ -10,6 +10,7 @@
 
 #define DEFAULT_READERS 4
 #define DEFAULT_BUSY_MS 5000
+#define MAX_LIVE_POLL_MS 60000
 
 /* ---- error messages ---------------------------------------------------------
  *
@@ -194,6 +195,11 @@ int cs_store_open(const cstack_schema *schema, const char *path, bool memory,
     db->ext = ext;
     db->ext_ctx = ext_ctx;
     db->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : DEFAULT_BUSY_MS;
+    db->live_poll_ms = opts ? opts->live_poll_ms : 0;
+    if (db->live_poll_ms < 0 || db->live_poll_ms > MAX_LIVE_POLL_MS)
+        return cs_err(CSTACK_EINVAL,
+                      "cstack_open: live_poll_ms is %d; it takes 0 (the default, 20 ms) or 1 to %d",
+                      db->live_poll_ms, MAX_LIVE_POLL_MS);
     /* A page-store VFS has no WAL: readers would only wait on the writer. */
     const char *vfs = opts ? opts->vfs : NULL;
     db->maxreaders = memory || vfs                       ? 0

@@ -66,6 +66,7 @@ struct cstack {
     char **changed;         /* names of the tables changed (copies) */
     size_t nchanged, capchanged;
     bool changed_all;       /* a change the hook cannot name */
+    int live_poll_ms;       /* cstack_open_options.live_poll_ms (0: default) */
 };
 
 

@@ -221,6 +221,8 @@ typedef struct cs_live_hooks {
 void *cs_store_live(cstack *db, const cs_live_hooks *hooks, void *(*make)(cstack *db));
 /* The live context of db or NULL, without creating it. */
 void *cs_store_live_peek(cstack *db);
+/* cstack_open_options.live_poll_ms of db: 0 for the live layer's default. */
+int cs_store_live_poll_ms(const cstack *db);
 /* PRAGMA data_version of the write connection, which changes only when
  * another connection (another handle, another process) commits to the file.
  * CSTACK_EBUSY without waiting when the writer is in use. */

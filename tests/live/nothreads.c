@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cstack.h"
 #include "support.h"
@@ -78,4 +79,52 @@ Test(live_nothreads, a_throttled_watch_reports_when_it_is_due)
     cr_assert(next > 0 && next <= 500, "due in %d ms", next);
     cstack_watch_stop(w);
     cstack_close(db);
+}
+
+static cstack *open_file(const char *path, int live_poll_ms)
+{
+    cstack_schema *schema = t_schema(SCHEMA);
+    cstack_open_options o = {.live_poll_ms = live_poll_ms};
+    cstack *db = NULL;
+    int rc = cstack_open(schema, path, &o, &db);
+    cstack_schema_free(schema);
+    cr_assert_eq(rc, 0, "open: %s", db ? cstack_errmsg(db) : "nomem");
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    return db;
+}
+
+/* With live_poll_ms 300, another connection's commit is seen at the first
+ * poll 300 ms after the previous one, not earlier, and the pump says when
+ * that is. */
+Test(live_nothreads, another_connections_commit_is_seen_at_the_poll_period_of_the_open_options)
+{
+    char *dir = t_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/poll.db", dir);
+    cstack *db = open_file(path, 300);
+    cstack *other = open_file(path, 0);
+    seen s = {0};
+    const char *req = "{\"model\":\"Note\",\"kind\":\"count\"}";
+    cstack_watch *w = NULL;
+    cr_assert_eq(cstack_watch_envelope(db, req, strlen(req), 0, on_response, &s, &w), 0);
+    int next = -1;
+    cr_assert_eq(cstack_watch_pump(db, &next), 1); /* the first result, and a poll */
+    cr_assert(next > 200 && next <= 300, "the next poll is due in %d ms", next);
+    call(other, "{\"model\":\"Note\",\"kind\":\"create\",\"payload\":{\"data\":"
+                "{\"id\":\"1\",\"title\":\"a\"}}}");
+    cr_assert_eq(cstack_watch_pump(db, NULL), 0, "polled before its period");
+    cr_assert_eq(cstack_watch_pump(db, &next), 0);
+    struct timespec ts = {0, ((long)next + 5) * 1000000L};
+    nanosleep(&ts, NULL);
+    cr_assert_eq(cstack_watch_pump(db, NULL), 1, "the poll did not see the other commit");
+    cr_assert_str_eq(s.last, "{\"status\":\"ok\",\"data\":{\"count\":1}}");
+    cstack_watch_stop(w);
+    cstack_close(other);
+    cstack_close(db);
+    db = open_file(path, 0);
+    cr_assert_eq(cstack_watch_envelope(db, req, strlen(req), 0, on_response, &s, &w), 0);
+    cr_assert_eq(cstack_watch_pump(db, &next), 1);
+    cr_assert(next >= 0 && next <= 20, "by default the next poll is due in %d ms", next);
+    cstack_watch_stop(w);
+    cstack_close(db);
+    free(dir);
 }
