@@ -382,8 +382,9 @@ static size_t pull_stats(const puller *p, double from, double to, double out[3])
 
 /* Another user's device pulls in a loop, for a second on an idle server and
  * then while one client pushes one batch of about `mib` MiB; `refused`: its
- * last row is another user's, so the whole batch is refused (403) at the
- * end of its merge. */
+ * last row is another user's, so the whole batch is refused (403): the
+ * server finds that row before the merge (docs/server.md, "Refusals before
+ * the merge"). */
 static void run_during_push(const cstack_schema *schema, size_t mib, bool refused)
 {
     char dir[] = "/tmp/cstack-bench-push-XXXXXX";

@@ -166,6 +166,9 @@ struct cs_client {
     bool want_sums;
     bool repairing;
     cs_buf model_sums;
+    /* The models a repair forgot, comma-separated, asked for again from the
+     * start with the pull's other changes (resend=); "" otherwise. */
+    char resend[2048];
     cstack_sync_status st;
     pthread_mutex_t st_mu; /* guards `st` for cstack_sync_session_status */
 };
@@ -195,9 +198,11 @@ int cs_state_save_cursor(cs_client *c, int64_t cursor);
 int cs_state_refuse(cs_client *c, int64_t version, long status, const char *message,
                     const void *changeset, size_t len, const char *ops, int64_t *rows);
 /* Forgets every row of the models flagged in `models` but those written
- * locally after version `keep_after` (cs_changes_forget_models) and moves
- * the cursor to 0, in one transaction; *rows receives the rows forgotten. */
-int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, int64_t *rows);
+ * locally after version `keep_after` (cs_changes_forget_models) and, with
+ * `restart`, moves the cursor to 0, in one transaction; *rows receives the
+ * rows forgotten. */
+int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, bool restart,
+                           int64_t *rows);
 /* Stores a continuation cursor durably: the answer from `cursor` goes on
  * there after a restart. */
 int cs_state_save_page(cs_client *c, const char *page);

@@ -337,7 +337,8 @@ static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *p
         int rc = cs_apply_changes(c, r->body.data, r->body.len, since, r->page);
         return rc ? rc : note_remaining(c, r);
     }
-    if (r->cursor != since || c->page[0]) {
+    /* A repair's answer (resend=) has rows even when the cursor stays. */
+    if (r->cursor != since || c->page[0] || c->resend[0]) {
         pg->moved = r->cursor != since;
         c->pull_base += (int64_t)r->body.len;
         int rc = cs_apply_changes(c, r->body.data, r->body.len, r->cursor, NULL);
@@ -357,13 +358,16 @@ static int take_page(cs_client *c, const cs_http_resp *r, int64_t since, page *p
  * start of the answer for a continuation cursor, else from 0. */
 static int pull_page(cs_client *c, page *pg)
 {
-    char path[CS_CURSOR_MAX + 32];
+    char path[CS_CURSOR_MAX + 64 + sizeof c->resend];
     int64_t since = c->cursor;
     const char *echoes = c->echoes ? "&echoes=1" : "", *sums = c->want_sums ? "&sums=1" : "";
+    const char *resend = c->resend[0] ? "&resend=" : "";
     if (c->page[0])
-        snprintf(path, sizeof path, "/v1/pull?since=%s%s%s", c->page, echoes, sums);
+        snprintf(path, sizeof path, "/v1/pull?since=%s%s%s%s%s", c->page, echoes, sums, resend,
+                 c->resend);
     else
-        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64 "%s%s", since, echoes, sums);
+        snprintf(path, sizeof path, "/v1/pull?since=%" PRId64 "%s%s%s%s", since, echoes, sums,
+                 resend, c->resend);
     cs_http_resp r = {0};
     pthread_mutex_lock(&c->st_mu);
     c->st.phase = CSTACK_SYNC_PHASE_PREPARING;

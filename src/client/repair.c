@@ -12,12 +12,13 @@
  *     missing or cut off);
  *  2. forgets every row of those models, as a server's drops would, except
  *     rows written locally after the pending queue was last seen empty
- *     (they stay and win or lose by the normal merge once pushed), and
- *     moves the cursor to 0, in one transaction (a crash leaves a device
- *     that simply pulls everything again);
- *  3. pulls from cursor 0 with echoes=1, so the server sends every row this
- *     user may read whole, including what the device wrote itself; rows the
- *     server does not send stay forgotten;
+ *     (they stay and win or lose by the normal merge once pushed), in one
+ *     transaction (a crash leaves a device whose next checkpoint differs
+ *     again, and repairs again);
+ *  3. pulls from its cursor with resend=<those models> and echoes=1, so the
+ *     server sends every row of those models this user may read whole,
+ *     including what the device wrote itself, and only the usual changes of
+ *     the others; rows the server does not send stay forgotten;
  *  4. compares again: still differing, the sync fails with
  *     CSTACK_EDIVERGED and the status says `diverged`.
  */
@@ -85,15 +86,41 @@ static void report_repair(cs_client *c, int64_t models, int64_t rows, const char
     cs_client_report(c, CSTACK_SYNC_EV_REPAIRED);
 }
 
-/* Steps 2-4 for the flagged models. */
+/* The flagged models' names into c->resend; false when they do not fit. */
+static bool resend_list(cs_client *c, const bool *diff)
+{
+    const cstack_schema *schema = cstack_schema_of(c->db);
+    size_t used = 0;
+    c->resend[0] = '\0';
+    for (size_t mi = 0; mi < cstack_schema_model_count(schema); mi++) {
+        if (!diff[mi])
+            continue;
+        int n = snprintf(c->resend + used, sizeof c->resend - used, "%s%s", used ? "," : "",
+                         cstack_schema_model_name(schema, mi));
+        if (n < 0 || (size_t)n >= sizeof c->resend - used) {
+            c->resend[0] = '\0';
+            return false;
+        }
+        used += (size_t)n;
+    }
+    return true;
+}
+
+/* Steps 2-4 for the flagged models.  The pull keeps the device's cursor and
+ * asks for the forgotten models again from the start (resend=): the other
+ * models' rows are not downloaded again.  A list too long for a URL falls
+ * back to pulling everything from cursor 0. */
 static int repull(cs_client *c, const bool *diff, int64_t keep_after, int64_t *rows)
 {
-    int rc = cs_state_forget_models(c, diff, keep_after, rows);
+    bool listed = resend_list(c, diff);
+    int rc = cs_state_forget_models(c, diff, keep_after, !listed, rows);
     if (rc)
         return rc;
     c->echoes = true;
     c->sum_valid = false;
-    return cs_pull_all(c);
+    rc = cs_pull_all(c);
+    c->resend[0] = '\0';
+    return rc;
 }
 
 static int repair(cs_client *c)

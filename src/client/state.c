@@ -186,13 +186,16 @@ static void cursor_zero(cs_client *c)
     pthread_mutex_unlock(&c->st_mu);
 }
 
-int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, int64_t *rows)
+int cs_state_forget_models(cs_client *c, const bool *models, int64_t keep_after, bool restart,
+                           int64_t *rows)
 {
-    int rc = cs_changes_forget_models(c->db, models, keep_after, do_restart, c, rows);
+    int rc = cs_changes_forget_models(c->db, models, keep_after, restart ? do_restart : NULL, c,
+                                      rows);
     if (rc)
         return cs_client_fail(c, rc, "repair: cannot forget the rows to pull again: %s",
                               cstack_errmsg(c->db));
-    cursor_zero(c);
+    if (restart)
+        cursor_zero(c);
     return 0;
 }
 

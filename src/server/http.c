@@ -357,6 +357,43 @@ static bool upgrade_arg(srv_req *r, struct MHD_Connection *c, cs_srv_pull *req,
     return true;
 }
 
+/* `resend=A,B`: models whose rows the device forgot to repair them
+ * (docs/sync.md, "Self-repair"), sent again from the start.  Each name must
+ * be a synced model, else a 400.  *flags (one per model) is the caller's to
+ * free, also on failure. */
+static bool resend_arg(srv_req *r, struct MHD_Connection *c, bool **flags, enum MHD_Result *ret)
+{
+    const char *p = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "resend");
+    const cstack_schema *s = r->srv->schema;
+    *flags = NULL;
+    if (!p)
+        return true;
+    if (!(*flags = calloc(s->nmodels ? s->nmodels : 1, sizeof **flags))) {
+        *ret = reply_err(r, c, 500, "internal", NULL, "out of memory");
+        return false;
+    }
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        char name[128];
+        int mi = -1;
+        if (n < sizeof name) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            mi = cs_model_find(s, name);
+        }
+        if (mi < 0 || s->models[mi].local) {
+            *ret = reply_err(r, c, 400, "bad_request", NULL,
+                             "resend names '%.*s', which is not a synced model",
+                             (int)(n < 64 ? n : 64), p);
+            return false;
+        }
+        (*flags)[mi] = true;
+        if (!p[n])
+            return true;
+        p += n + 1;
+    }
+}
+
 static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
@@ -378,9 +415,17 @@ static enum MHD_Result do_pull(srv_req *r, struct MHD_Connection *c)
     if (sums && strcmp(sums, "0") != 0 && strcmp(sums, "1") != 0)
         return reply_err(r, c, MHD_HTTP_BAD_REQUEST, "bad_request", NULL, "sums must be 0 or 1");
     req.want_model_sums = sums && sums[0] == '1';
+    bool *resend = NULL;
+    if (!resend_arg(r, c, &resend, &ret)) {
+        free(resend);
+        return ret;
+    }
+    req.resend = resend;
     cs_srv_pull_result res;
     cs_srv_err err;
-    if (srv->ops->pull(srv->store, &req, 1, &res, &err))
+    int rc = srv->ops->pull(srv->store, &req, 1, &res, &err);
+    free(resend);
+    if (rc)
         return reply_store_err(r, c, &err);
     if (res.forbidden) {
         cs_srv_err_set(&err, CS_SRV_FORBIDDEN, CSTACK_EINVAL, CS_SRV_SITE_FOREIGN);

@@ -574,7 +574,9 @@ int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *aut
 }
 
 /* SELECT <policy> FROM (SELECT ?1 AS "col", ...) AS t0: the rule over
- * values rather than a stored row.  Relation paths still read the tables. */
+ * values rather than a stored row.  Relation paths still read the tables.
+ * With vals NULL the values' placeholders are bound to NULL, to be rebound
+ * per row; they are the query's last parameters. */
 static int values_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsigned op,
                         const cs_auth *auth, const cstack_value *vals)
 {
@@ -586,7 +588,7 @@ static int values_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, u
         if (!cs_field_is_column(&m->fields[f]))
             continue;
         rc = cs_buf_puts(&q->sql, n++ ? ", " : "");
-        rc = rc ? rc : cs_sqlb_bind(q, vals[f]);
+        rc = rc ? rc : cs_sqlb_bind(q, vals ? vals[f] : cstack_v_null());
         rc = rc ? rc : cs_buf_puts(&q->sql, " AS ");
         rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[f].column);
     }
@@ -631,8 +633,39 @@ struct cs_policy_check {
     sqlite3 *conn;
     sqlite3_stmt *st;
     cs_sqlb q;        /* owns what the user's bindings point to */
-    size_t first_key; /* parameter number of the first key column - 1 */
+    size_t first_key; /* parameter number of the first key column (or value) - 1 */
+    bool values;      /* checks rows given by their values, not their keys */
 };
+
+static int check_failed(cs_policy_check *c, int rc)
+{
+    cs_policy_check_close(c);
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+}
+
+/* Prepares c's query with the user's values bound; the per-row ones (keys
+ * or values) are its last parameters. */
+static int check_prepare(cs_policy_check *c, cs_policy_check **out)
+{
+    size_t per_row = c->m->npk;
+    if (c->values) {
+        per_row = 0;
+        for (size_t f = 0; f < c->m->nfields; f++)
+            per_row += cs_field_is_column(&c->m->fields[f]);
+    }
+    c->first_key = c->q.nbinds - per_row;
+    int src = sqlite3_prepare_v3(c->conn, c->q.sql.data, (int)c->q.sql.len,
+                                 SQLITE_PREPARE_PERSISTENT, &c->st, NULL);
+    if (src == SQLITE_OK)
+        src = cs_sqlb_apply(&c->q, c->st);
+    if (src != SQLITE_OK) {
+        int rc = cs_err_sqlite(c->m, c->conn, src);
+        cs_policy_check_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
 
 int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
                          unsigned op, cs_policy_check **out)
@@ -647,27 +680,14 @@ int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *a
     c->m = &s->models[mi];
     c->conn = conn;
     int rc = row_query(&c->q, s, c->m, op, auth, NULL);
-    if (rc) {
-        cs_policy_check_close(c);
-        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-    }
-    c->first_key = c->q.nbinds - c->m->npk;
-    int src = sqlite3_prepare_v3(conn, c->q.sql.data, (int)c->q.sql.len, SQLITE_PREPARE_PERSISTENT,
-                                 &c->st, NULL);
-    if (src == SQLITE_OK)
-        src = cs_sqlb_apply(&c->q, c->st);
-    if (src != SQLITE_OK) {
-        rc = cs_err_sqlite(c->m, conn, src);
-        cs_policy_check_close(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
+    return rc ? check_failed(c, rc) : check_prepare(c, out);
 }
 
 int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed)
 {
     *allowed = false;
+    if (c->values)
+        return cs_err(CSTACK_EMISUSE, "a check by values given a key");
     const cstack_schema *s = c->s;
     cstack_value key[16];
     char *owned[16] = {NULL};
@@ -695,6 +715,43 @@ int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowe
     sqlite3_reset(c->st);
     for (size_t i = 0; i < c->m->npk && i < 16; i++)
         free(owned[i]);
+    return rc;
+}
+
+int cs_policy_values_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
+                                unsigned op, cs_policy_check **out)
+{
+    *out = NULL;
+    if (mi < 0 || (size_t)mi >= s->nmodels)
+        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
+    cs_policy_check *c = calloc(1, sizeof *c);
+    if (!c)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    c->s = s;
+    c->m = &s->models[mi];
+    c->conn = conn;
+    c->values = true;
+    int rc = values_query(&c->q, s, c->m, op, auth, NULL);
+    return rc ? check_failed(c, rc) : check_prepare(c, out);
+}
+
+int cs_policy_check_values(cs_policy_check *c, const cstack_value *vals, bool *allowed)
+{
+    *allowed = false;
+    if (!c->values)
+        return cs_err(CSTACK_EMISUSE, "a check by key given values");
+    int src = SQLITE_OK;
+    size_t n = 0;
+    for (size_t f = 0; f < c->m->nfields && src == SQLITE_OK; f++)
+        if (cs_field_is_column(&c->m->fields[f]))
+            src = cs_bind_one(c->st, (int)(c->first_key + n++) + 1, &vals[f]);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(c->st);
+    if (src == SQLITE_ROW)
+        *allowed = sqlite3_column_int(c->st, 0) != 0;
+    int rc = src == SQLITE_ROW || src == SQLITE_DONE ? 0 : cs_err_sqlite(c->m, c->conn, src);
+    /* The values are the caller's: no binding outlives the call. */
+    sqlite3_reset(c->st);
     return rc;
 }
 
@@ -731,12 +788,17 @@ static bool expr_local(const cs_expr *e)
     }
 }
 
-bool cs_policy_model_read_is_local(const cs_model *m)
+bool cs_policy_model_is_local(const cs_model *m, unsigned op)
 {
     for (size_t i = 0; i < m->npolicies; i++)
-        if ((m->policies[i].ops & CS_POL_READ) && !expr_local(m->policies[i].expr))
+        if ((m->policies[i].ops & op) && !expr_local(m->policies[i].expr))
             return false;
     return true;
+}
+
+bool cs_policy_model_read_is_local(const cs_model *m)
+{
+    return cs_policy_model_is_local(m, CS_POL_READ);
 }
 
 bool cs_policy_read_is_local(const cstack_schema *s)

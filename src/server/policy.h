@@ -70,6 +70,13 @@ int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *a
                          unsigned op, cs_policy_check **out);
 /* The decision for the row with primary key `pk` (npk values). */
 int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed);
+/* The same over rows given by their values (cs_policy_values_allowed's
+ * decision, one statement for every row): open it with
+ * cs_policy_values_check_open, then cs_policy_check_values per row, `vals`
+ * indexed by field as for cs_policy_values_allowed. */
+int cs_policy_values_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
+                                unsigned op, cs_policy_check **out);
+int cs_policy_check_values(cs_policy_check *c, const cstack_value *vals, bool *allowed);
 /* Frees the check; NULL is fine. */
 void cs_policy_check_close(cs_policy_check *c);
 
@@ -82,5 +89,10 @@ bool cs_policy_read_is_local(const cstack_schema *s);
 
 /* The same for one model. */
 bool cs_policy_model_read_is_local(const cs_model *m);
+
+/* Whether every rule of model m for the operations `op` (CS_POL_* bits)
+ * reads only the row's own fields and auth(): its decision on a row's values
+ * then depends on nothing else in the database. */
+bool cs_policy_model_is_local(const cs_model *m, unsigned op);
 
 #endif

@@ -100,6 +100,11 @@ typedef struct cs_srv_pull {
     /* Also the checksum of each synced model (model_sums): a device whose
      * checksum differs finds what to repair (docs/sync.md, "Self-repair"). */
     bool want_model_sums;
+    /* Models whose rows the device forgot (a repair): flagged ones
+     * (indexed by model; NULL: none) are sent as to a device holding none
+     * of their rows, as from cursor 0, the others as usual from `since`, so
+     * the answer's cursor stays valid for every model. */
+    const bool *resend;
     cs_srv_pos pos;     /* where a paged answer resumes */
     size_t page_rows;   /* bounds of one page; 0: no bound */
     size_t page_bytes;

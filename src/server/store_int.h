@@ -72,6 +72,24 @@ int cs_srv_sites_collect(cs_srv_store *st, cs_conn *c, int limit);
 /* Fills `err` with the refusal of a site owned by another user. */
 void cs_srv_site_refuse(cs_srv_err *err);
 
+/* Runs fn(ctx, row) on every row of the pushed changeset, in order, until
+ * one returns non-zero (returned); a malformed changeset is CSTACK_EINVAL.
+ * The row borrows from the changeset and lives for the call. */
+int cs_srv_each_row(const cstack_schema *s, const cs_srv_push *req,
+                    int (*fn)(void *ctx, const cs_cs_row *row), void *ctx);
+
+/* The refusal of a row by a write policy (op, phase: CS_CHECK_*), naming
+ * model, key and user, into out. */
+void cs_srv_refusal(char *out, size_t cap, const cs_model *m, const cs_cs_value *pk,
+                    const cs_auth *auth, int op, int phase);
+
+/* Looks in the read snapshot `c` for a row of the push that its merge
+ * refuses whatever commits before it (store_sqlite_precheck.c): on finding
+ * one, *refused, `msg` says which, and CSTACK_EVALIDATION is returned.
+ * Nothing is written. */
+int cs_srv_precheck(cs_srv_store *st, cs_conn *c, const cs_srv_push *req, bool *refused,
+                    char *msg, size_t cap);
+
 /* The claim method (store_sqlite_sites.c). */
 int cs_srv_sqlite_claim(cs_srv_store *st, const cs_auth *auth, const char *site, cs_srv_err *err);
 

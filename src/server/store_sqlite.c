@@ -2,8 +2,10 @@
  * store_sqlite.c -- the embedded server store: a cstack database of the
  * served schema, merged with the devices' own sync engine (sync_ext.h).
  *
- * Pushes.  One push is one write transaction of the store (a merge scope,
- * CS_WRITE_MERGE): it looks the batch id up in _cstack_srv_batches, merges
+ * Pushes.  A push is first read in a snapshot without the write lock: a
+ * site of another user, and a new row its create rules refuse
+ * (store_sqlite_precheck.c), are refused there.  Then one push is one write
+ * transaction of the store (a merge scope, CS_WRITE_MERGE): it looks the batch id up in _cstack_srv_batches, merges
  * the changeset with cs_merge (each row decoded once) under a check that runs
  * the schema's write policies for the pushing user on every row the merge
  * changes (create: the merged row; update: the row before and after), with
@@ -241,18 +243,23 @@ static void key_json(cs_buf *b, const cs_model *m, const cs_cs_value *pk)
     cs_buf_putc(b, '}');
 }
 
-static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op, int phase)
+void cs_srv_refusal(char *out, size_t cap, const cs_model *m, const cs_cs_value *pk,
+                    const cs_auth *auth, int op, int phase)
 {
     static const char *const OPS[] = {"", "create", "update", "delete"};
     cs_buf key = CS_BUF_INIT;
     key.max = 256;
     key_json(&key, m, pk);
-    const char *sub = sub_of(x->req->auth);
-    snprintf(x->msg, sizeof x->msg, "%s: %s of %s is not allowed for user '%s' (%s)", m->name,
-             OPS[op], key.data ? key.data : "{}", sub,
+    snprintf(out, cap, "%s: %s of %s is not allowed for user '%s' (%s)", m->name, OPS[op],
+             key.data ? key.data : "{}", sub_of(auth),
              phase == CS_CHECK_BEFORE ? "checked on the row as it was"
                                       : "checked on the row as it would be");
     cs_buf_free(&key);
+}
+
+static int refuse(push_ctx *x, const cs_model *m, const cs_cs_value *pk, int op, int phase)
+{
+    cs_srv_refusal(x->msg, sizeof x->msg, m, pk, x->req->auth, op, phase);
     x->refused = true;
     return cs_err(CSTACK_EVALIDATION, "%s", x->msg);
 }
@@ -555,12 +562,10 @@ static int resend_lost(push_ctx *x, cs_conn *c, const cs_cs_row *row)
                                 row->pk, s->tx_ver);
 }
 
-/* Runs fn on every row of the pushed batch, in order. */
-static int each_row(push_ctx *x, cs_conn *c,
-                    int (*fn)(push_ctx *x, cs_conn *c, const cs_cs_row *row))
+int cs_srv_each_row(const cstack_schema *s, const cs_srv_push *req,
+                    int (*fn)(void *ctx, const cs_cs_row *row), void *ctx)
 {
-    const cstack_schema *s = x->st->schema;
-    cs_reader r = {x->req->changeset, x->req->len, 0};
+    cs_reader r = {req->changeset, req->len, 0};
     cs_cs_header h;
     cs_cs_row row;
     char err[256] = "";
@@ -577,10 +582,30 @@ static int each_row(push_ctx *x, cs_conn *c,
         if (cs_cs_read_row(&r, s, &h, &row, err, sizeof err))
             rc = cs_err(CSTACK_EINVAL, "%s", err);
         else
-            rc = fn(x, c, &row);
+            rc = fn(ctx, &row);
     }
     free(row.cols);
     return rc;
+}
+
+typedef struct row_fn {
+    push_ctx *x;
+    cs_conn *c;
+    int (*fn)(push_ctx *x, cs_conn *c, const cs_cs_row *row);
+} row_fn;
+
+static int call_row_fn(void *ctx, const cs_cs_row *row)
+{
+    row_fn *f = ctx;
+    return f->fn(f->x, f->c, row);
+}
+
+/* Runs fn on every row of the pushed batch, in order. */
+static int each_row(push_ctx *x, cs_conn *c,
+                    int (*fn)(push_ctx *x, cs_conn *c, const cs_cs_row *row))
+{
+    row_fn f = {x, c, fn};
+    return cs_srv_each_row(x->st->schema, x->req, call_row_fn, &f);
 }
 
 /* Every row of an accepted batch is held by the device that pushed it, also
@@ -691,9 +716,15 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
     /* Cheap refusals first, read in a snapshot without the write lock: a
      * site that is another user's is refused at once, not after a merge in
      * progress.  The scope checks again (the site may be claimed meanwhile). */
-    bool claim = false;
+    bool claim = false, seen = false;
     cs_conn *c = cs_read_begin(st->db);
     int rc = cs_srv_site_peek(st, c, req->auth, req->site, &x.foreign, &claim);
+    rc = rc || x.foreign ? rc : batch_seen(c, req, &seen);
+    /* So is a batch its merge would refuse whatever commits first (a retried
+     * batch skips that: its rows are the server's, which the check leaves to
+     * the merge, and the scope answers it `duplicate`). */
+    if (!rc && !x.foreign && !seen)
+        rc = cs_srv_precheck(st, c, req, &x.refused, x.msg, sizeof x.msg);
     cs_read_end(st->db, c);
     if (!rc && x.foreign)
         rc = CSTACK_EINVAL;

@@ -136,22 +136,25 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
     pull_ctx *x = ctx;
     const cs_model *m = &x->st->schema->models[model];
     bool found = false, ok = alive && readable;
+    /* A model the device forgot (resend=, a repair): it holds none of its
+     * rows, whatever the records say, so each readable one is sent whole. */
+    bool forgot = x->req->resend && x->req->resend[model];
     int present = 0;
-    int64_t at = 0, since = x->req->since;
+    int64_t at = 0, since = forgot ? 0 : x->req->since;
     *d = CS_EXPORT_SKIP;
     int rc = cs_parked_key(&x->key, pk, m->npk);
     rc = rc ? rc : sent_lookup(x, m, &found, &present, &at);
     if (rc)
         return rc;
-    bool has = found && present && at <= since;       /* acknowledged by the cursor */
-    bool may_have = found && (present || at > since); /* a drop not yet acknowledged */
+    bool has = !forgot && found && present && at <= since; /* acknowledged by the cursor */
+    bool may_have = found && (present || at > since);      /* a drop not yet acknowledged */
     if (ok) {
         if (has)
             *d = ver > since ? CS_EXPORT_CHANGES : CS_EXPORT_SKIP;
         else
-            *d = found ? CS_EXPORT_FULL : CS_EXPORT_NEW;
+            *d = found || forgot ? CS_EXPORT_FULL : CS_EXPORT_NEW;
         rc = has ? 0 : note(x, model, true);
-    } else if (alive && present == CS_SRV_HELD_HIDDEN && ver <= at) {
+    } else if (!forgot && alive && present == CS_SRV_HELD_HIDDEN && ver <= at) {
         /* Hidden here, and the device hides it by itself, with its reason,
          * as long as the row has not changed since it pushed it (`at`);
          * after that, or once deleted, it gets a drop or the deletion
@@ -369,7 +372,8 @@ static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req, const 
     int rc = 0;
     if (req->want_changes) {
         pull_ctx x = {.st = st, .req = req, .c = c, .notes = notes};
-        x.scan_from = st->local_reads ? req->since : 0;
+        /* Rows a device forgot are met only by scanning from the start. */
+        x.scan_from = st->local_reads && !req->resend ? req->since : 0;
         if (cs_srv_site_parse(req->site, x.site))
             return cs_err(CSTACK_EINVAL, "a pull needs the device's site id (32 hex digits)");
         cs_export_pos after = {0};
@@ -451,7 +455,7 @@ static long same_as(cs_srv_store *st, const cs_srv_pull *reqs, char **keys, size
             strcmp(reqs[j].site, reqs[i].site) == 0 && reqs[j].want_changes == reqs[i].want_changes &&
             reqs[j].want_checksum == reqs[i].want_checksum &&
             reqs[j].echoes == reqs[i].echoes && !reqs[i].want_model_sums &&
-            !reqs[j].want_model_sums && !reqs[i].pos.set &&
+            !reqs[j].want_model_sums && !reqs[i].resend && !reqs[j].resend && !reqs[i].pos.set &&
             !reqs[j].pos.set && strcmp(keys[j], keys[i]) == 0)
             return (long)j;
     return -1;
