@@ -35,6 +35,7 @@
 #include "sql/clocksql.h"
 #include "sync/changeset.h"
 #include "sync/parked.h"
+#include "sync/sync_ext.h"
 
 enum { OP_INSERT = 1, OP_UPDATE = 2, OP_DELETE = 3 };
 
@@ -591,4 +592,15 @@ static int fold_all(cs_sync *s, const cs_buf *cur)
 int cs_sync_materialize(cs_sync *s)
 {
     return fold_all(s, NULL);
+}
+
+int cs_sync_reload(cstack *db)
+{
+    cs_sync *s = cs_sync_of(db);
+    if (!s)
+        return CSTACK_EMISUSE;
+    sqlite3 *conn = cs_write_conn(db)->db;
+    s->sites_stale = false;
+    int rc = cs_sync_load_all(s, conn);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
 }
