@@ -367,7 +367,7 @@ static void *listener(void *arg)
         listen_wait(pg, 200);
         bool changed = false, any = false;
         if (atomic_load(&pg->seen_seq) > atomic_load(&pg->applied) && !atomic_load(&pg->down))
-            catch_up(pg, &changed, &err);
+            catch_up(pg, &changed, &err); /* a failure is the next request's to report */
         if (atomic_exchange(&pg->backend, false) && !atomic_load(&pg->down) &&
             backend_ingest(pg, &any, &err))
             atomic_store(&pg->backend, true); /* retried on the next turn */

@@ -69,6 +69,7 @@ typedef struct cs_pg {
     /* The write transaction in progress (the write lock's holder). */
     bool in_tx;      /* a PostgreSQL transaction is open for it */
     bool applying;   /* our own catch-up or load: the hook stays out */
+    bool tx_local;   /* not a merge: sync captured its writes */
     pg_touched touched;
     _Atomic int64_t applied; /* the last log seq in the copy */
     int64_t committed_seq;    /* the seq the open transaction wrote */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "server/store_pg_int.h"
+#include "sync/sync_ext.h"
 #include "sync/varint.h"
 
 /* Set when this thread's begin found the copy behind PostgreSQL: the
@@ -210,7 +211,6 @@ int pg_tx_open(cs_pg *pg, int64_t *seq, cs_srv_err *err)
 static int hook_begin(void *ctx, cstack *db, unsigned flags)
 {
     (void)db;
-    (void)flags;
     cs_pg *pg = ctx;
     if (tl_applying) {
         tl_applying = false;
@@ -218,6 +218,7 @@ static int hook_begin(void *ctx, cstack *db, unsigned flags)
         return 0;
     }
     touched_clear(&pg->touched);
+    pg->tx_local = !(flags & CS_WRITE_MERGE);
     cs_srv_err err = {0};
     int64_t seq = 0;
     if (pg_tx_open(pg, &seq, &err)) {
@@ -368,10 +369,14 @@ static int replicate(cs_pg *pg, cs_srv_err *err)
 
 static int hook_before_commit(void *ctx, cstack *db)
 {
-    (void)db;
     cs_pg *pg = ctx;
     if (pg->applying || !pg->in_tx)
         return 0;
+    /* Local writes (backend rows) get their clocks now: the server's
+     * exports read only the clock tables. */
+    int frc = pg->tx_local ? cs_sync_fold(db) : 0;
+    if (frc)
+        return frc;
     if (pg->touched.failed)
         return pg->touched.unknown[0]
                    ? cs_err(CSTACK_ESQLITE,

@@ -604,3 +604,9 @@ int cs_sync_reload(cstack *db)
     int rc = cs_sync_load_all(s, conn);
     return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
 }
+
+int cs_sync_fold(cstack *db)
+{
+    cs_sync *s = cs_sync_of(db);
+    return s && s->ready ? fold_all(s, NULL) : 0;
+}

@@ -171,4 +171,11 @@ uint64_t cs_row_checksum(const char *model, const char *json, size_t len);
  * PostgreSQL).  Call holding the write lock. */
 int cs_sync_reload(cstack *db);
 
+/* Folds the captured local transactions into the clock tables now, inside
+ * the caller's write scope (after the capture's own before_commit): a
+ * server's export reads the clock tables without folding, so local writes
+ * of a server (a PostgreSQL backend's, applied by the store) are folded as
+ * they commit. */
+int cs_sync_fold(cstack *db);
+
 #endif
