@@ -5,11 +5,13 @@
  * gap-free versions, a store restarted (or a new one) loads the state, and a
  * process killed without closing loses no acknowledged push. */
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/pg.h"
@@ -228,4 +230,145 @@ Test(pg_store, a_failed_connection_names_the_target_without_its_password)
     cs_pg_target_safe("host=h password=pw dbname=d", safe, sizeof safe);
     cr_expect_str_eq(safe, "host=h password=*** dbname=d");
     cstack_close(dev);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* One push of `n` new rows into the store; its time in ms. */
+static double timed_push(const cs_srv_store_ops *ops, cs_srv_store *st, cstack *dev)
+{
+    double t0 = now_ms();
+    cs_srv_push_result r = push(ops, st, dev, 0, 1);
+    cr_assert_eq(r.rows, 10000);
+    return now_ms() - t0;
+}
+
+static int64_t pg_count(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+Test(pg_store, a_push_of_ten_thousand_rows_is_written_in_batches)
+{
+    char *url = t_pg_database();
+    char *dir = t_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/server.db", dir);
+    cstack *dev = t_open_mem(SCHEMA);
+    cr_assert_eq(cstack_begin(dev), 0);
+    for (int i = 1; i <= 10000; i++)
+        create(dev, i, "bulk");
+    cr_assert_eq(cstack_commit(dev), 0);
+    const cstack_schema *s = cstack_schema_of(dev);
+    cs_srv_store *lite = open_store(&cs_srv_store_sqlite, s, path);
+    cs_srv_store *pg = open_store(&cs_srv_store_pg, s, url);
+    double t_lite = timed_push(&cs_srv_store_sqlite, lite, dev);
+    /* Statements PostgreSQL ran for the push, from its statistics. */
+    int64_t before = pg_count(url, "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                   "WHERE datname = current_database()");
+    double t_pg = timed_push(&cs_srv_store_pg, pg, dev);
+    fprintf(stderr, "push of 10,000 rows: SQLite store %.0f ms, PostgreSQL store %.0f ms\n",
+            t_lite, t_pg);
+    cr_expect_eq(pg_count(url, "SELECT count(*) FROM \"Item\""), 10000);
+    int64_t after = pg_count(url, "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                  "WHERE datname = current_database()");
+    cr_expect_lt(after - before, 50, "%lld transactions for one push",
+                 (long long)(after - before));
+    cs_srv_store_sqlite.close(lite);
+    cs_srv_store_pg.close(pg);
+    cstack_close(dev);
+    free(dir);
+    free(url);
+}
+
+static void pg_run(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+Test(pg_store, rows_another_client_writes_reach_pulls_with_a_new_version)
+{
+    char *url = t_pg_database();
+    cstack *dev = t_open_mem(SCHEMA);
+    cs_srv_store *st = open_store(&cs_srv_store_pg, cstack_schema_of(dev), url);
+    int64_t v0 = version(&cs_srv_store_pg, st);
+    pg_run(url, "INSERT INTO \"Item\"(id, title) VALUES (41, 'from the backend')");
+    int64_t v = v0;
+    for (int i = 0; i < 100 && v == v0; i++) {
+        usleep(50 * 1000);
+        v = version(&cs_srv_store_pg, st);
+    }
+    cr_assert_gt(v, v0, "the listener applied the backend's write");
+    cs_srv_pull_result p = pull(&cs_srv_store_pg, st);
+    cr_expect_eq(p.rows, 1);
+    cs_srv_pull_result_free(&p);
+    /* A second server started now finds it too. */
+    cs_srv_store *two = open_store(&cs_srv_store_pg, cstack_schema_of(dev), url);
+    cs_srv_pull_result p2 = pull(&cs_srv_store_pg, two);
+    cr_expect_eq(p2.rows, 1);
+    cr_expect_eq(p2.cursor, v);
+    cs_srv_pull_result_free(&p2);
+    cs_srv_store_pg.close(two);
+    cs_srv_store_pg.close(st);
+    cstack_close(dev);
+    free(url);
+}
+
+Test(pg_store, a_new_schema_migrates_the_database_and_a_destructive_one_is_refused)
+{
+    char *url = t_pg_database();
+    cstack *dev = t_open_mem(SCHEMA);
+    create(dev, 1, "before");
+    cs_srv_store *st = open_store(&cs_srv_store_pg, cstack_schema_of(dev), url);
+    push(&cs_srv_store_pg, st, dev, 0, 1);
+    cs_srv_store_pg.close(st);
+    cstack_schema *v2 = t_schema("model Item {\n"
+                                 "  id    Int    @id\n"
+                                 "  title String\n"
+                                 "  qty   Int?\n"
+                                 "  note  String?\n"
+                                 "  @@allow('all', true)\n"
+                                 "}\n");
+    st = open_store(&cs_srv_store_pg, v2, url);
+    cs_srv_pull_result p = pull(&cs_srv_store_pg, st);
+    cr_expect_eq(p.rows, 1, "the rows survive an additive migration");
+    cs_srv_pull_result_free(&p);
+    cs_srv_store_pg.close(st);
+    cstack_schema *v3 = t_schema("model Item {\n"
+                                 "  id    Int    @id\n"
+                                 "  qty   Int?\n"
+                                 "  note  String?\n"
+                                 "  @@allow('all', true)\n"
+                                 "}\n");
+    cs_srv_err err = {0};
+    st = NULL;
+    cr_expect_neq(cs_srv_store_pg.open(v3, url, NULL, &st, &err), 0);
+    cr_expect_null(st);
+    cr_expect(strstr(err.message, "title") != NULL, "names the dropped field: %s", err.message);
+    st = open_store(&cs_srv_store_pg, v2, url);
+    cs_srv_pull_result p2 = pull(&cs_srv_store_pg, st);
+    cr_expect_eq(p2.rows, 1, "a refused migration changed nothing");
+    cs_srv_pull_result_free(&p2);
+    cs_srv_store_pg.close(st);
+    cstack_schema_free(v2);
+    cstack_schema_free(v3);
+    cstack_close(dev);
+    free(url);
 }
