@@ -25,6 +25,7 @@ typedef struct seen {
     unsigned flags;
     int item_rows;   /* rows of the app table */
     int other_rows;  /* rows of every other table */
+    int clock_rows;  /* rows of the model's clock table */
     int64_t last_id; /* the key of the last Item row, read in the hook */
     int fail_begin, fail_commit;
 } seen;
@@ -46,6 +47,7 @@ static void on_row(void *ctx, sqlite3 *conn, int op, const char *table, sqlite3_
     seen *s = ctx;
     if (strcmp(table, "Item") != 0) {
         s->other_rows++;
+        s->clock_rows += strcmp(table, "_cstack_clk_Item") == 0;
         return;
     }
     s->item_rows++;
@@ -155,5 +157,21 @@ Test(txhook, a_refused_begin_or_commit_rolls_the_transaction_back)
     create(db, 3, CSTACK_OK);
     cr_assert_eq(count(db), 1);
     cr_assert_eq(s.begins, 2, "a removed hook sees nothing");
+    cstack_close(db);
+}
+
+Test(txhook, sees_the_clock_rows_sync_folds_without_its_own_hook)
+{
+    cstack *db = t_open_mem(SCHEMA);
+    seen s = {0};
+    cs_store_set_txhook(db, &HOOK, &s);
+    /* Enough rows that sync folds their clocks as the transaction commits. */
+    cr_assert_eq(cstack_begin(db), 0);
+    for (int i = 1; i <= 6000; i++)
+        create(db, i, CSTACK_OK);
+    cr_assert_eq(cstack_commit(db), 0);
+    cr_assert_eq(s.item_rows, 6000);
+    cr_assert_geq(s.clock_rows, 6000, "every clock row written is a row change (%d)",
+                  s.clock_rows);
     cstack_close(db);
 }

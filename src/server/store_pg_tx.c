@@ -406,7 +406,8 @@ static void hook_end(void *ctx, cstack *db, bool committed)
     if (committed && pg->committed_seq)
         atomic_store(&pg->applied, pg->committed_seq);
     pg->committed_seq = 0;
-    touched_clear(&pg->touched);
+    /* A big push's keys are not kept for the next transaction. */
+    pg_touched_free(&pg->touched);
 }
 
 const cs_txhook cs_pg_txhook = {hook_begin, hook_row, hook_before_commit, hook_end};
