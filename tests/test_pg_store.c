@@ -232,6 +232,17 @@ Test(pg_store, a_failed_connection_names_the_target_without_its_password)
     cstack_close(dev);
 }
 
+static void pg_run(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -291,16 +302,6 @@ Test(pg_store, a_push_of_ten_thousand_rows_is_written_in_batches)
     cstack_close(dev);
     free(dir);
     free(url);
-}
-
-static void pg_run(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
 }
 
 Test(pg_store, rows_another_client_writes_reach_pulls_with_a_new_version)
@@ -369,6 +370,50 @@ Test(pg_store, a_new_schema_migrates_the_database_and_a_destructive_one_is_refus
     cs_srv_store_pg.close(st);
     cstack_schema_free(v2);
     cstack_schema_free(v3);
+    cstack_close(dev);
+    free(url);
+}
+
+Test(pg_store, a_store_that_missed_pruned_entries_reloads_and_a_lost_connection_recovers)
+{
+    char *url = t_pg_database();
+    cstack *dev = t_open_mem(SCHEMA);
+    const cstack_schema *s = cstack_schema_of(dev);
+    cs_srv_store *one = open_store(&cs_srv_store_pg, s, url);
+    cs_srv_store *two = open_store(&cs_srv_store_pg, s, url);
+    /* Two cannot catch up while the test holds its copy's write lock. */
+    cr_assert_eq(cs_write_lock(two->db), 0);
+    create(dev, 1, "a");
+    cs_srv_push_result r1 = push(&cs_srv_store_pg, one, dev, 0, 1);
+    create(dev, 2, "b");
+    push(&cs_srv_store_pg, one, dev, r1.cursor, 2);
+    pg_run(url, "DELETE FROM _cstack_pg_log WHERE seq = (SELECT min(seq) FROM _cstack_pg_log)");
+    cs_write_unlock(two->db);
+    cs_srv_pull_result p = pull(&cs_srv_store_pg, two);
+    cr_expect_eq(p.rows, 2, "the copy reloaded what the pruned entry held");
+    cs_srv_pull_result_free(&p);
+    /* PostgreSQL ends every session of the stores: the next request is
+     * refused as unavailable, and one a second later reconnects. */
+    pg_run(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND pid <> pg_backend_pid()");
+    create(dev, 3, "c");
+    void *cs = NULL;
+    size_t len = 0;
+    int64_t cursor = 0;
+    cr_assert_eq(cstack_changes_export(dev, 0, &cs, &len, &cursor), 0);
+    cs_srv_push req = {&USER, SITE, "batch:3", cs, len};
+    cs_srv_push_result res;
+    cs_srv_err err = {0};
+    cr_expect_neq(cs_srv_store_pg.push(one, &req, &res, &err), 0);
+    cr_expect_eq(err.kind, CS_SRV_UNAVAILABLE, "%s", err.message);
+    usleep(1100 * 1000);
+    cr_expect_eq(cs_srv_store_pg.push(one, &req, &res, &err), 0, "%s", err.message);
+    cstack_free(cs);
+    cs_srv_pull_result ok = pull(&cs_srv_store_pg, two);
+    cr_expect_eq(ok.rows, 3);
+    cs_srv_pull_result_free(&ok);
+    cs_srv_store_pg.close(one);
+    cs_srv_store_pg.close(two);
     cstack_close(dev);
     free(url);
 }

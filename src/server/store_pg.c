@@ -197,6 +197,17 @@ static int reload(cs_pg *pg, cs_srv_err *err)
     return rc;
 }
 
+/* Sets *gap when the log ends before `cur`, the copy's seq: the database
+ * is older than the copy (restored from a backup), which must reload. */
+static int log_behind(cs_pg *pg, int64_t cur, bool *gap, cs_srv_err *err)
+{
+    PGresult *r = PQexec(pg->conn, "SELECT coalesce(max(seq), 0) FROM _cstack_pg_log");
+    int rc = cs_pg_check(pg->conn, r, PGRES_TUPLES_OK, "reading the log", err);
+    *gap = !rc && strtoll(PQgetvalue(r, 0, 0), NULL, 10) != cur;
+    PQclear(r);
+    return rc;
+}
+
 /* Applies the log entries after the copy's seq; *gap when the next one was
  * pruned (the copy must reload).  In the caller's merge scope. */
 static int apply_new(cs_pg *pg, bool *gap, cs_srv_err *err)
@@ -216,6 +227,8 @@ static int apply_new(cs_pg *pg, bool *gap, cs_srv_err *err)
         rc = cs_pg_check(pg->conn, r, PGRES_TUPLES_OK, "reading the log", err);
         int n = rc ? 0 : PQntuples(r);
         more = n > 0;
+        if (!rc && n == 0 && cur == atomic_load(&pg->applied))
+            rc = log_behind(pg, cur, gap, err);
         for (int i = 0; !rc && i < n; i++) {
             int64_t seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
             if (seq != cur && seq != cur + 1) {
