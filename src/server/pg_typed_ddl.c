@@ -46,6 +46,7 @@
  * model's name and its primary-key columns as arguments.  An update that
  * changes the key queues the old key too, so the old row is deleted. */
 static const char queue_ddl[] =
+    "SET LOCAL client_min_messages = warning;\n" /* no "already exists, skipping" */
     "CREATE TABLE IF NOT EXISTS " CS_PG_QUEUE " (\n"
     "    id bigserial PRIMARY KEY,\n"
     "    model text NOT NULL,\n"
