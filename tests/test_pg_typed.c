@@ -342,3 +342,309 @@ Test(pg_typed, every_type_round_trips_byte_for_byte_through_postgresql)
     cstack_close(db2);
     PQfinish(c);
 }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Rows "r00000".. of Item, n of them, through the runtime. */
+static void many_items(cstack *db, int n)
+{
+    cstack_data *rows = calloc((size_t)n, sizeof *rows);
+    cstack_field_value *fv = calloc((size_t)n * 4, sizeof *fv);
+    char (*ids)[16] = calloc((size_t)n, sizeof *ids);
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "r%05d", i);
+        fv[4 * i] = FV("id", T(ids[i]));
+        fv[4 * i + 1] = FV("i", I(i));
+        fv[4 * i + 2] = FV("s", T("some text"));
+        fv[4 * i + 3] = FV("tags", T("[\"a\"]"));
+        rows[i] = (cstack_data){&fv[4 * i], 4};
+    }
+    int64_t count = 0;
+    cr_assert_eq(cstack_create_many(db, "Item", rows, (size_t)n, &count), 0, "%s",
+                 cstack_errmsg(db));
+    free(rows);
+    free(fv);
+    free(ids);
+}
+
+Test(pg_typed, a_ten_thousand_row_transaction_is_sent_in_batches_and_deletes_reach_postgresql)
+{
+    PGconn *c = pg_open();
+    cstack *db = t_open_mem(SCHEMA);
+    ensure(c, NULL, cstack_schema_of(db));
+    cs_pg_typed *t = typed(c, db);
+    many_items(db, 10000);
+    pg_ok(c, "SELECT pg_stat_reset()");
+    double t0 = now_ms();
+    run(c, t, db, JOB_SYNC, NULL, NULL);
+    double ms = now_ms() - t0;
+    fprintf(stderr, "pg_typed: 10000 rows written to PostgreSQL in %.0f ms\n", ms);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Item\""), 10000);
+    /* Statements the transaction sent: a handful, not one per row. */
+    pg_ok(c, "SELECT pg_stat_force_next_flush()");
+    long ins = pg_long(c, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'Item'");
+    cr_expect_eq(ins, 10000);
+
+    /* Updates, deletions, and a row written then deleted in one batch. */
+    static const char *const gone[] = {"r00001", "r00002", "never-was", NULL};
+    run(c, t, db, JOB_SYNC,
+        "UPDATE \"Item\" SET \"s\" = 'changed' WHERE \"id\" = 'r00003';"
+        "DELETE FROM \"Item\" WHERE \"id\" IN ('r00001', 'r00002');",
+        gone);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Item\""), 9998);
+    char *v = pg_text(c, "SELECT s FROM \"Item\" WHERE id = 'r00003'");
+    cr_expect_str_eq(v, "changed");
+    free(v);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
+
+Test(pg_typed, save_replaces_postgresqls_rows_with_the_copys_and_load_reads_them_back)
+{
+    PGconn *c = pg_open();
+    cstack *db = t_open_mem(SCHEMA), *db2 = t_open_mem(SCHEMA);
+    edge_rows(db);
+    many_items(db, 3000);
+    ensure(c, NULL, cstack_schema_of(db));
+    /* Rows PostgreSQL holds and the copy does not: gone after the save. */
+    pg_ok(c, "BEGIN; SET LOCAL cstack.server = 'on';"
+             "INSERT INTO \"Item\" (id, tags) VALUES ('stale', '[]');"
+             "INSERT INTO \"Tag\" (id, name, \"itemId\") VALUES (99, 'old', 'stale');"
+             "INSERT INTO \"Item\" (id, s, tags) VALUES ('b-low', 'old value', '[]'); COMMIT");
+    cs_pg_typed *t = typed(c, db), *t2 = typed(c, db2);
+    run(c, t, db, JOB_SAVE, NULL, NULL);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Item\" WHERE id = 'stale'"), 0);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Tag\""), 2);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Item\""), 3004);
+    double t0 = now_ms();
+    run(c, t2, db2, JOB_LOAD, NULL, NULL);
+    fprintf(stderr, "pg_typed: 3004 rows loaded in %.0f ms\n", now_ms() - t0);
+    char *a = copy_image(db, "Item"), *b = copy_image(db2, "Item");
+    cr_expect_str_eq(b, a);
+    free(a);
+    free(b);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM " "_cstack_pg_backend"), 0,
+                 "a server's writes queue nothing");
+    cs_pg_typed_free(t);
+    cs_pg_typed_free(t2);
+    cstack_close(db);
+    cstack_close(db2);
+    PQfinish(c);
+}
+
+static const char *const SCHEMA_V1 =
+    "enum Level {\n  LOW\n}\n"
+    "model Note {\n  id String @id\n  title String\n  level Level?\n  body String?\n"
+    "  @@index([title])\n}\n";
+
+/* v1 plus: a new model, new optional and defaulted fields, an enum member,
+ * a required field made optional, a new index. */
+static const char *const SCHEMA_V2 =
+    "enum Level {\n  LOW\n  HIGH\n}\n"
+    "model Note {\n  id String @id\n  title String?\n  level Level?\n  body String?\n"
+    "  stars Int @default(3)\n  seen DateTime?\n  ref String @default(cuid())\n"
+    "  @@index([title])\n  @@index([stars])\n}\n"
+    "model Tag {\n  id Int @id\n  noteId String\n"
+    "  note Note @relation(fields: [noteId], references: [id])\n}\n";
+
+Test(pg_typed, an_additive_migration_is_applied_in_place)
+{
+    PGconn *c = pg_open();
+    cstack_schema *v1 = t_schema(SCHEMA_V1), *v2 = t_schema(SCHEMA_V2);
+    ensure(c, NULL, v1);
+    pg_ok(c, "INSERT INTO \"Note\" (id, title, level) VALUES ('n1', 't', 'LOW')");
+    ensure(c, v1, v2);
+    char *v = pg_text(c, "SELECT stars::text || ' ' || (seen IS NULL)::text || ' ' || "
+                         "length(ref)::text FROM \"Note\"");
+    cr_expect_str_eq(v, "3 true 25");
+    free(v);
+    pg_ok(c, "INSERT INTO \"Note\" (id, level, ref) VALUES ('n2', 'HIGH', 'cx')");
+    pg_ok(c, "INSERT INTO \"Tag\" (id, \"noteId\") VALUES (1, 'n2')");
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                            "'Note_stars_idx'"),
+                 1);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_trigger WHERE tgname = '_cstack_pg_capture'"),
+                 2, "the new table is watched too");
+    PGresult *r = PQexec(c, "INSERT INTO \"Note\" (id, level, ref) VALUES ('n3', 'MID', 'cy')");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "an enum member the schema lacks");
+    PQclear(r);
+    cstack_schema_free(v1);
+    cstack_schema_free(v2);
+    PQfinish(c);
+}
+
+Test(pg_typed, a_destructive_migration_is_refused_naming_the_field_and_changes_nothing)
+{
+    static const char *const bad[][2] = {
+        {"model Note {\n  id String @id\n  title String\n  level Level?\n  @@index([title])\n}\n"
+         "enum Level {\n  LOW\n}\n",
+         "Note.body"},
+        {"model Note {\n  id String @id\n  title Int\n  level Level?\n  body String?\n}\n"
+         "enum Level {\n  LOW\n}\n",
+         "Note.title"},
+        {"model Note {\n  id String @id\n  title String\n  level Level?\n  body String?\n"
+         "  must String\n}\nenum Level {\n  LOW\n}\n",
+         "Note.must"},
+        {"model Note {\n  id String @id\n  title String\n  level Level?\n  body String?\n}\n"
+         "enum Level {\n  HIGH\n}\n",
+         "Note.level"},
+    };
+    PGconn *c = pg_open();
+    cstack_schema *v1 = t_schema(SCHEMA_V1);
+    ensure(c, NULL, v1);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cstack_schema *v = t_schema(bad[i][0]);
+        cs_srv_err err = {0};
+        pg_ok(c, "BEGIN");
+        cr_expect_eq(cs_pg_typed_ensure(c, v1, v, &err), CSTACK_ESCHEMA, "case %zu", i);
+        pg_ok(c, "COMMIT");
+        cr_expect_eq(err.kind, CS_SRV_CONFLICT);
+        cr_expect(strstr(err.message, bad[i][1]) != NULL, "case %zu: \"%s\" names no %s", i,
+                  err.message, bad[i][1]);
+        cstack_schema_free(v);
+    }
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                            "'Note'"),
+                 4, "nothing changed");
+    cstack_schema_free(v1);
+    PQfinish(c);
+}
+
+/* A copy and its PostgreSQL tables holding edge_rows, written by a server,
+ * with the copy's upload queue emptied. */
+static cs_pg_typed *synced_pair(PGconn **c, cstack **db)
+{
+    *c = pg_open();
+    *db = t_open_mem(SCHEMA);
+    edge_rows(*db);
+    ensure(*c, NULL, cstack_schema_of(*db));
+    cs_pg_typed *t = typed(*c, *db);
+    run(*c, t, *db, JOB_SYNC, NULL, NULL);
+    int64_t v = 0;
+    cr_assert_eq(cstack_sync_version(*db, &v), 0);
+    cr_assert_eq(cstack_upload_complete(*db, v), 0);
+    return t;
+}
+
+/* The JSON of every pending local transaction of db, concatenated. */
+static char *pending_json(cstack *db)
+{
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(db, &tx), 0);
+    cr_assert_not_null(tx, "sync captured nothing");
+    char *out = strdup(cstack_upload_tx_json(tx));
+    cstack_upload_tx_free(tx);
+    return out;
+}
+
+Test(pg_typed, backend_inserts_updates_and_deletes_are_queued_and_ingested_as_local_writes)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    pg_ok(c, "INSERT INTO \"Item\" (id, s, tags, j) VALUES ('be-new', 'from backend', "
+             "'[\"t\"]', '{ \"k\" : [1, 2] }')");
+    pg_ok(c, "UPDATE \"Item\" SET s = 'edited', i = 42 WHERE id = 'c-high'");
+    pg_ok(c, "DELETE FROM \"Item\" WHERE id = 'd-mid'");
+    /* A server's own write (the store's transactions) queues nothing. */
+    pg_ok(c, "BEGIN; SET LOCAL cstack.server = 'on'; UPDATE \"Item\" SET s = 'srv' WHERE id = "
+             "'a-nulls'; COMMIT");
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 3);
+
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 3);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 0);
+    char *s = t_text_of(db, "Item", "be-new", "s");
+    cr_expect_str_eq(s, "from backend");
+    free(s);
+    s = t_text_of(db, "Item", "be-new", "j");
+    cr_expect_str_eq(s, "{\"k\":[1,2]}", "the backend's JSON in canonical form");
+    free(s);
+    s = t_text_of(db, "Item", "c-high", "s");
+    cr_expect_str_eq(s, "edited");
+    free(s);
+    cr_expect_null(t_text_of(db, "Item", "d-mid", "s"));
+
+    /* Sync captured them as one local transaction: a put, a patch of the
+     * two columns the backend changed, and a delete. */
+    char *json = pending_json(db);
+    fprintf(stderr, "pg_typed: captured %s\n", json);
+    cr_expect(strstr(json, "\"op\":\"put\"") && strstr(json, "be-new"), "%s", json);
+    cr_expect(strstr(json, "\"op\":\"patch\"") && strstr(json, "\"i\":42"), "%s", json);
+    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "d-mid"), "%s", json);
+    cr_expect(!strstr(json, "srv"), "a server's write is not a backend's: %s", json);
+    free(json);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
+
+Test(pg_typed, a_backend_write_the_schema_refuses_is_undone_and_dropped_from_the_queue)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    pg_ok(c, "UPDATE \"Item\" SET email = 'not an email', s = 'x' WHERE id = 'b-low'");
+    pg_ok(c, "UPDATE \"Item\" SET f = 'NaN' WHERE id = 'c-high'");
+    pg_ok(c, "UPDATE \"Item\" SET s = 'fine' WHERE id = 'a-nulls'");
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 3);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 0);
+    char *s = t_text_of(db, "Item", "b-low", "email");
+    cr_expect_str_eq(s, "a@b.co", "the copy kept its value");
+    free(s);
+    s = pg_text(c, "SELECT email || ' ' || s FROM \"Item\" WHERE id = 'b-low'");
+    cr_expect_str_eq(s, "a@b.co ", "PostgreSQL's row is the copy's again");
+    free(s);
+    s = pg_text(c, "SELECT f::text FROM \"Item\" WHERE id = 'c-high'");
+    cr_expect_str_eq(s, "1.0000000000000002");
+    free(s);
+    s = t_text_of(db, "Item", "a-nulls", "s");
+    cr_expect_str_eq(s, "fine", "the valid write of the batch went in");
+    free(s);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
+
+Test(pg_typed, backend_writes_that_move_unique_values_or_cascade_reach_the_copy)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    /* c-high takes b-low's value, which b-low gives up in the same
+     * statement: whichever the copy gets first, both go in. */
+    pg_ok(c, "UPDATE \"Item\" SET code = CASE id WHEN 'b-low' THEN 'c3' ELSE 'c1' END WHERE id "
+             "IN ('c-high', 'b-low')");
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 2);
+    char *s = t_text_of(db, "Item", "b-low", "code");
+    cr_expect_str_eq(s, "c3");
+    free(s);
+    s = t_text_of(db, "Item", "c-high", "code");
+    cr_expect_str_eq(s, "c1");
+    free(s);
+
+    /* A swap cannot pass the copy's immediate unique index: undone. */
+    pg_ok(c, "UPDATE \"Item\" SET code = CASE id WHEN 'b-low' THEN 'c1' ELSE 'c3' END WHERE id "
+             "IN ('c-high', 'b-low')");
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 2);
+    s = pg_text(c, "SELECT string_agg(code, ',' ORDER BY id) FROM \"Item\" WHERE id IN "
+                   "('b-low', 'c-high')");
+    cr_expect_str_eq(s, "c3,c1", "PostgreSQL holds the copy's values again");
+    free(s);
+
+    pg_ok(c, "DELETE FROM \"Item\" WHERE id = 'c-high'");
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 2,
+                 "the row and its cascaded tag");
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 2);
+    int64_t n = -1;
+    cr_assert_eq(cstack_count(db, "Tag", NULL, &n), 0);
+    cr_expect_eq(n, 1, "only the tag without an item is left");
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}

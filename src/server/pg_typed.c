@@ -693,6 +693,7 @@ static int remove_extras(cs_pg_typed *t, sqlite3 *conn, int mi, cs_srv_err *err)
     }
     rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
     rc = rc ? rc : cs_buf_ident(&sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&sql, " t");
     rc = rc ? nomem(err) : declare(t, sql.data, err);
     bool open = rc == 0;
     for (bool more = open; rc == 0 && more;) {
