@@ -648,3 +648,41 @@ Test(pg_typed, backend_writes_that_move_unique_values_or_cascade_reach_the_copy)
     cstack_close(db);
     PQfinish(c);
 }
+
+Test(pg_typed, a_copy_loaded_while_backend_writes_wait_gets_them_as_changes_of_the_state_servers_wrote)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    /* The servers are down; the backend writes. */
+    pg_ok(c, "UPDATE \"Item\" SET s = 'edited' WHERE id = 'c-high'");
+    pg_ok(c, "UPDATE \"Item\" SET i = 7 WHERE id = 'c-high'");
+    pg_ok(c, "DELETE FROM \"Item\" WHERE id = 'd-mid'");
+    pg_ok(c, "INSERT INTO \"Item\" (id, tags) VALUES ('be-new', '[]')");
+    pg_ok(c, "UPDATE \"Item\" SET id = 'b-moved' WHERE id = 'b-low'");
+    /* A new server loads its copy, then takes the queue. */
+    cstack *db2 = t_open_mem(SCHEMA);
+    cs_pg_typed *t2 = typed(c, db2);
+    run(c, t2, db2, JOB_LOAD, NULL, NULL);
+    char *a = copy_image(db, "Item"), *b = copy_image(db2, "Item");
+    cr_expect_str_eq(b, a, "the copy holds the state the servers wrote, Json text and all");
+    free(a);
+    free(b);
+    int64_t v = 0;
+    cr_assert_eq(cstack_sync_version(db2, &v), 0);
+    cr_assert_eq(cstack_upload_complete(db2, v), 0);
+    cr_expect_eq(run(c, t2, db2, JOB_INGEST, NULL, NULL), 6);
+    char *json = pending_json(db2);
+    cr_expect(strstr(json, "{\"op\":\"patch\",\"model\":\"Item\",\"key\":{\"id\":\"c-high\"},"
+                           "\"data\":{\"s\":\"edited\",\"i\":7}}"),
+              "only the columns the backend changed: %s", json);
+    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "d-mid"), "%s", json);
+    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "b-low"), "%s", json);
+    cr_expect(strstr(json, "be-new") && strstr(json, "b-moved"), "%s", json);
+    free(json);
+    cs_pg_typed_free(t2);
+    cstack_close(db2);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}

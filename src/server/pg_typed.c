@@ -664,9 +664,12 @@ static int load_chunk(cs_pg_typed *t, sqlite3 *conn, int mi, const PGresult *r, 
     return 0;
 }
 
-/* SELECT <pm's columns> FROM "T" t, skipping rows the backend queue names:
- * cs_pg_backend_ingest writes those into the copy later, as local writes, so
- * that sync captures them (a row loaded as it is would look unchanged). */
+/* SELECT <pm's columns> of the rows of "T" as the servers last wrote them:
+ * PostgreSQL's rows but those the backend queue names, and for those, the
+ * row as it was before the oldest queued write (none when that write
+ * inserted it).  The ingest that follows then finds the backend's writes
+ * as changes to the copy, and sync captures exactly them: a row loaded as
+ * the backend left it would look unchanged. */
 static int load_select(cs_buf *sql, const pg_model *pm, const cs_model *m)
 {
     TRY(cs_buf_printf(sql, "SELECT %s FROM ", pm->sel));
@@ -678,7 +681,12 @@ static int load_select(cs_buf *sql, const pg_model *pm, const cs_model *m)
         TRY(cs_buf_puts(sql, p ? ", t." : "t."));
         TRY(cs_buf_ident(sql, m->fields[m->pk[p]].column));
     }
-    return cs_buf_puts(sql, "))");
+    TRY(cs_buf_printf(sql, ")) UNION ALL SELECT %s FROM (SELECT DISTINCT ON (q.key) q.old FROM "
+                           CS_PG_QUEUE " q WHERE q.model = ", pm->sel));
+    TRY(cs_buf_sql_str(sql, m->name));
+    TRY(cs_buf_puts(sql, " ORDER BY q.key, q.id) o, json_populate_record(NULL::"));
+    TRY(cs_buf_ident(sql, m->table));
+    return cs_buf_puts(sql, ", o.old) t WHERE o.old IS NOT NULL");
 }
 
 int cs_pg_typed_load(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err)

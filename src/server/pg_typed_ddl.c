@@ -46,13 +46,18 @@
  * model's name and its primary-key columns as arguments (trigger_ddl:
  * only for writes outside a server's transaction, tested in the trigger's
  * WHEN, which spares the servers' rows a call into PL/pgSQL).  An update
- * that changes the key queues the old key too, so the old row is deleted. */
+ * or delete queues the row as it was before (`old`, JSON keeps every
+ * value's text): a server that starts while entries wait loads that state
+ * (cs_pg_typed_load), so the ingest that follows records exactly the
+ * backend's changes.  An update that changes the key queues the new key
+ * too. */
 static const char queue_ddl[] =
     "SET LOCAL client_min_messages = warning;\n" /* no "already exists, skipping" */
     "CREATE TABLE IF NOT EXISTS " CS_PG_QUEUE " (\n"
     "    id bigserial PRIMARY KEY,\n"
     "    model text NOT NULL,\n"
     "    key jsonb NOT NULL,\n"
+    "    old json,\n"
     "    at timestamptz NOT NULL DEFAULT now()\n"
     ");\n"
     "CREATE INDEX IF NOT EXISTS " CS_PG_QUEUE "_model_key_idx ON " CS_PG_QUEUE " (model, key);\n"
@@ -69,7 +74,8 @@ static const char queue_ddl[] =
     "        FOR i IN 1 .. TG_NARGS - 1 LOOP\n"
     "            old_key := old_key || jsonb_build_array(r -> TG_ARGV[i]);\n"
     "        END LOOP;\n"
-    "        INSERT INTO " CS_PG_QUEUE " (model, key) VALUES (TG_ARGV[0], old_key);\n"
+    "        INSERT INTO " CS_PG_QUEUE " (model, key, old) VALUES (TG_ARGV[0], old_key, "
+    "to_json(OLD));\n"
     "    END IF;\n"
     "    IF TG_OP <> 'DELETE' THEN\n"
     "        r := to_jsonb(NEW);\n"
