@@ -686,3 +686,42 @@ Test(pg_typed, a_copy_loaded_while_backend_writes_wait_gets_them_as_changes_of_t
     cstack_close(db);
     PQfinish(c);
 }
+
+Test(pg_typed, large_tables_load_in_chunks_and_large_backend_batches_ingest)
+{
+    PGconn *c = pg_open();
+    cstack *db = t_open_mem(SCHEMA);
+    ensure(c, NULL, cstack_schema_of(db));
+    pg_ok(c, "BEGIN; SET LOCAL cstack.server = 'on';"
+             "INSERT INTO \"Item\" (id, s, i, d, at, j, tags) SELECT 'g' || lpad(g::text, 6, '0'), "
+             "'text ' || g, g, (g / 100.0)::numeric, '2026-01-01T00:00:00Z'::timestamptz + g * "
+             "interval '1 second', ('{\"n\":' || g || '}')::json, '[]' "
+             "FROM generate_series(1, 100000) g;"
+             "COMMIT");
+    cs_pg_typed *t = typed(c, db);
+    double t0 = now_ms();
+    run(c, t, db, JOB_LOAD, NULL, NULL);
+    fprintf(stderr, "pg_typed: 100000 rows loaded in %.0f ms\n", now_ms() - t0);
+    int64_t n = 0;
+    cr_assert_eq(cstack_count(db, "Item", NULL, &n), 0);
+    cr_expect_eq(n, 100000);
+    char *s = t_text_of(db, "Item", "g000150", "d");
+    cr_expect_str_eq(s, "1.5000000000000000", "numeric's scale kept");
+    free(s);
+
+    pg_ok(c, "INSERT INTO \"Item\" (id, s, tags) SELECT 'h' || g, 'backend', '[]' FROM "
+             "generate_series(1, 10000) g");
+    pg_ok(c, "UPDATE \"Item\" SET s = 'edited' WHERE id LIKE 'g00%'");
+    t0 = now_ms();
+    size_t got = run(c, t, db, JOB_INGEST, NULL, NULL);
+    size_t total = got;
+    while (got == 1000)
+        total += got = run(c, t, db, JOB_INGEST, NULL, NULL);
+    fprintf(stderr, "pg_typed: %zu backend writes ingested in %.0f ms\n", total, now_ms() - t0);
+    cr_expect_eq(total, 19999);
+    cr_assert_eq(cstack_count(db, "Item", NULL, &n), 0);
+    cr_expect_eq(n, 110000);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
