@@ -43,8 +43,8 @@ typedef struct ingest {
     cs_pg_typed *t;
     sqlite3 *conn;
     const cstack_schema *s;
-    cstack_value *vals;   /* field index -> value of the row being applied */
-    cs_buf *scratch;      /* one per field */
+    cstack_value *vals;   /* t->vals: field index -> value of the row being applied */
+    cs_buf *scratch;      /* t->scratch: one per field */
     char why[600];        /* the last refusal's reason */
 } ingest;
 
@@ -135,8 +135,8 @@ static void bind_key(sqlite3_stmt *st, const cs_model *m, const cstack_value *ke
 static int write_row(ingest *g, int mi, const cstack_value *key, int *res, cs_srv_err *err)
 {
     const cs_model *m = &g->s->models[mi];
-    size_t ncols;
-    const int *cols = cs_pg_typed_cols(g->t, mi, &ncols);
+    size_t ncols = g->t->models[mi].ncols;
+    const int *cols = g->t->models[mi].cols;
     sqlite3_stmt *ld, *st = NULL;
     TRY(cs_pg_typed_copy_load(g->t, g->conn, mi, &ld, err));
     bind_key(ld, m, key);
@@ -195,9 +195,9 @@ static int delete_row(ingest *g, int mi, const cstack_value *key, int *res, cs_s
 static int apply_row(ingest *g, int mi, const PGresult *r, int row, int *res, cs_srv_err *err)
 {
     const cs_model *m = &g->s->models[mi];
-    size_t ncols;
-    const int *cols = cs_pg_typed_cols(g->t, mi, &ncols);
-    cstack_value key[16];
+    size_t ncols = g->t->models[mi].ncols;
+    const int *cols = g->t->models[mi].cols;
+    cstack_value key[CS_PG_MAX_KEY];
     cs_srv_err verr = {0};
     *res = APPLIED;
     for (size_t p = 0; p < m->npk; p++) {
@@ -235,15 +235,15 @@ static int apply_row(ingest *g, int mi, const PGresult *r, int row, int *res, cs
 static int take(cs_pg_typed *t, size_t limit, long long *maxid, int *count, bool *models,
                 cs_srv_err *err)
 {
-    const cstack_schema *s = cs_pg_typed_schema(t);
+    const cstack_schema *s = t->s;
     char lim[32];
     snprintf(lim, sizeof lim, "%zu", limit);
     const char *v[1] = {lim};
-    PGresult *r = PQexecParams(cs_pg_typed_conn(t),
+    PGresult *r = PQexecParams(t->c,
                                "SELECT max(id), model FROM (SELECT id, model FROM " CS_PG_QUEUE
                                " ORDER BY id LIMIT $1::bigint) s GROUP BY model",
                                1, NULL, v, NULL, NULL, 0);
-    int rc = cs_pg_check(cs_pg_typed_conn(t), r, PGRES_TUPLES_OK, "read the backend queue", err);
+    int rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "read the backend queue", err);
     *maxid = 0;
     *count = 0;
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
@@ -261,10 +261,10 @@ static int take(cs_pg_typed *t, size_t limit, long long *maxid, int *count, bool
         char id[32];
         snprintf(id, sizeof id, "%lld", *maxid);
         v[0] = id;
-        r = PQexecParams(cs_pg_typed_conn(t),
+        r = PQexecParams(t->c,
                          "SELECT count(*) FROM " CS_PG_QUEUE " WHERE id <= $1::bigint", 1, NULL,
                          v, NULL, NULL, 0);
-        rc = cs_pg_check(cs_pg_typed_conn(t), r, PGRES_TUPLES_OK, "count the backend queue", err);
+        rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "count the backend queue", err);
         if (rc == 0)
             *count = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -275,8 +275,8 @@ static int take(cs_pg_typed *t, size_t limit, long long *maxid, int *count, bool
 /* The queue entries of model mi up to maxid, with PostgreSQL's rows. */
 static int model_rows(ingest *g, int mi, long long maxid, PGresult **out, cs_srv_err *err)
 {
-    size_t ncols;
-    const int *cols = cs_pg_typed_cols(g->t, mi, &ncols);
+    size_t ncols = g->t->models[mi].ncols;
+    const int *cols = g->t->models[mi].cols;
     cs_buf sql = CS_BUF_INIT;
     char id[32];
     snprintf(id, sizeof id, "%lld", maxid);
@@ -287,7 +287,7 @@ static int model_rows(ingest *g, int mi, long long maxid, PGresult **out, cs_srv
         cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
         return CSTACK_ENOMEM;
     }
-    PGconn *c = cs_pg_typed_conn(g->t);
+    PGconn *c = g->t->c;
     *out = PQexecParams(c, sql.data, 1, NULL, v, NULL, NULL, 1);
     cs_buf_free(&sql);
     int rc = cs_pg_check(c, *out, PGRES_TUPLES_OK, "read backend-written rows", err);
@@ -298,27 +298,36 @@ static int model_rows(ingest *g, int mi, long long maxid, PGresult **out, cs_srv
     return rc;
 }
 
-/* A row the copy refused: said on stderr, and PostgreSQL's row queued to
- * be put back to the copy's state. */
-static int refuse(ingest *g, int mi, const PGresult *r, int row, cs_srv_err *err)
-{
-    const cs_model *m = &g->s->models[mi];
-    cstack_value key[16];
-    cs_srv_err kerr = {0};
-    fprintf(stderr, "cstack: backend write to %s refused and undone: %s\n", m->name, g->why);
-    for (size_t p = 0; p < m->npk; p++) {
-        int fi = m->pk[p];
-        if (cs_pg_value_decode(r, row, (int)p, g->s, m, &m->fields[fi], false, &g->scratch[fi],
-                               &key[p], &kerr))
-            return 0; /* a key the copy cannot hold: no row of the copy to restore */
-    }
-    return cs_pg_typed_restore(g->t, g->conn, mi, key, err);
-}
-
 typedef struct retry {
     int mi, row;
     const PGresult *r;
+    char *why; /* why the copy refused it last (malloc'd) */
 } retry;
+
+/* A row the copy refused: said on stderr (its key and why), and
+ * PostgreSQL's row queued to be put back to the copy's state. */
+static int refuse(ingest *g, const retry *x, cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[x->mi];
+    cstack_value key[CS_PG_MAX_KEY];
+    cs_srv_err kerr = {0};
+    cs_buf text = CS_BUF_INIT;
+    int rc = 0, bad = 0;
+    for (size_t p = 0; !bad && p < m->npk; p++) {
+        const cs_field *f = &m->fields[m->pk[p]];
+        bad = cs_pg_value_decode(x->r, x->row, (int)p, g->s, m, f, false,
+                                 &g->scratch[m->pk[p]], &key[p], &kerr);
+        if (!bad && cs_buf_puts(&text, p ? ", " : "") == 0)
+            cs_value_json(&text, f->type, &key[p]);
+    }
+    fprintf(stderr, "cstack: backend write to %s [%s] refused and undone: %s\n", m->name,
+            text.data ? text.data : "", x->why ? x->why : "out of memory");
+    cs_buf_free(&text);
+    /* A key the copy cannot hold has no row there to restore. */
+    if (!bad)
+        rc = cs_pg_typed_restore(g->t, g->conn, x->mi, key, err);
+    return rc;
+}
 
 /* One pass over model mi's rows; refusals go to `again`. */
 static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_t *nagain,
@@ -328,7 +337,7 @@ static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_
         int res;
         TRY(apply_row(g, mi, r, row, &res, err));
         if (res == REFUSED)
-            again[(*nagain)++] = (retry){mi, row, r};
+            again[(*nagain)++] = (retry){mi, row, r, cs_strdup(g->why)};
     }
     return 0;
 }
@@ -336,8 +345,8 @@ static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_
 int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
                          cs_srv_err *err)
 {
-    const cstack_schema *s = cs_pg_typed_schema(t);
-    ingest g = {t, conn, s, NULL, NULL, ""};
+    const cstack_schema *s = t->s;
+    ingest g = {t, conn, s, t->vals, t->scratch, ""};
     long long maxid;
     int count;
     *n = 0;
@@ -345,13 +354,8 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
         return 0;
     bool *models = calloc(s->nmodels ? s->nmodels : 1, sizeof *models);
     PGresult **res = calloc(s->nmodels ? s->nmodels : 1, sizeof *res);
-    size_t width = 1;
-    for (size_t i = 0; i < s->nmodels; i++)
-        width = s->models[i].nfields > width ? s->models[i].nfields : width;
-    g.vals = calloc(width, sizeof *g.vals);
-    g.scratch = calloc(width, sizeof *g.scratch);
     retry *again = NULL;
-    int rc = models && res && g.vals && g.scratch ? 0 : CSTACK_ENOMEM;
+    int rc = models && res ? 0 : CSTACK_ENOMEM;
     if (rc)
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
     rc = rc ? rc : take(t, limit, &maxid, &count, models, err);
@@ -362,31 +366,44 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
         rc = CSTACK_ENOMEM;
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
     }
-    size_t nagain = 0, nfail = 0;
+    size_t nagain = 0;
     for (size_t i = 0; rc == 0 && count > 0 && i < s->nmodels; i++) {
         if (models[i])
             rc = model_rows(&g, (int)i, maxid, &res[i], err);
         if (rc == 0 && res[i])
             rc = apply_model(&g, (int)i, res[i], again, &nagain, err);
     }
-    /* Refused once: again now that every other entry is in (two rows that
-     * swapped a unique value pass on the second try); then undone. */
-    for (size_t i = 0; rc == 0 && i < nagain; i++) {
-        int ok;
-        rc = apply_row(&g, again[i].mi, again[i].r, again[i].row, &ok, err);
-        if (rc == 0 && ok == REFUSED) {
-            rc = refuse(&g, again[i].mi, again[i].r, again[i].row, err);
-            nfail++;
+    /* Refused rows again, while a pass applies any: a row whose unique
+     * value another entry frees passes once that entry is in.  What is left
+     * (two rows swapping a unique value, which the copy's immediate unique
+     * indexes cannot pass through) is undone. */
+    for (size_t before = nagain + 1; rc == 0 && nagain > 0 && nagain < before;) {
+        before = nagain;
+        nagain = 0;
+        for (size_t i = 0; rc == 0 && i < before; i++) {
+            int ok;
+            rc = apply_row(&g, again[i].mi, again[i].r, again[i].row, &ok, err);
+            if (rc == 0 && ok == REFUSED) {
+                free(again[i].why);
+                again[i].why = cs_strdup(g.why);
+                again[nagain++] = again[i];
+            } else {
+                free(again[i].why);
+            }
         }
     }
+    for (size_t i = 0; rc == 0 && i < nagain; i++)
+        rc = refuse(&g, &again[i], err);
+    for (size_t i = 0; again && i < nagain; i++)
+        free(again[i].why);
     if (rc == 0 && count > 0) {
         char id[32];
         snprintf(id, sizeof id, "%lld", maxid);
         const char *v[1] = {id};
-        PGresult *r = PQexecParams(cs_pg_typed_conn(t),
+        PGresult *r = PQexecParams(t->c,
                                    "DELETE FROM " CS_PG_QUEUE " WHERE id <= $1::bigint", 1, NULL,
                                    v, NULL, NULL, 0);
-        rc = cs_pg_check(cs_pg_typed_conn(t), r, PGRES_COMMAND_OK, "empty the backend queue",
+        rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, "empty the backend queue",
                          err);
         PQclear(r);
     }
@@ -394,13 +411,8 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
         *n = (size_t)count;
     for (size_t i = 0; res && i < s->nmodels; i++)
         PQclear(res[i]);
-    for (size_t i = 0; g.scratch && i < width; i++)
-        cs_buf_free(&g.scratch[i]);
-    free(g.scratch);
-    free(g.vals);
     free(again);
     free(res);
     free(models);
-    (void)nfail;
     return rc;
 }

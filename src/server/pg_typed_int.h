@@ -5,8 +5,9 @@
  *   pg_typed_val.c      one value between SQLite's storage and PostgreSQL's
  *                       types, both ways, and the SQL text each type needs
  *   pg_typed_ddl.c      cs_pg_typed_ensure: tables, migrations, triggers
- *   pg_typed.c          the context, writes to PostgreSQL (queued, sent many
- *                       rows per statement), load and save
+ *   pg_typed.c          the context, and writes to PostgreSQL (queued, sent
+ *                       many rows per statement)
+ *   pg_typed_load.c     whole tables: load and save
  *   pg_typed_backend.c  cs_pg_backend_ingest: the backend-write queue
  *
  * Values travel to PostgreSQL as text parameters with their type's OID
@@ -76,8 +77,59 @@ int cs_pg_value_decode(const PGresult *r, int row, int col, const cstack_schema 
                        const cs_model *m, const cs_field *f, bool check, cs_buf *scratch,
                        cstack_value *out, cs_srv_err *err);
 
-/* ---- pg_typed.c, for pg_typed_backend.c --------------------------------- */
+/* ---- pg_typed.c: the context ------------------------------------------------ */
 
+/* Primary keys of more columns are not served (the runtime's limit). */
+#define CS_PG_MAX_KEY 16
+
+/* A queued write. */
+enum { PEND_UPSERT, PEND_DELETE, PEND_DEAD };
+
+typedef struct cs_pg_pend {
+    size_t off;    /* its parameters in the arena */
+    size_t keylen; /* bytes of the primary key's parameters */
+    int kind;
+} cs_pg_pend;
+
+typedef struct cs_pg_model {
+    bool synced;
+    size_t ncols;
+    int *cols;        /* field indices: primary key first */
+    int *rescol;      /* each one's column in the copy's CS_ROW_LOAD */
+    Oid *types;       /* each one's parameter type */
+    char *sel;        /* the SELECT list reading them from alias t */
+    size_t batch;     /* rows per upsert */
+    cs_buf arena;     /* queued rows' parameters */
+    cs_pg_pend *ents;
+    size_t nents, capents;
+    uint32_t *slots;  /* open addressing over ents: index + 1, 0 empty */
+    size_t nslots;
+    sqlite3_stmt *load; /* CS_ROW_LOAD on the context's conn */
+    /* Whether the statement of a full batch of upserts / deletions is
+     * prepared on the PostgreSQL connection (named by stmt_name). */
+    bool prepared[2];
+} cs_pg_model;
+
+struct cs_pg_typed {
+    PGconn *c;
+    const cstack_schema *s;
+    cs_rowsql *rs;
+    cs_pg_model *models;
+    sqlite3 *conn; /* the connection `load` statements belong to */
+    cs_buf *scratch; /* one per field of the widest model */
+    size_t nscratch;
+    cstack_value *vals; /* nscratch values: one row being converted */
+};
+
+/* 0 when mi is a synced model the context serves, else CSTACK_EINVAL. */
+int cs_pg_typed_check_model(const cs_pg_typed *t, int mi, cs_srv_err *err);
+/* Queue the upsert of the row `st` (the copy's CS_ROW_LOAD layout: every
+ * column field in field order) has just read, or the deletion of the row
+ * whose key values are key[0..npk); a model's queue is sent when full. */
+int cs_pg_typed_queue_upsert(cs_pg_typed *t, int mi, sqlite3_stmt *st, cs_srv_err *err);
+int cs_pg_typed_queue_delete(cs_pg_typed *t, int mi, const cstack_value *key, cs_srv_err *err);
+/* Sends model mi's queue. */
+int cs_pg_typed_flush_model(cs_pg_typed *t, int mi, cs_srv_err *err);
 /* The copy's CS_ROW_LOAD of model mi on conn, reset, key unbound. */
 int cs_pg_typed_copy_load(cs_pg_typed *t, sqlite3 *conn, int mi, sqlite3_stmt **out,
                           cs_srv_err *err);
@@ -85,16 +137,10 @@ int cs_pg_typed_copy_load(cs_pg_typed *t, sqlite3 *conn, int mi, sqlite3_stmt **
  * or of a fixed kind when bits is NULL, prepared on conn (not cached). */
 int cs_pg_typed_copy_stmt(cs_pg_typed *t, sqlite3 *conn, int mi, int kind, const uint64_t *bits,
                           sqlite3_stmt **out, cs_srv_err *err);
-/* Field indices of model mi's columns in the order every PostgreSQL
- * statement here lists them: primary key first, then the other columns in
- * field order. */
-const int *cs_pg_typed_cols(const cs_pg_typed *t, int mi, size_t *ncols);
 /* Queues the write that makes PostgreSQL's row of model mi with key
  * key[0..npk) what the copy holds (cs_pg_typed_sync_row by values). */
 int cs_pg_typed_restore(cs_pg_typed *t, sqlite3 *conn, int mi, const cstack_value *key,
                         cs_srv_err *err);
-const cstack_schema *cs_pg_typed_schema(const cs_pg_typed *t);
-PGconn *cs_pg_typed_conn(const cs_pg_typed *t);
 
 /* Sets err from a SQLite failure on conn. */
 int cs_pg_sqlite_err(sqlite3 *conn, const char *what, cs_srv_err *err);
