@@ -65,7 +65,9 @@ int cs_pg_typed_ensure(PGconn *c, const cstack_schema *old, const cstack_schema 
                        cs_srv_err *err);
 
 /* A context for the calls below: prepared statements on `c` for `schema`
- * (borrowed; both outlive it). */
+ * (borrowed; both outlive it).  It also keeps one statement per model on
+ * the last working-copy connection a call passed (replaced when a call
+ * passes another): free the context before closing that connection. */
 int cs_pg_typed_new(PGconn *c, const cstack_schema *schema, cs_pg_typed **out, cs_srv_err *err);
 void cs_pg_typed_free(cs_pg_typed *t);
 
@@ -85,7 +87,11 @@ int cs_pg_typed_flush(cs_pg_typed *t, cs_srv_err *err);
 
 /* Copies every row of model `model` from PostgreSQL into the working copy's
  * (empty) table through `conn`, converted to SQLite's storage (bootstrap of
- * a server's working copy). */
+ * a server's working copy).  Rows that backend writes waiting in the queue
+ * touched are loaded as the servers last wrote them (or not at all when a
+ * backend inserted them): run cs_pg_backend_ingest after loading, in a
+ * write scope, so that sync captures those writes.  Needs the caller's
+ * transaction (it reads through a cursor). */
 int cs_pg_typed_load(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err);
 
 /* Writes every row of the working copy's table of model `model` into
@@ -105,5 +111,9 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
 /* ---- store_pg*.c ------------------------------------------------------------ */
 
 extern const cs_srv_store_ops cs_srv_store_pg;
+
+/* `target` fit for messages and logs: the password of a URL's userinfo
+ * left out, and every password=... value replaced by ***. */
+void cs_pg_target_safe(const char *target, char *out, size_t cap);
 
 #endif
