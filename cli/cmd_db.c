@@ -23,7 +23,10 @@ static const char MIGRATE_USAGE[] =
     "\n"
     "options:\n"
     "  --schema FILE   the .cstack schema\n"
-    "  --db DB         the SQLite database file\n"
+    "  --db DB         the SQLite database file, or a PostgreSQL database\n"
+    "                  (postgresql://USER@HOST:PORT/DB or a libpq key=value\n"
+    "                  string): its typed app tables and the sync server's\n"
+    "                  tables, as `cstack serve --db` uses them\n"
     "\n"
     "Exit status: 0 done, 1 schema errors or migration refused or database error,\n"
     "2 bad command line.\n";
@@ -125,6 +128,15 @@ int cmd_migrate(int argc, char **argv)
     int rc = parse_db_args(argc, argv, MIGRATE_USAGE, &schema, &dbpath, &help);
     if (rc != CLI_OK || help)
         return rc;
+    if (cstack_server_db_is_postgres(dbpath)) {
+        char err[1024] = "";
+        if (cstack_server_migrate_postgres(schema, dbpath, err, sizeof err) != CSTACK_OK) {
+            fprintf(stderr, "cstack migrate: %s\n", err);
+            return CLI_FAIL;
+        }
+        puts("the PostgreSQL database is up to date with the schema");
+        return CLI_OK;
+    }
     cstack *db = NULL;
     char *report = NULL;
     rc = cli_open_db(argv[0], schema, dbpath, &report, &db);

@@ -15,10 +15,11 @@
 #include "cstack_server.h"
 
 static const char SERVE_USAGE[] =
-    "usage: cstack serve --schema FILE [--db FILE] [--port N] [--bind ADDR]\n"
+    "usage: cstack serve --schema FILE [--db FILE|URL] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
     "                    [--max-upload-mib N] [--max-stream-mib N]\n"
-    "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N] [--web DIR]\n"
+    "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N]\n"
+    "                    [--pages-db FILE] [--web DIR]\n"
     "\n"
     "Serves the sync protocol for a schema over HTTP: devices push their changes\n"
     "(checked against the schema's write policies), pull and stream everyone's\n"
@@ -27,7 +28,8 @@ static const char SERVE_USAGE[] =
     "GET /v1/stream, GET /healthz, GET /metrics (docs/server.md).\n"
     "\n"
     "Prints \"listening on http://ADDR:PORT (database: PATH, sqlite)\" on stdout\n"
-    "(\"sqlite, the default path\" without --db), then one log line per\n"
+    "(\"sqlite, the default path\" without --db; \"(database: URL, postgres)\",\n"
+    "without the password, on PostgreSQL), then one log line per\n"
     "request on stderr.  SIGINT or SIGTERM drains (stops accepting, lets\n"
     "requests in flight finish, ends streams, closes the database) and exits 0;\n"
     "a push is acknowledged only once it is committed, so nothing acknowledged is\n"
@@ -36,7 +38,11 @@ static const char SERVE_USAGE[] =
     "options:\n"
     "  --schema FILE      the .cstack schema\n"
     "  --db FILE          the server's SQLite database (default cstack-server.db\n"
-    "                     in the current directory; created or migrated at start)\n"
+    "                     in the current directory; created or migrated at start),\n"
+    "                     or a PostgreSQL database: postgresql://USER@HOST:PORT/DB\n"
+    "                     or a libpq key=value string (default: the environment\n"
+    "                     variable CSTACK_DATABASE_URL); several servers may share\n"
+    "                     one (docs/postgres.md)\n"
     "  --port N           TCP port (default 8080; 0 picks a free one)\n"
     "  --bind ADDR        address to listen on (default 127.0.0.1: this machine\n"
     "                     only; 0.0.0.0 or :: for every interface)\n"
@@ -60,6 +66,8 @@ static const char SERVE_USAGE[] =
     "\n"
     "backups (`cstack backup`; pages stored in DB.pages, docs/pagestore.md):\n"
     "  --backup-quota-mib N  MiB of backup pages one user may store (default 256)\n"
+    "  --pages-db FILE    the SQLite file of backup pages (default DB.pages; with\n"
+    "                     a PostgreSQL --db, backups need it)\n"
     "  --web DIR          also serve DIR's files at / (GET; e.g. build/web from\n"
     "                     `make web`); API routes are unchanged\n"
     "\n"
@@ -96,7 +104,7 @@ int cmd_serve(int argc, char **argv)
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
                *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL, *quota_mib = NULL,
-               *web = NULL;
+               *web = NULL, *pages_db = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -109,7 +117,8 @@ int cmd_serve(int argc, char **argv)
                       {"--page-rows", &page_rows, NULL},
                       {"--page-mib", &page_mib, NULL},
                       {"--backup-quota-mib", &quota_mib, NULL},
-                      {"--web", &web, NULL}};
+                      {"--web", &web, NULL},
+                      {"--pages-db", &pages_db, NULL}};
     cli_args a;
     int rc = cli_parse(cmd, argc, argv, opts, sizeof opts / sizeof opts[0], 0, &a);
     if (rc != CLI_OK)
@@ -151,6 +160,8 @@ int cmd_serve(int argc, char **argv)
         return cli_usage_error(cmd, "--web needs a folder, not '%s'", web);
     if (!secret)
         secret = getenv("CSTACK_JWT_SECRET");
+    if (!db && getenv("CSTACK_DATABASE_URL") && *getenv("CSTACK_DATABASE_URL"))
+        db = getenv("CSTACK_DATABASE_URL");
     if (!secret || !*secret)
         return cli_usage_error(cmd, "missing --jwt-secret S (or the environment variable "
                                     "CSTACK_JWT_SECRET)");
@@ -167,7 +178,8 @@ int cmd_serve(int argc, char **argv)
                                 .pull_page_rows = rows,
                                 .pull_page_bytes = (size_t)mib << 20,
                                 .backup_quota = (uint64_t)quota << 20,
-                                .web_dir = web};
+                                .web_dir = web,
+                                .pages_path = pages_db};
     char err[4096] = "";
     if (cstack_server_run(&cfg, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "cstack %s: %s\n", cmd, err);

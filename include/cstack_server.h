@@ -139,11 +139,27 @@ CSTACK_API void cstack_server_stop(cstack_server *srv);
  * returns 0 (or a CSTACK_E* code when the server could not start, with
  * `err` set).  Once serving, prints one line on `out`:
  *   listening on http://ADDR:PORT (database: PATH, sqlite)
- * with ", the default path" after "sqlite" when cfg.db_path was NULL.  The
+ * with ", the default path" after "sqlite" when cfg.db_path was NULL, or
+ * "(database: URL, postgres)" on PostgreSQL (the URL without its password).  The
  * two signals are blocked in the calling thread (and so in every thread it
  * starts) and restored on return. */
 CSTACK_API int cstack_server_run(const cstack_server_config *cfg, FILE *out, char *err,
                                  size_t errlen);
+
+/* Whether `db` (a --db value, cfg.db_path) names a PostgreSQL database: a
+ * postgres:// or postgresql:// URL or a libpq key=value string.  Anything
+ * else is a SQLite file path. */
+CSTACK_API int cstack_server_db_is_postgres(const char *db);
+
+/* Creates or migrates the PostgreSQL database `db` for the schema file at
+ * `schema_path`, as a server starting on it does (docs/postgres.md):
+ * additive changes are applied, a destructive one is refused naming the
+ * model and field (CSTACK_ESCHEMA) and nothing changes.  `err` says why it
+ * failed; messages never hold the password.
+ * Errors: CSTACK_ESCHEMA, CSTACK_EIO (PostgreSQL cannot be reached or
+ * failed), CSTACK_ENOMEM. */
+CSTACK_API int cstack_server_migrate_postgres(const char *schema_path, const char *db, char *err,
+                                              size_t errlen);
 
 /* Mints a bearer token (JWT, HS256) the server accepts, for development,
  * demos and tests (`cstack token`): real deployments get their tokens from

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/pg.h"
 #include "server/server_int.h"
 
 #define CONNECTION_TIMEOUT_S 120
@@ -146,6 +147,8 @@ static enum MHD_Result reply_store_err(srv_req *r, struct MHD_Connection *c, con
         const char *const schema[] = {"X-Cstack-Schema", r->srv->schema->hash, NULL};
         return reply_err(r, c, 409, "schema_mismatch", schema, "%s", e->message);
     }
+    case CS_SRV_UNAVAILABLE:
+        return reply_err(r, c, 503, "unavailable", NULL, "%s", e->message);
     default:
         if (e->code == CSTACK_EBUSY)
             return reply_err(r, c, 503, "locked", NULL, "%s", e->message);
@@ -505,6 +508,10 @@ static enum MHD_Result do_pages(srv_req *r, struct MHD_Connection *c)
                       MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "size"),
                       r->body.data ? r->body.data : "", r->body.len};
     cs_pages_resp a;
+    if (!r->srv->pages)
+        return reply_err(r, c, 501, "unsupported", NULL,
+                         "page storage (backups) needs --pages-db when the server runs on "
+                         "PostgreSQL");
     cs_pages_handle(r->srv->pages, &q, &a);
     if (a.status != 200)
         return reply_err(r, c, a.status, a.code, NULL, "%s", a.msg);
@@ -930,6 +937,17 @@ static int listen_on(cstack_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The store's state changed by other means than this server's requests
+ * (another server on the same PostgreSQL database, a backend): streams
+ * look.  The hub starts after the store, so it may not be there yet. */
+static void store_changed(void *ctx)
+{
+    cstack_server *srv = ctx;
+    cs_hub *hub = __atomic_load_n(&srv->hub, __ATOMIC_ACQUIRE);
+    if (hub)
+        cs_hub_notify(hub, cs_wall_ms());
+}
+
 int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, char *err,
                         size_t errlen)
 {
@@ -942,7 +960,7 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     if (!srv)
         return CSTACK_ENOMEM;
     srv->listen_fd = -1;
-    srv->ops = &cs_srv_store_sqlite;
+    srv->ops = cs_pg_is_target(cfg->db_path) ? &cs_srv_store_pg : &cs_srv_store_sqlite;
     cs_metrics_init(&srv->metrics);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->idle, NULL);
@@ -953,17 +971,23 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     if (!rc) {
         cs_srv_err serr = {0};
         cs_srv_store_cfg scfg = {srv->cfg.max_sites_per_user,
-                                 (int64_t)srv->cfg.site_ttl_days * 24 * 3600 * 1000};
+                                 (int64_t)srv->cfg.site_ttl_days * 24 * 3600 * 1000,
+                                 store_changed, srv};
         rc = srv->ops->open(srv->schema, srv->db_path, &scfg, &srv->store, &serr);
         if (rc)
             set_err(err, errlen, "%s", serr.message);
     }
     if (!rc && srv->ops->iversion >= 3 && (rc = srv->ops->versions(srv->store, &srv->versions)))
         set_err(err, errlen, "cannot record the schema version: %s", cstack_errstr(rc));
-    if (!rc && (rc = cs_pages_start(srv)))
+    /* Page storage lives in a SQLite file: beside a PostgreSQL database
+     * there is none unless --pages-db names one. */
+    if (!rc && (srv->cfg.pages_path || srv->ops != &cs_srv_store_pg) &&
+        (rc = cs_pages_start(srv)))
         set_err(err, errlen, "out of memory");
-    if (!rc && (rc = cs_hub_start(srv, &srv->hub)))
+    cs_hub *hub = NULL;
+    if (!rc && (rc = cs_hub_start(srv, &hub)))
         set_err(err, errlen, "cannot start the stream hub");
+    __atomic_store_n(&srv->hub, hub, __ATOMIC_RELEASE);
     if (!rc && (rc = cs_guard_start(srv, &srv->guard)))
         set_err(err, errlen, "cannot start the connection guard");
     rc = rc ? rc : listen_on(srv, err, errlen);
@@ -1006,9 +1030,10 @@ void cstack_server_stop(cstack_server *srv)
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
     cs_guard_free(srv->guard);
-    cs_hub_free(srv->hub);
+    /* Before the hub goes: a store's own thread may wake it (store_changed). */
     if (srv->store)
         srv->ops->close(srv->store);
+    cs_hub_free(srv->hub);
     cs_srv_versions_free(srv->versions);
     cs_pages_close(srv->pages);
     cstack_schema_free(srv->schema);
@@ -1032,8 +1057,10 @@ int cstack_server_run(const cstack_server_config *cfg, FILE *out, char *err, siz
     int rc = cstack_server_start(cfg, &srv, err, errlen);
     if (!rc) {
         bool v6 = strchr(srv->bind, ':') != NULL;
-        fprintf(out, "listening on http://%s%s%s:%d (database: %s, sqlite%s)\n", v6 ? "[" : "",
-                srv->bind, v6 ? "]" : "", srv->port, srv->db_path,
+        char where[512];
+        cs_pg_target_safe(srv->db_path, where, sizeof where);
+        fprintf(out, "listening on http://%s%s%s:%d (database: %s, %s%s)\n", v6 ? "[" : "",
+                srv->bind, v6 ? "]" : "", srv->port, where, srv->ops->name,
                 cfg->db_path ? "" : ", the default path");
         fflush(out);
         int sig = 0;

@@ -106,4 +106,8 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
 
 extern const cs_srv_store_ops cs_srv_store_pg;
 
+/* `target` fit for messages and logs: the password of a URL's userinfo
+ * left out, and every password=... value replaced by ***. */
+void cs_pg_target_safe(const char *target, char *out, size_t cap);
+
 #endif

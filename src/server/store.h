@@ -30,7 +30,8 @@ typedef enum cs_srv_fail {
     CS_SRV_BAD,       /* malformed input: a bad changeset, cursor or batch id (400) */
     CS_SRV_FORBIDDEN, /* a write policy refused a row (403) */
     CS_SRV_CONFLICT,  /* the input was made with another schema (409) */
-    CS_SRV_INTERNAL   /* the store itself failed (500) */
+    CS_SRV_INTERNAL,  /* the store itself failed (500) */
+    CS_SRV_UNAVAILABLE /* the store's database cannot be reached now (503) */
 } cs_srv_fail;
 
 typedef struct cs_srv_err {
@@ -145,6 +146,11 @@ typedef struct cs_srv_pull_result {
 typedef struct cs_srv_store_cfg {
     unsigned max_sites_per_user; /* 0: CS_SRV_MAX_SITES */
     int64_t site_ttl_ms;         /* 0: CS_SRV_SITE_TTL_MS */
+    /* Called (from a thread of the store) when the state changed by other
+     * means than this process's own methods: another server's commit, a
+     * backend's write (the PostgreSQL store).  NULL: nobody listens. */
+    void (*changed)(void *ctx);
+    void *changed_ctx;
 } cs_srv_store_cfg;
 
 #define CS_SRV_MAX_SITES 64u

@@ -30,6 +30,9 @@ struct cs_srv_store {
     size_t cache_next;   /* round-robin replacement */
     unsigned max_sites;  /* sites one user may own (store_sqlite_sites.c) */
     int64_t site_ttl_ms; /* a site not seen for this long is collected */
+    /* The PostgreSQL store (store_pg*.c) wrapping this one as its working
+     * copy; NULL for a plain SQLite store. */
+    struct cs_pg *pg;
 };
 
 /* _cstack_srv_sent.present of a row the device pushed and hides by itself

@@ -103,7 +103,7 @@ int cs_sql_default_literal(cs_buf *out, const cs_field *f, cs_dialect d)
         bool t = strcmp(lit, "1") == 0 || strcmp(lit, "true") == 0;
         if (!t && strcmp(lit, "0") != 0 && strcmp(lit, "false") != 0)
             return CSTACK_ESCHEMA;
-        if (d == CS_DIALECT_POSTGRES)
+        if (d != CS_DIALECT_SQLITE)
             return cs_buf_puts(out, t ? "true" : "false");
         return cs_buf_puts(out, t ? "1" : "0");
     }
@@ -132,7 +132,7 @@ static const char *comment_type(const cs_field *f)
     return s;
 }
 
-static const char *pg_type(const cs_field *f)
+static const char *pg_type(const cs_field *f, cs_dialect d)
 {
     switch (f->type) {
     case CS_T_INT:
@@ -150,7 +150,7 @@ static const char *pg_type(const cs_field *f)
     case CS_T_DATETIME:
         return "TIMESTAMPTZ";
     case CS_T_JSON:
-        return "JSONB";
+        return d == CS_DIALECT_PG_STORE ? "JSON" : "JSONB";
     case CS_T_DECIMAL:
         return "NUMERIC";
     default: /* String, Cuid, Enum */
@@ -160,7 +160,7 @@ static const char *pg_type(const cs_field *f)
 
 /* Postgres computes now() and uuid() defaults itself; cuid() and
  * autoincrement on SQLite are filled by the runtime, so have no clause. */
-static int pg_default(cs_buf *out, const cs_field *f)
+int cs_sql_pg_default(cs_buf *out, const cs_field *f)
 {
     switch (f->def.kind) {
     case CS_DEF_LITERAL:
@@ -185,11 +185,11 @@ int cs_sql_column_def(cs_buf *out, const cstack_schema *s, const cs_model *m, co
     bool not_null = !f->optional || in_pk(m, f);
 
     TRY(cs_buf_ident(out, f->column));
-    if (d == CS_DIALECT_POSTGRES) {
-        TRY(cs_buf_printf(out, " %s", pg_type(f)));
+    if (d != CS_DIALECT_SQLITE) {
+        TRY(cs_buf_printf(out, " %s", pg_type(f, d)));
         if (not_null)
             TRY(cs_buf_puts(out, " NOT NULL"));
-        return pg_default(out, f);
+        return cs_sql_pg_default(out, f);
     }
     TRY(cs_buf_printf(out, " BLOB /* %s%s */", comment_type(f), f->optional ? "?" : ""));
     if (not_null)
@@ -268,7 +268,7 @@ int cs_sql_foreign_key(cs_buf *out, const cstack_schema *s, const cs_model *m, c
 
 /* Postgres stores enums as TEXT with a CHECK listing the members: adding a
  * member is then a cheap constraint swap instead of ALTER TYPE. */
-static int pg_enum_check(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f)
+int cs_sql_enum_check(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f)
 {
     if (f->type_index < 0 || (size_t)f->type_index >= s->nenums ||
         s->enums[f->type_index].nmembers == 0)
@@ -304,9 +304,9 @@ static int table_constraints(cs_buf *out, const cstack_schema *s, const cs_model
         if (d == CS_DIALECT_SQLITE && is_owning(f)) {
             TRY(cs_buf_puts(out, ",\n    "));
             TRY(cs_sql_foreign_key(out, s, m, f));
-        } else if (d == CS_DIALECT_POSTGRES && f->type == CS_T_ENUM) {
+        } else if (d != CS_DIALECT_SQLITE && f->type == CS_T_ENUM) {
             TRY(cs_buf_puts(out, ",\n    "));
-            TRY(pg_enum_check(out, s, m, f));
+            TRY(cs_sql_enum_check(out, s, m, f));
         }
     }
     return 0;
@@ -376,7 +376,7 @@ int cs_sql_model_ddl(cs_buf *out, const cstack_schema *s, const cs_model *m, cs_
 {
     TRY(cs_sql_create_table(out, s, m, d, NULL, d == CS_DIALECT_SQLITE));
     TRY(model_indexes(out, m, d));
-    return d == CS_DIALECT_POSTGRES ? pg_foreign_keys(out, s, m) : 0;
+    return d != CS_DIALECT_SQLITE ? pg_foreign_keys(out, s, m) : 0;
 }
 
 /* The model an owning relation field makes `f`'s model depend on, or -1. */
@@ -443,7 +443,7 @@ int cs_sql_schema_ddl(cs_buf *out, const cstack_schema *s, cs_dialect d)
     }
     for (size_t i = 0; rc == 0 && i < s->nmodels; i++)
         rc = model_indexes(out, &s->models[order[i]], d);
-    for (size_t i = 0; rc == 0 && d == CS_DIALECT_POSTGRES && i < s->nmodels; i++)
+    for (size_t i = 0; rc == 0 && d != CS_DIALECT_SQLITE && i < s->nmodels; i++)
         rc = pg_foreign_keys(out, s, &s->models[order[i]]);
     free(order);
     return rc;

@@ -36,7 +36,13 @@
 #include "schema/schema.h"
 #include "util/buf.h"
 
-typedef enum cs_dialect { CS_DIALECT_SQLITE, CS_DIALECT_POSTGRES } cs_dialect;
+/* CS_DIALECT_PG_STORE: the app tables of the server's PostgreSQL store
+ * (src/server/pg_typed*.c), CS_DIALECT_POSTGRES but with Json columns as
+ * JSON, which keeps the exact text: JSONB reorders keys and respells
+ * numbers and escapes, so a stored value would not come back byte for byte
+ * and the servers' copies (and their checksums) would drift from the
+ * devices'. */
+typedef enum cs_dialect { CS_DIALECT_SQLITE, CS_DIALECT_POSTGRES, CS_DIALECT_PG_STORE } cs_dialect;
 
 /* Appends the full DDL of the schema (tables in dependency order, then
  * indexes), one statement per line group, each ending with ";\n".  For SQLite
@@ -69,6 +75,12 @@ int cs_sql_column_def(cs_buf *out, const cstack_schema *s, const cs_model *m, co
 /* `CONSTRAINT "<table>_<cols>_fkey" FOREIGN KEY (...) REFERENCES "T" (...)
  * [ON DELETE ..] [ON UPDATE ..]` for an owning relation field. */
 int cs_sql_foreign_key(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f);
+/* PostgreSQL: the column's ` DEFAULT <expr>` clause (with its leading
+ * space), or nothing when it has none. */
+int cs_sql_pg_default(cs_buf *out, const cs_field *f);
+/* PostgreSQL: `CONSTRAINT "<table>_<col>_check" CHECK ("col" IN (...))`,
+ * the members of enum field `f` (named so a migration can swap it). */
+int cs_sql_enum_check(cs_buf *out, const cstack_schema *s, const cs_model *m, const cs_field *f);
 /* CREATE [UNIQUE] INDEX (SQLite: IF NOT EXISTS) for one index of `m`. */
 int cs_sql_create_index(cs_buf *out, const cs_model *m, const cs_index *ix, cs_dialect d);
 /* The SQL literal of a field's CS_DEF_LITERAL default ('OPEN', 42, 1.5). */

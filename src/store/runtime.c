@@ -318,6 +318,9 @@ static int level_open(cstack *db, unsigned flags)
     rc = rc                ? rc
          : db->depth == 0 ? exec_cached(db, "BEGIN IMMEDIATE", 0)
                           : exec_cached(db, "SAVEPOINT", db->depth);
+    if (!rc && db->depth == 0 && db->txhook && db->txhook->begin &&
+        (rc = db->txhook->begin(db->txhook_ctx, db, flags)) != 0)
+        sqlite3_exec(db->writer.db, "ROLLBACK", NULL, NULL, NULL);
     if (rc) {
         if (db->depth == 0 && (flags & CS_WRITE_MERGE))
             foreign_keys(db, true);
@@ -343,6 +346,8 @@ static int level_close(cstack *db, bool ok)
          * the transaction itself, just before it commits. */
         if (ok && db->ext && db->ext->before_commit)
             rc = db->ext->before_commit(db->ext_ctx, db);
+        if (ok && !rc && db->txhook && db->txhook->before_commit)
+            rc = db->txhook->before_commit(db->txhook_ctx, db);
         rc = ok && !rc ? exec_cached(db, "COMMIT", 0) : rc;
         if (!ok || rc) {
             /* A failed COMMIT (e.g. SQLITE_BUSY) still must not leave the
@@ -366,10 +371,32 @@ static int level_close(cstack *db, bool ok)
             rc = rc ? rc : frc;
         }
         db->flags = 0;
+        if (db->txhook && db->txhook->end)
+            db->txhook->end(db->txhook_ctx, db, ok && !rc);
         set_held(db, false);
         cs_changes_end(db, ok && !rc);
     }
     return rc;
+}
+
+void cs_store_set_txhook(cstack *db, const cs_txhook *h, void *ctx)
+{
+    pthread_mutex_lock(&db->wlock);
+    db->txhook = h;
+    db->txhook_ctx = ctx;
+    pthread_mutex_unlock(&db->wlock);
+}
+
+void cs_store_row_changed(cstack *db, sqlite3 *conn, int op, const char *table,
+                          sqlite3_int64 key1, sqlite3_int64 key2)
+{
+    if (db->txhook && db->txhook->row)
+        db->txhook->row(db->txhook_ctx, conn, op, table, key1, key2);
+}
+
+bool cs_store_watches_rows(const cstack *db)
+{
+    return db->txhook && db->txhook->row;
 }
 
 static int lock_writer(cstack *db)

@@ -58,6 +58,10 @@ struct cstack {
     size_t marks[64];
     size_t cap_marks[64];   /* capture marks of each level */
 
+    /* The transaction hook (cs_store_set_txhook) and its context. */
+    const cs_txhook *txhook;
+    void *txhook_ctx;
+
     /* Live queries: the layer's context and hooks (set once, under wlock),
      * and the tables the writer changed since its transaction began
      * (update hook; guarded by wlock). */

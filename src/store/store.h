@@ -126,6 +126,38 @@ struct cs_store_ext {
     int (*before_commit)(void *ctx, cstack *db);
 };
 
+/* A layer that mirrors every write transaction elsewhere (the PostgreSQL
+ * server store) observes the runtime's outermost transactions through this
+ * table.  Every method may be NULL.  All run on the writer's thread,
+ * holding the write lock. */
+typedef struct cs_txhook {
+    /* Right after BEGIN IMMEDIATE of an outermost level (flags: its
+     * CS_WRITE_*); an error rolls back and the begin fails with it. */
+    int (*begin)(void *ctx, cstack *db, unsigned flags);
+    /* Every row change on the write connection (SQLite's preupdate hook:
+     * `op` SQLITE_INSERT/UPDATE/DELETE, the rowids key1 (old) and key2
+     * (new)), in every table and every kind of scope.  Read the key with
+     * sqlite3_preupdate_old/new; run no SQL. */
+    void (*row)(void *ctx, sqlite3 *conn, int op, const char *table, sqlite3_int64 key1,
+                sqlite3_int64 key2);
+    /* After the extension's before_commit, last before COMMIT; an error
+     * rolls the transaction back. */
+    int (*before_commit)(void *ctx, cstack *db);
+    /* When the outermost level is over, committed or not. */
+    void (*end)(void *ctx, cstack *db, bool committed);
+} cs_txhook;
+
+/* Installs (NULL: removes) the transaction hook; `h` and ctx must outlive
+ * it.  Call while no transaction is open. */
+void cs_store_set_txhook(cstack *db, const cs_txhook *h, void *ctx);
+/* Passes one row change to the hook's row method, if any (for the
+ * preupdate hook of the layer that owns it, sync/capture.c). */
+void cs_store_row_changed(cstack *db, sqlite3 *conn, int op, const char *table,
+                          sqlite3_int64 key1, sqlite3_int64 key2);
+/* Whether a hook observes rows (the capture must keep a preupdate hook
+ * even where it records nothing itself). */
+bool cs_store_watches_rows(const cstack *db);
+
 /* The one error sink (runtime.c).  cs_err sets the calling thread's message
  * (printf-style), files it as the last failure of the handle named by the
  * thread's latest cs_enter (cstack_errmsg), and returns `code`. */

@@ -35,6 +35,7 @@
 #include "sql/clocksql.h"
 #include "sync/changeset.h"
 #include "sync/parked.h"
+#include "sync/sync_ext.h"
 
 enum { OP_INSERT = 1, OP_UPDATE = 2, OP_DELETE = 3 };
 
@@ -206,7 +207,12 @@ void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char
                      sqlite3_int64 key1, sqlite3_int64 key2)
 {
     cs_sync *s = ctx;
-    if (!s->ready || cs_write_quiet(s->db) || strcmp(zdb, "main") != 0)
+    if (strcmp(zdb, "main") != 0)
+        return;
+    /* A mirror of the store (the PostgreSQL server store) sees every row,
+     * merges and sync's own tables included. */
+    cs_store_row_changed(s->db, db, op, table, key1, key2);
+    if (!s->ready || cs_write_quiet(s->db))
         return;
     int mi = model_of(s, table);
     if (mi < 0 || !s->models[mi].synced || !s->models[mi].tcols)
@@ -223,6 +229,16 @@ void cs_capture_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char
 }
 
 static int fold_all(cs_sync *s, const cs_buf *cur);
+
+/* The preupdate hook while the fold writes clock rows: only the store's
+ * mirror looks at them. */
+static void rows_only(void *ctx, sqlite3 *db, int op, const char *zdb, const char *table,
+                      sqlite3_int64 key1, sqlite3_int64 key2)
+{
+    cs_sync *s = ctx;
+    if (strcmp(zdb, "main") == 0)
+        cs_store_row_changed(s->db, db, op, table, key1, key2);
+}
 
 /* A transaction that captured this many bytes of records (a few thousand
  * rows) is folded as it commits instead of being logged: its rows cost the
@@ -529,8 +545,10 @@ static int fold_all(cs_sync *s, const cs_buf *cur)
     sqlite3_finalize(pk_st);
     cs_clk_init(&f.clk);
     /* The fold writes only sync tables, which capture ignores: without the
-     * hook SQLite does not build its view of every clock row written. */
-    void *hook = sqlite3_preupdate_hook(c->db, NULL, NULL);
+     * hook SQLite does not build its view of every clock row written.  A
+     * mirror of the store still needs each row (rows_only). */
+    void *hook = sqlite3_preupdate_hook(c->db, cs_store_watches_rows(s->db) ? rows_only : NULL,
+                                        s);
     int rc = 0;
     int64_t last = -1;
     bool logged = false;
@@ -574,4 +592,21 @@ static int fold_all(cs_sync *s, const cs_buf *cur)
 int cs_sync_materialize(cs_sync *s)
 {
     return fold_all(s, NULL);
+}
+
+int cs_sync_reload(cstack *db)
+{
+    cs_sync *s = cs_sync_of(db);
+    if (!s)
+        return CSTACK_EMISUSE;
+    sqlite3 *conn = cs_write_conn(db)->db;
+    s->sites_stale = false;
+    int rc = cs_sync_load_all(s, conn);
+    return rc == SQLITE_OK ? 0 : cs_err_sqlite(NULL, conn, rc);
+}
+
+int cs_sync_fold(cstack *db)
+{
+    cs_sync *s = cs_sync_of(db);
+    return s && s->ready ? fold_all(s, NULL) : 0;
 }

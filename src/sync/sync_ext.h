@@ -165,4 +165,17 @@ int cs_sync_model_checksum(cstack *db, int model, bool *synced, uint64_t *sum);
  * 2^64) over rows of FNV-1a-64 of "Model\0<row JSON>". */
 uint64_t cs_row_checksum(const char *model, const char *json, size_t len);
 
+/* Reloads what the sync engine keeps of the database in memory (column
+ * registry, sites, clock, this database's site id) after its tables were
+ * rewritten underneath it (a server's working copy loaded or caught up from
+ * PostgreSQL).  Call holding the write lock. */
+int cs_sync_reload(cstack *db);
+
+/* Folds the captured local transactions into the clock tables now, inside
+ * the caller's write scope (after the capture's own before_commit): a
+ * server's export reads the clock tables without folding, so local writes
+ * of a server (a PostgreSQL backend's, applied by the store) are folded as
+ * they commit. */
+int cs_sync_fold(cstack *db);
+
 #endif
