@@ -64,6 +64,9 @@ typedef struct pg_model {
     uint32_t *slots;  /* open addressing over ents: index + 1, 0 empty */
     size_t nslots;
     sqlite3_stmt *load; /* CS_ROW_LOAD on the context's conn */
+    /* Whether the statement of a full batch of upserts / deletions is
+     * prepared on the PostgreSQL connection (named by stmt_name). */
+    bool prepared[2];
 } pg_model;
 
 struct cs_pg_typed {
@@ -192,6 +195,13 @@ static void finalize_copy_stmts(cs_pg_typed *t)
     }
 }
 
+/* The name of model mi's prepared statement of `kind` (PEND_UPSERT or
+ * PEND_DELETE), unique to the context. */
+static void stmt_name(const cs_pg_typed *t, int mi, int kind, char name[64])
+{
+    snprintf(name, 64, "_cstack_pg_%p_%d_%d", (const void *)t, mi, kind);
+}
+
 void cs_pg_typed_free(cs_pg_typed *t)
 {
     if (!t)
@@ -199,6 +209,16 @@ void cs_pg_typed_free(cs_pg_typed *t)
     finalize_copy_stmts(t);
     for (size_t i = 0; t->models && i < t->s->nmodels; i++) {
         pg_model *pm = &t->models[i];
+        for (int k = 0; k < 2; k++) {
+            char name[64], sql[80];
+            if (!pm->prepared[k])
+                continue;
+            /* Fails harmlessly in an aborted transaction: the statement
+             * then lives until the session ends. */
+            stmt_name(t, (int)i, k, name);
+            snprintf(sql, sizeof sql, "DEALLOCATE \"%s\"", name);
+            PQclear(PQexec(t->c, sql));
+        }
         free(pm->cols);
         free(pm->rescol);
         free(pm->types);
@@ -418,10 +438,29 @@ static int put_conflict(cs_buf *sql, const pg_model *pm, const cs_model *m)
     return 0;
 }
 
-static int send(cs_pg_typed *t, const char *sql, const params *p, const char *what,
+/* Sends one statement.  A full batch's is prepared once and reused: its
+ * plan is made once instead of at every send, which is most of the cost
+ * of a statement of a thousand rows. */
+static int send(cs_pg_typed *t, int mi, int kind, bool full, const char *sql, const params *p,
                 cs_srv_err *err)
 {
-    PGresult *r = PQexecParams(t->c, sql, p->n, p->types, p->values, p->lengths, p->formats, 0);
+    const char *what = kind == PEND_DELETE ? "delete rows" : "write rows";
+    bool *prepared = &t->models[mi].prepared[kind];
+    char name[64];
+    PGresult *r;
+    if (!full)
+        r = PQexecParams(t->c, sql, p->n, p->types, p->values, p->lengths, p->formats, 0);
+    stmt_name(t, mi, kind, name);
+    if (full && !*prepared) {
+        r = PQprepare(t->c, name, sql, p->n, p->types);
+        int rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, what, err);
+        PQclear(r);
+        if (rc)
+            return rc;
+        *prepared = true;
+    }
+    if (full)
+        r = PQexecPrepared(t->c, name, p->n, p->values, p->lengths, p->formats, 0);
     int rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, what, err);
     PQclear(r);
     return rc;
@@ -463,7 +502,7 @@ static int send_some(cs_pg_typed *t, int mi, int kind, size_t *at, cs_srv_err *e
     if (rc)
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, "cannot build a statement");
     else if (rows > 0)
-        rc = send(t, sql.data, &p, kind == PEND_DELETE ? "delete rows" : "write rows", err);
+        rc = send(t, mi, kind, rows == max, sql.data, &p, err);
     cs_buf_free(&sql);
     params_free(&p);
     return rc;
@@ -625,9 +664,12 @@ static int load_chunk(cs_pg_typed *t, sqlite3 *conn, int mi, const PGresult *r, 
     return 0;
 }
 
-/* SELECT <pm's columns> FROM "T" t, skipping rows the backend queue names:
- * cs_pg_backend_ingest writes those into the copy later, as local writes, so
- * that sync captures them (a row loaded as it is would look unchanged). */
+/* SELECT <pm's columns> of the rows of "T" as the servers last wrote them:
+ * PostgreSQL's rows but those the backend queue names, and for those, the
+ * row as it was before the oldest queued write (none when that write
+ * inserted it).  The ingest that follows then finds the backend's writes
+ * as changes to the copy, and sync captures exactly them: a row loaded as
+ * the backend left it would look unchanged. */
 static int load_select(cs_buf *sql, const pg_model *pm, const cs_model *m)
 {
     TRY(cs_buf_printf(sql, "SELECT %s FROM ", pm->sel));
@@ -639,7 +681,12 @@ static int load_select(cs_buf *sql, const pg_model *pm, const cs_model *m)
         TRY(cs_buf_puts(sql, p ? ", t." : "t."));
         TRY(cs_buf_ident(sql, m->fields[m->pk[p]].column));
     }
-    return cs_buf_puts(sql, "))");
+    TRY(cs_buf_printf(sql, ")) UNION ALL SELECT %s FROM (SELECT DISTINCT ON (q.key) q.old FROM "
+                           CS_PG_QUEUE " q WHERE q.model = ", pm->sel));
+    TRY(cs_buf_sql_str(sql, m->name));
+    TRY(cs_buf_puts(sql, " ORDER BY q.key, q.id) o, json_populate_record(NULL::"));
+    TRY(cs_buf_ident(sql, m->table));
+    return cs_buf_puts(sql, ", o.old) t WHERE o.old IS NOT NULL");
 }
 
 int cs_pg_typed_load(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err)
@@ -693,6 +740,7 @@ static int remove_extras(cs_pg_typed *t, sqlite3 *conn, int mi, cs_srv_err *err)
     }
     rc = rc ? rc : cs_buf_puts(&sql, " FROM ");
     rc = rc ? rc : cs_buf_ident(&sql, m->table);
+    rc = rc ? rc : cs_buf_puts(&sql, " t");
     rc = rc ? nomem(err) : declare(t, sql.data, err);
     bool open = rc == 0;
     for (bool more = open; rc == 0 && more;) {

@@ -298,27 +298,36 @@ static int model_rows(ingest *g, int mi, long long maxid, PGresult **out, cs_srv
     return rc;
 }
 
-/* A row the copy refused: said on stderr, and PostgreSQL's row queued to
- * be put back to the copy's state. */
-static int refuse(ingest *g, int mi, const PGresult *r, int row, cs_srv_err *err)
-{
-    const cs_model *m = &g->s->models[mi];
-    cstack_value key[16];
-    cs_srv_err kerr = {0};
-    fprintf(stderr, "cstack: backend write to %s refused and undone: %s\n", m->name, g->why);
-    for (size_t p = 0; p < m->npk; p++) {
-        int fi = m->pk[p];
-        if (cs_pg_value_decode(r, row, (int)p, g->s, m, &m->fields[fi], false, &g->scratch[fi],
-                               &key[p], &kerr))
-            return 0; /* a key the copy cannot hold: no row of the copy to restore */
-    }
-    return cs_pg_typed_restore(g->t, g->conn, mi, key, err);
-}
-
 typedef struct retry {
     int mi, row;
     const PGresult *r;
+    char *why; /* why the copy refused it last (malloc'd) */
 } retry;
+
+/* A row the copy refused: said on stderr (its key and why), and
+ * PostgreSQL's row queued to be put back to the copy's state. */
+static int refuse(ingest *g, const retry *x, cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[x->mi];
+    cstack_value key[16];
+    cs_srv_err kerr = {0};
+    cs_buf text = CS_BUF_INIT;
+    int rc = 0, bad = 0;
+    for (size_t p = 0; !bad && p < m->npk; p++) {
+        const cs_field *f = &m->fields[m->pk[p]];
+        bad = cs_pg_value_decode(x->r, x->row, (int)p, g->s, m, f, false,
+                                 &g->scratch[m->pk[p]], &key[p], &kerr);
+        if (!bad && cs_buf_puts(&text, p ? ", " : "") == 0)
+            cs_value_json(&text, f->type, &key[p]);
+    }
+    fprintf(stderr, "cstack: backend write to %s [%s] refused and undone: %s\n", m->name,
+            text.data ? text.data : "", x->why ? x->why : "out of memory");
+    cs_buf_free(&text);
+    /* A key the copy cannot hold has no row there to restore. */
+    if (!bad)
+        rc = cs_pg_typed_restore(g->t, g->conn, x->mi, key, err);
+    return rc;
+}
 
 /* One pass over model mi's rows; refusals go to `again`. */
 static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_t *nagain,
@@ -328,7 +337,7 @@ static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_
         int res;
         TRY(apply_row(g, mi, r, row, &res, err));
         if (res == REFUSED)
-            again[(*nagain)++] = (retry){mi, row, r};
+            again[(*nagain)++] = (retry){mi, row, r, cs_strdup(g->why)};
     }
     return 0;
 }
@@ -362,23 +371,36 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
         rc = CSTACK_ENOMEM;
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
     }
-    size_t nagain = 0, nfail = 0;
+    size_t nagain = 0;
     for (size_t i = 0; rc == 0 && count > 0 && i < s->nmodels; i++) {
         if (models[i])
             rc = model_rows(&g, (int)i, maxid, &res[i], err);
         if (rc == 0 && res[i])
             rc = apply_model(&g, (int)i, res[i], again, &nagain, err);
     }
-    /* Refused once: again now that every other entry is in (two rows that
-     * swapped a unique value pass on the second try); then undone. */
-    for (size_t i = 0; rc == 0 && i < nagain; i++) {
-        int ok;
-        rc = apply_row(&g, again[i].mi, again[i].r, again[i].row, &ok, err);
-        if (rc == 0 && ok == REFUSED) {
-            rc = refuse(&g, again[i].mi, again[i].r, again[i].row, err);
-            nfail++;
+    /* Refused rows again, while a pass applies any: a row whose unique
+     * value another entry frees passes once that entry is in.  What is left
+     * (two rows swapping a unique value, which the copy's immediate unique
+     * indexes cannot pass through) is undone. */
+    for (size_t before = nagain + 1; rc == 0 && nagain > 0 && nagain < before;) {
+        before = nagain;
+        nagain = 0;
+        for (size_t i = 0; rc == 0 && i < before; i++) {
+            int ok;
+            rc = apply_row(&g, again[i].mi, again[i].r, again[i].row, &ok, err);
+            if (rc == 0 && ok == REFUSED) {
+                free(again[i].why);
+                again[i].why = cs_strdup(g.why);
+                again[nagain++] = again[i];
+            } else {
+                free(again[i].why);
+            }
         }
     }
+    for (size_t i = 0; rc == 0 && i < nagain; i++)
+        rc = refuse(&g, &again[i], err);
+    for (size_t i = 0; again && i < nagain; i++)
+        free(again[i].why);
     if (rc == 0 && count > 0) {
         char id[32];
         snprintf(id, sizeof id, "%lld", maxid);
@@ -401,6 +423,5 @@ int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
     free(again);
     free(res);
     free(models);
-    (void)nfail;
     return rc;
 }

@@ -43,13 +43,21 @@
 #define DEFERRED " DEFERRABLE INITIALLY DEFERRED"
 
 /* The queue, and the trigger function every app table calls with its
- * model's name and its primary-key columns as arguments.  An update that
- * changes the key queues the old key too, so the old row is deleted. */
+ * model's name and its primary-key columns as arguments (trigger_ddl:
+ * only for writes outside a server's transaction, tested in the trigger's
+ * WHEN, which spares the servers' rows a call into PL/pgSQL).  An update
+ * or delete queues the row as it was before (`old`, JSON keeps every
+ * value's text): a server that starts while entries wait loads that state
+ * (cs_pg_typed_load), so the ingest that follows records exactly the
+ * backend's changes.  An update that changes the key queues the new key
+ * too. */
 static const char queue_ddl[] =
+    "SET LOCAL client_min_messages = warning;\n" /* no "already exists, skipping" */
     "CREATE TABLE IF NOT EXISTS " CS_PG_QUEUE " (\n"
     "    id bigserial PRIMARY KEY,\n"
     "    model text NOT NULL,\n"
     "    key jsonb NOT NULL,\n"
+    "    old json,\n"
     "    at timestamptz NOT NULL DEFAULT now()\n"
     ");\n"
     "CREATE INDEX IF NOT EXISTS " CS_PG_QUEUE "_model_key_idx ON " CS_PG_QUEUE " (model, key);\n"
@@ -60,16 +68,14 @@ static const char queue_ddl[] =
     "    old_key jsonb;\n"
     "    new_key jsonb;\n"
     "BEGIN\n"
-    "    IF current_setting('" CS_PG_SERVER_SETTING "', true) = 'on' THEN\n"
-    "        RETURN NULL;\n"
-    "    END IF;\n"
     "    IF TG_OP <> 'INSERT' THEN\n"
     "        r := to_jsonb(OLD);\n"
     "        old_key := '[]';\n"
     "        FOR i IN 1 .. TG_NARGS - 1 LOOP\n"
     "            old_key := old_key || jsonb_build_array(r -> TG_ARGV[i]);\n"
     "        END LOOP;\n"
-    "        INSERT INTO " CS_PG_QUEUE " (model, key) VALUES (TG_ARGV[0], old_key);\n"
+    "        INSERT INTO " CS_PG_QUEUE " (model, key, old) VALUES (TG_ARGV[0], old_key, "
+    "to_json(OLD));\n"
     "    END IF;\n"
     "    IF TG_OP <> 'DELETE' THEN\n"
     "        r := to_jsonb(NEW);\n"
@@ -203,7 +209,8 @@ static int trigger_ddl(cs_buf *out, const cs_model *m)
     TRY(cs_buf_puts(out, "CREATE OR REPLACE TRIGGER _cstack_pg_capture AFTER INSERT OR UPDATE OR "
                          "DELETE ON "));
     TRY(cs_buf_ident(out, m->table));
-    TRY(cs_buf_puts(out, " FOR EACH ROW EXECUTE FUNCTION _cstack_pg_capture("));
+    TRY(cs_buf_puts(out, " FOR EACH ROW WHEN (current_setting('" CS_PG_SERVER_SETTING
+                         "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION _cstack_pg_capture("));
     TRY(cs_buf_sql_str(out, m->name));
     for (size_t p = 0; p < m->npk; p++) {
         TRY(cs_buf_puts(out, ", "));
