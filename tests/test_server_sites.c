@@ -186,7 +186,7 @@ typedef struct fixture {
 
 static void store_open(fixture *f, unsigned max_sites, int64_t ttl_ms)
 {
-    cs_srv_store_cfg cfg = {max_sites, ttl_ms};
+    cs_srv_store_cfg cfg = {.max_sites_per_user = max_sites, .site_ttl_ms = ttl_ms};
     cs_srv_err err;
     cr_assert_eq(cs_srv_store_sqlite.open(cstack_schema_of(f->dev), f->path, &cfg, &f->st, &err), 0,
                  "%s", err.message);
