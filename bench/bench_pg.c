@@ -180,6 +180,11 @@ static void child_main(const char *db, int up, int ctl)
     _exit(0);
 }
 
+/* The control pipes of the servers running: a server forked later must not
+ * hold them open, or closing one would not tell its server to stop. */
+static int ctl_open[4];
+static size_t nctl_open;
+
 static child fork_server(const char *db)
 {
     int up[2], ctl[2];
@@ -192,11 +197,15 @@ static child fork_server(const char *db)
     if (pid == 0) {
         close(up[0]);
         close(ctl[1]);
+        for (size_t i = 0; i < nctl_open; i++)
+            close(ctl_open[i]);
         child_main(db, up[1], ctl[0]);
     }
     close(up[1]);
     close(ctl[0]);
     child c = {pid, -1, ctl[1]};
+    if (nctl_open < sizeof ctl_open / sizeof ctl_open[0])
+        ctl_open[nctl_open++] = ctl[1];
     if (read(up[0], &c.port, sizeof c.port) != (ssize_t)sizeof c.port || c.port <= 0)
         die("server", "did not start");
     close(up[0]);
@@ -205,6 +214,9 @@ static child fork_server(const char *db)
 
 static void stop_server(child *c)
 {
+    for (size_t i = 0; i < nctl_open; i++)
+        if (ctl_open[i] == c->ctl)
+            ctl_open[i--] = ctl_open[--nctl_open];
     close(c->ctl);
     waitpid(c->pid, NULL, 0);
 }
