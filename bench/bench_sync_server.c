@@ -13,11 +13,8 @@
  *                 server's resident memory is read from /proc/PID/status.
  *
  * The server runs in a child process (forked, cstack_server_start) so that its
- * memory and CPU are its own.  The streaming clients are light raw readers:
- * one non-blocking socket each, driven by one epoll loop, sending the stream
- * request of docs/server.md and counting `event: changes` lines; a full
- * runtime per client would measure the clients, not the server.  Each of
- * them signs in as a different user (by default: --users sets how many
+ * memory and CPU are its own.  The streaming clients are light raw readers
+ * (bench_streams.h).  Each of them signs in as a different user (by default: --users sets how many
  * distinct users share the streams) so the server does per-user work for
  * every stream.
  *
@@ -28,7 +25,7 @@
  * usage: bench_sync_server [--rows N] [--clients C] [--users U] [--rounds R]
  *        (--help says more)
  */
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE /* memmem, in bench_streams.h */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +47,7 @@
 
 #include <curl/curl.h>
 
+#include "bench_streams.h"
 #include "bench_util.h"
 #include "cstack.h"
 #include "cstack_server.h"
@@ -276,126 +274,12 @@ static void bench_initial(bench *b)
 
 /* ---- fan-out ---------------------------------------------------------------- */
 
-#define PATTERN "event: changes"
-#define PLEN (sizeof PATTERN - 1)
-
-typedef struct reader {
-    int fd;
-    bool ok;         /* answered 200 */
-    bool headers;    /* the status line has been read */
-    size_t seen;     /* `event: changes` lines so far */
-    char tail[PLEN]; /* the last bytes of the previous read */
-    size_t ntail;
-    double *arrival; /* per round */
-} reader;
-
 typedef struct fanout {
     bench *b;
-    reader *r;
-    int ep;
+    streams st;
     child srv;
     char hash[65];
-    atomic_int round;  /* the round being pushed; -1 none */
-    double commit[64]; /* per round: when the push's 200 arrived */
-    double sent[64];   /* per round: when the push was sent */
 } fanout;
-
-static void reader_connect(fanout *f, size_t i)
-{
-    reader *r = &f->r[i];
-    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (r->fd < 0)
-        die("socket", strerror(errno));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->srv.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(r->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS)
-        die("connect", strerror(errno));
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u64 = i};
-    epoll_ctl(f->ep, EPOLL_CTL_ADD, r->fd, &ev);
-}
-
-static void reader_send(fanout *f, size_t i)
-{
-    char sub[32], req[4096];
-    snprintf(sub, sizeof sub, "user-%zu", i % f->b->users);
-    char *tok = token_for(sub);
-    int n = snprintf(req, sizeof req,
-                     "GET /v1/stream?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Authorization: Bearer %s\r\nX-Cstack-Schema: %s\r\n"
-                     "X-Cstack-Site: %032zx\r\nAccept: text/event-stream\r\n\r\n",
-                     tok, f->hash, i + 1);
-    cstack_free(tok);
-    /* A fresh loopback socket takes a few KB at once. */
-    if (send(f->r[i].fd, req, (size_t)n, MSG_NOSIGNAL) != n)
-        die("send", strerror(errno));
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-    epoll_ctl(f->ep, EPOLL_CTL_MOD, f->r[i].fd, &ev);
-}
-
-/* Scans new bytes for the pattern, across reads. */
-static void reader_data(fanout *f, reader *r, const char *p, size_t n, double t)
-{
-    if (!r->headers && n >= 12) {
-        r->headers = true;
-        r->ok = memcmp(p, "HTTP/1.1 200", 12) == 0;
-    }
-    char buf[PLEN + 65536];
-    memcpy(buf, r->tail, r->ntail);
-    memcpy(buf + r->ntail, p, n);
-    size_t len = r->ntail + n;
-    for (const char *at = buf; (at = memmem(at, (size_t)(buf + len - at), PATTERN, PLEN));
-         at += PLEN) {
-        if (r->seen < f->b->rounds)
-            r->arrival[r->seen] = t;
-        r->seen++;
-    }
-    r->ntail = len < PLEN - 1 ? len : PLEN - 1;
-    memcpy(r->tail, buf + len - r->ntail, r->ntail);
-}
-
-/* Runs the epoll loop until `done` says so or the deadline passes. */
-static void pump(fanout *f, double deadline, bool (*done)(fanout *f))
-{
-    struct epoll_event evs[256];
-    char buf[65536];
-    while (!done(f) && now_ms() < deadline) {
-        int n = epoll_wait(f->ep, evs, 256, 5);
-        double t = now_ms();
-        for (int k = 0; k < n; k++) {
-            size_t i = evs[k].data.u64;
-            reader *r = &f->r[i];
-            if (evs[k].events & EPOLLOUT) {
-                reader_send(f, i);
-                continue;
-            }
-            ssize_t got = recv(r->fd, buf, sizeof buf, 0);
-            if (got > 0) {
-                reader_data(f, r, buf, (size_t)got, t);
-            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-                epoll_ctl(f->ep, EPOLL_CTL_DEL, r->fd, NULL);
-            }
-        }
-    }
-}
-
-static bool all_connected(fanout *f)
-{
-    for (size_t i = 0; i < f->b->clients; i++)
-        if (!f->r[i].headers)
-            return false;
-    return true;
-}
-
-static bool round_done(fanout *f)
-{
-    int k = atomic_load(&f->round);
-    if (k < 0 || f->commit[k] == 0)
-        return false;
-    for (size_t i = 0; i < f->b->clients; i++)
-        if (f->r[i].ok && f->r[i].seen <= (size_t)k)
-            return false;
-    return true;
-}
 
 typedef struct pusher {
     fanout *f;
@@ -417,7 +301,7 @@ static size_t discard(char *p, size_t s, size_t n, void *ctx)
 static void *push_round(void *arg)
 {
     pusher *p = arg;
-    int k = atomic_load(&p->f->round);
+    int k = atomic_load(&p->f->st.round);
     cstack_field_value fv[] = {
         {"id", cstack_v_int(k)},      {"name", cstack_v_text("pushed")},
         {"qty", cstack_v_int(k)},     {"score", cstack_v_float(0.5)},
@@ -437,24 +321,17 @@ static void *push_round(void *arg)
     curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, bytes);
     curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    p->f->sent[k] = now_ms();
     CURLcode cc = curl_easy_perform(p->curl);
     double t = now_ms();
     long status = 0;
     curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
     if (cc != CURLE_OK || status != 200)
         die("push", cc != CURLE_OK ? curl_easy_strerror(cc) : "not 200");
-    p->f->commit[k] = t;
+    p->f->st.commit[k] = t;
     cstack_upload_complete(p->db, cstack_upload_tx_version(tx));
     cstack_upload_tx_free(tx);
     curl_slist_free_all(h);
     return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void pusher_init(pusher *p, fanout *f, bench *b)
@@ -478,55 +355,38 @@ static void pusher_init(pusher *p, fanout *f, bench *b)
     curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
 }
 
-/* Runs the rounds; fills `lat` with every arrival (ms after the commit,
- * arrivals before the 200 count as 0) and returns how many arrived. */
+/* Runs the rounds; fills `lat` with every arrival and returns how many
+ * arrived. */
 static size_t run_rounds(fanout *f, pusher *p, double *lat, size_t *missing)
 {
     size_t n = 0;
     *missing = 0;
-    for (size_t k = 0; k < f->b->rounds; k++) {
-        atomic_store(&f->round, (int)k);
+    for (size_t k = 0; k < f->st.rounds; k++) {
+        atomic_store(&f->st.round, (int)k);
         pthread_t th;
         pthread_create(&th, NULL, push_round, p);
-        pump(f, now_ms() + ROUND_TIMEOUT_MS, round_done);
+        streams_pump(&f->st, now_ms() + ROUND_TIMEOUT_MS, streams_round_done);
         pthread_join(th, NULL);
-        for (size_t i = 0; i < f->b->clients; i++) {
-            reader *r = &f->r[i];
-            if (!r->ok || r->seen <= k) {
-                (*missing)++;
-                continue;
-            }
-            double d = r->arrival[k] - f->commit[k];
-            lat[n++] = d > 0 ? d : 0;
-        }
+        streams_collect(&f->st, k, lat, &n, missing);
         /* Let the streams settle (checkpoints, the echo) between rounds. */
-        pump(f, now_ms() + 200, round_done);
+        streams_pump(&f->st, now_ms() + 200, streams_round_done);
     }
     return n;
 }
 
 static void bench_fanout(bench *b)
 {
-    fanout f = {.b = b, .round = -1};
+    fanout f = {.b = b};
     snprintf(f.hash, sizeof f.hash, "%s", cstack_schema_hash(b->schema));
     f.srv = fork_server(b, "fanout-server.db");
-    f.ep = epoll_create1(0);
-    f.r = calloc(b->clients, sizeof *f.r);
-    double *arrivals = calloc(b->clients * b->rounds, sizeof *arrivals);
-    double *lat = calloc(b->clients * b->rounds, sizeof *lat);
-    if (!f.r || !arrivals || !lat || f.ep < 0)
+    f.st.hash = f.hash;
+    f.st.secret = SECRET;
+    double *lat = calloc(b->clients * b->rounds + 1, sizeof *lat);
+    if (!lat)
         die("fan-out", "out of memory");
     double t0 = now_ms();
-    for (size_t i = 0; i < b->clients; i++) {
-        f.r[i].arrival = arrivals + i * b->rounds;
-        reader_connect(&f, i);
-        if (i % 100 == 99) /* in waves, as devices would come online */
-            pump(&f, now_ms() + 20, all_connected);
-    }
-    pump(&f, now_ms() + CONNECT_TIMEOUT_MS, all_connected);
-    size_t ok = 0;
-    for (size_t i = 0; i < b->clients; i++)
-        ok += f.r[i].ok;
+    size_t ok = streams_open(&f.st, b->clients, b->users, b->rounds, &f.srv.port, 1,
+                             CONNECT_TIMEOUT_MS);
     double connect_s = (now_ms() - t0) / 1e3, rss0, hwm0;
     rss_of(f.srv.pid, &rss0, &hwm0);
     pusher p;
@@ -548,15 +408,11 @@ static void bench_fanout(bench *b)
     printf("  server memory: %.1f MiB resident with %zu streams (%.1f after the rounds,"
            " peak %.1f)\n",
            rss0, ok, rss1, hwm1);
-    for (size_t i = 0; i < b->clients; i++)
-        close(f.r[i].fd);
-    close(f.ep);
+    streams_close(&f.st);
     curl_easy_cleanup(p.curl);
     curl_slist_free_all(p.hdrs);
     cstack_close(p.db);
     stop_server(&f.srv);
-    free(f.r);
-    free(arrivals);
     free(lat);
 }
 

@@ -1,5 +1,6 @@
 /* server_support.h -- helpers of test_server.c: the server under test (in
- * this process, 127.0.0.1, an ephemeral port), a libcurl HTTP client,
+ * this process, 127.0.0.1, an ephemeral port, on the store CSTACK_TEST_STORE
+ * names: support.h, t_store_db), a libcurl HTTP client,
  * devices (in-memory runtimes with a token and the protocol headers) and a
  * server-sent-events reader.  Header-only, like sync_support.h, because each
  * test executable is one test file plus support.c.  Helpers assert (they run
@@ -54,13 +55,17 @@ static inline void start_opts(const char *schema_src, const char *db_name, size_
         dir = t_tmpdir();
     cstack_schema *s = t_schema(schema_src);
     snprintf(hash, sizeof hash, "%s", cstack_schema_hash(s));
-    char db[512];
-    snprintf(db, sizeof db, "%s/%s", dir, db_name);
+    /* A SQLite file in dir, or (CSTACK_TEST_STORE=postgres) a database of
+     * the test cluster, the same again when a test restarts its server. */
+    char *db = t_store_db(dir, db_name);
+    char pages[600];
+    snprintf(pages, sizeof pages, "%s/%s.pages", dir, db_name);
     snprintf(logpath, sizeof logpath, "%s/server.log", dir);
     if (!log_file)
         log_file = fopen(logpath, "a");
     cstack_server_config cfg = {.schema = s,
                                 .db_path = db,
+                                .pages_path = pages,
                                 .port = 0,
                                 .jwt_secret = SECRET,
                                 .max_body = max_body,
@@ -71,7 +76,17 @@ static inline void start_opts(const char *schema_src, const char *db_name, size_
     char err[1024] = "";
     int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
     cstack_schema_free(s);
+    free(db);
     cr_assert_eq(rc, 0, "server start: %s", err);
+}
+
+/* Where requests go: the in-process server, or `use_port` when a test
+ * talks to servers of its own (cstack serve children, t_serve). */
+static int use_port;
+
+static inline int server_port(void)
+{
+    return use_port ? use_port : cstack_server_port(srv);
 }
 
 static inline void stop(void)
@@ -167,7 +182,7 @@ static inline res http_ex(const char *method, const char *path, const char *cons
     CURL *c = curl_easy_init();
     cr_assert_not_null(c);
     char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", cstack_server_port(srv), path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", server_port(), path);
     struct curl_slist *h = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         h = curl_slist_append(h, headers[i]);
@@ -419,7 +434,7 @@ static inline void sse_open(sse *s, dev *d, int64_t since)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d/v1/stream?since=%" PRId64,
-             cstack_server_port(srv), since);
+             server_port(), since);
     s->hdrs = curl_slist_append(s->hdrs, d->auth);
     s->hdrs = curl_slist_append(s->hdrs, d->schema);
     s->hdrs = curl_slist_append(s->hdrs, d->site);

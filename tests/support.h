@@ -2,6 +2,7 @@
 #ifndef CSTACK_TEST_SUPPORT_H
 #define CSTACK_TEST_SUPPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -66,5 +67,29 @@ char *t_pg_url(void);
 /* A new, empty database on that cluster, dropped when the process exits;
  * returns its URL (malloc'd). */
 char *t_pg_database(void);
+
+/* The store the server tests run against: CSTACK_TEST_STORE=postgres
+ * selects PostgreSQL (the "_pg" variants CMake registers), unset or
+ * "sqlite" the SQLite file; any other value aborts the test. */
+bool t_store_pg(void);
+/* The store's name as the server reports it ("sqlite" or "postgres"). */
+const char *t_store_name(void);
+/* What a server's --db / db_path is for the database called `name` in
+ * `dir` (malloc'd): the file `dir`/`name` for SQLite; for PostgreSQL a new
+ * database of the test cluster, the same one each time this process asks
+ * for the same `dir`/`name`, so a restarted server finds its state. */
+char *t_store_db(const char *dir, const char *name);
+/* Removes that database (stop its server first): the SQLite file and its
+ * journals, or the PostgreSQL database, which t_store_db then forgets. */
+void t_store_remove(const char *dir, const char *name);
+
+/* Starts `cstack serve --schema SCHEMA --db DB --port *PORT --jwt-secret
+ * SECRET` (the tool of this build) with its stdout and stderr in the file
+ * LOG, waits (up to 20 s) until it says where it listens and returns its
+ * pid, with *port the port it announced (0 picks a free one).  Aborts the
+ * test when it exits first or stays silent.  The caller ends it (kill, then
+ * waitpid). */
+pid_t t_serve(const char *schema_path, const char *db, const char *secret, const char *log,
+              int *port);
 
 #endif

@@ -80,11 +80,16 @@ static char *token_for(const char *sub)
     return tok;
 }
 
-static cstack_server *start_server(const char *db_path, int port)
+/* A server in this process on the database `name` of `dir` (t_store_db:
+ * SQLite or PostgreSQL). */
+static cstack_server *start_server(const char *dir, const char *name, int port)
 {
     cstack_schema *s = t_schema(SCHEMA);
+    char *db = t_store_db(dir, name), pages[1024];
+    snprintf(pages, sizeof pages, "%s/%s.pages", dir, name);
     cstack_server_config cfg = {.schema = s,
-                                .db_path = db_path,
+                                .db_path = db,
+                                .pages_path = pages,
                                 .port = port,
                                 .jwt_secret = SECRET,
                                 .checkpoint_ms = 300,
@@ -94,6 +99,7 @@ static cstack_server *start_server(const char *db_path, int port)
     char err[512] = "";
     int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
     cstack_schema_free(s);
+    free(db);
     cr_assert_eq(rc, 0, "server start: %s", err);
     return srv;
 }
@@ -258,9 +264,8 @@ static cstack_sync_session *start_session(cstack *db, const char *url, const cha
 
 Test(e2e, several_devices_converge_through_the_server)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    char *dir = t_tmpdir(), url[64];
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     cstack *dev[NDEV];
@@ -307,48 +312,22 @@ Test(e2e, several_devices_converge_through_the_server)
 
 /* ---- SIGKILL ---------------------------------------------------------------- */
 
-/* Starts `cstack serve` with its output in DIR/serve.log and returns its pid;
- * *port receives the port it announced ("listening on http://ADDR:PORT"). */
+/* Starts `cstack serve` on the database "served.db" of DIR (t_store_db)
+ * with its output in DIR/serve.log and returns its pid; *port receives the
+ * port it announced. */
 static pid_t spawn_server(const char *dir, int *port)
 {
-    char schema[1024], db[1024], log[1024], portarg[16];
+    char schema[1024], log[1024];
     snprintf(schema, sizeof schema, "%s/e2e.cstack", dir);
-    snprintf(db, sizeof db, "%s/served.db", dir);
     snprintf(log, sizeof log, "%s/serve.log", dir);
-    snprintf(portarg, sizeof portarg, "%d", *port);
     FILE *f = fopen(schema, "w");
     cr_assert(f);
     fputs(SCHEMA, f);
     fclose(f);
-    unlink(log);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(CSTACK_CLI, "cstack", "serve", "--schema", schema, "--db", db, "--port", portarg,
-              "--jwt-secret", SECRET, (char *)NULL);
-        _exit(127);
-    }
-    int64_t until = now_ms() + 20000;
-    while (now_ms() < until) {
-        char *text = t_read_file(log, NULL);
-        const char *at = text ? strstr(text, "listening on http://") : NULL;
-        const char *colon = at ? strchr(at + strlen("listening on http://"), ':') : NULL;
-        if (colon && strchr(colon, '\n')) {
-            *port = atoi(colon + 1);
-            free(text);
-            return pid;
-        }
-        free(text);
-        int status;
-        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "cstack serve exited early");
-        sleep_ms(20);
-    }
-    kill(pid, SIGKILL);
-    cr_assert_fail("cstack serve did not announce its port");
-    return -1;
+    char *db = t_store_db(dir, "served.db");
+    pid_t pid = t_serve(schema, db, SECRET, log, port);
+    free(db);
+    return pid;
 }
 
 Test(e2e, server_killed_mid_stream_and_restarted)
@@ -449,8 +428,7 @@ Test(e2e, cli_sync_once_pushes_what_another_process_wrote)
 Test(e2e, writes_from_another_process_reach_the_server_during_a_session)
 {
     char *dir = t_tmpdir(), path[1024], url[64], cmd[4096], *out = NULL;
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     snprintf(path, sizeof path, "%s/e2e.cstack", dir);
@@ -498,9 +476,8 @@ Test(e2e, writes_from_another_process_reach_the_server_during_a_session)
 
 Test(e2e, device_offline_for_many_writes_pushes_them_all)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    char *dir = t_tmpdir(), url[64];
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     char *tok = token_for("alice");
     cstack *off = open_device(dir, "offline"), *other = open_device(dir, "other");
@@ -550,9 +527,8 @@ static int64_t rejected_count(cstack *db)
 
 Test(e2e, refused_batch_is_reported_and_set_aside)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    char *dir = t_tmpdir(), url[64];
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     char *alice = token_for("alice");
     cstack *dev = open_device(dir, "alice"), *peer = open_device(dir, "peer");
@@ -597,9 +573,8 @@ Test(e2e, refused_batch_is_reported_and_set_aside)
 
 Test(e2e, row_leaves_the_old_owner_and_comes_back)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    char *dir = t_tmpdir(), url[64];
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     char *alice = token_for("alice"), *bob = token_for("bob");
     cstack *a = open_device(dir, "a"), *b = open_device(dir, "b");
@@ -652,9 +627,8 @@ Test(e2e, row_leaves_the_old_owner_and_comes_back)
  * device's cursor: the device starts over from 0 instead of failing forever. */
 Test(e2e, device_starts_over_when_the_server_state_was_replaced)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
-    snprintf(path, sizeof path, "%s/first.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    char *dir = t_tmpdir(), url[64];
+    cstack_server *srv = start_server(dir, "first.db", 0);
     int port = cstack_server_port(srv);
     url_of(port, url, sizeof url);
     char *tok = token_for("alice");
@@ -668,8 +642,7 @@ Test(e2e, device_starts_over_when_the_server_state_was_replaced)
     sync_once(dev, url, tok, &st);
     cr_assert_gt(st.cursor, 0);
     cstack_server_stop(srv);
-    snprintf(path, sizeof path, "%s/replacement.db", dir);
-    srv = start_server(path, port);
+    srv = start_server(dir, "replacement.db", port);
     put_doc(other, "new", "alice", "on the new server", NULL);
     sync_once(other, url, tok, NULL);
     seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -694,14 +667,13 @@ Test(e2e, device_starts_over_when_the_server_state_was_replaced)
 
 Test(e2e, unreachable_server_and_bad_token_fail_clearly)
 {
-    char *dir = t_tmpdir(), path[1024], url[64];
+    char *dir = t_tmpdir(), url[64];
     cstack *dev = open_device(dir, "dev");
     cstack_sync_options o = {.url = "http://127.0.0.1:1", .token = "x", .connect_timeout_ms = 2000};
     int rc = cstack_sync_run_once(dev, &o, NULL, NULL, NULL);
     cr_assert_eq(rc, CSTACK_EIO);
     cr_assert(strstr(cstack_errmsg(dev), "127.0.0.1:1") != NULL, "%s", cstack_errmsg(dev));
-    snprintf(path, sizeof path, "%s/server.db", dir);
-    cstack_server *srv = start_server(path, 0);
+    cstack_server *srv = start_server(dir, "server.db", 0);
     url_of(cstack_server_port(srv), url, sizeof url);
     put_doc(dev, "kept", "alice", "kept", NULL);
     o.url = url;

@@ -679,9 +679,9 @@ Test(server, cstack_serve_prints_where_it_listens_and_exits_0_on_sigterm)
 {
     if (!dir)
         dir = t_tmpdir();
-    char schema_path[600], db[600], cmd[2048];
+    char schema_path[600], cmd[2048];
     snprintf(schema_path, sizeof schema_path, "%s/app.cstack", dir);
-    snprintf(db, sizeof db, "%s/cli.db", dir);
+    char *db = t_store_db(dir, "cli.db");
     FILE *f = fopen(schema_path, "w");
     fputs(SCHEMA, f);
     fclose(f);
@@ -708,7 +708,7 @@ Test(server, cstack_serve_prints_where_it_listens_and_exits_0_on_sigterm)
     int port = 0;
     cr_assert_eq(sscanf(line, "listening on http://127.0.0.1:%d", &port), 1, "%s", line);
     char want[700];
-    snprintf(want, sizeof want, " (database: %s, sqlite)\n", db);
+    snprintf(want, sizeof want, " (database: %s, %s)\n", db, t_store_name());
     cr_assert_str_eq(strstr(line, " (") ? strstr(line, " (") : line, want);
     /* The minted token is accepted by the server it was minted for. */
     char url[128], auth[4096], sch[128];
@@ -739,6 +739,7 @@ Test(server, cstack_serve_prints_where_it_listens_and_exits_0_on_sigterm)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     fclose(out);
     free(tok);
+    free(db);
 }
 
 Test(server, cstack_serve_without_db_says_it_uses_the_default_database_path)
@@ -813,8 +814,8 @@ Test(server, log_lines_of_concurrent_requests_and_httpd_messages_never_interleav
 {
     if (!dir)
         dir = t_tmpdir();
-    char db[600], path[600];
-    snprintf(db, sizeof db, "%s/log.db", dir);
+    char path[600];
+    char *db = t_store_db(dir, "log.db");
     snprintf(path, sizeof path, "%s/interleave.log", dir);
     FILE *log = fopen(path, "w+");
     cr_assert_not_null(log);
@@ -829,6 +830,7 @@ Test(server, log_lines_of_concurrent_requests_and_httpd_messages_never_interleav
     char err[1024] = "";
     int rc = cstack_server_start(&cfg, &server, err, sizeof err);
     cstack_schema_free(s);
+    free(db);
     cr_assert_eq(rc, 0, "%s", err);
     enum { THREADS = 8 };
     pthread_t th[THREADS];

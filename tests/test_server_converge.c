@@ -770,8 +770,9 @@ static int list_parked(sqlite3 *conn, void *ctx)
     return CSTACK_OK;
 }
 
-/* The rows each device and the server hold parked. */
-static void report_parked(world *w, const char *server_db)
+/* The rows each device and the server hold parked; the server's are read
+ * from its SQLite file, so with PostgreSQL only the devices' are listed. */
+static void report_parked(world *w, const char *db_name)
 {
     for (int d = 0; d < w->ndev; d++) {
         ts_str s = {0};
@@ -781,6 +782,10 @@ static void report_parked(world *w, const char *server_db)
             reportf(w, "d%d parks%s", d, s.p);
         free(s.p);
     }
+    if (t_store_pg())
+        return;
+    char server_db[600];
+    snprintf(server_db, sizeof server_db, "%s/%s", dir, db_name);
     sqlite3 *conn = NULL;
     if (sqlite3_open_v2(server_db, &conn, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         ts_str s = {0};
@@ -794,16 +799,6 @@ static void report_parked(world *w, const char *server_db)
 
 /* ---- one seed ------------------------------------------------------------------------ */
 
-static void remove_db(const char *path)
-{
-    static const char *const SUFFIX[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof SUFFIX / sizeof SUFFIX[0]; i++) {
-        char p[600];
-        snprintf(p, sizeof p, "%s%s", path, SUFFIX[i]);
-        unlink(p);
-    }
-}
-
 /* Runs one seed against a server of its own; returns 0, or -1 with w->err
  * (and w->report when devices diverged). */
 static int run_seed(world *w, uint64_t seed, bool verbose)
@@ -811,10 +806,9 @@ static int run_seed(world *w, uint64_t seed, bool verbose)
     w->rng = seed * 0x2545f4914f6cdd1du + 1;
     w->variant = (int)(seed & 1);
     snprintf(w->schema, sizeof w->schema, SCHEMA_FMT, POST_READ[w->variant]);
-    char db_name[64], db_path[600];
+    char db_name[64];
     snprintf(db_name, sizeof db_name, "converge-%llu.db", (unsigned long long)seed);
     start_opts(w->schema, db_name, 0);
-    snprintf(db_path, sizeof db_path, "%s/%s", dir, db_name);
     snprintf(w->url, sizeof w->url, "http://127.0.0.1:%d", cstack_server_port(srv));
     logf_(w, "seed %llu: Post read by %s", (unsigned long long)seed, POST_READ[w->variant]);
     for (int u = 0; u < NUSERS; u++)
@@ -837,8 +831,8 @@ static int run_seed(world *w, uint64_t seed, bool verbose)
         rc = verdict(w);
     stop();
     if (rc != 0 && verbose)
-        report_parked(w, db_path);
-    remove_db(db_path);
+        report_parked(w, db_name);
+    t_store_remove(dir, db_name);
     return rc;
 }
 

@@ -203,10 +203,8 @@ Test(upgrade_prop, devices_upgrading_at_random_times_end_equal_to_fresh_devices_
     const char *env = getenv("CSTACK_UPGRADE_SEEDS");
     int seeds = env ? atoi(env) : 8;
     for (int s = 1; s <= seeds; s++) {
-        char db[64];
         run_seed((uint64_t)s);
         /* Every seed starts from an empty server. */
-        snprintf(db, sizeof db, "%s/server.db", dir);
-        remove(db);
+        t_store_remove(dir, "server.db");
     }
 }
