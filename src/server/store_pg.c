@@ -622,11 +622,33 @@ static int pg_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result 
     return rc;
 }
 
+/* A pull answers from a copy that holds every commit that ended before the
+ * pull began, through whichever server: a device pushing through one server
+ * and pulling through another (a load balancer) must not get an older
+ * state, whose checksum would differ from its own and start a repair.  The
+ * listener's notification may still be on its way, so the log's end is read
+ * here (an index lookup, on the store's connection under the write lock). */
+static void probe_log(cs_pg *pg)
+{
+    cstack *db = pg->inner->db;
+    if (atomic_load(&pg->down) || cs_write_lock(db))
+        return;
+    PGresult *r = PQexec(pg->conn, "SELECT coalesce(max(seq), 0) FROM _cstack_pg_log");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        int64_t seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        if (seq > atomic_load(&pg->seen_seq))
+            atomic_store(&pg->seen_seq, seq);
+    }
+    PQclear(r);
+    cs_write_unlock(db);
+}
+
 static int pg_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                    cs_srv_err *err)
 {
     int rc, tries = 0;
     bool force = false;
+    probe_log(st->pg);
     do {
         rc = ready(st->pg, force, err);
         rc = rc ? rc : cs_srv_store_sqlite.pull(st, reqs, n, res, err);
