@@ -17,7 +17,7 @@
  *               stream must receive every round.
  *
  * Each figure of PostgreSQL is given with its ratio to SQLite's, measured in
- * the same run on the same machine.  The servers run in child processes
+ * the same run on the same machine.  The servers run in bench_child processes
  * (forked, cstack_server_start).  The PostgreSQL cluster is a throwaway one
  * (scripts/pg-cluster.sh, the same as the tests'), started first and
  * stopped at exit, also when the benchmark fails.  The benchmark reports
@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,18 +144,13 @@ static void create_database(const char *name, char *out, size_t cap)
     snprintf(out, cap, "%.*s/%s", (int)(strrchr(B.pg_url, '/') - B.pg_url), B.pg_url, name);
 }
 
-/* ---- servers in child processes ------------------------------------------------ */
+/* ---- servers in bench_child processes ------------------------------------------------ */
 
-typedef struct child {
-    pid_t pid;
-    int port;
-    int ctl; /* closing it tells the child to drain and exit */
-} child;
-
-static void child_main(const char *db, int up, int ctl)
+static bench_child fork_server(const char *db)
 {
+    static int nservers;
     char pages[400];
-    snprintf(pages, sizeof pages, "%s/pages-%d", B.dir, (int)getpid());
+    snprintf(pages, sizeof pages, "%s/pages-%d", B.dir, nservers++);
     cstack_server_config cfg = {.schema = B.schema,
                                 .db_path = db,
                                 .pages_path = pages,
@@ -165,60 +159,7 @@ static void child_main(const char *db, int up, int ctl)
                                 .max_per_address = (unsigned)(B.clients + 64),
                                 .checkpoint_ms = 10000,
                                 .keepalive_ms = 15000};
-    cstack_server *srv = NULL;
-    char err[512] = "";
-    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
-    int port = rc ? -1 : cstack_server_port(srv);
-    if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
-        fprintf(stderr, "bench_pg: server on %s: %s\n", db, err);
-        _exit(1);
-    }
-    char c;
-    while (read(ctl, &c, 1) != 0 && errno == EINTR)
-        ;
-    cstack_server_stop(srv);
-    _exit(0);
-}
-
-/* The control pipes of the servers running: a server forked later must not
- * hold them open, or closing one would not tell its server to stop. */
-static int ctl_open[4];
-static size_t nctl_open;
-
-static child fork_server(const char *db)
-{
-    int up[2], ctl[2];
-    if (pipe(up) != 0 || pipe(ctl) != 0)
-        die("pipe", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork", strerror(errno));
-    if (pid == 0) {
-        close(up[0]);
-        close(ctl[1]);
-        for (size_t i = 0; i < nctl_open; i++)
-            close(ctl_open[i]);
-        child_main(db, up[1], ctl[0]);
-    }
-    close(up[1]);
-    close(ctl[0]);
-    child c = {pid, -1, ctl[1]};
-    if (nctl_open < sizeof ctl_open / sizeof ctl_open[0])
-        ctl_open[nctl_open++] = ctl[1];
-    if (read(up[0], &c.port, sizeof c.port) != (ssize_t)sizeof c.port || c.port <= 0)
-        die("server", "did not start");
-    close(up[0]);
-    return c;
-}
-
-static void stop_server(child *c)
-{
-    for (size_t i = 0; i < nctl_open; i++)
-        if (ctl_open[i] == c->ctl)
-            ctl_open[i--] = ctl_open[--nctl_open];
-    close(c->ctl);
-    waitpid(c->pid, NULL, 0);
+    return bench_server_fork(&cfg);
 }
 
 /* ---- a device that pushes ---------------------------------------------------- */
@@ -330,7 +271,7 @@ static void push_next(pusher *p)
 
 static void bench_push_and_initial(const char *store, const char *db, figures *fig)
 {
-    child srv = fork_server(db);
+    bench_child srv = fork_server(db);
     pusher p;
     pusher_init(&p, srv.port);
     /* Every batch is a pending transaction before the clock starts. */
@@ -371,7 +312,7 @@ static void bench_push_and_initial(const char *store, const char *db, figures *f
            store, B.rows, COLS, push_s, fig->push_cols_per_s, count, fig->initial_s);
     cstack_close(dev);
     cstack_free(tok);
-    stop_server(&srv);
+    bench_server_stop(&srv);
 }
 
 /* ---- delivery ------------------------------------------------------------------ */
@@ -392,7 +333,7 @@ static void *push_round(void *arg)
     return NULL;
 }
 
-static void bench_delivery(const char *store, const child *servers, size_t nservers, figures *fig)
+static void bench_delivery(const char *store, const bench_child *servers, size_t nservers, figures *fig)
 {
     streams st = {.hash = B.hash, .secret = SECRET};
     int ports[2] = {servers[0].port, nservers > 1 ? servers[1].port : servers[0].port};
@@ -454,7 +395,7 @@ static const char USAGE[] =
     "usage: bench_pg [--rows N] [--batch B] [--clients C] [--rounds R] [--cluster SCRIPT]\n"
     "\n"
     "The sync server on PostgreSQL against the SQLite store, in one run, on\n"
-    "loopback (the servers in child processes, PostgreSQL a throwaway cluster\n"
+    "loopback (the servers in bench_child processes, PostgreSQL a throwaway cluster\n"
     "started by scripts/pg-cluster.sh and stopped at exit):\n"
     "  push       N rows x 6 columns pushed in batches of B rows by one device:\n"
     "             column changes per second;\n"
@@ -487,24 +428,9 @@ static void setup(int argc, char **argv)
         B.batch = 1;
     snprintf(B.script, sizeof B.script, "%s",
              arg_str(argc, argv, "--cluster", CSTACK_SOURCE_DIR "/scripts/pg-cluster.sh"));
-    /* Each stream is a socket here and one in a server. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < B.clients + 256) {
-        B.clients = rl.rlim_cur > 512 ? (size_t)rl.rlim_cur - 256 : 256;
-        printf("(open-file limit: %zu streams)\n", B.clients);
-    }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(B.dir, sizeof B.dir, "%s/cstack-bench-pg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(B.dir))
-        die("mkdtemp", strerror(errno));
-    cstack_diags *d = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &B.schema, &d) != 0)
-        die("schema", "invalid");
-    cstack_diags_free(d);
+    B.clients = bench_streams_fit(B.clients);
+    bench_tmpdir(B.dir, sizeof B.dir, "cstack-bench-pg");
+    B.schema = bench_schema(SCHEMA);
     snprintf(B.hash, sizeof B.hash, "%s", cstack_schema_hash(B.schema));
 }
 
@@ -535,14 +461,14 @@ int main(int argc, char **argv)
     bench_push_and_initial("postgres", db, &pg);
     if (B.clients > 0 && B.rounds > 0) {
         snprintf(db, sizeof db, "%s/delivery.db", B.dir);
-        child one = fork_server(db);
+        bench_child one = fork_server(db);
         bench_delivery("sqlite", &one, 1, &lite);
-        stop_server(&one);
+        bench_server_stop(&one);
         create_database("bench_delivery", db, sizeof db);
-        child two[2] = {fork_server(db), fork_server(db)};
+        bench_child two[2] = {fork_server(db), fork_server(db)};
         bench_delivery("postgres", two, 2, &pg);
-        stop_server(&two[0]);
-        stop_server(&two[1]);
+        bench_server_stop(&two[0]);
+        bench_server_stop(&two[1]);
     }
     report(&lite, &pg);
     cstack_schema_free(B.schema);

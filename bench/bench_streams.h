@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -213,6 +215,94 @@ static inline int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* How many streams this process can hold: each is a socket here and one in
+ * a server, so the open-file limit is raised to its hard limit and `want`
+ * lowered (with a line saying so) when that is still too few. */
+static inline size_t bench_streams_fit(size_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want + 256) {
+        want = rl.rlim_cur > 512 ? (size_t)rl.rlim_cur - 256 : 256;
+        printf("(open-file limit: %zu streams)\n", want);
+    }
+    return want;
+}
+
+/* ---- servers in child processes ------------------------------------------- */
+
+/* A sync server in a child process, so that its memory and CPU are its own. */
+typedef struct bench_child {
+    pid_t pid;
+    int port;
+    int ctl; /* closing it tells the child to drain and exit */
+} bench_child;
+
+/* The control pipes of the servers running: a server forked later must not
+ * hold them open, or closing one would not tell its server to stop. */
+static int bench_ctl_open[8];
+static size_t bench_nctl_open;
+
+static inline void bench_child_main(const cstack_server_config *cfg, int up, int ctl)
+{
+    cstack_server *srv = NULL;
+    char err[512] = "";
+    int rc = cstack_server_start(cfg, &srv, err, sizeof err);
+    int port = rc ? -1 : cstack_server_port(srv);
+    if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
+        fprintf(stderr, "%s: server on %s: %s\n", bench_name,
+                cfg->db_path ? cfg->db_path : "the default path", err);
+        _exit(1);
+    }
+    char c;
+    while (read(ctl, &c, 1) != 0 && errno == EINTR)
+        ;
+    cstack_server_stop(srv);
+    _exit(0);
+}
+
+/* Starts a server with `cfg` (its pointers stay valid in the child, which
+ * is a copy of this process) and returns once it listens. */
+static inline bench_child bench_server_fork(const cstack_server_config *cfg)
+{
+    int up[2], ctl[2];
+    if (pipe(up) != 0 || pipe(ctl) != 0)
+        die("pipe", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", strerror(errno));
+    if (pid == 0) {
+        close(up[0]);
+        close(ctl[1]);
+        for (size_t i = 0; i < bench_nctl_open; i++)
+            close(bench_ctl_open[i]);
+        bench_child_main(cfg, up[1], ctl[0]);
+    }
+    close(up[1]);
+    close(ctl[0]);
+    bench_child c = {pid, -1, ctl[1]};
+    if (bench_nctl_open < sizeof bench_ctl_open / sizeof bench_ctl_open[0])
+        bench_ctl_open[bench_nctl_open++] = ctl[1];
+    if (read(up[0], &c.port, sizeof c.port) != (ssize_t)sizeof c.port || c.port <= 0)
+        die("server", "did not start");
+    close(up[0]);
+    return c;
+}
+
+/* Tells the server to drain and waits for it to exit. */
+static inline void bench_server_stop(bench_child *c)
+{
+    for (size_t i = 0; i < bench_nctl_open; i++)
+        if (bench_ctl_open[i] == c->ctl)
+            bench_ctl_open[i--] = bench_ctl_open[--bench_nctl_open];
+    close(c->ctl);
+    waitpid(c->pid, NULL, 0);
 }
 
 #endif

@@ -12,7 +12,7 @@
  *                 several rounds: p50 and p99.  Target: p99 <= 250 ms.  The
  *                 server's resident memory is read from /proc/PID/status.
  *
- * The server runs in a child process (forked, cstack_server_start) so that its
+ * The server runs in a bench_child process (forked, cstack_server_start) so that its
  * memory and CPU are its own.  The streaming clients are light raw readers
  * (bench_streams.h).  Each of them signs in as a different user (by default: --users sets how many
  * distinct users share the streams) so the server does per-user work for
@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -97,16 +96,12 @@ static cstack *open_db(bench *b, const char *name)
     return db;
 }
 
-/* ---- the server in a child process ---------------------------------------- */
+/* ---- the server in a bench_child process ---------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int port;
-    int ctl; /* closing it tells the child to drain and exit */
-} child;
-
-static void child_main(bench *b, const char *db, int up, int ctl)
+static bench_child fork_server(bench *b, const char *name)
 {
+    char db[512];
+    snprintf(db, sizeof db, "%s/%s", b->dir, name);
     cstack_server_config cfg = {.schema = b->schema,
                                 .db_path = db,
                                 .jwt_secret = SECRET,
@@ -115,50 +110,7 @@ static void child_main(bench *b, const char *db, int up, int ctl)
                                 .max_per_address = (unsigned)(b->clients + 64),
                                 .checkpoint_ms = 10000,
                                 .keepalive_ms = 15000};
-    cstack_server *srv = NULL;
-    char err[512] = "";
-    int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
-    int port = rc ? -1 : cstack_server_port(srv);
-    if (write(up, &port, sizeof port) != (ssize_t)sizeof port || rc) {
-        fprintf(stderr, "bench_sync_server: server: %s\n", err);
-        _exit(1);
-    }
-    char c;
-    while (read(ctl, &c, 1) != 0 && errno == EINTR)
-        ;
-    cstack_server_stop(srv);
-    _exit(0);
-}
-
-static child fork_server(bench *b, const char *name)
-{
-    char db[512];
-    snprintf(db, sizeof db, "%s/%s", b->dir, name);
-    int up[2], ctl[2];
-    if (pipe(up) != 0 || pipe(ctl) != 0)
-        die("pipe", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork", strerror(errno));
-    if (pid == 0) {
-        close(up[0]);
-        close(ctl[1]);
-        child_main(b, db, up[1], ctl[0]);
-    }
-    close(up[1]);
-    close(ctl[0]);
-    child c = {pid, -1, ctl[1]};
-    if (read(up[0], &c.port, sizeof c.port) != (ssize_t)sizeof c.port || c.port <= 0)
-        die("server", "did not start");
-    close(up[0]);
-    return c;
-}
-
-static void stop_server(child *c)
-{
-    close(c->ctl);
-    waitpid(c->pid, NULL, 0);
+    return bench_server_fork(&cfg);
 }
 
 /* VmRSS and VmHWM of a process, in MiB. */
@@ -241,7 +193,7 @@ static void bench_initial(bench *b)
     fill(b, seed);
     double filled = now_ms() - t0;
     cstack_close(seed);
-    child srv = fork_server(b, "initial-server.db");
+    bench_child srv = fork_server(b, "initial-server.db");
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
     char *tok = token_for("reader");
@@ -269,7 +221,7 @@ static void bench_initial(bench *b)
            st.checksum_ok == 1 ? "matches" : "DOES NOT match");
     cstack_close(dev);
     cstack_free(tok);
-    stop_server(&srv);
+    bench_server_stop(&srv);
 }
 
 /* ---- fan-out ---------------------------------------------------------------- */
@@ -277,7 +229,7 @@ static void bench_initial(bench *b)
 typedef struct fanout {
     bench *b;
     streams st;
-    child srv;
+    bench_child srv;
     char hash[65];
 } fanout;
 
@@ -412,7 +364,7 @@ static void bench_fanout(bench *b)
     curl_easy_cleanup(p.curl);
     curl_slist_free_all(p.hdrs);
     cstack_close(p.db);
-    stop_server(&f.srv);
+    bench_server_stop(&f.srv);
     free(lat);
 }
 
@@ -437,7 +389,7 @@ static void remove_dir(const char *dir)
 static const char USAGE[] =
     "usage: bench_sync_server [--rows N] [--clients C] [--users U] [--rounds R]\n"
     "\n"
-    "Measures the sync server on loopback, the server in a child process:\n"
+    "Measures the sync server on loopback, the server in a bench_child process:\n"
     "  initial sync  a fresh device pulls N rows x 6 columns through the sync\n"
     "                client until caught up, then compares checksums with the\n"
     "                server (target: caught up in <= 3 s);\n"
@@ -472,24 +424,9 @@ int main(int argc, char **argv)
         b.rounds = 64;
     if (b.users == 0 || b.users > b.clients)
         b.users = b.clients;
-    /* Each stream is a socket here and one in the server. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < b.clients + 256) {
-        b.clients = rl.rlim_cur > 512 ? (size_t)rl.rlim_cur - 256 : 256;
-        printf("(open-file limit: %zu streaming clients)\n", b.clients);
-    }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(b.dir, sizeof b.dir, "%s/cstack-bench-server-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(b.dir))
-        die("mkdtemp", strerror(errno));
-    cstack_diags *d = NULL;
-    if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &b.schema, &d) != 0)
-        die("schema", "invalid");
-    cstack_diags_free(d);
+    b.clients = bench_streams_fit(b.clients);
+    bench_tmpdir(b.dir, sizeof b.dir, "cstack-bench-server");
+    b.schema = bench_schema(SCHEMA);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (b.rows > 0)
         bench_initial(&b);
