@@ -667,19 +667,29 @@ static int check_prepare(cs_policy_check *c, cs_policy_check **out)
     return 0;
 }
 
+/* A check of model `mi` on `conn`, its query still to build: *c. */
+static int check_new(const cstack_schema *s, sqlite3 *conn, int mi, cs_policy_check **c)
+{
+    *c = NULL;
+    if (mi < 0 || (size_t)mi >= s->nmodels)
+        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
+    if (!(*c = calloc(1, sizeof **c)))
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    (*c)->s = s;
+    (*c)->m = &s->models[mi];
+    (*c)->conn = conn;
+    return 0;
+}
+
 int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
                          unsigned op, cs_policy_check **out)
 {
     *out = NULL;
-    if (mi < 0 || (size_t)mi >= s->nmodels)
-        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
-    cs_policy_check *c = calloc(1, sizeof *c);
-    if (!c)
-        return cs_err(CSTACK_ENOMEM, "out of memory");
-    c->s = s;
-    c->m = &s->models[mi];
-    c->conn = conn;
-    int rc = row_query(&c->q, s, c->m, op, auth, NULL);
+    cs_policy_check *c;
+    int rc = check_new(s, conn, mi, &c);
+    if (rc)
+        return rc;
+    rc = row_query(&c->q, s, c->m, op, auth, NULL);
     return rc ? check_failed(c, rc) : check_prepare(c, out);
 }
 
@@ -722,16 +732,12 @@ int cs_policy_values_check_open(const cstack_schema *s, sqlite3 *conn, const cs_
                                 unsigned op, cs_policy_check **out)
 {
     *out = NULL;
-    if (mi < 0 || (size_t)mi >= s->nmodels)
-        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
-    cs_policy_check *c = calloc(1, sizeof *c);
-    if (!c)
-        return cs_err(CSTACK_ENOMEM, "out of memory");
-    c->s = s;
-    c->m = &s->models[mi];
-    c->conn = conn;
+    cs_policy_check *c;
+    int rc = check_new(s, conn, mi, &c);
+    if (rc)
+        return rc;
     c->values = true;
-    int rc = values_query(&c->q, s, c->m, op, auth, NULL);
+    rc = values_query(&c->q, s, c->m, op, auth, NULL);
     return rc ? check_failed(c, rc) : check_prepare(c, out);
 }
 
