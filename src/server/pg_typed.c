@@ -25,13 +25,7 @@
 
 #include "server/pg_typed_int.h"
 #include "util/hash.h"
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
+#include "util/try.h"
 
 /* Rows per statement: enough to spare the round trips, within PostgreSQL's
  * limit of 65535 parameters per statement. */

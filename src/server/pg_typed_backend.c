@@ -28,13 +28,7 @@
 #include <string.h>
 
 #include "server/pg_typed_int.h"
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
+#include "util/try.h"
 
 /* What applying one row gives. */
 enum { APPLIED = 0, REFUSED = 1 };

@@ -32,13 +32,7 @@
 #include <string.h>
 
 #include "server/pg_typed_int.h"
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
+#include "util/try.h"
 
 #define DEFERRED " DEFERRABLE INITIALLY DEFERRED"
 

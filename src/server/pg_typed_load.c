@@ -14,13 +14,7 @@
 #include <string.h>
 
 #include "server/pg_typed_int.h"
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
+#include "util/try.h"
 
 /* Rows per FETCH while loading (both spellings of one number). */
 #define LOAD_CHUNK 2000

@@ -9,16 +9,10 @@
  * literal defaults from the schema (checked or quoted) reach the SQL text.
  */
 #include "sql/sql.h"
+#include "util/try.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
 
 static bool in_pk(const cs_model *m, const cs_field *f)
 {

@@ -17,18 +17,12 @@
  * transaction.  The rules are documented in docs/storage.md.
  */
 #include "sql/sql.h"
+#include "util/try.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != 0)                                                                              \
-            return rc_;                                                                            \
-    } while (0)
 
 /* A random lowercase version-4 UUID per row.  random() & 3 picks the variant
  * nibble without abs(), which fails on the smallest 64-bit integer. */
