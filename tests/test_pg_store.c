@@ -5,6 +5,7 @@
  * gap-free versions, a store restarted (or a new one) loads the state, and a
  * process killed without closing loses no acknowledged push. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
@@ -167,9 +168,29 @@ Test(pg_store, two_stores_on_one_database_see_each_others_pushes_with_gap_free_v
     free(url);
 }
 
+/* The working-copy directories in `dir`; *name gets one of them. */
+static int copies_in(const char *dir, char *name, size_t cap)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "cstack-pg-", 10) == 0) {
+            n++;
+            if (name)
+                snprintf(name, cap, "%s", e->d_name);
+        }
+    closedir(d);
+    return n;
+}
+
 Test(pg_store, a_killed_process_loses_no_acknowledged_push)
 {
     char *url = t_pg_database();
+    /* The working copies go to a directory of this test's own. */
+    char *tmp = t_tmpdir();
+    cr_assert_eq(setenv("TMPDIR", tmp, 1), 0);
     cstack *dev = t_open_mem(SCHEMA);
     for (int i = 1; i <= 50; i++)
         create(dev, i, "kept");
@@ -205,11 +226,19 @@ Test(pg_store, a_killed_process_loses_no_acknowledged_push)
     int status = 0;
     waitpid(pid, &status, 0);
     close(fds[0]);
+    char dead[256] = "", live[256] = "";
+    cr_assert_eq(copies_in(tmp, dead, sizeof dead), 1, "the killed store left its working copy");
     cs_srv_store *st = open_store(&cs_srv_store_pg, cstack_schema_of(dev), url);
     cs_srv_pull_result p = pull(&cs_srv_store_pg, st);
     cr_expect_eq(p.rows, 50, "every acknowledged row is there after the kill");
     cs_srv_pull_result_free(&p);
+    cr_expect_eq(copies_in(tmp, live, sizeof live), 1,
+                 "a store that opens removes the copy of the dead one and keeps its own");
+    cr_expect_neq(strcmp(dead, live), 0, "%s was not removed", dead);
     cs_srv_store_pg.close(st);
+    cr_expect_eq(copies_in(tmp, NULL, 0), 0, "a closed store removes its working copy");
+    unsetenv("TMPDIR");
+    free(tmp);
     cstack_close(dev);
     free(url);
 }

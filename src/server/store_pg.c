@@ -16,10 +16,13 @@
  * the log.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "server/store_pg_int.h"
@@ -408,8 +411,14 @@ static void pg_free(cs_pg *pg)
     pg_touched_free(&pg->touched);
     PQfinish(pg->conn);
     PQfinish(pg->listen);
-    if (pg->dir)
+    if (pg->dir) {
+        char lock[4200];
+        snprintf(lock, sizeof lock, "%s/lock", pg->dir);
+        unlink(lock);
         rmdir(pg->dir);
+    }
+    if (pg->lock_fd >= 0)
+        close(pg->lock_fd);
     free(pg->dir);
     free(pg->target);
     free(pg);
@@ -506,18 +515,63 @@ static int start(cs_pg *pg, const cstack_schema *schema, const cs_srv_store_cfg 
     return cs_pg_exec(pg->conn, "COMMIT", err);
 }
 
+#define COPY_DIR_PREFIX "cstack-pg-"
+
+/* Removes the working copies of servers that died without closing (a
+ * SIGKILL): each live server holds an flock on its directory's lock file,
+ * which the kernel drops when the process ends, whatever its PID namespace.
+ * Only directories of this user with a lock file nobody holds go; a
+ * directory still being made has no lock file yet and is left alone. */
+static void sweep_dead_copies(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    char dir[4096], lock[4200];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (strncmp(e->d_name, COPY_DIR_PREFIX, strlen(COPY_DIR_PREFIX)) != 0)
+            continue;
+        snprintf(dir, sizeof dir, "%s/%s", tmp, e->d_name);
+        if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid())
+            continue;
+        snprintf(lock, sizeof lock, "%s/lock", dir);
+        int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            copy_files_remove(dir);
+            unlink(lock);
+            rmdir(dir);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
+
 static int make_dir(cs_pg *pg, cs_srv_err *err)
 {
     const char *tmp = getenv("TMPDIR");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    sweep_dead_copies(tmp);
     char path[4096];
-    snprintf(path, sizeof path, "%s/cstack-pg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(path, sizeof path, "%s/" COPY_DIR_PREFIX "XXXXXX", tmp);
     if (!mkdtemp(path)) {
         cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_EIO,
                        "cannot create a temporary directory for the working copy");
         return CSTACK_EIO;
     }
-    pg->dir = cs_strdup(path);
-    return pg->dir ? 0 : CSTACK_ENOMEM;
+    if (!(pg->dir = cs_strdup(path)))
+        return CSTACK_ENOMEM;
+    snprintf(path, sizeof path, "%s/lock", pg->dir);
+    pg->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (pg->lock_fd < 0 || flock(pg->lock_fd, LOCK_EX) != 0) {
+        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_EIO,
+                       "cannot lock the working copy's temporary directory");
+        return CSTACK_EIO;
+    }
+    return 0;
 }
 
 static int pg_open(const cstack_schema *schema, const char *target, const cs_srv_store_cfg *cfg,
@@ -530,6 +584,7 @@ static int pg_open(const cstack_schema *schema, const char *target, const cs_srv
         cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
         return CSTACK_ENOMEM;
     }
+    pg->lock_fd = -1;
     pg->schema = schema;
     pg->changed = cfg ? cfg->changed : NULL;
     pg->changed_ctx = cfg ? cfg->changed_ctx : NULL;

@@ -61,6 +61,7 @@ typedef struct cs_pg {
     cs_srv_store *inner; /* the SQLite store on the working copy */
     const cstack_schema *schema;
     char *dir;           /* the private temp dir of the copy */
+    int lock_fd;         /* held (flock) while the copy lives: see make_dir */
     char *target;        /* the --db value */
     PGconn *conn;
     cs_pg_typed *typed;
