@@ -96,7 +96,12 @@ bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
     bool num = !f->list && f->type_name && (strcmp(f->type_name, "Int") == 0 ||
                                 strcmp(f->type_name, "Float") == 0 ||
                                 strcmp(f->type_name, "Decimal") == 0);
-    if (cs_tok_is(name, "length")) {
+    bool twice = (cs_tok_is(name, "length") && k->length) ||
+                 (cs_tok_is(name, "range") && k->range) || (cs_tok_is(name, "regex") && k->re);
+    if (twice) {
+        /* Once each: a second would silently replace the first. */
+        cs_diag(c->p->diags, c->pos, "duplicate attribute %s on %s", c->attr, c->owner);
+    } else if (cs_tok_is(name, "length")) {
         bool hmin = false, hmax = false;
         double mn = 0, mx = 0;
         if (want_type(c, f, str, "String") && bounds(c, a, &hmin, &mn, &hmax, &mx)) {
