@@ -260,8 +260,12 @@ static int apply_new(cs_pg *pg, bool *gap, cs_srv_err *err)
     return rc;
 }
 
-/* Brings the copy up to PostgreSQL's log; *changed when it applied any. */
-static int catch_up(cs_pg *pg, bool *changed, cs_srv_err *err)
+/* Brings the copy up to PostgreSQL's log, and wakes the streams when it
+ * applied any.  Whichever thread catches up wakes them: a request that found
+ * the copy behind (a push's transaction, a pull's probe) applies the entries
+ * the listener then finds applied, and would otherwise leave the streams
+ * asleep until their next heartbeat. */
+static int catch_up(cs_pg *pg, cs_srv_err *err)
 {
     cstack *db = pg->inner->db;
     pg_applying_next(); /* the hook's end clears it */
@@ -285,8 +289,8 @@ static int catch_up(cs_pg *pg, bool *changed, cs_srv_err *err)
     if (!rc && applied && (rc = cs_sync_reload(db)))
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cs_errmsg_last());
     rc = cs_write_end(db, rc);
-    if (changed)
-        *changed = !rc && applied;
+    if (!rc && applied && pg->changed)
+        pg->changed(pg->changed_ctx);
     return rc;
 }
 
@@ -311,7 +315,7 @@ static int backend_ingest(cs_pg *pg, bool *any, cs_srv_err *err)
         if (!pg_behind_take())
             break;
         tries++;
-        if ((rc = catch_up(pg, NULL, err)))
+        if ((rc = catch_up(pg, err)))
             break;
     }
     if (rc && !err->message[0])
@@ -337,10 +341,13 @@ static void prune(cs_pg *pg)
     PQclear(PQexec(pg->listen, sql));
 }
 
-static void heard(cs_pg *pg)
+/* Takes the notifications libpq has read; whether there were any. */
+static bool heard(cs_pg *pg)
 {
     PGnotify *n;
+    bool any = false;
     while ((n = PQnotifies(pg->listen)) != NULL) {
+        any = true;
         if (strcmp(n->relname, CS_PG_CHANNEL_LOG) == 0) {
             int64_t seq = strtoll(n->extra, NULL, 10);
             if (seq > atomic_load(&pg->seen_seq))
@@ -349,11 +356,17 @@ static void heard(cs_pg *pg)
             atomic_store(&pg->backend, true);
         PQfreemem(n);
     }
+    return any;
 }
 
-/* Waits up to `ms` for the listener's socket (or a stop). */
+/* Waits up to `ms` for the listener's socket (or a stop).  Notifications
+ * that arrived with the answer of a command on this connection (LISTEN, the
+ * prune) are already in libpq's buffer, and the socket will not signal them
+ * again: they are taken first. */
 static void listen_wait(cs_pg *pg, int ms)
 {
+    if (heard(pg))
+        return;
     struct pollfd p = {.fd = PQsocket(pg->listen), .events = POLLIN};
     if (p.fd < 0 || PQstatus(pg->listen) != CONNECTION_OK) {
         usleep((useconds_t)ms * 1000);
@@ -381,13 +394,13 @@ static void *listener(void *arg)
             atomic_store(&pg->seen_seq, atomic_load(&pg->seen_seq) + 1);
         }
         listen_wait(pg, 200);
-        bool changed = false, any = false;
+        bool any = false;
         if (atomic_load(&pg->seen_seq) > atomic_load(&pg->applied) && !atomic_load(&pg->down))
-            catch_up(pg, &changed, &err); /* a failure is the next request's to report */
+            catch_up(pg, &err); /* a failure is the next request's to report */
         if (atomic_exchange(&pg->backend, false) && !atomic_load(&pg->down) &&
             backend_ingest(pg, &any, &err))
             atomic_store(&pg->backend, true); /* retried on the next turn */
-        if ((changed || any) && pg->changed)
+        if (any && pg->changed)
             pg->changed(pg->changed_ctx);
         if (cs_wall_ms() - pruned > 60 * 1000) {
             prune(pg);
@@ -643,7 +656,7 @@ static int ready(cs_pg *pg, bool force, cs_srv_err *err)
     }
     if (!force && atomic_load(&pg->seen_seq) <= atomic_load(&pg->applied))
         return 0;
-    int rc = catch_up(pg, NULL, err);
+    int rc = catch_up(pg, err);
     if (rc && PQstatus(pg->conn) != CONNECTION_OK) {
         atomic_store(&pg->down, true);
         err->kind = CS_SRV_UNAVAILABLE;
