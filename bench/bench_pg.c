@@ -341,6 +341,7 @@ static void bench_delivery(const char *store, const bench_child *servers, size_t
     size_t ok = streams_open(&st, B.clients, B.clients, B.rounds, ports, nservers,
                              CONNECT_TIMEOUT_MS);
     double connect_s = (now_ms() - t0) / 1e3;
+    streams_report_refused(&st, store);
     pusher p;
     pusher_init(&p, servers[0].port);
     round_push rp = {&p, &st};

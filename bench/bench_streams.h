@@ -37,6 +37,7 @@ typedef struct reader {
     int port;
     bool ok;                 /* answered 200 */
     bool headers;            /* the status line has been read */
+    char first[160];         /* the answer's first bytes, for a refusal's report */
     size_t seen;             /* `event: changes` lines so far */
     char tail[STREAMS_PLEN]; /* the last bytes of the previous read */
     size_t ntail;
@@ -95,6 +96,9 @@ static inline void streams_data(streams *s, reader *r, const char *p, size_t n, 
     if (!r->headers && n >= 12) {
         r->headers = true;
         r->ok = memcmp(p, "HTTP/1.1 200", 12) == 0;
+        size_t m = n < sizeof r->first - 1 ? n : sizeof r->first - 1;
+        for (size_t k = 0; k < m; k++)
+            r->first[k] = p[k] >= ' ' && p[k] < 0x7f ? p[k] : ' ';
     }
     char buf[STREAMS_PLEN + 65536];
     memcpy(buf, r->tail, r->ntail);
@@ -200,6 +204,26 @@ static inline void streams_collect(const streams *s, size_t k, double *lat, size
         double d = r->arrival[k] - s->commit[k];
         lat[(*nlat)++] = d > 0 ? d : 0;
     }
+}
+
+/* Says on stderr how many streams did not answer 200, and how one of them
+ * answered (the start of its answer), under `label`. */
+static inline void streams_report_refused(const streams *s, const char *label)
+{
+    size_t silent = 0, refused = 0;
+    const reader *example = NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        const reader *r = &s->r[i];
+        silent += !r->headers;
+        refused += r->headers && !r->ok;
+        if (r->headers && !r->ok && !example)
+            example = r;
+    }
+    if (silent)
+        fprintf(stderr, "%s: %zu streams never answered\n", label, silent);
+    if (example)
+        fprintf(stderr, "%s: %zu streams refused, e.g. on port %d: %s\n", label, refused,
+                example->port, example->first);
 }
 
 static inline void streams_close(streams *s)

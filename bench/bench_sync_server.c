@@ -340,6 +340,7 @@ static void bench_fanout(bench *b)
     size_t ok = streams_open(&f.st, b->clients, b->users, b->rounds, &f.srv.port, 1,
                              CONNECT_TIMEOUT_MS);
     double connect_s = (now_ms() - t0) / 1e3, rss0, hwm0;
+    streams_report_refused(&f.st, "fan-out");
     rss_of(f.srv.pid, &rss0, &hwm0);
     pusher p;
     pusher_init(&p, &f, b);
