@@ -20,6 +20,8 @@
 
 #define CORPUS CSTACK_TEST_DIR "/schemas/crate"
 
+static cstack_schema *load_fixture(const char *name);
+
 /* ---- the corpus ------------------------------------------------------------- */
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -342,6 +344,70 @@ Test(crate_schema, crate_policy_forms_become_their_cstack_equivalents)
     cr_expect_str_eq(o->lhs->rhs->text, "admin");
     cr_expect_eq(o->rhs->kind, CS_E_BOOL);
     cr_expect(!o->rhs->bval, "isSystem() is never true here");
+    cstack_schema_free(s);
+}
+
+/* hasRole() reads `role`, else CrateStack's `actor.role`, and `role` first
+ * when both exist; inTenant() reads `tenant.id`. */
+static void expect_policy(const char *auth, const char *rule, const char *want)
+{
+    char src[512];
+    snprintf(src, sizeof src,
+             "type Actor {\n  role String\n}\ntype Tenant {\n  id String\n}\n"
+             "auth P {\n  id String\n%s}\nmodel D {\n  id Int @id\n  @@allow(\"read\", %s)\n}\n",
+             auth, rule);
+    cstack_schema *s = t_schema(src);
+    cr_expect(strstr(s->canonical, want), "%s\n-> %s\nlacks %s", rule, s->canonical, want);
+    cstack_schema_free(s);
+}
+
+Test(crate_schema, has_role_reads_role_then_actor_role_and_in_tenant_reads_tenant_id)
+{
+    expect_policy("  role String?\n", "hasRole('admin')", "@@allow(1, (auth().role == \"admin\"))");
+    expect_policy("  actor Actor?\n", "auth().hasRole('admin')",
+                  "@@allow(1, (auth().actor.role == \"admin\"))");
+    expect_policy("  role String?\n  actor Actor?\n", "!hasRole('admin')",
+                  "@@allow(1, !((auth().role == \"admin\") || ((auth().role == null) && "
+                  "(auth().actor.role == \"admin\"))))");
+    expect_policy("  tenant Tenant\n", "inTenant('t1') || auth().inTenant(\"t2\")",
+                  "@@allow(1, ((auth().tenant.id == \"t1\") || (auth().tenant.id == \"t2\")))");
+}
+
+/* Attributes on a type member or an auth field: validators and @pii apply
+ * to the claim (test_crate_server.c shows the server refusing a token). */
+Test(crate_schema, claim_attributes_keep_validators_and_pii)
+{
+    cstack_schema *s = load_fixture("auth_attrs.ok.cstack");
+    const cs_auth_block *a = &s->auth;
+    bool seen[3] = {false, false, false};
+    for (size_t i = 0; i < a->nfields; i++) {
+        const cs_field *f = &a->fields[i];
+        if (strcmp(f->name, "organization.id") == 0 || strcmp(f->name, "team.id") == 0) {
+            cr_expect(f->checks.length && f->checks.len_min == 2 && f->checks.len_max == 8);
+            cr_expect_not_null(f->checks.re, "%s keeps its @regex", f->name);
+            seen[0] = true;
+        } else if (strcmp(f->name, "id") == 0) {
+            cr_expect(f->sensitive, "@pii on auth().id");
+            seen[1] = true;
+        } else if (strcmp(f->name, "home.city") == 0) {
+            cr_expect(f->checks.length && f->checks.len_min == 1 && f->checks.len_max == 80);
+            seen[2] = true;
+        }
+        cr_expect(!f->is_unique && f->def.kind == CS_DEF_NONE && !f->readonly,
+                  "%s: column attributes are skipped", f->name);
+    }
+    cr_expect(seen[0] && seen[1] && seen[2]);
+    char why[200] = "";
+    int org = -1;
+    for (size_t i = 0; i < a->nfields; i++)
+        if (strcmp(a->fields[i].name, "organization.id") == 0)
+            org = (int)i;
+    cr_assert_geq(org, 0);
+    cstack_value none = cstack_v_null();
+    cr_expect_eq(cs_field_check(&a->fields[org], &none, why, sizeof why), 0);
+    cstack_value bad = cstack_v_text("X1");
+    cr_expect_eq(cs_field_check(&a->fields[org], &bad, why, sizeof why), CSTACK_EVALIDATION);
+    cr_expect(strstr(why, "field 'organization.id' breaks @regex"), "%s", why);
     cstack_schema_free(s);
 }
 
