@@ -186,6 +186,13 @@ static const char *LEDGER = "model L {\n"
                             "  version Int @version\n"
                             "}\n";
 
+static const char *LEDGER_CHECKED = "model L {\n"
+                                    "  id Int @id\n"
+                                    "  label String @length(min: 2, max: 5)\n"
+                                    "  kind String @readonly\n"
+                                    "  version Int @version\n"
+                                    "}\n";
+
 static int64_t version_of(cstack *db)
 {
     cstack_row *r = NULL;
@@ -465,6 +472,35 @@ Test(crate_envelope, crate_request_shapes_are_accepted)
                 "{\"model\":\"B\",\"kind\":\"count\",\"payload\":{\"where\":{\"id\":"
                 "{\"eq\":1}}}}",
                 "{\"count\":1}");
+    cstack_close(db);
+}
+
+/* Validators, @version and @readonly through the envelope: each refusal
+ * carries its code and names the field. */
+Test(crate_envelope, validators_version_and_readonly_answer_with_their_codes)
+{
+    cstack *db = t_open_mem(LEDGER_CHECKED);
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1,"
+                "\"label\":\"x\",\"kind\":\"k\"}}}",
+                "\"code\":\"validation\",\"message\":\"payload.data: L: field 'label' breaks @length(min: 2, "
+                "max: 5)");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1,"
+                "\"label\":\"ab\",\"kind\":\"k\"}}}",
+                "\"version\":1");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1,"
+                "\"version\":7},\"data\":{\"label\":\"abc\"}}}",
+                "\"code\":\"conflict\"");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1},"
+                "\"data\":{\"kind\":\"z\"}}}",
+                "L.kind is @readonly");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1,"
+                "\"version\":1},\"data\":{\"label\":\"abc\"}}}",
+                "\"version\":2");
     cstack_close(db);
 }
 

@@ -461,3 +461,26 @@ Test(crate_server, a_claim_that_breaks_a_validator_of_its_type_member_refuses_th
     cr_expect_eq(count(&again, "N"), 1, "a token whose claims fit reads as before");
     dev_free(&again);
 }
+
+/* ---- auth() without an auth block ------------------------------------------------ */
+
+Test(crate_server, auth_not_null_without_an_auth_block_lets_signed_in_devices_read_and_write)
+{
+    const char *src = "model Note {\n  id Int @id\n  body String\n"
+                      "  @@allow('all', auth() != null)\n}\n";
+    start_opts(src, "noauth.db", 0);
+    dev a = device(src, "alice");
+    cstack_field_value f[] = {{"id", cstack_v_int(1)}, {"body", cstack_v_text("hi")}};
+    create(&a, "Note", f, 2);
+    push_all(&a);
+    dev b = device(src, "bob");
+    pull(&b);
+    cr_expect_eq(count(&b, "Note"), 1, "a signed-in device reads");
+    /* A request without a token is refused before any policy runs. */
+    const char *h[] = {b.schema, b.site, NULL};
+    res r = http("GET", "/v1/pull?since=0", h, NULL, 0);
+    cr_expect_eq(r.status, 401, "%ld %s", r.status, r.body ? r.body : "");
+    res_free(&r);
+    dev_free(&b);
+    dev_free(&a);
+}
