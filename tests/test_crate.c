@@ -313,6 +313,26 @@ Test(crate_writes, mixin_fields_dbgenerated_and_cs_cuid_defaults_fill_new_rows)
     cstack_close(db);
 }
 
+Test(crate_writes, a_skipped_dbgenerated_default_must_be_given_on_create)
+{
+    cstack_schema *s = load_fixture("dbgenerated.ok.cstack");
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open_in_memory(s, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    cr_expect_neq(cstack_create(db, "Seq", NULL, NULL), 0, "nextval() is not run here");
+    cr_expect(strstr(cstack_errmsg(db), "id"), "%s", cstack_errmsg(db));
+    cstack_row *r = NULL;
+    cr_assert_eq(cstack_create(db, "Seq", DATA(FV("id", I(7))), &r), 0, "%s", cstack_errmsg(db));
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(r, "at", &v), 0);
+    cr_expect_eq(v.type, CSTACK_TEXT, "CURRENT_TIMESTAMP means now()");
+    cr_assert_eq(cstack_row_get(r, "u", &v), 0);
+    cr_expect_eq(v.u.s.n, 36, "uuid_generate_v4() means uuid()");
+    cstack_row_free(r);
+    cstack_close(db);
+    cstack_schema_free(s);
+}
+
 Test(crate_writes, soft_delete_without_argument_uses_deletedAt)
 {
     cstack *db = t_open_mem("model S {\n  id Int @id\n  deletedAt DateTime?\n"
