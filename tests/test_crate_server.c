@@ -484,3 +484,29 @@ Test(crate_server, auth_not_null_without_an_auth_block_lets_signed_in_devices_re
     dev_free(&b);
     dev_free(&a);
 }
+
+/* The other direction: a device with validators refuses a pulled row that
+ * breaks one (its server lacks them), naming field and rule, and applies
+ * nothing of that pull. */
+Test(crate_server, a_pulled_row_that_breaks_a_validator_is_refused_by_the_device)
+{
+    char *server_src = schema_with(false), *device_src = schema_with(true);
+    start_opts(server_src, "unchecked.db", 0);
+    dev w = device(server_src, "u1");
+    cstack_field_value f[] = {{"id", cstack_v_int(1)}, {"name", cstack_v_text("x")}};
+    create(&w, "C", f, 2);
+    push_all(&w);
+    dev r = device(device_src, "u1");
+    const char *h[] = {r.auth, r.schema, r.site, NULL};
+    res p = http("GET", "/v1/pull?since=0", h, NULL, 0);
+    cr_assert_eq(p.status, 200, "%ld", p.status);
+    cr_expect_eq(cstack_changes_apply(r.db, p.body, p.len, NULL), CSTACK_EVALIDATION);
+    cr_expect(strstr(cstack_errmsg(r.db), "field 'name' breaks @length(min: 2, max: 5)"), "%s",
+              cstack_errmsg(r.db));
+    cr_expect_eq(count(&r, "C"), 0, "nothing of the pull applied");
+    res_free(&p);
+    dev_free(&r);
+    dev_free(&w);
+    free(server_src);
+    free(device_src);
+}
