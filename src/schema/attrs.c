@@ -384,9 +384,9 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
  * each is skipped with a warning. */
 void cs_auth_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
 {
-    static const char *const column_only[] = {"id",       "unique",  "default",
-                                              "updatedAt", "map",     "relation",
-                                              "version",  "readonly", "server_only"};
+    static const char *const column_only[] = {"id",        "unique",   "default",
+                                              "updatedAt", "map",      "relation",
+                                              "version",   "readonly", "server_only"};
     if (cs_tok_is(name, "pii") || cs_tok_is(name, "sensitive")) {
         if (no_args(c, a))
             f->sensitive = true;

@@ -95,6 +95,7 @@ bool cs_check_auth(cs_parse *p, const char *root, cs_expr *e)
         return true;
     }
     if (!a->name) {
+        bool role = e->bval && strcmp(e->text, "role") == 0;
         if (!e->bval)
             cs_diag(p->diags, e->pos,
                     "policy on '%s' reads an auth() field but the schema has no auth block", root);
@@ -102,11 +103,9 @@ bool cs_check_auth(cs_parse *p, const char *root, cs_expr *e)
             cs_diag(p->diags, e->pos,
                     "policy on '%s' uses %s, which compares auth().%s: declare an auth block "
                     "with %s",
-                    root, strcmp(e->text, "role") == 0 ? "hasRole()" : "inTenant()",
-                    strcmp(e->text, "role") == 0 ? "role" : "tenant.id",
-                    strcmp(e->text, "role") == 0 ? "a 'role' field (or 'actor' of a type with a "
-                                                   "'role' member)"
-                                                 : "a 'tenant' field of a type with an 'id' member");
+                    root, role ? "hasRole()" : "inTenant()", role ? "role" : "tenant.id",
+                    role ? "a 'role' field (or 'actor' of a type with a 'role' member)"
+                         : "a 'tenant' field of a type with an 'id' member");
         return false;
     }
     e->vtype = CS_T_MODEL;
