@@ -20,6 +20,8 @@
 
 #define CORPUS CSTACK_TEST_DIR "/schemas/crate"
 
+static cstack_schema *load_fixture(const char *name);
+
 /* ---- the corpus ------------------------------------------------------------- */
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -184,6 +186,13 @@ static const char *LEDGER = "model L {\n"
                             "  version Int @version\n"
                             "}\n";
 
+static const char *LEDGER_CHECKED = "model L {\n"
+                                    "  id Int @id\n"
+                                    "  label String @length(min: 2, max: 5)\n"
+                                    "  kind String @readonly\n"
+                                    "  version Int @version\n"
+                                    "}\n";
+
 static int64_t version_of(cstack *db)
 {
     cstack_row *r = NULL;
@@ -304,6 +313,26 @@ Test(crate_writes, mixin_fields_dbgenerated_and_cs_cuid_defaults_fill_new_rows)
     cstack_close(db);
 }
 
+Test(crate_writes, a_skipped_dbgenerated_default_must_be_given_on_create)
+{
+    cstack_schema *s = load_fixture("dbgenerated.ok.cstack");
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open_in_memory(s, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    cr_expect_neq(cstack_create(db, "Seq", NULL, NULL), 0, "nextval() is not run here");
+    cr_expect(strstr(cstack_errmsg(db), "id"), "%s", cstack_errmsg(db));
+    cstack_row *r = NULL;
+    cr_assert_eq(cstack_create(db, "Seq", DATA(FV("id", I(7))), &r), 0, "%s", cstack_errmsg(db));
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(r, "at", &v), 0);
+    cr_expect_eq(v.type, CSTACK_TEXT, "CURRENT_TIMESTAMP means now()");
+    cr_assert_eq(cstack_row_get(r, "u", &v), 0);
+    cr_expect_eq(v.u.s.n, 36, "uuid_generate_v4() means uuid()");
+    cstack_row_free(r);
+    cstack_close(db);
+    cstack_schema_free(s);
+}
+
 Test(crate_writes, soft_delete_without_argument_uses_deletedAt)
 {
     cstack *db = t_open_mem("model S {\n  id Int @id\n  deletedAt DateTime?\n"
@@ -342,6 +371,70 @@ Test(crate_schema, crate_policy_forms_become_their_cstack_equivalents)
     cr_expect_str_eq(o->lhs->rhs->text, "admin");
     cr_expect_eq(o->rhs->kind, CS_E_BOOL);
     cr_expect(!o->rhs->bval, "isSystem() is never true here");
+    cstack_schema_free(s);
+}
+
+/* hasRole() reads `role`, else CrateStack's `actor.role`, and `role` first
+ * when both exist; inTenant() reads `tenant.id`. */
+static void expect_policy(const char *auth, const char *rule, const char *want)
+{
+    char src[512];
+    snprintf(src, sizeof src,
+             "type Actor {\n  role String\n}\ntype Tenant {\n  id String\n}\n"
+             "auth P {\n  id String\n%s}\nmodel D {\n  id Int @id\n  @@allow(\"read\", %s)\n}\n",
+             auth, rule);
+    cstack_schema *s = t_schema(src);
+    cr_expect(strstr(s->canonical, want), "%s\n-> %s\nlacks %s", rule, s->canonical, want);
+    cstack_schema_free(s);
+}
+
+Test(crate_schema, has_role_reads_role_then_actor_role_and_in_tenant_reads_tenant_id)
+{
+    expect_policy("  role String?\n", "hasRole('admin')", "@@allow(1, (auth().role == \"admin\"))");
+    expect_policy("  actor Actor?\n", "auth().hasRole('admin')",
+                  "@@allow(1, (auth().actor.role == \"admin\"))");
+    expect_policy("  role String?\n  actor Actor?\n", "!hasRole('admin')",
+                  "@@allow(1, !((auth().role == \"admin\") || ((auth().role == null) && "
+                  "(auth().actor.role == \"admin\"))))");
+    expect_policy("  tenant Tenant\n", "inTenant('t1') || auth().inTenant(\"t2\")",
+                  "@@allow(1, ((auth().tenant.id == \"t1\") || (auth().tenant.id == \"t2\")))");
+}
+
+/* Attributes on a type member or an auth field: validators and @pii apply
+ * to the claim (test_crate_server.c shows the server refusing a token). */
+Test(crate_schema, claim_attributes_keep_validators_and_pii)
+{
+    cstack_schema *s = load_fixture("auth_attrs.ok.cstack");
+    const cs_auth_block *a = &s->auth;
+    bool seen[3] = {false, false, false};
+    for (size_t i = 0; i < a->nfields; i++) {
+        const cs_field *f = &a->fields[i];
+        if (strcmp(f->name, "organization.id") == 0 || strcmp(f->name, "team.id") == 0) {
+            cr_expect(f->checks.length && f->checks.len_min == 2 && f->checks.len_max == 8);
+            cr_expect_not_null(f->checks.re, "%s keeps its @regex", f->name);
+            seen[0] = true;
+        } else if (strcmp(f->name, "id") == 0) {
+            cr_expect(f->sensitive, "@pii on auth().id");
+            seen[1] = true;
+        } else if (strcmp(f->name, "home.city") == 0) {
+            cr_expect(f->checks.length && f->checks.len_min == 1 && f->checks.len_max == 80);
+            seen[2] = true;
+        }
+        cr_expect(!f->is_unique && f->def.kind == CS_DEF_NONE && !f->readonly,
+                  "%s: column attributes are skipped", f->name);
+    }
+    cr_expect(seen[0] && seen[1] && seen[2]);
+    char why[200] = "";
+    int org = -1;
+    for (size_t i = 0; i < a->nfields; i++)
+        if (strcmp(a->fields[i].name, "organization.id") == 0)
+            org = (int)i;
+    cr_assert_geq(org, 0);
+    cstack_value none = cstack_v_null();
+    cr_expect_eq(cs_field_check(&a->fields[org], &none, why, sizeof why), 0);
+    cstack_value bad = cstack_v_text("X1");
+    cr_expect_eq(cs_field_check(&a->fields[org], &bad, why, sizeof why), CSTACK_EVALIDATION);
+    cr_expect(strstr(why, "field 'organization.id' breaks @regex"), "%s", why);
     cstack_schema_free(s);
 }
 
@@ -399,6 +492,35 @@ Test(crate_envelope, crate_request_shapes_are_accepted)
                 "{\"model\":\"B\",\"kind\":\"count\",\"payload\":{\"where\":{\"id\":"
                 "{\"eq\":1}}}}",
                 "{\"count\":1}");
+    cstack_close(db);
+}
+
+/* Validators, @version and @readonly through the envelope: each refusal
+ * carries its code and names the field. */
+Test(crate_envelope, validators_version_and_readonly_answer_with_their_codes)
+{
+    cstack *db = t_open_mem(LEDGER_CHECKED);
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1,"
+                "\"label\":\"x\",\"kind\":\"k\"}}}",
+                "\"code\":\"validation\",\"message\":\"payload.data: L: field 'label' breaks @length(min: 2, "
+                "max: 5)");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"create\",\"payload\":{\"data\":{\"id\":1,"
+                "\"label\":\"ab\",\"kind\":\"k\"}}}",
+                "\"version\":1");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1,"
+                "\"version\":7},\"data\":{\"label\":\"abc\"}}}",
+                "\"code\":\"conflict\"");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1},"
+                "\"data\":{\"kind\":\"z\"}}}",
+                "L.kind is @readonly");
+    expect_call(db,
+                "{\"model\":\"L\",\"kind\":\"update\",\"payload\":{\"where\":{\"id\":1,"
+                "\"version\":1},\"data\":{\"label\":\"abc\"}}}",
+                "\"version\":2");
     cstack_close(db);
 }
 

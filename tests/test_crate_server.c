@@ -333,3 +333,180 @@ Test(crate_server, crate_policy_spellings_are_enforced_like_their_cstack_forms)
     free(crate_src);
     free(cstack_src);
 }
+
+/* ---- hasRole() through actor.role, inTenant() ------------------------------------ */
+
+/* `role` and CrateStack's structured principal (`actor.role`, `tenant.id`)
+ * both declared: hasRole() reads role first, actor.role when role is
+ * absent. */
+static const char *PRINCIPAL =
+    "type Actor {\n  role String\n}\ntype Tenant {\n  id String\n}\n"
+    "auth P {\n  id String\n  role String?\n  actor Actor?\n  tenant Tenant?\n}\n"
+    "model Doc {\n  id String @id\n  title String\n"
+    "  @@allow('list,detail', hasRole('reader') || hasRole('admin'))\n"
+    "  @@allow('create,update,delete', hasRole('admin') && inTenant('t1'))\n}\n";
+
+static dev principal(const char *sub, const char *role, const char *actor, const char *tenant)
+{
+    static const char *const fmt[] = {"role=%s", "actor={\"role\":\"%s\"}",
+                                      "tenant={\"id\":\"%s\"}"};
+    const char *val[] = {role, actor, tenant};
+    char c[3][96];
+    const char *claims[3];
+    size_t n = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (!val[i])
+            continue;
+        snprintf(c[n], sizeof c[n], fmt[i], val[i]);
+        claims[n] = c[n];
+        n++;
+    }
+    return device_with(PRINCIPAL, sub, claims, n);
+}
+
+static void doc(dev *d, const char *id)
+{
+    cstack_field_value f[] = {{"id", cstack_v_text(id)}, {"title", cstack_v_text(id)}};
+    create(d, "Doc", f, 2);
+}
+
+/* How many Docs a fresh device of this principal pulls. */
+static int64_t docs_seen(const char *role, const char *actor, const char *tenant)
+{
+    dev d = principal("reader", role, actor, tenant);
+    pull(&d);
+    int64_t n = count(&d, "Doc");
+    dev_free(&d);
+    return n;
+}
+
+static long doc_push(const char *role, const char *actor, const char *tenant)
+{
+    dev d = principal("writer", role, actor, tenant);
+    doc(&d, "w");
+    char batch[128];
+    res r = push_next(&d, batch, sizeof batch);
+    long st = r.status;
+    res_free(&r);
+    dev_free(&d);
+    return st;
+}
+
+Test(crate_server, has_role_falls_back_to_actor_role_and_in_tenant_scopes_writes)
+{
+    start_opts(PRINCIPAL, "principal.db", 0);
+    dev admin = principal("admin", NULL, "admin", "t1");
+    doc(&admin, "d1");
+    doc(&admin, "d2");
+    push_all(&admin);
+    dev_free(&admin);
+    /* reads: actor.role when there is no role; role first when both */
+    cr_expect_eq(docs_seen(NULL, "reader", NULL), 2, "actor.role reader");
+    cr_expect_eq(docs_seen(NULL, "guest", NULL), 0, "actor.role guest");
+    cr_expect_eq(docs_seen(NULL, NULL, NULL), 0, "no role at all");
+    cr_expect_eq(docs_seen("reader", NULL, NULL), 2, "role reader");
+    cr_expect_eq(docs_seen("guest", "admin", NULL), 0, "role wins over actor.role");
+    cr_expect_eq(docs_seen("admin", "guest", NULL), 2, "role admin, whatever the actor");
+    /* writes: an admin (either way) in tenant t1 only */
+    cr_expect_eq(doc_push(NULL, "admin", "t2"), 403, "admin of another tenant");
+    cr_expect_eq(doc_push(NULL, "reader", "t1"), 403, "a reader of t1");
+    cr_expect_eq(doc_push(NULL, "admin", NULL), 403, "no tenant claim");
+    cr_expect_eq(doc_push("guest", "admin", "t1"), 403, "role wins over actor.role");
+    cr_expect_eq(doc_push("admin", NULL, "t1"), 200, "role admin of t1");
+    cr_expect_eq(docs_seen(NULL, "reader", NULL), 3, "the allowed write landed");
+}
+
+/* ---- attributes on claims ------------------------------------------------------- */
+
+static const char *CLAIMED =
+    "type Org {\n  id String @length(2, 8) @regex(\"^o[0-9]+$\")\n}\n"
+    "auth S {\n  id String\n  email String? @email\n  badge Uuid? @pii\n  organization Org\n}\n"
+    "model N {\n  id String @id\n  orgId String\n"
+    "  @@allow('all', orgId == auth().organization.id)\n}\n";
+
+Test(crate_server, a_claim_that_breaks_a_validator_of_its_type_member_refuses_the_token)
+{
+    start_opts(CLAIMED, "claimed.db", 0);
+    const char *good[] = {"organization={\"id\":\"o1\"}", "email=a@b.io"};
+    dev ok = device_with(CLAIMED, "u1", good, 2);
+    cstack_field_value f[] = {{"id", cstack_v_text("n1")}, {"orgId", cstack_v_text("o1")}};
+    create(&ok, "N", f, 2);
+    push_all(&ok);
+    dev_free(&ok);
+    struct {
+        const char *claim;
+        const char *why;
+    } cases[] = {
+        {"organization={\"id\":\"x1\"}", "field 'organization.id' breaks @regex"},
+        {"organization={\"id\":\"o123456789\"}",
+         "field 'organization.id' breaks @length(min: 2, max: 8)"},
+        {"email=not-an-address", "field 'email' breaks @email"},
+        {"badge=secret-value", "redacted"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *claims[] = {cases[i].claim, "organization={\"id\":\"o1\"}"};
+        /* An organization case replaces the good organization claim. */
+        bool org = strncmp(cases[i].claim, "organization", 12) == 0;
+        dev d = device_with(CLAIMED, "u1", claims, org ? 1 : 2);
+        char body[1024];
+        long st = pull_status(&d, body, sizeof body);
+        cr_expect_eq(st, 401, "%s: %ld %s", cases[i].claim, st, body);
+        cr_expect(strstr(body, cases[i].why), "'%s' lacks '%s'", body, cases[i].why);
+        cr_expect(!strstr(body, "secret-value"), "%s", body);
+        dev_free(&d);
+    }
+    const char *fine[] = {"organization={\"id\":\"o1\"}"};
+    dev again = device_with(CLAIMED, "u2", fine, 1);
+    pull(&again);
+    cr_expect_eq(count(&again, "N"), 1, "a token whose claims fit reads as before");
+    dev_free(&again);
+}
+
+/* ---- auth() without an auth block ------------------------------------------------ */
+
+Test(crate_server, auth_not_null_without_an_auth_block_lets_signed_in_devices_read_and_write)
+{
+    const char *src = "model Note {\n  id Int @id\n  body String\n"
+                      "  @@allow('all', auth() != null)\n}\n";
+    start_opts(src, "noauth.db", 0);
+    dev a = device(src, "alice");
+    cstack_field_value f[] = {{"id", cstack_v_int(1)}, {"body", cstack_v_text("hi")}};
+    create(&a, "Note", f, 2);
+    push_all(&a);
+    dev b = device(src, "bob");
+    pull(&b);
+    cr_expect_eq(count(&b, "Note"), 1, "a signed-in device reads");
+    /* A request without a token is refused before any policy runs. */
+    const char *h[] = {b.schema, b.site, NULL};
+    res r = http("GET", "/v1/pull?since=0", h, NULL, 0);
+    cr_expect_eq(r.status, 401, "%ld %s", r.status, r.body ? r.body : "");
+    res_free(&r);
+    dev_free(&b);
+    dev_free(&a);
+}
+
+/* The other direction: a device with validators refuses a pulled row that
+ * breaks one (its server lacks them), naming field and rule, and applies
+ * nothing of that pull. */
+Test(crate_server, a_pulled_row_that_breaks_a_validator_is_refused_by_the_device)
+{
+    char *server_src = schema_with(false), *device_src = schema_with(true);
+    start_opts(server_src, "unchecked.db", 0);
+    dev w = device(server_src, "u1");
+    cstack_field_value f[] = {{"id", cstack_v_int(1)}, {"name", cstack_v_text("x")}};
+    create(&w, "C", f, 2);
+    push_all(&w);
+    dev r = device(device_src, "u1");
+    const char *h[] = {r.auth, r.schema, r.site, NULL};
+    res p = http("GET", "/v1/pull?since=0", h, NULL, 0);
+    cr_assert_eq(p.status, 200, "%ld", p.status);
+    cr_expect_eq(cstack_changes_apply(r.db, p.body, p.len, NULL), CSTACK_EVALIDATION);
+    cr_expect(strstr(cstack_errmsg(r.db), "field 'name' breaks @length(min: 2, max: 5)"), "%s",
+              cstack_errmsg(r.db));
+    cr_expect_eq(count(&r, "C"), 0, "nothing of the pull applied");
+    res_free(&p);
+    dev_free(&r);
+    dev_free(&w);
+    free(server_src);
+    free(device_src);
+}

@@ -375,6 +375,38 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
     }
 }
 
+/* An attribute on an auth field or a type member, i.e. a claim of the
+ * caller's token.  Validators and @pii/@sensitive mean what they mean on a
+ * model field: the sync server checks a claim against them when it verifies
+ * the token (a claim that breaks one refuses the token, like a claim of the
+ * wrong type), and the value of a @pii claim is never quoted in that
+ * refusal.  The others describe a stored column, which a claim is not:
+ * each is skipped with a warning. */
+void cs_auth_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
+{
+    static const char *const column_only[] = {"id",        "unique",   "default",
+                                              "updatedAt", "map",      "relation",
+                                              "version",   "readonly", "server_only"};
+    if (cs_tok_is(name, "pii") || cs_tok_is(name, "sensitive")) {
+        if (no_args(c, a))
+            f->sensitive = true;
+        return;
+    }
+    if (cs_check_attr(c, name, a, f))
+        return;
+    for (size_t i = 0; i < sizeof column_only / sizeof column_only[0]; i++)
+        if (cs_tok_is(name, column_only[i])) {
+            cs_warn(c->p->diags, c->pos,
+                    "%s on %s is ignored by the embedded runtime (a claim is not a stored column)",
+                    c->attr, c->owner);
+            return;
+        }
+    cs_diag(c->p->diags, c->pos,
+            "unknown attribute @%.*s on %s (a claim takes @length, @range, @email, @regex, "
+            "@iso4217, @pii or @sensitive)",
+            (int)name->len, name->start, c->owner);
+}
+
 void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops)
 {
     /* CrateStack's `list` (many rows) and `detail` (one row) are both reads

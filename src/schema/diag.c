@@ -197,10 +197,31 @@ static char *copy_line(const char *src, size_t len, cs_diag_item *it, int *cur_l
     return window_of(src + *cur_off, n, it->pub.col, &it->caret);
 }
 
+/* Drops a diagnostic equal to an earlier one at the same position: a type
+ * used by two auth fields is read twice (authblock.c), and its mistakes are
+ * reported once.  The items are sorted, so equal positions are adjacent. */
+static void drop_repeats(cstack_diags *d)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        cs_diag_item *it = &d->v[i];
+        bool repeat = false;
+        for (size_t k = out; k-- > 0 && d->v[k].pub.line == it->pub.line &&
+                             d->v[k].pub.col == it->pub.col && !repeat;)
+            repeat = strcmp(d->v[k].pub.message, it->pub.message) == 0;
+        if (repeat)
+            free((char *)it->pub.message);
+        else
+            d->v[out++] = *it;
+    }
+    d->n = out;
+}
+
 void cs_diags_finish(cstack_diags *d, const char *src, size_t len)
 {
     if (d->n > 1)
         qsort(d->v, d->n, sizeof(d->v[0]), cmp_item);
+    drop_repeats(d);
     int cur_line = 1;
     size_t cur_off = 0;
     for (size_t i = 0; i < d->n; i++) {

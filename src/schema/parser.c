@@ -123,7 +123,7 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
         snprintf(attr, sizeof(attr), "@%.*s", an->len > 40 ? 40 : (int)an->len, an->start);
         actx c = {p, attr, ownbuf, at->pos, nt};
         if (ok && !pm)
-            cs_diag(p->diags, at->pos, "attributes are not allowed in the auth block");
+            cs_auth_attr(&c, an, &a, f);
         else if (ok)
             cs_field_attr(&c, an, &a, f, pf, pm);
         cs_pargs_free(&a);

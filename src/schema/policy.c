@@ -208,7 +208,8 @@ static cs_expr *parse_primary(cs_parse *p, int *h)
         cs_next(p);
         return parse_auth(p, t->pos);
     }
-    if (cs_tok_is(t, "hasRole") && p->toks[p->cur + 1].kind == T_LPAREN) {
+    if ((cs_tok_is(t, "hasRole") || cs_tok_is(t, "inTenant")) &&
+        p->toks[p->cur + 1].kind == T_LPAREN) {
         cs_next(p);
         return cs_crate_auth_call(p, t, t->pos);
     }
@@ -718,6 +719,9 @@ static bool check(pctx *c, cs_expr *e, int mi)
         e->vtype = CS_T_BOOLEAN;
         return true;
     case CS_E_BINARY:
+        /* hasRole()'s field depends on the auth block (policy_crate.c). */
+        if (!cs_crate_role_fallback(c->p, e))
+            return false;
         break;
     }
     /* Both sides are checked even when the left fails: they are independent

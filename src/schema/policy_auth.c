@@ -37,6 +37,13 @@ static int auth_find(const cs_auth_block *a, const char *name, size_t n)
     return -1;
 }
 
+bool cs_auth_has(const cs_parse *p, const char *name)
+{
+    const cs_auth_block *a = &p->s->auth;
+    int i = a->name ? auth_find(a, name, strlen(name)) : -1;
+    return i >= 0 && !a->fields[i].composite;
+}
+
 /* The diagnostic for an auth() path that names no auth field: the first
  * segment that is not there, reported where it is written. */
 static void unknown_member(cs_parse *p, const char *root, const cs_expr *e)
@@ -56,8 +63,14 @@ static void unknown_member(cs_parse *p, const char *root, const cs_expr *e)
     }
     const char *end = strchr(seg, '.');
     int seglen = end ? (int)(end - seg) : (int)strlen(seg);
-    if (parent < 0 && e->bval) /* made by hasRole() */
-        cs_diag(p->diags, e->pos, "hasRole() compares auth().role, but auth '%s' has no field 'role'",
+    if (e->bval && strcmp(e->text, "role") == 0) /* made by hasRole() */
+        cs_diag(p->diags, e->pos,
+                "hasRole() compares auth().role or auth().actor.role, but auth '%s' has neither",
+                a->name);
+    else if (e->bval) /* made by inTenant() */
+        cs_diag(p->diags, e->pos,
+                "inTenant() compares auth().tenant.id, but auth '%s' has no field 'tenant' of a "
+                "type with an 'id' member",
                 a->name);
     else if (parent < 0)
         cs_diag(p->diags, e->pos, "policy on '%s' names unknown auth() field '%.*s'", root, seglen,
@@ -82,11 +95,17 @@ bool cs_check_auth(cs_parse *p, const char *root, cs_expr *e)
         return true;
     }
     if (!a->name) {
-        cs_diag(p->diags, e->pos,
-                e->bval ? "policy on '%s' uses hasRole(), which compares auth().role: declare an "
-                          "auth block with a 'role' field"
-                        : "policy on '%s' reads an auth() field but the schema has no auth block",
-                root);
+        bool role = e->bval && strcmp(e->text, "role") == 0;
+        if (!e->bval)
+            cs_diag(p->diags, e->pos,
+                    "policy on '%s' reads an auth() field but the schema has no auth block", root);
+        else
+            cs_diag(p->diags, e->pos,
+                    "policy on '%s' uses %s, which compares auth().%s: declare an auth block "
+                    "with %s",
+                    root, role ? "hasRole()" : "inTenant()", role ? "role" : "tenant.id",
+                    role ? "a 'role' field (or 'actor' of a type with a 'role' member)"
+                         : "a 'tenant' field of a type with an 'id' member");
         return false;
     }
     e->vtype = CS_T_MODEL;

@@ -4,11 +4,22 @@
  * canonical text and every evaluator (SQL rendering on the server and the
  * client) see only one language:
  *
- *   hasRole('x'), auth().hasRole('x')   auth().role == "x"
+ *   hasRole('x'), auth().hasRole('x')   auth().role == "x", or
+ *                                       auth().actor.role == "x" (below)
+ *   inTenant('t'), auth().inTenant('t') auth().tenant.id == "t"
  *   auth().isSystem()                   false: no caller of the embedded
  *                                       runtime or of the sync server is
  *                                       CrateStack's system principal
  *   rel.some.x == y                     rel?[x == y]   (every: !, none: ^)
+ *
+ * hasRole() reads CrateStack's `role` claim, or `actor.role` when there is
+ * no `role` (CrateStack's structured principal).  Which auth fields exist is
+ * known only once the whole file is parsed, so the parser writes
+ * `auth().role == "x"` with the auth node marked (bval) and
+ * cs_crate_role_fallback picks the field while validating: `role` when the
+ * auth block has it, `actor.role` when only that exists, and when both do,
+ * `role` first as CrateStack does:
+ *   auth().role == "x" || (auth().role == null && auth().actor.role == "x")
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +27,13 @@
 
 #include "schema/schema_int.h"
 
-static cs_expr *string_arg(cs_parse *p, const char *fn)
+static cs_expr *string_arg(cs_parse *p, const char *fn, const char *arg)
 {
     cs_next(p); /* ( */
     const cs_token *t = cs_peek(p);
     if (t->kind != T_STRING) {
         char what[64];
-        snprintf(what, sizeof what, "a role name string in %s(...)", fn);
+        snprintf(what, sizeof what, "a %s string in %s(...)", arg, fn);
         cs_err_expected(p, what);
         return NULL;
     }
@@ -39,28 +50,83 @@ static cs_expr *string_arg(cs_parse *p, const char *fn)
     return e;
 }
 
-static cs_expr *has_role(cs_parse *p, cs_pos pos)
+/* auth().NAME == VALUE, VALUE a string (taken) or NULL for the null
+ * literal; NULL on OOM. */
+static cs_expr *auth_eq(cs_parse *p, cs_pos pos, const char *name, cs_expr *value)
 {
-    cs_expr *role = string_arg(p, "hasRole");
-    cs_expr *field = role ? cs_new_expr(p, CS_E_AUTH_FIELD, pos) : NULL;
+    cs_expr *field = cs_new_expr(p, CS_E_AUTH_FIELD, pos);
     cs_expr *eq = field ? cs_new_expr(p, CS_E_BINARY, pos) : NULL;
-    if (!eq || !(field->text = cs_xstrdup(p, "role"))) {
-        cs_expr_free(role);
+    if (!value)
+        value = eq ? cs_new_expr(p, CS_E_NULL, pos) : NULL;
+    if (!value || !eq || !(field->text = cs_xstrdup(p, name))) {
+        cs_expr_free(value);
         cs_expr_free(field);
         cs_expr_free(eq);
         return NULL;
     }
-    field->bval = true; /* for check_auth's message when there is no role */
     eq->op = CS_OP_EQ;
     eq->lhs = field;
-    eq->rhs = role;
+    eq->rhs = value;
     return eq;
+}
+
+/* hasRole('x') -> auth().role == "x", inTenant('t') -> auth().tenant.id ==
+ * "t"; the auth node is marked for cs_crate_role_fallback and for the
+ * messages of cs_check_auth. */
+static cs_expr *auth_term(cs_parse *p, cs_pos pos, bool role)
+{
+    cs_expr *v = string_arg(p, role ? "hasRole" : "inTenant", role ? "role name" : "tenant id");
+    cs_expr *eq = v ? auth_eq(p, pos, role ? "role" : "tenant.id", v) : NULL;
+    if (eq)
+        eq->lhs->bval = true;
+    return eq;
+}
+
+bool cs_crate_role_fallback(cs_parse *p, cs_expr *e)
+{
+    if (e->op != CS_OP_EQ || e->lhs->kind != CS_E_AUTH_FIELD || !e->lhs->bval ||
+        strcmp(e->lhs->text, "role") != 0 || !cs_auth_has(p, "actor.role"))
+        return true;
+    if (!cs_auth_has(p, "role")) {
+        char *t = cs_xstrdup(p, "actor.role");
+        if (!t)
+            return false;
+        free(e->lhs->text);
+        e->lhs->text = t;
+        return true;
+    }
+    cs_expr *x2 = cs_new_expr(p, CS_E_STRING, e->rhs->pos);
+    if (!x2 || !(x2->text = cs_xstrdup(p, e->rhs->text))) {
+        cs_expr_free(x2);
+        return false;
+    }
+    cs_expr *actor = auth_eq(p, e->pos, "actor.role", x2);
+    cs_expr *unset = actor ? auth_eq(p, e->pos, "role", NULL) : NULL;
+    cs_expr *first = unset ? cs_new_expr(p, CS_E_BINARY, e->pos) : NULL;
+    cs_expr *rest = first ? cs_new_expr(p, CS_E_BINARY, e->pos) : NULL;
+    if (!rest) {
+        cs_expr_free(actor);
+        cs_expr_free(unset);
+        cs_expr_free(first);
+        return false;
+    }
+    first->op = CS_OP_EQ;
+    first->lhs = e->lhs;
+    first->rhs = e->rhs;
+    first->lhs->bval = false;
+    rest->op = CS_OP_AND;
+    rest->lhs = unset;
+    rest->rhs = actor;
+    e->op = CS_OP_OR;
+    e->lhs = first;
+    e->rhs = rest;
+    return true;
 }
 
 cs_expr *cs_crate_auth_call(cs_parse *p, const cs_token *name, cs_pos pos)
 {
-    if (cs_tok_is(name, "hasRole"))
-        return has_role(p, pos);
+    if (cs_tok_is(name, "hasRole") || cs_tok_is(name, "inTenant"))
+        return auth_term(p, pos, cs_tok_is(name, "hasRole"));
     if (cs_tok_is(name, "isSystem")) {
         cs_next(p);
         if (!cs_accept(p, T_RPAREN)) {
@@ -70,8 +136,8 @@ cs_expr *cs_crate_auth_call(cs_parse *p, const cs_token *name, cs_pos pos)
         return cs_new_expr(p, CS_E_BOOL, pos); /* bval false */
     }
     cs_syntax(p, name->pos,
-              "unknown auth() method '%.*s()' (expected hasRole('role') or isSystem(); "
-              "auth().field reads a field)",
+              "unknown auth() method '%.*s()' (expected hasRole('role'), inTenant('id') or "
+              "isSystem(); auth().field reads a field)",
               name->len > 40 ? 40 : (int)name->len, name->start);
     return NULL;
 }

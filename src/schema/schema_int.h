@@ -222,7 +222,7 @@ void cs_tokens_free(cs_parse *p);
 /* parser.c */
 void cs_parse_tokens(cs_parse *p);
 /* Parses `name Type[?|[]] @attrs...` into f.  `pm` is NULL in the auth
- * block, where attributes are not allowed.  Returns false after a syntax
+ * block and its types, whose attributes go to cs_auth_attr.  Returns false after a syntax
  * error (the caller recovers); the field is then incomplete but safe to
  * free. */
 bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, cs_pmodel *pm);
@@ -319,6 +319,8 @@ void cs_pargs_free(pargs *a);
 /* attrs.c */
 void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, cs_pfield *pf,
                    cs_pmodel *pm);
+/* The same on an auth field or a type member (a claim). */
+void cs_auth_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f);
 void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, cs_pmodel *pm);
 void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops);
 
@@ -335,6 +337,11 @@ cs_expr *cs_parse_operand(cs_parse *p, int *h);
  * `hasRole('x')` / `auth().hasRole('x')` / `auth().isSystem()`: `name` is
  * the method's token, the current token its '('. */
 cs_expr *cs_crate_auth_call(cs_parse *p, const cs_token *name, cs_pos pos);
+/* hasRole()'s field, once the auth block is known: rewrites a marked
+ * `auth().role == "x"` to read `actor.role` when the auth block has that
+ * and no `role`, or both in CrateStack's order when it has both; false on
+ * OOM. */
+bool cs_crate_role_fallback(cs_parse *p, cs_expr *e);
 /* The index of a `some` / `every` / `none` segment in a field path that has
  * segments on both sides, or 0. */
 size_t cs_crate_quantifier_at(const cs_expr *e);
@@ -345,6 +352,8 @@ void cs_expr_free(cs_expr *e);
 /* policy_auth.c: types auth() / auth().field (members of composite fields
  * included) in a policy on model `root`; false when diagnosed. */
 bool cs_check_auth(cs_parse *p, const char *root, cs_expr *e);
+/* Whether the auth block has a plain (not composite) field `name`. */
+bool cs_auth_has(const cs_parse *p, const char *name);
 /* Rewrites a checked `auth() == rel` / `rel == auth()` (or !=) into the
  * comparison of auth().id with the relation's key: 0 when e is not that
  * shape, 1 rewritten to the row's own foreign key, 2 rewritten through the

@@ -15,7 +15,8 @@
  *   [mutation] procedure NAME '(' (NAME ':' TYPE (',' ...)*)? ')' ':' TYPE ('@' attr)*
  *   view NAME ('from' NAME (',' NAME)*)? '{' ... '}'
  *   extension NAME '{' ... '}'        mcp '{' ... '}'
- *   type NAME '{' ... '}'             mixin NAME '{' fields '}'
+ *   type NAME '{' (NAME TYPE ('@' attr)*)* '}'
+ *   mixin NAME '{' fields '}'
  */
 #include <stdlib.h>
 #include <string.h>
@@ -75,11 +76,27 @@ static const cs_token *want_name(cs_parse *p, const char *what)
     return NULL;
 }
 
-/* TYPE: NAME ('(' ... ')')? ('[' ']')? '?'? */
-static bool type_ref(cs_parse *p)
+/* TYPE: NAME ('<' TYPE (',' TYPE)* '>')? ('(' ... ')')? ('[' ']')? '?'?
+ * (`Page<Post>`, `Decimal(10, 2)`); type arguments nest at most 8 deep. */
+static bool type_ref_at(cs_parse *p, int depth)
 {
     if (!want_name(p, "a type"))
         return false;
+    if (cs_peek(p)->kind == T_LT) {
+        if (depth >= 8) {
+            cs_syntax(p, cs_peek(p)->pos, "type arguments nest too deeply (limit 8)");
+            return false;
+        }
+        cs_next(p);
+        do {
+            if (!type_ref_at(p, depth + 1))
+                return false;
+        } while (cs_accept(p, T_COMMA));
+        if (!cs_accept(p, T_GT)) {
+            cs_err_expected(p, "'>' or ','");
+            return false;
+        }
+    }
     if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
         return false;
     if (cs_accept(p, T_LBRACK) && !cs_accept(p, T_RBRACK)) {
@@ -87,6 +104,23 @@ static bool type_ref(cs_parse *p)
         return false;
     }
     cs_accept(p, T_QUEST);
+    return true;
+}
+
+static bool type_ref(cs_parse *p)
+{
+    return type_ref_at(p, 0);
+}
+
+/* ('@' NAME ('(' ... ')')?)*: attributes read, not interpreted. */
+static bool attr_list(cs_parse *p)
+{
+    while (cs_accept(p, T_AT)) {
+        if (!want_name(p, "an attribute name after '@'"))
+            return false;
+        if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
+            return false;
+    }
     return true;
 }
 
@@ -124,15 +158,7 @@ static bool procedure(cs_parse *p)
         cs_err_expected(p, "':' and the procedure's return type");
         return false;
     }
-    if (!type_ref(p))
-        return false;
-    while (cs_accept(p, T_AT)) {
-        if (!want_name(p, "an attribute name after '@'"))
-            return false;
-        if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
-            return false;
-    }
-    return true;
+    return type_ref(p) && attr_list(p);
 }
 
 static bool view(cs_parse *p)
@@ -281,11 +307,33 @@ int cs_block_find_name(const cs_blocks *b, const char *name)
     return -1;
 }
 
+/* The members of a type no auth field uses (a procedure's argument shape):
+ * `(NAME TYPE attr*)* }`, read so that a malformed one is an error even
+ * though the type is skipped.  Types that shape auth fields are read as
+ * fields by authblock.c instead. */
+static bool unused_type_body(cs_parse *p, size_t body)
+{
+    size_t cur = p->cur;
+    p->cur = p->member_start = body;
+    bool ok = true;
+    while (ok && !cs_accept(p, T_RBRACE)) {
+        const cs_token *t = cs_peek(p);
+        char b[64];
+        /* At the member itself, not after the line before it. */
+        if (t->kind != T_IDENT)
+            cs_syntax(p, t->pos, "expected a member name or '}', found %s",
+                      cs_tok_desc(t, b, sizeof b));
+        ok = t->kind == T_IDENT && cs_next(p) && type_ref(p) && attr_list(p);
+    }
+    p->cur = cur;
+    return ok;
+}
+
 void cs_warn_unused_types(cs_parse *p)
 {
     for (size_t i = 0; i < p->types.n; i++) {
         const cs_token *name = p->types.name[i];
-        if (p->types.state[i] == CS_BLOCK_OK)
+        if (p->types.state[i] == CS_BLOCK_OK && unused_type_body(p, p->types.body[i]))
             cs_warn(p->diags, name[-1].pos, "type '%.*s' is ignored by the embedded runtime",
                     name->len > 60 ? 60 : (int)name->len, name->start);
     }

@@ -319,6 +319,10 @@ static int set_field(const cstack_schema *s, cs_auth *a, size_t i, const cstack_
     char why[200] = "";
     cstack_value out;
     int rc = cs_field_canon(s, f, in, &scratch, &out, why, sizeof why);
+    /* The field's validators (a CrateStack type member's @length...) hold
+     * for claims as for stored values. */
+    if (rc == 0)
+        rc = cs_field_check(f, &out, why, sizeof why);
     if (rc == 0)
         rc = user_keep(a, &out);
     cs_buf_free(&scratch);
@@ -337,19 +341,21 @@ static int sub_input(const cs_field *f, const char *sub, cstack_value *in, char 
 {
     char *end = NULL;
     errno = 0;
+    const char *shown = f->sensitive ? "[redacted: @pii/@sensitive]" : sub;
     switch (f->type) {
     case CS_T_INT: {
         long long v = strtoll(sub, &end, 10);
         if (!*sub || *end || errno || isspace((unsigned char)*sub))
             return fail(err, errlen, "claim 'sub' (\"%.40s\") must be an integer for auth().id",
-                        sub);
+                        shown);
         *in = cstack_v_int(v);
         return 0;
     }
     case CS_T_FLOAT: {
         double v = strtod(sub, &end);
         if (!*sub || *end || errno || isspace((unsigned char)*sub))
-            return fail(err, errlen, "claim 'sub' (\"%.40s\") must be a number for auth().id", sub);
+            return fail(err, errlen, "claim 'sub' (\"%.40s\") must be a number for auth().id",
+                        shown);
         *in = cstack_v_float(v);
         return 0;
     }
