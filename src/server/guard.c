@@ -38,6 +38,7 @@ struct cs_conn {
     socklen_t addrlen;
     int64_t deadline; /* monotonic ms by which headers must be in; 0: none */
     bool first;       /* the deadline is the first request's */
+    bool answered;    /* refused and answered: no 408 at the deadline */
 };
 
 struct cs_guard {
@@ -157,6 +158,17 @@ void cs_guard_request_done(cs_guard *g, cs_conn *c)
     pthread_mutex_unlock(&g->mu);
 }
 
+void cs_guard_answered(cs_guard *g, cs_conn *c, int64_t ms)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    c->answered = true;
+    c->first = false;
+    c->deadline = cs_mono_ms() + ms;
+    pthread_mutex_unlock(&g->mu);
+}
+
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c)
 {
     if (!c)
@@ -190,7 +202,7 @@ static void expire_locked(cs_guard *g, int64_t now)
         if (!c->deadline || now < c->deadline)
             continue;
         char b;
-        if (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        if (!c->answered && (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
             cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
                           "the request line and headers did not arrive in time");
             atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_HEADER_TIMEOUT], 1);

@@ -872,7 +872,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     const union MHD_ConnectionInfo *fd =
         next ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
     if (fd)
-        (void)cs_intake_next_head(srv, fd->connect_fd);
+        (void)cs_intake_next_head(srv, conn_of(c), fd->connect_fd);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,

@@ -21,8 +21,9 @@
  * this check: a client that does not wait for each answer can still get one
  * of MHD's own pages.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
-#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -33,10 +34,14 @@
 
 #include "server/server_int.h"
 
-/* How much of a refused request is read and dropped before the socket is
- * closed: closing with unread bytes makes the kernel reset the connection,
- * which can destroy our answer before the client reads it. */
+/* How much of a refused request is read and dropped, and for how long at
+ * most, before the socket is closed: closing with unread bytes makes the
+ * kernel reset the connection, which can destroy our answer before the
+ * client reads it.  So a refused connection is answered, its sending side
+ * shut (the client sees the end of the answer), and it lingers, read and
+ * dropped, until the client closes or either bound is reached. */
 #define DRAIN_MAX (256u * 1024u)
+#define LINGER_MS 2000
 
 typedef struct pending {
     struct pending *prev, *next;
@@ -44,6 +49,8 @@ typedef struct pending {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     cs_conn *conn; /* the guard's record while it waits */
+    size_t drained; /* answered: lingering (see DRAIN_MAX) */
+    bool answered;
 } pending;
 
 struct cs_intake {
@@ -67,17 +74,30 @@ static const char *reason_of(int status)
     }
 }
 
-/* Answers a refused head and ends the connection (its descriptor stays
- * open: the caller closes it, or MHD does). */
+/* Answers a refused head and shuts the sending side: the connection then
+ * lingers (drain). */
 static void refuse_head(int fd, const cs_head_err *e)
 {
-    cs_raw_answer(fd, e->status, reason_of(e->status), "", e->code, e->message);
+    cs_raw_answer(fd, e->status, reason_of(e->status),
+                  e->status == 503 ? "Retry-After: 5\r\n" : "", e->code, e->message);
+    shutdown(fd, SHUT_WR);
+}
+
+/* Reads and drops what has arrived on a refused connection: true when it is
+ * over (the client closed, a failure, or DRAIN_MAX bytes dropped). */
+static bool drain(int fd, size_t *drained)
+{
     unsigned char sink[4096];
-    size_t drained = 0;
-    ssize_t n;
-    while (drained < DRAIN_MAX && (n = recv(fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
-        drained += (size_t)n;
-    shutdown(fd, SHUT_RDWR);
+    for (;;) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return false;
+        if (n <= 0)
+            return true;
+        *drained += (size_t)n;
+        if (*drained >= DRAIN_MAX)
+            return true;
+    }
 }
 
 /* Peeks at what has arrived: CS_HEAD_OK (complete and good), _PARTIAL, or
@@ -117,13 +137,33 @@ static void forget(cs_intake *in, pending *p, bool close_fd)
     free(p);
 }
 
+/* A refused connection lingers until the client closes, DRAIN_MAX bytes
+ * or LINGER_MS (the guard's deadline, which shuts the socket down). */
+static void linger(cs_intake *in, pending *p, uint32_t events)
+{
+    if (!p->answered) {
+        p->answered = true;
+        cs_guard_answered(in->srv->guard, p->conn, LINGER_MS);
+    }
+    if ((events & (EPOLLHUP | EPOLLERR)) || drain(p->fd, &p->drained))
+        forget(in, p, true);
+}
+
 static void on_data(cs_intake *in, pending *p, uint32_t events)
 {
+    if (p->answered) {
+        linger(in, p, events);
+        return;
+    }
     /* Shut down by the guard (its deadline, its per-address limit), or
      * failed. */
     int rc = events & (EPOLLHUP | EPOLLERR) ? -1 : look(p->fd, in->buf, in->srv);
     if (rc == CS_HEAD_PARTIAL && !(events & EPOLLRDHUP))
         return;
+    if (rc == CS_HEAD_BAD) {
+        linger(in, p, events);
+        return;
+    }
     if (rc != CS_HEAD_OK) {
         forget(in, p, true);
         return;
@@ -131,7 +171,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     if (atomic_load(&in->srv->metrics.connections) >= (long)in->srv->cfg.max_connections) {
         cs_head_err e = {503, "busy", "the server is at its connection limit"};
         refuse_head(p->fd, &e);
-        forget(in, p, true);
+        linger(in, p, events);
         return;
     }
     /* MHD registers it with the guard again when it takes it. */
@@ -150,13 +190,12 @@ static void accept_all(cs_intake *in)
         if (!p)
             return;
         p->addrlen = sizeof p->addr;
-        p->fd = accept(in->listen_fd, (struct sockaddr *)&p->addr, &p->addrlen);
+        p->fd = accept4(in->listen_fd, (struct sockaddr *)&p->addr, &p->addrlen,
+                        SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (p->fd < 0) {
             free(p);
             return;
         }
-        fcntl(p->fd, F_SETFD, FD_CLOEXEC);
-        fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) | O_NONBLOCK);
         if (in->npending >= in->srv->cfg.max_connections) {
             cs_head_err e = {503, "busy", "too many connections are opening"};
             refuse_head(p->fd, &e);
@@ -171,8 +210,11 @@ static void accept_all(cs_intake *in)
         in->head = p;
         in->npending++;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = p};
+        struct pollfd now = {.fd = p->fd, .events = POLLIN | POLLRDHUP};
         if (epoll_ctl(in->ep, EPOLL_CTL_ADD, p->fd, &ev) != 0)
             forget(in, p, true);
+        else if (poll(&now, 1, 0) > 0) /* the head often comes with the connection */
+            on_data(in, p, (uint32_t)now.revents); /* poll's bits are epoll's */
     }
 }
 
@@ -239,7 +281,23 @@ void cs_intake_stop(cs_intake *in)
 
 /* ---- later requests --------------------------------------------------------- */
 
-bool cs_intake_next_head(cstack_server *srv, int fd)
+/* The connection's own thread lingers on its refused request (see
+ * DRAIN_MAX); MHD then reads the end of the stream and closes. */
+static void linger_here(cstack_server *srv, cs_conn *conn, int fd, int ep)
+{
+    cs_guard_answered(srv->guard, conn, LINGER_MS);
+    size_t drained = 0;
+    int64_t until = cs_mono_ms() + LINGER_MS;
+    struct epoll_event ev;
+    while (!drain(fd, &drained) && cs_mono_ms() < until) {
+        int n = epoll_wait(ep, &ev, 1, 100);
+        if (n < 0 && errno != EINTR)
+            break;
+    }
+    shutdown(fd, SHUT_RDWR);
+}
+
+bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET};
@@ -264,6 +322,8 @@ bool cs_intake_next_head(cstack_server *srv, int fd)
         if (rc == CS_HEAD_PARTIAL && (ev.events & EPOLLRDHUP))
             break;
     }
+    if (rc == CS_HEAD_BAD)
+        linger_here(srv, conn, fd, ep);
     free(buf);
     close(ep);
     return rc == CS_HEAD_OK || rc == CS_HEAD_PARTIAL;

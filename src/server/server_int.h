@@ -120,6 +120,9 @@ void cs_guard_close(cs_guard *g, cs_conn *c);
 void cs_guard_headers_in(cs_guard *g, cs_conn *c);
 /* Its response is complete: the next request's headers have a deadline. */
 void cs_guard_request_done(cs_guard *g, cs_conn *c);
+/* Its request was refused and answered outside MHD: it lingers (is read
+ * and dropped) for at most `ms`, then is shut down without another answer. */
+void cs_guard_answered(cs_guard *g, cs_conn *c, int64_t ms);
 /* The connection's id for cs_guard_kill (0 for NULL). */
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c);
 /* Shuts the socket of connection `id` down if it is still open. */
@@ -166,7 +169,7 @@ void cs_intake_stop(cs_intake *in);
 /* On a kept-alive connection whose response is complete: waits until the
  * next request's head is in; false when it was refused (answered, socket
  * shut down) or the connection ended. */
-bool cs_intake_next_head(cstack_server *srv, int fd);
+bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd);
 
 /* ---- the server ---------------------------------------------------------- */
 
