@@ -8,15 +8,18 @@
  * and waits on an edge-triggered epoll, peeking (MSG_PEEK: nothing is
  * consumed) at each arrival until the head is complete: a good one is handed
  * to MHD with MHD_add_connection, which then reads it as if it had accepted
- * the socket itself; a bad one gets its JSON error and the socket is closed.
+ * the socket itself; a bad one gets its JSON error, lingers (DRAIN_MAX) and
+ * is closed.  The intake also enforces max_connections: MHD 0.9.75 at its
+ * own limit left connections added from outside unserved.
  * Edge triggering matters: the bytes stay unread, so a level-triggered wait
  * would wake at once again and again while a head is incomplete.
  *
  * Later requests on a kept-alive connection.  MHD reports a request complete
  * (on_completed, in the connection's own thread) after its response is sent
  * and before it reads the next request, so cs_intake_next_head waits there,
- * the same way, until the next head is complete; a bad one is answered and
- * the socket shut down, and MHD then sees the end of the stream and closes.
+ * the same way, until the next head is complete; a bad one is answered, the
+ * connection lingers and is shut down, and MHD then sees the end of the
+ * stream and closes.
  * Bytes MHD read ahead of a response (a client pipelining requests) are past
  * this check: a client that does not wait for each answer can still get one
  * of MHD's own pages.
