@@ -38,6 +38,7 @@ struct cs_conn {
     socklen_t addrlen;
     int64_t deadline; /* monotonic ms by which headers must be in; 0: none */
     bool first;       /* the deadline is the first request's */
+    bool answered;    /* refused and answered: no 408 at the deadline */
 };
 
 struct cs_guard {
@@ -53,8 +54,8 @@ struct cs_guard {
 /* A whole response written straight to a socket MHD has not answered on:
  * the request line and headers are not complete (or not even begun), so
  * nothing of MHD's can interleave with it.  Best effort, never blocking. */
-static void raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
-                       const char *message)
+void cs_raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
+                   const char *message)
 {
     char body[512], msg[1024];
     int n = snprintf(body, sizeof body, "{\"status\":\"err\",\"code\":\"%s\",\"message\":\"%s\"}",
@@ -119,8 +120,8 @@ cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr)
     g->head = c;
     if (same >= g->srv->cfg.max_per_address) {
         c->deadline = 0;
-        raw_answer(fd, 503, "Service Unavailable", "Retry-After: 5\r\n", "busy",
-                   "too many connections from this address");
+        cs_raw_answer(fd, 503, "Service Unavailable", "Retry-After: 5\r\n", "busy",
+                      "too many connections from this address");
         shutdown(fd, SHUT_RDWR);
         atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_PER_ADDRESS], 1);
     }
@@ -157,6 +158,17 @@ void cs_guard_request_done(cs_guard *g, cs_conn *c)
     pthread_mutex_unlock(&g->mu);
 }
 
+void cs_guard_answered(cs_guard *g, cs_conn *c, int64_t ms)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    c->answered = true;
+    c->first = false;
+    c->deadline = cs_mono_ms() + ms;
+    pthread_mutex_unlock(&g->mu);
+}
+
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c)
 {
     if (!c)
@@ -181,17 +193,18 @@ void cs_guard_kill(cs_guard *g, uint64_t id)
 }
 
 /* Ends every connection past its header deadline.  A first request gets a
- * 408 (it has sent part of a request, or nothing at all); a keep-alive
- * connection idle after its last response is simply closed, as a client
- * reusing connections expects. */
+ * 408 (it has sent part of a request, or nothing at all), and so does a
+ * later one that has begun; a keep-alive connection idle after its last
+ * response is simply closed, as a client reusing connections expects. */
 static void expire_locked(cs_guard *g, int64_t now)
 {
     for (cs_conn *c = g->head; c; c = c->next) {
         if (!c->deadline || now < c->deadline)
             continue;
-        if (c->first) {
-            raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
-                       "the request line and headers did not arrive in time");
+        char b;
+        if (!c->answered && (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
+            cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
+                          "the request line and headers did not arrive in time");
             atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_HEADER_TIMEOUT], 1);
         }
         shutdown(c->fd, SHUT_RDWR);

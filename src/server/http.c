@@ -46,6 +46,10 @@
 #include "server/server_int.h"
 
 #define CONNECTION_TIMEOUT_S 120
+/* The intake enforces max_connections before it hands a connection over
+ * (MHD counts it a little later); MHD's own limit, past which it would drop
+ * a connection without an answer, is only a backstop above it. */
+#define MHD_SLACK 64u
 #define STREAM_BLOCK (32u * 1024u)
 /* How much of an oversized chunked body is read (and dropped) to be able to
  * answer 413 before the connection is simply closed. */
@@ -76,6 +80,7 @@ typedef struct srv_req {
      * (schemas.h); NULL when it is the served schema. */
     const cstack_schema *view;
     bool pages;        /* a page-storage route (pages.c): POST ones have a body */
+    bool keep_alive;   /* HTTP/1.1 without Connection: close */
 } srv_req;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -719,17 +724,35 @@ static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
     return r;
 }
 
+/* Whether MHD keeps the connection open after this request: HTTP/1.1 and
+ * no `close` token in Connection (HTTP/1.0 keep-alive is not looked for:
+ * such a connection's later requests are not checked by the intake). */
+static bool keeps_alive(struct MHD_Connection *c, const char *version)
+{
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+        return false;
+    const char *conn = header(c, MHD_HTTP_HEADER_CONNECTION);
+    for (const char *p = conn; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (n == 5 && strncasecmp(p, "close", 5) == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)version;
     srv_req *r = *con_cls;
     if (!r) {
         cstack_server *srv = cls;
         cs_guard_headers_in(srv->guard, conn_of(c));
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
+        r->keep_alive = keeps_alive(c, version);
         *con_cls = r;
         bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;
         return push ? dispatch(r, c) : MHD_YES;
@@ -817,7 +840,6 @@ static void log_request(srv_req *r)
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)toe;
     cstack_server *srv = cls;
     srv_req *r = *con_cls;
     if (!r)
@@ -838,11 +860,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_cond_broadcast(&srv->idle);
         pthread_mutex_unlock(&srv->mu);
     }
+    bool next = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->keep_alive &&
+                !atomic_load(&srv->draining);
     cs_auth_free(r->auth);
     cs_buf_free(&r->body);
     free(r->user);
     free(r->path);
     free(r);
+    /* MHD reads the next request on this connection once this returns: its
+     * head is checked first (intake.c). */
+    const union MHD_ConnectionInfo *fd =
+        next ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (fd)
+        (void)cs_intake_next_head(srv, conn_of(c), fd->connect_fd);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
@@ -945,7 +975,9 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
     return srv->secret && srv->db_path && srv->bind ? 0 : CSTACK_ENOMEM;
 }
 
-static int listen_on(cstack_server *srv, char *err, size_t errlen)
+/* The listening socket (srv->listen_fd, non-blocking) on the bind address
+ * and port; srv->port is the port it got. */
+static int open_listener(cstack_server *srv, char *err, size_t errlen)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -956,6 +988,7 @@ static int listen_on(cstack_server *srv, char *err, size_t errlen)
         return CSTACK_EINVAL;
     }
     struct sockaddr_storage addr;
+    socklen_t len = (socklen_t)ai->ai_addrlen;
     memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
     bool v6 = ai->ai_family == AF_INET6;
     freeaddrinfo(ai);
@@ -963,22 +996,50 @@ static int listen_on(cstack_server *srv, char *err, size_t errlen)
         ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)srv->cfg.port);
     else
         ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)srv->cfg.port);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    srv->mhd = MHD_start_daemon(
-        flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
-    if (!srv->mhd) {
+    int one = 1, fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (v6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
         set_err(err, errlen, "cannot listen on %s port %d (in use, or not an address of this host)",
                 srv->bind, srv->cfg.port);
         return CSTACK_EIO;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : srv->cfg.port;
+    srv->listen_fd = fd;
+    srv->port = ntohs(v6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                         : ((struct sockaddr_in *)&addr)->sin_port);
+    return 0;
+}
+
+/* MHD without a listening socket of its own: the intake accepts, checks
+ * each request's head and hands good connections over (intake.c). */
+static int listen_on(cstack_server *srv, char *err, size_t errlen)
+{
+    int rc = open_listener(srv, err, errlen);
+    if (rc)
+        return rc;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections + MHD_SLACK, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_THREAD_STACK_SIZE, srv->cfg.thread_stack,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CS_MHD_MEMORY, MHD_OPTION_END);
+    if (!srv->mhd) {
+        set_err(err, errlen, "cannot start the HTTP daemon");
+        return CSTACK_EIO;
+    }
+    if ((rc = cs_intake_start(srv, srv->listen_fd, &srv->intake))) {
+        set_err(err, errlen, "cannot start accepting connections");
+        return rc;
+    }
+    srv->listen_fd = -1; /* the intake's now */
     return 0;
 }
 
@@ -1065,8 +1126,7 @@ void cstack_server_stop(cstack_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->draining, true);
-    if (srv->mhd)
-        srv->listen_fd = MHD_quiesce_daemon(srv->mhd);
+    cs_intake_stop(srv->intake); /* no new connections */
     cs_hub_stop(srv->hub);
     if (srv->mhd) {
         wait_idle(srv);

@@ -5,6 +5,8 @@
  *   stream.c   GET /v1/stream: the hub that feeds every open stream
  *   metrics.c  counters and the Prometheus text of /metrics
  *   guard.c    every open connection: header deadline, per-address limit
+ *   intake.c   accepting connections; each request's head checked (head.c)
+ *              before libmicrohttpd reads it
  */
 #ifndef CS_SERVER_INT_H
 #define CS_SERVER_INT_H
@@ -118,10 +120,56 @@ void cs_guard_close(cs_guard *g, cs_conn *c);
 void cs_guard_headers_in(cs_guard *g, cs_conn *c);
 /* Its response is complete: the next request's headers have a deadline. */
 void cs_guard_request_done(cs_guard *g, cs_conn *c);
+/* Its request was refused and answered outside MHD: it lingers (is read
+ * and dropped) for at most `ms`, then is shut down without another answer. */
+void cs_guard_answered(cs_guard *g, cs_conn *c, int64_t ms);
 /* The connection's id for cs_guard_kill (0 for NULL). */
 uint64_t cs_guard_id(cs_guard *g, cs_conn *c);
 /* Shuts the socket of connection `id` down if it is still open. */
 void cs_guard_kill(cs_guard *g, uint64_t id);
+/* Writes a whole JSON error response ({"status":"err","code":..,
+ * "message":..}, `extra` header lines before it, "Connection: close") to a
+ * socket no response is being written to.  Best effort, never blocking;
+ * `code` and `message` are literals needing no escaping. */
+void cs_raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
+                   const char *message);
+
+/* ---- request heads (head.c, intake.c) -------------------------------------- */
+
+/* Bounds of a request's line and headers, inside MHD's per-connection
+ * memory (CS_MHD_MEMORY). */
+#define CS_HEAD_MAX (16u * 1024u)
+#define CS_HEAD_TARGET_MAX (8u * 1024u)
+#define CS_HEAD_FIELDS_MAX 100u
+#define CS_MHD_MEMORY (64u * 1024u)
+
+enum { CS_HEAD_OK = 0, CS_HEAD_PARTIAL = 1, CS_HEAD_BAD = 2 };
+
+/* Why a head is refused: the HTTP status, error code and message
+ * (literals). */
+typedef struct cs_head_err {
+    int status;
+    const char *code;
+    const char *message;
+} cs_head_err;
+
+/* Checks the start of a request, `len` bytes at `buf`: CS_HEAD_OK with
+ * *head_len when its line and headers are complete and good, CS_HEAD_PARTIAL
+ * when more must arrive, CS_HEAD_BAD with `e` filled otherwise. */
+int cs_head_check(const void *buf, size_t len, size_t *head_len, cs_head_err *e);
+
+typedef struct cs_intake cs_intake;
+
+/* Accepts on `listen_fd` (non-blocking, listening; the intake closes it)
+ * and hands each connection to MHD once its first head is in and good. */
+int cs_intake_start(cstack_server *srv, int listen_fd, cs_intake **out);
+/* Stops accepting, closes the listening socket and every connection not yet
+ * handed over.  NULL ok. */
+void cs_intake_stop(cs_intake *in);
+/* On a kept-alive connection whose response is complete: waits until the
+ * next request's head is in; false when it was refused (answered, socket
+ * shut down) or the connection ended. */
+bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd);
 
 /* ---- the server ---------------------------------------------------------- */
 
@@ -135,7 +183,8 @@ struct cstack_server {
     const cs_srv_store_ops *ops;
     cs_srv_store *store;
     struct MHD_Daemon *mhd;
-    int listen_fd; /* after quiesce: closed once the daemon stops */
+    cs_intake *intake; /* owns the listening socket */
+    int listen_fd;     /* the listening socket until the intake takes it, else -1 */
     int port;
     cs_metrics metrics;
     cs_hub *hub;

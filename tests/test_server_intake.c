@@ -1,0 +1,239 @@
+/* test_server_intake.c -- a request head the server cannot parse or hold is
+ * refused with our JSON error and its status, never libmicrohttpd's own HTML
+ * page (docs/server.md, "Request heads"): on a connection's first request
+ * and on a later one of a kept-alive connection.  Raw sockets: each case
+ * writes the bad bytes and reads the answer until the server closes. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server_support.h"
+
+static int sock = -1;
+
+static void intake_init(void)
+{
+    start_opts(T_PRIVATE_NOTES_SCHEMA, "intake", 0);
+}
+
+static void intake_fini(void)
+{
+    if (sock >= 0)
+        close(sock);
+    sock = -1;
+    fini();
+}
+
+TestSuite(intake, .init = intake_init, .fini = intake_fini, .timeout = 60);
+
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    sock = fd;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port())};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        cr_assert_gt(k, 0, "send: %s", strerror(errno));
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* Reads until the server closes (or 5 s pass); NUL-terminated. */
+static size_t read_to_end(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < cap && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+        len += (size_t)k;
+    buf[len] = 0;
+    return len;
+}
+
+/* Reads one whole response of a kept-alive connection (its head and
+ * Content-Length bytes of body) and asserts it is a 200. */
+static void read_one(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    char *end = NULL;
+    while (!end) {
+        ssize_t k = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        cr_assert_gt(k, 0, "the first response did not arrive");
+        len += (size_t)k;
+        buf[len] = 0;
+        end = strstr(buf, "\r\n\r\n");
+    }
+    cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "first response: %s", buf);
+    const char *cl = strcasestr(buf, "Content-Length:");
+    cr_assert_not_null(cl);
+    size_t want = (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10);
+    while (len < want) {
+        ssize_t k = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        cr_assert_gt(k, 0);
+        len += (size_t)k;
+    }
+}
+
+/* Writes `req` (on a kept-alive connection after one good request when
+ * `later`) and asserts the answer is our JSON error with `status`. */
+static void expect_refusal(const char *req, size_t len, bool later, int status, const char *code)
+{
+    int fd = dial();
+    if (later) {
+        const char *good = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        send_all(fd, good, strlen(good));
+        read_one(fd);
+    }
+    send_all(fd, req, len);
+    size_t cap = 1 << 16;
+    char *ans = malloc(cap);
+    cr_assert_not_null(ans);
+    read_to_end(fd, ans, cap);
+    close(fd);
+    sock = -1;
+    char line[32];
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    fprintf(stderr, "%s%d: %.120s\n", later ? "later " : "first ", status, ans);
+    cr_expect(strncmp(ans, line, strlen(line)) == 0, "status line of: %s", ans);
+    cr_expect(strcasestr(ans, "\r\nContent-Type: application/json\r\n") != NULL, "%s", ans);
+    cr_expect(strcasestr(ans, "\r\nConnection: close\r\n") != NULL, "%s", ans);
+    cr_expect(strcasestr(ans, "<html") == NULL, "an HTML page: %s", ans);
+    const char *body = strstr(ans, "\r\n\r\n");
+    cr_assert_not_null(body, "no body: %s", ans);
+    char want[64];
+    snprintf(want, sizeof want, "{\"status\":\"err\",\"code\":\"%s\",\"message\":\"", code);
+    cr_expect(strncmp(body + 4, want, strlen(want)) == 0, "body: %s", body + 4);
+    free(ans);
+}
+
+static void both(const char *req, size_t len, int status, const char *code)
+{
+    expect_refusal(req, len, false, status, code);
+    expect_refusal(req, len, true, status, code);
+}
+
+#define BOTH(req, status, code) both(req, sizeof req - 1, status, code)
+
+/* `head` + `fill` bytes of `c` + `tail`, in a fresh buffer. */
+static char *padded(const char *head, char c, size_t fill, const char *tail, size_t *len)
+{
+    size_t h = strlen(head), t = strlen(tail);
+    char *p = malloc(h + fill + t + 1);
+    cr_assert_not_null(p);
+    memcpy(p, head, h);
+    memset(p + h, c, fill);
+    memcpy(p + h + fill, tail, t + 1);
+    *len = h + fill + t;
+    return p;
+}
+
+Test(intake, a_malformed_request_line_is_a_json_400)
+{
+    BOTH("GARBAGE\r\nHost: x\r\n\r\n", 400, "bad_request");
+    BOTH("GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400, "bad_request");
+}
+
+Test(intake, a_header_line_without_a_colon_is_a_json_400)
+{
+    BOTH("GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", 400, "bad_request");
+}
+
+Test(intake, http_1_1_without_host_is_a_json_400)
+{
+    BOTH("GET /healthz HTTP/1.1\r\nAccept: */*\r\n\r\n", 400, "bad_request");
+}
+
+Test(intake, an_over_long_target_is_a_json_414)
+{
+    size_t len;
+    char *req = padded("GET /healthz?x=", 'a', 40000, " HTTP/1.1\r\nHost: x\r\n\r\n", &len);
+    both(req, len, 414, "too_big");
+    free(req);
+}
+
+Test(intake, too_many_or_too_large_headers_are_a_json_431)
+{
+    size_t len;
+    char *req = padded("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", 'v', 40000, "\r\n\r\n", &len);
+    both(req, len, 431, "too_big");
+    free(req);
+    cs_buf many = {0};
+    cs_buf_append(&many, "GET /healthz HTTP/1.1\r\nHost: x\r\n", 32);
+    for (int i = 0; i < 3000; i++) {
+        char h[32];
+        int n = snprintf(h, sizeof h, "X-H%d: v\r\n", i);
+        cs_buf_append(&many, h, (size_t)n);
+    }
+    cs_buf_append(&many, "\r\n", 2);
+    both((const char *)many.data, many.len, 431, "too_big");
+    cs_buf_free(&many);
+}
+
+Test(intake, an_unsupported_http_version_is_a_json_505)
+{
+    BOTH("GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505, "bad_request");
+    BOTH("GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 505, "bad_request");
+}
+
+Test(intake, a_refused_head_followed_by_a_large_body_still_gets_its_answer_read)
+{
+    /* The server answers at the head; the body keeps arriving after it.
+     * Closing at once would reset the connection and could destroy the
+     * answer: the refused connection is drained first. */
+    size_t len;
+    char *req = padded("POST /v1/push HTTP/1.1\r\nHost: x\r\nNoColonHere\r\nContent-Length: 200000\r\n\r\n",
+                       'b', 200000, "", &len);
+    both(req, len, 400, "bad_request");
+    free(req);
+}
+
+Test(intake, heads_at_the_intakes_bounds_are_served_by_the_server_as_usual)
+{
+    /* 90 header lines, a 7 KiB target with 90 query arguments, 15 KiB in
+     * all: libmicrohttpd must hold whatever the intake lets through. */
+    cs_buf req = {0};
+    cs_buf_append(&req, "GET /healthz?", 13);
+    for (int i = 0; i < 90; i++) {
+        char a[96];
+        int n = snprintf(a, sizeof a, "%sa%d=%070d", i ? "&" : "", i, i);
+        cs_buf_append(&req, a, (size_t)n);
+    }
+    cs_buf_append(&req, " HTTP/1.1\r\nHost: x\r\n", 20);
+    for (int i = 0; i < 90; i++) {
+        char h[128];
+        int n = snprintf(h, sizeof h, "X-Header-%d: %080d\r\n", i, i);
+        cs_buf_append(&req, h, (size_t)n);
+    }
+    cs_buf_append(&req, "\r\n", 2);
+    fprintf(stderr, "a head of %zu bytes\n", req.len);
+    cr_assert_lt(req.len, 16384);
+    for (int later = 0; later < 2; later++) {
+        int fd = dial();
+        if (later)
+            send_all(fd, req.data, req.len);
+        if (later)
+            read_one(fd);
+        send_all(fd, req.data, req.len);
+        read_one(fd);
+        close(fd);
+        sock = -1;
+    }
+    cs_buf_free(&req);
+}
