@@ -677,17 +677,62 @@ static bool again(cs_pg *pg, int rc, int *tries, cs_srv_err *err)
     return pg_behind_take() && ++*tries <= PG_RETRIES;
 }
 
+/* Holds (on) or releases PostgreSQL's advisory lock for this server's
+ * session, beyond one transaction: while held, no other server commits, so
+ * a catch-up followed by the method cannot find the copy behind again.  The
+ * store's threads share the session, so they are not held up by it. */
+static bool hold_log(cs_pg *pg, bool on)
+{
+    cstack *db = pg->inner->db;
+    if (cs_write_lock(db))
+        return false;
+    PGresult *r = PQexec(pg->conn, on ? "SELECT pg_advisory_lock(" PG_LOCK_KEY ")"
+                                      : "SELECT pg_advisory_unlock(" PG_LOCK_KEY ")");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    cs_write_unlock(db);
+    return ok;
+}
+
+typedef int (*pg_method)(cs_srv_store *st, void *arg, cs_srv_err *err);
+
+/* Runs a method of the SQLite store on the copy, caught up first.  A method
+ * that began behind (another server committed meanwhile) catches up and runs
+ * again; after its first loss it runs holding the log's lock, so under a
+ * storm of commits through other servers it cannot lose every time. */
+static int on_copy(cs_srv_store *st, pg_method m, void *arg, cs_srv_err *err)
+{
+    cs_pg *pg = st->pg;
+    int rc, tries = 0;
+    bool force = false, held = false;
+    do {
+        if (force && !held)
+            held = hold_log(pg, true);
+        rc = ready(pg, force, err);
+        rc = rc ? rc : m(st, arg, err);
+        force = true;
+    } while (again(pg, rc, &tries, err));
+    if (held)
+        hold_log(pg, false);
+    return rc;
+}
+
+typedef struct push_args {
+    const cs_srv_push *req;
+    cs_srv_push_result *res;
+} push_args;
+
+static int push_m(cs_srv_store *st, void *arg, cs_srv_err *err)
+{
+    push_args *a = arg;
+    return cs_srv_store_sqlite.push(st, a->req, a->res, err);
+}
+
 static int pg_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_result *res,
                    cs_srv_err *err)
 {
-    int rc, tries = 0;
-    bool force = false;
-    do {
-        rc = ready(st->pg, force, err);
-        rc = rc ? rc : cs_srv_store_sqlite.push(st, req, res, err);
-        force = true;
-    } while (again(st->pg, rc, &tries, err));
-    return rc;
+    push_args a = {req, res};
+    return on_copy(st, push_m, &a, err);
 }
 
 /* A pull answers from a copy that holds every commit that ended before the
@@ -711,30 +756,41 @@ static void probe_log(cs_pg *pg)
     cs_write_unlock(db);
 }
 
+typedef struct pull_args {
+    const cs_srv_pull *reqs;
+    size_t n;
+    cs_srv_pull_result *res;
+} pull_args;
+
+static int pull_m(cs_srv_store *st, void *arg, cs_srv_err *err)
+{
+    pull_args *a = arg;
+    return cs_srv_store_sqlite.pull(st, a->reqs, a->n, a->res, err);
+}
+
 static int pg_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
                    cs_srv_err *err)
 {
-    int rc, tries = 0;
-    bool force = false;
     probe_log(st->pg);
-    do {
-        rc = ready(st->pg, force, err);
-        rc = rc ? rc : cs_srv_store_sqlite.pull(st, reqs, n, res, err);
-        force = true;
-    } while (again(st->pg, rc, &tries, err));
-    return rc;
+    pull_args a = {reqs, n, res};
+    return on_copy(st, pull_m, &a, err);
+}
+
+typedef struct claim_args {
+    const cs_auth *auth;
+    const char *site;
+} claim_args;
+
+static int claim_m(cs_srv_store *st, void *arg, cs_srv_err *err)
+{
+    claim_args *a = arg;
+    return cs_srv_store_sqlite.claim(st, a->auth, a->site, err);
 }
 
 static int pg_claim(cs_srv_store *st, const cs_auth *auth, const char *site, cs_srv_err *err)
 {
-    int rc, tries = 0;
-    bool force = false;
-    do {
-        rc = ready(st->pg, force, err);
-        rc = rc ? rc : cs_srv_store_sqlite.claim(st, auth, site, err);
-        force = true;
-    } while (again(st->pg, rc, &tries, err));
-    return rc;
+    claim_args a = {auth, site};
+    return on_copy(st, claim_m, &a, err);
 }
 
 static int pg_version(cs_srv_store *st, int64_t *version)
@@ -744,17 +800,16 @@ static int pg_version(cs_srv_store *st, int64_t *version)
     return rc ? rc : cs_srv_store_sqlite.version(st, version);
 }
 
+static int versions_m(cs_srv_store *st, void *arg, cs_srv_err *err)
+{
+    (void)err;
+    return cs_srv_store_sqlite.versions(st, arg);
+}
+
 static int pg_versions(cs_srv_store *st, cs_srv_versions **out)
 {
-    int rc, tries = 0;
     cs_srv_err err = {0};
-    bool force = false;
-    do {
-        rc = ready(st->pg, force, &err);
-        rc = rc ? rc : cs_srv_store_sqlite.versions(st, out);
-        force = true;
-    } while (again(st->pg, rc, &tries, &err));
-    return rc;
+    return on_copy(st, versions_m, out, &err);
 }
 
 const cs_srv_store_ops cs_srv_store_pg = {
