@@ -22,6 +22,7 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "cstack_server.h"
@@ -321,6 +323,31 @@ static inline uint64_t pull(dev *d)
     cr_assert_eq(strlen(r.checksum), 16, "checksum header: '%s'", r.checksum);
     res_free(&r);
     return sum;
+}
+
+/* Sends all n bytes on a raw socket. */
+static inline void t_send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
+        cr_assert_gt(k, 0, "send: %s", strerror(errno));
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+/* Reads what the server answers on a raw socket until it closes the
+ * connection or the socket's receive timeout passes; the text
+ * (NUL-terminated, cut to cap - 1 bytes) and its length. */
+static inline size_t t_read_to_end(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < cap && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+        len += (size_t)k;
+    buf[len] = 0;
+    return len;
 }
 
 static inline uint64_t checksum(dev *d)

@@ -45,27 +45,6 @@ static int dial(void)
     return fd;
 }
 
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        cr_assert_gt(k, 0, "send: %s", strerror(errno));
-        p += k;
-        n -= (size_t)k;
-    }
-}
-
-/* Reads until the server closes (or 5 s pass); NUL-terminated. */
-static size_t read_to_end(int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-    ssize_t k;
-    while (len + 1 < cap && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
-        len += (size_t)k;
-    buf[len] = 0;
-    return len;
-}
-
 /* Reads one whole response of a kept-alive connection (its head and
  * Content-Length bytes of body) and asserts it is a 200. */
 static void read_one(int fd)
@@ -98,14 +77,14 @@ static void expect_refusal(const char *req, size_t len, bool later, int status, 
     int fd = dial();
     if (later) {
         const char *good = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        send_all(fd, good, strlen(good));
+        t_send_all(fd, good, strlen(good));
         read_one(fd);
     }
-    send_all(fd, req, len);
+    t_send_all(fd, req, len);
     size_t cap = 1 << 16;
     char *ans = malloc(cap);
     cr_assert_not_null(ans);
-    read_to_end(fd, ans, cap);
+    t_read_to_end(fd, ans, cap);
     close(fd);
     sock = -1;
     char line[32];
@@ -227,10 +206,10 @@ Test(intake, heads_at_the_intakes_bounds_are_served_by_the_server_as_usual)
     for (int later = 0; later < 2; later++) {
         int fd = dial();
         if (later)
-            send_all(fd, req.data, req.len);
+            t_send_all(fd, req.data, req.len);
         if (later)
             read_one(fd);
-        send_all(fd, req.data, req.len);
+        t_send_all(fd, req.data, req.len);
         read_one(fd);
         close(fd);
         sock = -1;

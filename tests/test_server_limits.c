@@ -80,28 +80,6 @@ static int dial(const char *from, int rcvbuf)
     return fd;
 }
 
-static void send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
-        cr_assert_gt(k, 0, "send: %s", strerror(errno));
-        c += k;
-        n -= (size_t)k;
-    }
-}
-
-/* Reads what the server answers until it closes the connection or 5 s
- * pass; the text (NUL-terminated, cut to cap - 1 bytes). */
-static void read_answer(int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-    ssize_t k;
-    while (len + 1 < cap && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
-        len += (size_t)k;
-    buf[len] = 0;
-}
-
 /* The process's resident memory now and at its peak, in KiB (the server
  * runs in this process). */
 static long status_kb(const char *key)
@@ -182,7 +160,7 @@ Test(limits, connections_trickling_their_headers_are_closed_at_the_deadline_and_
     for (int i = 0; i < N; i++) {
         conn[i] = dial(NULL, 0);
         closed_at[i] = 0;
-        send_all(conn[i], "GET /healthz HTTP/1.1\r\nX-Slow: ", 31);
+        t_send_all(conn[i], "GET /healthz HTTP/1.1\r\nX-Slow: ", 31);
     }
     int open = N;
     bool asked = false;
@@ -230,7 +208,7 @@ Test(limits, a_connection_that_sends_nothing_gets_a_json_408_at_the_deadline)
     start_limited((cstack_server_config){.header_timeout_ms = 500});
     int fd = dial(NULL, 0);
     char buf[1024];
-    read_answer(fd, buf, sizeof buf);
+    t_read_to_end(fd, buf, sizeof buf);
     cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "answer: %s", buf);
     cr_assert_not_null(strstr(buf, "application/json"), "answer: %s", buf);
     cr_assert_not_null(strstr(buf, "{\"status\":\"err\",\"code\":\"timeout\""), "answer: %s", buf);
@@ -244,8 +222,8 @@ static void get_from(const char *from, const char *path, char *buf, size_t cap)
     char req[256];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                      path);
-    send_all(fd, req, (size_t)n);
-    read_answer(fd, buf, cap);
+    t_send_all(fd, req, (size_t)n);
+    t_read_to_end(fd, buf, cap);
 }
 
 static void healthz_from(const char *from, char *buf, size_t cap)
@@ -294,10 +272,10 @@ static int start_upload(dev *d, size_t declared, size_t sent, int seq)
                      "Content-Length: %zu\r\n\r\n",
                      d->auth, d->schema, d->site, cstack_sync_site_id(d->db), 1000 + seq, declared);
     cr_assert_lt((size_t)n, sizeof head);
-    send_all(fd, head, (size_t)n);
+    t_send_all(fd, head, (size_t)n);
     char *junk = calloc(1, sent ? sent : 1);
     cr_assert_not_null(junk);
-    send_all(fd, junk, sent);
+    t_send_all(fd, junk, sent);
     free(junk);
     return fd;
 }
@@ -316,7 +294,7 @@ Test(limits, uploads_past_the_memory_cap_get_503_retry_after_and_an_honest_push_
     /* A third is refused before its body is read. */
     int third = start_upload(&d, 3 * MiB, 0, 3);
     char buf[2048];
-    read_answer(third, buf, sizeof buf);
+    t_read_to_end(third, buf, sizeof buf);
     cr_assert(strncmp(buf, "HTTP/1.1 503 ", 13) == 0, "the third upload: %s", buf);
     cr_assert_not_null(strstr(buf, "Retry-After: "), "%s", buf);
     cr_assert_not_null(strstr(buf, "\"code\":\"busy\""), "%s", buf);
@@ -378,7 +356,7 @@ Test(limits, streams_that_never_read_are_closed_when_stream_memory_passes_its_ca
                      "GET /v1/stream?since=0 HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n\r\n",
                      reader.auth, reader.schema, reader.site);
     for (int i = 0; i < STREAMS; i++)
-        send_all(dial(NULL, 4096), req, (size_t)n);
+        t_send_all(dial(NULL, 4096), req, (size_t)n);
     for (int i = 0; i < 50 && metric("cstack_streams_active ") < STREAMS; i++)
         usleep(100 * 1000);
     cr_assert_eq(metric("cstack_streams_active "), STREAMS);
