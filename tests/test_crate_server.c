@@ -510,3 +510,33 @@ Test(crate_server, a_pulled_row_that_breaks_a_validator_is_refused_by_the_device
     free(server_src);
     free(device_src);
 }
+
+/* ---- @pii on the user's id ---------------------------------------------------- */
+
+static const char *HIDDEN_ID = "auth S {\n  id String @pii\n}\n"
+                               "model Card {\n  email String @id @pii\n  body String\n"
+                               "  @@allow('read', true)\n  @@allow('create', body != 'no')\n}\n";
+
+Test(crate_server, a_pii_user_id_and_pii_key_stay_out_of_the_access_log_and_refusals)
+{
+    start_opts(HIDDEN_ID, "hidden.db", 0);
+    dev d = device(HIDDEN_ID, "alice@example.com");
+    cstack_field_value f[] = {{"email", cstack_v_text("bob@example.com")},
+                              {"body", cstack_v_text("no")}};
+    create(&d, "Card", f, 2);
+    char batch[128];
+    res r = push_next(&d, batch, sizeof batch);
+    assert_err(&r, 403, "forbidden", "not allowed for user '[redacted]'", "a refused create");
+    cr_expect(strstr(r.body, "create of {\\\"email\\\":\\\"[redacted]\\\"}"), "%s", r.body);
+    cr_expect(!strstr(r.body, "example.com"), "%s", r.body);
+    res_free(&r);
+    char body[256];
+    cr_expect_eq(pull_status(&d, body, sizeof body), 200, "%s", body);
+    dev_free(&d);
+    stop(); /* every request's access line is written */
+    char *log = t_read_file(logpath, NULL);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "POST /v1/push 403") && strstr(log, "user=[redacted]"), "%s", log);
+    cr_expect(!strstr(log, "example.com"), "a @pii value reached the log:\n%s", log);
+    free(log);
+}

@@ -73,6 +73,13 @@ static cs_auth *user_new(const cstack_schema *s)
     return a;
 }
 
+const char *cs_auth_shown(const cs_auth *a)
+{
+    if (!a || !a->signed_in || !a->sub)
+        return "";
+    return a->sub_hidden ? "[redacted]" : a->sub;
+}
+
 void cs_auth_free(cs_auth *a)
 {
     if (!a)
@@ -448,6 +455,7 @@ static int map_claims(const cstack_schema *s, json_t *claims, cs_auth *a, char *
         cstack_value in;
         int rc;
         if (strcmp(f->name, "id") == 0) {
+            a->sub_hidden = f->sensitive;
             rc = sub_input(f, a->sub, &in, err, errlen);
             if (!rc)
                 rc = set_field(s, a, i, &in, "sub", err, errlen);

@@ -24,6 +24,7 @@
 typedef struct cs_auth {
     bool signed_in;       /* false: anonymous (auth() is null) */
     char *sub;            /* auth().id as given in the token (NULL when anonymous) */
+    bool sub_hidden;      /* auth().id is @pii/@sensitive: never shown (cs_auth_shown) */
     size_t n;             /* = schema->auth.nfields */
     cstack_value *values; /* per auth field, canonical (CSTACK_NULL when the claim is absent and the
                              field optional) */
@@ -54,6 +55,10 @@ int cs_auth_verify(const cstack_schema *s, const char *authorization, const char
 /* The anonymous user (for requests without a token where allowed): every
  * value null.  Free with cs_auth_free.  CSTACK_ENOMEM only. */
 int cs_auth_anonymous(const cstack_schema *s, cs_auth **out);
+
+/* The user as logs and messages may show it: the token's sub, "" when
+ * anonymous, or "[redacted]" when the auth block's id is @pii/@sensitive. */
+const char *cs_auth_shown(const cs_auth *a);
 
 /* Frees a user; NULL is fine. */
 void cs_auth_free(cs_auth *a);

@@ -237,7 +237,7 @@ static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
         *ret = reply_err(r, c, 401, "unauthorized", BEARER, "%s", why[0] ? why : "bad token");
         return false;
     }
-    r->user = log_safe(r->auth->sub ? r->auth->sub : "");
+    r->user = log_safe(cs_auth_shown(r->auth));
     const char *hash = header(c, "X-Cstack-Schema");
     if (!hash) {
         *ret = reply_err(r, c, 400, "bad_request", NULL,

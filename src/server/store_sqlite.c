@@ -218,7 +218,8 @@ void cs_srv_pk_values(const cs_cs_value *pk, size_t npk, cstack_value *out)
         out[i] = cs_cs_value_get(&pk[i]);
 }
 
-/* Appends {"field":value,...} naming a row by its primary key. */
+/* Appends {"field":value,...} naming a row by its primary key (a @pii or
+ * @sensitive key field shows "[redacted]"). */
 static void key_json(cs_buf *b, const cs_model *m, const cs_cs_value *pk)
 {
     cs_buf_putc(b, '{');
@@ -227,7 +228,9 @@ static void key_json(cs_buf *b, const cs_model *m, const cs_cs_value *pk)
         cs_buf_printf(b, "%s", i ? "," : "");
         cs_buf_json_str(b, f, strlen(f));
         cs_buf_putc(b, ':');
-        if (pk[i].type == SQLITE_INTEGER)
+        if (m->fields[m->pk[i]].sensitive)
+            cs_buf_puts(b, "\"[redacted]\"");
+        else if (pk[i].type == SQLITE_INTEGER)
             cs_buf_printf(b, "%lld", (long long)pk[i].i);
         else if (pk[i].type == SQLITE_FLOAT)
             cs_buf_printf(b, "%.17g", pk[i].f);
@@ -251,7 +254,7 @@ void cs_srv_refusal(char *out, size_t cap, const cs_model *m, const cs_cs_value 
     key.max = 256;
     key_json(&key, m, pk);
     snprintf(out, cap, "%s: %s of %s is not allowed for user '%s' (%s)", m->name, OPS[op],
-             key.data ? key.data : "{}", sub_of(auth),
+             key.data ? key.data : "{}", cs_auth_shown(auth),
              phase == CS_CHECK_BEFORE ? "checked on the row as it was"
                                       : "checked on the row as it would be");
     cs_buf_free(&key);
