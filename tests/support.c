@@ -130,7 +130,7 @@ char *t_text_of(cstack *db, const char *model, const char *id, const char *field
         return NULL;
     cstack_value v;
     cr_assert_eq(cstack_row_get(row, field, &v), 0);
-    char *out = strndup(v.u.s.p, v.u.s.n);
+    char *out = v.type == CSTACK_NULL ? NULL : strndup(v.u.s.p, v.u.s.n);
     cstack_row_free(row);
     return out;
 }

@@ -32,7 +32,8 @@ void t_write_file(char *path, size_t cap, const char *dir, const char *name, con
  * exit status (or -1). */
 int t_run(const char *cmd, char **out);
 /* The text field `field` of the `model` row whose text id is `id` (malloc'd),
- * NULL when there is no such row; aborts the test on errors. */
+ * NULL when there is no such row or the field is null; aborts the test on
+ * errors. */
 char *t_text_of(cstack *db, const char *model, const char *id, const char *field);
 
 /* One leading `// expect: LINE:COL: substring` line of a schema fixture:

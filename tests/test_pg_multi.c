@@ -73,16 +73,22 @@ static void end_children(void)
 
 TestSuite(pg_multi, .init = init, .fini = end_children, .timeout = 180);
 
-/* A `cstack serve` on the shared database, its output in DIR/NAME.log. */
-static served serve(const char *name)
+/* A `cstack serve` of schema file `path` on the shared database, its
+ * output in DIR/NAME.log. */
+static served serve_schema(const char *name, const char *path)
 {
     char log[700];
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     served s = {0};
-    s.pid = t_serve(schema_path, pg, SECRET, log, &s.port);
+    s.pid = t_serve(path, pg, SECRET, log, &s.port);
     cr_assert_lt(nchildren, 8);
     children[nchildren++] = s.pid;
     return s;
+}
+
+static served serve(const char *name)
+{
+    return serve_schema(name, schema_path);
 }
 
 static void kill9(served *s)
@@ -471,4 +477,125 @@ Test(pg_multi, cstack_migrate_creates_applies_additive_changes_and_refuses_a_dro
     cr_assert(has_column(url, "Item", "color"), "nothing was dropped");
     free(out);
     free(url);
+}
+
+/* ---- copies whose columns differ ---------------------------------------------- */
+
+/* v2 adds `tag` between two fields of v1: a copy migrated in place has it
+ * last, a copy built from v2 has it second. */
+#define V1_NOTE "  id String @id\n  ownerId String\n  title String\n"
+static const char *V1 = "model Note {\n" V1_NOTE "  @@allow('all', auth() != null)\n}\n";
+static const char *V2 = "model Note {\n  id String @id\n  tag String?\n  ownerId String\n"
+                        "  title String\n  @@allow('all', auth() != null)\n}\n";
+
+/* Writes schema `src` to DIR/NAME.cstack; returns the path (static). */
+static const char *schema_file(const char *name, const char *src)
+{
+    static char path[2][700];
+    static int turn;
+    char *p = path[turn++ % 2];
+    snprintf(p, sizeof path[0], "%s/%s.cstack", dir, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(src, f);
+    fclose(f);
+    return p;
+}
+
+/* A device of schema `src` (its hash in the X-Cstack-Schema header). */
+static dev device_of(const char *src, const char *sub)
+{
+    dev d = device(src, sub);
+    cstack_schema *s = t_schema(src);
+    snprintf(d.schema, sizeof d.schema, "X-Cstack-Schema: %s", cstack_schema_hash(s));
+    cstack_schema_free(s);
+    return d;
+}
+
+static void tagged_note(dev *d, const char *id, const char *tag, const char *title)
+{
+    cr_assert_eq(cstack_create(d->db, "Note",
+                               DATA(FV("id", T(id)), FV("tag", T(tag)), FV("ownerId", T("alice")),
+                                    FV("title", T(title))),
+                               NULL),
+                 0, "%s", cstack_errmsg(d->db));
+}
+
+static void assert_note(dev *d, const char *id, const char *tag, const char *title,
+                        const char *what)
+{
+    char *got_title = t_text_of(d->db, "Note", id, "title");
+    cr_assert(got_title && strcmp(got_title, title) == 0, "%s: title '%s', wanted '%s'", what,
+              got_title ? got_title : "(none)", title);
+    free(got_title);
+    if (!tag)
+        return;
+    char *got_tag = t_text_of(d->db, "Note", id, "tag");
+    cr_assert(got_tag && strcmp(got_tag, tag) == 0, "%s: tag '%s', wanted '%s'", what,
+              got_tag ? got_tag : "(none)", tag);
+    free(got_tag);
+}
+
+static void stop_served(served *s)
+{
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+    for (int i = 0; i < nchildren; i++)
+        if (children[i] == s->pid)
+            children[i] = 0;
+}
+
+Test(pg_multi, servers_whose_copies_order_columns_differently_exchange_rows_by_column_name)
+{
+    served first = serve_schema("a-v1", schema_file("v1", V1));
+    stop_served(&first);
+    const char *v2 = schema_file("v2", V2);
+    served a = serve_schema("a-v2", v2); /* migrates: its copy has tag last */
+    served b = serve_schema("b-v2", v2); /* built from v2: tag second */
+    dev d = device_of(V2, "alice"), e = device_of(V2, "alice");
+    tagged_note(&d, "n1", "T", "hello");
+    on(&a);
+    push_all(&d);
+    on(&b);
+    pull(&e);
+    assert_note(&e, "n1", "T", "hello", "a row written through the migrated copy, read through b");
+    set_title(&e, "n1", "from b");
+    push_all(&e);
+    dev fresh = device_of(V2, "alice");
+    on(&a);
+    pull(&fresh);
+    assert_note(&fresh, "n1", "T", "from b", "a row written through b, read through a");
+    char *tag = query_value(pg, "SELECT \"tag\" FROM \"Note\" WHERE \"id\" = 'n1'");
+    cr_assert_str_eq(tag, "T", "PostgreSQL holds the tag");
+    free(tag);
+    dev_free(&d);
+    dev_free(&e);
+    dev_free(&fresh);
+}
+
+Test(pg_multi, a_server_of_the_older_schema_keeps_serving_through_a_rolling_upgrade)
+{
+    const char *v1 = schema_file("v1", V1);
+    served a = serve_schema("a-v1", v1), b = serve_schema("b-v1", v1);
+    stop_served(&a);
+    a = serve_schema("a-v2", schema_file("v2", V2)); /* migrates the database */
+    dev newer = device_of(V2, "alice"), older = device_of(V1, "alice");
+    tagged_note(&newer, "n1", "T", "hello");
+    on(&a);
+    push_all(&newer);
+    on(&b);
+    pull(&older);
+    assert_note(&older, "n1", NULL, "hello", "a v2 row through the v1 server");
+    set_title(&older, "n1", "edited on v1");
+    push_all(&older);
+    dev fresh = device_of(V2, "alice");
+    on(&a);
+    pull(&fresh);
+    assert_note(&fresh, "n1", "T", "edited on v1", "a v1 edit keeps the v2-only value");
+    on(&b);
+    pull(&older);
+    assert_note(&older, "n1", NULL, "edited on v1", "the v1 server still answers");
+    dev_free(&newer);
+    dev_free(&older);
+    dev_free(&fresh);
 }

@@ -10,8 +10,18 @@
  *
  *   log entry := record*
  *   record    := varint(len) table u8(op) varint(len) key [varint(len) row]
- *                (op PG_REC_PUT with the row, PG_REC_DEL without)
- */
+ *                (op PG_REC_PUT with the row, PG_REC_DEL without;
+ *                PG_REC_COLS: `key` is the column names, varint(len) name*)
+ *
+ * Servers' copies of one table need not have the same columns in the same
+ * order: a copy migrated in place has an added column last, one built from
+ * the new schema has it where the schema puts it, and during a rolling
+ * upgrade a server of the older schema lacks it.  So an entry names the
+ * columns of each table before its first row (PG_REC_COLS), and the reader
+ * maps them by name: a column it lacks is dropped; one the writer lacks
+ * keeps its value (an existing row) or its default (a new row).  A table
+ * the reader lacks (a model only a newer schema has) is skipped.  The
+ * reader runs the plain statements when the columns are its own. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +38,9 @@ static void table_free(pg_table *t)
     free(t->sql_put);
     free(t->sql_del);
     free(t->sql_all);
+    for (size_t i = 0; t->names && i < t->nvals; i++)
+        free(t->names[i]);
+    free(t->names);
 }
 
 void pg_catalog_free(cs_pg *pg)
@@ -146,8 +159,17 @@ static int table_load(cs_pg *pg, sqlite3 *conn, pg_table *t)
     t->by_rowid = t->npk == 0 || (t->npk == 1 && integer_key && !has_pk_index(conn, t->name));
     t->rowid_col = t->npk == 0;
     rc = rc ? rc : table_sql(t, cols, ncols);
-    for (size_t i = 0; i < ncols; i++)
-        free(cols[i]);
+    /* The record's names: the columns, after "rowid" when it leads. */
+    if (!rc && !(t->names = calloc(t->nvals, sizeof *t->names)))
+        rc = CSTACK_ENOMEM;
+    if (!rc && t->rowid_col && !(t->names[0] = cs_strdup("rowid")))
+        rc = CSTACK_ENOMEM;
+    for (size_t i = 0; i < ncols; i++) {
+        if (!rc)
+            t->names[i + t->rowid_col] = cols[i];
+        else
+            free(cols[i]);
+    }
     t->model = -1;
     int model = -1;
     if (!rc && cs_pg_typed_table(pg->typed, t->name, &model))
@@ -254,31 +276,206 @@ static int row_write(cs_pg *pg, const pg_table *t, int op, const unsigned char *
     return rc;
 }
 
+int pg_layout_record(cs_buf *log, const pg_table *t)
+{
+    cs_buf names = CS_BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < t->nvals; i++) {
+        size_t n = strlen(t->names[i]);
+        rc = cs_wr_varint(&names, n);
+        rc = rc ? rc : cs_buf_append(&names, t->names[i], n);
+    }
+    size_t nlen = strlen(t->name);
+    rc = rc ? rc : cs_wr_varint(log, nlen);
+    rc = rc ? rc : cs_buf_append(log, t->name, nlen);
+    rc = rc ? rc : cs_buf_putc(log, PG_REC_COLS);
+    rc = rc ? rc : cs_wr_varint(log, names.len);
+    rc = rc ? rc : cs_buf_append(log, names.data, names.len);
+    cs_buf_free(&names);
+    return rc;
+}
+
+/* How one table's records in an entry map onto the copy's columns. */
+typedef struct layout {
+    const pg_table *t;
+    size_t n;  /* the writer's values per record */
+    int *to;   /* writer value i -> the copy's column, or -1: dropped */
+    char *sql; /* the UPSERT of the mapped columns; NULL: they are t's own */
+} layout;
+
+typedef struct layouts {
+    layout *v;
+    size_t n;
+} layouts;
+
+static void layouts_free(layouts *ls)
+{
+    for (size_t i = 0; i < ls->n; i++) {
+        free(ls->v[i].to);
+        free(ls->v[i].sql);
+    }
+    free(ls->v);
+}
+
+static layout *layout_of(layouts *ls, const pg_table *t)
+{
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].t == t)
+            return &ls->v[i];
+    return NULL;
+}
+
+/* INSERT INTO t (the mapped columns) VALUES (?1..) ON CONFLICT (key) DO
+ * UPDATE SET each mapped non-key column: the columns the writer lacks keep
+ * their values, or take their defaults in a new row. */
+static int layout_sql(layout *l)
+{
+    const pg_table *t = l->t;
+    bool key[256] = {false};
+    for (size_t i = 0; !t->rowid_col && i < t->npk; i++)
+        key[t->pkcid[i]] = true;
+    cs_buf cols = CS_BUF_INIT, set = CS_BUF_INIT, b = CS_BUF_INIT;
+    size_t k = 0, nkey = 0;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < l->n; i++) {
+        if (l->to[i] < 0)
+            continue;
+        const char *name = t->names[l->to[i]];
+        rc = cs_buf_puts(&cols, k++ ? ", " : "");
+        rc = rc ? rc : cs_buf_ident(&cols, name);
+        if (!rc && (t->rowid_col || key[l->to[i]])) {
+            nkey++;
+            continue;
+        }
+        rc = rc ? rc : cs_buf_puts(&set, set.len ? ", " : "");
+        rc = rc ? rc : cs_buf_ident(&set, name);
+        rc = rc ? rc : cs_buf_puts(&set, " = excluded.");
+        rc = rc ? rc : cs_buf_ident(&set, name);
+    }
+    /* Only the key's columns decide which row a record is: without them
+     * (a table keyed by its rowid alone) the plain statements must do. */
+    if (!rc && (t->rowid_col || nkey != t->npk))
+        rc = CSTACK_ESQLITE;
+    rc = rc ? rc : cs_buf_puts(&b, "INSERT INTO ");
+    rc = rc ? rc : cs_buf_ident(&b, t->name);
+    rc = rc ? rc : cs_buf_printf(&b, " (%s) VALUES (", cols.data);
+    for (size_t i = 0; !rc && i < k; i++)
+        rc = cs_buf_printf(&b, "%s?%zu", i ? ", " : "", i + 1);
+    rc = rc ? rc : cs_buf_puts(&b, ") ON CONFLICT DO ");
+    rc = rc ? rc : cs_buf_puts(&b, set.len ? "UPDATE SET " : "NOTHING");
+    rc = rc || !set.len ? rc : cs_buf_puts(&b, set.data);
+    l->sql = rc ? NULL : cs_buf_take(&b);
+    cs_buf_free(&cols);
+    cs_buf_free(&set);
+    cs_buf_free(&b);
+    return rc;
+}
+
+/* Reads a PG_REC_COLS record of table t: how its later records map. */
+static int layout_read(layouts *ls, const pg_table *t, const unsigned char *p, size_t len)
+{
+    layout *l = layout_of(ls, t);
+    if (!l) {
+        layout *v = realloc(ls->v, (ls->n + 1) * sizeof *v);
+        if (!v)
+            return CSTACK_ENOMEM;
+        ls->v = v;
+        l = &v[ls->n++];
+    } else {
+        free(l->to);
+        free(l->sql);
+    }
+    memset(l, 0, sizeof *l);
+    l->t = t;
+    cs_reader r = {p, len, 0};
+    bool own = true;
+    size_t cap = 0;
+    while (r.pos < r.len) {
+        uint64_t n;
+        const unsigned char *name;
+        if (cs_rd_varint(&r, &n) || cs_rd_bytes(&r, n, &name) || l->n == 4096)
+            return CSTACK_ESQLITE;
+        if (l->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int *to = realloc(l->to, cap * sizeof *to);
+            if (!to)
+                return CSTACK_ENOMEM;
+            l->to = to;
+        }
+        int at = -1;
+        for (size_t j = 0; at < 0 && j < t->nvals; j++)
+            if (strlen(t->names[j]) == n && memcmp(t->names[j], name, n) == 0)
+                at = (int)j;
+        own = own && at == (int)l->n;
+        l->to[l->n++] = at;
+    }
+    return own && l->n == t->nvals ? 0 : layout_sql(l);
+}
+
+/* Writes a record mapped by its layout. */
+static int row_write_mapped(cs_pg *pg, const layout *l, const unsigned char *row, size_t rowlen)
+{
+    sqlite3_stmt *st = stmt_of(pg, l->sql);
+    if (!st)
+        return CSTACK_ESQLITE;
+    cs_reader r = {row, rowlen, 0};
+    int rc = 0, k = 0;
+    for (size_t i = 0; !rc && r.pos < r.len; i++) {
+        cs_cs_value v;
+        if (i == l->n || cs_cs_read_value(&r, &v))
+            rc = CSTACK_ESQLITE;
+        else if (l->to[i] >= 0)
+            cs_cs_bind(st, ++k, &v);
+    }
+    if (!rc && sqlite3_step(st) != SQLITE_DONE)
+        rc = CSTACK_ESQLITE;
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Applies one record of an entry. */
+static int apply_record(cs_pg *pg, layouts *ls, const pg_table *t, int op,
+                        const unsigned char *key, size_t klen, const unsigned char *row,
+                        size_t rlen)
+{
+    if (op == PG_REC_COLS)
+        return layout_read(ls, t, key, klen);
+    const layout *l = op == PG_REC_PUT ? layout_of(ls, t) : NULL;
+    if (l && l->sql)
+        return row_write_mapped(pg, l, row, rlen);
+    return row_write(pg, t, op, key, klen, row, rlen);
+}
+
 int pg_apply_entry(cs_pg *pg, const unsigned char *p, size_t len, cs_srv_err *err)
 {
     cs_reader r = {p, len, 0};
-    while (r.pos < r.len) {
+    layouts ls = {0};
+    int rc = 0;
+    while (!rc && r.pos < r.len) {
         uint64_t nlen, klen, rlen = 0;
         const unsigned char *name, *op, *key, *row = NULL;
         if (cs_rd_varint(&r, &nlen) || cs_rd_bytes(&r, nlen, &name) || cs_rd_bytes(&r, 1, &op) ||
             cs_rd_varint(&r, &klen) || cs_rd_bytes(&r, klen, &key) ||
-            (*op == PG_REC_PUT && (cs_rd_varint(&r, &rlen) || cs_rd_bytes(&r, rlen, &row)))) {
+            (*op == PG_REC_PUT && (cs_rd_varint(&r, &rlen) || cs_rd_bytes(&r, rlen, &row))) ||
+            *op < PG_REC_PUT || *op > PG_REC_COLS) {
             cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ESQLITE, "a corrupt PostgreSQL log entry");
-            return CSTACK_ESQLITE;
+            rc = CSTACK_ESQLITE;
+            break;
         }
         char tname[256];
         snprintf(tname, sizeof tname, "%.*s", (int)nlen, (const char *)name);
-        pg_table *t = pg_table_find(pg, tname);
-        int rc = t ? row_write(pg, t, *op, key, klen, row, rlen) : CSTACK_ESQLITE;
-        if (rc) {
+        const pg_table *t = pg_table_find(pg, tname);
+        if (!t) /* a model only a newer schema has: not served here */
+            continue;
+        if ((rc = apply_record(pg, &ls, t, *op, key, klen, row, rlen))) {
             char msg[400];
             snprintf(msg, sizeof msg, "applying a log entry to table %s: %s", tname,
                      sqlite3_errmsg(cs_write_conn(pg->inner->db)->db));
             cs_srv_err_set(err, CS_SRV_INTERNAL, rc, msg);
-            return rc;
         }
     }
-    return 0;
+    layouts_free(&ls);
+    return rc;
 }
 
 /* ---- the applied seq ------------------------------------------------------------ */

@@ -40,6 +40,7 @@ typedef struct pg_table {
     size_t npk;       /* key columns when !by_rowid */
     int pkcid[PG_MAX_PK];
     size_t nvals;     /* values in a row record */
+    char **names;     /* their column names ("rowid" first when rowid_col) */
     char *sql_get;    /* the record of one row by key (?1..) */
     char *sql_put;    /* INSERT OR REPLACE of a record (?1..) */
     char *sql_del;    /* DELETE of one row by key */
@@ -122,8 +123,11 @@ int pg_side_add(cs_pg *pg, pg_side_batch *b, const char *tbl, const void *key, s
 int pg_side_flush(cs_pg *pg, pg_side_batch *b, cs_srv_err *err);
 void pg_side_free(pg_side_batch *b);
 
-/* Log record operations. */
-enum { PG_REC_PUT = 1, PG_REC_DEL = 2 };
+/* Log record operations: a row, a deletion, and the column names of the
+ * table's later records in the entry (pg_layout_record). */
+enum { PG_REC_PUT = 1, PG_REC_DEL = 2, PG_REC_COLS = 3 };
+/* Appends the PG_REC_COLS record of `t` to a log entry. */
+int pg_layout_record(cs_buf *log, const pg_table *t);
 
 /* store_pg_tx.c */
 extern const cs_txhook cs_pg_txhook;

@@ -279,13 +279,18 @@ static sqlite3_stmt *key_values(cs_pg *pg, const touched_rec *r, size_t npk,
 }
 
 /* Writes one touched row to PostgreSQL and the log. */
-static int write_row(cs_pg *pg, const touched_rec *r, cs_buf *log, cs_buf *row,
+static int write_row(cs_pg *pg, const touched_rec *r, cs_buf *log, bool *named, cs_buf *row,
                      pg_side_batch *side, pg_side_batch *gone, cs_srv_err *err)
 {
     const pg_table *t = &pg->tables[r->table];
     bool exists = false;
     cs_buf_reset(row);
     int rc = pg_row_record(pg, t, r->key, r->len, row, &exists);
+    /* The table's columns precede its first record (store_pg_copy.c). */
+    if (!rc && exists && !named[r->table]) {
+        named[r->table] = true;
+        rc = pg_layout_record(log, t);
+    }
     rc = rc ? rc : log_record(log, t, r, row, exists);
     if (rc) {
         cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cs_errmsg_last());
@@ -337,12 +342,16 @@ static int replicate(cs_pg *pg, cs_srv_err *err)
     const pg_touched *tt = &pg->touched;
     cs_buf log = CS_BUF_INIT, row = CS_BUF_INIT;
     pg_side_batch side = {0}, gone = {.deletes = true};
-    int rc = 0;
+    bool *named = calloc(pg->ntables ? pg->ntables : 1, sizeof *named);
+    int rc = named ? 0 : CSTACK_ENOMEM;
+    if (rc)
+        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
     for (size_t off = 0; !rc && off < tt->keys.len;) {
         touched_rec r = rec_at(tt, off);
-        rc = write_row(pg, &r, &log, &row, &side, &gone, err);
+        rc = write_row(pg, &r, &log, named, &row, &side, &gone, err);
         off += 8 + r.len;
     }
+    free(named);
     rc = rc ? rc : pg_side_flush(pg, &side, err);
     rc = rc ? rc : pg_side_flush(pg, &gone, err);
     rc = rc ? rc : cs_pg_typed_flush(pg->typed, err);
