@@ -297,13 +297,48 @@ static uint64_t causal_length(uint64_t cl, bool born, bool gone, bool *all)
     return cl & 1 ? cl : cl - 1;
 }
 
-/* Appends row `row` of model mi's result r to w, with clock hlc (site index
- * 0); REFUSED in *res when its values are not the schema's. */
+/* Encodes into `cols` the columns of row `row` of model mi's result r that
+ * go (every one when `all`, else those that changed), with clock hlc (site
+ * index 0); REFUSED in *res when a value is not the schema's. */
+static int put_cols(ingest *g, int mi, const PGresult *r, int row, bool all, uint64_t hlc,
+                    cs_buf *cols, size_t *ncols, int *res, cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[mi];
+    const cs_pg_model *pm = &g->t->models[mi];
+    int rc = 0;
+    for (size_t c = m->npk; rc == 0 && c < pm->ncols; c++) {
+        int at = (int)m->npk + COL_VALUES + 2 * (int)(c - m->npk), fi = pm->cols[c];
+        if (!all && !*PQgetvalue(r, row, at + 1))
+            continue;
+        cstack_value v;
+        cs_srv_err verr = {0};
+        rc = cs_pg_value_decode(r, row, at, g->s, m, &m->fields[fi], true, &g->scratch[fi], &v,
+                                &verr);
+        if (rc == CSTACK_ENOMEM || rc == CSTACK_EIO) {
+            *err = verr;
+            return rc;
+        }
+        if (rc) {
+            snprintf(g->why, sizeof g->why, "%s", verr.message);
+            *res = REFUSED;
+            return 0;
+        }
+        cs_cs_value cv = cs_value_of(&v);
+        rc = cs_wr_varint(cols, (uint64_t)fi);
+        rc = rc ? rc : cs_wr_u64(cols, hlc);
+        rc = rc ? rc : cs_wr_varint(cols, 0);
+        rc = rc ? rc : cs_cs_put_value(cols, &cv);
+        ++*ncols;
+    }
+    return rc ? nomem(err) : 0;
+}
+
+/* Appends row `row` of model mi's result r to w as a change with clock
+ * hlc; REFUSED in *res when its key or values are not the schema's. */
 static int put_row(ingest *g, cs_cs_writer *w, int mi, const PGresult *r, int row, uint64_t hlc,
                    int *res, cs_srv_err *err)
 {
     const cs_model *m = &g->s->models[mi];
-    const cs_pg_model *pm = &g->t->models[mi];
     cstack_value key[CS_PG_MAX_KEY];
     cs_cs_value pk[CS_PG_MAX_KEY];
     TRY(decode_key(g, mi, r, row, key, res, err));
@@ -318,36 +353,16 @@ static int put_row(ingest *g, cs_cs_writer *w, int mi, const PGresult *r, int ro
     cs_clk_free(&clk);
     if (rc)
         return cs_pg_sqlite_err(cs_write_conn(g->db)->db, "read a clock row", err);
-    int base = (int)m->npk;
     bool all;
-    uint64_t cl = causal_length(cur, *PQgetvalue(r, row, base + COL_BORN),
-                                *PQgetvalue(r, row, base + COL_GONE), &all);
+    uint64_t cl = causal_length(cur, *PQgetvalue(r, row, (int)m->npk + COL_BORN),
+                                *PQgetvalue(r, row, (int)m->npk + COL_GONE), &all);
     if (cl == 0)
         return 0;
     cs_buf cols = CS_BUF_INIT;
     size_t ncols = 0;
-    cs_srv_err verr = {0};
-    for (size_t c = m->npk; rc == 0 && (cl & 1) && c < pm->ncols; c++) {
-        int at = base + COL_VALUES + 2 * (int)(c - m->npk), fi = pm->cols[c];
-        if (!all && !*PQgetvalue(r, row, at + 1))
-            continue;
-        cstack_value v;
-        rc = cs_pg_value_decode(r, row, at, g->s, m, &m->fields[fi], true, &g->scratch[fi], &v,
-                                &verr);
-        if (rc && rc != CSTACK_ENOMEM && rc != CSTACK_EIO) {
-            snprintf(g->why, sizeof g->why, "%s", verr.message);
-            *res = REFUSED;
-            cs_buf_free(&cols);
-            return 0;
-        }
-        cs_cs_value cv = cs_value_of(&v);
-        rc = rc ? rc : cs_wr_varint(&cols, (uint64_t)fi);
-        rc = rc ? rc : cs_wr_u64(&cols, hlc);
-        rc = rc ? rc : cs_wr_varint(&cols, 0);
-        rc = rc ? rc : cs_cs_put_value(&cols, &cv);
-        ncols++;
-    }
-    if (rc == 0 && (ncols || cl != cur)) {
+    if (cl & 1)
+        rc = put_cols(g, mi, r, row, all, hlc, &cols, &ncols, res, err);
+    if (rc == 0 && *res == APPLIED && (ncols || cl != cur)) {
         rc = cs_wr_varint(&w->body, (uint64_t)mi);
         rc = rc ? rc : cs_wr_varint(&w->body, 0);
         rc = rc ? rc : cs_wr_varint(&w->body, cl);
@@ -356,12 +371,10 @@ static int put_row(ingest *g, cs_cs_writer *w, int mi, const PGresult *r, int ro
         rc = rc ? rc : cs_wr_varint(&w->body, ncols);
         rc = rc ? rc : cs_buf_append(&w->body, cols.data ? cols.data : "", cols.len);
         w->nrows++;
+        if (rc)
+            rc = nomem(err);
     }
     cs_buf_free(&cols);
-    if (rc && verr.message[0])
-        *err = verr;
-    else if (rc)
-        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
     return rc;
 }
 
