@@ -346,6 +346,135 @@ Test(pg_multi, a_backend_write_and_a_device_write_to_one_row_merge_by_last_write
     dev_free(&seer);
 }
 
+/* Waits until no server has backend writes left to apply, then returns
+ * PostgreSQL's `title|body` of note `id` (malloc'd). */
+static char *settled_row(const char *id)
+{
+    for (int64_t until = now_ms() + DELIVERY_BOUND_MS;;) {
+        char *n = query_value(pg, "SELECT count(*) FROM _cstack_pg_backend");
+        bool empty = n && strcmp(n, "0") == 0;
+        free(n);
+        if (empty)
+            break;
+        cr_assert_lt(now_ms(), until, "the backend queue was never emptied");
+        usleep(2000);
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT \"title\" || '|' || coalesce(\"body\", '') FROM \"Note\" WHERE \"id\" = '%s'",
+             id);
+    return query_value(pg, sql);
+}
+
+static void set_body(dev *d, const char *id, const char *body)
+{
+    cr_assert_eq(cstack_update(d->db, "Note", DATA(FV("id", T(id))), DATA(FV("body", T(body))),
+                               NULL),
+                 0, "%s", cstack_errmsg(d->db));
+}
+
+Test(pg_multi, a_backend_write_is_stamped_at_its_commit_even_when_no_server_runs)
+{
+    served a = serve("a");
+    dev d = device(SCHEMA, "alice");
+    note(&d, "n1", "alice", "first");
+    on(&a);
+    push_all(&d);
+    kill9(&a);
+    /* No server runs: the backend commits, and the device, offline, writes
+     * the same column 50 ms later.  The device's write is the later one,
+     * however late a server applies the backend's. */
+    backend("UPDATE \"Note\" SET \"title\" = 'backend, earlier' WHERE \"id\" = 'n1'");
+    usleep(50000);
+    set_title(&d, "n1", "device, later");
+    usleep(50000);
+    served b = serve("b");
+    on(&b);
+    push_all(&d);
+    pull(&d);
+    cr_assert(title_is(&d, "n1", "device, later"), "the device's later write wins");
+    char *t = settled_row("n1");
+    cr_assert_str_eq(t, "device, later|", "the app table holds the winner");
+    free(t);
+    /* The converse: the device writes first, the backend 50 ms later while
+     * no server runs; the backend's write wins. */
+    set_title(&d, "n1", "device, earlier");
+    usleep(50000);
+    kill9(&b);
+    backend("UPDATE \"Note\" SET \"title\" = 'backend, later' WHERE \"id\" = 'n1'");
+    served c = serve("c");
+    on(&c);
+    push_all(&d);
+    pull(&d);
+    cr_assert(title_is(&d, "n1", "backend, later"), "the backend's later write wins");
+    t = settled_row("n1");
+    cr_assert_str_eq(t, "backend, later|");
+    free(t);
+    dev_free(&d);
+}
+
+typedef struct racer {
+    PGconn *c;
+    char sql[160];
+    bool ok;
+} racer;
+
+static void *backend_race(void *arg)
+{
+    racer *r = arg;
+    PGresult *out = PQexec(r->c, r->sql);
+    r->ok = PQresultStatus(out) == PGRES_COMMAND_OK;
+    PQclear(out);
+    return NULL;
+}
+
+Test(pg_multi, a_device_push_to_a_row_the_backend_just_wrote_does_not_undo_the_backends_write)
+{
+    served a = serve("a");
+    dev d = device(SCHEMA, "alice");
+    note(&d, "r", "alice", "t-start");
+    on(&a);
+    push_all(&d);
+    racer r = {.c = PQconnectdb(pg)};
+    cr_assert_eq(PQstatus(r.c), CONNECTION_OK, "%s", PQerrorMessage(r.c));
+    /* The backend changes the title while, at the same moment, a push
+     * changes the body of the same row through the server: both writes
+     * must stay, whichever reaches PostgreSQL first. */
+    enum { ROUNDS = 40 };
+    int lost = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        char body[32], want[80];
+        snprintf(body, sizeof body, "b%d", i);
+        set_body(&d, "r", body);
+        snprintf(r.sql, sizeof r.sql, "UPDATE \"Note\" SET \"title\" = 't%d' WHERE \"id\" = 'r'",
+                 i);
+        pthread_t th;
+        pthread_create(&th, NULL, backend_race, &r);
+        char batch[128];
+        res p = push_next(&d, batch, sizeof batch);
+        pthread_join(th, NULL);
+        cr_assert_eq(p.status, 200, "push: %ld %s", p.status, p.body ? p.body : "");
+        res_free(&p);
+        cr_assert(r.ok, "backend update: %s", PQerrorMessage(r.c));
+        char *got = settled_row("r");
+        snprintf(want, sizeof want, "t%d|b%d", i, i);
+        if (strcmp(got, want) != 0) {
+            fprintf(stderr, "pg_multi: round %d: PostgreSQL holds '%s', not '%s'\n", i, got,
+                    want);
+            lost++;
+        }
+        free(got);
+    }
+    fprintf(stderr, "pg_multi: %d of %d racing backend writes lost\n", lost, ROUNDS);
+    PQfinish(r.c);
+    pull(&d);
+    char want[32];
+    snprintf(want, sizeof want, "t%d", ROUNDS - 1);
+    cr_assert(title_is(&d, "r", want), "the device has the backend's last title");
+    cr_assert_eq(lost, 0, "%d of %d backend writes were lost to a racing push", lost, ROUNDS);
+    dev_free(&d);
+}
+
 /* ---- SIGKILL -------------------------------------------------------------------- */
 
 typedef struct pusher {

@@ -1,17 +1,20 @@
 /* test_pg_typed.c -- the app tables as typed PostgreSQL tables (pg.h,
  * "pg_typed*.c"; docs/postgres.md): their DDL and migrations, every value
  * between the working copy and PostgreSQL byte for byte, batched writes,
- * load and save, and backend writes captured by the triggers and applied
- * to the copy as local writes.  Needs the test cluster (FIXTURES_REQUIRED
+ * load and save, and backend writes captured by the triggers at commit and
+ * merged into the copy with the clocks of their commits.  Needs the test cluster (FIXTURES_REQUIRED
  * pg). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/pg.h"
 #include "store/store.h"
+#include "sync/changeset.h"
+#include "sync/sync.h"
 #include "support.h"
 
 static const char *const SCHEMA =
@@ -145,10 +148,6 @@ static int run_job(sqlite3 *conn, void *ctx)
 {
     job *j = ctx;
     int rc = 0;
-    if (j->op == JOB_INGEST) {
-        rc = cs_pg_backend_ingest(j->t, conn, j->limit, &j->n, &j->err);
-        return rc ? rc : cs_pg_typed_flush(j->t, &j->err);
-    }
     if (j->sql && sqlite3_exec(conn, j->sql, NULL, NULL, NULL) != SQLITE_OK)
         cr_assert_fail("%s: %s", j->sql, sqlite3_errmsg(conn));
     for (size_t i = 0; rc == 0 && i < j->s->nmodels; i++) {
@@ -168,14 +167,23 @@ static int run_job(sqlite3 *conn, void *ctx)
 }
 
 /* Runs job `op` on db's copy inside one PostgreSQL transaction that, like
- * the store's, says it is a server's. */
+ * the store's, says it is a server's: the ingest in a merge scope, the
+ * others through cstack_with_sqlite. */
 static size_t run(PGconn *c, cs_pg_typed *t, cstack *db, int op, const char *sql,
                   const char *const *gone)
 {
     job j = {.t = t, .s = cstack_schema_of(db), .op = op, .sql = sql, .gone = gone, .limit = 1000};
     pg_ok(c, "BEGIN");
     pg_ok(c, "SET LOCAL " CS_PG_SERVER_SETTING " = 'on'");
-    int rc = cstack_with_sqlite(db, run_job, &j);
+    int rc;
+    if (op == JOB_INGEST) {
+        rc = cs_write_begin_opts(db, CS_WRITE_MERGE);
+        rc = rc ? rc : cs_pg_backend_ingest(t, db, j.limit, &j.n, &j.err);
+        rc = rc ? rc : cs_pg_typed_flush(t, &j.err);
+        rc = cs_write_end(db, rc);
+    } else {
+        rc = cstack_with_sqlite(db, run_job, &j);
+    }
     cr_assert_eq(rc, 0, "job %d: %d %s / %s", op, rc, j.err.message, cstack_errmsg(db));
     pg_ok(c, "COMMIT");
     return j.n;
@@ -532,32 +540,82 @@ static cs_pg_typed *synced_pair(PGconn **c, cstack **db)
     return t;
 }
 
-/* The JSON of every pending local transaction of db, concatenated. */
-static char *pending_json(cstack *db)
+/* db's changes after version `since`, one line per row: "Model key cl=N"
+ * and each column it carries, "@backend" when written by a backend.  With
+ * `key` and `field`, *hlc is that column's clock (0: not carried). */
+static char *changes_after(cstack *db, int64_t since, const char *key, const char *field,
+                           uint64_t *hlc)
 {
-    cstack_upload_tx *tx = NULL;
-    cr_assert_eq(cstack_upload_next(db, &tx), 0);
-    cr_assert_not_null(tx, "sync captured nothing");
-    char *out = strdup(cstack_upload_tx_json(tx));
-    cstack_upload_tx_free(tx);
-    return out;
+    void *cs = NULL;
+    size_t len = 0;
+    cr_assert_eq(cstack_changes_export(db, since, &cs, &len, NULL), 0, "%s", cstack_errmsg(db));
+    const cstack_schema *s = cstack_schema_of(db);
+    cs_reader r = {cs, len, 0};
+    cs_cs_header h;
+    char err[256];
+    cr_assert_eq(cs_cs_read_header(&r, &h, err, sizeof err), 0, "%s", err);
+    cs_cs_col cols[64];
+    cs_cs_row row = {.cols = cols};
+    cs_buf out = CS_BUF_INIT;
+    cs_buf_puts(&out, "");
+    if (hlc)
+        *hlc = 0;
+    for (uint64_t i = 0; i < h.nrows; i++) {
+        cr_assert_eq(cs_cs_read_row(&r, s, &h, &row, err, sizeof err), 0, "%s", err);
+        const cs_model *m = &s->models[row.model];
+        char k[64];
+        if (row.pk[0].type == SQLITE_INTEGER)
+            snprintf(k, sizeof k, "%lld", (long long)row.pk[0].i);
+        else
+            snprintf(k, sizeof k, "%.*s", (int)row.pk[0].n, (const char *)row.pk[0].p);
+        cs_buf_printf(&out, "%s %s cl=%llu", m->name, k, (unsigned long long)row.cl);
+        for (size_t c = 0; c < row.ncols; c++) {
+            const char *name = m->fields[row.cols[c].field].name;
+            bool be = memcmp(h.sites + (size_t)row.cols[c].site * CS_SITE_LEN, CS_PG_BACKEND_SITE,
+                             CS_SITE_LEN) == 0;
+            cs_buf_printf(&out, " %s%s", name, be ? "@backend" : "");
+            if (hlc && strcmp(k, key) == 0 && strcmp(name, field) == 0)
+                *hlc = row.cols[c].hlc;
+        }
+        cs_buf_puts(&out, "\n");
+    }
+    cstack_free(cs);
+    return cs_buf_take(&out);
 }
 
-Test(pg_typed, backend_inserts_updates_and_deletes_are_queued_and_ingested_as_local_writes)
+static int64_t version_of(cstack *db)
+{
+    int64_t v = 0;
+    cr_assert_eq(cstack_sync_version(db, &v), 0);
+    return v;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+Test(pg_typed, backend_writes_are_queued_at_commit_and_merged_with_their_commit_time_as_clock)
 {
     PGconn *c;
     cstack *db;
     cs_pg_typed *t = synced_pair(&c, &db);
+    int64_t v0 = version_of(db), before = wall_ms();
     pg_ok(c, "INSERT INTO \"Item\" (id, s, tags, j) VALUES ('be-new', 'from backend', "
              "'[\"t\"]', '{ \"k\" : [1, 2] }')");
-    pg_ok(c, "UPDATE \"Item\" SET s = 'edited', i = 42 WHERE id = 'c-high'");
-    pg_ok(c, "DELETE FROM \"Item\" WHERE id = 'd-mid'");
+    /* One transaction, two statements on one row: one change, one clock. */
+    pg_ok(c, "BEGIN; UPDATE \"Item\" SET s = 'edited' WHERE id = 'c-high'; UPDATE \"Item\" SET "
+             "i = 42 WHERE id = 'c-high'; DELETE FROM \"Item\" WHERE id = 'd-mid'; COMMIT");
+    int64_t after = wall_ms();
     /* A server's own write (the store's transactions) queues nothing. */
     pg_ok(c, "BEGIN; SET LOCAL cstack.server = 'on'; UPDATE \"Item\" SET s = 'srv' WHERE id = "
              "'a-nulls'; COMMIT");
-    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 3);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 4);
+    cr_expect_eq(pg_long(c, "SELECT count(DISTINCT xid) FROM _cstack_pg_backend"), 2);
 
-    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 3);
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 4);
     cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend"), 0);
     char *s = t_text_of(db, "Item", "be-new", "s");
     cr_expect_str_eq(s, "from backend");
@@ -570,15 +628,86 @@ Test(pg_typed, backend_inserts_updates_and_deletes_are_queued_and_ingested_as_lo
     free(s);
     cr_expect_null(t_text_of(db, "Item", "d-mid", "s"));
 
-    /* Sync captured them as one local transaction: a put, a patch of the
-     * two columns the backend changed, and a delete. */
-    char *json = pending_json(db);
-    fprintf(stderr, "pg_typed: captured %s\n", json);
-    cr_expect(strstr(json, "\"op\":\"put\"") && strstr(json, "be-new"), "%s", json);
-    cr_expect(strstr(json, "\"op\":\"patch\"") && strstr(json, "\"i\":42"), "%s", json);
-    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "d-mid"), "%s", json);
-    cr_expect(!strstr(json, "srv"), "a server's write is not a backend's: %s", json);
-    free(json);
+    /* Merged as changes of the backend's site: the insert with every
+     * column, the update with the two it changed, the delete; nothing of
+     * the server's own write. */
+    uint64_t h_new, h_upd, h_i;
+    char *text = changes_after(db, v0, "be-new", "s", &h_new);
+    fprintf(stderr, "pg_typed: merged\n%s", text);
+    cr_expect(strstr(text, "Item be-new cl=1 s@backend"), "%s", text);
+    cr_expect(strstr(text, "Item c-high cl=1 s@backend i@backend\n"), "%s", text);
+    cr_expect(strstr(text, "Item d-mid cl=2\n"), "%s", text);
+    cr_expect(!strstr(text, "a-nulls"), "a server's write is not a backend's: %s", text);
+    free(text);
+    free(changes_after(db, v0, "c-high", "s", &h_upd));
+    free(changes_after(db, v0, "c-high", "i", &h_i));
+    /* Each transaction's clock is its commit time; the later one's is later. */
+    cr_expect_eq(h_upd, h_i, "one clock per transaction");
+    cr_expect_gt(h_upd, h_new);
+    cr_expect_geq((int64_t)(h_new >> 16), before - 5);
+    cr_expect_leq((int64_t)(h_upd >> 16), after + 5);
+    char *last = pg_text(c, "SELECT value FROM _cstack_pg_meta WHERE key = 'backend_clock'");
+    cr_expect_eq(strtoull(last, NULL, 10), h_upd, "the last clock given is kept for the next");
+    free(last);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
+
+Test(pg_typed, a_backend_write_older_than_the_copys_column_loses_and_postgresql_gets_the_winner)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    /* The backend commits; 30 ms later a device's write of the same column
+     * reaches the copy, before any server took the backend's. */
+    pg_ok(c, "UPDATE \"Item\" SET s = 'backend, earlier', i = 5 WHERE id = 'c-high'");
+    usleep(30000);
+    cr_assert_eq(cstack_update(db, "Item", DATA(FV("id", T("c-high"))),
+                               DATA(FV("s", T("device, later"))), NULL),
+                 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 1);
+    char *s = t_text_of(db, "Item", "c-high", "s");
+    cr_expect_str_eq(s, "device, later", "the later write wins");
+    free(s);
+    uint64_t h = 0;
+    s = changes_after(db, 0, "c-high", "i", &h);
+    cr_expect(strstr(s, "Item c-high cl=1 s i@backend "), "the backend's other column is in: %s",
+              s);
+    free(s);
+    s = pg_text(c, "SELECT s || ' ' || i FROM \"Item\" WHERE id = 'c-high'");
+    cr_expect_str_eq(s, "device, later 5", "PostgreSQL holds the winners");
+    free(s);
+    cs_pg_typed_free(t);
+    cstack_close(db);
+    PQfinish(c);
+}
+
+Test(pg_typed, a_server_write_of_the_row_before_the_ingest_does_not_lose_the_backends_write)
+{
+    PGconn *c;
+    cstack *db;
+    cs_pg_typed *t = synced_pair(&c, &db);
+    /* The backend changes s; before a server takes the entry, a server's
+     * transaction writes the same row (another column) from its copy,
+     * which has not seen the backend's write: PostgreSQL's row is the
+     * copy's again, s and all.  The backend's s must still win. */
+    pg_ok(c, "UPDATE \"Item\" SET s = 'backend' WHERE id = 'c-high'");
+    usleep(2000);
+    cr_assert_eq(cstack_update(db, "Item", DATA(FV("id", T("c-high"))), DATA(FV("i", I(77))),
+                               NULL),
+                 0, "%s", cstack_errmsg(db));
+    run(c, t, db, JOB_SYNC, NULL, NULL);
+    char *s = pg_text(c, "SELECT coalesce(s, '(null)') FROM \"Item\" WHERE id = 'c-high'");
+    cr_expect_neq(strcmp(s, "backend"), 0, "the server's write replaced the backend's");
+    free(s);
+    run(c, t, db, JOB_INGEST, NULL, NULL);
+    s = t_text_of(db, "Item", "c-high", "s");
+    cr_expect_str_eq(s, "backend", "the copy has the backend's write");
+    free(s);
+    s = pg_text(c, "SELECT s || ' ' || i FROM \"Item\" WHERE id = 'c-high'");
+    cr_expect_str_eq(s, "backend 77", "and PostgreSQL has both writes");
+    free(s);
     cs_pg_typed_free(t);
     cstack_close(db);
     PQfinish(c);
@@ -628,13 +757,20 @@ Test(pg_typed, backend_writes_that_move_unique_values_or_cascade_reach_the_copy)
     cr_expect_str_eq(s, "c1");
     free(s);
 
-    /* A swap cannot pass the copy's immediate unique index: undone. */
+    /* A swap (PostgreSQL's deferred unique lets it pass) merges as one
+     * change: the copy and PostgreSQL agree on it. */
     pg_ok(c, "UPDATE \"Item\" SET code = CASE id WHEN 'b-low' THEN 'c1' ELSE 'c3' END WHERE id "
              "IN ('c-high', 'b-low')");
     cr_expect_eq(run(c, t, db, JOB_INGEST, NULL, NULL), 2);
+    s = t_text_of(db, "Item", "b-low", "code");
+    cr_expect_str_eq(s, "c1");
+    free(s);
+    s = t_text_of(db, "Item", "c-high", "code");
+    cr_expect_str_eq(s, "c3");
+    free(s);
     s = pg_text(c, "SELECT string_agg(code, ',' ORDER BY id) FROM \"Item\" WHERE id IN "
                    "('b-low', 'c-high')");
-    cr_expect_str_eq(s, "c3,c1", "PostgreSQL holds the copy's values again");
+    cr_expect_str_eq(s, "c1,c3");
     free(s);
 
     pg_ok(c, "DELETE FROM \"Item\" WHERE id = 'c-high'");
@@ -662,24 +798,24 @@ Test(pg_typed, a_copy_loaded_while_backend_writes_wait_gets_them_as_changes_of_t
     pg_ok(c, "UPDATE \"Item\" SET id = 'b-moved' WHERE id = 'b-low'");
     /* A new server loads its copy, then takes the queue. */
     cstack *db2 = t_open_mem(SCHEMA);
+    /* The loaded rows are captured as the copy's own inserts: stamped a
+     * minute back, they stand for the servers' older clocks. */
+    cs_sync_test_wall_offset(db2, -60000);
     cs_pg_typed *t2 = typed(c, db2);
     run(c, t2, db2, JOB_LOAD, NULL, NULL);
     char *a = copy_image(db, "Item"), *b = copy_image(db2, "Item");
     cr_expect_str_eq(b, a, "the copy holds the state the servers wrote, Json text and all");
     free(a);
     free(b);
-    int64_t v = 0;
-    cr_assert_eq(cstack_sync_version(db2, &v), 0);
-    cr_assert_eq(cstack_upload_complete(db2, v), 0);
+    int64_t v = version_of(db2);
     cr_expect_eq(run(c, t2, db2, JOB_INGEST, NULL, NULL), 6);
-    char *json = pending_json(db2);
-    cr_expect(strstr(json, "{\"op\":\"patch\",\"model\":\"Item\",\"key\":{\"id\":\"c-high\"},"
-                           "\"data\":{\"s\":\"edited\",\"i\":7}}"),
-              "only the columns the backend changed: %s", json);
-    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "d-mid"), "%s", json);
-    cr_expect(strstr(json, "\"op\":\"delete\"") && strstr(json, "b-low"), "%s", json);
-    cr_expect(strstr(json, "be-new") && strstr(json, "b-moved"), "%s", json);
-    free(json);
+    char *text = changes_after(db2, v, NULL, NULL, NULL);
+    cr_expect(strstr(text, "Item c-high cl=1 s@backend i@backend\n"),
+              "only the columns the backend changed: %s", text);
+    cr_expect(strstr(text, "Item d-mid cl=2\n"), "%s", text);
+    cr_expect(strstr(text, "Item b-low cl=2\n"), "%s", text);
+    cr_expect(strstr(text, "Item be-new cl=1 ") && strstr(text, "Item b-moved cl=1 "), "%s", text);
+    free(text);
     cs_pg_typed_free(t2);
     cstack_close(db2);
     cs_pg_typed_free(t);

@@ -89,8 +89,8 @@ int cs_pg_typed_flush(cs_pg_typed *t, cs_srv_err *err);
  * (empty) table through `conn`, converted to SQLite's storage (bootstrap of
  * a server's working copy).  Rows that backend writes waiting in the queue
  * touched are loaded as the servers last wrote them (or not at all when a
- * backend inserted them): run cs_pg_backend_ingest after loading, in a
- * write scope, so that sync captures those writes.  Needs the caller's
+ * backend inserted them): run cs_pg_backend_ingest after loading, so that
+ * the backend's writes merge with the state the servers' clocks describe.  Needs the caller's
  * transaction (it reads through a cursor). */
 int cs_pg_typed_load(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err);
 
@@ -99,14 +99,19 @@ int cs_pg_typed_load(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err);
  * after a migration. */
 int cs_pg_typed_save(cs_pg_typed *t, sqlite3 *conn, int model, cs_srv_err *err);
 
-/* Applies up to `limit` writes that other PostgreSQL clients made to the
- * app tables (the capture triggers' queue, oldest first) to the working
- * copy through `conn`, as local writes of the caller's open write scope
- * (not a merge: sync captures them and gives them clocks), and removes them
- * from the queue.  *n: how many were applied; fewer than `limit` means the
- * queue is empty. */
-int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
-                         cs_srv_err *err);
+/* The site id the changes of backend writes carry (16 bytes): no device's,
+ * so a backend write's clock never equals one a device or server issued. */
+#define CS_PG_BACKEND_SITE "cstack\0backend\0\0"
+
+/* Merges up to `limit` writes that other PostgreSQL clients made to the
+ * app tables (the capture triggers' queue, oldest first) into the working
+ * copy db, inside the caller's open merge write scope (CS_WRITE_MERGE):
+ * each backend transaction's rows as a changeset from CS_PG_BACKEND_SITE
+ * whose columns carry the clock of its commit.  Removes the entries from the
+ * queue and queues the writes that make PostgreSQL's rows the merge's
+ * winners (cs_pg_typed_flush sends them).  *n: how many entries were taken;
+ * fewer than `limit` means the queue is empty. */
+int cs_pg_backend_ingest(cs_pg_typed *t, cstack *db, size_t limit, size_t *n, cs_srv_err *err);
 
 /* ---- store_pg*.c ------------------------------------------------------------ */
 

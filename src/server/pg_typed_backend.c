@@ -1,52 +1,179 @@
 /*
- * pg_typed_backend.c -- other clients' writes to the app tables, applied to
- * the working copy as local writes (cs_pg_backend_ingest, pg.h).
+ * pg_typed_backend.c -- other clients' writes to the app tables, merged
+ * into the working copy with the clocks of their commits
+ * (cs_pg_backend_ingest, pg.h).
  *
- * The capture triggers (pg_typed_ddl.c) queue each written row's key; this
- * takes the oldest `limit` entries and, per model, one query joins them to
- * the rows PostgreSQL holds now.  A row that exists is written into the copy
- * (INSERT, or UPDATE of only the columns that differ, so the merge sees
- * exactly the columns the backend changed); a row that does not is deleted
- * there.  The writes run on the caller's connection inside its write scope,
- * so sync's capture hook records them and the next commit gives them
- * clocks, like any write of the server itself.  Foreign keys are deferred
- * to the commit (PRAGMA defer_foreign_keys, which SQLite clears when the
- * transaction ends): entries of different models arrive model by model.
+ * The capture triggers (pg_typed_ddl.c) queue, at each backend commit, every
+ * row it wrote: its key, the row before and after (JSON), the transaction's
+ * id and the commit time.  A round takes the oldest `limit` entries, gives
+ * each backend transaction one clock (its commit time in milliseconds,
+ * raised where needed to stay strictly after the previous backend
+ * transaction's: the last one is kept in _cstack_pg_meta, which every
+ * server reads and writes under the global lock), and merges the rows into
+ * the copy as a changeset from a site reserved for backend writes
+ * (CS_PG_BACKEND_SITE), one per transaction: the engine's per-column
+ * last-writer-wins and causal lengths decide, exactly as for a push.  A
+ * device write stamped after the commit wins over it, one stamped before
+ * loses, however late a server applies the entry; and what is merged is
+ * what the backend wrote, not what PostgreSQL holds by then (a server may
+ * have written the row again, from a copy that had not seen the backend's
+ * write, before the entry was taken).
  *
- * A row the copy refuses is not applied, and PostgreSQL's row is put back
- * to the copy's state (through the caller's next flush), with a message on
- * stderr naming the model, the key's position in the queue and the reason:
- *   - values the schema does not allow (a validator such as @email or
- *     @range, an invalid Json, a NaN, a timestamp outside DateTime's range);
- *   - a write the copy's constraints refuse even after every other entry of
- *     the batch is in (a unique value taken by another row).
- * The entry is dropped either way: kept, it would block the queue forever,
- * and the backend sees its write undone rather than half-applied.
+ * Per key and transaction, the row before its first write and after its
+ * last are compared: an insert sends every column, an update the columns
+ * that differ, a delete the deletion.  The causal length is the copy's
+ * (a new row: the next odd one; a deletion: the next even one; an update
+ * of a row the copy has deleted since: the length the backend saw, so the
+ * deletion wins).  Afterwards every taken row of PostgreSQL is set to what
+ * the copy holds (the merge's winner), through the caller's next flush.
+ *
+ * A row whose values the schema does not allow (a validator such as @email
+ * or @range, an invalid Json, a NaN, a timestamp outside DateTime's range)
+ * is not merged, and PostgreSQL's row is put back to the copy's state, with
+ * a message on stderr naming the model, the key and the reason.  The entry
+ * is dropped either way: kept, it would block the queue forever.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/pg_typed_int.h"
+#include "sync/changeset.h"
+#include "sync/sync.h"
+#include "sync/sync_ext.h"
 #include "util/try.h"
 
-/* What applying one row gives. */
+/* The meta key of the last clock given to a backend transaction. */
+#define CLOCK_KEY "backend_clock"
+
+/* What building one row gives. */
 enum { APPLIED = 0, REFUSED = 1 };
+
+/* The result columns of model_query after the key: the entry's first id,
+ * whether the row was born and whether it is gone; then per non-key column
+ * its value after and whether it changed. */
+enum { COL_FIRST = 0, COL_BORN = 1, COL_GONE = 2, COL_VALUES = 3 };
+
+/* One taken round of the queue. */
+typedef struct round {
+    long long *ids;  /* entry ids, ascending */
+    int *tx;         /* each entry's transaction (index into hlc) */
+    size_t n;
+    uint64_t *hlc;   /* each transaction's clock */
+    size_t ntx;
+    cs_buf idlist;   /* ids as a PostgreSQL array literal */
+    uint64_t last;   /* the last clock given, persisted */
+} round;
+
+/* A row of a model's result, in merge order. */
+typedef struct item {
+    int mi, row, tx;
+    long long first;
+} item;
 
 typedef struct ingest {
     cs_pg_typed *t;
-    sqlite3 *conn;
+    cstack *db;
     const cstack_schema *s;
-    cstack_value *vals;   /* t->vals: field index -> value of the row being applied */
-    cs_buf *scratch;      /* t->scratch: one per field */
-    char why[600];        /* the last refusal's reason */
+    cs_sync *sync;
+    cs_buf *scratch;  /* t->scratch: one per field */
+    char why[600];    /* the last refusal's reason */
 } ingest;
 
-/* SELECT key..., absent, columns... FROM queue LEFT JOIN "T" for model mi,
- * entries up to $1, oldest first. */
-static int model_query(cs_buf *sql, const cstack_schema *s, int mi, const int *cols, size_t ncols)
+static int nomem(cs_srv_err *err)
 {
-    const cs_model *m = &s->models[mi];
+    cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
+    return CSTACK_ENOMEM;
+}
+
+/* ---- the queue -------------------------------------------------------------------- */
+
+static int transaction_of(round *rd, char **xids, const char *xid, uint64_t ms, int *out)
+{
+    for (size_t i = rd->ntx; i-- > 0;)
+        if (strcmp(xids[i], xid) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    if (!(xids[rd->ntx] = cs_strdup(xid)))
+        return CSTACK_ENOMEM;
+    uint64_t h = ms << 16;
+    rd->hlc[rd->ntx] = rd->last = h > rd->last ? h : rd->last + 1;
+    *out = (int)rd->ntx++;
+    return 0;
+}
+
+/* Reads the last clock given and the oldest `limit` entries into rd. */
+static int take(cs_pg_typed *t, size_t limit, round *rd, cs_srv_err *err)
+{
+    PGresult *r = PQexec(t->c, "SELECT value FROM _cstack_pg_meta WHERE key = '" CLOCK_KEY "'");
+    int rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "read the backend clock", err);
+    if (rc == 0 && PQntuples(r) == 1)
+        rd->last = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    if (rc)
+        return rc;
+    char lim[32];
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *v[1] = {lim};
+    r = PQexecParams(t->c,
+                     "SELECT id, xid::text, (extract(epoch FROM at) * 1000)::bigint FROM " CS_PG_QUEUE
+                     " ORDER BY id LIMIT $1::bigint",
+                     1, NULL, v, NULL, NULL, 0);
+    rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "read the backend queue", err);
+    size_t n = rc ? 0 : (size_t)PQntuples(r);
+    char **xids = calloc(n ? n : 1, sizeof *xids);
+    rd->ids = calloc(n ? n : 1, sizeof *rd->ids);
+    rd->tx = calloc(n ? n : 1, sizeof *rd->tx);
+    rd->hlc = calloc(n ? n : 1, sizeof *rd->hlc);
+    if (rc == 0 && (!xids || !rd->ids || !rd->tx || !rd->hlc || cs_buf_puts(&rd->idlist, "{")))
+        rc = nomem(err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rd->ids[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        uint64_t ms = strtoull(PQgetvalue(r, (int)i, 2), NULL, 10);
+        if (transaction_of(rd, xids, PQgetvalue(r, (int)i, 1), ms, &rd->tx[i]) ||
+            cs_buf_printf(&rd->idlist, "%s%lld", i ? "," : "", rd->ids[i]))
+            rc = nomem(err);
+        rd->n = i + 1;
+    }
+    if (rc == 0 && cs_buf_puts(&rd->idlist, "}"))
+        rc = nomem(err);
+    for (size_t i = 0; xids && i < rd->ntx; i++)
+        free(xids[i]);
+    free(xids);
+    PQclear(r);
+    return rc;
+}
+
+static void round_free(round *rd)
+{
+    free(rd->ids);
+    free(rd->tx);
+    free(rd->hlc);
+    cs_buf_free(&rd->idlist);
+}
+
+/* The transaction of the entry with id `id` (one of rd's). */
+static int tx_of_id(const round *rd, long long id)
+{
+    size_t lo = 0, hi = rd->n;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (rd->ids[mid] <= id)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return rd->tx[lo];
+}
+
+/* Per key and transaction of model mi among the entries $1: the key, the
+ * first entry's id, born (no row before), gone (no row after), then each
+ * non-key column after and whether it differs from before; in queue order. */
+static int model_query(cs_buf *sql, const cs_pg_typed *t, int mi)
+{
+    const cs_model *m = &t->s->models[mi];
+    const cs_pg_model *pm = &t->models[mi];
     cs_buf e = CS_BUF_INIT;
     int rc = cs_buf_puts(sql, "SELECT ");
     for (size_t p = 0; rc == 0 && p < m->npk; p++) {
@@ -56,160 +183,89 @@ static int model_query(cs_buf *sql, const cstack_schema *s, int mi, const int *c
         rc = rc ? rc : cs_pg_out_expr(sql, f, e.data);
         rc = rc ? rc : cs_buf_puts(sql, ", ");
     }
-    rc = rc ? rc : cs_buf_puts(sql, "t.");
-    rc = rc ? rc : cs_buf_ident(sql, m->fields[m->pk[0]].column);
-    rc = rc ? rc : cs_buf_puts(sql, " IS NULL");
-    for (size_t c = 0; rc == 0 && c < ncols; c++) {
+    rc = rc ? rc : cs_buf_puts(sql, "q.first::text, q.old IS NULL, q.new IS NULL");
+    for (size_t c = m->npk; rc == 0 && c < pm->ncols; c++) {
+        const char *col = m->fields[pm->cols[c]].column;
         cs_buf_reset(&e);
-        rc = cs_buf_puts(&e, "t.");
-        rc = rc ? rc : cs_buf_ident(&e, m->fields[cols[c]].column);
+        rc = cs_buf_puts(&e, "n.");
+        rc = rc ? rc : cs_buf_ident(&e, col);
         rc = rc ? rc : cs_buf_puts(sql, ", ");
-        rc = rc ? rc : cs_pg_out_expr(sql, &m->fields[cols[c]], e.data);
+        rc = rc ? rc : cs_pg_out_expr(sql, &m->fields[pm->cols[c]], e.data);
+        rc = rc ? rc : cs_buf_printf(sql, ", %s::text IS DISTINCT FROM o.", e.data);
+        rc = rc ? rc : cs_buf_ident(sql, col);
+        rc = rc ? rc : cs_buf_puts(sql, "::text");
     }
-    rc = rc ? rc : cs_buf_puts(sql, " FROM " CS_PG_QUEUE " q LEFT JOIN ");
-    rc = rc ? rc : cs_buf_ident(sql, m->table);
-    rc = rc ? rc : cs_buf_puts(sql, " t ON ");
-    for (size_t p = 0; rc == 0 && p < m->npk; p++) {
-        const cs_field *f = &m->fields[m->pk[p]];
-        rc = cs_buf_puts(sql, p ? " AND t." : "t.");
-        rc = rc ? rc : cs_buf_ident(sql, f->column);
-        rc = rc ? rc : cs_buf_printf(sql, " = (q.key->>%zu)::%s", p, cs_pg_type_name(f));
-    }
-    rc = rc ? rc : cs_buf_puts(sql, " WHERE q.model = ");
+    rc = rc ? rc : cs_buf_puts(sql, " FROM (SELECT key, min(id) AS first, (array_agg(old ORDER BY "
+                                    "id))[1] AS old, (array_agg(new ORDER BY id DESC))[1] AS new "
+                                    "FROM " CS_PG_QUEUE " WHERE model = ");
     rc = rc ? rc : cs_buf_sql_str(sql, m->name);
-    rc = rc ? rc : cs_buf_puts(sql, " AND q.id <= $1::bigint ORDER BY q.id");
+    rc = rc ? rc : cs_buf_puts(sql, " AND id = ANY($1::bigint[]) GROUP BY key, xid) q, "
+                                    "json_populate_record(NULL::");
+    rc = rc ? rc : cs_buf_ident(sql, m->table);
+    rc = rc ? rc : cs_buf_puts(sql, ", q.new) n, json_populate_record(NULL::");
+    rc = rc ? rc : cs_buf_ident(sql, m->table);
+    rc = rc ? rc : cs_buf_puts(sql, ", q.old) o ORDER BY q.first");
     cs_buf_free(&e);
     return rc;
 }
 
-/* Whether the copy's value `a` is byte for byte the canonical value `b`. */
-static bool same_value(const cstack_value *a, const cstack_value *b)
+/* Model mi's rows of the round. */
+static int model_rows(cs_pg_typed *t, int mi, const round *rd, PGresult **out, cs_srv_err *err)
 {
-    cstack_value bb = *b;
-    if (bb.type == CSTACK_BOOL)
-        bb = cstack_v_int(bb.u.b);
-    if (a->type != bb.type)
-        return false;
-    switch (a->type) {
+    cs_buf sql = CS_BUF_INIT;
+    const char *v[1] = {rd->idlist.data};
+    *out = NULL;
+    if (model_query(&sql, t, mi)) {
+        cs_buf_free(&sql);
+        return nomem(err);
+    }
+    *out = PQexecParams(t->c, sql.data, 1, NULL, v, NULL, NULL, 1);
+    cs_buf_free(&sql);
+    int rc = cs_pg_check(t->c, *out, PGRES_TUPLES_OK, "read backend-written rows", err);
+    if (rc) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- one row as a change ------------------------------------------------------------ */
+
+static cs_cs_value cs_value_of(const cstack_value *v)
+{
+    cs_cs_value o = {.type = SQLITE_NULL};
+    switch (v->type) {
     case CSTACK_NULL:
-        return true;
+        break;
     case CSTACK_INT:
-        return a->u.i == bb.u.i;
+    case CSTACK_BOOL:
+        o.type = SQLITE_INTEGER;
+        o.i = v->type == CSTACK_INT ? v->u.i : v->u.b != 0;
+        break;
     case CSTACK_FLOAT:
-        return memcmp(&a->u.f, &bb.u.f, sizeof a->u.f) == 0;
+        o.type = SQLITE_FLOAT;
+        o.f = v->u.f;
+        break;
     default:
-        return a->u.s.n == bb.u.s.n && memcmp(a->u.s.p, bb.u.s.p, a->u.s.n) == 0;
+        o.type = v->type == CSTACK_TEXT ? SQLITE_TEXT : SQLITE_BLOB;
+        o.p = (const unsigned char *)(v->u.s.p ? v->u.s.p : "");
+        o.n = v->u.s.n;
     }
+    return o;
 }
 
-static int step_done(ingest *g, sqlite3_stmt *st, int *res, cs_srv_err *err)
-{
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE)
-        return 0;
-    int ext = sqlite3_extended_errcode(g->conn);
-    if ((ext & 0xff) == SQLITE_CONSTRAINT) {
-        snprintf(g->why, sizeof g->why, "the working copy refused it: %s",
-                 sqlite3_errmsg(g->conn));
-        *res = REFUSED;
-        return 0;
-    }
-    return cs_pg_sqlite_err(g->conn, "apply a backend write", err);
-}
-
-/* Binds key[0..npk) of model m at the key parameters of st. */
-static void bind_key(sqlite3_stmt *st, const cs_model *m, const cstack_value *key)
-{
-    for (size_t p = 0; p < m->npk; p++)
-        cs_bind_one(st, cs_rowsql_key_param(m, p), &key[p]);
-}
-
-/* Writes g->vals (every column of model mi) into the copy: INSERT when the
- * row is new, else UPDATE of the columns that differ. */
-static int write_row(ingest *g, int mi, const cstack_value *key, int *res, cs_srv_err *err)
+/* Decodes the key of row `row` of r (model mi) into key[]; REFUSED in *res
+ * (with the reason) when the copy cannot hold it. */
+static int decode_key(ingest *g, int mi, const PGresult *r, int row, cstack_value *key, int *res,
+                      cs_srv_err *err)
 {
     const cs_model *m = &g->s->models[mi];
-    size_t ncols = g->t->models[mi].ncols;
-    const int *cols = g->t->models[mi].cols;
-    sqlite3_stmt *ld, *st = NULL;
-    TRY(cs_pg_typed_copy_load(g->t, g->conn, mi, &ld, err));
-    bind_key(ld, m, key);
-    int src = sqlite3_step(ld);
-    if (src != SQLITE_ROW && src != SQLITE_DONE) {
-        sqlite3_reset(ld);
-        return cs_pg_sqlite_err(g->conn, "read a row", err);
-    }
-    uint64_t *bits = calloc(CS_FIELDSET_WORDS(m->nfields), sizeof *bits);
-    if (!bits) {
-        sqlite3_reset(ld);
-        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
-        return CSTACK_ENOMEM;
-    }
-    bool changed = src == SQLITE_DONE;
-    for (size_t c = 0; src == SQLITE_ROW && c < ncols; c++) {
-        int at = 0;
-        for (int i = 0; i < cols[c]; i++)
-            at += cs_field_is_column(&m->fields[i]);
-        cstack_value cur = cs_pg_sqlite_value(sqlite3_column_value(ld, at));
-        if (!same_value(&cur, &g->vals[cols[c]])) {
-            cs_fieldset_add(bits, (size_t)cols[c]);
-            changed = true;
-        }
-    }
-    sqlite3_reset(ld);
-    int rc = 0;
-    if (changed)
-        rc = src == SQLITE_DONE
-                 ? cs_pg_typed_copy_stmt(g->t, g->conn, mi, CS_ROW_INSERT_ALL, NULL, &st, err)
-                 : cs_pg_typed_copy_stmt(g->t, g->conn, mi, CS_ROW_UPDATE, bits, &st, err);
-    for (size_t c = 0; rc == 0 && st && c < ncols; c++)
-        cs_bind_one(st, cols[c] + 1, &g->vals[cols[c]]);
-    if (rc == 0 && st) {
-        if (src == SQLITE_ROW)
-            bind_key(st, m, key);
-        rc = step_done(g, st, res, err);
-    }
-    sqlite3_finalize(st);
-    free(bits);
-    return rc;
-}
-
-static int delete_row(ingest *g, int mi, const cstack_value *key, int *res, cs_srv_err *err)
-{
-    sqlite3_stmt *st;
-    TRY(cs_pg_typed_copy_stmt(g->t, g->conn, mi, CS_ROW_DELETE, NULL, &st, err));
-    bind_key(st, &g->s->models[mi], key);
-    int rc = step_done(g, st, res, err);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Applies row `row` of model mi's query result r; *res says whether the
- * copy took it.  Errors only for failures of the copy or of PostgreSQL. */
-static int apply_row(ingest *g, int mi, const PGresult *r, int row, int *res, cs_srv_err *err)
-{
-    const cs_model *m = &g->s->models[mi];
-    size_t ncols = g->t->models[mi].ncols;
-    const int *cols = g->t->models[mi].cols;
-    cstack_value key[CS_PG_MAX_KEY];
     cs_srv_err verr = {0};
     *res = APPLIED;
     for (size_t p = 0; p < m->npk; p++) {
         int fi = m->pk[p];
         int rc = cs_pg_value_decode(r, row, (int)p, g->s, m, &m->fields[fi], false,
                                     &g->scratch[fi], &key[p], &verr);
-        if (rc) {
-            snprintf(g->why, sizeof g->why, "%s", verr.message);
-            *res = REFUSED;
-            return rc == CSTACK_ENOMEM || rc == CSTACK_EIO ? rc : 0;
-        }
-    }
-    if (*PQgetvalue(r, row, (int)m->npk)) /* absent */
-        return delete_row(g, mi, key, res, err);
-    for (size_t c = m->npk; c < ncols; c++) {
-        int fi = cols[c];
-        int rc = cs_pg_value_decode(r, row, (int)(m->npk + 1 + c), g->s, m, &m->fields[fi], true,
-                                    &g->scratch[fi], &g->vals[fi], &verr);
         if (rc == CSTACK_ENOMEM || rc == CSTACK_EIO) {
             *err = verr;
             return rc;
@@ -220,193 +276,279 @@ static int apply_row(ingest *g, int mi, const PGresult *r, int row, int *res, cs
             return 0;
         }
     }
-    for (size_t p = 0; p < m->npk; p++)
-        g->vals[m->pk[p]] = key[p];
-    return write_row(g, mi, key, res, err);
-}
-
-/* The entries to take: how many, the newest id, and which models. */
-static int take(cs_pg_typed *t, size_t limit, long long *maxid, int *count, bool *models,
-                cs_srv_err *err)
-{
-    const cstack_schema *s = t->s;
-    char lim[32];
-    snprintf(lim, sizeof lim, "%zu", limit);
-    const char *v[1] = {lim};
-    PGresult *r = PQexecParams(t->c,
-                               "SELECT max(id), model FROM (SELECT id, model FROM " CS_PG_QUEUE
-                               " ORDER BY id LIMIT $1::bigint) s GROUP BY model",
-                               1, NULL, v, NULL, NULL, 0);
-    int rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "read the backend queue", err);
-    *maxid = 0;
-    *count = 0;
-    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
-        long long id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        *maxid = id > *maxid ? id : *maxid;
-        int mi = cs_model_find(s, PQgetvalue(r, i, 1));
-        if (mi >= 0 && cs_pg_typed_table(t, s->models[mi].table, NULL))
-            models[mi] = true;
-        else
-            fprintf(stderr, "cstack: backend queue: no synced model '%s'; entries dropped\n",
-                    PQgetvalue(r, i, 1));
-    }
-    PQclear(r);
-    if (rc == 0 && *maxid > 0) {
-        char id[32];
-        snprintf(id, sizeof id, "%lld", *maxid);
-        v[0] = id;
-        r = PQexecParams(t->c,
-                         "SELECT count(*) FROM " CS_PG_QUEUE " WHERE id <= $1::bigint", 1, NULL,
-                         v, NULL, NULL, 0);
-        rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "count the backend queue", err);
-        if (rc == 0)
-            *count = atoi(PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
-    return rc;
-}
-
-/* The queue entries of model mi up to maxid, with PostgreSQL's rows. */
-static int model_rows(ingest *g, int mi, long long maxid, PGresult **out, cs_srv_err *err)
-{
-    size_t ncols = g->t->models[mi].ncols;
-    const int *cols = g->t->models[mi].cols;
-    cs_buf sql = CS_BUF_INIT;
-    char id[32];
-    snprintf(id, sizeof id, "%lld", maxid);
-    const char *v[1] = {id};
-    *out = NULL;
-    if (model_query(&sql, g->s, mi, cols, ncols)) {
-        cs_buf_free(&sql);
-        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_ENOMEM, NULL);
-        return CSTACK_ENOMEM;
-    }
-    PGconn *c = g->t->c;
-    *out = PQexecParams(c, sql.data, 1, NULL, v, NULL, NULL, 1);
-    cs_buf_free(&sql);
-    int rc = cs_pg_check(c, *out, PGRES_TUPLES_OK, "read backend-written rows", err);
-    if (rc) {
-        PQclear(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
-typedef struct retry {
-    int mi, row;
-    const PGresult *r;
-    char *why; /* why the copy refused it last (malloc'd) */
-} retry;
-
-/* A row the copy refused: said on stderr (its key and why), and
- * PostgreSQL's row queued to be put back to the copy's state. */
-static int refuse(ingest *g, const retry *x, cs_srv_err *err)
-{
-    const cs_model *m = &g->s->models[x->mi];
-    cstack_value key[CS_PG_MAX_KEY];
-    cs_srv_err kerr = {0};
-    cs_buf text = CS_BUF_INIT;
-    int rc = 0, bad = 0;
-    for (size_t p = 0; !bad && p < m->npk; p++) {
-        const cs_field *f = &m->fields[m->pk[p]];
-        bad = cs_pg_value_decode(x->r, x->row, (int)p, g->s, m, f, false,
-                                 &g->scratch[m->pk[p]], &key[p], &kerr);
-        if (!bad && cs_buf_puts(&text, p ? ", " : "") == 0)
-            cs_value_json(&text, f->type, &key[p]);
-    }
-    fprintf(stderr, "cstack: backend write to %s [%s] refused and undone: %s\n", m->name,
-            text.data ? text.data : "", x->why ? x->why : "out of memory");
-    cs_buf_free(&text);
-    /* A key the copy cannot hold has no row there to restore. */
-    if (!bad)
-        rc = cs_pg_typed_restore(g->t, g->conn, x->mi, key, err);
-    return rc;
-}
-
-/* One pass over model mi's rows; refusals go to `again`. */
-static int apply_model(ingest *g, int mi, const PGresult *r, retry *again, size_t *nagain,
-                       cs_srv_err *err)
-{
-    for (int row = 0; row < PQntuples(r); row++) {
-        int res;
-        TRY(apply_row(g, mi, r, row, &res, err));
-        if (res == REFUSED)
-            again[(*nagain)++] = (retry){mi, row, r, cs_strdup(g->why)};
-    }
     return 0;
 }
 
-int cs_pg_backend_ingest(cs_pg_typed *t, sqlite3 *conn, size_t limit, size_t *n,
-                         cs_srv_err *err)
+/* The causal length the change of a row takes, given the copy's `cl`;
+ * 0: nothing to merge.  *all: every column goes (the copy lacks the row). */
+static uint64_t causal_length(uint64_t cl, bool born, bool gone, bool *all)
+{
+    *all = false;
+    if (born && gone)
+        return 0;
+    if (gone)
+        return cl & 1 ? cl + 1 : 0;
+    if (cl == 0 || (born && !(cl & 1))) {
+        *all = true;
+        return cl + 1;
+    }
+    /* An update of a row deleted since: the length it had, so the
+     * deletion wins. */
+    return cl & 1 ? cl : cl - 1;
+}
+
+/* Encodes into `cols` the columns of row `row` of model mi's result r that
+ * go (every one when `all`, else those that changed), with clock hlc (site
+ * index 0); REFUSED in *res when a value is not the schema's. */
+static int put_cols(ingest *g, int mi, const PGresult *r, int row, bool all, uint64_t hlc,
+                    cs_buf *cols, size_t *ncols, int *res, cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[mi];
+    const cs_pg_model *pm = &g->t->models[mi];
+    int rc = 0;
+    for (size_t c = m->npk; rc == 0 && c < pm->ncols; c++) {
+        int at = (int)m->npk + COL_VALUES + 2 * (int)(c - m->npk), fi = pm->cols[c];
+        if (!all && !*PQgetvalue(r, row, at + 1))
+            continue;
+        cstack_value v;
+        cs_srv_err verr = {0};
+        rc = cs_pg_value_decode(r, row, at, g->s, m, &m->fields[fi], true, &g->scratch[fi], &v,
+                                &verr);
+        if (rc == CSTACK_ENOMEM || rc == CSTACK_EIO) {
+            *err = verr;
+            return rc;
+        }
+        if (rc) {
+            snprintf(g->why, sizeof g->why, "%s", verr.message);
+            *res = REFUSED;
+            return 0;
+        }
+        cs_cs_value cv = cs_value_of(&v);
+        rc = cs_wr_varint(cols, (uint64_t)fi);
+        rc = rc ? rc : cs_wr_u64(cols, hlc);
+        rc = rc ? rc : cs_wr_varint(cols, 0);
+        rc = rc ? rc : cs_cs_put_value(cols, &cv);
+        ++*ncols;
+    }
+    return rc ? nomem(err) : 0;
+}
+
+/* Appends row `row` of model mi's result r to w as a change with clock
+ * hlc; REFUSED in *res when its key or values are not the schema's. */
+static int put_row(ingest *g, cs_cs_writer *w, int mi, const PGresult *r, int row, uint64_t hlc,
+                   int *res, cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[mi];
+    cstack_value key[CS_PG_MAX_KEY];
+    cs_cs_value pk[CS_PG_MAX_KEY];
+    TRY(decode_key(g, mi, r, row, key, res, err));
+    if (*res == REFUSED)
+        return 0;
+    for (size_t p = 0; p < m->npk; p++)
+        pk[p] = cs_value_of(&key[p]);
+    uint64_t cur = 0;
+    cs_clk clk;
+    cs_clk_init(&clk);
+    int rc = cs_clkrow_load(cs_write_conn(g->db), &g->sync->models[mi], m, pk, &cur, &clk);
+    cs_clk_free(&clk);
+    if (rc)
+        return cs_pg_sqlite_err(cs_write_conn(g->db)->db, "read a clock row", err);
+    bool all;
+    uint64_t cl = causal_length(cur, *PQgetvalue(r, row, (int)m->npk + COL_BORN),
+                                *PQgetvalue(r, row, (int)m->npk + COL_GONE), &all);
+    if (cl == 0)
+        return 0;
+    cs_buf cols = CS_BUF_INIT;
+    size_t ncols = 0;
+    if (cl & 1)
+        rc = put_cols(g, mi, r, row, all, hlc, &cols, &ncols, res, err);
+    if (rc == 0 && *res == APPLIED && (ncols || cl != cur)) {
+        rc = cs_wr_varint(&w->body, (uint64_t)mi);
+        rc = rc ? rc : cs_wr_varint(&w->body, 0);
+        rc = rc ? rc : cs_wr_varint(&w->body, cl);
+        for (size_t p = 0; rc == 0 && p < m->npk; p++)
+            rc = cs_cs_put_value(&w->body, &pk[p]);
+        rc = rc ? rc : cs_wr_varint(&w->body, ncols);
+        rc = rc ? rc : cs_buf_append(&w->body, cols.data ? cols.data : "", cols.len);
+        w->nrows++;
+        if (rc)
+            rc = nomem(err);
+    }
+    cs_buf_free(&cols);
+    return rc;
+}
+
+/* ---- a round ------------------------------------------------------------------------ */
+
+/* Puts PostgreSQL's row of item x back to what the copy holds; a row the
+ * copy refused is said on stderr first. */
+static int settle_row(ingest *g, const item *x, PGresult *const *res, bool refused,
+                      cs_srv_err *err)
+{
+    const cs_model *m = &g->s->models[x->mi];
+    cstack_value key[CS_PG_MAX_KEY];
+    int kres;
+    TRY(decode_key(g, x->mi, res[x->mi], x->row, key, &kres, err));
+    if (refused) {
+        cs_buf text = CS_BUF_INIT;
+        for (size_t p = 0; kres == APPLIED && p < m->npk; p++)
+            if (cs_buf_puts(&text, p ? ", " : "") == 0)
+                cs_value_json(&text, m->fields[m->pk[p]].type, &key[p]);
+        fprintf(stderr, "cstack: backend write to %s [%s] refused and undone: %s\n", m->name,
+                text.data ? text.data : "", g->why);
+        cs_buf_free(&text);
+    }
+    /* A key the copy cannot hold has no row there to restore. */
+    return kres == APPLIED ? cs_pg_typed_restore(g->t, cs_write_conn(g->db)->db, x->mi, key, err)
+                           : 0;
+}
+
+/* Merges the rows items[0..n) of one backend transaction with clock hlc,
+ * then sets PostgreSQL's rows to the outcome. */
+static int merge_tx(ingest *g, const item *items, size_t n, PGresult *const *res, uint64_t hlc,
+                    cs_srv_err *err)
+{
+    cs_cs_writer w = {0};
+    uint32_t site;
+    bool *refused = calloc(n ? n : 1, sizeof *refused);
+    int rc = refused ? cs_cs_site(&w, (const unsigned char *)CS_PG_BACKEND_SITE, &site) : 1;
+    if (rc)
+        rc = nomem(err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int r;
+        rc = put_row(g, &w, items[i].mi, res[items[i].mi], items[i].row, hlc, &r, err);
+        refused[i] = r == REFUSED;
+    }
+    void *cs = NULL;
+    size_t len = 0;
+    if (rc == 0 && w.nrows > 0) {
+        rc = cs_cs_finish(&w, g->s, (const unsigned char *)CS_PG_BACKEND_SITE, 0, 0, &cs, &len);
+        if (rc)
+            rc = nomem(err);
+        /* Commit times are the database's clock, not a device's claim. */
+        cs_apply_opts opts = {.trust_clocks = true};
+        if (rc == 0 && (rc = cs_merge(g->db, cs, len, &opts, NULL)))
+            cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cs_errmsg_last());
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = settle_row(g, &items[i], res, refused[i], err);
+    free(cs);
+    free(refused);
+    cs_cs_writer_free(&w);
+    return rc;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    if (x->tx != y->tx)
+        return x->tx < y->tx ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Every row of the round, ordered by transaction, then queue order. */
+static int collect(const ingest *g, const round *rd, PGresult *const *res, item **out,
+                   size_t *nout, cs_srv_err *err)
+{
+    size_t n = 0;
+    for (size_t mi = 0; mi < g->s->nmodels; mi++)
+        n += res[mi] ? (size_t)PQntuples(res[mi]) : 0;
+    item *items = calloc(n ? n : 1, sizeof *items);
+    if (!items)
+        return nomem(err);
+    size_t k = 0;
+    for (size_t mi = 0; mi < g->s->nmodels; mi++) {
+        int first = (int)g->s->models[mi].npk + COL_FIRST;
+        for (int row = 0; res[mi] && row < PQntuples(res[mi]); row++) {
+            long long id = strtoll(PQgetvalue(res[mi], row, first), NULL, 10);
+            items[k++] = (item){(int)mi, row, tx_of_id(rd, id), id};
+        }
+    }
+    qsort(items, n, sizeof *items, item_cmp);
+    *out = items;
+    *nout = n;
+    return 0;
+}
+
+/* Reads each model's rows of the round: models the schema does not serve
+ * are said on stderr, and their entries dropped. */
+static int read_models(cs_pg_typed *t, const round *rd, PGresult **res, cs_srv_err *err)
+{
+    const char *v[1] = {rd->idlist.data};
+    PGresult *r = PQexecParams(t->c,
+                               "SELECT DISTINCT model FROM " CS_PG_QUEUE
+                               " WHERE id = ANY($1::bigint[])",
+                               1, NULL, v, NULL, NULL, 0);
+    int rc = cs_pg_check(t->c, r, PGRES_TUPLES_OK, "read the backend queue", err);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        int mi = cs_model_find(t->s, PQgetvalue(r, i, 0));
+        if (mi >= 0 && cs_pg_typed_table(t, t->s->models[mi].table, NULL))
+            rc = model_rows(t, mi, rd, &res[mi], err);
+        else
+            fprintf(stderr, "cstack: backend queue: no synced model '%s'; entries dropped\n",
+                    PQgetvalue(r, i, 0));
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Drops the round's entries and keeps its last clock. */
+static int finish(cs_pg_typed *t, const round *rd, cs_srv_err *err)
+{
+    char last[32];
+    snprintf(last, sizeof last, "%llu", (unsigned long long)rd->last);
+    const char *v[1] = {rd->idlist.data};
+    PGresult *r = PQexecParams(t->c, "DELETE FROM " CS_PG_QUEUE " WHERE id = ANY($1::bigint[])",
+                               1, NULL, v, NULL, NULL, 0);
+    int rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, "empty the backend queue", err);
+    PQclear(r);
+    v[0] = last;
+    if (rc == 0) {
+        r = PQexecParams(t->c,
+                         "INSERT INTO _cstack_pg_meta(key, value) VALUES ('" CLOCK_KEY "', $1) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                         1, NULL, v, NULL, NULL, 0);
+        rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, "keep the backend clock", err);
+        PQclear(r);
+    }
+    return rc;
+}
+
+int cs_pg_backend_ingest(cs_pg_typed *t, cstack *db, size_t limit, size_t *n, cs_srv_err *err)
 {
     const cstack_schema *s = t->s;
-    ingest g = {t, conn, s, t->vals, t->scratch, ""};
-    long long maxid;
-    int count;
+    ingest g = {t, db, s, cs_sync_of(db), t->scratch, ""};
+    round rd = {0};
+    item *items = NULL;
+    size_t nitems = 0;
     *n = 0;
     if (limit == 0)
         return 0;
-    bool *models = calloc(s->nmodels ? s->nmodels : 1, sizeof *models);
+    if (!g.sync) {
+        cs_srv_err_set(err, CS_SRV_INTERNAL, CSTACK_EMISUSE, "the copy does not sync");
+        return CSTACK_EMISUSE;
+    }
     PGresult **res = calloc(s->nmodels ? s->nmodels : 1, sizeof *res);
-    retry *again = NULL;
-    int rc = models && res ? 0 : CSTACK_ENOMEM;
-    if (rc)
-        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
-    rc = rc ? rc : take(t, limit, &maxid, &count, models, err);
-    if (rc == 0 && count > 0 && sqlite3_exec(conn, "PRAGMA defer_foreign_keys = ON", NULL, NULL,
-                                             NULL) != SQLITE_OK)
-        rc = cs_pg_sqlite_err(conn, "defer foreign keys", err);
-    if (rc == 0 && count > 0 && !(again = malloc((size_t)count * sizeof *again))) {
-        rc = CSTACK_ENOMEM;
-        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, NULL);
+    int rc = res ? 0 : nomem(err);
+    /* The clock rows are read before the merge: local writes not yet
+     * folded into them must be. */
+    if (rc == 0 && (rc = cs_sync_materialize(g.sync)))
+        cs_srv_err_set(err, CS_SRV_INTERNAL, rc, cs_errmsg_last());
+    rc = rc ? rc : take(t, limit, &rd, err);
+    rc = rc || rd.n == 0 ? rc : read_models(t, &rd, res, err);
+    rc = rc || rd.n == 0 ? rc : collect(&g, &rd, res, &items, &nitems, err);
+    for (size_t i = 0, j; rc == 0 && i < nitems; i = j) {
+        for (j = i + 1; j < nitems && items[j].tx == items[i].tx;)
+            j++;
+        rc = merge_tx(&g, items + i, j - i, res, rd.hlc[items[i].tx], err);
     }
-    size_t nagain = 0;
-    for (size_t i = 0; rc == 0 && count > 0 && i < s->nmodels; i++) {
-        if (models[i])
-            rc = model_rows(&g, (int)i, maxid, &res[i], err);
-        if (rc == 0 && res[i])
-            rc = apply_model(&g, (int)i, res[i], again, &nagain, err);
-    }
-    /* Refused rows again, while a pass applies any: a row whose unique
-     * value another entry frees passes once that entry is in.  What is left
-     * (two rows swapping a unique value, which the copy's immediate unique
-     * indexes cannot pass through) is undone. */
-    for (size_t before = nagain + 1; rc == 0 && nagain > 0 && nagain < before;) {
-        before = nagain;
-        nagain = 0;
-        for (size_t i = 0; rc == 0 && i < before; i++) {
-            int ok;
-            rc = apply_row(&g, again[i].mi, again[i].r, again[i].row, &ok, err);
-            if (rc == 0 && ok == REFUSED) {
-                free(again[i].why);
-                again[i].why = cs_strdup(g.why);
-                again[nagain++] = again[i];
-            } else {
-                free(again[i].why);
-            }
-        }
-    }
-    for (size_t i = 0; rc == 0 && i < nagain; i++)
-        rc = refuse(&g, &again[i], err);
-    for (size_t i = 0; again && i < nagain; i++)
-        free(again[i].why);
-    if (rc == 0 && count > 0) {
-        char id[32];
-        snprintf(id, sizeof id, "%lld", maxid);
-        const char *v[1] = {id};
-        PGresult *r = PQexecParams(t->c,
-                                   "DELETE FROM " CS_PG_QUEUE " WHERE id <= $1::bigint", 1, NULL,
-                                   v, NULL, NULL, 0);
-        rc = cs_pg_check(t->c, r, PGRES_COMMAND_OK, "empty the backend queue",
-                         err);
-        PQclear(r);
-    }
+    rc = rc || rd.n == 0 ? rc : finish(t, &rd, err);
     if (rc == 0)
-        *n = (size_t)count;
+        *n = rd.n;
     for (size_t i = 0; res && i < s->nmodels; i++)
         PQclear(res[i]);
-    free(again);
     free(res);
-    free(models);
+    free(items);
+    round_free(&rd);
     return rc;
 }

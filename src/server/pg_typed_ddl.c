@@ -37,50 +37,68 @@
 #define DEFERRED " DEFERRABLE INITIALLY DEFERRED"
 
 /* The queue, and the trigger function every app table calls with its
- * model's name and its primary-key columns as arguments (trigger_ddl:
- * only for writes outside a server's transaction, tested in the trigger's
- * WHEN, which spares the servers' rows a call into PL/pgSQL).  An update
- * or delete queues the row as it was before (`old`, JSON keeps every
- * value's text): a server that starts while entries wait loads that state
- * (cs_pg_typed_load), so the ingest that follows records exactly the
- * backend's changes.  An update that changes the key queues the new key
- * too. */
+ * model's name and its primary-key columns as arguments (trigger_ddl).
+ * The trigger is a deferred constraint trigger: it runs when the backend's
+ * transaction commits, so `at` (clock_timestamp()) is its commit time, and
+ * each entry holds what the backend wrote: the row before (`old`, NULL for
+ * an insert) and after (`new`, NULL for a delete), as JSON, which keeps
+ * every value's text, with the transaction's id (`xid`).  The ingest
+ * applies exactly that, not whatever PostgreSQL holds later (a server's
+ * write of the same row may have replaced it meanwhile).  A server that
+ * starts while entries wait loads the state before them (`old` of a key's
+ * first entry, cs_pg_typed_load).  An update that changes the key queues a
+ * delete of the old key and an insert of the new.  Only writes outside a
+ * server's transaction are queued: the trigger's WHEN, evaluated when the
+ * row is written, spares the servers' rows a call into PL/pgSQL.
+ * Entries queued by the earlier, immediate trigger (no xid) get the row
+ * PostgreSQL holds as their `new` (legacy_ddl). */
 static const char queue_ddl[] =
     "SET LOCAL client_min_messages = warning;\n" /* no "already exists, skipping" */
+    /* The migration's own writes (a new column filled) are no backend's. */
+    "SET LOCAL " CS_PG_SERVER_SETTING " = 'on';\n"
     "CREATE TABLE IF NOT EXISTS " CS_PG_QUEUE " (\n"
     "    id bigserial PRIMARY KEY,\n"
     "    model text NOT NULL,\n"
     "    key jsonb NOT NULL,\n"
     "    old json,\n"
-    "    at timestamptz NOT NULL DEFAULT now()\n"
+    "    at timestamptz NOT NULL DEFAULT clock_timestamp()\n"
     ");\n"
+    "ALTER TABLE " CS_PG_QUEUE " ADD COLUMN IF NOT EXISTS new json, "
+    "ADD COLUMN IF NOT EXISTS xid xid8;\n"
     "CREATE INDEX IF NOT EXISTS " CS_PG_QUEUE "_model_key_idx ON " CS_PG_QUEUE " (model, key);\n"
+    "CREATE TABLE IF NOT EXISTS _cstack_pg_meta(key text PRIMARY KEY, value text NOT NULL);\n"
     "CREATE OR REPLACE FUNCTION _cstack_pg_capture() RETURNS trigger\n"
     "LANGUAGE plpgsql AS $cstack$\n"
     "DECLARE\n"
     "    r jsonb;\n"
     "    old_key jsonb;\n"
     "    new_key jsonb;\n"
+    "    o json;\n"
+    "    n json;\n"
     "BEGIN\n"
     "    IF TG_OP <> 'INSERT' THEN\n"
     "        r := to_jsonb(OLD);\n"
+    "        o := to_json(OLD);\n"
     "        old_key := '[]';\n"
     "        FOR i IN 1 .. TG_NARGS - 1 LOOP\n"
     "            old_key := old_key || jsonb_build_array(r -> TG_ARGV[i]);\n"
     "        END LOOP;\n"
-    "        INSERT INTO " CS_PG_QUEUE " (model, key, old) VALUES (TG_ARGV[0], old_key, "
-    "to_json(OLD));\n"
     "    END IF;\n"
     "    IF TG_OP <> 'DELETE' THEN\n"
     "        r := to_jsonb(NEW);\n"
+    "        n := to_json(NEW);\n"
     "        new_key := '[]';\n"
     "        FOR i IN 1 .. TG_NARGS - 1 LOOP\n"
     "            new_key := new_key || jsonb_build_array(r -> TG_ARGV[i]);\n"
     "        END LOOP;\n"
-    "        IF new_key IS DISTINCT FROM old_key THEN\n"
-    "            INSERT INTO " CS_PG_QUEUE " (model, key) VALUES (TG_ARGV[0], new_key);\n"
-    "        END IF;\n"
     "    END IF;\n"
+    "    IF old_key IS NOT NULL AND new_key IS NOT NULL AND old_key <> new_key THEN\n"
+    "        INSERT INTO " CS_PG_QUEUE " (model, key, old, new, xid, at) VALUES (TG_ARGV[0], "
+    "old_key, o, NULL, pg_current_xact_id(), clock_timestamp());\n"
+    "        o := NULL;\n"
+    "    END IF;\n"
+    "    INSERT INTO " CS_PG_QUEUE " (model, key, old, new, xid, at) VALUES (TG_ARGV[0], "
+    "coalesce(new_key, old_key), o, n, pg_current_xact_id(), clock_timestamp());\n"
     "    PERFORM pg_notify('" CS_PG_CHANNEL_BACKEND "', '');\n"
     "    RETURN NULL;\n"
     "END\n"
@@ -200,15 +218,34 @@ static int fkey_ddl(cs_buf *out, const cstack_schema *s, const cs_model *m, cons
 /* The key columns as trigger arguments: 'Model', 'id'. */
 static int trigger_ddl(cs_buf *out, const cs_model *m)
 {
-    TRY(cs_buf_puts(out, "CREATE OR REPLACE TRIGGER _cstack_pg_capture AFTER INSERT OR UPDATE OR "
-                         "DELETE ON "));
+    /* CREATE OR REPLACE does not take constraint triggers. */
+    TRY(cs_buf_puts(out, "DROP TRIGGER IF EXISTS _cstack_pg_capture ON "));
     TRY(cs_buf_ident(out, m->table));
-    TRY(cs_buf_puts(out, " FOR EACH ROW WHEN (current_setting('" CS_PG_SERVER_SETTING
+    TRY(cs_buf_puts(out, ";\nCREATE CONSTRAINT TRIGGER _cstack_pg_capture AFTER INSERT OR UPDATE "
+                         "OR DELETE ON "));
+    TRY(cs_buf_ident(out, m->table));
+    TRY(cs_buf_puts(out, DEFERRED " FOR EACH ROW WHEN (current_setting('" CS_PG_SERVER_SETTING
                          "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION _cstack_pg_capture("));
     TRY(cs_buf_sql_str(out, m->name));
     for (size_t p = 0; p < m->npk; p++) {
         TRY(cs_buf_puts(out, ", "));
         TRY(cs_buf_sql_str(out, m->fields[m->pk[p]].column));
+    }
+    return cs_buf_puts(out, ");\n");
+}
+
+/* Entries of the earlier trigger (no xid, no `new`) get the row PostgreSQL
+ * holds (none: a delete), each as a transaction of its own. */
+static int legacy_ddl(cs_buf *out, const cs_model *m)
+{
+    TRY(cs_buf_puts(out, "UPDATE " CS_PG_QUEUE " q SET new = to_json(t) FROM "));
+    TRY(cs_buf_ident(out, m->table));
+    TRY(cs_buf_puts(out, " t WHERE q.xid IS NULL AND q.model = "));
+    TRY(cs_buf_sql_str(out, m->name));
+    TRY(cs_buf_puts(out, " AND q.key = jsonb_build_array("));
+    for (size_t p = 0; p < m->npk; p++) {
+        TRY(cs_buf_puts(out, p ? ", t." : "t."));
+        TRY(cs_buf_ident(out, m->fields[m->pk[p]].column));
     }
     return cs_buf_puts(out, ");\n");
 }
@@ -518,8 +555,12 @@ int cs_pg_typed_ensure(PGconn *c, const cstack_schema *old, const cstack_schema 
     if (rc == 0)
         rc = old ? migrate_all(&sql, old, schema, order) : create_all(&sql, schema, order);
     for (size_t i = 0; rc == 0 && i < schema->nmodels; i++)
-        if (synced(&schema->models[i]))
+        if (synced(&schema->models[i])) {
             rc = trigger_ddl(&sql, &schema->models[i]);
+            rc = rc ? rc : legacy_ddl(&sql, &schema->models[i]);
+        }
+    rc = rc ? rc : cs_buf_puts(&sql, "UPDATE " CS_PG_QUEUE " SET xid = '0'::xid8 "
+                                     "WHERE xid IS NULL;\n");
     if (rc)
         cs_srv_err_set(err, rc == CSTACK_ENOMEM ? CS_SRV_INTERNAL : CS_SRV_CONFLICT, rc,
                        "cannot render the PostgreSQL tables of this schema");

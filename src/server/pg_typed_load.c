@@ -85,9 +85,9 @@ static int load_chunk(cs_pg_typed *t, sqlite3 *conn, int mi, const PGresult *r, 
 /* SELECT <pm's columns> of the rows of "T" as the servers last wrote them:
  * PostgreSQL's rows but those the backend queue names, and for those, the
  * row as it was before the oldest queued write (none when that write
- * inserted it).  The ingest that follows then finds the backend's writes
- * as changes to the copy, and sync captures exactly them: a row loaded as
- * the backend left it would look unchanged. */
+ * inserted it): the state the servers' clock rows describe, which the
+ * backend's writes then merge into (cs_pg_backend_ingest); a row loaded as
+ * the backend left it would pair its values with older clocks. */
 static int load_select(cs_buf *sql, const cs_pg_model *pm, const cs_model *m)
 {
     TRY(cs_buf_printf(sql, "SELECT %s FROM ", pm->sel));

@@ -296,16 +296,16 @@ static int catch_up(cs_pg *pg, cs_srv_err *err)
 
 /* ---- backend writes -------------------------------------------------------------- */
 
-/* Applies the queue of backend writes in rounds of captured write
- * transactions of the copy. */
+/* Merges the queue of backend writes in rounds, each a merge transaction
+ * of the copy. */
 static int backend_ingest(cs_pg *pg, bool *any, cs_srv_err *err)
 {
     cstack *db = pg->inner->db;
     size_t n = PG_BACKEND_ROUND;
     int rc = 0;
     for (int tries = 0; n == PG_BACKEND_ROUND && tries <= PG_RETRIES;) {
-        if ((rc = cs_write_begin(db)) == 0) {
-            rc = cs_pg_backend_ingest(pg->typed, cs_write_conn(db)->db, PG_BACKEND_ROUND, &n, err);
+        if ((rc = cs_write_begin_opts(db, CS_WRITE_MERGE)) == 0) {
+            rc = cs_pg_backend_ingest(pg->typed, db, PG_BACKEND_ROUND, &n, err);
             rc = cs_write_end(db, rc ? pg_fail(err) : 0);
         }
         if (!rc) {

@@ -381,7 +381,7 @@ static int hook_before_commit(void *ctx, cstack *db)
     cs_pg *pg = ctx;
     if (pg->applying || !pg->in_tx)
         return 0;
-    /* Local writes (backend rows) get their clocks now: the server's
+    /* A local write scope's captured rows get their clocks now: the server's
      * exports read only the clock tables. */
     int frc = pg->tx_local ? cs_sync_fold(db) : 0;
     if (frc)
