@@ -124,7 +124,7 @@ static const bad_case BAD[] = {
     {"garbage changeset", PUSHH, H_ALL, NULL, B_GARBAGE, 400, "bad_request", "changeset"},
     {"empty body", PUSHH, H_ALL, NULL, B_EMPTY, 400, "bad_request", ""},
     {"body too large", PUSHH, H_ALL, NULL, B_BIG, 413, "too_big", "4096"},
-    {"chunked body too large", PUSHH, H_ALL, NULL, B_BIG_CHUNKED, 413, "too_big", "4096"},
+    {"chunked body", PUSHH, H_ALL, NULL, B_BIG_CHUNKED, 411, "length_required", "Content-Length"},
     {"changeset of another schema", PUSHH, H_ALL, NULL, B_OTHER_SCHEMA, 409, "schema_mismatch",
      "schema"},
     {"GET a push", "GET", "/v1/push", H_ALL, NULL, B_NONE, 405, "method_not_allowed", "POST"},

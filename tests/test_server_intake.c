@@ -216,3 +216,84 @@ Test(intake, heads_at_the_intakes_bounds_are_served_by_the_server_as_usual)
     }
     cs_buf_free(&req);
 }
+
+/* ---- HTTP/1.0 keep-alive, body framing ------------------------- */
+
+/* Everything the server answers on `fd` until it closes (malloc'd). */
+static char *read_all(int fd)
+{
+    size_t cap = 1 << 16;
+    char *ans = malloc(cap);
+    cr_assert_not_null(ans);
+    t_read_to_end(fd, ans, cap);
+    return ans;
+}
+
+Test(intake, a_later_request_of_an_http_1_0_keep_alive_connection_is_checked)
+{
+    const char *good = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    int fd = dial();
+    t_send_all(fd, good, strlen(good));
+    char buf[4096];
+    ssize_t k = recv(fd, buf, sizeof buf - 1, 0);
+    cr_assert_gt(k, 0, "no answer to the first request");
+    buf[k] = 0;
+    fprintf(stderr, "HTTP/1.0 keep-alive: %.200s\n", buf);
+    cr_assert(strstr(buf, " 200 ") != NULL, "%s", buf);
+    const char *bad = "GET /healthz HTTP/1.0\r\nNoColonHere\r\n\r\n";
+    t_send_all(fd, bad, strlen(bad));
+    char *ans = read_all(fd);
+    fprintf(stderr, "later HTTP/1.0: %.200s\n", ans);
+    cr_expect(strncmp(ans, "HTTP/1.1 400 ", 13) == 0, "%s", ans);
+    cr_expect(strstr(ans, "\"code\":\"bad_request\"") != NULL, "%s", ans);
+    cr_expect(strcasestr(ans, "<html") == NULL, "%s", ans);
+    free(ans);
+}
+
+Test(intake, an_http_1_0_keep_alive_connection_still_serves_its_good_requests)
+{
+    const char *req = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    const char *last = "GET /healthz HTTP/1.0\r\n\r\n";
+    int fd = dial();
+    char buf[4096];
+    for (int i = 0; i < 3; i++) {
+        t_send_all(fd, req, strlen(req));
+        ssize_t k = recv(fd, buf, sizeof buf - 1, 0);
+        cr_assert_gt(k, 0, "no answer to request %d", i);
+        buf[k] = 0;
+        cr_assert(strstr(buf, " 200 ") != NULL, "%s", buf);
+    }
+    t_send_all(fd, last, strlen(last));
+    char *ans = read_all(fd);
+    cr_expect(strstr(ans, " 200 ") != NULL, "%s", ans);
+    free(ans);
+}
+
+Test(intake, a_content_length_that_is_not_one_decimal_number_is_a_json_400)
+{
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "bad_request");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "bad_request");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400, "bad_request");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+         400, "bad_request");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", 400, "bad_request");
+}
+
+Test(intake, a_content_length_over_the_body_limit_is_a_json_413_at_the_head)
+{
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n", 413,
+         "too_big");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+         413, "too_big");
+}
+
+Test(intake, a_transfer_encoding_other_than_content_length_is_refused_as_json)
+{
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411,
+         "length_required");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
+         "unsupported");
+    BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n",
+         400, "bad_request");
+}

@@ -20,7 +20,8 @@
  * accepts it: the guard refuses an address past max_per_address and closes
  * a connection whose headers are not in by header_timeout_ms.  A push takes
  * its share of max_upload_memory before its body is buffered (all of a
- * declared Content-Length at once, a chunked body as it arrives) and gives it
+ * declared Content-Length at once; chunked bodies are refused at the head,
+ * head.c, though the counting below still covers them) and gives it
  * back when the request completes; past the cap it is answered 503 busy with
  * Retry-After.  Streams are bounded in stream.c.
  *
@@ -80,7 +81,7 @@ typedef struct srv_req {
      * (schemas.h); NULL when it is the served schema. */
     const cstack_schema *view;
     bool pages;        /* a page-storage route (pages.c): POST ones have a body */
-    bool keep_alive;   /* HTTP/1.1 without Connection: close */
+    bool keep_alive;   /* MHD reads another request after it (keeps_alive) */
 } srv_req;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -724,12 +725,13 @@ static srv_req *req_new(cstack_server *srv, const char *url, const char *method)
     return r;
 }
 
-/* Whether MHD keeps the connection open after this request: HTTP/1.1 and
- * no `close` token in Connection (HTTP/1.0 keep-alive is not looked for:
- * such a connection's later requests are not checked by the intake). */
+/* Whether MHD keeps the connection open after this request: HTTP/1.1
+ * without a `close` token in Connection, or HTTP/1.0 with a `keep-alive`
+ * one (and no `close`), as MHD decides it. */
 static bool keeps_alive(struct MHD_Connection *c, const char *version)
 {
-    if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+    bool v11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0, ka = false;
+    if (!v11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
         return false;
     const char *conn = header(c, MHD_HTTP_HEADER_CONNECTION);
     for (const char *p = conn; p && *p;) {
@@ -737,9 +739,10 @@ static bool keeps_alive(struct MHD_Connection *c, const char *version)
         size_t n = strcspn(p, " \t,");
         if (n == 5 && strncasecmp(p, "close", 5) == 0)
             return false;
+        ka |= n == 10 && strncasecmp(p, "keep-alive", 10) == 0;
         p += n;
     }
-    return true;
+    return v11 || ka;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,

@@ -14,7 +14,8 @@
  * Edge triggering matters: the bytes stay unread, so a level-triggered wait
  * would wake at once again and again while a head is incomplete.
  *
- * Later requests on a kept-alive connection.  MHD reports a request complete
+ * Later requests on a kept-alive connection (HTTP/1.1, or HTTP/1.0 with
+ * Connection: keep-alive).  MHD reports a request complete
  * (on_completed, in the connection's own thread) after its response is sent
  * and before it reads the next request, so cs_intake_next_head waits there,
  * the same way, until the next head is complete; a bad one is answered, the
@@ -45,6 +46,11 @@
  * dropped, until the client closes or either bound is reached. */
 #define DRAIN_MAX (256u * 1024u)
 #define LINGER_MS 2000
+/* Connections past max_connections get their 503 and linger like any
+ * refused one, but at most this many at once: past that they are answered
+ * and closed at once, so a flood cannot make the refusals themselves hold
+ * an unbounded number of sockets. */
+#define REFUSING_MAX 32u
 
 typedef struct pending {
     struct pending *prev, *next;
@@ -54,6 +60,7 @@ typedef struct pending {
     cs_conn *conn; /* the guard's record while it waits */
     size_t drained; /* answered: lingering (see DRAIN_MAX) */
     bool answered;
+    bool overflow; /* refused for max_connections (counted in nrefusing) */
 } pending;
 
 struct cs_intake {
@@ -62,7 +69,8 @@ struct cs_intake {
     pthread_t thread;
     bool started;
     pending *head;
-    size_t npending;
+    size_t npending;  /* in the list, the overflow ones included */
+    size_t nrefusing; /* of them, refused for max_connections */
     unsigned char buf[CS_HEAD_MAX];
 };
 
@@ -70,8 +78,11 @@ static const char *reason_of(int status)
 {
     switch (status) {
     case 400: return "Bad Request";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     default: return "HTTP Version Not Supported";
     }
@@ -114,7 +125,7 @@ static int look(int fd, unsigned char *buf, const cstack_server *srv)
         return -1;
     size_t head_len = 0;
     cs_head_err e = {0};
-    int rc = cs_head_check(buf, (size_t)n, &head_len, &e);
+    int rc = cs_head_check(buf, (size_t)n, srv->cfg.max_body, &head_len, &e);
     if (rc == CS_HEAD_BAD) {
         refuse_head(fd, &e);
         cs_srv_log(srv, "refused a request head: %d %s", e.status, e.message);
@@ -134,6 +145,7 @@ static void forget(cs_intake *in, pending *p, bool close_fd)
     if (p->next)
         p->next->prev = p->prev;
     in->npending--;
+    in->nrefusing -= p->overflow;
     cs_guard_close(in->srv->guard, p->conn);
     if (close_fd)
         close(p->fd);
@@ -172,7 +184,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
         return;
     }
     if (atomic_load(&in->srv->metrics.connections) >= (long)in->srv->cfg.max_connections) {
-        cs_head_err e = {503, "busy", "the server is at its connection limit"};
+        cs_head_err e = {503, "busy", "the server is at its connection limit", ""};
         refuse_head(p->fd, &e);
         linger(in, p, events);
         return;
@@ -184,6 +196,22 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     forget(in, p, false);
     /* On failure MHD has closed the socket. */
     (void)MHD_add_connection(in->srv->mhd, fd, (struct sockaddr *)&addr, addrlen);
+}
+
+/* A connection past max_connections: its 503 is answered at once, and it
+ * lingers (true) while fewer than REFUSING_MAX do, else it is closed. */
+static bool overflow(cs_intake *in, pending *p)
+{
+    cs_head_err e = {503, "busy", "too many connections are opening", ""};
+    refuse_head(p->fd, &e);
+    if (in->nrefusing >= REFUSING_MAX) {
+        close(p->fd);
+        free(p);
+        return false;
+    }
+    p->overflow = true;
+    in->nrefusing++;
+    return true;
 }
 
 static void accept_all(cs_intake *in)
@@ -199,13 +227,8 @@ static void accept_all(cs_intake *in)
             free(p);
             return;
         }
-        if (in->npending >= in->srv->cfg.max_connections) {
-            cs_head_err e = {503, "busy", "too many connections are opening"};
-            refuse_head(p->fd, &e);
-            close(p->fd);
-            free(p);
+        if (in->npending - in->nrefusing >= in->srv->cfg.max_connections && !overflow(in, p))
             continue;
-        }
         p->conn = cs_guard_open(in->srv->guard, p->fd, (struct sockaddr *)&p->addr);
         p->next = in->head;
         if (in->head)
@@ -216,6 +239,8 @@ static void accept_all(cs_intake *in)
         struct pollfd now = {.fd = p->fd, .events = POLLIN | POLLRDHUP};
         if (epoll_ctl(in->ep, EPOLL_CTL_ADD, p->fd, &ev) != 0)
             forget(in, p, true);
+        else if (p->overflow)
+            linger(in, p, 0);
         else if (poll(&now, 1, 0) > 0) /* the head often comes with the connection */
             on_data(in, p, (uint32_t)now.revents); /* poll's bits are epoll's */
     }

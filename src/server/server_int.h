@@ -145,18 +145,21 @@ void cs_raw_answer(int fd, int status, const char *reason, const char *extra, co
 
 enum { CS_HEAD_OK = 0, CS_HEAD_PARTIAL = 1, CS_HEAD_BAD = 2 };
 
-/* Why a head is refused: the HTTP status, error code and message
- * (literals). */
+/* Why a head is refused: the HTTP status, error code and message (a
+ * literal, or `text`). */
 typedef struct cs_head_err {
     int status;
     const char *code;
     const char *message;
+    char text[96];
 } cs_head_err;
 
-/* Checks the start of a request, `len` bytes at `buf`: CS_HEAD_OK with
- * *head_len when its line and headers are complete and good, CS_HEAD_PARTIAL
- * when more must arrive, CS_HEAD_BAD with `e` filled otherwise. */
-int cs_head_check(const void *buf, size_t len, size_t *head_len, cs_head_err *e);
+/* Checks the start of a request, `len` bytes at `buf` (a body longer than
+ * `max_body` is refused): CS_HEAD_OK with *head_len when its line and
+ * headers are complete and good, CS_HEAD_PARTIAL when more must arrive,
+ * CS_HEAD_BAD with `e` filled otherwise. */
+int cs_head_check(const void *buf, size_t len, uint64_t max_body, size_t *head_len,
+                  cs_head_err *e);
 
 typedef struct cs_intake cs_intake;
 
