@@ -469,6 +469,36 @@ static void attr_emit(actx *c, const pargs *a, cs_model *m)
     }
 }
 
+
+/* @@internal("create", ...) hides those actions from CrateStack's HTTP
+ * routes while in-process callers keep them; the sync server has no such
+ * routes, so it is checked and then ignored. */
+static void attr_internal(actx *c, const pargs *a)
+{
+    static const char *const acts[] = {"read", "create", "update", "delete",
+                                       "list", "detail", "all"};
+    if (!a->n) {
+        cs_diag(c->p->diags, c->pos, "%s takes at least one argument", c->attr);
+        return;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        bool known = false;
+        for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++)
+            known = known || (g->kind == V_LIT && !g->name && g->tok->kind == T_STRING &&
+                              g->tok->text && strcmp(g->tok->text, acts[k]) == 0);
+        if (!known)
+            cs_diag(c->p->diags, g->pos,
+                    "%s expects action names among \"read\", \"create\", \"update\", "
+                    "\"delete\", \"list\", \"detail\" and \"all\"",
+                    c->attr);
+        ok = ok && known;
+    }
+    if (ok)
+        cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,
+                c->owner);
+}
 static void attr_set(actx *c, const pargs *a, cs_pmodel *pm, cs_set_kind kind)
 {
     const parg *g = one_arg(c, a, "fields");
@@ -506,6 +536,8 @@ void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, c
             cs_diag(c->p->diags, g->pos, "@@soft_delete expects a field name");
         else if (g)
             pm->soft_name = cs_tok_strdup(c->p, g->tok);
+    } else if (cs_tok_is(name, "internal")) {
+        attr_internal(c, a);
     } else if (cs_tok_is(name, "paged") || cs_tok_is(name, "subscribe") ||
                cs_tok_is(name, "retain")) {
         cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,
