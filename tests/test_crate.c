@@ -400,6 +400,13 @@ Test(crate_schema, has_role_reads_role_then_actor_role_and_in_tenant_reads_tenan
                   "@@allow(1, ((auth().tenant.id == \"t1\") || (auth().tenant.id == \"t2\")))");
 }
 
+Test(crate_schema, in_and_not_in_lists_become_or_chains_of_equality)
+{
+    expect_policy("", "id in [1, 2, 3]", "@@allow(1, (((id == 1) || (id == 2)) || (id == 3)))");
+    expect_policy("  n Int?\n", "id not in [4] || id in [auth().n]",
+                  "@@allow(1, (!(id == 4) || (id == auth().n)))");
+}
+
 /* Attributes on a type member or an auth field: validators and @pii apply
  * to the claim (test_crate_server.c shows the server refusing a token). */
 Test(crate_schema, claim_attributes_keep_validators_and_pii)

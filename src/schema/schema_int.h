@@ -333,6 +333,11 @@ void cs_checks_free(cs_checks *k);
 cs_expr *cs_new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos);
 /* An operand: `!x`, a literal, a path, auth()..., (expr). */
 cs_expr *cs_parse_operand(cs_parse *p, int *h);
+bool cs_expr_too_deep(cs_parse *p, int h, cs_pos pos);
+/* CrateStack's `x in [...]` / `x not in [...]` after the operand x that
+ * began at token lstart (policy_crate.c); takes x. */
+bool cs_at_in(const cs_parse *p);
+cs_expr *cs_parse_in(cs_parse *p, cs_expr *lhs, size_t lstart, int *h);
 /* policy_crate.c: CrateStack's spellings, rewritten while parsing.
  * `hasRole('x')` / `auth().hasRole('x')` / `auth().isSystem()`: `name` is
  * the method's token, the current token its '('. */
