@@ -333,6 +333,28 @@ Test(crate_writes, a_skipped_dbgenerated_default_must_be_given_on_create)
     cstack_schema_free(s);
 }
 
+Test(crate_writes, a_bare_dbgenerated_makes_ids_and_leaves_other_fields_to_the_caller)
+{
+    cstack_schema *s = load_fixture("dbgenerated_bare.ok.cstack");
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open_in_memory(s, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    cstack_row *r = NULL;
+    cr_assert_eq(cstack_create(db, "Node", DATA(FV("name", T("n"))), &r), 0, "%s",
+                 cstack_errmsg(db));
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(r, "id", &v), 0);
+    cr_expect_eq(v.u.s.p[0], 'c', "a cuid");
+    cr_assert_eq(cstack_row_get(r, "ref", &v), 0);
+    cr_expect_eq(v.u.s.n, 36, "a uuid");
+    cstack_row_free(r);
+    cr_expect_neq(cstack_create(db, "Tagged", DATA(FV("id", I(1))), NULL), 0,
+                  "a String's database default is not run here");
+    cr_expect(strstr(cstack_errmsg(db), "code"), "%s", cstack_errmsg(db));
+    cstack_close(db);
+    cstack_schema_free(s);
+}
+
 Test(crate_writes, soft_delete_without_argument_uses_deletedAt)
 {
     cstack *db = t_open_mem("model S {\n  id Int @id\n  deletedAt DateTime?\n"

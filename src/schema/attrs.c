@@ -241,9 +241,22 @@ static void attr_relation(actx *c, const pargs *a, cs_pfield *pf, bool list)
 
 /* @default(dbgenerated("SQL")): an expression the server's database
  * computes.  The ones with an embedded equivalent map onto it; any other is
- * ignored with a warning (the field must then be given on create). */
+ * ignored with a warning (the field must then be given on create).
+ * CrateStack's bare dbgenerated() leaves the value to the database's own
+ * column default: on a Cuid or Uuid field that is a new id, made here the
+ * same way; on any other field it is ignored like an unknown expression. */
 static void default_dbgenerated(actx *c, const parg *g, cs_field *f)
 {
+    if (g->n == 0) {
+        const char *t = f->type_name ? f->type_name : "";
+        if (strcmp(t, "Cuid") == 0 || strcmp(t, "Uuid") == 0)
+            f->def.kind = t[0] == 'C' ? CS_DEF_CUID : CS_DEF_UUID;
+        else
+            cs_warn(c->p->diags, g->pos,
+                    "@default(dbgenerated()) is computed by the server's database; ignored by "
+                    "the embedded runtime");
+        return;
+    }
     if (g->n != 1 || g->items[0]->kind != T_STRING) {
         cs_diag(c->p->diags, g->pos, "dbgenerated() takes one string: the SQL expression");
         return;
