@@ -355,6 +355,17 @@ Test(crate_writes, a_bare_dbgenerated_makes_ids_and_leaves_other_fields_to_the_c
     cstack_schema_free(s);
 }
 
+Test(crate_writes, a_default_from_the_caller_is_given_by_the_writer)
+{
+    cstack *db = t_open_mem("auth U {\n  id String\n}\n"
+                            "model N {\n  id Int @id\n  owner String @default(auth().id)\n}\n");
+    cr_expect_neq(cstack_create(db, "N", DATA(FV("id", I(1))), NULL), 0, "no claim is read here");
+    cr_expect(strstr(cstack_errmsg(db), "owner"), "%s", cstack_errmsg(db));
+    cr_expect_eq(cstack_create(db, "N", DATA(FV("id", I(1)), FV("owner", T("u1"))), NULL), 0,
+                 "%s", cstack_errmsg(db));
+    cstack_close(db);
+}
+
 Test(crate_writes, soft_delete_without_argument_uses_deletedAt)
 {
     cstack *db = t_open_mem("model S {\n  id Int @id\n  deletedAt DateTime?\n"

@@ -70,10 +70,17 @@ bool cs_parse_value(cs_parse *p, parg *a)
         a->kind = V_CALL;
         if (!parse_items(p, a, T_RPAREN))
             return false;
-        if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT) {
+        if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT && p->auth_value_ok) {
+            a->kind = V_AUTH;
+            while (cs_accept(p, T_DOT))
+                if (!cs_accept(p, T_IDENT)) {
+                    cs_err_expected(p, "a claim name after '.'");
+                    return false;
+                }
+        } else if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT) {
             cs_syntax(p, t->pos,
                       "auth() cannot be used here: an attribute value cannot depend on the "
-                      "caller (for @default(auth().x), set the field when writing)");
+                      "caller (only a model field's @default may name a claim)");
             return false;
         }
     }
@@ -283,6 +290,14 @@ static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
     const parg *g = one_arg(c, a, "value");
     if (!g)
         return;
+    /* CrateStack's server fills the field from the caller's claim; writes
+     * here say who the caller is by giving the value. */
+    if (g->kind == V_AUTH) {
+        cs_warn(c->p->diags, g->pos,
+                "@default(auth()...) is filled from the caller by CrateStack's server; ignored by "
+                "the embedded runtime (give the value when creating)");
+        return;
+    }
     if (g->kind == V_LIST) {
         cs_diag(c->p->diags, g->pos, "@default does not accept a list");
         return;

@@ -118,7 +118,9 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
         }
         const cs_token *an = cs_next(p);
         pargs a = {0};
+        p->auth_value_ok = pm && cs_tok_is(an, "default");
         bool ok = cs_parse_args(p, &a);
+        p->auth_value_ok = false;
         char attr[64];
         snprintf(attr, sizeof(attr), "@%.*s", an->len > 40 ? 40 : (int)an->len, an->start);
         actx c = {p, attr, ownbuf, at->pos, nt};

@@ -198,6 +198,7 @@ typedef struct cs_parse {
     bool auth_broken;     /* an auth field failed to parse */
     cs_pos ds_pos, auth_pos;
     int depth;           /* expression nesting while parsing */
+    bool auth_value_ok;  /* parsing a field's @default: auth().claim may follow */
     size_t member_start; /* token index where the current member began */
     cs_blocks mixins;
     cs_blocks types;
@@ -286,7 +287,8 @@ bool cs_is_extra_keyword(const cs_token *t);
 
 /* Generic attribute arguments as parsed (attrs.c).
  * Items of lists and calls are literal tokens (no nesting). */
-typedef enum { V_LIT, V_CALL, V_LIST } vkind; /* literal, f(...), [...] */
+/* literal, f(...), [...], auth().claim (only in a field's @default) */
+typedef enum { V_LIT, V_CALL, V_LIST, V_AUTH } vkind;
 
 typedef struct parg {
     const cs_token *name; /* `name:` or NULL */
