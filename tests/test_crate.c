@@ -333,6 +333,39 @@ Test(crate_writes, a_skipped_dbgenerated_default_must_be_given_on_create)
     cstack_schema_free(s);
 }
 
+Test(crate_writes, a_bare_dbgenerated_makes_ids_and_leaves_other_fields_to_the_caller)
+{
+    cstack_schema *s = load_fixture("dbgenerated_bare.ok.cstack");
+    cstack *db = NULL;
+    cr_assert_eq(cstack_open_in_memory(s, &db), 0);
+    cr_assert_eq(cstack_bootstrap(db, NULL), 0, "%s", cstack_errmsg(db));
+    cstack_row *r = NULL;
+    cr_assert_eq(cstack_create(db, "Node", DATA(FV("name", T("n"))), &r), 0, "%s",
+                 cstack_errmsg(db));
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(r, "id", &v), 0);
+    cr_expect_eq(v.u.s.p[0], 'c', "a cuid");
+    cr_assert_eq(cstack_row_get(r, "ref", &v), 0);
+    cr_expect_eq(v.u.s.n, 36, "a uuid");
+    cstack_row_free(r);
+    cr_expect_neq(cstack_create(db, "Tagged", DATA(FV("id", I(1))), NULL), 0,
+                  "a String's database default is not run here");
+    cr_expect(strstr(cstack_errmsg(db), "code"), "%s", cstack_errmsg(db));
+    cstack_close(db);
+    cstack_schema_free(s);
+}
+
+Test(crate_writes, a_default_from_the_caller_is_given_by_the_writer)
+{
+    cstack *db = t_open_mem("auth U {\n  id String\n}\n"
+                            "model N {\n  id Int @id\n  owner String @default(auth().id)\n}\n");
+    cr_expect_neq(cstack_create(db, "N", DATA(FV("id", I(1))), NULL), 0, "no claim is read here");
+    cr_expect(strstr(cstack_errmsg(db), "owner"), "%s", cstack_errmsg(db));
+    cr_expect_eq(cstack_create(db, "N", DATA(FV("id", I(1)), FV("owner", T("u1"))), NULL), 0,
+                 "%s", cstack_errmsg(db));
+    cstack_close(db);
+}
+
 Test(crate_writes, soft_delete_without_argument_uses_deletedAt)
 {
     cstack *db = t_open_mem("model S {\n  id Int @id\n  deletedAt DateTime?\n"
@@ -398,6 +431,13 @@ Test(crate_schema, has_role_reads_role_then_actor_role_and_in_tenant_reads_tenan
                   "(auth().actor.role == \"admin\"))))");
     expect_policy("  tenant Tenant\n", "inTenant('t1') || auth().inTenant(\"t2\")",
                   "@@allow(1, ((auth().tenant.id == \"t1\") || (auth().tenant.id == \"t2\")))");
+}
+
+Test(crate_schema, in_and_not_in_lists_become_or_chains_of_equality)
+{
+    expect_policy("", "id in [1, 2, 3]", "@@allow(1, (((id == 1) || (id == 2)) || (id == 3)))");
+    expect_policy("  n Int?\n", "id not in [4] || id in [auth().n]",
+                  "@@allow(1, (!(id == 4) || (id == auth().n)))");
 }
 
 /* Attributes on a type member or an auth field: validators and @pii apply

@@ -288,6 +288,11 @@ static const expr_case EXPRS[] = {
     {"!(status == DONE)", {"100101"}},
     {"status == null", {"000100"}},
     {"status != null", {"111011"}},
+    /* CrateStack's membership form: an OR of ==, and its negation */
+    {"status in [OPEN, DONE]", {"111011"}},
+    {"status in [DONE]", {"011010"}},
+    {"status not in [DONE]", {"100101"}},
+    {"title in [\"zz\", \"a1\"]", {"100000"}},
     /* Decimal compares numerically, exactly */
     {"price > 10", {"010100"}},
     {"price < 9.75", {"100010"}},

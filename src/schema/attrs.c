@@ -70,10 +70,17 @@ bool cs_parse_value(cs_parse *p, parg *a)
         a->kind = V_CALL;
         if (!parse_items(p, a, T_RPAREN))
             return false;
-        if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT) {
+        if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT && p->auth_value_ok) {
+            a->kind = V_AUTH;
+            while (cs_accept(p, T_DOT))
+                if (!cs_accept(p, T_IDENT)) {
+                    cs_err_expected(p, "a claim name after '.'");
+                    return false;
+                }
+        } else if (cs_tok_is(t, "auth") && cs_peek(p)->kind == T_DOT) {
             cs_syntax(p, t->pos,
                       "auth() cannot be used here: an attribute value cannot depend on the "
-                      "caller (for @default(auth().x), set the field when writing)");
+                      "caller (only a model field's @default may name a claim)");
             return false;
         }
     }
@@ -241,9 +248,22 @@ static void attr_relation(actx *c, const pargs *a, cs_pfield *pf, bool list)
 
 /* @default(dbgenerated("SQL")): an expression the server's database
  * computes.  The ones with an embedded equivalent map onto it; any other is
- * ignored with a warning (the field must then be given on create). */
+ * ignored with a warning (the field must then be given on create).
+ * CrateStack's bare dbgenerated() leaves the value to the database's own
+ * column default: on a Cuid or Uuid field that is a new id, made here the
+ * same way; on any other field it is ignored like an unknown expression. */
 static void default_dbgenerated(actx *c, const parg *g, cs_field *f)
 {
+    if (g->n == 0) {
+        const char *t = f->type_name ? f->type_name : "";
+        if (strcmp(t, "Cuid") == 0 || strcmp(t, "Uuid") == 0)
+            f->def.kind = t[0] == 'C' ? CS_DEF_CUID : CS_DEF_UUID;
+        else
+            cs_warn(c->p->diags, g->pos,
+                    "@default(dbgenerated()) is computed by the server's database; ignored by "
+                    "the embedded runtime");
+        return;
+    }
     if (g->n != 1 || g->items[0]->kind != T_STRING) {
         cs_diag(c->p->diags, g->pos, "dbgenerated() takes one string: the SQL expression");
         return;
@@ -270,6 +290,14 @@ static void attr_default(actx *c, const pargs *a, cs_field *f, cs_pfield *pf)
     const parg *g = one_arg(c, a, "value");
     if (!g)
         return;
+    /* CrateStack's server fills the field from the caller's claim; writes
+     * here say who the caller is by giving the value. */
+    if (g->kind == V_AUTH) {
+        cs_warn(c->p->diags, g->pos,
+                "@default(auth()...) is filled from the caller by CrateStack's server; ignored by "
+                "the embedded runtime (give the value when creating)");
+        return;
+    }
     if (g->kind == V_LIST) {
         cs_diag(c->p->diags, g->pos, "@default does not accept a list");
         return;
@@ -469,6 +497,36 @@ static void attr_emit(actx *c, const pargs *a, cs_model *m)
     }
 }
 
+
+/* @@internal("create", ...) hides those actions from CrateStack's HTTP
+ * routes while in-process callers keep them; the sync server has no such
+ * routes, so it is checked and then ignored. */
+static void attr_internal(actx *c, const pargs *a)
+{
+    static const char *const acts[] = {"read", "create", "update", "delete",
+                                       "list", "detail", "all"};
+    if (!a->n) {
+        cs_diag(c->p->diags, c->pos, "%s takes at least one argument", c->attr);
+        return;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        bool known = false;
+        for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++)
+            known = known || (g->kind == V_LIT && !g->name && g->tok->kind == T_STRING &&
+                              g->tok->text && strcmp(g->tok->text, acts[k]) == 0);
+        if (!known)
+            cs_diag(c->p->diags, g->pos,
+                    "%s expects action names among \"read\", \"create\", \"update\", "
+                    "\"delete\", \"list\", \"detail\" and \"all\"",
+                    c->attr);
+        ok = ok && known;
+    }
+    if (ok)
+        cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,
+                c->owner);
+}
 static void attr_set(actx *c, const pargs *a, cs_pmodel *pm, cs_set_kind kind)
 {
     const parg *g = one_arg(c, a, "fields");
@@ -506,6 +564,8 @@ void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, c
             cs_diag(c->p->diags, g->pos, "@@soft_delete expects a field name");
         else if (g)
             pm->soft_name = cs_tok_strdup(c->p, g->tok);
+    } else if (cs_tok_is(name, "internal")) {
+        attr_internal(c, a);
     } else if (cs_tok_is(name, "paged") || cs_tok_is(name, "subscribe") ||
                cs_tok_is(name, "retain")) {
         cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,

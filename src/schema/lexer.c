@@ -212,6 +212,44 @@ static void lex_string(lexer *lx)
         p->oom = true;
 }
 
+/* A raw string `"""..."""` (CrateStack's form for SQL bodies) may span
+ * lines and has no escapes; its text is kept verbatim. */
+static void lex_raw_string(lexer *lx)
+{
+    cs_parse *p = lx->p;
+    size_t start = lx->off, i = start + 3;
+    cs_pos pos = lx_pos(lx, start);
+    while (i + 2 < p->len && memcmp(p->src + i, "\"\"\"", 3) != 0)
+        i++;
+    bool closed = i + 2 < p->len;
+    size_t end = closed ? i : p->len;
+    /* Lines inside the string still count for later positions. */
+    for (size_t k = start; k < end; k++)
+        if (p->src[k] == '\n') {
+            lx->line++;
+            lx->line_start = k + 1;
+        }
+    lx->off = closed ? end + 3 : end;
+    if (!closed)
+        cs_diag(p->diags, pos, "unterminated raw string (\"\"\" never closed)");
+    else if (memchr(p->src + start, '\0', end - start))
+        cs_diag(p->diags, pos, "unexpected NUL byte in string");
+    else if (!cs_utf8_valid(p->src + start + 3, end - start - 3))
+        cs_diag(p->diags, pos, "string is not valid UTF-8");
+    cs_token *t = lx_push(lx, T_STRING, start, lx->off - start);
+    if (!t)
+        return;
+    t->pos = pos;
+    size_t n = end - start - 3;
+    t->text = malloc(n + 1);
+    if (!t->text) {
+        p->oom = true;
+        return;
+    }
+    memcpy(t->text, p->src + start + 3, n);
+    t->text[n] = '\0';
+}
+
 /* Numbers: -?digits(.digits)?([eE][+-]?digits)?; what they may mean is the
  * business of the parser and validator. */
 static void lex_number(lexer *lx)
@@ -347,6 +385,8 @@ int cs_lex(cs_parse *p)
         } else if (is_digit(c) ||
                    (c == '-' && lx.off + 1 < p->len && is_digit((unsigned char)s[1]))) {
             lex_number(&lx);
+        } else if (lx.off + 2 < p->len && memcmp(s, "\"\"\"", 3) == 0) {
+            lex_raw_string(&lx);
         } else if (c == '"' || c == '\'') {
             lex_string(&lx);
         } else if (!lex_punct(&lx)) {

@@ -118,7 +118,9 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
         }
         const cs_token *an = cs_next(p);
         pargs a = {0};
+        p->auth_value_ok = pm && cs_tok_is(an, "default");
         bool ok = cs_parse_args(p, &a);
+        p->auth_value_ok = false;
         char attr[64];
         snprintf(attr, sizeof(attr), "@%.*s", an->len > 40 ? 40 : (int)an->len, an->start);
         actx c = {p, attr, ownbuf, at->pos, nt};
@@ -152,6 +154,18 @@ bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, 
     cs_next(p);
     pf->type_pos = tt->pos;
     f->type_name = cs_tok_strdup(p, tt);
+    /* `Vector(3)`, `Geography(Point, 4326)`: read so that the refusal of
+     * the extension type (validate.c) is the one error. */
+    bool ext = cs_tok_is(tt, "Vector") || cs_tok_is(tt, "Geography") || cs_tok_is(tt, "Geometry");
+    if (ext && cs_accept(p, T_LPAREN)) {
+        while (cs_peek(p)->kind == T_IDENT || cs_peek(p)->kind == T_NUMBER ||
+               cs_peek(p)->kind == T_COMMA)
+            cs_next(p);
+        if (!cs_accept(p, T_RPAREN)) {
+            cs_err_expected(p, "')' after the type's arguments");
+            return false;
+        }
+    }
     if (cs_accept(p, T_LBRACK)) {
         if (!cs_accept(p, T_RBRACK)) {
             cs_err_expected(p, "']'");

@@ -52,7 +52,9 @@ static cs_expr *parse_or(cs_parse *p, int *h);
 
 #define parse_unary cs_parse_operand
 
-static bool too_deep(cs_parse *p, int h, cs_pos pos)
+#define too_deep cs_expr_too_deep
+
+bool cs_expr_too_deep(cs_parse *p, int h, cs_pos pos)
 {
     if (h <= CS_MAX_EXPR_DEPTH)
         return false;
@@ -243,9 +245,12 @@ cs_expr *parse_unary(cs_parse *p, int *h)
 /* One left-associative level: operand (op operand)*. */
 static cs_expr *binary_level(cs_parse *p, int *h, int level)
 {
+    size_t start = p->cur;
     cs_expr *lhs = level == 0   ? binary_level(p, h, 1)
                    : level == 1 ? binary_level(p, h, 2)
                                 : parse_unary(p, h);
+    if (lhs && level == 2 && cs_at_in(p))
+        lhs = cs_parse_in(p, lhs, start, h);
     while (lhs) {
         cs_tok_kind k = cs_peek(p)->kind;
         cs_binop op;

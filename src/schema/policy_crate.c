@@ -11,6 +11,8 @@
  *                                       runtime or of the sync server is
  *                                       CrateStack's system principal
  *   rel.some.x == y                     rel?[x == y]   (every: !, none: ^)
+ *   x in [a, b]                         (x == a || x == b)
+ *   x not in [a, b]                     !(x == a || x == b)
  *
  * hasRole() reads CrateStack's `role` claim, or `actor.role` when there is
  * no `role` (CrateStack's structured principal).  Which auth fields exist is
@@ -201,4 +203,87 @@ cs_expr *cs_crate_quantified(cs_parse *p, cs_expr *e, int *h)
     }
     *h = hh + 2;
     return e;
+}
+
+/* ---- x in [a, b, ...] ----------------------------------------------------- */
+
+bool cs_at_in(const cs_parse *p)
+{
+    const cs_token *t = &p->toks[p->cur];
+    return cs_tok_is(t, "in") || (cs_tok_is(t, "not") && cs_tok_is(&t[1], "in"));
+}
+
+/* One `x == v` for member v; x is lhs for the first member and parsed
+ * again from its tokens (at lstart) for the others, so each comparison
+ * owns its copy. */
+static cs_expr *in_member(cs_parse *p, cs_expr **lhs, size_t lstart, cs_pos op, int *hv)
+{
+    cs_expr *v = cs_parse_operand(p, hv);
+    cs_expr *x = *lhs;
+    *lhs = NULL;
+    if (v && !x) {
+        size_t after = p->cur;
+        int hx = 0;
+        p->cur = lstart;
+        x = cs_parse_operand(p, &hx);
+        p->cur = after;
+    }
+    cs_expr *eq = v && x ? cs_new_expr(p, CS_E_BINARY, op) : NULL;
+    if (!eq) {
+        cs_expr_free(v);
+        cs_expr_free(x);
+        return NULL;
+    }
+    eq->op = CS_OP_EQ;
+    eq->lhs = x;
+    eq->rhs = v;
+    return eq;
+}
+
+cs_expr *cs_parse_in(cs_parse *p, cs_expr *lhs, size_t lstart, int *h)
+{
+    const cs_token *op = cs_next(p);
+    bool negate = cs_tok_is(op, "not") && cs_next(p);
+    cs_expr *acc = NULL;
+    size_t n = 0;
+    int hv = 0;
+    bool ok = cs_accept(p, T_LBRACK);
+    if (!ok)
+        cs_err_expected(p, "'[' and the values after 'in'");
+    while (ok && !cs_accept(p, T_RBRACK)) {
+        int hm = 0;
+        cs_expr *eq = in_member(p, &lhs, lstart, op->pos, &hm);
+        hv = hv > hm ? hv : hm;
+        cs_expr *or = eq && acc ? cs_new_expr(p, CS_E_BINARY, op->pos) : NULL;
+        if (or) {
+            or->op = CS_OP_OR;
+            or->lhs = acc;
+            or->rhs = eq;
+        }
+        ok = eq && (!acc || or);
+        if (!ok)
+            cs_expr_free(eq);
+        else
+            acc = acc ? or : eq;
+        n++;
+        if (ok && !cs_accept(p, T_COMMA) && cs_peek(p)->kind != T_RBRACK) {
+            cs_err_expected(p, "',' or ']'");
+            ok = false;
+        }
+    }
+    if (ok && n == 0) {
+        cs_syntax(p, op->pos, "'in' needs at least one value");
+        ok = false;
+    }
+    /* The OR chain is n deep on top of its operands. */
+    *h = (*h > hv ? *h : hv) + (int)n + 1;
+    cs_expr *e = ok && negate ? cs_new_expr(p, CS_E_NOT, op->pos) : NULL;
+    if (e)
+        e->lhs = acc;
+    if (!ok || cs_expr_too_deep(p, *h, op->pos) || (negate && !e)) {
+        cs_expr_free(lhs);
+        cs_expr_free(e ? e : acc);
+        return NULL;
+    }
+    return negate ? e : acc;
 }

@@ -198,6 +198,7 @@ typedef struct cs_parse {
     bool auth_broken;     /* an auth field failed to parse */
     cs_pos ds_pos, auth_pos;
     int depth;           /* expression nesting while parsing */
+    bool auth_value_ok;  /* parsing a field's @default: auth().claim may follow */
     size_t member_start; /* token index where the current member began */
     cs_blocks mixins;
     cs_blocks types;
@@ -286,7 +287,8 @@ bool cs_is_extra_keyword(const cs_token *t);
 
 /* Generic attribute arguments as parsed (attrs.c).
  * Items of lists and calls are literal tokens (no nesting). */
-typedef enum { V_LIT, V_CALL, V_LIST } vkind; /* literal, f(...), [...] */
+/* literal, f(...), [...], auth().claim (only in a field's @default) */
+typedef enum { V_LIT, V_CALL, V_LIST, V_AUTH } vkind;
 
 typedef struct parg {
     const cs_token *name; /* `name:` or NULL */
@@ -333,6 +335,11 @@ void cs_checks_free(cs_checks *k);
 cs_expr *cs_new_expr(cs_parse *p, cs_expr_kind k, cs_pos pos);
 /* An operand: `!x`, a literal, a path, auth()..., (expr). */
 cs_expr *cs_parse_operand(cs_parse *p, int *h);
+bool cs_expr_too_deep(cs_parse *p, int h, cs_pos pos);
+/* CrateStack's `x in [...]` / `x not in [...]` after the operand x that
+ * began at token lstart (policy_crate.c); takes x. */
+bool cs_at_in(const cs_parse *p);
+cs_expr *cs_parse_in(cs_parse *p, cs_expr *lhs, size_t lstart, int *h);
 /* policy_crate.c: CrateStack's spellings, rewritten while parsing.
  * `hasRole('x')` / `auth().hasRole('x')` / `auth().isSystem()`: `name` is
  * the method's token, the current token its '('. */

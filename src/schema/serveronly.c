@@ -13,18 +13,20 @@
  *
  *   transport NAME
  *   [mutation] procedure NAME '(' (NAME ':' TYPE (',' ...)*)? ')' ':' TYPE ('@' attr)*
+ *   query NAME '(' ... ')' ':' TYPE ('@' attr | '@@' attr)*   (a server-side SQL query)
  *   view NAME ('from' NAME (',' NAME)*)? '{' ... '}'
  *   extension NAME '{' ... '}'        mcp '{' ... '}'
  *   type NAME '{' (NAME TYPE ('@' attr)*)* '}'
  *   mixin NAME '{' fields '}'
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "schema/schema_int.h"
 
-static const char *const EXTRA[] = {"transport", "procedure", "mutation", "view",
-                                    "extension", "mcp",       "type",     "mixin"};
+static const char *const EXTRA[] = {"transport", "procedure", "mutation", "view", "extension",
+                                    "mcp",       "type",      "mixin",    "query"};
 
 bool cs_is_extra_keyword(const cs_token *t)
 {
@@ -112,10 +114,11 @@ static bool type_ref(cs_parse *p)
     return type_ref_at(p, 0);
 }
 
-/* ('@' NAME ('(' ... ')')?)*: attributes read, not interpreted. */
+/* (('@' | '@@') NAME ('(' ... ')')?)*: attributes read, not interpreted
+ * (a query's SQL body is `@@sql("""...""")`). */
 static bool attr_list(cs_parse *p)
 {
-    while (cs_accept(p, T_AT)) {
+    while (cs_accept(p, T_AT) || cs_accept(p, T_ATAT)) {
         if (!want_name(p, "an attribute name after '@'"))
             return false;
         if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
@@ -124,7 +127,8 @@ static bool attr_list(cs_parse *p)
     return true;
 }
 
-static bool procedure(cs_parse *p)
+/* A procedure or a query: the same signature. */
+static bool procedure(cs_parse *p, const char *what)
 {
     if (cs_tok_is(cs_peek(p), "mutation")) {
         cs_next(p);
@@ -134,10 +138,13 @@ static bool procedure(cs_parse *p)
         }
     }
     cs_next(p);
-    if (!want_name(p, "a procedure name"))
+    char b[64];
+    snprintf(b, sizeof b, "a %s name", what);
+    if (!want_name(p, b))
         return false;
     if (!cs_accept(p, T_LPAREN)) {
-        cs_err_expected(p, "'(' after the procedure name");
+        snprintf(b, sizeof b, "'(' after the %s name", what);
+        cs_err_expected(p, b);
         return false;
     }
     while (!cs_accept(p, T_RPAREN)) {
@@ -155,7 +162,8 @@ static bool procedure(cs_parse *p)
         }
     }
     if (!cs_accept(p, T_COLON)) {
-        cs_err_expected(p, "':' and the procedure's return type");
+        snprintf(b, sizeof b, "':' and the %s's return type", what);
+        cs_err_expected(p, b);
         return false;
     }
     return type_ref(p) && attr_list(p);
@@ -221,8 +229,11 @@ bool cs_parse_server_only(cs_parse *p)
     bool ok;
     const char *what;
     if (cs_tok_is(kw, "procedure") || cs_tok_is(kw, "mutation")) {
-        ok = procedure(p);
+        ok = procedure(p, "procedure");
         what = "procedure";
+    } else if (cs_tok_is(kw, "query")) {
+        ok = procedure(p, "query");
+        what = "query";
     } else if (cs_tok_is(kw, "view")) {
         ok = view(p);
         what = "view";

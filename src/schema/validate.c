@@ -119,6 +119,17 @@ static void check_names(cs_parse *p)
     cs_nameset_free(&tables);
 }
 
+
+/* CrateStack's column types that only a PostgreSQL extension provides:
+ * the extension's name, or NULL. */
+static const char *pg_extension_type(const char *type)
+{
+    if (strcmp(type, "Vector") == 0)
+        return "pgvector";
+    if (strcmp(type, "Geography") == 0 || strcmp(type, "Geometry") == 0)
+        return "postgis";
+    return NULL;
+}
 /* ---- 2. types ---------------------------------------------------------- */
 
 static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, bool auth)
@@ -161,6 +172,15 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
                 "field '%s.%s' has type '%s', a CrateStack type: types only shape auth fields "
                 "here (store the value as Json)",
                 owner, f->name, f->type_name);
+        pf->bad_type = true;
+        return;
+    } else if (pg_extension_type(f->type_name)) {
+        /* Refused rather than skipped: the field holds data the server
+         * stores, so a local row without it could not sync. */
+        cs_diag(p->diags, pf->type_pos,
+                "field '%s.%s' has type '%s' from the PostgreSQL extension '%s'; the embedded "
+                "runtime has no such column type",
+                owner, f->name, f->type_name, pg_extension_type(f->type_name));
         pf->bad_type = true;
         return;
     } else {
