@@ -392,6 +392,44 @@ Test(server, a_user_reads_only_rows_the_read_policies_allow)
     dev_free(&b2);
 }
 
+/* The same through incremental pulls: after bob's cursor passed, alice edits
+ * and deletes her private rows and creates new ones; bob's next answer (a
+ * pull with his cursor, which scans only the rows changed since) carries
+ * none of their keys, not even as drops or deletions. */
+Test(server, an_incremental_pull_carries_no_key_of_another_users_changed_rows)
+{
+    start();
+    dev a = device(SCHEMA, "alice");
+    dev b = device(SCHEMA, "bob");
+    note(&a, "alice-1", "alice", "first");
+    note(&a, "alice-2", "alice", "second");
+    push_all(&a);
+    note(&b, "bob-1", "bob", "bob's");
+    push_all(&b);
+    cr_assert_eq(pull(&b), checksum(&b));
+    cstack_field_value w[] = {{"id", cstack_v_text("alice-1")}};
+    cstack_field_value f[] = {{"title", cstack_v_text("edited")}};
+    cstack_data where = {w, 1}, data = {f, 1};
+    cr_assert_eq(cstack_update(a.db, "Note", &where, &data, NULL), 0);
+    cstack_field_value w2[] = {{"id", cstack_v_text("alice-2")}};
+    cstack_data where2 = {w2, 1};
+    cr_assert_eq(cstack_delete(a.db, "Note", &where2, NULL), 0);
+    note(&a, "alice-3", "alice", "third");
+    push_all(&a);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/pull?since=%" PRId64, b.cursor);
+    const char *h[] = {b.auth, b.schema, b.site, NULL};
+    res r = http("GET", path, h, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    for (size_t i = 0; i + 5 <= r.len; i++)
+        cr_assert(memcmp(r.body + i, "alice", 5) != 0, "a key of alice's rows reached bob");
+    res_free(&r);
+    cr_assert_eq(pull(&b), checksum(&b));
+    cr_assert_eq(count(&b, "Note"), 1);
+    dev_free(&a);
+    dev_free(&b);
+}
+
 /* ---- drain -------------------------------------------------------------------- */
 
 typedef struct pusher {
