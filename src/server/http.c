@@ -752,6 +752,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs_guard_headers_in(srv->guard, cs_link_conn(link));
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
+        const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        cs_link_headers(srv->relay, link, cl && strcmp(cl, "0") != 0,
+                        r->route == CS_ROUTE_STREAM);
         r->keep_alive = keeps_alive(c, version);
         *con_cls = r;
         bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;

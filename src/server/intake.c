@@ -218,7 +218,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     struct sockaddr_storage addr = p->addr;
     socklen_t addrlen = p->addrlen;
     forget(in, p, false);
-    cs_relay_handover(in->srv->relay, fd, (struct sockaddr *)&addr, addrlen, len, more);
+    cs_relay_handover(in->srv->relay, fd, (struct sockaddr *)&addr, addrlen);
 }
 
 /* A connection past max_connections: its 503 is answered at once, and it
@@ -348,10 +348,9 @@ static void linger_here(cstack_server *srv, cs_conn *conn, int fd, int ep)
     shutdown(fd, SHUT_RDWR);
 }
 
-/* How many bytes of the connection have been read from the socket (by MHD):
- * those received minus those still queued, sampled until the queue holds
- * still; false when the socket cannot say (not TCP). */
-static bool consumed(int fd, uint64_t *out)
+/* Those received minus those still queued, sampled until the queue holds
+ * still. */
+bool cs_intake_consumed(int fd, uint64_t *out)
 {
     for (int i = 0; i < 4; i++) {
         int q1 = 0, q2 = 0;
@@ -379,7 +378,7 @@ int cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd, uint64_t *end
     unsigned char *buf = malloc(CS_HEAD_MAX);
     uint64_t at = 0;
     if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0 || !buf ||
-        (*end != UINT64_MAX && consumed(fd, &at) && at != *end)) {
+        (*end != UINT64_MAX && cs_intake_consumed(fd, &at) && at != *end)) {
         /* Nothing can be checked (out of resources), or MHD has read bytes
          * past the last checked request: end cleanly after the answers
          * sent (the client retries what was not answered). */

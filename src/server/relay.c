@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,7 @@
 
 typedef struct pipe_s {
     struct pipe_s *prev, *next;
+    pthread_mutex_t mu; /* the I/O state: the relay thread, or MHD's handing back */
     int client; /* the client's socket (-1 once closed) */
     int mhd;    /* our end of MHD's socket pair (-1 once closed) */
     cs_link *link; /* NULL once MHD has closed its end (under rl->mu) */
@@ -70,6 +72,7 @@ typedef struct pipe_s {
     unsigned char in[CS_HEAD_MAX];
     size_t inlen, sendable;
     uint64_t body_left;
+    uint64_t from_client;  /* stream offset of in[inlen] */
     long forwarded;        /* requests written to MHD */
     atomic_long completed; /* requests MHD completed (cs_link_completed) */
     atomic_bool waiting;   /* the relay waits for completions */
@@ -89,10 +92,9 @@ typedef struct pipe_s {
  * descriptor's inode tells a number reused after a failed hand-over. */
 typedef struct handoff {
     struct handoff *next;
-    int fd;       /* the descriptor MHD gets */
+    int fd; /* the descriptor MHD gets: one end of a socket pair */
     ino_t ino;
-    uint64_t end; /* not relayed: the end of the checked first request */
-    int client, peer; /* relayed: the client's socket and our end of the pair */
+    int client, peer; /* the client's socket and the pair's other end */
 } handoff;
 
 struct cs_link {
@@ -212,10 +214,12 @@ static bool to_mhd(cs_relay *rl, pipe_s *p)
         ssize_t n = recv(p->client, p->in + p->inlen, sizeof p->in - p->inlen, MSG_DONTWAIT);
         if (n < 0 && again())
             return moved;
-        if (n <= 0)
+        if (n <= 0) {
             p->client_eof = true;
-        else
+        } else {
             p->inlen += (size_t)n;
+            p->from_client += (uint64_t)n;
+        }
         moved = true;
     }
     return moved;
@@ -304,6 +308,13 @@ static void settle(cs_relay *rl, pipe_s *p)
     }
     if (!p->refused && !p->client_eof)
         return;
+    if (p->client_eof && p->body_left && !p->sendable) {
+        /* A body that cannot be completed: MHD sees the end of the stream
+         * (and ends the request, giving its upload share back) as it
+         * would on the socket itself. */
+        shutdown(p->mhd, SHUT_WR);
+        return;
+    }
     if (atomic_load(&p->last) || !all_answered(p))
         return; /* MHD closes after its answer, or more answers to come */
     if (p->refused && !p->answered) {
@@ -315,12 +326,13 @@ static void settle(cs_relay *rl, pipe_s *p)
 
 static void pump(cs_relay *rl, pipe_s *p)
 {
-    if (p->done)
-        return;
-    if (!p->linger_until)
+    pthread_mutex_lock(&p->mu);
+    if (!p->done && !p->linger_until)
         while (to_client(p) | to_mhd(rl, p))
             ;
-    settle(rl, p);
+    if (!p->done)
+        settle(rl, p);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* Frees the pipes that are done and detached (under rl->mu). */
@@ -336,6 +348,7 @@ static void bury_locked(cs_relay *rl)
             rl->head = p->next;
         if (p->next)
             p->next->prev = p->prev;
+        pthread_mutex_destroy(&p->mu);
         free(p);
     }
 }
@@ -356,13 +369,17 @@ static void *relay_main(void *arg)
                 pump(rl, evs[i].data.ptr);
             }
         }
+        /* Other threads only add pipes at the head, and only this one
+         * removes them: the list from this head on can be walked unlocked
+         * (pumping takes each pipe's lock, which MHD's threads take before
+         * rl->mu). */
         pthread_mutex_lock(&rl->mu);
-        for (pipe_s *p = rl->head; p; p = p->next) {
-            if (poked && atomic_exchange(&p->poked, false))
+        pipe_s *first = rl->head;
+        pthread_mutex_unlock(&rl->mu);
+        for (pipe_s *p = first; p; p = p->next)
+            if ((poked && atomic_exchange(&p->poked, false)) || p->linger_until)
                 pump(rl, p);
-            else if (p->linger_until && !p->done)
-                settle(rl, p);
-        }
+        pthread_mutex_lock(&rl->mu);
         bury_locked(rl);
         pthread_mutex_unlock(&rl->mu);
     }
@@ -371,20 +388,26 @@ static void *relay_main(void *arg)
 
 /* A pipe for client socket `client` and our end `mhd` of MHD's pair,
  * watched by the relay; NULL when out of resources (nothing closed). */
-static pipe_s *pipe_new(cs_relay *rl, int client, int mhd, cs_link *link)
+static pipe_s *pipe_new(cs_relay *rl, int client, int mhd, cs_link *link, uint64_t at,
+                        uint64_t body_left)
 {
     pipe_s *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    pthread_mutex_init(&p->mu, NULL);
     p->client = client;
     p->mhd = mhd;
     p->link = link;
+    p->from_client = at;
+    p->body_left = body_left;
+    p->forwarded = body_left ? 1 : 0; /* the request whose body it is */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = p};
     pthread_mutex_lock(&rl->mu);
     if (epoll_ctl(rl->ep, EPOLL_CTL_ADD, client, &ev) != 0 ||
         epoll_ctl(rl->ep, EPOLL_CTL_ADD, mhd, &ev) != 0) {
         epoll_ctl(rl->ep, EPOLL_CTL_DEL, client, NULL);
         pthread_mutex_unlock(&rl->mu);
+        pthread_mutex_destroy(&p->mu);
         free(p);
         return NULL;
     }
@@ -415,30 +438,26 @@ static void handoff_free(handoff *h)
     free(h);
 }
 
-void cs_relay_handover(cs_relay *rl, int fd, const struct sockaddr *addr, socklen_t addrlen,
-                       uint64_t end, bool pipelined)
+void cs_relay_handover(cs_relay *rl, int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
     int pair[2] = {-1, -1};
     handoff *h = calloc(1, sizeof *h);
-    if (!h || (pipelined &&
-               socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0)) {
+    if (!h || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
         free(h);
         close(fd);
         return;
     }
-    h->fd = pipelined ? pair[0] : fd;
+    h->fd = pair[0];
     h->ino = inode_of(h->fd);
-    h->end = end;
-    h->client = pipelined ? fd : -1;
+    h->client = fd;
     h->peer = pair[1];
     pthread_mutex_lock(&rl->mu);
     h->next = rl->handoffs;
     rl->handoffs = h;
     pthread_mutex_unlock(&rl->mu);
-    int mfd = h->fd;
     /* MHD reports the connection started (cs_link_open, which takes the
-     * handoff) from its own thread; on failure it has closed mfd. */
-    if (MHD_add_connection(rl->srv->mhd, mfd, addr, addrlen) == MHD_YES)
+     * handoff) from its own thread; on failure it has closed pair[0]. */
+    if (MHD_add_connection(rl->srv->mhd, pair[0], addr, addrlen) == MHD_YES)
         return;
     pthread_mutex_lock(&rl->mu);
     handoff **q = &rl->handoffs;
@@ -489,9 +508,9 @@ cs_link *cs_link_open(cs_relay *rl, int fd, const struct sockaddr *addr)
     }
     l->conn = conn;
     l->fd = fd;
-    l->end = h ? h->end : UINT64_MAX;
-    if (h && h->client >= 0) {
-        if (!(l->pipe = pipe_new(rl, h->client, h->peer, l))) {
+    l->end = UINT64_MAX;
+    if (h) {
+        if (!(l->pipe = pipe_new(rl, h->client, h->peer, l, 0, 0))) {
             shutdown(fd, SHUT_RDWR);
             handoff_free(h);
             return l;
@@ -507,10 +526,11 @@ void cs_link_close(cs_relay *rl, cs_link *l)
         return;
     cs_guard_close(rl->srv->guard, l->conn);
     if (l->pipe) {
+        /* Poked first: once detached, the relay may free it. */
+        poke(rl, l->pipe);
         pthread_mutex_lock(&rl->mu);
         l->pipe->link = NULL;
         pthread_mutex_unlock(&rl->mu);
-        poke(rl, l->pipe);
     }
     free(l);
 }
@@ -526,17 +546,18 @@ bool cs_link_cut(const cs_link *l)
 }
 
 /* Relays the connection from now on: MHD's descriptor number becomes one
- * end of a new socket pair, the client's socket the relay's.  MHD's buffer
- * is empty (its read position is the end of the last checked request), so
- * the relay starts at a request's first byte.  False when out of resources
- * (nothing changed). */
-static bool adopt(cs_relay *rl, cs_link *l)
+ * end of a new socket pair, the client's socket the relay's.  MHD's read
+ * position is `at` in the stream, the end of the last checked request or,
+ * when `body_left` is not 0, inside the current one's body, whose rest the
+ * relay passes on before it checks the next head.  False when out of
+ * resources (nothing changed). */
+static bool adopt(cs_relay *rl, cs_link *l, uint64_t at, uint64_t body_left)
 {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0)
         return false;
     int client = fcntl(l->fd, F_DUPFD_CLOEXEC, 0);
-    pipe_s *p = client >= 0 ? pipe_new(rl, client, pair[1], l) : NULL;
+    pipe_s *p = client >= 0 ? pipe_new(rl, client, pair[1], l, at, body_left) : NULL;
     if (!p) {
         if (client >= 0)
             close(client);
@@ -545,16 +566,74 @@ static bool adopt(cs_relay *rl, cs_link *l)
         return false;
     }
     /* Atomic: MHD's descriptor is the pair's end from here on.  The relay
-     * may already read the client's socket: MHD is in this callback and
-     * reads nothing before it returns. */
-    if (dup3(pair[0], l->fd, O_CLOEXEC) < 0) {
-        /* Cannot happen with valid descriptors; the relay owns the client
-         * now, so MHD's side is ended. */
-        shutdown(l->fd, SHUT_RDWR);
-    }
+     * may already read the client's socket: MHD is in one of our callbacks
+     * and reads nothing before it returns. */
+    if (dup3(pair[0], l->fd, O_CLOEXEC) < 0)
+        shutdown(l->fd, SHUT_RDWR); /* cannot happen with valid descriptors */
     close(pair[0]);
     l->pipe = p;
     return true;
+}
+
+/* Hands a relayed connection back to MHD (its descriptor the client's
+ * socket again) when nothing is in flight but `pending` requests MHD has
+ * wholly read: the relay holds no byte, MHD's answers are all out, and the
+ * client has sent nothing more.  Requests that wait for each answer then
+ * cost what they cost without the relay.  In the connection's thread. */
+static bool hand_back(cs_relay *rl, cs_link *l, long pending)
+{
+    pipe_s *p = l->pipe;
+    int unread = -1, queued = -1;
+    pthread_mutex_lock(&p->mu);
+    to_client(p);
+    bool quiet = !p->done && !p->linger_until && !p->refused && !p->client_eof &&
+                 !p->client_dead && !p->mhd_eof && !p->inlen && !p->body_left &&
+                 p->outoff == p->outlen && p->forwarded - atomic_load(&p->completed) == pending &&
+                 ioctl(l->fd, FIONREAD, &unread) == 0 && unread == 0 &&
+                 ioctl(p->client, FIONREAD, &queued) == 0 && queued == 0;
+    if (quiet) {
+        epoll_ctl(rl->ep, EPOLL_CTL_DEL, p->client, NULL);
+        epoll_ctl(rl->ep, EPOLL_CTL_DEL, p->mhd, NULL);
+        if (dup3(p->client, l->fd, O_CLOEXEC) < 0)
+            shutdown(l->fd, SHUT_RDWR); /* cannot happen with valid descriptors */
+        close(p->client);
+        close(p->mhd);
+        p->client = p->mhd = -1;
+        p->done = true;
+        l->end = p->from_client;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!quiet)
+        return false;
+    l->pipe = NULL;
+    poke(rl, p); /* before it is detached: the relay may free it then */
+    pthread_mutex_lock(&rl->mu);
+    p->link = NULL;
+    pthread_mutex_unlock(&rl->mu);
+    return true;
+}
+
+void cs_link_headers(cs_relay *rl, cs_link *l, bool body, bool endless)
+{
+    if (!l || l->cut)
+        return;
+    if (l->pipe) {
+        /* Nothing behind an endless answer is ever answered: it need not
+         * pay the relay (what MHD might read behind it is checked for at
+         * its completion). */
+        if (endless)
+            (void)hand_back(rl, l, 1);
+        return;
+    }
+    /* A body still arriving: a request written behind it would be read by
+     * MHD with its end, unchecked, so the rest of it goes through the
+     * relay. */
+    uint64_t at = 0;
+    if (body && l->end != UINT64_MAX && cs_intake_consumed(l->fd, &at) && at < l->end &&
+        !adopt(rl, l, at, l->end - at)) {
+        l->cut = true;
+        shutdown(l->fd, SHUT_RDWR);
+    }
 }
 
 void cs_link_completed(cs_relay *rl, cs_link *l, bool next)
@@ -566,14 +645,17 @@ void cs_link_completed(cs_relay *rl, cs_link *l, bool next)
         if (!next)
             atomic_store(&p->last, true);
         atomic_fetch_add(&p->completed, 1);
-        if (atomic_load(&p->waiting) || !next)
-            poke(rl, p);
-        return;
+        if (!next || !hand_back(rl, l, 0)) {
+            if (atomic_load(&p->waiting) || !next)
+                poke(rl, p);
+            return;
+        }
     }
     if (!next || l->cut)
         return;
+    uint64_t at = l->end;
     int rc = cs_intake_next_head(rl->srv, l->conn, l->fd, &l->end);
-    if (rc == CS_NEXT_PIPELINED && !adopt(rl, l))
+    if (rc == CS_NEXT_PIPELINED && !adopt(rl, l, at, 0))
         rc = CS_NEXT_ENDED;
     if (rc == CS_NEXT_ENDED) {
         l->cut = true;

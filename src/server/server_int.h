@@ -187,6 +187,9 @@ enum {
  * just past the last checked request (UINT64_MAX: unknown); MHD holding
  * bytes past it (read ahead of the check) ends the connection cleanly. */
 int cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd, uint64_t *end);
+/* How many bytes of the connection's stream have been read from socket `fd`
+ * (by MHD): false when the socket cannot say (not TCP). */
+bool cs_intake_consumed(int fd, uint64_t *out);
 /* Answers a refused head on `fd` and shuts its sending side; the caller
  * lingers (cs_drain) before closing. */
 void cs_intake_refuse(int fd, const cs_head_err *e);
@@ -202,12 +205,12 @@ int cs_relay_start(cstack_server *srv, cs_relay **out);
 /* Stops the relay thread and closes every relayed connection.  Call once
  * MHD has stopped.  NULL ok. */
 void cs_relay_stop(cs_relay *rl);
-/* Hands an accepted socket whose first head (ending at stream offset `end`)
- * was checked to MHD: as it is, or through a relay when `pipelined` (bytes
- * past that request had arrived already).  The socket is MHD's or the
- * relay's afterwards, closed on failure. */
-void cs_relay_handover(cs_relay *rl, int fd, const struct sockaddr *addr, socklen_t addrlen,
-                       uint64_t end, bool pipelined);
+/* Hands an accepted socket whose first head was checked to MHD through
+ * the relay, which checks every head that follows and hands the connection
+ * back to MHD itself once nothing is in flight (cs_link_headers,
+ * cs_link_completed).  The socket is the relay's afterwards, closed on
+ * failure. */
+void cs_relay_handover(cs_relay *rl, int fd, const struct sockaddr *addr, socklen_t addrlen);
 /* MHD's NOTIFY_CONNECTION: the link of a connection MHD took (its guard
  * record opened), and its close (before MHD closes the descriptor).  NULL
  * when out of memory (the socket is shut down). */
@@ -218,6 +221,10 @@ cs_conn *cs_link_conn(const cs_link *l);
 /* Whether the connection was ended after a response (a refused or
  * unchecked next head): MHD must not serve what it still holds. */
 bool cs_link_cut(const cs_link *l);
+/* A request's line and headers are in (the first call of the request
+ * handler); `body`: it has a body (Content-Length not 0); `endless`: its
+ * answer does not end (a stream). */
+void cs_link_headers(cs_relay *rl, cs_link *l, bool body, bool endless);
 /* A request of the connection completed (MHD's completed callback, in the
  * connection's thread); `next`: MHD keeps the connection for another. */
 void cs_link_completed(cs_relay *rl, cs_link *l, bool next);
