@@ -7,15 +7,16 @@
  * socket with the guard (per-address limit, header deadline with its 408),
  * and waits on an edge-triggered epoll, peeking (MSG_PEEK: nothing is
  * consumed) at each arrival until the head is complete: a good one is handed
- * to MHD with MHD_add_connection, which then reads it as if it had accepted
- * the socket itself; a bad one gets its JSON error, lingers (DRAIN_MAX) and
+ * to MHD through the relay (relay.c, which reads it again and checks every
+ * head after it); a bad one gets its JSON error, lingers (DRAIN_MAX) and
  * is closed.  The intake also enforces max_connections: MHD 0.9.75 at its
  * own limit left connections added from outside unserved.
  * Edge triggering matters: the bytes stay unread, so a level-triggered wait
  * would wake at once again and again while a head is incomplete.
  *
  * Later requests on a kept-alive connection (HTTP/1.1, or HTTP/1.0 with
- * Connection: keep-alive).  MHD reports a request complete
+ * Connection: keep-alive) that the relay has handed back to MHD (its client
+ * waits for each answer).  MHD reports a request complete
  * (on_completed, in the connection's own thread) after its response is sent
  * and before it reads the next request, so cs_intake_next_head waits there,
  * the same way, until the next head is complete; a bad one is answered, the
@@ -25,10 +26,9 @@
  * Pipelining.  A peek that shows bytes past the request it checked (its head
  * and Content-Length bytes) means the client did not wait for the answer:
  * MHD would read those bytes with the request, past any check.  Such a
- * connection is relayed from then on (relay.c), which checks every later
- * head itself.  Bytes that arrive after the peek and before MHD's read
- * (a client writing its next request a few microseconds after the one just
- * checked, or while a body is still arriving) cannot be seen: the next check
+ * connection goes through the relay again (CS_NEXT_PIPELINED).  Bytes that
+ * arrive after the peek, while MHD reads or answers the request (it reads
+ * its socket then too), cannot be seen: the next check
  * compares where MHD is in the byte stream (TCP_INFO's bytes received minus
  * those still queued) with the end of the last checked request, and when
  * MHD is past it, closes the connection cleanly after the answers already

@@ -1,6 +1,7 @@
 /*
- * relay.c -- connections that pipeline requests, and every connection's
- * link (MHD's socket context).
+ * relay.c -- every request's head checked before libmicrohttpd reads it,
+ * pipelined ones included, and each connection's link (MHD's socket
+ * context: its guard record, where MHD is in its byte stream, its relay).
  *
  * Why a relay.  libmicrohttpd reads whatever its socket holds: a request a
  * client sends before the answer to the previous one (HTTP/1.1 pipelining)
@@ -8,16 +9,23 @@
  * of intake.c, which can only peek at what is still queued in the socket.
  * MHD would answer such a request's bad head with its own HTML page, and a
  * good one would be waited for in vain by that peek.  MHD 0.9.75 has no API
- * to show or to refuse what it has buffered.  So a connection seen to
- * pipeline (a peek shows bytes past the request it checked: its head and
- * Content-Length bytes of body) is relayed from then on: MHD's descriptor
- * becomes one end of a socket pair, and the relay thread reads the client's
+ * to show or to refuse what it has buffered, and it reads its socket also
+ * while it works on a request.  So MHD is handed one end of a socket pair
+ * instead of the client's socket, and the relay thread reads the client's
  * bytes, checks each head with head.c and writes MHD only checked requests,
  * a head and exactly its body at a time.  MHD answers them in order and the
- * answers are copied back unchanged.  The swap happens at the intake (MHD
- * is handed the pair's end instead of the socket) or in the completed
- * callback, in the connection's own thread while MHD's buffer is empty,
- * with dup3 over MHD's descriptor number: MHD never sees the change.
+ * answers are copied back unchanged.
+ *
+ * Every connection starts relayed (cs_relay_handover).  At a completion
+ * with nothing in flight (no byte in the relay, the answers out, nothing
+ * more sent by the client) the completed callback hands the client's socket
+ * back to MHD under MHD's descriptor number (dup3, in MHD's own thread, which
+ * reads nothing meanwhile): a client that waits for each answer then costs
+ * nothing more, its next heads being peeked at by intake.c; a stream is
+ * handed back at its headers.  A peek that shows bytes past the request it
+ * checked, or a body still arriving when its headers are read, brings the
+ * connection back through the relay the same way, while MHD's buffer holds
+ * no unchecked byte.
  *
  * A bad head stops the reading.  Once MHD has completed every request
  * before it (cs_link_completed) and their answers are out, the relay writes
@@ -25,17 +33,19 @@
  * refused intake connection.  A client that ends its sending side has its
  * requests answered before the connection closes.
  *
- * Cost.  A connection that waits for each answer (every client of ours) is
- * never relayed and pays nothing; a relayed one pays two thread hand-overs
- * and copies per request, and 32 KiB of buffers.  Limits are unchanged: the
- * guard's record is MHD's descriptor (now the pair's end), so the deadline,
- * the per-address count and shedding act on it, and MHD ending its side
- * ends the client's; when the deadline ends a connection whose next head
- * had begun, the relay writes the 408 the guard could not see.
+ * Cost.  A connection whose client waits for each answer (every client of
+ * ours) is relayed for its first request only; a relayed request pays two
+ * thread hand-overs and copies, and a relayed connection 32 KiB of buffers.
+ * Limits are unchanged: the guard's record is MHD's descriptor (the pair's
+ * end while relayed), so the deadline, the per-address count and shedding
+ * act on it, and MHD ending its side ends the client's; when the deadline
+ * ends a connection whose next head had begun, the relay writes the 408
+ * the guard could not see.
  *
- * Threads.  A relayed connection's I/O state belongs to the relay thread.
- * MHD's threads only count completions (atomics) and poke the relay through
- * an eventfd; a pipe is freed by the relay thread once its sockets are
+ * Threads.  A relayed connection's I/O state is the relay thread's, under
+ * the pipe's lock, which MHD's thread takes only to hand the connection
+ * back; otherwise MHD's threads count completions (atomics) and poke the
+ * relay through an eventfd.  A pipe is freed by the relay thread once its sockets are
  * closed and MHD has let go of its link, so neither side frees what the
  * other may still touch.
  */

@@ -242,7 +242,7 @@ struct cstack_server {
     cs_srv_store *store;
     struct MHD_Daemon *mhd;
     cs_intake *intake; /* owns the listening socket */
-    cs_relay *relay;   /* pipelining connections; every connection's link */
+    cs_relay *relay;   /* heads after the first, pipelining; every link */
     int listen_fd;     /* the listening socket until the intake takes it, else -1 */
     int port;
     cs_metrics metrics;
