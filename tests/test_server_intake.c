@@ -5,6 +5,8 @@
  * writes the bad bytes and reads the answer until the server closes. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "server_support.h"
+#include "util/clock.h"
 
 static int sock = -1;
 
@@ -296,4 +299,248 @@ Test(intake, a_transfer_encoding_other_than_content_length_is_refused_as_json)
     BOTH("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
          "Content-Length: 5\r\n\r\n",
          400, "bad_request");
+}
+
+/* ---- pipelining ------------------------------------------------------------ */
+
+/* One answer of a pipeline: its status, head and the start of its body. */
+typedef struct answer {
+    int status;
+    char head[1024];
+    char body[512];
+    bool close; /* Connection: close */
+    bool json;
+} answer;
+
+/* Splits what the server sent (`len` bytes, bodies may hold NULs) into
+ * answers, each framed by its Content-Length; how many were complete. */
+static size_t split_answers(const char *buf, size_t len, answer *out, size_t max)
+{
+    size_t n = 0, at = 0;
+    while (n < max && at < len) {
+        const char *end = memmem(buf + at, len - at, "\r\n\r\n", 4);
+        size_t hlen = end ? (size_t)(end + 4 - (buf + at)) : 0;
+        if (!end || hlen >= sizeof out->head || strncmp(buf + at, "HTTP/1.", 7) != 0)
+            break;
+        answer *a = &out[n];
+        memcpy(a->head, buf + at, hlen);
+        a->head[hlen] = 0;
+        const char *cl = strcasestr(a->head, "\r\nContent-Length:");
+        if (!cl)
+            break;
+        size_t body = strtoul(cl + 17, NULL, 10);
+        if (at + hlen + body > len)
+            break;
+        a->status = atoi(a->head + 9);
+        a->close = strcasestr(a->head, "\r\nConnection: close\r\n") != NULL;
+        a->json = strcasestr(a->head, "\r\nContent-Type: application/json") != NULL;
+        size_t keep = body < sizeof a->body - 1 ? body : sizeof a->body - 1;
+        memcpy(a->body, buf + at + hlen, keep);
+        a->body[keep] = 0;
+        at += hlen + body;
+        n++;
+    }
+    return n;
+}
+
+/* Sends `parts` (`lens[i]` bytes each, or the string when lens is NULL;
+ * separate writes `pause_ms` apart) on a fresh connection and splits every
+ * answer read until the server closes. */
+static size_t pipeline(const char *const *parts, const size_t *lens, size_t nparts,
+                       int pause_ms, answer *out, size_t max)
+{
+    int fd = dial();
+    for (size_t i = 0; i < nparts; i++) {
+        if (i && pause_ms)
+            usleep((useconds_t)pause_ms * 1000);
+        t_send_all(fd, parts[i], lens ? lens[i] : strlen(parts[i]));
+    }
+    size_t cap = 1 << 20;
+    char *ans = malloc(cap);
+    cr_assert_not_null(ans);
+    size_t len = t_read_to_end(fd, ans, cap);
+    close(fd);
+    sock = -1;
+    fprintf(stderr, "pipeline answered: %.300s\n", ans);
+    cr_expect(memmem(ans, len, "<html", 5) == NULL, "an HTML page: %s", ans);
+    size_t n = split_answers(ans, len, out, max);
+    free(ans);
+    return n;
+}
+
+static const char HEALTHZ[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char METRICS[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char HEALTHZ_LAST[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+static const char METRICS_LAST[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+Test(intake, two_good_gets_in_one_write_are_both_answered_in_order)
+{
+    /* The second closes the connection, so that reading to the end ends
+     * as soon as it is answered (and not at the idle timeout). */
+    char one[256];
+    snprintf(one, sizeof one, "%s%s", HEALTHZ, METRICS_LAST);
+    const char *parts[] = {one};
+    answer a[3];
+    int64_t t0 = cs_mono_ms();
+    size_t n = pipeline(parts, NULL, 1, 0, a, 3);
+    cr_assert_eq(n, 2, "%zu answers", n);
+    cr_expect_eq(a[0].status, 200);
+    cr_expect(strncmp(a[0].body, "{\"status\":\"ok\"", 14) == 0, "%s", a[0].body);
+    cr_expect_eq(a[1].status, 200);
+    cr_expect(strstr(a[1].body, "# ") == a[1].body, "the metrics text second: %s", a[1].body);
+    cr_expect(a[1].close);
+    cr_expect_lt(cs_mono_ms() - t0, 2000, "answered at once, not at a deadline");
+}
+
+/* Appends a raw push of the device's oldest pending transaction to `b`
+ * (and marks the batch uploaded). */
+static void raw_push(dev *d, cs_buf *b)
+{
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(d->db, &tx), 0);
+    cr_assert_not_null(tx);
+    size_t len = 0;
+    const void *body = cstack_upload_tx_changeset(tx, &len);
+    cs_buf_printf(b,
+                  "POST /v1/push HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n"
+                  "X-Cstack-Batch: %s:%" PRId64 "\r\nContent-Type: application/octet-stream\r\n"
+                  "Content-Length: %zu\r\n\r\n",
+                  d->auth, d->schema, d->site, cstack_sync_site_id(d->db),
+                  cstack_upload_tx_version(tx), len);
+    cs_buf_append(b, body, len);
+    cstack_upload_complete(d->db, cstack_upload_tx_version(tx));
+    cstack_upload_tx_free(tx);
+}
+
+Test(intake, a_get_then_two_pushes_and_a_pull_in_one_write_are_answered_in_order)
+{
+    dev d = device(T_PRIVATE_NOTES_SCHEMA, "alice");
+    cs_buf all = {0};
+    cs_buf_puts(&all, HEALTHZ);
+    note(&d, "n1", "alice", "first");
+    raw_push(&d, &all);
+    note(&d, "n2", "alice", "second");
+    raw_push(&d, &all);
+    cs_buf_printf(&all, "GET /v1/pull?since=0 HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n"
+                        "Connection: close\r\n\r\n",
+                  d.auth, d.schema, d.site);
+    const char *parts[] = {(const char *)all.data};
+    size_t lens[] = {all.len};
+    answer a[5];
+    size_t n = pipeline(parts, lens, 1, 0, a, 5);
+    cr_assert_eq(n, 4, "%zu answers", n);
+    cr_expect_eq(a[0].status, 200);
+    cr_expect(strncmp(a[0].body, "{\"status\":\"ok\",\"version\":", 25) == 0, "%s", a[0].body);
+    cr_expect_eq(a[1].status, 200, "%s", a[1].body);
+    cr_expect(strstr(a[1].body, "\"duplicate\":false,\"cursor\":1}") != NULL, "%s", a[1].body);
+    cr_expect_eq(a[2].status, 200, "%s", a[2].body);
+    cr_expect(strstr(a[2].body, "\"duplicate\":false,\"cursor\":2}") != NULL, "%s", a[2].body);
+    cr_expect_eq(a[3].status, 200);
+    cr_expect(strstr(a[3].head, "X-Cstack-Cursor: 2\r\n") != NULL, "the pull saw both: %s",
+              a[3].head);
+    cr_expect(a[3].close);
+    cr_expect_eq(server_version(), 2);
+    cs_buf_free(&all);
+    dev_free(&d);
+}
+
+/* A good request and a bad one behind it in one write: the good one is
+ * answered, then the bad one gets the JSON error (and status) it gets as a
+ * first request, and the connection closes. */
+static void good_then_bad(const char *bad, int status, const char *code)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s%s", HEALTHZ, bad);
+    const char *parts[] = {buf};
+    answer a[3];
+    size_t n = pipeline(parts, NULL, 1, 0, a, 3);
+    cr_assert_eq(n, 2, "%zu answers to %s", n, bad);
+    cr_expect_eq(a[0].status, 200);
+    cr_expect(strncmp(a[0].body, "{\"status\":\"ok\"", 14) == 0, "%s", a[0].body);
+    cr_expect_eq(a[1].status, status, "%s", bad);
+    cr_expect(a[1].json && a[1].close, "%s", bad);
+    char want[64];
+    snprintf(want, sizeof want, "{\"status\":\"err\",\"code\":\"%s\"", code);
+    cr_expect(strncmp(a[1].body, want, strlen(want)) == 0, "%s", a[1].body);
+}
+
+Test(intake, a_bad_head_behind_a_good_request_in_one_write_gets_its_json_error_after_the_answer)
+{
+    good_then_bad("GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", 400, "bad_request");
+    good_then_bad("GARBAGE\r\n\r\n", 400, "bad_request");
+    good_then_bad("GET /healthz HTTP/1.1\r\nAccept: */*\r\n\r\n", 400, "bad_request");
+    good_then_bad("GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505, "bad_request");
+    good_then_bad("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411,
+                  "length_required");
+    good_then_bad("POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+                  "unsupported");
+    good_then_bad("POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n", 413,
+                  "too_big");
+}
+
+Test(intake, a_pipeline_over_three_writes_is_answered_in_order)
+{
+    /* Each write ends inside the next request, so that the server holds a
+     * part of it when it answers the one before. */
+    const char *parts[] = {"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metr",
+                           "ics HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo",
+                           "st: x\r\nConnection: close\r\n\r\n"};
+    answer a[4];
+    size_t n = pipeline(parts, NULL, 3, 200, a, 4);
+    cr_assert_eq(n, 3, "%zu answers", n);
+    cr_expect_eq(a[0].status, 200);
+    cr_expect(strncmp(a[0].body, "{\"status\":\"ok\"", 14) == 0, "%s", a[0].body);
+    cr_expect_eq(a[1].status, 200);
+    cr_expect(strstr(a[1].body, "# ") == a[1].body, "%s", a[1].body);
+    cr_expect_eq(a[2].status, 200);
+    cr_expect(a[2].close);
+}
+
+Test(intake, http_1_0_keep_alive_requests_in_one_write_are_all_answered)
+{
+    const char *parts[] = {"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                           "GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                           "GET /healthz HTTP/1.0\r\n\r\n"};
+    answer a[4];
+    size_t n = pipeline(parts, NULL, 1, 0, a, 4);
+    cr_assert_eq(n, 3, "%zu answers", n);
+    cr_expect_eq(a[0].status, 200);
+    cr_expect(strstr(a[1].body, "# ") == a[1].body, "%s", a[1].body);
+    cr_expect_eq(a[2].status, 200);
+    cr_expect(strncmp(a[2].body, "{\"status\":\"ok\"", 14) == 0, "%s", a[2].body);
+}
+
+Test(intake, a_pipeline_written_a_few_bytes_at_a_time_gets_every_answer_or_a_clean_close)
+{
+    /* Bytes that arrive between a head's check and libmicrohttpd's read
+     * cannot be seen: the connection then ends cleanly after the answers
+     * it owes (the client retries the rest), never with an HTML page or a
+     * wrong answer. */
+    char all[512];
+    snprintf(all, sizeof all, "%s%s%s", HEALTHZ, METRICS, HEALTHZ_LAST);
+    for (int round = 0; round < 5; round++) {
+        int64_t t0 = cs_mono_ms();
+        int fd = dial();
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        for (size_t at = 0, len = strlen(all); at < len; at += 7) {
+            t_send_all(fd, all + at, len - at < 7 ? len - at : 7);
+            if (round % 2)
+                usleep(1000);
+        }
+        char *ans = read_all(fd);
+        close(fd);
+        sock = -1;
+        answer a[4];
+        size_t n = split_answers(ans, strlen(ans), a, 4); /* text answers only */
+        fprintf(stderr, "round %d: %zu answers\n", round, n);
+        cr_expect(strcasestr(ans, "<html") == NULL, "%s", ans);
+        cr_expect_geq(n, 1, "%s", ans);
+        for (size_t i = 0; i < n; i++)
+            cr_expect_eq(a[i].status, 200, "answer %zu: %s", i, ans);
+        if (n >= 2)
+            cr_expect(strstr(a[1].body, "# ") == a[1].body, "%s", a[1].body);
+        cr_expect_lt(cs_mono_ms() - t0, 3000, "round %d waited for a deadline", round);
+        free(ans);
+    }
 }

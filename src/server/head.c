@@ -164,7 +164,7 @@ static int check_field(const unsigned char *p, const unsigned char *end, fields 
 }
 
 int cs_head_check(const void *buf, size_t len, uint64_t max_body, size_t *head_len,
-                  cs_head_err *e)
+                  uint64_t *body_len, cs_head_err *e)
 {
     const unsigned char *p = buf, *end = p + (len < CS_HEAD_MAX ? len : CS_HEAD_MAX);
     size_t lines = 0;
@@ -184,6 +184,7 @@ int cs_head_check(const void *buf, size_t len, uint64_t max_body, size_t *head_l
             if (check_framing(&f, max_body, e))
                 return CS_HEAD_BAD;
             *head_len = (size_t)(nl + 1 - p);
+            *body_len = f.length;
             return CS_HEAD_OK;
         }
         int rc = lines == 0 ? check_line(line, nl - 1, &needs_host, e)

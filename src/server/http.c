@@ -17,13 +17,15 @@
  * cs_srv_log(), which writes it whole.
  *
  * Limits.  Every connection is registered with the guard (guard.c) when MHD
- * accepts it: the guard refuses an address past max_per_address and closes
- * a connection whose headers are not in by header_timeout_ms.  A push takes
- * its share of max_upload_memory before its body is buffered (all of a
- * declared Content-Length at once; chunked bodies are refused at the head,
- * head.c, though the counting below still covers them) and gives it
- * back when the request completes; past the cap it is answered 503 busy with
- * Retry-After.  Streams are bounded in stream.c.
+ * takes it (its link, relay.c): the guard refuses an address past
+ * max_per_address and closes a connection whose headers are not in by
+ * header_timeout_ms.  A push takes its share of max_upload_memory before its
+ * body is buffered (all of its Content-Length at once: every head is checked
+ * before MHD reads it, intake.c and relay.c, and one with a chunked or other
+ * transfer coding, or a Content-Length over max_body, is refused there, so a
+ * body is never longer than the share taken) and gives it back when the
+ * request completes; past the cap it is answered 503 busy with Retry-After.
+ * Streams are bounded in stream.c.
  *
  * Stop drains: the listening socket closes (MHD_quiesce_daemon), streams end,
  * requests in flight finish within drain_ms (a push is acknowledged only
@@ -52,9 +54,6 @@
  * a connection without an answer, is only a backstop above it. */
 #define MHD_SLACK 64u
 #define STREAM_BLOCK (32u * 1024u)
-/* How much of an oversized chunked body is read (and dropped) to be able to
- * answer 413 before the connection is simply closed. */
-#define DISCARD_MAX ((uint64_t)64 << 20)
 
 /* One HTTP request (MHD's per-request context). */
 typedef struct srv_req {
@@ -70,12 +69,9 @@ typedef struct srv_req {
     char site[33];
     char batch[64];
     cs_buf body;
-    bool too_big;
-    uint64_t received; /* body bytes, kept or not */
-    size_t reserved;   /* of srv->upload_bytes, given back on completion */
-    bool sized;        /* reserved for the whole body (Content-Length) */
-    bool busy;         /* refused for upload memory: answered 503 */
-    bool counted;      /* in srv->active */
+    bool no_memory;  /* the body could not be kept */
+    size_t reserved; /* of srv->upload_bytes, given back on completion */
+    bool counted;    /* in srv->active */
     cs_stream *stream;
     /* The device's schema when it is an older one this server accepts
      * (schemas.h); NULL when it is the served schema. */
@@ -180,8 +176,8 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/* The guard's record of a connection (its MHD socket context). */
-static cs_conn *conn_of(struct MHD_Connection *c)
+/* The link of a connection (its MHD socket context, relay.c). */
+static cs_link *link_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *i =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -496,7 +492,7 @@ static enum MHD_Result do_stream(srv_req *r, struct MHD_Connection *c)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
-    cs_stream_set_conn(s, cs_guard_id(srv->guard, conn_of(c)));
+    cs_stream_set_conn(s, cs_guard_id(srv->guard, cs_link_conn(link_of(c))));
     enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     r->status = MHD_HTTP_OK;
@@ -585,11 +581,8 @@ static enum MHD_Result pages_dispatch(srv_req *r, struct MHD_Connection *c)
 static enum MHD_Result do_push(srv_req *r, struct MHD_Connection *c)
 {
     cstack_server *srv = r->srv;
-    if (r->too_big)
-        return reply_err(r, c, 413, "too_big", NULL, "the body exceeds %zu bytes",
-                         srv->cfg.max_body);
-    if (r->busy)
-        return reply_busy(r, c);
+    if (r->no_memory)
+        return reply_err(r, c, 500, "internal", NULL, "out of memory for the body");
     if (r->pages)
         return do_pages(r, c);
     cs_srv_push req = {r->auth, r->site, r->batch, r->body.data ? r->body.data : "", r->body.len};
@@ -641,7 +634,6 @@ static bool push_headers(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
             *ret = reply_busy(r, c);
             return false;
         }
-        r->sized = true;
         cs_buf_reserve(&r->body, (size_t)n);
     }
     return true;
@@ -752,9 +744,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     srv_req *r = *con_cls;
     if (!r) {
         cstack_server *srv = cls;
-        cs_guard_headers_in(srv->guard, conn_of(c));
+        cs_link *link = link_of(c);
+        /* Ended after its previous answer: what MHD still holds was read
+         * past the head check and is not served. */
+        if (cs_link_cut(link))
+            return MHD_NO;
+        cs_guard_headers_in(srv->guard, cs_link_conn(link));
         if (!(r = req_new(cls, url, method)))
             return MHD_NO;
+        const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        cs_link_headers(srv->relay, link, cl && strcmp(cl, "0") != 0,
+                        r->route == CS_ROUTE_STREAM);
         r->keep_alive = keeps_alive(c, version);
         *con_cls = r;
         bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;
@@ -772,24 +772,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        /* MHD cannot answer before the body is in, so past the limit the
-         * rest is counted and dropped, and a body that goes on far beyond
-         * it is cut off by closing the connection. */
-        bool keep = !r->too_big && !r->busy;
-        if (keep && !r->sized && !reserve_upload(r, *upload_size)) {
-            /* A chunked body counts as it arrives; past the cap it is
-             * dropped like an oversized one and answered 503. */
-            r->busy = true;
-            keep = false;
+        /* The body is Content-Length bytes, at most max_body and reserved
+         * in push_headers (chunked bodies never get here, see the top). */
+        if (!r->no_memory && cs_buf_append(&r->body, upload, *upload_size)) {
+            r->no_memory = true;
             cs_buf_free(&r->body);
         }
-        if (keep && cs_buf_append(&r->body, upload, *upload_size)) {
-            r->too_big = true;
-            cs_buf_free(&r->body);
-        }
-        r->received += *upload_size;
         *upload_size = 0;
-        return r->received > r->srv->cfg.max_body + DISCARD_MAX ? MHD_NO : MHD_YES;
+        return MHD_YES;
     }
     return push ? do_push(r, c) : dispatch(r, c);
 }
@@ -848,7 +838,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
-    cs_guard_request_done(srv->guard, conn_of(c));
+    cs_link *link = link_of(c);
+    cs_guard_request_done(srv->guard, cs_link_conn(link));
     if (r->reserved)
         atomic_fetch_sub(&srv->upload_bytes, (long long)r->reserved);
     if (r->stream) {
@@ -871,11 +862,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(r->path);
     free(r);
     /* MHD reads the next request on this connection once this returns: its
-     * head is checked first (intake.c). */
-    const union MHD_ConnectionInfo *fd =
-        next ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
-    if (fd)
-        (void)cs_intake_next_head(srv, conn_of(c), fd->connect_fd);
+     * head is checked first (intake.c), or the relay has checked it. */
+    cs_link_completed(srv->relay, link, next);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
@@ -889,10 +877,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
         const union MHD_ConnectionInfo *addr =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (fd)
-            *socket_ctx = cs_guard_open(srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL);
+            *socket_ctx = cs_link_open(srv->relay, fd->connect_fd, addr ? addr->client_addr : NULL);
     } else {
         atomic_fetch_sub(&srv->metrics.connections, 1);
-        cs_guard_close(srv->guard, *socket_ctx);
+        cs_link_close(srv->relay, *socket_ctx);
         *socket_ctx = NULL;
     }
 }
@@ -904,6 +892,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         return;
     char msg[LOG_LINE_MAX];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* A relayed connection's descriptor is a socket pair (relay.c): MHD's
+     * TCP options fail on it, harmlessly, on every answer. */
+    if (strncmp(msg, "Setting TCP_", 12) == 0 || strncmp(msg, "Failed to push the data", 23) == 0)
+        return;
     cs_srv_log(srv, "httpd: %s", msg);
 }
 
@@ -1038,6 +1030,10 @@ static int listen_on(cstack_server *srv, char *err, size_t errlen)
         set_err(err, errlen, "cannot start the HTTP daemon");
         return CSTACK_EIO;
     }
+    if ((rc = cs_relay_start(srv, &srv->relay))) {
+        set_err(err, errlen, "cannot start the connection relay");
+        return rc;
+    }
     if ((rc = cs_intake_start(srv, srv->listen_fd, &srv->intake))) {
         set_err(err, errlen, "cannot start accepting connections");
         return rc;
@@ -1135,6 +1131,7 @@ void cstack_server_stop(cstack_server *srv)
         wait_idle(srv);
         MHD_stop_daemon(srv->mhd);
     }
+    cs_relay_stop(srv->relay); /* after MHD: its links are closed */
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
     cs_guard_free(srv->guard);

@@ -7,45 +7,65 @@
  * socket with the guard (per-address limit, header deadline with its 408),
  * and waits on an edge-triggered epoll, peeking (MSG_PEEK: nothing is
  * consumed) at each arrival until the head is complete: a good one is handed
- * to MHD with MHD_add_connection, which then reads it as if it had accepted
- * the socket itself; a bad one gets its JSON error, lingers (DRAIN_MAX) and
+ * to MHD through the relay (relay.c, which reads it again and checks every
+ * head after it); a bad one gets its JSON error, lingers (DRAIN_MAX) and
  * is closed.  The intake also enforces max_connections: MHD 0.9.75 at its
  * own limit left connections added from outside unserved.
  * Edge triggering matters: the bytes stay unread, so a level-triggered wait
  * would wake at once again and again while a head is incomplete.
  *
  * Later requests on a kept-alive connection (HTTP/1.1, or HTTP/1.0 with
- * Connection: keep-alive).  MHD reports a request complete
+ * Connection: keep-alive) that the relay has handed back to MHD (its client
+ * waits for each answer).  MHD reports a request complete
  * (on_completed, in the connection's own thread) after its response is sent
  * and before it reads the next request, so cs_intake_next_head waits there,
  * the same way, until the next head is complete; a bad one is answered, the
  * connection lingers and is shut down, and MHD then sees the end of the
  * stream and closes.
- * Bytes MHD read ahead of a response (a client pipelining requests) are past
- * this check: a client that does not wait for each answer can still get one
- * of MHD's own pages.
+ *
+ * Pipelining.  A peek that shows bytes past the request it checked (its head
+ * and Content-Length bytes) means the client did not wait for the answer:
+ * MHD would read those bytes with the request, past any check.  Such a
+ * connection goes through the relay again (CS_NEXT_PIPELINED).  Bytes that
+ * arrive after the peek, while MHD reads or answers the request (it reads
+ * its socket then too), cannot be seen: the next check
+ * compares where MHD is in the byte stream (TCP_INFO's bytes received minus
+ * those still queued) with the end of the last checked request, and when
+ * MHD is past it, closes the connection cleanly after the answers already
+ * sent, without letting MHD serve what it read unchecked (RFC 9112 9.3.2:
+ * the client retries).
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
+#include <netinet/in.h>
 
 #include <microhttpd.h>
 
 #include "server/server_int.h"
 
-/* How much of a refused request is read and dropped, and for how long at
- * most, before the socket is closed: closing with unread bytes makes the
- * kernel reset the connection, which can destroy our answer before the
- * client reads it.  So a refused connection is answered, its sending side
- * shut (the client sees the end of the answer), and it lingers, read and
- * dropped, until the client closes or either bound is reached. */
-#define DRAIN_MAX (256u * 1024u)
-#define LINGER_MS 2000
+/* CS_DRAIN_MAX and CS_LINGER_MS bound how much of a refused request is read
+ * and dropped, and for how long, before the socket is closed: closing with
+ * unread bytes makes the kernel reset the connection, which can destroy our
+ * answer before the client reads it.  So a refused connection is answered,
+ * its sending side shut (the client sees the end of the answer), and it
+ * lingers, read and dropped, until the client closes or either bound is
+ * reached. */
+#define DRAIN_MAX CS_DRAIN_MAX
+#define LINGER_MS CS_LINGER_MS
+/* The TCP states in which the peer's FIN has arrived (and is counted in
+ * tcpi_bytes_received): CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT. */
+#define FIN_RECEIVED(state) ((state) == 8 || (state) == 9 || (state) == 11 || (state) == 6)
 /* Connections past max_connections get their 503 and linger like any
  * refused one, but at most this many at once: past that they are answered
  * and closed at once, so a flood cannot make the refusals themselves hold
@@ -88,18 +108,14 @@ static const char *reason_of(int status)
     }
 }
 
-/* Answers a refused head and shuts the sending side: the connection then
- * lingers (drain). */
-static void refuse_head(int fd, const cs_head_err *e)
+void cs_intake_refuse(int fd, const cs_head_err *e)
 {
     cs_raw_answer(fd, e->status, reason_of(e->status),
                   e->status == 503 ? "Retry-After: 5\r\n" : "", e->code, e->message);
     shutdown(fd, SHUT_WR);
 }
 
-/* Reads and drops what has arrived on a refused connection: true when it is
- * over (the client closed, a failure, or DRAIN_MAX bytes dropped). */
-static bool drain(int fd, size_t *drained)
+bool cs_drain(int fd, size_t *drained)
 {
     unsigned char sink[4096];
     for (;;) {
@@ -114,9 +130,10 @@ static bool drain(int fd, size_t *drained)
     }
 }
 
-/* Peeks at what has arrived: CS_HEAD_OK (complete and good), _PARTIAL, or
- * _BAD (answered); -1 when the peer is gone. */
-static int look(int fd, unsigned char *buf, const cstack_server *srv)
+/* Peeks at what has arrived: CS_HEAD_OK (complete and good; *len is the
+ * request's length with its body, *more whether bytes past it are in),
+ * _PARTIAL, or _BAD (answered); -1 when the peer is gone. */
+static int look(int fd, unsigned char *buf, const cstack_server *srv, uint64_t *len, bool *more)
 {
     ssize_t n = recv(fd, buf, CS_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -124,10 +141,15 @@ static int look(int fd, unsigned char *buf, const cstack_server *srv)
     if (n <= 0)
         return -1;
     size_t head_len = 0;
+    uint64_t body_len = 0;
     cs_head_err e = {0};
-    int rc = cs_head_check(buf, (size_t)n, srv->cfg.max_body, &head_len, &e);
+    int rc = cs_head_check(buf, (size_t)n, srv->cfg.max_body, &head_len, &body_len, &e);
+    if (rc == CS_HEAD_OK) {
+        *len = head_len + body_len;
+        *more = (uint64_t)n > *len;
+    }
     if (rc == CS_HEAD_BAD) {
-        refuse_head(fd, &e);
+        cs_intake_refuse(fd, &e);
         cs_srv_log(srv, "refused a request head: %d %s", e.status, e.message);
     }
     return rc;
@@ -160,7 +182,7 @@ static void linger(cs_intake *in, pending *p, uint32_t events)
         p->answered = true;
         cs_guard_answered(in->srv->guard, p->conn, LINGER_MS);
     }
-    if ((events & (EPOLLHUP | EPOLLERR)) || drain(p->fd, &p->drained))
+    if ((events & (EPOLLHUP | EPOLLERR)) || cs_drain(p->fd, &p->drained))
         forget(in, p, true);
 }
 
@@ -172,7 +194,9 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     }
     /* Shut down by the guard (its deadline, its per-address limit), or
      * failed. */
-    int rc = events & (EPOLLHUP | EPOLLERR) ? -1 : look(p->fd, in->buf, in->srv);
+    uint64_t len = 0;
+    bool more = false;
+    int rc = events & (EPOLLHUP | EPOLLERR) ? -1 : look(p->fd, in->buf, in->srv, &len, &more);
     if (rc == CS_HEAD_PARTIAL && !(events & EPOLLRDHUP))
         return;
     if (rc == CS_HEAD_BAD) {
@@ -185,7 +209,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     }
     if (atomic_load(&in->srv->metrics.connections) >= (long)in->srv->cfg.max_connections) {
         cs_head_err e = {503, "busy", "the server is at its connection limit", ""};
-        refuse_head(p->fd, &e);
+        cs_intake_refuse(p->fd, &e);
         linger(in, p, events);
         return;
     }
@@ -194,8 +218,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
     struct sockaddr_storage addr = p->addr;
     socklen_t addrlen = p->addrlen;
     forget(in, p, false);
-    /* On failure MHD has closed the socket. */
-    (void)MHD_add_connection(in->srv->mhd, fd, (struct sockaddr *)&addr, addrlen);
+    cs_relay_handover(in->srv->relay, fd, (struct sockaddr *)&addr, addrlen);
 }
 
 /* A connection past max_connections: its 503 is answered at once, and it
@@ -203,7 +226,7 @@ static void on_data(cs_intake *in, pending *p, uint32_t events)
 static bool overflow(cs_intake *in, pending *p)
 {
     cs_head_err e = {503, "busy", "too many connections are opening", ""};
-    refuse_head(p->fd, &e);
+    cs_intake_refuse(p->fd, &e);
     if (in->nrefusing >= REFUSING_MAX) {
         close(p->fd);
         free(p);
@@ -317,7 +340,7 @@ static void linger_here(cstack_server *srv, cs_conn *conn, int fd, int ep)
     size_t drained = 0;
     int64_t until = cs_mono_ms() + LINGER_MS;
     struct epoll_event ev;
-    while (!drain(fd, &drained) && cs_mono_ms() < until) {
+    while (!cs_drain(fd, &drained) && cs_mono_ms() < until) {
         int n = epoll_wait(ep, &ev, 1, 100);
         if (n < 0 && errno != EINTR)
             break;
@@ -325,17 +348,57 @@ static void linger_here(cstack_server *srv, cs_conn *conn, int fd, int ep)
     shutdown(fd, SHUT_RDWR);
 }
 
-bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd)
+/* Those received minus those still queued, sampled until the queue holds
+ * still. */
+bool cs_intake_consumed(int fd, uint64_t *out)
+{
+    for (int i = 0; i < 4; i++) {
+        int q1 = 0, q2 = 0;
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        memset(&ti, 0, sizeof ti);
+        if (ioctl(fd, FIONREAD, &q1) != 0 ||
+            getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+            len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received ||
+            ioctl(fd, FIONREAD, &q2) != 0)
+            return false;
+        if (q1 == q2 && q1 >= 0) {
+            uint64_t got = ti.tcpi_bytes_received - (FIN_RECEIVED(ti.tcpi_state) ? 1u : 0u);
+            *out = got - (uint64_t)q1;
+            return true;
+        }
+    }
+    return false;
+}
+
+int cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd, uint64_t *end)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET};
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    unsigned char *buf = malloc(CS_HEAD_MAX);
+    uint64_t at = 0;
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0 || !buf ||
+        (*end != UINT64_MAX && cs_intake_consumed(fd, &at) && at != *end)) {
+        /* Nothing can be checked (out of resources), or MHD has read bytes
+         * past the last checked request: end cleanly after the answers
+         * sent (the client retries what was not answered). */
+        if (buf && at > *end)
+            cs_srv_log(srv, "closed a pipelining connection: %" PRIu64
+                            " bytes were read past the last checked request",
+                       at - *end);
+        shutdown(fd, SHUT_WR);
+        if (ep >= 0)
+            linger_here(srv, conn, fd, ep);
+        else
+            shutdown(fd, SHUT_RDWR);
+        free(buf);
         if (ep >= 0)
             close(ep);
-        return true; /* unchecked: MHD reads it as before */
+        return CS_NEXT_ENDED;
     }
-    unsigned char *buf = malloc(CS_HEAD_MAX);
-    int rc = buf ? CS_HEAD_PARTIAL : CS_HEAD_OK;
+    int rc = CS_HEAD_PARTIAL;
+    uint64_t len = 0;
+    bool more = false;
     /* The guard's deadline ends the wait (it shuts the socket down); a
      * stopping server is looked at every tick, and the end of the deadline
      * is only a backstop. */
@@ -346,7 +409,7 @@ bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd)
             continue;
         if (n < 0 || (ev.events & (EPOLLHUP | EPOLLERR)))
             break; /* the deadline's shutdown, or a failure */
-        rc = look(fd, buf, srv);
+        rc = look(fd, buf, srv, &len, &more);
         if (rc == CS_HEAD_PARTIAL && (ev.events & EPOLLRDHUP))
             break;
     }
@@ -354,5 +417,11 @@ bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd)
         linger_here(srv, conn, fd, ep);
     free(buf);
     close(ep);
-    return rc == CS_HEAD_OK || rc == CS_HEAD_PARTIAL;
+    if (rc == CS_HEAD_OK && *end != UINT64_MAX)
+        *end += len;
+    if (rc == CS_HEAD_OK)
+        return more ? CS_NEXT_PIPELINED : CS_NEXT_DIRECT;
+    /* Partial: the deadline, a stopping server or the end of the stream,
+     * which MHD sees next as it did. */
+    return rc == CS_HEAD_PARTIAL ? CS_NEXT_DIRECT : CS_NEXT_ENDED;
 }

@@ -7,6 +7,7 @@
  *   guard.c    every open connection: header deadline, per-address limit
  *   intake.c   accepting connections; each request's head checked (head.c)
  *              before libmicrohttpd reads it
+ *   relay.c    connections that pipeline requests: MHD gets checked ones only
  */
 #ifndef CS_SERVER_INT_H
 #define CS_SERVER_INT_H
@@ -155,24 +156,78 @@ typedef struct cs_head_err {
 } cs_head_err;
 
 /* Checks the start of a request, `len` bytes at `buf` (a body longer than
- * `max_body` is refused): CS_HEAD_OK with *head_len when its line and
- * headers are complete and good, CS_HEAD_PARTIAL when more must arrive,
- * CS_HEAD_BAD with `e` filled otherwise. */
+ * `max_body` is refused): CS_HEAD_OK with *head_len and the body's length
+ * (Content-Length, 0 without one) in *body_len when its line and headers
+ * are complete and good, CS_HEAD_PARTIAL when more must arrive, CS_HEAD_BAD
+ * with `e` filled otherwise. */
 int cs_head_check(const void *buf, size_t len, uint64_t max_body, size_t *head_len,
-                  cs_head_err *e);
+                  uint64_t *body_len, cs_head_err *e);
 
 typedef struct cs_intake cs_intake;
+typedef struct cs_relay cs_relay;
+typedef struct cs_link cs_link;
 
 /* Accepts on `listen_fd` (non-blocking, listening; the intake closes it)
- * and hands each connection to MHD once its first head is in and good. */
+ * and hands each connection to MHD (cs_relay_handover) once its first head
+ * is in and good. */
 int cs_intake_start(cstack_server *srv, int listen_fd, cs_intake **out);
 /* Stops accepting, closes the listening socket and every connection not yet
  * handed over.  NULL ok. */
 void cs_intake_stop(cs_intake *in);
+
+/* What cs_intake_next_head found after a response on a connection MHD
+ * reads itself. */
+enum {
+    CS_NEXT_DIRECT,    /* the next head is good; MHD may read it (*end moved past it) */
+    CS_NEXT_PIPELINED, /* good, and more bytes follow it: relay the connection */
+    CS_NEXT_ENDED      /* refused (answered), gone, or not checkable: shut down */
+};
 /* On a kept-alive connection whose response is complete: waits until the
- * next request's head is in; false when it was refused (answered, socket
- * shut down) or the connection ended. */
-bool cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd);
+ * next request's head is in and checks it.  `*end` is the stream offset
+ * just past the last checked request (UINT64_MAX: unknown); MHD holding
+ * bytes past it (read ahead of the check) ends the connection cleanly. */
+int cs_intake_next_head(cstack_server *srv, cs_conn *conn, int fd, uint64_t *end);
+/* How many bytes of the connection's stream have been read from socket `fd`
+ * (by MHD): false when the socket cannot say (not TCP). */
+bool cs_intake_consumed(int fd, uint64_t *out);
+/* Answers a refused head on `fd` and shuts its sending side; the caller
+ * lingers (cs_drain) before closing. */
+void cs_intake_refuse(int fd, const cs_head_err *e);
+/* Reads and drops what has arrived on a refused connection: true when it
+ * is over (the client closed, a failure, or CS_DRAIN_MAX bytes dropped). */
+bool cs_drain(int fd, size_t *drained);
+#define CS_DRAIN_MAX (256u * 1024u)
+#define CS_LINGER_MS 2000
+
+/* ---- connections MHD serves (relay.c) ------------------------------------- */
+
+int cs_relay_start(cstack_server *srv, cs_relay **out);
+/* Stops the relay thread and closes every relayed connection.  Call once
+ * MHD has stopped.  NULL ok. */
+void cs_relay_stop(cs_relay *rl);
+/* Hands an accepted socket whose first head was checked to MHD through
+ * the relay, which checks every head that follows and hands the connection
+ * back to MHD itself once nothing is in flight (cs_link_headers,
+ * cs_link_completed).  The socket is the relay's afterwards, closed on
+ * failure. */
+void cs_relay_handover(cs_relay *rl, int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* MHD's NOTIFY_CONNECTION: the link of a connection MHD took (its guard
+ * record opened), and its close (before MHD closes the descriptor).  NULL
+ * when out of memory (the socket is shut down). */
+cs_link *cs_link_open(cs_relay *rl, int fd, const struct sockaddr *addr);
+void cs_link_close(cs_relay *rl, cs_link *l);
+/* The guard's record of the connection (NULL for NULL). */
+cs_conn *cs_link_conn(const cs_link *l);
+/* Whether the connection was ended after a response (a refused or
+ * unchecked next head): MHD must not serve what it still holds. */
+bool cs_link_cut(const cs_link *l);
+/* A request's line and headers are in (the first call of the request
+ * handler); `body`: it has a body (Content-Length not 0); `endless`: its
+ * answer does not end (a stream). */
+void cs_link_headers(cs_relay *rl, cs_link *l, bool body, bool endless);
+/* A request of the connection completed (MHD's completed callback, in the
+ * connection's thread); `next`: MHD keeps the connection for another. */
+void cs_link_completed(cs_relay *rl, cs_link *l, bool next);
 
 /* ---- the server ---------------------------------------------------------- */
 
@@ -187,6 +242,7 @@ struct cstack_server {
     cs_srv_store *store;
     struct MHD_Daemon *mhd;
     cs_intake *intake; /* owns the listening socket */
+    cs_relay *relay;   /* heads after the first, pipelining; every link */
     int listen_fd;     /* the listening socket until the intake takes it, else -1 */
     int port;
     cs_metrics metrics;
