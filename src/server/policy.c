@@ -52,6 +52,22 @@
  *   auth field when the token is verified) and compares as stored.
  * - The row's own soft-delete field is an ordinary column here: whether
  *   soft-deleted rows are served at all is the caller's business.
+ * - PostgreSQL (cs_policy_render_pg, for row-level security: policy_pg.c)
+ *   gets the same expression from the same code, in its dialect: booleans
+ *   are boolean (true/false, `IS TRUE`, coalesce(..., false)), so the logic
+ *   stays two-valued; literals are quoted SQL literals (a number as written
+ *   by strtoll/strtod, a Float with 17 digits); auth() is the session
+ *   setting cstack.auth (the token's claims as JSON, NULL when unset or
+ *   empty) and auth().field its claim (`sub` for id; a composite member
+ *   from its flat claim, else its parent's member, as auth.c reads tokens)
+ *   cast to the field's column type; the row itself is named by the caller
+ *   (the table inside a policy, $1 inside a function).  Coercions: numeric
+ *   compares with bigint and double precision exactly, so Decimal needs no
+ *   collation (and with Float is cast to double precision, like REAL
+ *   here); a Uuid compared with text compares as its lowercase text (the
+ *   other side lowered as here); text compares under COLLATE "C", byte by
+ *   byte like SQLite's BINARY; timestamptz compares as the canonical
+ *   DateTime text does, for the years 0001..9999 both allow.
  * - Per-row checks (cs_policy_row_allowed) render the query each time but
  *   reuse the runtime connection's cached statement, since the text is the
  *   same for every user and key; cs_policy_check_* goes further and binds
@@ -69,7 +85,12 @@
 typedef struct pctx {
     cs_sqlb *q;
     const cstack_schema *s;
-    const cs_auth *auth;
+    const cs_auth *auth; /* SQLite: the user whose values are bound */
+    /* PostgreSQL (cs_policy_render_pg): literals are written into the text,
+     * auth() is read from the session, and the policy's own row (alias 0)
+     * is written as row_sql rather than as t0. */
+    bool pg;
+    const char *row_sql;
 } pctx;
 
 static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias);
@@ -81,7 +102,8 @@ static int put(pctx *c, const char *text)
 
 static int col(pctx *c, int alias, const cs_field *f)
 {
-    int rc = cs_buf_printf(&c->q->sql, "t%d.", alias);
+    int rc = c->pg && alias == 0 ? cs_buf_printf(&c->q->sql, "%s.", c->row_sql)
+                                 : cs_buf_printf(&c->q->sql, "t%d.", alias);
     return rc ? rc : cs_buf_ident(&c->q->sql, f->column);
 }
 
@@ -243,6 +265,8 @@ static int bind(pctx *c, cstack_value v)
     return cs_sqlb_bind(c->q, v);
 }
 
+/* A number literal: an Int when it is integral and fits, else a Float.
+ * PostgreSQL gets the same value as text, the Float with every digit. */
 static int bind_number(pctx *c, const char *text)
 {
     char *end;
@@ -250,18 +274,95 @@ static int bind_number(pctx *c, const char *text)
     if (!strpbrk(text, ".eE")) {
         long long i = strtoll(text, &end, 10);
         if (!errno && !*end)
-            return bind(c, cstack_v_int(i));
+            return c->pg ? cs_buf_printf(&c->q->sql, "(%lld)", i) : bind(c, cstack_v_int(i));
     }
     errno = 0;
     double d = strtod(text, &end);
     if (*end || errno)
         return cs_err(CSTACK_EINVAL, "policy number '%s' is out of range", text);
+    if (c->pg)
+        return cs_buf_printf(&c->q->sql, "'%.17g'::double precision", d);
     return bind(c, cstack_v_float(d));
 }
 
-/* auth().name: the user's value, NULL when anonymous. */
+/* PostgreSQL's auth(): the session's auth JSON (cstack.auth), NULL when it
+ * is unset or empty (anonymous). */
+#define PG_AUTH "nullif(current_setting('cstack.auth', true), '')"
+
+/* The claim of auth field `name` (its first n bytes) as jsonb, NULL when the
+ * claim is absent or JSON null: auth().id is `sub`; any other field is the
+ * claim of its name; a member of a composite ("org.id") is the flat claim
+ * "org.id" when there is one, else the member "id" of the value of "org",
+ * as the server reads a token (auth.c). */
+static int pg_claim(pctx *c, const char *name, size_t n)
+{
+    size_t dot = n;
+    while (dot > 0 && name[dot - 1] != '.')
+        dot--;
+    char *key = n == 2 && !memcmp(name, "id", 2) ? strdup("sub") : strndup(name, n);
+    char *member = dot ? strndup(name + dot, n - dot) : NULL;
+    int rc = !key || (dot && !member) ? CSTACK_ENOMEM : 0;
+    if (!rc && dot)
+        rc = put(c, "coalesce(");
+    rc = rc ? rc : put(c, "nullif((" PG_AUTH "::jsonb) -> ");
+    rc = rc ? rc : cs_buf_sql_str(&c->q->sql, key);
+    rc = rc ? rc : put(c, ", 'null')");
+    if (!rc && dot) {
+        rc = put(c, ", nullif(");
+        rc = rc ? rc : pg_claim(c, name, dot - 1);
+        rc = rc ? rc : put(c, " -> ");
+        rc = rc ? rc : cs_buf_sql_str(&c->q->sql, member);
+        rc = rc ? rc : put(c, ", 'null'))");
+    }
+    free(key);
+    free(member);
+    return rc;
+}
+
+/* The PostgreSQL type an auth field's claim is read as (the type of the
+ * column it compares with, ddl.c); NULL: kept as jsonb (Json and Bytes
+ * compare with null only). */
+static const char *pg_claim_type(cs_scalar t)
+{
+    switch (t) {
+    case CS_T_INT:
+        return "bigint";
+    case CS_T_FLOAT:
+        return "double precision";
+    case CS_T_DECIMAL:
+        return "numeric";
+    case CS_T_BOOLEAN:
+        return "boolean";
+    case CS_T_UUID:
+        return "uuid";
+    case CS_T_DATETIME:
+        return "timestamptz";
+    case CS_T_JSON:
+    case CS_T_BYTES:
+        return NULL;
+    default: /* String, Cuid, enums */
+        return "text";
+    }
+}
+
+/* auth().name: the user's value, NULL when anonymous.  PostgreSQL reads
+ * it from the session's claims, cast to the field's type. */
 static int bind_auth_field(pctx *c, const char *name)
 {
+    if (c->pg) {
+        const cs_field *f = NULL;
+        for (size_t i = 0; i < c->s->auth.nfields && !f; i++)
+            if (!strcmp(c->s->auth.fields[i].name, name))
+                f = &c->s->auth.fields[i];
+        if (!f)
+            return cs_err(CSTACK_EINVAL, "policy names unknown auth field '%s'", name);
+        const char *type = pg_claim_type(f->type);
+        int rc = put(c, type ? "CAST((" : "");
+        rc = rc ? rc : pg_claim(c, name, strlen(name));
+        if (!rc && type)
+            rc = cs_buf_printf(&c->q->sql, " #>> '{}') AS %s)", type);
+        return rc;
+    }
     const cstack_value *v = c->auth->signed_in ? cs_auth_value(c->s, c->auth, name) : NULL;
     return bind(c, v ? *v : cstack_v_null());
 }
@@ -271,13 +372,19 @@ static int render_value(pctx *c, const cs_expr *e, const cs_model *m, int alias)
 {
     switch (e->kind) {
     case CS_E_BOOL:
+        if (c->pg)
+            return put(c, e->bval ? "true" : "false");
         return bind(c, cstack_v_int(e->bval ? 1 : 0));
     case CS_E_NUMBER:
         return bind_number(c, e->text);
     case CS_E_STRING:
     case CS_E_ENUM:
+        if (c->pg)
+            return cs_buf_sql_str(&c->q->sql, e->text);
         return bind(c, cstack_v_text(e->text));
     case CS_E_AUTH:
+        if (c->pg)
+            return put(c, PG_AUTH);
         return bind(c, c->auth->signed_in ? cstack_v_int(1) : cstack_v_null());
     case CS_E_AUTH_FIELD:
         return bind_auth_field(c, e->text);
@@ -290,12 +397,15 @@ static int render_value(pctx *c, const cs_expr *e, const cs_model *m, int alias)
 
 /* ---- comparisons ------------------------------------------------------------ */
 
-/* How an operand is wrapped so both sides compare as the same type. */
-typedef enum wrap { W_NONE, W_TEXT, W_REAL, W_LOWER, W_DECLIT } wrap;
+/* How an operand is wrapped so both sides compare as the same type.
+ * W_UUIDTEXT is PostgreSQL's only: its uuid type does not compare with
+ * text, so a Uuid compared with a String or Cuid compares as its text. */
+typedef enum wrap { W_NONE, W_TEXT, W_REAL, W_LOWER, W_DECLIT, W_UUIDTEXT } wrap;
 
 typedef struct cmp_plan {
     wrap w[2];
-    bool decimal; /* COLLATE cstack_decimal */
+    bool decimal; /* SQLite: COLLATE cstack_decimal */
+    bool bytes;   /* PostgreSQL: text compared byte by byte (COLLATE "C") */
 } cmp_plan;
 
 static bool decimal_literal(const cs_expr *e)
@@ -309,9 +419,33 @@ static bool decimal_literal(const cs_expr *e)
     return ok;
 }
 
-static cmp_plan plan_compare(const cs_expr *const x[2])
+static bool textual(cs_scalar t)
 {
-    cmp_plan p = {{W_NONE, W_NONE}, false};
+    return t == CS_T_STRING || t == CS_T_CUID || t == CS_T_ENUM || t == CS_T_UUID;
+}
+
+/* PostgreSQL's plan from SQLite's: numeric compares with bigint and double
+ * precision natively and exactly, so Decimal needs no text or collation;
+ * a Uuid against text compares as its (canonical, lowercase) text; text
+ * compares as SQLite's BINARY does, byte by byte, whatever the database's
+ * collation (ordering operators included). */
+static cmp_plan plan_pg(cmp_plan p, const cs_expr *const x[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (p.w[i] == W_TEXT)
+            p.w[i] = W_NONE;
+        if (x[i]->vtype == CS_T_UUID && x[1 - i]->vtype != CS_T_UUID)
+            p.w[i] = W_UUIDTEXT;
+    }
+    p.decimal = false;
+    p.bytes = textual(x[0]->vtype) && textual(x[1]->vtype) &&
+              !(x[0]->vtype == CS_T_UUID && x[1]->vtype == CS_T_UUID);
+    return p;
+}
+
+static cmp_plan plan_compare(const cs_expr *const x[2], bool pg)
+{
+    cmp_plan p = {{W_NONE, W_NONE}, false, false};
     for (int i = 0; i < 2; i++) {
         const cs_expr *a = x[i], *b = x[1 - i];
         if (a->vtype == CS_T_DECIMAL && b->vtype == CS_T_DECIMAL) {
@@ -331,7 +465,7 @@ static cmp_plan plan_compare(const cs_expr *const x[2])
             p.w[1 - i] = W_LOWER;
         }
     }
-    return p;
+    return pg ? plan_pg(p, x) : p;
 }
 
 static int render_operand(pctx *c, const cs_expr *e, wrap w, const cs_model *m, int alias)
@@ -344,15 +478,22 @@ static int render_operand(pctx *c, const cs_expr *e, wrap w, const cs_model *m, 
         cs_buf_free(&b);
         if (!text)
             return cs_err(CSTACK_ENOMEM, "out of memory");
+        if (c->pg) {
+            rc = cs_buf_sql_str(&c->q->sql, text);
+            free(text);
+            return rc ? rc : put(c, "::numeric");
+        }
         if ((rc = own(c->q, text)))
             return rc;
         return bind(c, cstack_v_text(text));
     }
-    static const char *const open[] = {"(", "CAST(", "CAST(", "lower(", ""};
-    static const char *const close[] = {")", " AS TEXT)", " AS REAL)", ")", ""};
+    static const char *const open[] = {"(", "CAST(", "CAST(", "lower(", "", "CAST("};
+    static const char *const close[] = {")", " AS TEXT)", " AS REAL)", ")", "", " AS text)"};
     int rc = put(c, open[w]);
     if (!rc)
         rc = render_value(c, e, m, alias);
+    if (!rc && c->pg && w == W_REAL)
+        return put(c, " AS double precision)");
     return rc ? rc : put(c, close[w]);
 }
 
@@ -363,9 +504,11 @@ static int render_null_test(pctx *c, const cs_expr *e, const cs_model *m, int al
 {
     const cs_expr *other = e->lhs->kind == CS_E_NULL ? e->rhs : e->lhs;
     if (e->op != CS_OP_EQ && e->op != CS_OP_NE)
-        return put(c, "0");
-    if (other->kind == CS_E_NULL)
-        return put(c, e->op == CS_OP_EQ ? "1" : "0");
+        return put(c, c->pg ? "false" : "0");
+    if (other->kind == CS_E_NULL) {
+        bool t = e->op == CS_OP_EQ;
+        return put(c, c->pg ? (t ? "true" : "false") : (t ? "1" : "0"));
+    }
     int rc = put(c, "(");
     if (!rc)
         rc = render_value(c, other, m, alias);
@@ -377,7 +520,7 @@ static int render_compare(pctx *c, const cs_expr *e, const cs_model *m, int alia
     if (e->lhs->kind == CS_E_NULL || e->rhs->kind == CS_E_NULL)
         return render_null_test(c, e, m, alias);
     const cs_expr *x[2] = {e->lhs, e->rhs};
-    cmp_plan p = plan_compare(x);
+    cmp_plan p = plan_compare(x, c->pg);
     /* NULL on either side makes the comparison NULL, which coalesce turns
      * into false. */
     int rc = put(c, "coalesce(");
@@ -389,7 +532,9 @@ static int render_compare(pctx *c, const cs_expr *e, const cs_model *m, int alia
         rc = render_operand(c, e->rhs, p.w[1], m, alias);
     if (!rc && p.decimal)
         rc = put(c, " COLLATE cstack_decimal");
-    return rc ? rc : put(c, ", 0)");
+    if (!rc && p.bytes)
+        rc = put(c, " COLLATE \"C\"");
+    return rc ? rc : put(c, c->pg ? ", false)" : ", 0)");
 }
 
 /* ---- booleans --------------------------------------------------------------- */
@@ -409,7 +554,7 @@ static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias)
         rc = put(c, "(");
         if (!rc)
             rc = render_value(c, e, m, alias);
-        return rc ? rc : put(c, " IS 1)");
+        return rc ? rc : put(c, c->pg ? " IS TRUE)" : " IS 1)");
     case CS_E_NOT:
         rc = put(c, "(NOT ");
         if (!rc)
@@ -465,35 +610,67 @@ static size_t rule_count(const cs_model *m, unsigned op, bool deny)
     return n;
 }
 
-int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
-                     const cs_auth *auth)
+/* The checks both dialects make before rendering. */
+static int check_op(unsigned op)
 {
     if (op == 0 || op > CS_POL_DELETE || (op & (op - 1)))
         return cs_err(CSTACK_EINVAL,
                       "policy operation must be one of read, create, update, "
                       "delete (got %u)",
                       op);
+    return 0;
+}
+
+/* (NOT (denies) AND (allows)), or false when no allow names op. */
+static int render_op(pctx *c, const cs_model *m, int alias, unsigned op)
+{
+    if (rule_count(m, op, false) == 0)
+        return put(c, c->pg ? "false" : "0");
+    size_t n;
+    int rc = put(c, "(");
+    if (!rc && rule_count(m, op, true)) {
+        rc = put(c, "NOT (");
+        if (!rc)
+            rc = render_rules(c, m, alias, op, true, &n);
+        if (!rc)
+            rc = put(c, ") AND ");
+    }
+    if (!rc)
+        rc = put(c, "(");
+    if (!rc)
+        rc = render_rules(c, m, alias, op, false, &n);
+    return rc ? rc : put(c, "))");
+}
+
+int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
+                     const cs_auth *auth)
+{
+    int rc = check_op(op);
+    if (rc)
+        return rc;
     if (!auth)
         return cs_err(CSTACK_EINVAL, "policy check without a user (use cs_auth_anonymous)");
     if (q->alias < alias)
         q->alias = alias;
-    pctx c = {q, s, auth};
-    if (rule_count(m, op, false) == 0)
-        return put(&c, "0");
-    size_t n;
-    int rc = put(&c, "(");
-    if (!rc && rule_count(m, op, true)) {
-        rc = put(&c, "NOT (");
-        if (!rc)
-            rc = render_rules(&c, m, alias, op, true, &n);
-        if (!rc)
-            rc = put(&c, ") AND ");
-    }
+    pctx c = {q, s, auth, false, NULL};
+    return render_op(&c, m, alias, op);
+}
+
+int cs_policy_render_pg(cs_buf *out, const cstack_schema *s, const cs_model *m, unsigned op,
+                        const char *row)
+{
+    int rc = check_op(op);
+    if (rc)
+        return rc;
+    if (!row || !*row)
+        return cs_err(CSTACK_EINVAL, "a PostgreSQL policy needs the SQL naming its row");
+    cs_sqlb q = {0};
+    pctx c = {&q, s, NULL, true, row};
+    rc = render_op(&c, m, 0, op);
     if (!rc)
-        rc = put(&c, "(");
-    if (!rc)
-        rc = render_rules(&c, m, alias, op, false, &n);
-    return rc ? rc : put(&c, "))");
+        rc = cs_buf_append(out, q.sql.data, q.sql.len);
+    cs_sqlb_free(&q);
+    return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
 }
 
 /* ---- one row -------------------------------------------------------------------- */
