@@ -21,7 +21,8 @@ static const char CHECK_USAGE[] =
 static const char DDL_USAGE[] =
     "usage: cstack ddl FILE [--dialect sqlite|postgres]\n"
     "\n"
-    "Prints the SQL that creates the tables and indexes of the schema FILE.\n"
+    "Prints the SQL that creates the tables and indexes of the schema FILE\n"
+    "(postgres: followed by its policies as row-level security).\n"
     "\n"
     "options:\n"
     "  --dialect D   sqlite (the default) or postgres\n"

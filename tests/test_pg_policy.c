@@ -739,3 +739,145 @@ Test(pg_policy, a_backend_role_reads_and_writes_exactly_what_the_servers_rules_a
             total[2], allowed[3], total[3]);
     cr_assert_eq(bad, 0, "%d of %ld decisions differ (first ones above)", bad, cases);
 }
+
+/* ---- installation ------------------------------------------------------------ */
+
+#define SMALL_HEAD                                                                                 \
+    "auth User {\n  id String\n}\n"                                                                \
+    "model Team {\n  id String @id\n  open Boolean\n  items Item[]\n"                              \
+    "  @@allow('read', true)\n}\n"                                                                 \
+    "model Item {\n  id String @id\n  teamId String?\n"                                            \
+    "  team Team? @relation(fields: [teamId], references: [id])\n  ownerId String?\n"              \
+    "  @@allow('create', auth() != null && ownerId == auth().id)\n"
+
+/* v1 reads through the relation (a function), v2 only the row (inline). */
+static const char *const SMALL_V1 = SMALL_HEAD "  @@allow('read', team.open)\n}\n";
+static const char *const SMALL_V2 =
+    SMALL_HEAD "  @@allow('read', id == \"a\" || ownerId == auth().id)\n}\n";
+
+static long pg_long(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* How many Item rows the backend role sees with cstack.auth = `json`
+ * (NULL: not set). */
+static long items_seen(PGconn *c, const char *json)
+{
+    user u = {0};
+    if (json)
+        snprintf(u.json, sizeof u.json, "%s", json);
+    act_as(c, &u);
+    if (json && !*json)
+        pg_ok(c, "SELECT set_config('cstack.auth', '', true)");
+    long n = pg_long(c, "SELECT count(*) FROM \"Item\"");
+    pg_ok(c, "ROLLBACK");
+    return n;
+}
+
+Test(pg_policy, row_level_security_is_enabled_not_forced_and_a_migration_replaces_the_policies)
+{
+    cstack_schema *v1 = t_schema(SMALL_V1), *v2 = t_schema(SMALL_V2);
+    char *url = t_pg_database();
+    PGconn *c = pg_connect(url);
+    free(url);
+    ensure(c, NULL, v1);
+    role_grant(c, v1);
+    pg_ok(c, "INSERT INTO \"Team\" VALUES ('t1', true), ('t2', false)");
+    pg_ok(c, "INSERT INTO \"Item\" VALUES ('a', 't2', NULL), ('b', 't1', NULL), "
+             "('c', NULL, 'u1'), ('d', 't1', 'u2')");
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_class WHERE relname IN ('Team', 'Item') "
+                            "AND relrowsecurity AND NOT relforcerowsecurity"),
+                 2);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_policies WHERE tablename = 'Item'"), 4);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_proc WHERE proname = '_cstack_policy_read' "
+                            "AND prosecdef"),
+                 1);
+    /* The owner (the tests' role, also a superuser) is not bound; the
+     * backend role sees the rows of open teams. */
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM \"Item\""), 4);
+    cr_expect_eq(items_seen(c, NULL), 2);
+
+    ensure(c, v1, v2);
+    ensure(c, v2, v2); /* idempotent */
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_policies WHERE tablename = 'Item'"), 4);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_proc WHERE proname = '_cstack_policy_read'"),
+                 0, "the function of a rule that became local is dropped");
+    cr_expect_eq(items_seen(c, NULL), 1, "anonymous: 'a' only");
+    cr_expect_eq(items_seen(c, ""), 1, "an empty cstack.auth is anonymous");
+    cr_expect_eq(items_seen(c, "{\"sub\":\"u1\"}"), 2);
+    cr_expect_eq(items_seen(c, "{\"sub\":\"u2\"}"), 2);
+    /* Claims that are not JSON are an error, not a silent anonymous. */
+    pg_ok(c, "BEGIN");
+    pg_ok(c, "SET LOCAL ROLE " ROLE);
+    pg_ok(c, "SET LOCAL cstack.auth = 'not json'");
+    PGresult *r = PQexec(c, "SELECT count(*) FROM \"Item\"");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    pg_ok(c, "ROLLBACK");
+    PQfinish(c);
+    cstack_schema_free(v1);
+    cstack_schema_free(v2);
+}
+
+Test(pg_policy, a_write_through_the_backend_role_is_checked_then_captured_for_the_servers)
+{
+    cstack_schema *s = t_schema(SMALL_V2);
+    char *url = t_pg_database();
+    PGconn *c = pg_connect(url);
+    free(url);
+    ensure(c, NULL, s);
+    role_grant(c, s);
+    user u = {0};
+    snprintf(u.json, sizeof u.json, "{\"sub\":\"u1\"}");
+    act_as(c, &u);
+    PGresult *r = PQexec(c, "INSERT INTO \"Item\" (id, \"ownerId\") VALUES ('x', 'u2')");
+    cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "another owner's row is refused");
+    cr_expect(strstr(PQerrorMessage(c), "row-level security") != NULL, "%s", PQerrorMessage(c));
+    PQclear(r);
+    pg_ok(c, "ROLLBACK");
+    act_as(c, &u);
+    pg_ok(c, "INSERT INTO \"Item\" (id, \"ownerId\") VALUES ('y', 'u1')");
+    pg_ok(c, "COMMIT");
+    /* The capture trigger queued it, though the role has no right on the
+     * queue (its function is SECURITY DEFINER). */
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM _cstack_pg_backend WHERE model = 'Item' "
+                            "AND new IS NOT NULL"),
+                 1);
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM information_schema.role_table_grants WHERE "
+                            "grantee = '" ROLE "' AND table_name = '_cstack_pg_backend'"),
+                 0);
+    PQfinish(c);
+    cstack_schema_free(s);
+}
+
+Test(pg_policy, ddl_for_postgres_prints_the_policies_and_they_load)
+{
+    cstack_schema *s = t_schema(SCHEMA);
+    char *ddl = NULL, *pol = NULL;
+    cr_assert_eq(cstack_schema_ddl(s, "postgres", &ddl), 0);
+    cr_assert_eq(cstack_server_postgres_policies(s, &pol), 0);
+    cr_expect(strstr(pol, "CREATE POLICY cstack_read ON \"Note\" FOR SELECT USING") != NULL, "%s",
+              pol);
+    cr_expect(strstr(pol, "ALTER TABLE \"Org\" ENABLE ROW LEVEL SECURITY") != NULL);
+    cr_expect(strstr(pol, "FORCE") == NULL);
+    char *url = t_pg_database();
+    PGconn *c = pg_connect(url);
+    free(url);
+    pg_ok(c, "BEGIN");
+    pg_ok(c, ddl);
+    pg_ok(c, pol);
+    pg_ok(c, pol); /* again: idempotent */
+    pg_ok(c, "COMMIT");
+    cr_expect_eq(pg_long(c, "SELECT count(*) FROM pg_policies WHERE policyname LIKE 'cstack_%'"),
+                 16);
+    PQfinish(c);
+    cstack_free(ddl);
+    cstack_free(pol);
+    cstack_schema_free(s);
+    cr_expect_eq(cstack_server_postgres_policies(NULL, &pol), CSTACK_EINVAL);
+}
