@@ -87,24 +87,29 @@ static const char *const SCHEMA =
     "  owner   Account   @relation(fields: [ownerId], references: [id])\n"
     "  refId   String?\n"
     "  teamId  String?\n"
-    "  @@allow('read', ownerId == auth().id || owner.org.plan == \"pro\" || refId == auth().id || teamId == auth().team.id)\n"
+    "  @@allow('read', ownerId == auth().id || owner.org.plan == \"pro\" || refId == auth().id || "
+    "teamId == auth().team.id)\n"
     "  @@allow('read', status == OPEN && price >= 10 && auth() != null)\n"
     "  @@allow('read', owner.memberships?[role == ADMIN && active] && owner.org != null)\n"
-    "  @@allow('read', (due > \"2026-03-01T00:00:00Z\" && level < auth().level) || due <= auth().since)\n"
-    "  @@allow('read', price < auth().budget || ratio > 0.5 || price == level || price > ratio || !(pinned || status == DONE))\n"
-    "  @@allow('create', ownerId == auth().id && (price == null || price <= 100.5) && status in [OPEN, DONE])\n"
+    "  @@allow('read', (due > \"2026-03-01T00:00:00Z\" && level < auth().level) || due <= "
+    "auth().since)\n"
+    "  @@allow('read', price < auth().budget || ratio > 0.5 || price == level || price > ratio || "
+    "!(pinned || status == DONE))\n"
+    "  @@allow('create', ownerId == auth().id && (price == null || price <= 100.5) && status in "
+    "[OPEN, DONE])\n"
     "  @@allow('update', ownerId == auth().id || owner.memberships![active && role == MEMBER])\n"
     "  @@allow('update', title < auth().handle && auth().staff)\n"
     "  @@deny('update,delete', pinned)\n"
     "  @@deny('all', title == \"locked\" || auth().isSystem())\n"
-    "  @@allow('delete', auth().staff || hasRole('ADMIN') || owner.notes^[status == DONE && ownerId != auth().id])\n"
+    "  @@allow('delete', auth().staff || hasRole('ADMIN') || owner.notes^[status == DONE && "
+    "ownerId != auth().id])\n"
     "  @@allow('delete', level not in [1, 2, 3] && refId != null)\n"
     "}\n";
 
 #define SECRET "pg-policy-secret"
 #define ROLE "cstack_test_backend"
 #define NSEEDS 3
-#define NUSERS 8 /* user 0 is anonymous */
+#define NUSERS 8   /* user 0 is anonymous */
 #define NWRITES 60 /* per user */
 #define MAXROWS 400
 #define MAXCOLS 12
@@ -346,8 +351,8 @@ static void json_claim(char *json, size_t cap, const char *kv)
     bool raw = *v == '{' || !strcmp(v, "true") || !strcmp(v, "false") ||
                strspn(v, "-0123456789") == strlen(v);
     size_t n = strlen(json);
-    snprintf(json + n - 1, cap - n + 1, ",\"%.*s\":%s%s%s}", (int)(eq - kv), kv, raw ? "" : "\"",
-             v, raw ? "" : "\"");
+    snprintf(json + n - 1, cap - n + 1, ",\"%.*s\":%s%s%s}", (int)(eq - kv), kv, raw ? "" : "\"", v,
+             raw ? "" : "\"");
 }
 
 static void user_make(world *w, user *u, bool anonymous)
@@ -370,10 +375,14 @@ static void user_make(world *w, user *u, bool anonymous)
     snprintf(org, sizeof org, "orgId=%s", o);
     free(o);
     const char *pool[][4] = {
-        {"role=ADMIN", "role=MEMBER", NULL, NULL},  {org, NULL, NULL, NULL},
-        {"level=2", "level=5", "level=11", NULL},   {"budget=10", "budget=12.5", NULL, NULL},
-        {"staff=true", "staff=false", NULL, NULL},  {"handle=h1", "handle=H2", "handle=beta", NULL},
-        {since, NULL, NULL, NULL},                  {"team={\"id\":\"t1\"}", NULL, NULL, NULL},
+        {"role=ADMIN", "role=MEMBER", NULL, NULL},
+        {org, NULL, NULL, NULL},
+        {"level=2", "level=5", "level=11", NULL},
+        {"budget=10", "budget=12.5", NULL, NULL},
+        {"staff=true", "staff=false", NULL, NULL},
+        {"handle=h1", "handle=H2", "handle=beta", NULL},
+        {since, NULL, NULL, NULL},
+        {"team={\"id\":\"t1\"}", NULL, NULL, NULL},
     };
     const char *claims[8];
     size_t n = 0;
@@ -445,8 +454,8 @@ static void act_as(PGconn *c, const user *u)
     if (!u->json[0])
         return;
     const char *p[1] = {u->json};
-    PGresult *r = PQexecParams(c, "SELECT set_config('cstack.auth', $1, true)", 1, NULL, p, NULL,
-                               NULL, 0);
+    PGresult *r =
+        PQexecParams(c, "SELECT set_config('cstack.auth', $1, true)", 1, NULL, p, NULL, NULL, 0);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
     PQclear(r);
 }
@@ -464,8 +473,8 @@ static bool pg_insert(PGconn *c, const table *t, const row *r)
         n += snprintf(sql + n, sizeof sql - (size_t)n, "%s$%zu::%s", k ? ", " : "", k + 1,
                       pg_type(t, k));
     snprintf(sql + n, sizeof sql - (size_t)n, ")");
-    PGresult *res = PQexecParams(c, sql, (int)t->ncols, NULL, (const char *const *)r->v, NULL,
-                                 NULL, 0);
+    PGresult *res =
+        PQexecParams(c, sql, (int)t->ncols, NULL, (const char *const *)r->v, NULL, NULL, 0);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     return ok;
@@ -512,10 +521,10 @@ typedef enum wkind { W_INSERT, W_UPDATE, W_DELETE } wkind;
 static const char *const WKIND[] = {"INSERT", "UPDATE", "DELETE"};
 
 typedef struct write {
-    int k;   /* model */
-    int i;   /* the row (update, delete) */
+    int k; /* model */
+    int i; /* the row (update, delete) */
     wkind kind;
-    row r;   /* the new row (insert, update) */
+    row r; /* the new row (insert, update) */
     bool expect;
 } write;
 
