@@ -1,5 +1,6 @@
 /*
- * policy.h -- @@allow / @@deny rules rendered to SQL for one user.
+ * policy.h -- @@allow / @@deny rules rendered to SQL (policy.c) and evaluated
+ * on SQLite (policy_check.c).
  *
  * The server (not the embedded runtime) enforces the schema's policies: read
  * rules filter what a user receives, write rules check every pushed row.
