@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cstack_server.h"
 #include "server/auth.h"
@@ -445,6 +446,15 @@ static void role_grant(PGconn *c, const cstack_schema *s)
     }
 }
 
+static long pg_long(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
 /* Begins a transaction acting for u through the backend role, as
  * docs/postgres.md tells a backend to. */
 static void act_as(PGconn *c, const user *u)
@@ -517,29 +527,65 @@ static bool pg_delete(PGconn *c, const table *t, const row *r)
 
 /* ---- the differential run -------------------------------------------------- */
 
+/* A new database whose default collation is ICU's root locale, where
+ * "alpha" sorts before "Beta" (SQLite and the C locale sort it after): the
+ * policies must compare text byte by byte whatever the database's
+ * collation.  Its name in *name (to drop it), its URL returned (malloc'd). */
+static char *icu_database(char *name, size_t cap)
+{
+    char *admin = t_pg_url();
+    static int made;
+    snprintf(name, cap, "cstack_pol_%d_%d", (int)getpid(), made++);
+    PGconn *c = pg_connect(admin);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C' "
+             "LOCALE_PROVIDER icu ICU_LOCALE 'und'",
+             name);
+    pg_ok(c, sql);
+    PQfinish(c);
+    char *slash = strrchr(admin, '/');
+    cr_assert_not_null(slash);
+    size_t n = (size_t)(slash - admin) + strlen(name) + 2;
+    char *url = malloc(n);
+    snprintf(url, n, "%.*s/%s", (int)(slash - admin), admin, name);
+    free(admin);
+    return url;
+}
+
+static void icu_drop(const char *name)
+{
+    char *admin = t_pg_url(), sql[160];
+    PGconn *c = pg_connect(admin);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    pg_ok(c, sql);
+    PQfinish(c);
+    free(admin);
+}
+
 typedef enum wkind { W_INSERT, W_UPDATE, W_DELETE } wkind;
 static const char *const WKIND[] = {"INSERT", "UPDATE", "DELETE"};
 
-typedef struct write {
+typedef struct wop {
     int k; /* model */
     int i; /* the row (update, delete) */
     wkind kind;
     row r; /* the new row (insert, update) */
     bool expect;
-} write;
+} wop;
 
 typedef struct run {
     world w;
     user users[NUSERS];
     bool can_read[NUSERS][NMODELS][MAXROWS];
-    write writes[NUSERS][NWRITES];
+    wop writes[NUSERS][NWRITES];
 } run;
 
 static void writes_gen(run *x)
 {
     for (int u = 0; u < NUSERS; u++)
         for (int j = 0; j < NWRITES; j++) {
-            write *wr = &x->writes[u][j];
+            wop *wr = &x->writes[u][j];
             wr->k = rnd(2) ? NOTE : (int)rnd(NMODELS);
             wr->kind = (wkind)rnd(3);
             const table *t = &x->w.t[wr->k];
@@ -606,7 +652,7 @@ static int expect_job(sqlite3 *conn, void *ctx)
             for (int i = 0; i < x->w.nrows[k]; i++)
                 x->can_read[u][k][i] = on_row(ck.row[k][0], &x->w.t[k], &x->w.rows[k][i]);
         for (int j = 0; j < NWRITES; j++) {
-            write *wr = &x->writes[u][j];
+            wop *wr = &x->writes[u][j];
             const table *t = &x->w.t[wr->k];
             const row *pre = &x->w.rows[wr->k][wr->i];
             if (wr->kind == W_INSERT)
@@ -664,9 +710,13 @@ static int differential(uint64_t seed, long *cases)
     writes_gen(x);
     cr_assert_eq(cstack_with_sqlite(db, expect_job, x), 0);
 
-    char *url = t_pg_database();
+    char dbname[64];
+    char *url = icu_database(dbname, sizeof dbname);
     PGconn *c = pg_connect(url);
     free(url);
+    cr_assert_eq(pg_long(c, "SELECT count(*) FROM (VALUES ('alpha'), ('Beta')) v(t) "
+                            "WHERE t < 'Beta'"),
+                 1, "the database sorts text unlike SQLite");
     ensure(c, NULL, w->s);
     role_grant(c, w->s);
     pg_ok(c, "BEGIN");
@@ -701,7 +751,7 @@ static int differential(uint64_t seed, long *cases)
                             got[i], x->can_read[u][k][i]);
         }
         for (int j = 0; j < NWRITES; j++, (*cases)++) {
-            write *wr = &x->writes[u][j];
+            wop *wr = &x->writes[u][j];
             const table *t = &w->t[wr->k];
             const row *pre = &w->rows[wr->k][wr->i];
             act_as(c, us);
@@ -720,6 +770,7 @@ static int differential(uint64_t seed, long *cases)
         }
     }
     PQfinish(c);
+    icu_drop(dbname);
     for (int u = 0; u < NUSERS; u++)
         cs_auth_free(x->users[u].auth);
     for (int k = 0; k < NMODELS; k++)
@@ -763,15 +814,6 @@ Test(pg_policy, a_backend_role_reads_and_writes_exactly_what_the_servers_rules_a
 static const char *const SMALL_V1 = SMALL_HEAD "  @@allow('read', team.open)\n}\n";
 static const char *const SMALL_V2 =
     SMALL_HEAD "  @@allow('read', id == \"a\" || ownerId == auth().id)\n}\n";
-
-static long pg_long(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
-    long n = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
-}
 
 /* How many Item rows the backend role sees with cstack.auth = `json`
  * (NULL: not set). */
