@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cstack_server.h"
 
 static const char CHECK_USAGE[] =
     "usage: cstack check FILE\n"
@@ -20,7 +21,8 @@ static const char CHECK_USAGE[] =
 static const char DDL_USAGE[] =
     "usage: cstack ddl FILE [--dialect sqlite|postgres]\n"
     "\n"
-    "Prints the SQL that creates the tables and indexes of the schema FILE.\n"
+    "Prints the SQL that creates the tables and indexes of the schema FILE\n"
+    "(postgres: followed by its policies as row-level security).\n"
     "\n"
     "options:\n"
     "  --dialect D   sqlite (the default) or postgres\n"
@@ -103,17 +105,25 @@ int cmd_ddl(int argc, char **argv)
     rc = cli_load_schema(a.pos[0], &s);
     if (rc != CLI_OK)
         return rc;
-    char *ddl = NULL;
+    char *ddl = NULL, *policies = NULL;
     int err = cstack_schema_ddl(s, dialect, &ddl);
+    /* PostgreSQL also gets the policies, as row-level security (the
+     * tables `cstack migrate` makes carry them). */
+    if (err == CSTACK_OK && strcmp(dialect, "postgres") == 0)
+        err = cstack_server_postgres_policies(s, &policies);
     cstack_schema_free(s);
     if (err != CSTACK_OK) {
         fprintf(stderr, "cstack ddl: %s\n", cstack_errstr(err));
+        cstack_free(ddl);
         return CLI_FAIL;
     }
     size_t len = strlen(ddl);
     fputs(ddl, stdout);
     if (len > 0 && ddl[len - 1] != '\n')
         putchar('\n');
+    if (policies && *policies)
+        printf("\n%s", policies);
     cstack_free(ddl);
+    cstack_free(policies);
     return CLI_OK;
 }

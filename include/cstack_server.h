@@ -151,6 +151,15 @@ CSTACK_API int cstack_server_run(const cstack_server_config *cfg, FILE *out, cha
  * else is a SQLite file path. */
 CSTACK_API int cstack_server_db_is_postgres(const char *db);
 
+/* The PostgreSQL row-level security of `schema`'s synced models, as
+ * `cstack migrate` and `cstack serve` install it on a PostgreSQL database
+ * (docs/postgres.md, "Policies in PostgreSQL"): SQL statements, to run
+ * after the tables exist.  On success *out is a NUL-terminated string to
+ * free with cstack_free().
+ * Errors: CSTACK_EINVAL (out or schema NULL, a rule that cannot be
+ * rendered), CSTACK_ENOMEM. */
+CSTACK_API int cstack_server_postgres_policies(const cstack_schema *schema, char **out);
+
 /* Creates or migrates the PostgreSQL database `db` for the schema file at
  * `schema_path`, as a server starting on it does (docs/postgres.md):
  * additive changes are applied, a destructive one is refused naming the

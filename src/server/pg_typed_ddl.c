@@ -18,7 +18,11 @@
  *   - Triggers: after every row another client inserts, updates or deletes,
  *     the row's key (a JSONB array of its primary-key columns) goes into
  *     _cstack_pg_backend and `cstack_backend` is notified; a transaction
- *     that set cstack.server (the servers') is skipped.
+ *     that set cstack.server (the servers') is skipped.  The capture
+ *     function is SECURITY DEFINER, so a backend role that may write the
+ *     app tables needs no right on the queue (which it must not write).
+ *   - Row-level security: the schema's policies on every app table
+ *     (policy_pg.c), for backends that connect as another role.
  *
  * A migration is judged by the migration planner (migrate.c), so PostgreSQL
  * refuses exactly what SQLite refuses; what it allows is done in place:
@@ -32,6 +36,7 @@
 #include <string.h>
 
 #include "server/pg_typed_int.h"
+#include "server/policy_pg.h"
 #include "util/try.h"
 
 #define DEFERRED " DEFERRABLE INITIALLY DEFERRED"
@@ -68,7 +73,7 @@ static const char queue_ddl[] =
     "CREATE INDEX IF NOT EXISTS " CS_PG_QUEUE "_model_key_idx ON " CS_PG_QUEUE " (model, key);\n"
     "CREATE TABLE IF NOT EXISTS _cstack_pg_meta(key text PRIMARY KEY, value text NOT NULL);\n"
     "CREATE OR REPLACE FUNCTION _cstack_pg_capture() RETURNS trigger\n"
-    "LANGUAGE plpgsql AS $cstack$\n"
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $cstack$\n"
     "DECLARE\n"
     "    r jsonb;\n"
     "    old_key jsonb;\n"
@@ -558,6 +563,7 @@ int cs_pg_typed_ensure(PGconn *c, const cstack_schema *old, const cstack_schema 
         if (synced(&schema->models[i])) {
             rc = trigger_ddl(&sql, &schema->models[i]);
             rc = rc ? rc : legacy_ddl(&sql, &schema->models[i]);
+            rc = rc ? rc : cs_policy_pg_ddl(&sql, schema, &schema->models[i]);
         }
     rc = rc ? rc : cs_buf_puts(&sql, "UPDATE " CS_PG_QUEUE " SET xid = '0'::xid8 "
                                      "WHERE xid IS NULL;\n");

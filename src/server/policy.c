@@ -52,11 +52,22 @@
  *   auth field when the token is verified) and compares as stored.
  * - The row's own soft-delete field is an ordinary column here: whether
  *   soft-deleted rows are served at all is the caller's business.
- * - Per-row checks (cs_policy_row_allowed) render the query each time but
- *   reuse the runtime connection's cached statement, since the text is the
- *   same for every user and key; cs_policy_check_* goes further and binds
- *   the user once, for loops over many rows (measured on 100k rows, Release:
- *   ~8 us per row for the former, ~3 us for the latter).
+ * - PostgreSQL (cs_policy_render_pg, for row-level security: policy_pg.c)
+ *   gets the same expression from the same code, in its dialect: booleans
+ *   are boolean (true/false, `IS TRUE`, coalesce(..., false)), so the logic
+ *   stays two-valued; literals are quoted SQL literals (a number as written
+ *   by strtoll/strtod, a Float with 17 digits); auth() is the session
+ *   setting cstack.auth (the token's claims as JSON, NULL when unset or
+ *   empty) and auth().field its claim (`sub` for id; a composite member
+ *   from its flat claim, else its parent's member, as auth.c reads tokens)
+ *   cast to the field's column type; the row itself is named by the caller
+ *   (the table inside a policy, $1 inside a function).  Coercions: numeric
+ *   compares with bigint and double precision exactly, so Decimal needs no
+ *   collation (and with Float is cast to double precision, like REAL
+ *   here); a Uuid compared with text compares as its lowercase text (the
+ *   other side lowered as here); text compares under COLLATE "C", byte by
+ *   byte like SQLite's BINARY; timestamptz compares as the canonical
+ *   DateTime text does, for the years 0001..9999 both allow.
  */
 #include "server/policy.h"
 
@@ -69,7 +80,12 @@
 typedef struct pctx {
     cs_sqlb *q;
     const cstack_schema *s;
-    const cs_auth *auth;
+    const cs_auth *auth; /* SQLite: the user whose values are bound */
+    /* PostgreSQL (cs_policy_render_pg): literals are written into the text,
+     * auth() is read from the session, and the policy's own row (alias 0)
+     * is written as row_sql rather than as t0. */
+    bool pg;
+    const char *row_sql;
 } pctx;
 
 static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias);
@@ -81,7 +97,8 @@ static int put(pctx *c, const char *text)
 
 static int col(pctx *c, int alias, const cs_field *f)
 {
-    int rc = cs_buf_printf(&c->q->sql, "t%d.", alias);
+    int rc = c->pg && alias == 0 ? cs_buf_printf(&c->q->sql, "%s.", c->row_sql)
+                                 : cs_buf_printf(&c->q->sql, "t%d.", alias);
     return rc ? rc : cs_buf_ident(&c->q->sql, f->column);
 }
 
@@ -243,6 +260,8 @@ static int bind(pctx *c, cstack_value v)
     return cs_sqlb_bind(c->q, v);
 }
 
+/* A number literal: an Int when it is integral and fits, else a Float.
+ * PostgreSQL gets the same value as text, the Float with every digit. */
 static int bind_number(pctx *c, const char *text)
 {
     char *end;
@@ -250,18 +269,95 @@ static int bind_number(pctx *c, const char *text)
     if (!strpbrk(text, ".eE")) {
         long long i = strtoll(text, &end, 10);
         if (!errno && !*end)
-            return bind(c, cstack_v_int(i));
+            return c->pg ? cs_buf_printf(&c->q->sql, "(%lld)", i) : bind(c, cstack_v_int(i));
     }
     errno = 0;
     double d = strtod(text, &end);
     if (*end || errno)
         return cs_err(CSTACK_EINVAL, "policy number '%s' is out of range", text);
+    if (c->pg)
+        return cs_buf_printf(&c->q->sql, "'%.17g'::double precision", d);
     return bind(c, cstack_v_float(d));
 }
 
-/* auth().name: the user's value, NULL when anonymous. */
+/* PostgreSQL's auth(): the session's auth JSON (cstack.auth), NULL when it
+ * is unset or empty (anonymous). */
+#define PG_AUTH "nullif(current_setting('cstack.auth', true), '')"
+
+/* The claim of auth field `name` (its first n bytes) as jsonb, NULL when the
+ * claim is absent or JSON null: auth().id is `sub`; any other field is the
+ * claim of its name; a member of a composite ("org.id") is the flat claim
+ * "org.id" when there is one, else the member "id" of the value of "org",
+ * as the server reads a token (auth.c). */
+static int pg_claim(pctx *c, const char *name, size_t n)
+{
+    size_t dot = n;
+    while (dot > 0 && name[dot - 1] != '.')
+        dot--;
+    char *key = n == 2 && !memcmp(name, "id", 2) ? strdup("sub") : strndup(name, n);
+    char *member = dot ? strndup(name + dot, n - dot) : NULL;
+    int rc = !key || (dot && !member) ? CSTACK_ENOMEM : 0;
+    if (!rc && dot)
+        rc = put(c, "coalesce(");
+    rc = rc ? rc : put(c, "nullif((" PG_AUTH "::jsonb) -> ");
+    rc = rc ? rc : cs_buf_sql_str(&c->q->sql, key);
+    rc = rc ? rc : put(c, ", 'null')");
+    if (!rc && dot) {
+        rc = put(c, ", nullif(");
+        rc = rc ? rc : pg_claim(c, name, dot - 1);
+        rc = rc ? rc : put(c, " -> ");
+        rc = rc ? rc : cs_buf_sql_str(&c->q->sql, member);
+        rc = rc ? rc : put(c, ", 'null'))");
+    }
+    free(key);
+    free(member);
+    return rc;
+}
+
+/* The PostgreSQL type an auth field's claim is read as (the type of the
+ * column it compares with, ddl.c); NULL: kept as jsonb (Json and Bytes
+ * compare with null only). */
+static const char *pg_claim_type(cs_scalar t)
+{
+    switch (t) {
+    case CS_T_INT:
+        return "bigint";
+    case CS_T_FLOAT:
+        return "double precision";
+    case CS_T_DECIMAL:
+        return "numeric";
+    case CS_T_BOOLEAN:
+        return "boolean";
+    case CS_T_UUID:
+        return "uuid";
+    case CS_T_DATETIME:
+        return "timestamptz";
+    case CS_T_JSON:
+    case CS_T_BYTES:
+        return NULL;
+    default: /* String, Cuid, enums */
+        return "text";
+    }
+}
+
+/* auth().name: the user's value, NULL when anonymous.  PostgreSQL reads
+ * it from the session's claims, cast to the field's type. */
 static int bind_auth_field(pctx *c, const char *name)
 {
+    if (c->pg) {
+        const cs_field *f = NULL;
+        for (size_t i = 0; i < c->s->auth.nfields && !f; i++)
+            if (!strcmp(c->s->auth.fields[i].name, name))
+                f = &c->s->auth.fields[i];
+        if (!f)
+            return cs_err(CSTACK_EINVAL, "policy names unknown auth field '%s'", name);
+        const char *type = pg_claim_type(f->type);
+        int rc = put(c, type ? "CAST((" : "");
+        rc = rc ? rc : pg_claim(c, name, strlen(name));
+        if (!rc && type)
+            rc = cs_buf_printf(&c->q->sql, " #>> '{}') AS %s)", type);
+        return rc;
+    }
     const cstack_value *v = c->auth->signed_in ? cs_auth_value(c->s, c->auth, name) : NULL;
     return bind(c, v ? *v : cstack_v_null());
 }
@@ -271,13 +367,19 @@ static int render_value(pctx *c, const cs_expr *e, const cs_model *m, int alias)
 {
     switch (e->kind) {
     case CS_E_BOOL:
+        if (c->pg)
+            return put(c, e->bval ? "true" : "false");
         return bind(c, cstack_v_int(e->bval ? 1 : 0));
     case CS_E_NUMBER:
         return bind_number(c, e->text);
     case CS_E_STRING:
     case CS_E_ENUM:
+        if (c->pg)
+            return cs_buf_sql_str(&c->q->sql, e->text);
         return bind(c, cstack_v_text(e->text));
     case CS_E_AUTH:
+        if (c->pg)
+            return put(c, PG_AUTH);
         return bind(c, c->auth->signed_in ? cstack_v_int(1) : cstack_v_null());
     case CS_E_AUTH_FIELD:
         return bind_auth_field(c, e->text);
@@ -290,12 +392,15 @@ static int render_value(pctx *c, const cs_expr *e, const cs_model *m, int alias)
 
 /* ---- comparisons ------------------------------------------------------------ */
 
-/* How an operand is wrapped so both sides compare as the same type. */
-typedef enum wrap { W_NONE, W_TEXT, W_REAL, W_LOWER, W_DECLIT } wrap;
+/* How an operand is wrapped so both sides compare as the same type.
+ * W_UUIDTEXT is PostgreSQL's only: its uuid type does not compare with
+ * text, so a Uuid compared with a String or Cuid compares as its text. */
+typedef enum wrap { W_NONE, W_TEXT, W_REAL, W_LOWER, W_DECLIT, W_UUIDTEXT } wrap;
 
 typedef struct cmp_plan {
     wrap w[2];
-    bool decimal; /* COLLATE cstack_decimal */
+    bool decimal; /* SQLite: COLLATE cstack_decimal */
+    bool bytes;   /* PostgreSQL: text compared byte by byte (COLLATE "C") */
 } cmp_plan;
 
 static bool decimal_literal(const cs_expr *e)
@@ -309,9 +414,33 @@ static bool decimal_literal(const cs_expr *e)
     return ok;
 }
 
-static cmp_plan plan_compare(const cs_expr *const x[2])
+static bool textual(cs_scalar t)
 {
-    cmp_plan p = {{W_NONE, W_NONE}, false};
+    return t == CS_T_STRING || t == CS_T_CUID || t == CS_T_ENUM || t == CS_T_UUID;
+}
+
+/* PostgreSQL's plan from SQLite's: numeric compares with bigint and double
+ * precision natively and exactly, so Decimal needs no text or collation;
+ * a Uuid against text compares as its (canonical, lowercase) text; text
+ * compares as SQLite's BINARY does, byte by byte, whatever the database's
+ * collation (ordering operators included). */
+static cmp_plan plan_pg(cmp_plan p, const cs_expr *const x[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (p.w[i] == W_TEXT)
+            p.w[i] = W_NONE;
+        if (x[i]->vtype == CS_T_UUID && x[1 - i]->vtype != CS_T_UUID)
+            p.w[i] = W_UUIDTEXT;
+    }
+    p.decimal = false;
+    p.bytes = textual(x[0]->vtype) && textual(x[1]->vtype) &&
+              !(x[0]->vtype == CS_T_UUID && x[1]->vtype == CS_T_UUID);
+    return p;
+}
+
+static cmp_plan plan_compare(const cs_expr *const x[2], bool pg)
+{
+    cmp_plan p = {{W_NONE, W_NONE}, false, false};
     for (int i = 0; i < 2; i++) {
         const cs_expr *a = x[i], *b = x[1 - i];
         if (a->vtype == CS_T_DECIMAL && b->vtype == CS_T_DECIMAL) {
@@ -331,7 +460,7 @@ static cmp_plan plan_compare(const cs_expr *const x[2])
             p.w[1 - i] = W_LOWER;
         }
     }
-    return p;
+    return pg ? plan_pg(p, x) : p;
 }
 
 static int render_operand(pctx *c, const cs_expr *e, wrap w, const cs_model *m, int alias)
@@ -344,15 +473,22 @@ static int render_operand(pctx *c, const cs_expr *e, wrap w, const cs_model *m, 
         cs_buf_free(&b);
         if (!text)
             return cs_err(CSTACK_ENOMEM, "out of memory");
+        if (c->pg) {
+            rc = cs_buf_sql_str(&c->q->sql, text);
+            free(text);
+            return rc ? rc : put(c, "::numeric");
+        }
         if ((rc = own(c->q, text)))
             return rc;
         return bind(c, cstack_v_text(text));
     }
-    static const char *const open[] = {"(", "CAST(", "CAST(", "lower(", ""};
-    static const char *const close[] = {")", " AS TEXT)", " AS REAL)", ")", ""};
+    static const char *const open[] = {"(", "CAST(", "CAST(", "lower(", "", "CAST("};
+    static const char *const close[] = {")", " AS TEXT)", " AS REAL)", ")", "", " AS text)"};
     int rc = put(c, open[w]);
     if (!rc)
         rc = render_value(c, e, m, alias);
+    if (!rc && c->pg && w == W_REAL)
+        return put(c, " AS double precision)");
     return rc ? rc : put(c, close[w]);
 }
 
@@ -363,9 +499,11 @@ static int render_null_test(pctx *c, const cs_expr *e, const cs_model *m, int al
 {
     const cs_expr *other = e->lhs->kind == CS_E_NULL ? e->rhs : e->lhs;
     if (e->op != CS_OP_EQ && e->op != CS_OP_NE)
-        return put(c, "0");
-    if (other->kind == CS_E_NULL)
-        return put(c, e->op == CS_OP_EQ ? "1" : "0");
+        return put(c, c->pg ? "false" : "0");
+    if (other->kind == CS_E_NULL) {
+        bool t = e->op == CS_OP_EQ;
+        return put(c, c->pg ? (t ? "true" : "false") : (t ? "1" : "0"));
+    }
     int rc = put(c, "(");
     if (!rc)
         rc = render_value(c, other, m, alias);
@@ -377,7 +515,7 @@ static int render_compare(pctx *c, const cs_expr *e, const cs_model *m, int alia
     if (e->lhs->kind == CS_E_NULL || e->rhs->kind == CS_E_NULL)
         return render_null_test(c, e, m, alias);
     const cs_expr *x[2] = {e->lhs, e->rhs};
-    cmp_plan p = plan_compare(x);
+    cmp_plan p = plan_compare(x, c->pg);
     /* NULL on either side makes the comparison NULL, which coalesce turns
      * into false. */
     int rc = put(c, "coalesce(");
@@ -389,7 +527,9 @@ static int render_compare(pctx *c, const cs_expr *e, const cs_model *m, int alia
         rc = render_operand(c, e->rhs, p.w[1], m, alias);
     if (!rc && p.decimal)
         rc = put(c, " COLLATE cstack_decimal");
-    return rc ? rc : put(c, ", 0)");
+    if (!rc && p.bytes)
+        rc = put(c, " COLLATE \"C\"");
+    return rc ? rc : put(c, c->pg ? ", false)" : ", 0)");
 }
 
 /* ---- booleans --------------------------------------------------------------- */
@@ -409,7 +549,7 @@ static int render_bool(pctx *c, const cs_expr *e, const cs_model *m, int alias)
         rc = put(c, "(");
         if (!rc)
             rc = render_value(c, e, m, alias);
-        return rc ? rc : put(c, " IS 1)");
+        return rc ? rc : put(c, c->pg ? " IS TRUE)" : " IS 1)");
     case CS_E_NOT:
         rc = put(c, "(NOT ");
         if (!rc)
@@ -465,309 +605,67 @@ static size_t rule_count(const cs_model *m, unsigned op, bool deny)
     return n;
 }
 
-int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
-                     const cs_auth *auth)
+/* The checks both dialects make before rendering. */
+static int check_op(unsigned op)
 {
     if (op == 0 || op > CS_POL_DELETE || (op & (op - 1)))
         return cs_err(CSTACK_EINVAL,
                       "policy operation must be one of read, create, update, "
                       "delete (got %u)",
                       op);
+    return 0;
+}
+
+/* (NOT (denies) AND (allows)), or false when no allow names op. */
+static int render_op(pctx *c, const cs_model *m, int alias, unsigned op)
+{
+    if (rule_count(m, op, false) == 0)
+        return put(c, c->pg ? "false" : "0");
+    size_t n;
+    int rc = put(c, "(");
+    if (!rc && rule_count(m, op, true)) {
+        rc = put(c, "NOT (");
+        if (!rc)
+            rc = render_rules(c, m, alias, op, true, &n);
+        if (!rc)
+            rc = put(c, ") AND ");
+    }
+    if (!rc)
+        rc = put(c, "(");
+    if (!rc)
+        rc = render_rules(c, m, alias, op, false, &n);
+    return rc ? rc : put(c, "))");
+}
+
+int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
+                     const cs_auth *auth)
+{
+    int rc = check_op(op);
+    if (rc)
+        return rc;
     if (!auth)
         return cs_err(CSTACK_EINVAL, "policy check without a user (use cs_auth_anonymous)");
     if (q->alias < alias)
         q->alias = alias;
-    pctx c = {q, s, auth};
-    if (rule_count(m, op, false) == 0)
-        return put(&c, "0");
-    size_t n;
-    int rc = put(&c, "(");
-    if (!rc && rule_count(m, op, true)) {
-        rc = put(&c, "NOT (");
-        if (!rc)
-            rc = render_rules(&c, m, alias, op, true, &n);
-        if (!rc)
-            rc = put(&c, ") AND ");
-    }
-    if (!rc)
-        rc = put(&c, "(");
-    if (!rc)
-        rc = render_rules(&c, m, alias, op, false, &n);
-    return rc ? rc : put(&c, "))");
+    pctx c = {q, s, auth, false, NULL};
+    return render_op(&c, m, alias, op);
 }
 
-/* ---- one row -------------------------------------------------------------------- */
-
-/* SELECT <policy> FROM table AS t0 WHERE <primary key>.  With pk NULL the
- * key's placeholders are bound to NULL, to be rebound per row. */
-static int row_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsigned op,
-                     const cs_auth *auth, const cstack_value *pk)
+int cs_policy_render_pg(cs_buf *out, const cstack_schema *s, const cs_model *m, unsigned op,
+                        const char *row)
 {
-    int rc = cs_buf_puts(&q->sql, "SELECT ");
-    if (!rc)
-        rc = cs_policy_render(q, s, m, 0, op, auth);
-    if (!rc)
-        rc = cs_buf_puts(&q->sql, " FROM ");
-    if (!rc)
-        rc = cs_buf_ident(&q->sql, m->table);
-    if (!rc)
-        rc = cs_buf_puts(&q->sql, " AS t0 WHERE ");
-    for (size_t i = 0; i < m->npk && !rc; i++) {
-        const cs_field *f = &m->fields[m->pk[i]];
-        if (pk && pk[i].type == CSTACK_NULL)
-            return cs_err(CSTACK_EINVAL, "%s.%s: a primary key value cannot be null", m->name,
-                          f->name);
-        rc = cs_buf_printf(&q->sql, "%st0.", i ? " AND " : "");
-        if (!rc)
-            rc = cs_buf_ident(&q->sql, f->column);
-        if (!rc)
-            rc = cs_buf_puts(&q->sql, " = ");
-        if (!rc)
-            rc = pk ? cs_sqlb_bind_field(q, s, m, f, &pk[i]) : cs_sqlb_bind(q, cstack_v_null());
-    }
-    return rc;
-}
-
-/* Steps the one-row query: 0/1 in *allowed, false when there is no row. */
-static int step_allowed(sqlite3_stmt *st, const cs_sqlb *q, bool *allowed)
-{
-    int src = cs_sqlb_apply(q, st);
-    if (src == SQLITE_OK) {
-        src = sqlite3_step(st);
-        if (src == SQLITE_ROW)
-            *allowed = sqlite3_column_int(st, 0) != 0;
-        if (src == SQLITE_ROW || src == SQLITE_DONE)
-            src = SQLITE_OK;
-    }
-    return src;
-}
-
-int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
-                          unsigned op, const cstack_value *pk, bool *allowed)
-{
-    *allowed = false;
-    if (mi < 0 || (size_t)mi >= s->nmodels || !pk)
-        return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without a key");
-    const cs_model *m = &s->models[mi];
+    int rc = check_op(op);
+    if (rc)
+        return rc;
+    if (!row || !*row)
+        return cs_err(CSTACK_EINVAL, "a PostgreSQL policy needs the SQL naming its row");
     cs_sqlb q = {0};
-    int rc = row_query(&q, s, m, op, auth, pk);
-    if (rc) {
-        cs_sqlb_free(&q);
-        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-    }
-    /* The text does not depend on the user or the key, so the statement is
-     * prepared once per model and operation in the connection's cache. */
-    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
-    int src = SQLITE_OK;
-    if (!st)
-        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
-    if (st)
-        src = step_allowed(st, &q, allowed);
-    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
-    if (st) {
-        /* The bindings point into q, which is freed below. */
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
+    pctx c = {&q, s, NULL, true, row};
+    rc = render_op(&c, m, 0, op);
+    if (!rc)
+        rc = cs_buf_append(out, q.sql.data, q.sql.len);
     cs_sqlb_free(&q);
-    return rc;
-}
-
-/* SELECT <policy> FROM (SELECT ?1 AS "col", ...) AS t0: the rule over
- * values rather than a stored row.  Relation paths still read the tables.
- * With vals NULL the values' placeholders are bound to NULL, to be rebound
- * per row; they are the query's last parameters. */
-static int values_query(cs_sqlb *q, const cstack_schema *s, const cs_model *m, unsigned op,
-                        const cs_auth *auth, const cstack_value *vals)
-{
-    int rc = cs_buf_puts(&q->sql, "SELECT ");
-    rc = rc ? rc : cs_policy_render(q, s, m, 0, op, auth);
-    rc = rc ? rc : cs_buf_puts(&q->sql, " FROM (SELECT ");
-    size_t n = 0;
-    for (size_t f = 0; f < m->nfields && !rc; f++) {
-        if (!cs_field_is_column(&m->fields[f]))
-            continue;
-        rc = cs_buf_puts(&q->sql, n++ ? ", " : "");
-        rc = rc ? rc : cs_sqlb_bind(q, vals ? vals[f] : cstack_v_null());
-        rc = rc ? rc : cs_buf_puts(&q->sql, " AS ");
-        rc = rc ? rc : cs_buf_ident(&q->sql, m->fields[f].column);
-    }
-    return rc ? rc : cs_buf_puts(&q->sql, ") AS t0");
-}
-
-int cs_policy_values_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
-                             unsigned op, const cstack_value *vals, bool *allowed)
-{
-    *allowed = false;
-    if (mi < 0 || (size_t)mi >= s->nmodels || !vals)
-        return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without values");
-    const cs_model *m = &s->models[mi];
-    cs_sqlb q = {0};
-    int rc = values_query(&q, s, m, op, auth, vals);
-    if (rc) {
-        cs_sqlb_free(&q);
-        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-    }
-    /* Like the text of row_query, this one depends only on the model and
-     * the operation, so the connection's cache keeps one statement each. */
-    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
-    int src = SQLITE_OK;
-    if (!st)
-        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
-    if (st)
-        src = step_allowed(st, &q, allowed);
-    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    cs_sqlb_free(&q);
-    return rc;
-}
-
-/* ---- many rows ---------------------------------------------------------------- */
-
-struct cs_policy_check {
-    const cstack_schema *s;
-    const cs_model *m;
-    sqlite3 *conn;
-    sqlite3_stmt *st;
-    cs_sqlb q;        /* owns what the user's bindings point to */
-    size_t first_key; /* parameter number of the first key column (or value) - 1 */
-    bool values;      /* checks rows given by their values, not their keys */
-};
-
-static int check_failed(cs_policy_check *c, int rc)
-{
-    cs_policy_check_close(c);
     return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-}
-
-/* Prepares c's query with the user's values bound; the per-row ones (keys
- * or values) are its last parameters. */
-static int check_prepare(cs_policy_check *c, cs_policy_check **out)
-{
-    size_t per_row = c->m->npk;
-    if (c->values) {
-        per_row = 0;
-        for (size_t f = 0; f < c->m->nfields; f++)
-            per_row += cs_field_is_column(&c->m->fields[f]);
-    }
-    c->first_key = c->q.nbinds - per_row;
-    int src = sqlite3_prepare_v3(c->conn, c->q.sql.data, (int)c->q.sql.len,
-                                 SQLITE_PREPARE_PERSISTENT, &c->st, NULL);
-    if (src == SQLITE_OK)
-        src = cs_sqlb_apply(&c->q, c->st);
-    if (src != SQLITE_OK) {
-        int rc = cs_err_sqlite(c->m, c->conn, src);
-        cs_policy_check_close(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
-}
-
-/* A check of model `mi` on `conn`, its query still to build: *c. */
-static int check_new(const cstack_schema *s, sqlite3 *conn, int mi, cs_policy_check **c)
-{
-    *c = NULL;
-    if (mi < 0 || (size_t)mi >= s->nmodels)
-        return cs_err(CSTACK_EINVAL, "policy check on an unknown model");
-    if (!(*c = calloc(1, sizeof **c)))
-        return cs_err(CSTACK_ENOMEM, "out of memory");
-    (*c)->s = s;
-    (*c)->m = &s->models[mi];
-    (*c)->conn = conn;
-    return 0;
-}
-
-int cs_policy_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
-                         unsigned op, cs_policy_check **out)
-{
-    *out = NULL;
-    cs_policy_check *c;
-    int rc = check_new(s, conn, mi, &c);
-    if (rc)
-        return rc;
-    rc = row_query(&c->q, s, c->m, op, auth, NULL);
-    return rc ? check_failed(c, rc) : check_prepare(c, out);
-}
-
-int cs_policy_check_row(cs_policy_check *c, const cstack_value *pk, bool *allowed)
-{
-    *allowed = false;
-    if (c->values)
-        return cs_err(CSTACK_EMISUSE, "a check by values given a key");
-    const cstack_schema *s = c->s;
-    cstack_value key[16];
-    char *owned[16] = {NULL};
-    if (c->m->npk > 16)
-        return cs_err(CSTACK_ETOOBIG, "%s: primary key of more than 16 fields", c->m->name);
-    int rc = 0, src = SQLITE_OK;
-    for (size_t i = 0; i < c->m->npk && !rc; i++) {
-        const cs_field *f = &c->m->fields[c->m->pk[i]];
-        rc = pk[i].type == CSTACK_NULL
-                 ? cs_err(CSTACK_EINVAL, "%s.%s: a primary key value cannot be null", c->m->name,
-                          f->name)
-                 : cs_canon_field(s, c->m, f, &pk[i], &key[i], &owned[i]);
-        if (!rc)
-            src = cs_bind_one(c->st, (int)(c->first_key + i) + 1, &key[i]);
-        if (!rc && src != SQLITE_OK)
-            rc = cs_err_sqlite(c->m, c->conn, src);
-    }
-    if (!rc) {
-        src = sqlite3_step(c->st);
-        if (src == SQLITE_ROW)
-            *allowed = sqlite3_column_int(c->st, 0) != 0;
-        else if (src != SQLITE_DONE)
-            rc = cs_err_sqlite(c->m, c->conn, src);
-    }
-    sqlite3_reset(c->st);
-    for (size_t i = 0; i < c->m->npk && i < 16; i++)
-        free(owned[i]);
-    return rc;
-}
-
-int cs_policy_values_check_open(const cstack_schema *s, sqlite3 *conn, const cs_auth *auth, int mi,
-                                unsigned op, cs_policy_check **out)
-{
-    *out = NULL;
-    cs_policy_check *c;
-    int rc = check_new(s, conn, mi, &c);
-    if (rc)
-        return rc;
-    c->values = true;
-    rc = values_query(&c->q, s, c->m, op, auth, NULL);
-    return rc ? check_failed(c, rc) : check_prepare(c, out);
-}
-
-int cs_policy_check_values(cs_policy_check *c, const cstack_value *vals, bool *allowed)
-{
-    *allowed = false;
-    if (!c->values)
-        return cs_err(CSTACK_EMISUSE, "a check by key given values");
-    int src = SQLITE_OK;
-    size_t n = 0;
-    for (size_t f = 0; f < c->m->nfields && src == SQLITE_OK; f++)
-        if (cs_field_is_column(&c->m->fields[f]))
-            src = cs_bind_one(c->st, (int)(c->first_key + n++) + 1, &vals[f]);
-    if (src == SQLITE_OK)
-        src = sqlite3_step(c->st);
-    if (src == SQLITE_ROW)
-        *allowed = sqlite3_column_int(c->st, 0) != 0;
-    int rc = src == SQLITE_ROW || src == SQLITE_DONE ? 0 : cs_err_sqlite(c->m, c->conn, src);
-    /* The values are the caller's: no binding outlives the call. */
-    sqlite3_reset(c->st);
-    return rc;
-}
-
-void cs_policy_check_close(cs_policy_check *c)
-{
-    if (!c)
-        return;
-    sqlite3_finalize(c->st);
-    cs_sqlb_free(&c->q);
-    free(c);
 }
 
 /* ---- locality ------------------------------------------------------------------- */

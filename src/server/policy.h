@@ -1,5 +1,6 @@
 /*
- * policy.h -- @@allow / @@deny rules rendered to SQL for one user.
+ * policy.h -- @@allow / @@deny rules rendered to SQL (policy.c) and evaluated
+ * on SQLite (policy_check.c).
  *
  * The server (not the embedded runtime) enforces the schema's policies: read
  * rules filter what a user receives, write rules check every pushed row.
@@ -29,6 +30,21 @@
  */
 int cs_policy_render(cs_sqlb *q, const cstack_schema *s, const cs_model *m, int alias, unsigned op,
                      const cs_auth *auth);
+
+/*
+ * Appends to out the same rules for PostgreSQL (row-level security,
+ * policy_pg.c): a boolean expression, never NULL, over the row of model m
+ * named by the SQL text `row` (the quoted table name inside a policy,
+ * "($1)" inside a function over the row), with literals written as quoted
+ * SQL literals and auth() read from the session setting cstack.auth (the
+ * token's claims as JSON; unset or empty: anonymous), each auth().field
+ * cast to its PostgreSQL type.  Subquery aliases are t1, t2...  The text
+ * depends only on the schema, model and operation.  Returns 0,
+ * CSTACK_EINVAL (op not a single bit, row empty, a number out of range) or
+ * CSTACK_ENOMEM (message via cs_err).
+ */
+int cs_policy_render_pg(cs_buf *out, const cstack_schema *s, const cs_model *m, unsigned op,
+                        const char *row);
 
 /*
  * Whether `auth` may perform `op` on the row of model `mi` with primary key
