@@ -79,7 +79,7 @@ static void check_type_name(cs_parse *p, cs_nameset *types, const char *name, cs
 {
     if (!check_ident(p, name, pos, what))
         return;
-    if (cs_scalar_find(name) >= 0) {
+    if (cs_scalar_find(name) >= 0 || strcmp(name, CS_BIGINT) == 0) {
         cs_diag(p->diags, pos, "%s '%s' has the name of a built-in type", what, name);
         return;
     }
@@ -352,6 +352,11 @@ static void check_default(cs_parse *p, const cs_model *m, cs_field *f, const cs_
                     "default '%s' is not a member of enum '%s' (field "
                     "'%s.%s')",
                     pf->def_text, f->type_name, m->name, f->name);
+        else if (t == CS_T_STRING) /* CrateStack parses this too, but no server can store it */
+            cs_diag(p->diags, pf->def_pos,
+                    "default value %s does not fit String field '%s.%s' (a String default is a "
+                    "quoted string: @default(\"%s\"))",
+                    pf->def_text, m->name, f->name, pf->def_text);
         else
             cs_diag(p->diags, pf->def_pos, "default value %s does not fit %s field '%s.%s'",
                     pf->def_text, f->type_name, m->name, f->name);
