@@ -171,3 +171,34 @@ Test(crate_types, computed_fields_have_no_column)
     cstack_row_free(r);
     cstack_close(db);
 }
+
+/* ---- Bytes[] ------------------------------------------------------------------------ */
+
+Test(crate_types, bytes_lists_hold_canonical_base64_and_filter_by_bytes)
+{
+    cstack *db = t_open_mem("model Sample {\n  id Int @id\n  chunks Bytes[]\n}\n");
+    /* "AQI=" is 0x01 0x02, "/w==" is 0xff: elements are base64 strings. */
+    cr_assert_eq(cstack_create(db, "Sample",
+                               DATA(FV("id", I(1)), FV("chunks", T("[\"AQI=\", \"/w==\"]"))), NULL),
+                 0, "%s", cstack_errmsg(db));
+    cstack_row *r = NULL;
+    cr_assert_eq(cstack_find_unique(db, "Sample", DATA(FV("id", I(1))), NULL, 0, &r), 0);
+    cstack_value v;
+    cr_assert_eq(cstack_row_get(r, "chunks", &v), 0);
+    cr_expect_eq(v.type, CSTACK_TEXT);
+    cr_expect(v.u.s.n == 15 && memcmp(v.u.s.p, "[\"AQI=\",\"/w==\"]", 15) == 0, "%.*s",
+              (int)v.u.s.n, v.u.s.p);
+    cstack_row_free(r);
+    expect_invalid(db, "Sample", DATA(FV("id", I(2)), FV("chunks", T("[\"not base64!\"]"))),
+                   "element 0 is not base64");
+    int64_t n = -1;
+    cstack_filter *f = cstack_filter_cmp("chunks", CSTACK_OP_HAS, 0, cstack_v_blob("\xff", 1));
+    cr_assert_eq(cstack_count(db, "Sample", f, &n), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(n, 1, "has finds the row by the element's bytes");
+    cstack_filter_free(f);
+    f = cstack_filter_cmp("chunks", CSTACK_OP_HAS, 0, cstack_v_blob("\x01", 1));
+    cr_assert_eq(cstack_count(db, "Sample", f, &n), 0, "%s", cstack_errmsg(db));
+    cr_expect_eq(n, 0);
+    cstack_filter_free(f);
+    cstack_close(db);
+}

@@ -190,7 +190,7 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
         return;
     }
     if (f->list && f->type != CS_T_MODEL) {
-        if (auth || f->type == CS_T_JSON || f->type == CS_T_BYTES) {
+        if (auth || f->type == CS_T_JSON) {
             cs_diag(p->diags, pf->type_pos,
                     "field '%s.%s' cannot be a list: lists of %s are not supported%s", owner,
                     f->name, f->type_name, auth ? " in the auth block" : "");
