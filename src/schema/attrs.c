@@ -394,6 +394,11 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
     } else if (cs_tok_is(name, "relation")) {
         if (once(c, &pf->rel_pos))
             attr_relation(c, a, pf, f->list);
+    } else if (cs_tok_is(name, "db_enforce")) {
+        /* Judged once every attribute is read (parser.c): it needs a
+         * validator, wherever that is written. */
+        if (once(c, &pf->enforce_pos))
+            no_args(c, a);
     } else if (!flag_attr(c, name, a, f) && !cs_check_attr(c, name, a, f)) {
         cs_diag(c->p->diags, c->pos,
                 "unknown attribute @%.*s on %s (expected @id, @unique, @default, @updatedAt, "
@@ -501,7 +506,7 @@ static void attr_emit(actx *c, const pargs *a, cs_model *m)
 /* @@internal("create", ...) hides those actions from CrateStack's HTTP
  * routes while in-process callers keep them; the sync server has no such
  * routes, so it is checked and then ignored. */
-static void attr_internal(actx *c, const pargs *a)
+static void attr_internal(actx *c, const pargs *a, cs_pmodel *pm)
 {
     static const char *const acts[] = {"read", "create", "update", "delete",
                                        "list", "detail", "all"};
@@ -522,10 +527,50 @@ static void attr_internal(actx *c, const pargs *a)
                     "\"delete\", \"list\", \"detail\" and \"all\"",
                     c->attr);
         ok = ok && known;
+        bool reads =
+            known && (strcmp(g->tok->text, "read") == 0 || strcmp(g->tok->text, "list") == 0 ||
+                      strcmp(g->tok->text, "detail") == 0 || strcmp(g->tok->text, "all") == 0);
+        if (reads && !pm->internal_read_pos.line)
+            pm->internal_read_pos = g->pos;
     }
     if (ok)
         cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,
                 c->owner);
+}
+
+/* CrateStack's @@mcp(resource: "name", max_page_size: N): the server serves
+ * the model's rows as MCP resources.  Nothing here serves MCP, so it is
+ * read (a `resource:` string is required) and skipped with a warning. */
+static void attr_mcp(actx *c, const pargs *a, cs_pmodel *pm)
+{
+    const parg *res = NULL;
+    for (size_t i = 0; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        if (!g->name || g->kind != V_LIT) {
+            cs_diag(c->p->diags, g->pos, "%s takes named arguments (resource: \"name\", ...)",
+                    c->attr);
+            return;
+        }
+        if (cs_tok_is(g->name, "resource"))
+            res = g;
+    }
+    if (!res || res->tok->kind != T_STRING) {
+        cs_diag(c->p->diags, res ? res->pos : c->pos, "%s needs resource: \"name\"", c->attr);
+        return;
+    }
+    pm->mcp_pos = c->pos;
+    cs_warn(c->p->diags, c->pos,
+            "%s on %s is ignored by the embedded runtime (the server's MCP exposure)", c->attr,
+            c->owner);
+}
+
+void cs_model_attrs_done(cs_parse *p, const cs_model *m, const cs_pmodel *pm)
+{
+    if (pm->mcp_pos.line && pm->internal_read_pos.line)
+        cs_diag(p->diags, pm->mcp_pos,
+                "@@mcp on model '%s' serves reads that its @@internal (line %d) keeps off the "
+                "wire; CrateStack refuses the two together",
+                m->name, pm->internal_read_pos.line);
 }
 static void attr_set(actx *c, const pargs *a, cs_pmodel *pm, cs_set_kind kind)
 {
@@ -554,18 +599,22 @@ void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, c
             m->table = t;
         }
     } else if (cs_tok_is(name, "soft_delete")) {
-        /* Without an argument (CrateStack's form) the field is `deletedAt`. */
+        /* Without an argument (CrateStack's form) the field is `deletedAt`,
+         * which parser.c adds when the model does not declare it. */
         const parg *g = NULL;
         if (!once(c, &pm->soft_pos))
             ;
-        else if (!a->n)
+        else if (!a->n) {
             pm->soft_name = cs_xstrdup(c->p, CS_SOFT_DELETE_DEFAULT);
-        else if ((g = one_arg(c, a, "field")) && (g->kind != V_LIT || g->tok->kind != T_IDENT))
+            pm->soft_implicit = true;
+        } else if ((g = one_arg(c, a, "field")) && (g->kind != V_LIT || g->tok->kind != T_IDENT))
             cs_diag(c->p->diags, g->pos, "@@soft_delete expects a field name");
         else if (g)
             pm->soft_name = cs_tok_strdup(c->p, g->tok);
     } else if (cs_tok_is(name, "internal")) {
-        attr_internal(c, a);
+        attr_internal(c, a, pm);
+    } else if (cs_tok_is(name, "mcp")) {
+        attr_mcp(c, a, pm);
     } else if (cs_tok_is(name, "paged") || cs_tok_is(name, "subscribe") ||
                cs_tok_is(name, "retain")) {
         cs_warn(c->p->diags, c->pos, "%s on %s is ignored by the embedded runtime", c->attr,

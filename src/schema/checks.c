@@ -8,6 +8,7 @@
  * pushes and a client's pulls).  Filter values are never checked: a filter
  * `contains: "ab"` on a field with @length(min: 3) is legitimate.
  */
+#include <errno.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,31 @@ static bool bounds(actx *c, const pargs *a, bool *has_min, double *min, bool *ha
     return true;
 }
 
+/* The integer value of a bound token, or false when it is not an integer
+ * that fits int64 (then the double bound is the only one). */
+static bool int_token(const cs_token *t, long long *out)
+{
+    char buf[64], *end = NULL;
+    if (t->len >= sizeof buf)
+        return false;
+    snprintf(buf, sizeof buf, "%.*s", (int)t->len, t->start);
+    errno = 0;
+    *out = strtoll(buf, &end, 10);
+    return errno == 0 && end && *end == '\0' && end != buf;
+}
+
+/* @range on an Int: keeps the bounds as int64 when both are integers. */
+static void int_bounds(const pargs *a, cs_checks *k)
+{
+    bool ok = true;
+    for (size_t i = 0; i < a->n && ok; i++) {
+        const parg *g = &a->v[i];
+        bool is_max = g->name ? cs_tok_is(g->name, "max") : i == 1;
+        ok = int_token(g->tok, is_max ? &k->imax : &k->imin);
+    }
+    k->int_bounds = ok;
+}
+
 static bool want_type(actx *c, const cs_field *f, bool ok, const char *what)
 {
     if (!ok)
@@ -93,6 +119,8 @@ bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
 {
     cs_checks *k = &f->checks;
     bool str = !f->list && f->type_name && strcmp(f->type_name, "String") == 0;
+    /* CrateStack's @length also measures Bytes, in bytes. */
+    bool bytes = !f->list && f->type_name && strcmp(f->type_name, "Bytes") == 0;
     bool num = !f->list && f->type_name && (strcmp(f->type_name, "Int") == 0 ||
                                 strcmp(f->type_name, "Float") == 0 ||
                                 strcmp(f->type_name, "Decimal") == 0);
@@ -104,15 +132,19 @@ bool cs_check_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f)
     } else if (cs_tok_is(name, "length")) {
         bool hmin = false, hmax = false;
         double mn = 0, mx = 0;
-        if (want_type(c, f, str, "String") && bounds(c, a, &hmin, &mn, &hmax, &mx)) {
+        if (want_type(c, f, str || bytes, "String and Bytes") &&
+            bounds(c, a, &hmin, &mn, &hmax, &mx)) {
             k->length = true;
             k->len_min = hmin ? (long long)mn : -1;
             k->len_max = hmax ? (long long)mx : -1;
         }
     } else if (cs_tok_is(name, "range")) {
         if (want_type(c, f, num, "Int, Float or Decimal") &&
-            bounds(c, a, &k->has_min, &k->min, &k->has_max, &k->max))
+            bounds(c, a, &k->has_min, &k->min, &k->has_max, &k->max)) {
             k->range = true;
+            if (strcmp(f->type_name, "Int") == 0)
+                int_bounds(a, k);
+        }
     } else if (cs_tok_is(name, "email") || cs_tok_is(name, "iso4217")) {
         if (a->given && a->n) {
             cs_diag(c->p->diags, c->pos, "%s takes no arguments", c->attr);
@@ -220,6 +252,19 @@ static void fmt_bounds(char *b, size_t n, const char *rule, bool hmin, double mn
         snprintf(b, n, "%s(max: %g)", rule, mx);
 }
 
+/* @range of an Int field with integer bounds: exact, and quoted exactly. */
+static void int_range(const cs_checks *k, int64_t x, char *rule, size_t n)
+{
+    if ((!k->has_min || x >= k->imin) && (!k->has_max || x <= k->imax))
+        return;
+    if (k->has_min && k->has_max)
+        snprintf(rule, n, "@range(min: %lld, max: %lld)", k->imin, k->imax);
+    else if (k->has_min)
+        snprintf(rule, n, "@range(min: %lld)", k->imin);
+    else
+        snprintf(rule, n, "@range(max: %lld)", k->imax);
+}
+
 int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t errlen)
 {
     const cs_checks *k = &f->checks;
@@ -229,8 +274,8 @@ int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t e
     bool text = v->type == CSTACK_TEXT;
     const char *s = text ? v->u.s.p : "";
     size_t n = text ? v->u.s.n : 0;
-    if (k->length && text) {
-        long long c = (long long)utf8_chars(s, n);
+    if (k->length && (text || v->type == CSTACK_BLOB)) {
+        long long c = text ? (long long)utf8_chars(s, n) : (long long)v->u.s.n;
         if ((k->len_min >= 0 && c < k->len_min) || (k->len_max >= 0 && c > k->len_max))
             fmt_bounds(rule, sizeof rule, "@length", k->len_min >= 0, (double)k->len_min,
                        k->len_max >= 0, (double)k->len_max);
@@ -241,7 +286,9 @@ int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t e
         snprintf(rule, sizeof rule, "@iso4217 (an ISO 4217 currency code like \"EUR\")");
     if (!rule[0] && k->re && text && !matches(k, s, n))
         snprintf(rule, sizeof rule, "@regex(\"%.80s\")", k->regex);
-    if (!rule[0] && k->range) {
+    if (!rule[0] && k->range && k->int_bounds && v->type == CSTACK_INT) {
+        int_range(k, v->u.i, rule, sizeof rule);
+    } else if (!rule[0] && k->range) {
         double x = number_of(v);
         if ((k->has_min && x < k->min) || (k->has_max && x > k->max))
             fmt_bounds(rule, sizeof rule, "@range", k->has_min, k->min, k->has_max, k->max);

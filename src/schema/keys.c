@@ -171,13 +171,8 @@ static void check_soft_delete(cs_parse *p, size_t mi)
     int fi = cs_field_find(m, pm->soft_name);
     if (fi < 0) {
         if (!pm->broken)
-            cs_diag(p->diags, pm->soft_pos,
-                    "@@soft_delete on model '%s' names unknown field '%s'%s", m->name,
-                    pm->soft_name,
-                    strcmp(pm->soft_name, CS_SOFT_DELETE_DEFAULT) == 0
-                        ? " (declare it as 'deletedAt DateTime?': the column CrateStack adds "
-                          "by itself is not added here)"
-                        : "");
+            cs_diag(p->diags, pm->soft_pos, "@@soft_delete on model '%s' names unknown field '%s'",
+                    m->name, pm->soft_name);
         return;
     }
     const cs_field *f = &m->fields[fi];

@@ -18,6 +18,23 @@
 /* Far beyond any sensible list, and a bound on a hostile one. */
 #define MAX_LIST_VALUES 100000
 
+/* A Bytes element is a base64 string (as a Bytes value is in the
+ * envelope), stored re-encoded in canonical padded base64 so that equal
+ * bytes are equal elements for has / hasSome / hasEvery. */
+static int bytes_element(const jr_val *v, size_t i, cs_buf *b, char *err, size_t errlen)
+{
+    cs_buf raw = CS_BUF_INIT, enc = CS_BUF_INIT;
+    int rc = cs_base64_decode(&raw, jr_str(v), jr_len(v));
+    if (rc == CSTACK_EVALIDATION)
+        snprintf(err, errlen, "element %zu is not base64", i);
+    else if (!rc && (cs_base64_encode(&enc, raw.data, raw.len) ||
+                     cs_buf_json_str(b, enc.data ? enc.data : "", enc.len)))
+        rc = CSTACK_ENOMEM;
+    cs_buf_free(&raw);
+    cs_buf_free(&enc);
+    return rc;
+}
+
 static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, size_t i,
                    cs_buf *b, char *err, size_t errlen)
 {
@@ -36,6 +53,10 @@ static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, s
         if (!jr_is(v, JR_TRUE) && !jr_is(v, JR_FALSE))
             break;
         return cs_buf_puts(b, jr_is(v, JR_TRUE) ? "true" : "false") ? CSTACK_ENOMEM : 0;
+    case CS_T_BYTES:
+        if (!jr_is(v, JR_STRING))
+            break;
+        return bytes_element(v, i, b, err, errlen);
     default: {
         if (!jr_is(v, JR_STRING))
             break;

@@ -117,6 +117,15 @@ static bool parse_field_attrs(cs_parse *p, const char *owner, const cs_token *nt
             return false;
         }
         const cs_token *an = cs_next(p);
+        if (pm && cs_tok_is(an, "computed")) {
+            /* Its argument names a type with a `?`, which is no value. */
+            if (pf->computed_pos.line)
+                cs_diag(p->diags, at->pos, "duplicate attribute @computed on %s", ownbuf);
+            pf->computed_pos = at->pos;
+            if (!cs_parse_computed_args(p))
+                return false;
+            continue;
+        }
         pargs a = {0};
         p->auth_value_ok = pm && cs_tok_is(an, "default");
         bool ok = cs_parse_args(p, &a);
@@ -153,7 +162,9 @@ bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, 
     }
     cs_next(p);
     pf->type_pos = tt->pos;
-    f->type_name = cs_tok_strdup(p, tt);
+    /* CrateStack's BigInt is a 64-bit integer, which is what Int already is
+     * here (SQLite INTEGER, int64_t in the C API): the field is an Int. */
+    f->type_name = cs_tok_is(tt, CS_BIGINT) ? cs_xstrdup(p, "Int") : cs_tok_strdup(p, tt);
     /* `Vector(3)`, `Geography(Point, 4326)`: read so that the refusal of
      * the extension type (validate.c) is the one error. */
     bool ext = cs_tok_is(tt, "Vector") || cs_tok_is(tt, "Geography") || cs_tok_is(tt, "Geometry");
@@ -181,6 +192,22 @@ bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, 
     }
     if (!parse_field_attrs(p, owner, nt, f, pf, pm))
         return false;
+    /* CrateStack's @db_enforce also writes the field's validators as a CHECK
+     * constraint.  Every write cstack makes checks them already (the store,
+     * the envelope, the sync server), so no constraint is added. */
+    const cs_checks *k = &f->checks;
+    if (!pf->enforce_pos.line)
+        ;
+    else if (!k->length && !k->range && !k->email && !k->re && !k->iso4217)
+        cs_diag(p->diags, pf->enforce_pos,
+                "@db_enforce on field '%s.%s' needs a validator (@length, @range, @email, "
+                "@regex or @iso4217) to enforce",
+                owner, f->name);
+    else
+        cs_warn(p->diags, pf->enforce_pos,
+                "@db_enforce on field '%s.%s' is ignored by the embedded runtime (its validators "
+                "are checked on every write; no CHECK constraint is added)",
+                owner, f->name);
     const cs_token *t = cs_peek(p);
     if (t->kind != T_IDENT && t->kind != T_ATAT && t->kind != T_RBRACE && t->kind != T_EOF &&
         t->kind != T_AT) {
@@ -346,6 +373,30 @@ static bool use_mixin(cs_parse *p, model_ctx *mc)
     return true;
 }
 
+/* CrateStack's @computed field (the last one parsed) has no column: the
+ * server's resolver fills it in each response.  The embedded runtime has no
+ * resolver, so the field is dropped with a warning; a computed key, unique
+ * field or relation is an error, since something else would depend on it. */
+static void drop_computed(cs_parse *p, cs_model *m, cs_pmodel *pm)
+{
+    cs_field *f = &m->fields[m->nfields - 1];
+    cs_pfield *pf = &pm->fields[m->nfields - 1];
+    if (pf->id_pos.line || pf->unique_pos.line || pf->rel_pos.line || f->list) {
+        cs_diag(p->diags, pf->computed_pos,
+                "@computed field '%s.%s' cannot be a key, unique, a relation or a list (a "
+                "computed field has no column)",
+                m->name, f->name);
+        return;
+    }
+    cs_warn(p->diags, pf->computed_pos,
+            "@computed field '%s.%s' is ignored by the embedded runtime (the server computes "
+            "it in each response; it has no column)",
+            m->name, f->name);
+    cs_field_clear(f);
+    cs_pfield_free(pf);
+    m->nfields--;
+}
+
 static bool model_member(cs_parse *p, void *vctx, char *doc)
 {
     model_ctx *mc = vctx;
@@ -385,8 +436,11 @@ static bool model_member(cs_parse *p, void *vctx, char *doc)
     m->nfields++;
     f->doc = doc;
     pf->from_mixin = p->in_mixin;
-    if (cs_parse_field(p, m->name, f, pf, pm))
+    if (cs_parse_field(p, m->name, f, pf, pm)) {
+        if (pf->computed_pos.line)
+            drop_computed(p, m, pm);
         return true;
+    }
     /* Drop a field that has no type: validating it would only add noise. */
     if (!f->type_name) {
         cs_field_clear(f);
@@ -436,6 +490,32 @@ static void drop_overridden(cs_parse *p, size_t mi)
     m->nfields = out;
 }
 
+/* CrateStack's argument-less @@soft_delete adds the nullable timestamp
+ * `deletedAt` to a model that does not declare it (its server creates the
+ * column).  So does cstack, as if `deletedAt DateTime?` were written last:
+ * the field is a column, part of the canonical text and of the schema hash
+ * like a declared one, so a schema that spells it out is the same schema. */
+static void add_soft_delete_field(cs_parse *p, size_t mi)
+{
+    cs_model *m = &p->s->models[mi];
+    cs_pmodel *pm = &p->pm[mi];
+    if (!pm->soft_implicit || cs_field_find(m, CS_SOFT_DELETE_DEFAULT) >= 0 ||
+        m->nfields >= CS_MAX_FIELDS)
+        return;
+    cs_field *f = cs_push(p, &m->fields, m->nfields, sizeof(*f));
+    cs_pfield *pf = f ? cs_push(p, &pm->fields, m->nfields, sizeof(*pf)) : NULL;
+    if (!pf)
+        return;
+    m->nfields++;
+    f->name = cs_xstrdup(p, CS_SOFT_DELETE_DEFAULT);
+    f->column = cs_xstrdup(p, CS_SOFT_DELETE_DEFAULT);
+    f->type_name = cs_xstrdup(p, "DateTime");
+    f->type_index = -1;
+    f->optional = true;
+    f->pos = pm->soft_pos;
+    pf->type_pos = pm->soft_pos;
+}
+
 static void parse_model(cs_parse *p, char *doc)
 {
     const cs_token *name = cs_decl_head(p, "model");
@@ -464,6 +544,8 @@ static void parse_model(cs_parse *p, char *doc)
     model_ctx mc = {mi};
     cs_parse_block(p, "model", m->name, model_member, &mc);
     drop_overridden(p, mi);
+    add_soft_delete_field(p, mi);
+    cs_model_attrs_done(p, m, pm);
 }
 
 /* Adds member token t to enum e unless it is a duplicate (`seen` holds the
@@ -636,6 +718,7 @@ void cs_parse_tokens(cs_parse *p)
         if (t->kind == T_EOF) {
             free(doc);
             cs_warn_unused_types(p);
+            cs_check_server_only(p);
             return;
         }
         if (cs_parse_server_only(p)) {

@@ -69,12 +69,16 @@ typedef struct cs_relation {
 /* Validators (@length, @email, @range, @regex, @iso4217): checked on every
  * write of the field (cs_field_check), never on filter values. */
 typedef struct cs_checks {
-    bool length;            /* @length(min:, max:) on String (characters) */
+    bool length;            /* @length(min:, max:): String characters, Bytes bytes */
     long long len_min, len_max; /* -1: no bound */
     bool email;             /* @email */
     bool range;             /* @range(min:, max:) on Int, Float, Decimal */
     bool has_min, has_max;
     double min, max;
+    /* An Int field whose bounds are integer literals: compared exactly as
+     * int64 (a double cannot hold every 64-bit bound). */
+    bool int_bounds;
+    long long imin, imax;
     char *regex;            /* @regex("ERE"): the pattern, or NULL */
     void *re;               /* its compiled regex_t (POSIX extended) */
     bool iso4217;           /* @iso4217: three upper-case letters of a currency code */

@@ -138,6 +138,8 @@ typedef struct cs_pfield {
     cs_action on_delete;
     cs_action on_update;
     bool from_mixin; /* copied in by @use: a model field of the same name overrides it */
+    cs_pos computed_pos; /* CrateStack's @computed: the field is dropped (parser.c) */
+    cs_pos enforce_pos;  /* CrateStack's @db_enforce: needs a validator on the field */
 } cs_pfield;
 
 typedef enum cs_set_kind {
@@ -159,6 +161,10 @@ typedef struct cs_pmodel {
     size_t nsets;
     char *soft_name;
     cs_pos soft_pos;
+    bool soft_implicit; /* argument-less @@soft_delete: deletedAt, added if absent */
+    /* CrateStack's @@mcp and an @@internal that keeps a read off the wire:
+     * the two together are refused, as CrateStack refuses them. */
+    cs_pos mcp_pos, internal_read_pos;
     cs_pos map_pos;
     cs_pos audit_pos, emit_pos, local_pos;
     /* A field of this model failed to parse: names that are unknown may be
@@ -203,6 +209,9 @@ typedef struct cs_parse {
     cs_blocks mixins;
     cs_blocks types;
     bool in_mixin; /* fields of a mixin are being copied into a model */
+    /* `transport rpc` and the first procedure @status: CrateStack refuses a
+     * REST status code under the RPC transport (serveronly.c). */
+    cs_pos rpc_pos, status_pos;
     bool limit_hit;      /* a size limit was reported */
     bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
     bool oom;
@@ -210,6 +219,9 @@ typedef struct cs_parse {
 
 /* The field of an argument-less @@soft_delete (CrateStack's spelling). */
 #define CS_SOFT_DELETE_DEFAULT "deletedAt"
+
+/* CrateStack's 64-bit integer type: read as Int (already 64-bit here). */
+#define CS_BIGINT "BigInt"
 
 #define CS_MAX_MODELS 10000
 #define CS_MAX_FIELDS 2000 /* SQLite's default column limit */
@@ -277,6 +289,12 @@ bool cs_limit_once(cs_parse *p);
  * cs_warn_unused_types at the end).  True when the current token began such
  * a declaration. */
 bool cs_parse_server_only(cs_parse *p);
+/* The arguments of a model field's @computed (after its name): nothing,
+ * `()` or `(params: Type)`; false after a syntax error. */
+bool cs_parse_computed_args(cs_parse *p);
+/* Rules that span declarations of skipped constructs (a procedure's @status
+ * under `transport rpc`), checked once everything is parsed. */
+void cs_check_server_only(cs_parse *p);
 void cs_scan_blocks(cs_parse *p);
 /* The index of the block named like `t` in b, or -1. */
 int cs_block_find(const cs_blocks *b, const cs_token *t);
@@ -324,6 +342,8 @@ void cs_field_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f, c
 /* The same on an auth field or a type member (a claim). */
 void cs_auth_attr(actx *c, const cs_token *name, const pargs *a, cs_field *f);
 void cs_model_attr(actx *c, const cs_token *name, const pargs *a, cs_model *m, cs_pmodel *pm);
+/* Rules between a model's attributes, once its body is parsed. */
+void cs_model_attrs_done(cs_parse *p, const cs_model *m, const cs_pmodel *pm);
 void cs_parse_ops(cs_parse *p, const cs_token *t, const char *attr, unsigned *ops);
 
 /* checks.c: @length, @range, @email, @iso4217, @regex on field f; false

@@ -114,17 +114,90 @@ static bool type_ref(cs_parse *p)
     return type_ref_at(p, 0);
 }
 
+/* The attributes of a procedure that CrateStack's own rules look at. */
+typedef struct proc_attrs {
+    const cs_token *status;   /* @status(N): the number */
+    const cs_token *stream;   /* @stream */
+    const cs_token *mcp_tool; /* @mcp(tool ...) */
+} proc_attrs;
+
 /* (('@' | '@@') NAME ('(' ... ')')?)*: attributes read, not interpreted
- * (a query's SQL body is `@@sql("""...""")`). */
-static bool attr_list(cs_parse *p)
+ * (a query's SQL body is `@@sql("""...""")`), except what `pa` records. */
+static bool attr_list(cs_parse *p, proc_attrs *pa)
 {
     while (cs_accept(p, T_AT) || cs_accept(p, T_ATAT)) {
-        if (!want_name(p, "an attribute name after '@'"))
+        const cs_token *name = want_name(p, "an attribute name after '@'");
+        if (!name)
             return false;
+        const cs_token *arg = cs_peek(p)->kind == T_LPAREN ? &p->toks[p->cur + 1] : NULL;
+        if (cs_tok_is(name, "status") && arg && arg->kind == T_NUMBER)
+            pa->status = arg;
+        else if (cs_tok_is(name, "stream"))
+            pa->stream = name;
+        else if (cs_tok_is(name, "mcp") && arg && cs_tok_is(arg, "tool"))
+            pa->mcp_tool = name;
         if (cs_peek(p)->kind == T_LPAREN && !skip_parens(p))
             return false;
     }
     return true;
+}
+
+/* CrateStack's parser refuses these procedures, so they are refused here
+ * too although procedures are skipped: a success @status outside 2xx, a
+ * @stream procedure as an MCP tool (a tool returns one result), and an MCP
+ * tool taking a Json argument (which has no JSON Schema to advertise). */
+static void check_procedure(cs_parse *p, const proc_attrs *pa, const cs_token *json_arg)
+{
+    if (pa->status) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%.*s", pa->status->len > 12 ? 12 : (int)pa->status->len,
+                 pa->status->start);
+        long code = strtol(buf, NULL, 10);
+        if (code < 200 || code > 299)
+            cs_diag(p->diags, pa->status->pos,
+                    "@status must be a 2xx success code (the status of a successful call)");
+        else if (!p->status_pos.line)
+            p->status_pos = pa->status->pos;
+    }
+    if (pa->mcp_tool && pa->stream)
+        cs_diag(p->diags, pa->mcp_tool->pos,
+                "a @stream procedure cannot be an MCP tool (a tool returns one result)");
+    if (pa->mcp_tool && json_arg)
+        cs_diag(p->diags, json_arg->pos,
+                "an MCP tool cannot take a Json argument (Json has no JSON Schema to advertise)");
+}
+
+/* @computed's arguments on a model field: `(params: Type)` names the type of
+ * the resolver's parameters (`Type?` when they are optional). */
+bool cs_parse_computed_args(cs_parse *p)
+{
+    if (!cs_accept(p, T_LPAREN) || cs_accept(p, T_RPAREN))
+        return true;
+    if (!cs_tok_is(cs_peek(p), "params")) {
+        cs_err_expected(p, "'params:' or ')' in @computed");
+        return false;
+    }
+    cs_next(p);
+    if (!cs_accept(p, T_COLON)) {
+        cs_err_expected(p, "':' after 'params'");
+        return false;
+    }
+    if (!type_ref(p))
+        return false;
+    if (!cs_accept(p, T_RPAREN)) {
+        cs_err_expected(p, "')' to close @computed");
+        return false;
+    }
+    return true;
+}
+
+void cs_check_server_only(cs_parse *p)
+{
+    if (p->rpc_pos.line && p->status_pos.line)
+        cs_diag(p->diags, p->status_pos,
+                "@status sets a REST response code; CrateStack refuses it under `transport rpc` "
+                "(line %d)",
+                p->rpc_pos.line);
 }
 
 /* A procedure or a query: the same signature. */
@@ -147,6 +220,7 @@ static bool procedure(cs_parse *p, const char *what)
         cs_err_expected(p, b);
         return false;
     }
+    const cs_token *json_arg = NULL;
     while (!cs_accept(p, T_RPAREN)) {
         if (!want_name(p, "an argument name or ')'"))
             return false;
@@ -154,6 +228,8 @@ static bool procedure(cs_parse *p, const char *what)
             cs_err_expected(p, "':' and the argument's type");
             return false;
         }
+        if (!json_arg && cs_tok_is(cs_peek(p), "Json"))
+            json_arg = cs_peek(p);
         if (!type_ref(p))
             return false;
         if (!cs_accept(p, T_COMMA) && cs_peek(p)->kind != T_RPAREN) {
@@ -166,7 +242,11 @@ static bool procedure(cs_parse *p, const char *what)
         cs_err_expected(p, b);
         return false;
     }
-    return type_ref(p) && attr_list(p);
+    proc_attrs pa = {0};
+    if (!type_ref(p) || !attr_list(p, &pa))
+        return false;
+    check_procedure(p, &pa, json_arg);
+    return true;
 }
 
 static bool view(cs_parse *p)
@@ -202,6 +282,8 @@ static bool transport(cs_parse *p)
         return false;
     }
     cs_next(p);
+    if (cs_tok_is(t, "rpc") && !p->rpc_pos.line)
+        p->rpc_pos = t->pos;
     return true;
 }
 
@@ -334,7 +416,8 @@ static bool unused_type_body(cs_parse *p, size_t body)
         if (t->kind != T_IDENT)
             cs_syntax(p, t->pos, "expected a member name or '}', found %s",
                       cs_tok_desc(t, b, sizeof b));
-        ok = t->kind == T_IDENT && cs_next(p) && type_ref(p) && attr_list(p);
+        proc_attrs ignored = {0};
+        ok = t->kind == T_IDENT && cs_next(p) && type_ref(p) && attr_list(p, &ignored);
     }
     p->cur = cur;
     return ok;

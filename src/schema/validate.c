@@ -79,7 +79,7 @@ static void check_type_name(cs_parse *p, cs_nameset *types, const char *name, cs
 {
     if (!check_ident(p, name, pos, what))
         return;
-    if (cs_scalar_find(name) >= 0) {
+    if (cs_scalar_find(name) >= 0 || strcmp(name, CS_BIGINT) == 0) {
         cs_diag(p->diags, pos, "%s '%s' has the name of a built-in type", what, name);
         return;
     }
@@ -190,7 +190,7 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
         return;
     }
     if (f->list && f->type != CS_T_MODEL) {
-        if (auth || f->type == CS_T_JSON || f->type == CS_T_BYTES) {
+        if (auth || f->type == CS_T_JSON) {
             cs_diag(p->diags, pf->type_pos,
                     "field '%s.%s' cannot be a list: lists of %s are not supported%s", owner,
                     f->name, f->type_name, auth ? " in the auth block" : "");
@@ -352,6 +352,11 @@ static void check_default(cs_parse *p, const cs_model *m, cs_field *f, const cs_
                     "default '%s' is not a member of enum '%s' (field "
                     "'%s.%s')",
                     pf->def_text, f->type_name, m->name, f->name);
+        else if (t == CS_T_STRING) /* CrateStack parses this too, but no server can store it */
+            cs_diag(p->diags, pf->def_pos,
+                    "default value %s does not fit String field '%s.%s' (a String default is a "
+                    "quoted string: @default(\"%s\"))",
+                    pf->def_text, m->name, f->name, pf->def_text);
         else
             cs_diag(p->diags, pf->def_pos, "default value %s does not fit %s field '%s.%s'",
                     pf->def_text, f->type_name, m->name, f->name);

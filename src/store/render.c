@@ -294,6 +294,8 @@ static int element_json(cs_buf *b, const cstack_value *v)
         rc = cs_buf_printf(b, "%.17g", v->u.f);
     else if (v->type == CSTACK_BOOL)
         rc = cs_buf_puts(b, v->u.b ? "true" : "false");
+    else if (v->type == CSTACK_BLOB) /* a Bytes[] element: base64, as stored */
+        rc = cs_buf_putc(b, '"') || cs_base64_encode(b, v->u.s.p, v->u.s.n) || cs_buf_putc(b, '"');
     else
         return CSTACK_EVALIDATION;
     return rc ? rc : cs_buf_putc(b, ']');
