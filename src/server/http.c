@@ -251,6 +251,12 @@ static bool check_client(srv_req *r, struct MHD_Connection *c, enum MHD_Result *
                          "X-Cstack-Site must be the device's site id (32 hex digits)");
         return false;
     }
+    if (memcmp(bin, CS_PG_BACKEND_SITE, sizeof bin) == 0) {
+        /* The PostgreSQL store stamps backend writes with it (pg.h). */
+        *ret = reply_err(r, c, 400, "bad_request", NULL,
+                         "X-Cstack-Site %s is reserved for backend writes", site);
+        return false;
+    }
     snprintf(r->site, sizeof r->site, "%s", site);
     return true;
 }
