@@ -60,6 +60,32 @@ static int step_allowed(sqlite3_stmt *st, const cs_sqlb *q, bool *allowed)
     return src;
 }
 
+/* Runs a query of row_query or values_query (its building ended with `rc`)
+ * for its one 0/1 answer.  The text depends only on the model and the
+ * operation, never on the user, the key or the values, so the connection's
+ * cache keeps one prepared statement each.  Frees q. */
+static int run_allowed(cs_conn *c, const cs_model *m, cs_sqlb *q, int rc, bool *allowed)
+{
+    if (rc) {
+        cs_sqlb_free(q);
+        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
+    }
+    sqlite3_stmt *st = cs_conn_prepare(c, 0, q->sql.data, q->sql.len);
+    int src = SQLITE_OK;
+    if (!st)
+        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
+    if (st)
+        src = step_allowed(st, q, allowed);
+    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
+    if (st) {
+        /* The bindings point into q, which is freed below. */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    cs_sqlb_free(q);
+    return rc;
+}
+
 int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *auth, int mi,
                           unsigned op, const cstack_value *pk, bool *allowed)
 {
@@ -68,27 +94,7 @@ int cs_policy_row_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *aut
         return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without a key");
     const cs_model *m = &s->models[mi];
     cs_sqlb q = {0};
-    int rc = row_query(&q, s, m, op, auth, pk);
-    if (rc) {
-        cs_sqlb_free(&q);
-        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-    }
-    /* The text does not depend on the user or the key, so the statement is
-     * prepared once per model and operation in the connection's cache. */
-    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
-    int src = SQLITE_OK;
-    if (!st)
-        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
-    if (st)
-        src = step_allowed(st, &q, allowed);
-    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
-    if (st) {
-        /* The bindings point into q, which is freed below. */
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    cs_sqlb_free(&q);
-    return rc;
+    return run_allowed(c, m, &q, row_query(&q, s, m, op, auth, pk), allowed);
 }
 
 /* SELECT <policy> FROM (SELECT ?1 AS "col", ...) AS t0: the rule over
@@ -121,26 +127,7 @@ int cs_policy_values_allowed(const cstack_schema *s, cs_conn *c, const cs_auth *
         return cs_err(CSTACK_EINVAL, "policy check on an unknown model or without values");
     const cs_model *m = &s->models[mi];
     cs_sqlb q = {0};
-    int rc = values_query(&q, s, m, op, auth, vals);
-    if (rc) {
-        cs_sqlb_free(&q);
-        return rc == CSTACK_ENOMEM ? cs_err(rc, "out of memory") : rc;
-    }
-    /* Like the text of row_query, this one depends only on the model and
-     * the operation, so the connection's cache keeps one statement each. */
-    sqlite3_stmt *st = cs_conn_prepare(c, 0, q.sql.data, q.sql.len);
-    int src = SQLITE_OK;
-    if (!st)
-        src = sqlite3_errcode(c->db) != SQLITE_OK ? sqlite3_errcode(c->db) : SQLITE_ERROR;
-    if (st)
-        src = step_allowed(st, &q, allowed);
-    rc = src == SQLITE_OK ? 0 : cs_err_sqlite(m, c->db, src);
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    cs_sqlb_free(&q);
-    return rc;
+    return run_allowed(c, m, &q, values_query(&q, s, m, op, auth, vals), allowed);
 }
 
 /* ---- many rows ---------------------------------------------------------------- */
