@@ -20,6 +20,7 @@
 #include "cstack_server.h"
 #include "server/auth.h"
 #include "server/pg.h"
+#include "server/pg_typed_int.h"
 #include "server/policy.h"
 #include "support.h"
 
@@ -309,22 +310,7 @@ static cstack_value value_of(const table *t, const row *r, size_t c, bool api)
 /* PostgreSQL's type of column c, for the casts of text parameters. */
 static const char *pg_type(const table *t, size_t c)
 {
-    switch (t->m->fields[t->field[c]].type) {
-    case CS_T_INT:
-        return "bigint";
-    case CS_T_FLOAT:
-        return "double precision";
-    case CS_T_BOOLEAN:
-        return "boolean";
-    case CS_T_UUID:
-        return "uuid";
-    case CS_T_DATETIME:
-        return "timestamptz";
-    case CS_T_DECIMAL:
-        return "numeric";
-    default:
-        return "text";
-    }
+    return cs_pg_type_name(&t->m->fields[t->field[c]]);
 }
 
 /* The row's values indexed by field, as cs_policy_check_values takes them. */

@@ -75,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/pg_typed_int.h"
 #include "value/value.h"
 
 typedef struct pctx {
@@ -314,32 +315,6 @@ static int pg_claim(pctx *c, const char *name, size_t n)
     return rc;
 }
 
-/* The PostgreSQL type an auth field's claim is read as (the type of the
- * column it compares with, ddl.c); NULL: kept as jsonb (Json and Bytes
- * compare with null only). */
-static const char *pg_claim_type(cs_scalar t)
-{
-    switch (t) {
-    case CS_T_INT:
-        return "bigint";
-    case CS_T_FLOAT:
-        return "double precision";
-    case CS_T_DECIMAL:
-        return "numeric";
-    case CS_T_BOOLEAN:
-        return "boolean";
-    case CS_T_UUID:
-        return "uuid";
-    case CS_T_DATETIME:
-        return "timestamptz";
-    case CS_T_JSON:
-    case CS_T_BYTES:
-        return NULL;
-    default: /* String, Cuid, enums */
-        return "text";
-    }
-}
-
 /* auth().name: the user's value, NULL when anonymous.  PostgreSQL reads
  * it from the session's claims, cast to the field's type. */
 static int bind_auth_field(pctx *c, const char *name)
@@ -351,7 +326,9 @@ static int bind_auth_field(pctx *c, const char *name)
                 f = &c->s->auth.fields[i];
         if (!f)
             return cs_err(CSTACK_EINVAL, "policy names unknown auth field '%s'", name);
-        const char *type = pg_claim_type(f->type);
+        /* A Json or Bytes claim stays jsonb (it only compares with null). */
+        bool raw = f->type == CS_T_JSON || f->type == CS_T_BYTES;
+        const char *type = raw ? NULL : cs_pg_type_name(f);
         int rc = put(c, type ? "CAST((" : "");
         rc = rc ? rc : pg_claim(c, name, strlen(name));
         if (!rc && type)
