@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "sync/changeset.h"
+#include "util/hex.h"
+
 cstack_schema *t_schema(const char *src)
 {
     cstack_schema *s = NULL;
@@ -183,4 +186,18 @@ int t_kill_after(pid_t pid, long ns)
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid, "waitpid");
     return status;
+}
+
+void t_restamp(void *changeset, size_t len, const char *site_hex)
+{
+    unsigned char site[CS_SITE_LEN];
+    cr_assert_eq(cs_hex_decode(site_hex, CS_SITE_LEN, site), 0, "site %s", site_hex);
+    cs_reader r = {changeset, len, 0};
+    cs_cs_header h;
+    char err[256];
+    cr_assert_eq(cs_cs_read_header(&r, &h, err, sizeof err), 0, "%s", err);
+    unsigned char *base = changeset;
+    memcpy(base + 5 + 32, site, CS_SITE_LEN); /* magic and format, schema hash, origin */
+    for (size_t i = 0; i < h.nsites; i++)
+        memcpy(base + (h.sites - base) + i * CS_SITE_LEN, site, CS_SITE_LEN);
 }

@@ -56,6 +56,12 @@ size_t t_parse_expects(const char *src, t_expect *out, size_t max);
  * rows (ids tx * 1000 + i), committed; on failure rolled back and the code
  * returned.  No Criterion call: fit for a forked child. */
 int t_write_tx(cstack *db, long long tx, int rows);
+
+/* Rewrites a changeset (made by one device) as if that device's site id
+ * were `site_hex` (32 hex digits): its origin and every site of its site
+ * table.  The server accepts a push only of the pushing site's own writes;
+ * tests that push one database's changes as several devices use this. */
+void t_restamp(void *changeset, size_t len, const char *site_hex);
 /* Kills child `pid` with SIGKILL `ns` nanoseconds from now and reaps it;
  * returns its wait status. */
 int t_kill_after(pid_t pid, long ns);

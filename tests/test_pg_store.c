@@ -58,6 +58,7 @@ static cs_srv_push_result push(const cs_srv_store_ops *ops, cs_srv_store *st, cs
                  cstack_errmsg(dev));
     char batch[64];
     snprintf(batch, sizeof batch, "%s:%d", SITE, n);
+    t_restamp(cs, len, SITE);
     cs_srv_push req = {&USER, SITE, batch, cs, len};
     cs_srv_push_result res;
     cs_srv_err err = {0};
@@ -210,6 +211,7 @@ Test(pg_store, a_killed_process_loses_no_acknowledged_push)
             _exit(1);
         char batch[64];
         snprintf(batch, sizeof batch, "%s:1", SITE);
+        t_restamp(cs, len, SITE);
         cs_srv_push req = {&USER, SITE, batch, cs, len};
         cs_srv_push_result res;
         if (cs_srv_store_pg.push(st, &req, &res, &err))
@@ -430,6 +432,7 @@ Test(pg_store, a_store_that_missed_pruned_entries_reloads_and_a_lost_connection_
     size_t len = 0;
     int64_t cursor = 0;
     cr_assert_eq(cstack_changes_export(dev, 0, &cs, &len, &cursor), 0);
+    t_restamp(cs, len, SITE);
     cs_srv_push req = {&USER, SITE, "batch:3", cs, len};
     cs_srv_push_result res;
     cs_srv_err err = {0};

@@ -81,6 +81,7 @@ static int push_as(fixture *f, const cs_auth *user, const char *site, const char
     int64_t cursor = 0;
     cr_assert_eq(cstack_changes_export(f->dev, 0, &cs, &len, &cursor), 0, "%s",
                  cstack_errmsg(f->dev));
+    t_restamp(cs, len, site);
     cs_srv_push req = {user, site, batch, cs, len};
     int rc = cs_srv_store_sqlite.push(f->st, &req, res, err);
     cstack_free(cs);

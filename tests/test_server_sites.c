@@ -5,7 +5,10 @@
  * when the device is gone. */
 #include <criterion/criterion.h>
 
+#include "server/pg.h"
 #include "server/store_int.h"
+#include "sync/changeset.h"
+#include "util/hex.h"
 #include "server_support.h"
 
 static const char *SCHEMA = T_PRIVATE_NOTES_SCHEMA;
@@ -342,4 +345,84 @@ Test(sites, in_a_pull_call_of_several_devices_only_the_foreign_one_is_refused)
     for (int i = 0; i < 3; i++)
         cs_srv_pull_result_free(&out[i]);
     teardown(&f);
+}
+
+/* A copy of d's oldest pending transaction, and its X-Cstack-Batch header. */
+static void *pending_changeset(dev *d, size_t *len, char *bh, size_t cap)
+{
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(d->db, &tx), 0);
+    cr_assert_not_null(tx);
+    const void *cs = cstack_upload_tx_changeset(tx, len);
+    void *copy = malloc(*len);
+    cr_assert_not_null(copy);
+    memcpy(copy, cs, *len);
+    snprintf(bh, cap, "X-Cstack-Batch: %s:%" PRId64, cstack_sync_site_id(d->db),
+             cstack_upload_tx_version(tx));
+    cstack_upload_tx_free(tx);
+    return copy;
+}
+
+static void forged_push_refused(dev *bob, const void *cs, size_t len, const char *bh,
+                                const char *site, const char *what)
+{
+    int64_t version = server_version();
+    const char *h[] = {bob->auth, bob->schema, bob->site, bh, NULL};
+    res r = http("POST", "/v1/push", h, cs, len);
+    assert_err(&r, 400, "bad_request", "a device pushes only its own writes", what);
+    cr_assert(has_text(&r, site), "%s: the refusal does not name site %s: %s", what, site, r.body);
+    res_free(&r);
+    cr_assert_eq(server_version(), version, "%s: a refused push changed the server", what);
+}
+
+Test(sites, a_push_whose_changeset_stamps_writes_with_another_site_is_refused)
+{
+    start_opts(SCHEMA, "forge.db", 0);
+    dev alice = device(SCHEMA, "alice");
+    dev bob = device(SCHEMA, "bob");
+    note(&alice, "a1", "alice", "one");
+    push_all(&alice);
+    pull(&alice);
+    pull(&bob);
+    const char *alice_site = cstack_sync_site_id(alice.db);
+    unsigned char alice_bin[16];
+    cr_assert_eq(cs_hex_decode(alice_site, 16, alice_bin), 0);
+
+    /* Alice's own changeset, presented by bob's device under bob's site. */
+    note(&alice, "a2", "alice", "two");
+    note(&bob, "b1", "bob", "mine");
+    size_t alen = 0, len = 0;
+    char ah[160], bh[160];
+    void *cs = pending_changeset(&alice, &alen, ah, sizeof ah);
+    free(pending_changeset(&bob, &len, bh, sizeof bh));
+    forged_push_refused(&bob, cs, alen, bh, alice_site, "another device's changeset");
+    free(cs);
+
+    /* Bob's own changeset with its site table naming alice's site: its
+     * columns would be stamped as alice's writes, and echo suppression would
+     * then keep them from alice's device. */
+    cs = pending_changeset(&bob, &len, bh, sizeof bh);
+    cs_reader rd = {cs, len, 0};
+    cs_cs_header h;
+    char err[256];
+    cr_assert_eq(cs_cs_read_header(&rd, &h, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(h.nsites, 1, "bob's changeset has %zu sites", h.nsites);
+    unsigned char *table = (unsigned char *)cs + (h.sites - (const unsigned char *)cs);
+    memcpy(table, alice_bin, 16);
+    forged_push_refused(&bob, cs, len, bh, alice_site, "site table naming alice");
+
+    /* ... or the backend's reserved site. */
+    memcpy(table, CS_PG_BACKEND_SITE, 16);
+    char backend[33];
+    cs_hex_encode(CS_PG_BACKEND_SITE, 16, backend);
+    forged_push_refused(&bob, cs, len, bh, backend, "site table naming the backend");
+    free(cs);
+
+    /* The genuine batch is accepted. */
+    push_all(&bob);
+    uint64_t sum = pull(&bob);
+    cr_assert_eq(sum, checksum(&bob));
+    dev_free(&alice);
+    dev_free(&bob);
+    stop();
 }

@@ -47,6 +47,7 @@
 #include "server/policy.h"
 #include "server/store_int.h"
 #include "sync/parked.h"
+#include "util/hex.h"
 
 /* Batch records older than this are forgotten at open: a device retries a
  * batch within minutes, not months. */
@@ -591,6 +592,35 @@ int cs_srv_each_row(const cstack_schema *s, const cs_srv_push *req,
     return rc;
 }
 
+/* A device pushes only its own writes (cstack_upload_next exports the
+ * entries of its own site): a changeset whose origin or site table names
+ * another site would stamp columns as another device's writes (echo
+ * suppression would then keep them from that device's pulls) or as the
+ * backend's.  A changeset that does not parse, or of another schema, is
+ * left to the merge's error. */
+static int own_sites(const cs_srv_store *st, const cs_srv_push *req)
+{
+    cs_reader r = {req->changeset, req->len, 0};
+    cs_cs_header h;
+    char err[256];
+    unsigned char self[CS_SITE_LEN];
+    if (cs_cs_read_header(&r, &h, err, sizeof err) || cs_srv_site_parse(req->site, self) ||
+        strcmp(h.hash, st->schema->hash) != 0)
+        return 0;
+    const unsigned char *other = memcmp(h.origin, self, CS_SITE_LEN) ? h.origin : NULL;
+    for (size_t i = 0; !other && i < h.nsites; i++)
+        if (memcmp(h.sites + i * CS_SITE_LEN, self, CS_SITE_LEN) != 0)
+            other = h.sites + i * CS_SITE_LEN;
+    if (!other)
+        return 0;
+    char hex[2 * CS_SITE_LEN + 1];
+    cs_hex_encode(other, CS_SITE_LEN, hex);
+    return cs_err(CSTACK_EINVAL,
+                  "the changeset carries writes of site %s; a device pushes only its own "
+                  "writes (X-Cstack-Site %.32s)",
+                  hex, req->site);
+}
+
 typedef struct row_fn {
     push_ctx *x;
     cs_conn *c;
@@ -722,6 +752,7 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
     bool claim = false, seen = false;
     cs_conn *c = cs_read_begin(st->db);
     int rc = cs_srv_site_peek(st, c, req->auth, req->site, &x.foreign, &claim);
+    rc = rc || x.foreign ? rc : own_sites(st, req);
     rc = rc || x.foreign ? rc : batch_seen(c, req, &seen);
     /* So is a batch its merge would refuse whatever commits first (a retried
      * batch skips that: its rows are the server's, which the check leaves to
