@@ -17,7 +17,7 @@
 static const char SERVE_USAGE[] =
     "usage: cstack serve --schema FILE [--db FILE|URL] [--port N] [--bind ADDR]\n"
     "                    [--jwt-secret S] [--header-timeout S] [--max-per-address N]\n"
-    "                    [--max-upload-mib N] [--max-stream-mib N]\n"
+    "                    [--max-upload-mib N] [--min-body-kib N] [--max-stream-mib N]\n"
     "                    [--page-rows N] [--page-mib N] [--backup-quota-mib N]\n"
     "                    [--pages-db FILE] [--web DIR]\n"
     "\n"
@@ -57,6 +57,9 @@ static const char SERVE_USAGE[] =
     "                     (default 64); more are answered 503 and closed\n"
     "  --max-upload-mib N MiB of push bodies being received at once (default\n"
     "                     256); a push past it is answered 503 with Retry-After\n"
+    "  --min-body-kib N   KiB/s a push body must average after its first\n"
+    "                     --header-timeout seconds (default 8); a slower one is\n"
+    "                     answered 408 and closed\n"
     "  --max-stream-mib N MiB queued for all streams together (default 256);\n"
     "                     past it the slowest streams are closed first\n"
     "\n"
@@ -104,7 +107,7 @@ int cmd_serve(int argc, char **argv)
     const char *schema = NULL, *db = NULL, *port_text = NULL, *bind = NULL, *secret = NULL;
     const char *header_timeout = NULL, *per_address = NULL, *upload_mib = NULL,
                *stream_mib = NULL, *page_rows = NULL, *page_mib = NULL, *quota_mib = NULL,
-               *web = NULL, *pages_db = NULL;
+               *web = NULL, *pages_db = NULL, *body_kib = NULL;
     cli_opt opts[] = {{"--schema", &schema, NULL},
                       {"--db", &db, NULL},
                       {"--port", &port_text, NULL},
@@ -113,6 +116,7 @@ int cmd_serve(int argc, char **argv)
                       {"--header-timeout", &header_timeout, NULL},
                       {"--max-per-address", &per_address, NULL},
                       {"--max-upload-mib", &upload_mib, NULL},
+                      {"--min-body-kib", &body_kib, NULL},
                       {"--max-stream-mib", &stream_mib, NULL},
                       {"--page-rows", &page_rows, NULL},
                       {"--page-mib", &page_mib, NULL},
@@ -142,6 +146,10 @@ int cmd_serve(int argc, char **argv)
     if (upload_mib && parse_count(upload_mib, 1u << 20, &upload))
         return cli_usage_error(cmd, "--max-upload-mib needs MiB (1 to 1048576), not '%s'",
                                upload_mib);
+    unsigned long body_rate = 0;
+    if (body_kib && parse_count(body_kib, 1u << 20, &body_rate))
+        return cli_usage_error(cmd, "--min-body-kib needs KiB/s (1 to 1048576), not '%s'",
+                               body_kib);
     if (stream_mib && parse_count(stream_mib, 1u << 20, &stream))
         return cli_usage_error(cmd, "--max-stream-mib needs MiB (1 to 1048576), not '%s'",
                                stream_mib);
@@ -174,6 +182,7 @@ int cmd_serve(int argc, char **argv)
                                 .header_timeout_ms = (int)timeout_s * 1000,
                                 .max_per_address = (unsigned)per_addr,
                                 .max_upload_memory = (size_t)upload << 20,
+                                .min_body_rate = (size_t)body_rate << 10,
                                 .max_stream_memory = (size_t)stream << 20,
                                 .pull_page_rows = rows,
                                 .pull_page_bytes = (size_t)mib << 20,

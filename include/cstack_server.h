@@ -41,6 +41,7 @@ extern "C" {
 #define CSTACK_SERVER_DEFAULT_HEADER_TIMEOUT_MS 10000
 #define CSTACK_SERVER_DEFAULT_MAX_PER_ADDRESS 64u
 #define CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY ((size_t)256 << 20)
+#define CSTACK_SERVER_DEFAULT_MIN_BODY_RATE ((size_t)8192)
 #define CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY ((size_t)256 << 20)
 #define CSTACK_SERVER_DEFAULT_PAGE_ROWS ((size_t)10000)
 #define CSTACK_SERVER_DEFAULT_PAGE_BYTES ((size_t)8 << 20)
@@ -110,6 +111,12 @@ typedef struct cstack_server_config {
      * e.g. the browser build (docs/web.md); NULL: none.  Borrowed: it must
      * stay valid until the server stops. */
     const char *web_dir;
+    /* A push body must arrive within header_timeout_ms of its headers plus
+     * 1 s for every min_body_rate bytes received, i.e. at this many bytes/s
+     * on average after a first header_timeout_ms; a slower one is answered
+     * 408 and closed, giving back its share of max_upload_memory.
+     * CSTACK_SERVER_DEFAULT_MIN_BODY_RATE (8 KiB/s, 64 kbit/s) when 0. */
+    size_t min_body_rate;
 } cstack_server_config;
 
 typedef struct cstack_server cstack_server;

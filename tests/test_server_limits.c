@@ -320,6 +320,101 @@ Test(limits, uploads_past_the_memory_cap_get_503_retry_after_and_an_honest_push_
     dev_free(&d);
 }
 
+/* ---- the body rate ------------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(limits, a_push_body_trickled_below_the_minimum_rate_gets_408_and_frees_its_upload_share)
+{
+    /* 500 ms, then 1 s per 2,000 bytes; the cap fits one 3 MiB upload. */
+    const size_t MiB = (size_t)1 << 20;
+    start_limited((cstack_server_config){.header_timeout_ms = 500,
+                                         .min_body_rate = 2000,
+                                         .max_body = 4 * MiB,
+                                         .max_upload_memory = 4 * MiB});
+    dev d = device(SCHEMA, "alice");
+    /* 1,000 bytes at once earn 0.5 s; then a byte every 100 ms, each
+     * well within MHD's idle timeout, earns 0.5 ms. */
+    double t0 = now_s();
+    int fd = start_upload(&d, 3 * MiB, 1000, 1);
+    char buf[2048] = "";
+    struct pollfd p = {fd, POLLIN, 0};
+    while (poll(&p, 1, 100) == 0 && now_s() - t0 < 10)
+        t_send_all(fd, "x", 1);
+    double took = now_s() - t0;
+    t_read_to_end(fd, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "the trickled body after %.1f s: %s", took,
+              buf);
+    cr_assert_not_null(strstr(buf, "\"code\":\"timeout\""), "%s", buf);
+    cr_assert_not_null(strstr(buf, "minimum rate"), "%s", buf);
+    cr_assert(took > 0.9 && took < 3.0, "cut after %.2f s (expected about 1 s)", took);
+    cr_expect_eq(metric("cstack_refused_total{limit=\"body_rate\"} "), 1);
+    /* Its share is given back: another 3 MiB upload fits and, sent at
+     * more than the rate, is merged (a changeset of junk: 400, not 503). */
+    close_all();
+    const size_t n = 3 * MiB;
+    char *body = calloc(1, n);
+    cr_assert_not_null(body);
+    char bh[160];
+    snprintf(bh, sizeof bh, "X-Cstack-Batch: %s:2", cstack_sync_site_id(d.db));
+    const char *h[] = {d.auth, d.schema, d.site, bh, NULL};
+    res r = {0};
+    for (int i = 0; i < 50; i++) {
+        res_free(&r);
+        r = http("POST", "/v1/push", h, body, n);
+        if (r.status != 503)
+            break;
+        usleep(100 * 1000);
+    }
+    free(body);
+    cr_assert_eq(r.status, 400, "a push after the cut: %ld %s", r.status, r.body ? r.body : "");
+    res_free(&r);
+    dev_free(&d);
+}
+
+Test(limits, a_slow_push_body_above_the_minimum_rate_is_received_whole)
+{
+    /* A 10 KB body at 4,000 bytes/s against a minimum of 2,000: 2.5 s,
+     * long past the 500 ms head start, and accepted. */
+    start_limited((cstack_server_config){.header_timeout_ms = 500, .min_body_rate = 2000});
+    dev d = device(SCHEMA, "alice");
+    char title[10001];
+    memset(title, 't', sizeof title - 1);
+    title[sizeof title - 1] = 0;
+    note(&d, "n1", "alice", title);
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(d.db, &tx), 0);
+    size_t len = 0;
+    const unsigned char *cs = cstack_upload_tx_changeset(tx, &len);
+    cr_assert_gt(len, 10000);
+    int fd = dial(NULL, 0);
+    char head[8192];
+    int hn = snprintf(head, sizeof head,
+                      "POST /v1/push HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n%s\r\n"
+                      "X-Cstack-Batch: %s:%" PRId64 "\r\nConnection: close\r\n"
+                      "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
+                      d.auth, d.schema, d.site, cstack_sync_site_id(d.db),
+                      cstack_upload_tx_version(tx), len);
+    t_send_all(fd, head, (size_t)hn);
+    double t0 = now_s();
+    const size_t step = 40; /* every 10 ms */
+    for (size_t off = 0; off < len; off += step) {
+        t_send_all(fd, cs + off, off + step <= len ? step : len - off);
+        usleep(10 * 1000);
+    }
+    char buf[4096] = "";
+    t_read_to_end(fd, buf, sizeof buf);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "the slow push: %s", buf);
+    cr_assert_gt(now_s() - t0, 2.0, "the body was not slow");
+    cstack_upload_tx_free(tx);
+    dev_free(&d);
+}
+
 Test(limits, a_connection_over_max_connections_reads_its_503_even_while_it_is_still_sending)
 {
     /* Two connections that have not sent their heads fill a limit of two;
@@ -423,7 +518,8 @@ Test(limits, cstack_serve_documents_every_limit_flag_and_refuses_a_bad_value)
     snprintf(cmd, sizeof cmd, "%s serve --help", CSTACK_CLI);
     cr_assert_eq(t_run(cmd, &out), 0);
     static const char *const FLAGS[] = {"--header-timeout S", "--max-per-address N",
-                                        "--max-upload-mib N", "--max-stream-mib N"};
+                                        "--max-upload-mib N", "--min-body-kib N",
+                                        "--max-stream-mib N"};
     for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++)
         cr_expect_not_null(strstr(out, FLAGS[i]), "%s not in:\n%s", FLAGS[i], out);
     free(out);

@@ -8,6 +8,12 @@
  *                     at every byte, so a client trickling a header byte now
  *                     and then would hold its slot and thread for ever; the
  *                     deadline does not move, whatever arrives.
+ *   body rate         a push body must arrive within header_timeout_ms of its
+ *                     headers, plus 1 s for every min_body_rate bytes that
+ *                     arrive (Apache's mod_reqtimeout "MinRate"): a client
+ *                     declaring a large Content-Length and trickling it
+ *                     holds its share of the upload memory for seconds, not
+ *                     for as long as each byte beats the idle timeout.
  *   per address       at most max_per_address connections from one client
  *                     address: the next one is answered 503 and closed at
  *                     once, so one host cannot take every slot.
@@ -39,6 +45,8 @@ struct cs_conn {
     int64_t deadline; /* monotonic ms by which headers must be in; 0: none */
     bool first;       /* the deadline is the first request's */
     bool answered;    /* refused and answered: no 408 at the deadline */
+    bool body;        /* the deadline is its body's (cs_guard_body_begin) */
+    uint64_t carry;   /* body bytes x 1000 not yet turned into deadline ms */
 };
 
 struct cs_guard {
@@ -149,6 +157,43 @@ void cs_guard_headers_in(cs_guard *g, cs_conn *c)
     pthread_mutex_unlock(&g->mu);
 }
 
+void cs_guard_body_begin(cs_guard *g, cs_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    c->deadline = cs_mono_ms() + g->srv->cfg.header_timeout_ms;
+    c->body = true;
+    c->carry = 0;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void cs_guard_body_bytes(cs_guard *g, cs_conn *c, size_t n)
+{
+    if (!c)
+        return;
+    uint64_t rate = g->srv->cfg.min_body_rate;
+    pthread_mutex_lock(&g->mu);
+    if (c->body && c->deadline) {
+        /* n is at most one read (MHD's buffer), so n x 1000 cannot wrap. */
+        c->carry += (uint64_t)n * 1000u;
+        c->deadline += (int64_t)(c->carry / rate);
+        c->carry %= rate;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void cs_guard_body_end(cs_guard *g, cs_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g->mu);
+    if (c->body)
+        c->deadline = 0;
+    c->body = false;
+    pthread_mutex_unlock(&g->mu);
+}
+
 void cs_guard_request_done(cs_guard *g, cs_conn *c)
 {
     if (!c)
@@ -202,13 +247,20 @@ static void expire_locked(cs_guard *g, int64_t now)
         if (!c->deadline || now < c->deadline)
             continue;
         char b;
-        if (!c->answered && (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
+        if (c->body && !c->answered) {
+            /* MHD is still reading the body: nothing of its answer is out. */
+            cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
+                          "the request body arrived slower than the server's minimum rate");
+            atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_BODY_RATE], 1);
+        } else if (!c->answered &&
+                   (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
             cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
                           "the request line and headers did not arrive in time");
             atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_HEADER_TIMEOUT], 1);
         }
         shutdown(c->fd, SHUT_RDWR);
         c->deadline = 0;
+        c->body = false;
     }
 }
 

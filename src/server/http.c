@@ -19,7 +19,8 @@
  * Limits.  Every connection is registered with the guard (guard.c) when MHD
  * takes it (its link, relay.c): the guard refuses an address past
  * max_per_address and closes a connection whose headers are not in by
- * header_timeout_ms.  A push takes its share of max_upload_memory before its
+ * header_timeout_ms, and a push whose body arrives slower than min_body_rate
+ * (after a first header_timeout_ms).  A push takes its share of max_upload_memory before its
  * body is buffered (all of its Content-Length at once: every head is checked
  * before MHD reads it, intake.c and relay.c, and one with a chunked or other
  * transfer coding, or a Content-Length over max_body, is refused there, so a
@@ -764,7 +765,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->keep_alive = keeps_alive(c, version);
         *con_cls = r;
         bool push = (r->route == CS_ROUTE_PUSH || r->pages) && strcmp(method, "POST") == 0;
-        return push ? dispatch(r, c) : MHD_YES;
+        if (!push)
+            return MHD_YES;
+        enum MHD_Result ok = dispatch(r, c);
+        if (ok == MHD_YES && !r->status && r->reserved)
+            cs_guard_body_begin(srv->guard, cs_link_conn(link));
+        return ok;
     }
     if (r->status) {
         /* Already answered (an early error): the rest of the body is dropped. */
@@ -777,9 +783,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    cs_conn *guarded = cs_link_conn(link_of(c));
     if (*upload_size) {
         /* The body is Content-Length bytes, at most max_body and reserved
          * in push_headers (chunked bodies never get here, see the top). */
+        cs_guard_body_bytes(r->srv->guard, guarded, *upload_size);
         if (!r->no_memory && cs_buf_append(&r->body, upload, *upload_size)) {
             r->no_memory = true;
             cs_buf_free(&r->body);
@@ -787,6 +795,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    cs_guard_body_end(r->srv->guard, guarded);
     return push ? do_push(r, c) : dispatch(r, c);
 }
 
@@ -959,6 +968,8 @@ static int configure(cstack_server *srv, const cstack_server_config *cfg)
         c->max_per_address = CSTACK_SERVER_DEFAULT_MAX_PER_ADDRESS;
     if (!c->max_upload_memory)
         c->max_upload_memory = CSTACK_SERVER_DEFAULT_MAX_UPLOAD_MEMORY;
+    if (!c->min_body_rate)
+        c->min_body_rate = CSTACK_SERVER_DEFAULT_MIN_BODY_RATE;
     if (!c->max_stream_memory)
         c->max_stream_memory = CSTACK_SERVER_DEFAULT_MAX_STREAM_MEMORY;
     if (!c->pull_page_rows)

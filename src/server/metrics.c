@@ -124,7 +124,8 @@ int cs_metrics_render(cstack_server *srv, cs_buf *b)
                              "the server, by limit.\n"
                              "# TYPE cstack_refused_total counter\n");
     static const char *const KINDS[CS_NREFUSE] = {"header_timeout", "per_address",
-                                                  "upload_memory", "stream_memory"};
+                                                  "upload_memory", "stream_memory",
+                                                  "body_rate"};
     for (int i = 0; i < CS_NREFUSE && !rc; i++)
         rc = cs_buf_printf(b, "cstack_refused_total{limit=\"%s\"} %lld\n", KINDS[i],
                            (long long)atomic_load(&m->refused[i]));

@@ -44,6 +44,7 @@ enum {
     CS_REFUSE_PER_ADDRESS,    /* too many connections from one address */
     CS_REFUSE_UPLOAD_MEMORY,  /* push bodies in flight at their cap */
     CS_REFUSE_STREAM_MEMORY,  /* stream queues at their cap: slowest closed */
+    CS_REFUSE_BODY_RATE,      /* a push body slower than min_body_rate */
     CS_NREFUSE
 };
 
@@ -119,6 +120,13 @@ cs_conn *cs_guard_open(cs_guard *g, int fd, const struct sockaddr *addr);
 void cs_guard_close(cs_guard *g, cs_conn *c);
 /* The request line and headers are in: no deadline while it is served. */
 void cs_guard_headers_in(cs_guard *g, cs_conn *c);
+/* A push body of Content-Length bytes is coming: it must be in by
+ * header_timeout_ms from now, plus 1 s per min_body_rate bytes received
+ * (cs_guard_body_bytes); past that it is answered 408 and shut down. */
+void cs_guard_body_begin(cs_guard *g, cs_conn *c);
+void cs_guard_body_bytes(cs_guard *g, cs_conn *c, size_t n);
+/* The body is in (or its request was answered): no deadline while served. */
+void cs_guard_body_end(cs_guard *g, cs_conn *c);
 /* Its response is complete: the next request's headers have a deadline. */
 void cs_guard_request_done(cs_guard *g, cs_conn *c);
 /* Its request was refused and answered outside MHD: it lingers (is read
