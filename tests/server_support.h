@@ -50,6 +50,9 @@ static char hash[65];
 static char logpath[512];
 static FILE *log_file;
 
+/* Sites one user may own on the next start_opts (0: the default). */
+static unsigned start_max_sites;
+
 static inline void start_opts(const char *schema_src, const char *db_name, size_t max_body)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -74,7 +77,8 @@ static inline void start_opts(const char *schema_src, const char *db_name, size_
                                 .log = log_file,
                                 .checkpoint_ms = 300,
                                 .keepalive_ms = 200,
-                                .drain_ms = 5000};
+                                .drain_ms = 5000,
+                                .max_sites_per_user = start_max_sites};
     char err[1024] = "";
     int rc = cstack_server_start(&cfg, &srv, err, sizeof err);
     cstack_schema_free(s);

@@ -272,6 +272,48 @@ Test(repair, a_row_the_server_does_not_have_for_this_user_is_dropped)
     stop();
 }
 
+Test(repair, a_device_whose_site_the_server_forgot_converges_at_its_next_sync)
+{
+    /* Two sites per user: a third device of alice's evicts the least
+     * recently seen, with the server's records of what it holds. */
+    start_max_sites = 2;
+    start_opts(SCHEMA, "evicted.db", 0);
+    start_max_sites = 0;
+    char path[512], path2[512], path3[512];
+    dev a = alice_with_data("evicted-a.db", path, sizeof path);
+    cstack_sync_status st;
+    dev b = file_device("evicted-b.db", "alice", path2, sizeof path2);
+    synced(&b, "alice's second device", &st);
+    cr_assert_eq(cstack_delete(b.db, "Note", DATA(FV("id", T("n1"))), NULL), 0, "%s",
+                 cstack_errmsg(b.db));
+    cr_assert_eq(cstack_update(b.db, "Tag", DATA(FV("id", T("t1"))), DATA(FV("label", T("green"))),
+                               NULL),
+                 0, "%s", cstack_errmsg(b.db));
+    synced(&b, "alice's second device", &st);
+    sleep(1); /* a's last_seen is the oldest */
+    dev c = file_device("evicted-c.db", "alice", path3, sizeof path3);
+    synced(&c, "alice's third device", &st);
+    /* The server no longer knows what a holds: it does not send a the
+     * deletion of n1 (a drop reveals a key only to a device recorded as
+     * holding it), so a's checksum differs and a repairs itself. */
+    synced(&a, "alice's forgotten device", &st);
+    cr_expect_eq(st.repaired_models, 1, "repaired %lld models (%s)", (long long)st.repaired_models,
+                 st.repaired_names);
+    cr_expect_str_eq(st.repaired_names, "Note");
+    cr_expect_eq(count(&a, "Note"), 2, "the deleted note is still on the forgotten device");
+    char *label = t_text_of(a.db, "Tag", "t1", "label");
+    cr_expect_str_eq(label, "green");
+    free(label);
+    uint64_t mine = 0, fresh = 0;
+    cr_assert_eq(cstack_sync_checksum(a.db, &mine), 0);
+    cr_assert_eq(cstack_sync_checksum(c.db, &fresh), 0);
+    cr_expect_eq(mine, fresh, "the forgotten device differs from a fresh one");
+    dev_free(&a);
+    dev_free(&b);
+    dev_free(&c);
+    stop();
+}
+
 Test(repair, a_session_sees_a_change_made_behind_its_back_and_repairs_it_while_streaming)
 {
     start_opts(SCHEMA, "session.db", 0);
