@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server_support.h"
@@ -96,6 +97,13 @@ static void expect_refusal(const char *req, size_t len, bool later, int status, 
     cr_expect(strncmp(ans, line, strlen(line)) == 0, "status line of: %s", ans);
     cr_expect(strcasestr(ans, "\r\nContent-Type: application/json\r\n") != NULL, "%s", ans);
     cr_expect(strcasestr(ans, "\r\nConnection: close\r\n") != NULL, "%s", ans);
+    /* RFC 9110 6.6.1: an origin server with a clock sends Date. */
+    const char *date = strcasestr(ans, "\r\nDate: ");
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    cr_expect(date && strptime(date + 8, "%a, %d %b %Y %H:%M:%S GMT", &tm) != NULL,
+              "no IMF-fixdate Date: %s", ans);
+    cr_expect(tm.tm_year + 1900 >= 2024, "Date: %.40s", date ? date : "");
     cr_expect(strcasestr(ans, "<html") == NULL, "an HTML page: %s", ans);
     const char *body = strstr(ans, "\r\n\r\n");
     cr_assert_not_null(body, "no body: %s", ans);

@@ -29,9 +29,11 @@
  * number reused by a later connection is never shut down by mistake.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <netinet/in.h>
 
 #include "server/server_int.h"
@@ -62,16 +64,31 @@ struct cs_guard {
 /* A whole response written straight to a socket MHD has not answered on:
  * the request line and headers are not complete (or not even begun), so
  * nothing of MHD's can interleave with it.  Best effort, never blocking. */
+/* The Date header's value (RFC 9110 IMF-fixdate) for now, whatever the
+ * process's locale. */
+static void http_date(char out[64])
+{
+    static const char DAYS[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char MONTHS[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, 64, "%s, %02d %s %04d %02d:%02d:%02d GMT", DAYS[tm.tm_wday % 7], tm.tm_mday,
+             MONTHS[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 void cs_raw_answer(int fd, int status, const char *reason, const char *extra, const char *code,
                    const char *message)
 {
-    char body[512], msg[1024];
+    char body[512], msg[1024], date[64];
+    http_date(date);
     int n = snprintf(body, sizeof body, "{\"status\":\"err\",\"code\":\"%s\",\"message\":\"%s\"}",
                      code, message);
     int k = snprintf(msg, sizeof msg,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "%sConnection: close\r\n\r\n%s",
-                     status, reason, n, extra, body);
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s",
+                     status, reason, date, n, extra, body);
     if (k > 0 && (size_t)k < sizeof msg)
         (void)send(fd, msg, (size_t)k, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
