@@ -21,8 +21,9 @@
  * more sent by the client) the completed callback hands the client's socket
  * back to MHD under MHD's descriptor number (dup3, in MHD's own thread, which
  * reads nothing meanwhile): a client that waits for each answer then costs
- * nothing more, its next heads being peeked at by intake.c; a stream is
- * handed back at its headers.  A peek that shows bytes past the request it
+ * nothing more, its next heads being peeked at by intake.c; a request
+ * without a body (a pull, a stream) is handed back already at its headers,
+ * so its answer is not copied.  A peek that shows bytes past the request it
  * checked, or a body still arriving when its headers are read, brings the
  * connection back through the relay the same way, while MHD's buffer holds
  * no unchecked byte.
@@ -34,7 +35,7 @@
  * requests answered before the connection closes.
  *
  * Cost.  A connection whose client waits for each answer (every client of
- * ours) is relayed for its first request only; a relayed request pays two
+ * ours) is relayed for its first request only (a bodiless one's head only); a relayed request pays two
  * thread hand-overs and copies, and a relayed connection 32 KiB of buffers.
  * Limits are unchanged: the guard's record is MHD's descriptor (the pair's
  * end while relayed), so the deadline, the per-address count and shedding
@@ -628,10 +629,13 @@ void cs_link_headers(cs_relay *rl, cs_link *l, bool body, bool endless)
     if (!l || l->cut)
         return;
     if (l->pipe) {
-        /* Nothing behind an endless answer is ever answered: it need not
-         * pay the relay (what MHD might read behind it is checked for at
-         * its completion). */
-        if (endless)
+        /* A request without a body, and nothing else in flight: its answer
+         * (a pull page of megabytes, or a stream's endless one) need not be
+         * copied through the relay.  What MHD might read behind it is
+         * checked for at its completion, as for any connection handed back;
+         * a request the client has already sent behind it keeps the relay
+         * (hand_back finds it queued). */
+        if (endless || !body)
             (void)hand_back(rl, l, 1);
         return;
     }
