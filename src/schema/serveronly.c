@@ -331,6 +331,11 @@ bool cs_parse_server_only(cs_parse *p)
     }
     if (cs_tok_is(kw, "mutation") && name->kind == T_IDENT)
         name++;
+    /* Vector and Geography fields need their extension declared (exttypes.c). */
+    if (ok && what && strcmp(what, "extension") == 0) {
+        p->has_pgvector = p->has_pgvector || cs_tok_is(name, "pgvector");
+        p->has_postgis = p->has_postgis || cs_tok_is(name, "postgis");
+    }
     if (!ok)
         recover(p);
     else if (what && name->kind == T_IDENT && !cs_tok_is(kw, "transport"))
