@@ -374,6 +374,8 @@ static void parse_state_free(cs_parse *p)
     free(p->pauth);
     cs_blocks_free(&p->mixins);
     cs_blocks_free(&p->types);
+    free(p->params);
+    free(p->params_optional);
 }
 
 /* Lexes, parses and validates into a new schema; the result code says

@@ -221,6 +221,11 @@ typedef struct cs_parse {
     /* `extension pgvector { }` / `extension postgis { }` were declared:
      * CrateStack requires them for Vector and Geography fields. */
     bool has_pgvector, has_postgis;
+    /* The type named by each @computed(params: T) (its name token, and
+     * whether `T?` was written), judged once every declaration is read. */
+    const cs_token **params;
+    bool *params_optional;
+    size_t nparams;
     bool limit_hit;      /* a size limit was reported */
     bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
     bool oom;
@@ -302,7 +307,8 @@ bool cs_parse_server_only(cs_parse *p);
  * `()` or `(params: Type)`; false after a syntax error. */
 bool cs_parse_computed_args(cs_parse *p);
 /* Rules that span declarations of skipped constructs (a procedure's @status
- * under `transport rpc`), checked once everything is parsed. */
+ * under `transport rpc`, the type @computed(params: T) names), checked once
+ * everything is parsed. */
 void cs_check_server_only(cs_parse *p);
 void cs_scan_blocks(cs_parse *p);
 /* The index of the block named like `t` in b, or -1. */
