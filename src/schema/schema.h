@@ -96,7 +96,8 @@ typedef struct cs_field {
     char *column;     /* @map("col") or the name */
     char *doc;        /* /// comment, or NULL */
     cs_scalar type;
-    char *type_name;  /* as written: "String", "Status", "Account" */
+    char *type_name;  /* as written: "String", "Status", "Account"; CrateStack's extension
+                       * types spelled canonically: "Vector(3)", "Geography(Point, 4326)" */
     int type_index;   /* enum or model index for CS_T_ENUM / CS_T_MODEL */
     bool optional;    /* Type? */
     bool list;        /* Type[]: a to-many relation, or a scalar list */
