@@ -540,3 +540,85 @@ Test(crate_server, a_pii_user_id_and_pii_key_stay_out_of_the_access_log_and_refu
     cr_expect(!strstr(log, "example.com"), "a @pii value reached the log:\n%s", log);
     free(log);
 }
+
+/* ---- Vector and Geography on pushed rows --------------------------------------- */
+
+/* The server's schema types the columns; the device's stores the same
+ * columns (a Float list, plain Bytes) without the shape, as a device that
+ * skips the checks would, and presents the server's schema hash. */
+static const char *SHAPED =
+    "auth U { id String }\nextension pgvector {\n}\nextension postgis {\n}\n"
+    "model P {\n  id Int @id\n  v Vector(3)\n"
+    "  g Geography(Point, 4326)?\n  @@allow('all', true)\n}\n";
+static const char *UNSHAPED = "auth U { id String }\n"
+                              "model P {\n  id Int @id\n  v Float[]\n  g Bytes?\n"
+                              "  @@allow('all', true)\n}\n";
+
+/* Pushes d's oldest transaction as if made with the server's schema: the
+ * changeset's header carries the schema hash at bytes 5..36 (changeset.c). */
+static res push_as_server_schema(dev *d)
+{
+    cstack_upload_tx *tx = NULL;
+    cr_assert_eq(cstack_upload_next(d->db, &tx), 0);
+    cr_assert_not_null(tx);
+    size_t len = 0;
+    const unsigned char *cs = cstack_upload_tx_changeset(tx, &len);
+    cr_assert_gt(len, 37);
+    unsigned char *forged = malloc(len);
+    cr_assert_not_null(forged);
+    memcpy(forged, cs, len);
+    for (size_t i = 0; i < 32; i++) {
+        unsigned int byte = 0;
+        cr_assert_eq(sscanf(hash + 2 * i, "%2x", &byte), 1);
+        forged[5 + i] = (unsigned char)byte;
+    }
+    char bh[160];
+    snprintf(bh, sizeof bh, "X-Cstack-Batch: %s:%" PRId64, cstack_sync_site_id(d->db),
+             cstack_upload_tx_version(tx));
+    const char *h[] = {d->auth, d->schema, d->site, bh, NULL};
+    res r = http("POST", "/v1/push", h, forged, len);
+    free(forged);
+    cstack_upload_tx_free(tx);
+    return r;
+}
+
+Test(crate_server, a_pushed_vector_or_geography_of_the_wrong_shape_is_refused_naming_the_field)
+{
+    start_opts(SHAPED, "shaped.db", 0);
+    /* POINT(1 2), SRID 4326, little-endian EWKB; then the same as a LineString code. */
+    static const unsigned char pt[] = {1, 1, 0,    0,    0x20, 0xe6, 0x10, 0, 0, 0, 0, 0,   0,
+                                       0, 0, 0xf0, 0x3f, 0,    0,    0,    0, 0, 0, 0, 0x40};
+    unsigned char line[sizeof pt];
+    memcpy(line, pt, sizeof pt);
+    line[1] = 2;
+    struct {
+        cstack_value v, g;
+        const char *words;
+    } bad[] = {
+        {cstack_v_text("[1, 2]"), cstack_v_null(), "field 'v' (Vector(3)) has 2 elements, not 3"},
+        {cstack_v_text("[1, 2, 3]"), cstack_v_blob(line, sizeof line),
+         "field 'g' breaks Geography(Point, 4326): the value"},
+    };
+    dev ok = device(UNSHAPED, "u1");
+    cstack_field_value good[] = {{"id", cstack_v_int(1)},
+                                 {"v", cstack_v_text("[1, 2, 3]")},
+                                 {"g", cstack_v_blob(pt, sizeof pt)}};
+    create(&ok, "P", good, 3);
+    res first = push_as_server_schema(&ok);
+    cr_assert_eq(first.status, 200, "a row of the right shape: %ld %s", first.status,
+                 first.body ? first.body : "");
+    res_free(&first);
+    int64_t before = server_version();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dev d = device(UNSHAPED, "u1");
+        cstack_field_value f[] = {
+            {"id", cstack_v_int(10 + (int64_t)i)}, {"v", bad[i].v}, {"g", bad[i].g}};
+        create(&d, "P", f, 3);
+        res r = push_as_server_schema(&d);
+        assert_err(&r, 400, "validation", bad[i].words, i ? "g" : "v");
+        res_free(&r);
+        dev_free(&d);
+    }
+    cr_expect_eq(server_version(), before, "no refused batch changed the server");
+    dev_free(&ok);
+}

@@ -206,8 +206,9 @@ static int list_filter(env *e, const cs_model *m, const cs_field *f, const op_de
     if (!f->list || f->type != CS_T_JSON)
         return env_fail(e, CSTACK_EINVAL, "%s needs a list field; %s.%s is not one", op->name,
                         m->name, f->name);
+    cs_field any_len;
     if (op->op != CSTACK_OP_HAS)
-        return cmp_filter(e, f, op->op, j, 0, out);
+        return cmp_filter(e, cs_list_filter_field(f, &any_len), op->op, j, 0, out);
     cstack_value v;
     int64_t i;
     if (jr_is(j, JR_STRING))

@@ -572,12 +572,78 @@ void cs_model_attrs_done(cs_parse *p, const cs_model *m, const cs_pmodel *pm)
                 "wire; CrateStack refuses the two together",
                 m->name, pm->internal_read_pos.line);
 }
+/* CrateStack's `@@index([...], using: METHOD, opclass: "ops")`: PostgreSQL's
+ * index methods.  SQLite has only b-trees: `btree` and `hash` (equality,
+ * which a b-tree serves) make the ordinary index; the methods for operators
+ * SQLite lacks (GiST, GIN, BRIN, SP-GiST, pgvector's ivfflat and hnsw) make
+ * none, with a warning, since a b-tree over such a column would only slow
+ * writes.  An operator class is PostgreSQL's and is ignored with a warning.
+ * Returns the arguments left for the field list (1), or 0 when diagnosed. */
+static size_t index_method(actx *c, const pargs *a, bool *skip)
+{
+    static const char *const kept[] = {"btree", "hash"};
+    static const char *const skipped[] = {"gist", "gin", "brin", "spgist", "ivfflat", "hnsw"};
+    const parg *method = NULL, *opclass = NULL;
+    for (size_t i = 1; i < a->n; i++) {
+        const parg *g = &a->v[i];
+        bool is_using = g->name && cs_tok_is(g->name, "using");
+        if ((!is_using && !(g->name && cs_tok_is(g->name, "opclass"))) ||
+            (is_using ? method : opclass)) {
+            cs_diag(c->p->diags, g->pos,
+                    "%s takes a field list, then using: and opclass:", c->attr);
+            return 0;
+        }
+        *(is_using ? &method : &opclass) = g;
+    }
+    if (opclass && (opclass->kind != V_LIT || opclass->tok->kind != T_STRING)) {
+        cs_diag(c->p->diags, opclass->pos, "%s: opclass: expects a quoted string", c->attr);
+        return 0;
+    }
+    if (!method) {
+        if (opclass)
+            cs_diag(c->p->diags, opclass->pos, "%s: opclass: needs using: before it", c->attr);
+        return opclass ? 0 : 1;
+    }
+    const cs_token *t = method->kind == V_LIT ? method->tok : NULL;
+    for (size_t k = 0; t && t->kind == T_IDENT && k < 2 + 6; k++) {
+        const char *name = k < 2 ? kept[k] : skipped[k - 2];
+        if (!cs_tok_is(t, name))
+            continue;
+        *skip = k >= 2;
+        if (*skip)
+            cs_warn(c->p->diags, method->pos,
+                    "%s(using: %s) on %s is ignored by the embedded runtime (SQLite has no %s "
+                    "index)",
+                    c->attr, name, c->owner, name);
+        else if (opclass)
+            cs_warn(c->p->diags, opclass->pos,
+                    "%s opclass: on %s is ignored by the embedded runtime (a PostgreSQL "
+                    "operator class)",
+                    c->attr, c->owner);
+        return 1;
+    }
+    cs_diag(c->p->diags, method->pos,
+            "%s: using: takes an index method: btree, hash, gist, gin, brin, spgist, ivfflat or "
+            "hnsw (unquoted)",
+            c->attr);
+    return 0;
+}
+
 static void attr_set(actx *c, const pargs *a, cs_pmodel *pm, cs_set_kind kind)
 {
-    const parg *g = one_arg(c, a, "fields");
+    bool skip = false;
+    pargs first = *a;
+    if (kind == CS_SET_INDEX && a->n > 1 && a->v[1].name) {
+        first.n = index_method(c, a, &skip);
+        if (!first.n)
+            return;
+    }
+    const parg *g = one_arg(c, &first, "fields");
     if (!g)
         return;
     cs_pset *s = add_set(c->p, pm, kind, c->pos);
+    if (s)
+        s->skip = skip;
     if (s && !want_names(c, g, &s->names)) {
         cs_names_free(&s->names);
         pm->nsets--; /* forget the failed set */

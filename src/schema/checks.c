@@ -268,7 +268,7 @@ static void int_range(const cs_checks *k, int64_t x, char *rule, size_t n)
 int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t errlen)
 {
     const cs_checks *k = &f->checks;
-    char rule[120] = "";
+    char rule[240] = "";
     if (v->type == CSTACK_NULL)
         return 0;
     bool text = v->type == CSTACK_TEXT;
@@ -280,6 +280,10 @@ int cs_field_check(const cs_field *f, const cstack_value *v, char *err, size_t e
             fmt_bounds(rule, sizeof rule, "@length", k->len_min >= 0, (double)k->len_min,
                        k->len_max >= 0, (double)k->len_max);
     }
+    char why[120];
+    if (k->geo && v->type == CSTACK_BLOB &&
+        cs_geo_check(k, (const unsigned char *)v->u.s.p, v->u.s.n, why, sizeof why))
+        snprintf(rule, sizeof rule, "%s: the value %s", f->type_name, why);
     if (!rule[0] && k->email && text && !is_email(s, n))
         snprintf(rule, sizeof rule, "@email");
     if (!rule[0] && k->iso4217 && text && !is_currency(s, n))

@@ -214,6 +214,8 @@ void cs_validate_keys(cs_parse *p, size_t mi)
             continue;
         if (set->kind == CS_SET_ID)
             set_composite_pk(p, m, set, idx);
+        else if (set->skip)
+            free(idx); /* a PostgreSQL-only index method (attrs.c): names checked, no index */
         else
             add_index(p, m, set, idx);
     }

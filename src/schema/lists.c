@@ -6,10 +6,15 @@
  * every layer that already stores, syncs, merges and generates code for
  * Json fields handles lists unchanged (a list merges as one value, last
  * writer wins, like any column), and SQLite's json_each() serves the
- * has / hasSome / hasEvery filters (src/store/render.c).
+ * has / hasSome / hasEvery filters (src/store/render.c).  CrateStack's
+ * Vector(n) is a Float list of exactly n elements within float32 range
+ * (exttypes.c).
  */
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema/schema_int.h"
@@ -35,6 +40,19 @@ static int bytes_element(const jr_val *v, size_t i, cs_buf *b, char *err, size_t
     return rc;
 }
 
+/* A Vector's element: pgvector stores float32, so a finite JSON number
+ * beyond its range would be refused by the server's database.  1 when it
+ * fits, 0 when not, -1 out of memory. */
+static int float32_fits(const jr_val *v)
+{
+    char *z = cs_strndup(jr_str(v), jr_len(v));
+    if (!z)
+        return -1;
+    double x = strtod(z, NULL);
+    free(z);
+    return isfinite(x) && fabs(x) <= FLT_MAX;
+}
+
 static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, size_t i,
                    cs_buf *b, char *err, size_t errlen)
 {
@@ -45,10 +63,19 @@ static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, s
         if (!jr_int64(v, &x))
             break;
         return cs_buf_printf(b, "%" PRId64, x) ? CSTACK_ENOMEM : 0;
-    case CS_T_FLOAT:
+    case CS_T_FLOAT: {
         if (!jr_is(v, JR_NUMBER))
             break;
+        int fits = f->vec_dim ? float32_fits(v) : 1;
+        if (fits < 0)
+            return CSTACK_ENOMEM;
+        if (!fits) {
+            snprintf(err, errlen, "field '%s' (%s): element %zu is outside the 32-bit float range",
+                     f->name, f->type_name, i);
+            return CSTACK_EVALIDATION;
+        }
         return cs_buf_append(b, jr_str(v), jr_len(v)) ? CSTACK_ENOMEM : 0;
+    }
     case CS_T_BOOLEAN:
         if (!jr_is(v, JR_TRUE) && !jr_is(v, JR_FALSE))
             break;
@@ -77,8 +104,12 @@ static int element(const cstack_schema *s, const cs_field *f, const jr_val *v, s
         return rc;
     }
     }
-    snprintf(err, errlen, "element %zu is not %s %s", i,
-             t == CS_T_INT || t == CS_T_ENUM ? "an" : "a", f->type_name);
+    if (f->vec_dim)
+        snprintf(err, errlen, "field '%s' (%s): element %zu is not a number", f->name,
+                 f->type_name, i);
+    else
+        snprintf(err, errlen, "element %zu is not %s %s", i,
+                 t == CS_T_INT || t == CS_T_ENUM ? "an" : "a", f->type_name);
     return CSTACK_EVALIDATION;
 }
 
@@ -87,16 +118,29 @@ int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value 
 {
     cstack_value json;
     int rc = cs_value_canon(CS_T_JSON, NULL, in, scratch, &json, err, errlen);
-    if (rc)
+    if (rc || json.type == CSTACK_NULL) { /* an optional Vector's null */
+        *out = json;
         return rc;
+    }
     jr_limits lim = {2, MAX_LIST_VALUES};
     jr_doc doc = {0};
     jr_error je;
     if (jr_parse(json.u.s.p, json.u.s.n, &lim, NULL, 0, &doc, &je) != JR_OK ||
         !jr_is(&doc.vals[0], JR_ARRAY)) {
         jr_doc_free(&doc);
-        snprintf(err, errlen, "a %s[] list is a JSON array of %s values (at most %d)",
-                 f->type_name, f->type_name, MAX_LIST_VALUES);
+        if (f->vec_dim)
+            snprintf(err, errlen, "field '%s' (%s) is a JSON array of %d numbers", f->name,
+                     f->type_name, f->vec_dim);
+        else
+            snprintf(err, errlen, "a %s[] list is a JSON array of %s values (at most %d)",
+                     f->type_name, f->type_name, MAX_LIST_VALUES);
+        return CSTACK_EVALIDATION;
+    }
+    size_t count = jr_size(&doc.vals[0]);
+    if (f->vec_dim && count != (size_t)f->vec_dim) {
+        jr_doc_free(&doc);
+        snprintf(err, errlen, "field '%s' (%s) has %zu elements, not %d", f->name, f->type_name,
+                 count, f->vec_dim);
         return CSTACK_EVALIDATION;
     }
     cs_buf b = CS_BUF_INIT;
@@ -119,4 +163,13 @@ int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value 
     }
     cs_buf_free(&b);
     return rc;
+}
+
+const cs_field *cs_list_filter_field(const cs_field *f, cs_field *tmp)
+{
+    if (!f->vec_dim)
+        return f;
+    *tmp = *f;
+    tmp->vec_dim = 0;
+    return tmp;
 }

@@ -165,18 +165,10 @@ bool cs_parse_field(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, 
     /* CrateStack's BigInt is a 64-bit integer, which is what Int already is
      * here (SQLite INTEGER, int64_t in the C API): the field is an Int. */
     f->type_name = cs_tok_is(tt, CS_BIGINT) ? cs_xstrdup(p, "Int") : cs_tok_strdup(p, tt);
-    /* `Vector(3)`, `Geography(Point, 4326)`: read so that the refusal of
-     * the extension type (validate.c) is the one error. */
-    bool ext = cs_tok_is(tt, "Vector") || cs_tok_is(tt, "Geography") || cs_tok_is(tt, "Geometry");
-    if (ext && cs_accept(p, T_LPAREN)) {
-        while (cs_peek(p)->kind == T_IDENT || cs_peek(p)->kind == T_NUMBER ||
-               cs_peek(p)->kind == T_COMMA)
-            cs_next(p);
-        if (!cs_accept(p, T_RPAREN)) {
-            cs_err_expected(p, "')' after the type's arguments");
-            return false;
-        }
-    }
+    /* `Vector(3)`, `Geography(Point, 4326)`: the arguments are judged once
+     * the whole file is read (exttypes.c). */
+    if (f->type_name && cs_ext_type_name(f->type_name) && !cs_parse_ext_args(p, pf))
+        return false;
     if (cs_accept(p, T_LBRACK)) {
         if (!cs_accept(p, T_RBRACK)) {
             cs_err_expected(p, "']'");

@@ -255,7 +255,7 @@ static int canon_field(cs_buf *b, const cstack_schema *s, const cs_model *m, con
 {
     static const char *const fn[] = {"", "", "uuid()", "cuid()", "now()", "autoincrement()"};
     int rc = cs_buf_printf(b, "  %s %s%s", f->name, f->type_name,
-                           f->list       ? "[]"
+                           f->list && !f->vec_dim ? "[]"
                            : f->optional ? "?"
                                          : "");
     if (rc == 0 && f->is_id && m->npk == 1)
@@ -374,6 +374,8 @@ static void parse_state_free(cs_parse *p)
     free(p->pauth);
     cs_blocks_free(&p->mixins);
     cs_blocks_free(&p->types);
+    free(p->params);
+    free(p->params_optional);
 }
 
 /* Lexes, parses and validates into a new schema; the result code says

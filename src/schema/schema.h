@@ -82,6 +82,13 @@ typedef struct cs_checks {
     char *regex;            /* @regex("ERE"): the pattern, or NULL */
     void *re;               /* its compiled regex_t (POSIX extended) */
     bool iso4217;           /* @iso4217: three upper-case letters of a currency code */
+    /* CrateStack's Geography / Geometry(Subtype, SRID): the value (Bytes) is
+     * the EWKB of one geometry of that shape (exttypes.c). */
+    bool geo;
+    bool geo_geography;     /* Geography (a missing SRID reads as 4326), not Geometry */
+    unsigned char geo_kind; /* WKB type code 1..7; 0: any */
+    signed char geo_dims;   /* 0 XY, 1 XYZ, 2 XYM, 3 XYZM; -1: any */
+    int geo_srid;           /* 0: not given */
 } cs_checks;
 
 typedef struct cs_field {
@@ -89,7 +96,8 @@ typedef struct cs_field {
     char *column;     /* @map("col") or the name */
     char *doc;        /* /// comment, or NULL */
     cs_scalar type;
-    char *type_name;  /* as written: "String", "Status", "Account" */
+    char *type_name;  /* as written: "String", "Status", "Account"; CrateStack's extension
+                       * types spelled canonically: "Vector(3)", "Geography(Point, 4326)" */
     int type_index;   /* enum or model index for CS_T_ENUM / CS_T_MODEL */
     bool optional;    /* Type? */
     bool list;        /* Type[]: a to-many relation, or a scalar list */
@@ -98,6 +106,10 @@ typedef struct cs_field {
      * the enum of an enum list.  CS_T_JSON otherwise. */
     cs_scalar elem;
     int elem_index;
+    /* CrateStack's Vector(n): a Float list whose every value has exactly
+     * vec_dim elements, each within float32 range (exttypes.c); 0 on any
+     * other field. */
+    int vec_dim;
     bool is_id;       /* @id */
     bool is_unique;   /* @unique */
     bool updated_at;  /* @updatedAt */
@@ -285,6 +297,11 @@ int cs_field_canon(const cstack_schema *s, const cs_field *f, const cstack_value
  * valid canonical values of the element type; canonical output is compact. */
 int cs_list_canon(const cstack_schema *s, const cs_field *f, const cstack_value *in,
                   cs_buf *scratch, cstack_value *out, char *err, size_t errlen);
+
+/* The list field f as the has / hasSome / hasEvery filters read it: the
+ * same list, but of any length (a Vector's filter lists are not vectors).
+ * Returns f, or tmp made a shallow copy of f (valid as long as f). */
+const cs_field *cs_list_filter_field(const cs_field *f, cs_field *tmp);
 
 /* The field's validators on a canonical value (checks.c).  0, or
  * CSTACK_EVALIDATION with `err` naming the field and the rule broken (the

@@ -140,6 +140,11 @@ typedef struct cs_pfield {
     bool from_mixin; /* copied in by @use: a model field of the same name overrides it */
     cs_pos computed_pos; /* CrateStack's @computed: the field is dropped (parser.c) */
     cs_pos enforce_pos;  /* CrateStack's @db_enforce: needs a validator on the field */
+    /* CrateStack's Vector(n) / Geography(...) / Geometry(...): the type's
+     * arguments as written (borrowed tokens; exttypes.c reads them). */
+    bool ext_args; /* parentheses were written */
+    size_t ext_n;
+    const cs_token *ext_arg[3];
 } cs_pfield;
 
 typedef enum cs_set_kind {
@@ -153,6 +158,7 @@ typedef struct cs_pset {
     cs_set_kind kind;
     cs_names names;
     cs_pos pos;
+    bool skip; /* @@index(using: gist...): its fields are checked, no index is made */
 } cs_pset;
 
 typedef struct cs_pmodel {
@@ -212,6 +218,14 @@ typedef struct cs_parse {
     /* `transport rpc` and the first procedure @status: CrateStack refuses a
      * REST status code under the RPC transport (serveronly.c). */
     cs_pos rpc_pos, status_pos;
+    /* `extension pgvector { }` / `extension postgis { }` were declared:
+     * CrateStack requires them for Vector and Geography fields. */
+    bool has_pgvector, has_postgis;
+    /* The type named by each @computed(params: T) (its name token, and
+     * whether `T?` was written), judged once every declaration is read. */
+    const cs_token **params;
+    bool *params_optional;
+    size_t nparams;
     bool limit_hit;      /* a size limit was reported */
     bool too_big;        /* CS_MAX_TOKENS exceeded: nothing was parsed */
     bool oom;
@@ -293,7 +307,8 @@ bool cs_parse_server_only(cs_parse *p);
  * `()` or `(params: Type)`; false after a syntax error. */
 bool cs_parse_computed_args(cs_parse *p);
 /* Rules that span declarations of skipped constructs (a procedure's @status
- * under `transport rpc`), checked once everything is parsed. */
+ * under `transport rpc`, the type @computed(params: T) names), checked once
+ * everything is parsed. */
 void cs_check_server_only(cs_parse *p);
 void cs_scan_blocks(cs_parse *p);
 /* The index of the block named like `t` in b, or -1. */
@@ -302,6 +317,19 @@ int cs_block_find_name(const cs_blocks *b, const char *name);
 void cs_warn_unused_types(cs_parse *p);
 void cs_blocks_free(cs_blocks *b);
 bool cs_is_extra_keyword(const cs_token *t);
+
+/* exttypes.c: CrateStack's column types from PostgreSQL extensions.
+ * cs_ext_type_name: whether `name` is one (Vector, Geography, Geometry).
+ * cs_parse_ext_args reads `(args)` after such a type into pf (false after a
+ * syntax error).  cs_ext_resolve gives field f its semantics once the whole
+ * file is read (Vector(n): a Float list of n elements; Geography/Geometry:
+ * Bytes holding EWKB of the declared shape), or diagnoses it.
+ * cs_geo_check checks one EWKB value: NULL, or why it does not fit. */
+bool cs_ext_type_name(const char *name);
+bool cs_parse_ext_args(cs_parse *p, cs_pfield *pf);
+void cs_ext_resolve(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, bool auth);
+const char *cs_geo_check(const cs_checks *k, const unsigned char *b, size_t n, char *why,
+                         size_t whylen);
 
 /* Generic attribute arguments as parsed (attrs.c).
  * Items of lists and calls are literal tokens (no nesting). */

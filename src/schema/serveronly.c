@@ -182,17 +182,80 @@ bool cs_parse_computed_args(cs_parse *p)
         cs_err_expected(p, "':' after 'params'");
         return false;
     }
+    const cs_token *name = cs_peek(p);
     if (!type_ref(p))
         return false;
+    bool optional = p->toks[p->cur - 1].kind == T_QUEST;
     if (!cs_accept(p, T_RPAREN)) {
         cs_err_expected(p, "')' to close @computed");
         return false;
     }
+    /* A mixin's fields are parsed once per model that uses it. */
+    for (size_t i = 0; i < p->nparams; i++)
+        if (p->params[i] == name)
+            return true;
+    const cs_token **n = cs_push(p, &p->params, p->nparams, sizeof *n);
+    bool *o = n ? cs_push(p, &p->params_optional, p->nparams, sizeof *o) : NULL;
+    if (o) {
+        n[0] = name;
+        o[0] = optional;
+        p->nparams++;
+    }
     return true;
+}
+
+/* Whether the body of type block ti has a @computed member. */
+static bool type_has_computed(const cs_parse *p, size_t ti)
+{
+    int depth = 0;
+    for (size_t i = p->types.body[ti]; i + 1 < p->ntoks; i++) {
+        const cs_token *t = &p->toks[i];
+        if (t->kind == T_LBRACE)
+            depth++;
+        else if (t->kind == T_RBRACE && depth-- == 0)
+            return false;
+        else if (t->kind == T_AT && cs_tok_is(t + 1, "computed"))
+            return true;
+    }
+    return false;
+}
+
+/* CrateStack's rules on @computed(params: T): T is a `type` block declared
+ * in the schema, without @computed members of its own, and written `T?`
+ * (its parameters are optional in every request). */
+static void check_computed_params(cs_parse *p)
+{
+    for (size_t i = 0; i < p->nparams; i++) {
+        const cs_token *t = p->params[i];
+        int len = t->len > 60 ? 60 : (int)t->len;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", len, t->start);
+        int ti = cs_block_find(&p->types, t);
+        const char *is = cs_scalar_find(name) >= 0 || strcmp(name, CS_BIGINT) == 0 ? "a scalar"
+                         : cs_enum_find(p->s, name) >= 0                          ? "an enum"
+                         : cs_model_find(p->s, name) >= 0                         ? "a model"
+                                                                                  : NULL;
+        if (is)
+            cs_diag(p->diags, t->pos,
+                    "@computed(params: %s): '%s' is %s, not a declared `type` block", name, name,
+                    is);
+        else if (ti < 0)
+            cs_diag(p->diags, t->pos,
+                    "@computed(params: %s): no type '%s' is declared in this schema", name, name);
+        else if (type_has_computed(p, (size_t)ti))
+            cs_diag(p->diags, t->pos,
+                    "@computed(params: %s): type '%s' has @computed members itself", name, name);
+        else if (!p->params_optional[i])
+            cs_diag(p->diags, t->pos,
+                    "@computed(params: %s): CrateStack takes optional parameters only; write "
+                    "'%s?'",
+                    name, name);
+    }
 }
 
 void cs_check_server_only(cs_parse *p)
 {
+    check_computed_params(p);
     if (p->rpc_pos.line && p->status_pos.line)
         cs_diag(p->diags, p->status_pos,
                 "@status sets a REST response code; CrateStack refuses it under `transport rpc` "
@@ -331,6 +394,11 @@ bool cs_parse_server_only(cs_parse *p)
     }
     if (cs_tok_is(kw, "mutation") && name->kind == T_IDENT)
         name++;
+    /* Vector and Geography fields need their extension declared (exttypes.c). */
+    if (ok && what && strcmp(what, "extension") == 0) {
+        p->has_pgvector = p->has_pgvector || cs_tok_is(name, "pgvector");
+        p->has_postgis = p->has_postgis || cs_tok_is(name, "postgis");
+    }
     if (!ok)
         recover(p);
     else if (what && name->kind == T_IDENT && !cs_tok_is(kw, "transport"))

@@ -120,16 +120,6 @@ static void check_names(cs_parse *p)
 }
 
 
-/* CrateStack's column types that only a PostgreSQL extension provides:
- * the extension's name, or NULL. */
-static const char *pg_extension_type(const char *type)
-{
-    if (strcmp(type, "Vector") == 0)
-        return "pgvector";
-    if (strcmp(type, "Geography") == 0 || strcmp(type, "Geometry") == 0)
-        return "postgis";
-    return NULL;
-}
 /* ---- 2. types ---------------------------------------------------------- */
 
 static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield *pf, bool auth)
@@ -174,14 +164,8 @@ static void resolve_type(cs_parse *p, const char *owner, cs_field *f, cs_pfield 
                 owner, f->name, f->type_name);
         pf->bad_type = true;
         return;
-    } else if (pg_extension_type(f->type_name)) {
-        /* Refused rather than skipped: the field holds data the server
-         * stores, so a local row without it could not sync. */
-        cs_diag(p->diags, pf->type_pos,
-                "field '%s.%s' has type '%s' from the PostgreSQL extension '%s'; the embedded "
-                "runtime has no such column type",
-                owner, f->name, f->type_name, pg_extension_type(f->type_name));
-        pf->bad_type = true;
+    } else if (cs_ext_type_name(f->type_name)) {
+        cs_ext_resolve(p, owner, f, pf, auth); /* a list already, for a Vector */
         return;
     } else {
         cs_diag(p->diags, pf->type_pos, "unknown type '%s' for field '%s.%s'", f->type_name, owner,

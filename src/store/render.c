@@ -309,6 +309,8 @@ static int render_list_op(cs_sqlb *q, const cstack_schema *s, const cs_model *m,
     if (!f->list || f->type != CS_T_JSON)
         return cs_err(CSTACK_EINVAL, "%s.%s: has, hasSome and hasEvery need a list field",
                       m->name, f->name);
+    cs_field any_len;
+    f = cs_list_filter_field(f, &any_len);
     cstack_value v = flt->vals[0];
     cs_buf one = CS_BUF_INIT;
     if (flt->op == CSTACK_OP_HAS) {

@@ -63,6 +63,7 @@ int cs_apply_check_value(apply_ctx *a, const cs_model *m, int field, const cs_cs
     cstack_value cv = v->type == SQLITE_INTEGER ? cstack_v_int(v->i)
                       : v->type == SQLITE_FLOAT ? cstack_v_float(v->f)
                       : v->type == SQLITE_TEXT  ? cstack_v_textn((const char *)v->p, v->n)
+                      : v->type == SQLITE_BLOB  ? cstack_v_blob(v->p, v->n)
                                                 : cstack_v_null();
     char err[256];
     if (cs_field_check(f, &cv, err, sizeof err))
