@@ -28,7 +28,9 @@
  * Pulls.  cs_changes_export_filtered decides per row (store_sqlite_pull.c).  Each
  * pull call reads one read snapshot, so that its changesets, cursors and
  * checksums all describe one version without holding the write lock; what
- * it must record is written after, in a short write scope.
+ * it must record is held in memory and written by the next write scope
+ * (store_sqlite_notes.c), which is why every write scope here begins with
+ * cs_srv_notes_drain and ends with cs_srv_scope_end.
  *
  * Tables (beside the schema's own and the sync engine's):
  *   _cstack_srv_batches(sub, batch, at)            applied batches per user

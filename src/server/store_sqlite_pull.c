@@ -24,6 +24,15 @@
  *    until then the record is treated as possibly lost (so a lost response
  *    never leaves a row undelivered or undropped).
  *
+ *  - What a pull records (its notes, a sighting) is held in memory with the
+ *    store's notes (store_sqlite_notes.c) and written at once when the
+ *    write lock is free; when a push holds it, the pull answers without
+ *    waiting and the notes are written after the push commits.  Lookups
+ *    read the held notes before the table (sent_lookup).  Only a new
+ *    site's binding, a version to make durable, notes past the bound, and
+ *    the PostgreSQL store's copy make a pull wait for the write lock, and
+ *    write in its own scope (pull_write).
+ *
  *  - Pages: an answer stops after pull_page_rows rows or pull_page_bytes
  *    bytes and says where the next page starts (cs_srv_pos, cursor.c); the
  *    pages of one answer share its `since`.  A device is not sent back what
