@@ -363,6 +363,13 @@ bool cs_srv_notes_get(cs_srv_notes *n, const cs_srv_notes_reader *r, const unsig
 
 /* ---- writing them ---------------------------------------------------------------- */
 
+/* Writes one note, or raises a site's last_seen.  The records of rows a
+ * device was told to forget stay (present = 0): without them a row coming
+ * back would look like one the device may hold from its own writes, and
+ * echo suppression would leave out the columns it wrote.  A push that
+ * committed since the pull's snapshot changes nothing here: the note
+ * describes the state at its version (`at`), and the push's rows are past
+ * it. */
 static int write_note(cs_srv_store *st, cs_conn *c, const note *e, int present, int64_t at)
 {
     static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent(site, model, pk, present, at)"

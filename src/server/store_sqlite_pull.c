@@ -323,8 +323,7 @@ static int project_body(cs_srv_store *st, const cs_srv_pull *req, cs_srv_pull_re
 }
 
 /* A page examines at most this many times its row bound, sent or not, so
- * that a page of rows the device must not get (or already has) still ends
- * and releases the write lock. */
+ * that a page of rows the device must not get (or already has) still ends. */
 #define EXAMINE_PER_ROW 8
 
 /* What is left after a page: the count the previous page carried, less what
