@@ -126,8 +126,9 @@ static void *release_main(void *arg)
     return NULL;
 }
 
-Test(notes,
-     a_pull_that_sends_rows_is_answered_while_a_push_holds_the_write_lock_and_its_notes_decide_later_pulls)
+Test(
+    notes,
+    a_pull_that_sends_rows_is_answered_while_a_push_holds_the_write_lock_and_its_notes_decide_later_pulls)
 {
     start_opts(SCHEMA, "notes.db", 0);
     dev alice1 = device(SCHEMA, "alice"), alice2 = device(SCHEMA, "alice");
@@ -144,7 +145,7 @@ Test(notes,
     doc(&alice1, "d4", "t1");
     doc(&alice1, "d5", "t1");
     push_all(&alice1);
-    pull_rows(&bob); /* bob's next pull sends nothing */
+    pull_rows(&bob);         /* bob's next pull sends nothing */
     doc(&carol, "c1", "t9"); /* nobody else may read it */
 
     /* Another program holds the database's write lock; carol's push takes
@@ -172,7 +173,8 @@ Test(notes,
     pthread_join(release, NULL);
     pthread_join(pusher, NULL);
     sqlite3_close(h.db);
-    fprintf(stderr, "pulls while a push waits for the write lock: %lld ms (3 rows), %lld ms (none)\n",
+    fprintf(stderr,
+            "pulls while a push waits for the write lock: %lld ms (3 rows), %lld ms (none)\n",
             (long long)took_rows, (long long)took_none);
     cr_assert(waiting && answered < HOLD_MS, "the pulls were answered only after the push");
     cr_assert_eq(sent, 3, "the pull sent %lld rows, not d3-d5", (long long)sent);
@@ -231,9 +233,8 @@ static void store_open(fixture *f, size_t notes_max)
 /* The writing device creates note `id` and pushes it to the store. */
 static void push_note(fixture *f, const char *id)
 {
-    cstack_field_value v[] = {{"id", cstack_v_text(id)},
-                              {"ownerId", cstack_v_text("u1")},
-                              {"title", cstack_v_text("t")}};
+    cstack_field_value v[] = {
+        {"id", cstack_v_text(id)}, {"ownerId", cstack_v_text("u1")}, {"title", cstack_v_text("t")}};
     cstack_data data = {v, 3};
     cr_assert_eq(cstack_create(f->dev, "Note", &data, NULL), 0, "%s", cstack_errmsg(f->dev));
     cstack_upload_tx *tx = NULL;
@@ -382,5 +383,74 @@ Test(notes, a_pull_whose_notes_pass_the_bound_waits_for_the_write_lock_and_write
     cr_assert_geq(took, 250, "the pull did not wait (%lld ms)", (long long)took);
     cr_assert_eq(records(&f), 1, "the pull that waited did not write its note");
     pthread_join(th, NULL);
+    teardown(&f);
+}
+
+/* The version of a snapshot, its first read (cs_srv_notes_enter). */
+typedef struct snap {
+    fixture *f;
+    cs_conn *c;
+} snap;
+
+static int snap_read(void *ctx)
+{
+    snap *s = ctx;
+    int64_t v = 0;
+    return cs_export_snapshot_version(s->f->st->db, s->c, &v);
+}
+
+Test(notes, a_written_note_is_read_from_memory_only_by_pulls_whose_snapshot_may_lack_it)
+{
+    fixture f;
+    setup(&f, 0);
+    unsigned char site[CS_SITE_LEN];
+    cr_assert_eq(cs_srv_site_parse(SITE, site), 0);
+    cs_buf notes = CS_BUF_INIT;
+    unsigned char one[] = {0, 2, 'k', '1', 1}; /* model 0, key "k1", present */
+    cr_assert_eq(cs_buf_append(&notes, one, sizeof one), 0);
+    cs_srv_note_set set = {site, "u1", &notes, 7, 0};
+    int present = 0;
+    int64_t at = 0;
+
+    /* A pull whose snapshot starts before the note is written. */
+    snap old = {&f, cs_read_begin(f.st->db)};
+    cs_srv_notes_reader r_old;
+    cr_assert_eq(cs_srv_notes_enter(f.st->notes, &r_old, snap_read, &old), 0);
+    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false), 0);
+    cr_assert(cs_srv_notes_get(f.st->notes, &r_old, site, "u1", 0, "k1", 2, &present, &at),
+              "a held note is seen by every pull");
+    cr_assert(!cs_srv_notes_get(f.st->notes, &r_old, site, "u2", 0, "k1", 2, &present, &at),
+              "another user's pull saw the note");
+    cr_assert_eq(cs_write_begin(f.st->db), 0);
+    cr_assert_eq(cs_srv_scope_end(f.st, cs_srv_notes_drain(f.st)), 0);
+    cr_assert_eq(records(&f), 1);
+
+    /* Written: a pull that started later reads it from the table (which
+     * may hold later writes), the older one still from memory. */
+    snap late = {&f, cs_read_begin(f.st->db)};
+    cs_srv_notes_reader r_late;
+    cr_assert_eq(cs_srv_notes_enter(f.st->notes, &r_late, snap_read, &late), 0);
+    cr_assert(!cs_srv_notes_get(f.st->notes, &r_late, site, "u1", 0, "k1", 2, &present, &at),
+              "a pull whose snapshot holds the note read it from memory");
+    cr_assert(cs_srv_notes_get(f.st->notes, &r_old, site, "u1", 0, "k1", 2, &present, &at),
+              "a pull whose snapshot lacks the note lost it");
+    cr_assert_eq(present, 1);
+    cr_assert_eq(at, 7);
+    cs_read_end(f.st->db, late.c);
+    cs_srv_notes_leave(f.st->notes, &r_late);
+    cs_read_end(f.st->db, old.c);
+    cs_srv_notes_leave(f.st->notes, &r_old);
+
+    /* A note held again after it was written is seen by every pull. */
+    snap again = {&f, cs_read_begin(f.st->db)};
+    cs_srv_notes_reader r_again;
+    cr_assert_eq(cs_srv_notes_enter(f.st->notes, &r_again, snap_read, &again), 0);
+    set.at = 9;
+    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false), 0);
+    cr_assert(cs_srv_notes_get(f.st->notes, &r_again, site, "u1", 0, "k1", 2, &present, &at));
+    cr_assert_eq(at, 9);
+    cs_read_end(f.st->db, again.c);
+    cs_srv_notes_leave(f.st->notes, &r_again);
+    cs_buf_free(&notes);
     teardown(&f);
 }

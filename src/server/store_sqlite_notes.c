@@ -69,14 +69,14 @@ enum { NOTE_PENDING, NOTE_FLIGHT, NOTE_WRITTEN };
 
 typedef struct note note;
 struct note {
-    note *chain;      /* the hash bucket's next */
+    note *chain;       /* the hash bucket's next */
     note *prev, *next; /* the pending list (pending, in flight) or the written list */
     uint64_t hash;
-    uint64_t gen;     /* NOTE_WRITTEN: the generation of its drain */
+    uint64_t gen; /* NOTE_WRITTEN: the generation of its drain */
     int state;
-    int model;        /* a model index, or SIGHTING */
+    int model; /* a model index, or SIGHTING */
     int present;
-    int64_t at;       /* a sighting's wall-clock ms */
+    int64_t at; /* a sighting's wall-clock ms */
     unsigned char site[CS_SITE_LEN];
     size_t klen;
     unsigned char *key; /* klen bytes, then the user id, NUL-terminated */
@@ -97,7 +97,7 @@ struct cs_srv_notes {
     atomic_size_t count;
     size_t bytes, max;
     note_list pending, written;
-    uint64_t gen; /* drains committed so far */
+    uint64_t gen;                       /* drains committed so far */
     cs_srv_notes_reader *rhead, *rtail; /* in order of registration */
     pthread_t flusher;
     bool flusher_on, stop;
@@ -226,8 +226,14 @@ static int put(cs_srv_notes *n, const unsigned char *site, const char *sub, int 
     }
     memcpy(k, key, klen);
     memcpy(k + klen, sub, sublen + 1);
-    *e = (note){.hash = hash, .state = NOTE_PENDING, .model = model, .present = present,
-                .at = at, .klen = klen, .key = k, .sub = (const char *)k + klen};
+    *e = (note){.hash = hash,
+                .state = NOTE_PENDING,
+                .model = model,
+                .present = present,
+                .at = at,
+                .klen = klen,
+                .key = k,
+                .sub = (const char *)k + klen};
     memcpy(e->site, site, CS_SITE_LEN);
     grow(n);
     note **slot = &n->bucket[hash & (n->nbuckets - 1)];
@@ -241,8 +247,9 @@ static int put(cs_srv_notes *n, const unsigned char *site, const char *sub, int 
 
 /* Calls fn on each note of a pull's buffer (pull_ctx.notes: varint model,
  * varint key length, key, one byte present). */
-static int each_note(const cs_buf *b, int (*fn)(void *ctx, int model, const unsigned char *key,
-                                                 size_t klen, int present),
+static int each_note(const cs_buf *b,
+                     int (*fn)(void *ctx, int model, const unsigned char *key, size_t klen,
+                               int present),
                      void *ctx)
 {
     cs_reader r = {(const unsigned char *)b->data, b->len, 0};
@@ -372,9 +379,10 @@ bool cs_srv_notes_get(cs_srv_notes *n, const cs_srv_notes_reader *r, const unsig
  * it. */
 static int write_note(cs_srv_store *st, cs_conn *c, const note *e, int present, int64_t at)
 {
-    static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent(site, model, pk, present, at)"
-                              " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM"
-                              " _cstack_srv_sites WHERE site = ?1 AND sub = ?6)";
+    static const char ins[] =
+        "INSERT OR REPLACE INTO _cstack_srv_sent(site, model, pk, present, at)"
+        " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM"
+        " _cstack_srv_sites WHERE site = ?1 AND sub = ?6)";
     static const char seen[] = "UPDATE _cstack_srv_sites SET last_seen = ?1"
                                " WHERE site = ?2 AND sub = ?3 AND last_seen < ?1";
     bool sighting = e->model == SIGHTING;
