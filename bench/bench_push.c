@@ -21,10 +21,13 @@
  * behind a push's merge"): one client pushes one batch of about M MiB
  * (default 60) while another user's device pulls in a loop; each pull's
  * latency is compared with the same pulls on an idle server, measured just
- * before in the same run (ratio p99 during / p99 idle).
+ * before in the same run (ratio p99 during / p99 idle).  With --pull-rows K
+ * the pulling device owns K rows and pulls from 0 each time, so that every
+ * pull sends K rows and records what the device now holds (docs/server.md,
+ * "Notes"); without it the pulls send nothing.
  *
  * usage: bench_push [--clients N] [--batches B] [--rows R] [--during-push M]
- *        (--help)
+ *        [--pull-rows K] (--help)
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -37,6 +40,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 
 #include "cstack.h"
 #include "cstack_server.h"
@@ -150,6 +154,25 @@ static size_t sink(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+typedef struct body {
+    char *p;
+    size_t len;
+} body;
+
+/* Keeps a response's body, NUL-terminated. */
+static size_t keep(char *p, size_t size, size_t n, void *ud)
+{
+    body *b = ud;
+    char *q = realloc(b->p, b->len + size * n + 1);
+    if (!q)
+        return 0;
+    memcpy(q + b->len, p, size * n);
+    b->len += size * n;
+    q[b->len] = 0;
+    b->p = q;
+    return size * n;
+}
+
 /* Notes when the whole body has been handed to the socket: the server
  * merges from about then. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -227,12 +250,15 @@ static const char USAGE[] =
     "                server and then while one batch of about M MiB is pushed\n"
     "                and merged, then again with a batch refused (403) at its\n"
     "                last row (default: 60, after the series)\n"
+    "  --pull-rows K with --during-push: the pulling user owns K rows (at most\n"
+    "                1000) and pulls from 0 each time, so every pull sends K\n"
+    "                rows and records them (default 0: the pulls send nothing)\n"
     "\n"
     "output: one line per run: column changes/s, rows/s, batches/s and the\n"
     "p50 / p99 latency of one push; for the last run the pulls' p50 / p99 / max\n"
     "idle and during the push, and the ratio of the p99s.  Exit status 0, or 1\n"
-    "when a push or pull failed, the server lost rows or something else went\n"
-    "wrong.\n";
+    "when a push or pull failed, the server lost rows, a pull did not send its\n"
+    "K rows or the server did not record them, or something else went wrong.\n";
 
 static size_t arg_size(int argc, char **argv, const char *name, size_t def)
 {
@@ -328,7 +354,7 @@ static void run(const cstack_schema *schema, size_t nclients, size_t nbatches, s
 
 typedef struct puller {
     int port;
-    char auth[1024], hash[96], url[160];
+    char auth[1024], hash[96], url[160], site[64];
     atomic_int stop;
     double start[4096], lat[4096]; /* each pull: start time and latency */
     size_t n;
@@ -342,7 +368,7 @@ static void *puller_main(void *arg)
     struct curl_slist *hdr = NULL;
     hdr = curl_slist_append(hdr, p->auth);
     hdr = curl_slist_append(hdr, p->hash);
-    hdr = curl_slist_append(hdr, "X-Cstack-Site: 0123456789abcdef0123456789abcdef");
+    hdr = curl_slist_append(hdr, p->site);
     curl_easy_setopt(h, CURLOPT_URL, p->url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
@@ -380,12 +406,58 @@ static size_t pull_stats(const puller *p, double from, double to, double out[3])
     return k;
 }
 
+/* The server's cstack_changes_out_total (rows sent by pulls and streams). */
+static long long changes_out(int port)
+{
+    body b = {0};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    long long v = -1;
+    if (curl_easy_perform(h) == CURLE_OK && b.p) {
+        const char *at = strstr(b.p, "\ncstack_changes_out_total ");
+        if (at)
+            v = strtoll(at + strlen("\ncstack_changes_out_total "), NULL, 10);
+    }
+    curl_easy_cleanup(h);
+    free(b.p);
+    return v;
+}
+
+/* The records of what the pulling device holds (present = 1) in the stopped
+ * server's database. */
+static long long held_records(const char *path, const char *site_hex)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM _cstack_srv_sent "
+                           "WHERE hex(site) = upper(?) AND present = 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, site_hex, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+#define PULLER_SITE "0123456789abcdef0123456789abcdef"
+
 /* Another user's device pulls in a loop, for a second on an idle server and
  * then while one client pushes one batch of about `mib` MiB; `refused`: its
  * last row is another user's, so the whole batch is refused (403): the
  * server finds that row before the merge (docs/server.md, "Refusals before
- * the merge"). */
-static void run_during_push(const cstack_schema *schema, size_t mib, bool refused)
+ * the merge").  `pull_rows` > 0: the pulling user owns that many rows,
+ * pushed first, and each pull (from 0) sends them all and records them. */
+static void run_during_push(const cstack_schema *schema, size_t mib, bool refused,
+                            size_t pull_rows)
 {
     char dir[] = "/tmp/cstack-bench-push-XXXXXX";
     if (!mkdtemp(dir))
@@ -410,17 +482,32 @@ static void run_during_push(const cstack_schema *schema, size_t mib, bool refuse
     make_batches(&pusher);
     if (pusher.batches[0].len > 63u * 1024 * 1024)
         die("batch", "larger than the server's 64 MiB push limit");
+    /* The pulling user's own rows, when its pulls are to send some. */
+    client owner = {.index = 999, .port = pusher.port, .schema = schema, .nbatches = 1,
+                    .rows = pull_rows};
+    double lat_owner = 0;
+    owner.lat_ms = &lat_owner;
+    if (pull_rows) {
+        make_batches(&owner);
+        client_main(&owner);
+        free(owner.batches[0].cs);
+        free(owner.batches);
+        if (owner.failed)
+            die("pulls during a push", "the pulling user's rows were not accepted");
+    }
     puller *p = calloc(1, sizeof *p);
     p->port = pusher.port;
     snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d/v1/pull?since=0", p->port);
     snprintf(p->hash, sizeof p->hash, "%s", pusher.hash);
+    snprintf(p->site, sizeof p->site, "X-Cstack-Site: %s", PULLER_SITE);
     char *tok = NULL;
     const char *claims[] = {"role=user"};
-    if (cstack_server_mint_token(SECRET, "reader", claims, 1, (int64_t)time(NULL), 3600, &tok, err,
-                                 sizeof err))
+    if (cstack_server_mint_token(SECRET, pull_rows ? "user999" : "reader", claims, 1,
+                                 (int64_t)time(NULL), 3600, &tok, err, sizeof err))
         die("token", err);
     snprintf(p->auth, sizeof p->auth, "Authorization: Bearer %s", tok);
     cstack_free(tok);
+    long long out0 = changes_out(p->port);
     pthread_t tp, tc;
     double idle0 = now_ms();
     pthread_create(&tp, NULL, puller_main, p);
@@ -431,23 +518,32 @@ static void run_during_push(const cstack_schema *schema, size_t mib, bool refuse
     double push1 = now_ms();
     p->stop = 1;
     pthread_join(tp, NULL);
+    long long sent = changes_out(p->port) - out0;
     double idle[3], during[3];
     size_t ni = pull_stats(p, idle0, push0, idle);
     size_t nd = pull_stats(p, pusher.uploaded_ms ? pusher.uploaded_ms : push0, push1, during);
-    printf("  pulls during a%s push of %.1f MiB (%zu rows; upload %.2f s, merge to answer %.2f s):\n"
+    printf("  pulls%s during a%s push of %.1f MiB (%zu rows; upload %.2f s, merge to answer "
+           "%.2f s):\n"
            "    idle server        %4zu pulls  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n"
            "    during the merge   %4zu pulls  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms\n"
            "    ratio p99 during / idle: %.1fx%s\n",
-           refused ? " refused (403)" : "", (double)pusher.batches[0].len / (1024.0 * 1024.0), rows,
+           pull_rows ? " sending rows" : "", refused ? " refused (403)" : "",
+           (double)pusher.batches[0].len / (1024.0 * 1024.0), rows,
            ((pusher.uploaded_ms ? pusher.uploaded_ms : push0) - push0) / 1e3,
            (push1 - (pusher.uploaded_ms ? pusher.uploaded_ms : push0)) / 1e3, ni, idle[0], idle[1],
            idle[2], nd, during[0], during[1], during[2], idle[1] > 0 ? during[1] / idle[1] : 0,
            pusher.failed || p->failed ? "  (A PUSH OR A PULL FAILED)" : "");
+    if (pull_rows)
+        printf("    each pull sent %zu rows (%lld rows over %zu pulls)\n", pull_rows, sent, p->n);
     fflush(stdout);
     cstack_server_stop(srv);
     int failed = pusher.failed || p->failed;
     if (!failed)
-        check_server_rows(schema, db, refused ? 0 : (int64_t)rows);
+        check_server_rows(schema, db, (refused ? 0 : (int64_t)rows) + (int64_t)pull_rows);
+    if (!failed && sent != (long long)(pull_rows * p->n))
+        die("pulls during a push", "a pull did not send the pulling user's rows");
+    if (!failed && pull_rows && held_records(db, PULLER_SITE) != (long long)pull_rows)
+        die("pulls during a push", "the server did not record what the pulling device holds");
     free(pusher.batches[0].cs);
     free(pusher.batches);
     free(p);
@@ -470,14 +566,17 @@ int main(int argc, char **argv)
     size_t batches = arg_size(argc, argv, "--batches", 200);
     size_t rows = arg_size(argc, argv, "--rows", 100);
     size_t during = arg_size(argc, argv, "--during-push", 0);
+    size_t pull_rows = arg_size(argc, argv, "--pull-rows", 0);
+    if (pull_rows > 1000)
+        die("--pull-rows", "at most 1000 (one page)");
     curl_global_init(CURL_GLOBAL_ALL);
     cstack_schema *schema = NULL;
     if (cstack_schema_parse("bench.cstack", SCHEMA, strlen(SCHEMA), &schema, NULL))
         die("schema", "does not parse");
     printf("bench_push: sustained push throughput, loopback, %d columns per row\n", COLS);
     if (during) {
-        run_during_push(schema, during, false);
-        run_during_push(schema, during, true);
+        run_during_push(schema, during, false, pull_rows);
+        run_during_push(schema, during, true, pull_rows);
     } else if (clients) {
         run(schema, clients, batches, rows);
     } else {
@@ -487,8 +586,8 @@ int main(int argc, char **argv)
         run(schema, 16, batches / 4 ? batches / 4 : 1, rows);
         run(schema, 4, batches, 1);
         run(schema, 4, batches / 10 ? batches / 10 : 1, 1000);
-        run_during_push(schema, 60, false);
-        run_during_push(schema, 60, true);
+        run_during_push(schema, 60, false, 0);
+        run_during_push(schema, 60, true, 0);
     }
     cstack_schema_free(schema);
     curl_global_cleanup();

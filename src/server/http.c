@@ -1092,9 +1092,10 @@ int cstack_server_start(const cstack_server_config *cfg, cstack_server **out, ch
     rc = rc ? rc : load_schema(srv, cfg, err, errlen);
     if (!rc) {
         cs_srv_err serr = {0};
-        cs_srv_store_cfg scfg = {srv->cfg.max_sites_per_user,
-                                 (int64_t)srv->cfg.site_ttl_days * 24 * 3600 * 1000,
-                                 store_changed, srv};
+        cs_srv_store_cfg scfg = {.max_sites_per_user = srv->cfg.max_sites_per_user,
+                                 .site_ttl_ms = (int64_t)srv->cfg.site_ttl_days * 24 * 3600 * 1000,
+                                 .changed = store_changed,
+                                 .changed_ctx = srv};
         rc = srv->ops->open(srv->schema, srv->db_path, &scfg, &srv->store, &serr);
         if (rc)
             set_err(err, errlen, "%s", serr.message);

@@ -156,6 +156,9 @@ typedef struct cs_srv_store_cfg {
      * backend's write (the PostgreSQL store).  NULL: nobody listens. */
     void (*changed)(void *ctx);
     void *changed_ctx;
+    /* Bytes of pulls' notes held in memory while the write lock is busy
+     * (store_sqlite_notes.c); 0: the default (32 MiB). */
+    size_t notes_max;
 } cs_srv_store_cfg;
 
 #define CS_SRV_MAX_SITES 64u

@@ -28,7 +28,9 @@
  * Pulls.  cs_changes_export_filtered decides per row (store_sqlite_pull.c).  Each
  * pull call reads one read snapshot, so that its changesets, cursors and
  * checksums all describe one version without holding the write lock; what
- * it must record is written after, in a short write scope.
+ * it must record is held in memory and written by the next write scope
+ * (store_sqlite_notes.c), which is why every write scope here begins with
+ * cs_srv_notes_drain and ends with cs_srv_scope_end.
  *
  * Tables (beside the schema's own and the sync engine's):
  *   _cstack_srv_batches(sub, batch, at)            applied batches per user
@@ -103,6 +105,7 @@ static void store_free(cs_srv_store *st)
 {
     if (!st)
         return;
+    cs_srv_notes_free(st->notes);
     cstack_close(st->db);
     for (size_t i = 0; i < CS_SRV_SUM_CACHE; i++)
         free(st->cache[i].key);
@@ -123,6 +126,7 @@ static int sqlite_open(const cstack_schema *schema, const char *target, const cs
     st->max_sites = cfg && cfg->max_sites_per_user ? cfg->max_sites_per_user : CS_SRV_MAX_SITES;
     st->site_ttl_ms = cfg && cfg->site_ttl_ms > 0 ? cfg->site_ttl_ms : CS_SRV_SITE_TTL_MS;
     int rc = cstack_open(schema, target, NULL, &st->db);
+    rc = rc ? rc : cs_srv_notes_new(st, cfg ? cfg->notes_max : 0, &st->notes);
     rc = rc ? rc : cstack_bootstrap(st->db, NULL);
     rc = rc ? rc : cstack_with_sqlite(st->db, create_tables, st);
     if (rc) {
@@ -172,11 +176,6 @@ typedef struct push_ctx {
     char msg[480];
 } push_ctx;
 
-static const char *sub_of(const cs_auth *a)
-{
-    return a && a->signed_in && a->sub ? a->sub : "";
-}
-
 /* Records (user, batch) as applied, in the push's transaction. */
 static int batch_record(cs_conn *c, const cs_srv_push *req)
 {
@@ -184,7 +183,7 @@ static int batch_record(cs_conn *c, const cs_srv_push *req)
     sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     int rc = st ? SQLITE_OK : sqlite3_errcode(c->db);
     if (st) {
-        sqlite3_bind_text(st, 1, sub_of(req->auth), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, cs_srv_sub_of(req->auth), -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, req->batch, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, cs_wall_ms());
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(c->db);
@@ -203,7 +202,7 @@ static int batch_seen(cs_conn *c, const cs_srv_push *req, bool *seen)
     sqlite3_stmt *s = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
     int rc = s ? SQLITE_OK : sqlite3_errcode(c->db);
     if (s) {
-        sqlite3_bind_text(s, 1, sub_of(req->auth), -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 1, cs_srv_sub_of(req->auth), -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, req->batch, -1, SQLITE_STATIC);
         rc = sqlite3_step(s);
         *seen = rc == SQLITE_ROW;
@@ -714,7 +713,10 @@ static int push_in_scope(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_r
 {
     cs_conn *c = cs_write_conn(st->db);
     bool seen = false;
-    int rc = cs_srv_site_use(st, req->auth, req->site, &x->foreign);
+    /* What pulls answered before this push arrived is recorded before its
+     * held records (store_sqlite_notes.c). */
+    int rc = cs_srv_notes_drain(st);
+    rc = rc ? rc : cs_srv_site_use(st, req->auth, req->site, &x->foreign);
     if (!rc && x->foreign)
         return CSTACK_EINVAL; /* rolls the scope back: nothing changes */
     rc = rc ? rc : batch_seen(c, req, &seen);
@@ -749,9 +751,9 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
     /* Cheap refusals first, read in a snapshot without the write lock: a
      * site that is another user's is refused at once, not after a merge in
      * progress.  The scope checks again (the site may be claimed meanwhile). */
-    bool claim = false, seen = false;
+    bool bind = false, sighting = false, seen = false;
     cs_conn *c = cs_read_begin(st->db);
-    int rc = cs_srv_site_peek(st, c, req->auth, req->site, &x.foreign, &claim);
+    int rc = cs_srv_site_peek(st, c, req->auth, req->site, &x.foreign, &bind, &sighting);
     rc = rc || x.foreign ? rc : own_sites(st, req);
     rc = rc || x.foreign ? rc : batch_seen(c, req, &seen);
     /* So is a batch its merge would refuse whatever commits first (a retried
@@ -763,7 +765,7 @@ static int sqlite_push(cs_srv_store *st, const cs_srv_push *req, cs_srv_push_res
     if (!rc && x.foreign)
         rc = CSTACK_EINVAL;
     else if (!rc && !(rc = cs_write_begin_opts(st->db, CS_WRITE_MERGE)))
-        rc = cs_write_end(st->db, push_in_scope(st, req, res, &x));
+        rc = cs_srv_scope_end(st, push_in_scope(st, req, res, &x));
     if (rc) {
         memset(res, 0, sizeof *res);
         classify(&x, rc, err);

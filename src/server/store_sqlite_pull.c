@@ -24,6 +24,15 @@
  *    until then the record is treated as possibly lost (so a lost response
  *    never leaves a row undelivered or undropped).
  *
+ *  - What a pull records (its notes, a sighting) is held in memory with the
+ *    store's notes (store_sqlite_notes.c) and written at once when the
+ *    write lock is free; when a push holds it, the pull answers without
+ *    waiting and the notes are written after the push commits.  Lookups
+ *    read the held notes before the table (sent_lookup).  Only a new
+ *    site's binding, a version to make durable, notes past the bound, and
+ *    the PostgreSQL store's copy make a pull wait for the write lock, and
+ *    write in its own scope (pull_write).
+ *
  *  - Pages: an answer stops after pull_page_rows rows or pull_page_bytes
  *    bytes and says where the next page starts (cs_srv_pos, cursor.c); the
  *    pages of one answer share its `since`.  A device is not sent back what
@@ -48,7 +57,8 @@
 typedef struct pull_ctx {
     cs_srv_store *st;
     const cs_srv_pull *req;
-    cs_conn *c; /* the pull's read snapshot */
+    cs_conn *c;                    /* the pull's read snapshot */
+    const cs_srv_notes_reader *rd; /* its registration with the notes */
     int64_t scan_from;
     unsigned char site[CS_SITE_LEN];
     cs_buf key; /* the current row's primary key, encoded */
@@ -60,7 +70,9 @@ typedef struct pull_ctx {
 typedef struct pull_note {
     cs_buf notes;  /* pull_ctx.notes */
     int64_t at;    /* the snapshot's version: the notes hold from there */
-    bool claim;    /* cs_srv_site_use has something to write */
+    unsigned char site[CS_SITE_LEN];
+    bool bind;     /* the site is new: binding it needs the write lock */
+    bool seen;     /* the site's sighting is due */
 } pull_note;
 
 void cs_srv_pull_result_free(cs_srv_pull_result *r)
@@ -93,11 +105,17 @@ static int readable_expr(void *ctx, int model, cs_sqlb *q)
 /* ---- what a device holds ---------------------------------------------------- */
 
 /* *present: 0 told to forget, 1 holds the row, CS_SRV_HELD_HIDDEN holds a
- * row it pushed and hides by itself (store_sqlite.c, held_one). */
-static int sent_lookup(pull_ctx *x, const cs_model *m, bool *found, int *present, int64_t *at)
+ * row it pushed and hides by itself (store_sqlite.c, held_one).  A note
+ * held in memory and not in the snapshot comes first (store_sqlite_notes.c). */
+static int sent_lookup(pull_ctx *x, int model, bool *found, int *present, int64_t *at)
 {
     static const char sql[] = "SELECT present, at FROM _cstack_srv_sent "
                               "WHERE site = ? AND model = ? AND pk = ?";
+    const cs_model *m = &x->st->schema->models[model];
+    *found = cs_srv_notes_get(x->st->notes, x->rd, x->site, cs_srv_sub_of(x->req->auth), model,
+                              x->key.data ? x->key.data : "", x->key.len, present, at);
+    if (*found)
+        return 0;
     cs_conn *c = x->c;
     sqlite3 *conn = c->db;
     sqlite3_stmt *st = cs_conn_prepare(c, 0, sql, sizeof sql - 1);
@@ -143,7 +161,7 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
     int64_t at = 0, since = forgot ? 0 : x->req->since;
     *d = CS_EXPORT_SKIP;
     int rc = cs_parked_key(&x->key, pk, m->npk);
-    rc = rc ? rc : sent_lookup(x, m, &found, &present, &at);
+    rc = rc ? rc : sent_lookup(x, model, &found, &present, &at);
     if (rc)
         return rc;
     bool has = !forgot && found && present && at <= since; /* acknowledged by the cursor */
@@ -164,42 +182,6 @@ static int filter_device(void *ctx, int model, const cs_cs_value *pk, int64_t ve
         rc = note(x, model, false);
     }
     x->rows += *d != CS_EXPORT_SKIP;
-    return rc;
-}
-
-/* Writes the notes of one pull of device `site` under its cursor, in the
- * caller's write scope.  The records of rows a device was told to forget
- * stay (present = 0): without them a row coming back would look like one the
- * device may hold from its own writes, and echo suppression would leave out
- * the columns it wrote.  A push that committed since the pull's snapshot
- * changes nothing here: the notes describe the state at `cursor`, and its
- * rows are past it. */
-static int record_notes(cs_srv_store *st, const unsigned char *site, const cs_buf *notes,
-                        int64_t cursor)
-{
-    cs_conn *c = cs_write_conn(st->db);
-    static const char ins[] = "INSERT OR REPLACE INTO _cstack_srv_sent"
-                              "(site, model, pk, present, at) VALUES (?, ?, ?, ?, ?)";
-    int rc = 0;
-    cs_reader r = {(const unsigned char *)notes->data, notes->len, 0};
-    while (!rc && r.pos < r.len) {
-        uint64_t model = 0, klen = 0;
-        const unsigned char *key = NULL, *present = NULL;
-        if (cs_rd_varint(&r, &model) || cs_rd_varint(&r, &klen) ||
-            cs_rd_bytes(&r, (size_t)klen, &key) || cs_rd_bytes(&r, 1, &present))
-            return cs_err(CSTACK_ERROR, "corrupt sent-set notes");
-        sqlite3_stmt *s = cs_conn_prepare(c, 0, ins, sizeof ins - 1);
-        if (!s)
-            return cs_err_sqlite(NULL, c->db, sqlite3_errcode(c->db));
-        sqlite3_bind_blob(s, 1, site, CS_SITE_LEN, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, st->schema->models[model].name, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 3, key, (int)klen, SQLITE_STATIC);
-        sqlite3_bind_int(s, 4, *present);
-        sqlite3_bind_int64(s, 5, cursor);
-        int step = sqlite3_step(s);
-        sqlite3_reset(s);
-        rc = step == SQLITE_DONE ? 0 : cs_err_sqlite(NULL, c->db, step);
-    }
     return rc;
 }
 
@@ -341,8 +323,7 @@ static int project_body(cs_srv_store *st, const cs_srv_pull *req, cs_srv_pull_re
 }
 
 /* A page examines at most this many times its row bound, sent or not, so
- * that a page of rows the device must not get (or already has) still ends
- * and releases the write lock. */
+ * that a page of rows the device must not get (or already has) still ends. */
 #define EXAMINE_PER_ROW 8
 
 /* What is left after a page: the count the previous page carried, less what
@@ -365,13 +346,14 @@ static int remaining_after(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req,
     return 0;
 }
 
-static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req, const char *key,
-                    int64_t version, cs_buf *notes, cs_srv_pull_result *res)
+static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_notes_reader *rd,
+                    const cs_srv_pull *req, const char *key, int64_t version, cs_buf *notes,
+                    cs_srv_pull_result *res)
 {
     int64_t cursor = version;
     int rc = 0;
     if (req->want_changes) {
-        pull_ctx x = {.st = st, .req = req, .c = c, .notes = notes};
+        pull_ctx x = {.st = st, .req = req, .c = c, .rd = rd, .notes = notes};
         /* Rows a device forgot are met only by scanning from the start. */
         x.scan_from = st->local_reads && !req->resend ? req->since : 0;
         if (cs_srv_site_parse(req->site, x.site))
@@ -389,7 +371,6 @@ static int pull_one(cs_srv_store *st, cs_conn *c, const cs_srv_pull *req, const 
                              .extra = readable_expr};
         rc = cs_changes_export_filtered(st->db, c, x.scan_from, req->since, filter_device, &x,
                                         &pg, &res->body, &res->len, &cursor);
-        if (!rc)
         if (!rc && (req->view || req->upgrade_from))
             rc = project_body(st, req, res, &pg.sent);
         if (!rc)
@@ -490,19 +471,21 @@ static void copy_result(cs_srv_pull_result *res, size_t i, size_t j)
     res[i].bad_cursor = o->bad_cursor;
 }
 
-/* Everything a pull call reads, on the snapshot `c`: no lock is held, so
- * pushes commit meanwhile and the answers describe the snapshot's version.
- * *write_due: the call has something to write afterwards (notes, a site's
- * claim or sighting, the durable version). */
-static int pull_all(cs_srv_store *st, cs_conn *c, const cs_srv_pull *reqs, size_t n, char **keys,
-                    pull_note *pn, cs_srv_pull_result *res, cs_srv_err *err, bool *write_due)
+/* Everything a pull call reads, on the snapshot `c` at `version`: no lock
+ * is held, so pushes commit meanwhile and the answers describe the
+ * snapshot's version.  *write_due: the call has something to write
+ * afterwards (notes, a site's binding or sighting); *durable_due: the
+ * version handed out must be made durable first. */
+static int pull_all(cs_srv_store *st, cs_conn *c, const cs_srv_notes_reader *rd, int64_t version,
+                    const cs_srv_pull *reqs, size_t n, char **keys, pull_note *pn,
+                    cs_srv_pull_result *res, cs_srv_err *err, bool *write_due, bool *durable_due)
 {
-    int64_t version = 0, stored = 0;
-    int rc = cs_export_snapshot_version(st->db, c, &version);
-    int src = rc ? SQLITE_OK : cs_sync_state_get(c->db, "ver", &stored);
+    int64_t stored = 0;
+    int rc = 0;
+    int src = cs_sync_state_get(c->db, "ver", &stored);
     if (src != SQLITE_OK)
         rc = cs_err_sqlite(NULL, c->db, src);
-    *write_due = stored < version;
+    *durable_due = *write_due = stored < version;
     for (size_t i = 0; i < n && !rc; i++) {
         if (reqs[i].since < 0 || reqs[i].since > version) {
             char msg[160];
@@ -525,12 +508,12 @@ static int pull_all(cs_srv_store *st, cs_conn *c, const cs_srv_pull *reqs, size_
         pn[i].at = version;
         rc = res[i].bad_cursor ? 0
                                : cs_srv_site_peek(st, c, reqs[i].auth, reqs[i].site,
-                                                  &res[i].forbidden, &pn[i].claim);
+                                                  &res[i].forbidden, &pn[i].bind, &pn[i].seen);
         if (!rc && (res[i].forbidden || res[i].bad_cursor))
             res[i].cursor = reqs[i].since;
-        else if (!rc)
-            rc = pull_one(st, c, &reqs[i], keys[i], version, &pn[i].notes, &res[i]);
-        *write_due = *write_due || pn[i].claim || pn[i].notes.len;
+        else if (!rc && !(rc = cs_srv_site_parse(reqs[i].site, pn[i].site)))
+            rc = pull_one(st, c, rd, &reqs[i], keys[i], version, &pn[i].notes, &res[i]);
+        *write_due = *write_due || pn[i].bind || pn[i].seen || pn[i].notes.len;
     }
     return rc;
 }
@@ -544,29 +527,101 @@ static void withdraw(const cs_srv_pull *reqs, cs_srv_pull_result *res, size_t i)
     res[i].cursor = reqs[i].since;
 }
 
+/* Whether request i's notes are to be recorded (not a copy of another
+ * result, not refused). */
+static bool records(const cs_srv_pull_result *res, size_t i)
+{
+    return res[i].same_as < 0 && !res[i].forbidden && !res[i].bad_cursor;
+}
+
+/* Holds the call's notes with the store's (store_sqlite_notes.c);
+ * `sightings`: also the sightings due, which a scope that binds writes
+ * itself otherwise. */
+static int hold_notes(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, const pull_note *pn,
+                      const cs_srv_pull_result *res, bool sightings, bool force)
+{
+    cs_srv_note_set *sets = calloc(n ? n : 1, sizeof *sets);
+    if (!sets)
+        return cs_err(CSTACK_ENOMEM, "out of memory");
+    size_t k = 0;
+    int64_t now = cs_wall_ms();
+    for (size_t i = 0; i < n; i++)
+        if (records(res, i) && (pn[i].notes.len || (sightings && pn[i].seen)))
+            sets[k++] = (cs_srv_note_set){pn[i].site, cs_srv_sub_of(reqs[i].auth), &pn[i].notes,
+                                          pn[i].at, sightings && pn[i].seen ? now : 0};
+    int rc = cs_srv_notes_add(st->notes, sets, k, force);
+    free(sets);
+    return rc;
+}
+
 /* Everything a pull call writes, in one short write scope after its reads:
- * the sites it claims or saw, what each device was sent, and the durable
- * version (the cursors handed out must never be reused). */
+ * the sites it binds or saw, then its notes with those held before (a new
+ * site is bound before its notes, which are written only for a site of
+ * their user), and the durable version (the cursors handed out must never
+ * be reused).  The notes are held only now, inside the scope, so that the
+ * flusher cannot write them before their site is bound. */
 static int record_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_note *pn,
                       cs_srv_pull_result *res)
 {
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        if (res[i].same_as >= 0 || res[i].forbidden || res[i].bad_cursor)
+        if (!records(res, i) || !(pn[i].bind || pn[i].seen))
             continue;
         bool foreign = false;
-        unsigned char site[CS_SITE_LEN];
-        rc = pn[i].claim ? cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &foreign) : 0;
+        rc = cs_srv_site_use(st, reqs[i].auth, reqs[i].site, &foreign);
         if (!rc && foreign)
             withdraw(reqs, res, i);
-        else if (!rc && pn[i].notes.len && !cs_srv_site_parse(reqs[i].site, site))
-            rc = record_notes(st, site, &pn[i].notes, pn[i].at);
     }
-    for (size_t i = 0; i < n; i++)
-        if (res[i].same_as >= 0)
-            copy_result(res, i, (size_t)res[i].same_as);
+    rc = rc ? rc : hold_notes(st, reqs, n, pn, res, false, true);
+    rc = rc ? rc : cs_srv_notes_drain(st);
     int64_t version = 0;
     return rc ? rc : cs_srv_durable_version(st, &version);
+}
+
+/* What the call must write.  A new site's binding, and a version to make
+ * durable, take the write lock, waiting for a push in progress; so does
+ * the PostgreSQL store's copy, where another server must see the notes
+ * when this one answers.  Otherwise the notes (and sightings) are held in
+ * memory and the write lock is only tried: when a push holds it, the pull
+ * answers at once and the notes are written after the push's commit. */
+static int pull_write(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_note *pn,
+                      cs_srv_pull_result *res, bool durable_due)
+{
+    bool wait = st->pg || durable_due;
+    for (size_t i = 0; i < n && !wait; i++)
+        wait = records(res, i) && pn[i].bind;
+    if (!wait) {
+        int rc = hold_notes(st, reqs, n, pn, res, true, false);
+        if (!rc) {
+            rc = cs_write_try_begin(st->db);
+            if (!rc)
+                return cs_srv_scope_end(st, cs_srv_notes_drain(st));
+            if (rc != CSTACK_EBUSY)
+                return rc;
+            if (!cs_srv_notes_defer(st->notes))
+                return 0;
+            /* No flusher: this pull writes them itself. */
+        } else if (rc != CSTACK_EBUSY) {
+            return rc;
+        }
+    }
+    /* Waiting for the write lock (a new site, a version to make durable,
+     * the PostgreSQL copy, notes past the bound).  The scope holds the
+     * notes beyond the bound, since it writes them at once. */
+    int rc = cs_write_begin(st->db);
+    return rc ? rc : cs_srv_scope_end(st, record_all(st, reqs, n, pn, res));
+}
+
+typedef struct first_read {
+    cs_srv_store *st;
+    cs_conn *c;
+    int64_t *version;
+} first_read;
+
+static int read_version(void *ctx)
+{
+    first_read *f = ctx;
+    return cs_export_snapshot_version(f->st->db, f->c, f->version);
 }
 
 int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_srv_pull_result *res,
@@ -587,13 +642,23 @@ int cs_srv_sqlite_pull(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, cs_s
     }
     /* The reads run on one read snapshot, without the write lock: a pull
      * never waits behind a push's merge, nor a push behind a pull's export.
-     * Only what the pull must record takes the lock, briefly, afterwards. */
-    bool write_due = false;
+     * What the pull must record is written afterwards (pull_write). */
+    bool write_due = false, durable_due = false;
+    int64_t version = 0;
+    cs_srv_notes_reader rd;
     cs_conn *c = cs_read_begin(st->db);
-    int rc = pull_all(st, c, reqs, n, keys, pn, res, err, &write_due);
+    first_read fr = {st, c, &version};
+    int rc = cs_srv_notes_enter(st->notes, &rd, read_version, &fr);
+    rc = rc ? rc
+            : pull_all(st, c, &rd, version, reqs, n, keys, pn, res, err, &write_due,
+                       &durable_due);
     cs_read_end(st->db, c);
-    if (!rc && write_due && !(rc = cs_write_begin(st->db)))
-        rc = cs_write_end(st->db, record_all(st, reqs, n, pn, res));
+    cs_srv_notes_leave(st->notes, &rd);
+    if (!rc && write_due)
+        rc = pull_write(st, reqs, n, pn, res, durable_due);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (res[i].same_as >= 0)
+            copy_result(res, i, (size_t)res[i].same_as);
     for (size_t i = 0; i < n; i++) {
         free(keys[i]);
         cs_buf_free(&pn[i].notes);

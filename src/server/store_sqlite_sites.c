@@ -11,9 +11,12 @@
  *
  *   _cstack_srv_sites(site, sub, first_seen, last_seen)
  *
- * Every claim runs in the caller's write scope (a push, a pull call, or the
- * claim of a stream as it opens): the write lock serialises them, so of two
- * users racing to present a new site id exactly one binds it.
+ * Every binding runs in the caller's write scope (a push, a pull call of a
+ * new site, or the claim of a stream as it opens): the write lock
+ * serialises them, so of two users racing to present a new site id exactly
+ * one binds it.  A known site's sighting (last_seen) is written there too,
+ * or, by a pull that did not wait for the write lock, with its notes
+ * (store_sqlite_notes.c).
  *
  * Bounds.  A user owns at most `max_sites` sites: a new one past the bound
  * evicts that user's least recently seen site and its records.  Refusing
@@ -35,7 +38,7 @@
 /* last_seen is refreshed at most this often, not on every pull. */
 #define SEEN_EVERY_MS (60LL * 1000)
 
-static const char *sub_or_empty(const cs_auth *a)
+const char *cs_srv_sub_of(const cs_auth *a)
 {
     return a && a->signed_in && a->sub ? a->sub : "";
 }
@@ -145,19 +148,20 @@ static int site_lookup(cs_conn *c, const unsigned char *site, const char *sub, b
 }
 
 int cs_srv_site_peek(cs_srv_store *st, cs_conn *c, const cs_auth *auth, const char *site_hex,
-                     bool *foreign, bool *must_use)
+                     bool *foreign, bool *bind, bool *seen)
 {
     (void)st;
     unsigned char site[CS_SITE_LEN];
     bool found = false, mine = false;
-    int64_t seen = 0;
-    *foreign = false;
-    *must_use = true;
+    int64_t last = 0;
+    *foreign = *seen = false;
+    *bind = true;
     if (cs_srv_site_parse(site_hex, site))
         return cs_err(CSTACK_EINVAL, "a request needs the device's site id (32 hex digits)");
-    int rc = site_lookup(c, site, sub_or_empty(auth), &found, &mine, &seen);
+    int rc = site_lookup(c, site, cs_srv_sub_of(auth), &found, &mine, &last);
     *foreign = found && !mine;
-    *must_use = !found || (mine && cs_wall_ms() - seen >= SEEN_EVERY_MS);
+    *bind = !found;
+    *seen = mine && cs_wall_ms() - last >= SEEN_EVERY_MS;
     return rc;
 }
 
@@ -167,7 +171,7 @@ int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site_hex,
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(site_hex, site))
         return cs_err(CSTACK_EINVAL, "a request needs the device's site id (32 hex digits)");
-    const char *sub = sub_or_empty(auth);
+    const char *sub = cs_srv_sub_of(auth);
     cs_conn *c = cs_write_conn(st->db);
     bool found = false, mine = false;
     int64_t seen = 0, now = cs_wall_ms();
@@ -216,8 +220,10 @@ int cs_srv_sqlite_claim(cs_srv_store *st, const cs_auth *auth, const char *site,
     cs_srv_err_set(err, CS_SRV_OK, 0, "");
     bool foreign = false;
     int rc = cs_write_begin(st->db);
-    if (!rc)
-        rc = cs_write_end(st->db, cs_srv_site_use(st, auth, site, &foreign));
+    if (!rc) {
+        rc = cs_srv_notes_drain(st);
+        rc = cs_srv_scope_end(st, rc ? rc : cs_srv_site_use(st, auth, site, &foreign));
+    }
     if (rc) {
         cs_srv_err_set(err, rc == CSTACK_EINVAL ? CS_SRV_BAD : CS_SRV_INTERNAL, rc,
                        cs_errmsg_last());

@@ -342,11 +342,13 @@ static int level_open(cstack *db, unsigned flags)
     return 0;
 }
 
-/* Closes the innermost level, committing (ok) or rolling back. */
-static int level_close(cstack *db, bool ok)
+/* Closes the innermost level, committing (ok) or rolling back; *committed:
+ * it was the outermost and its COMMIT succeeded. */
+static int level_close(cstack *db, bool ok, bool *committed)
 {
     int level = db->depth - 1;
     int rc = 0;
+    *committed = false;
     if (level == 0) {
         /* The extension (sync) records what this transaction captured in
          * the transaction itself, just before it commits. */
@@ -355,6 +357,7 @@ static int level_close(cstack *db, bool ok)
         if (ok && !rc && db->txhook && db->txhook->before_commit)
             rc = db->txhook->before_commit(db->txhook_ctx, db);
         rc = ok && !rc ? exec_cached(db, "COMMIT", 0) : rc;
+        *committed = ok && !rc;
         if (!ok || rc) {
             /* A failed COMMIT (e.g. SQLITE_BUSY) still must not leave the
              * transaction open behind the caller's back. */
@@ -441,10 +444,39 @@ int cs_write_begin_opts(cstack *db, unsigned flags)
     return rc;
 }
 
+int cs_write_try_begin(cstack *db)
+{
+    if (holds_lock(db))
+        return cs_err(CSTACK_EMISUSE, "cs_write_try_begin: this thread's transaction is open");
+    if (nheld >= MAX_HELD)
+        return cs_err(CSTACK_EMISUSE, "too many runtimes with open transactions in one thread");
+    if (pthread_mutex_trylock(&db->wlock) != 0)
+        return CSTACK_EBUSY;
+    /* Another process's transaction on the file is a busy lock too. */
+    sqlite3_busy_timeout(db->writer.db, 0);
+    int rc = level_open(db, 0);
+    sqlite3_busy_timeout(db->writer.db, db->busy_ms);
+    if (rc) {
+        int code = sqlite3_errcode(db->writer.db);
+        unlock_writer(db);
+        if ((code & 0xff) == SQLITE_BUSY)
+            rc = CSTACK_EBUSY;
+    }
+    return rc;
+}
+
 int cs_write_end(cstack *db, int rc)
 {
-    int crc = level_close(db, rc == 0);
+    return cs_write_end_then(db, rc, NULL, NULL);
+}
+
+int cs_write_end_then(cstack *db, int rc, void (*done)(void *ctx, bool committed), void *ctx)
+{
+    bool committed = false;
+    int crc = level_close(db, rc == 0, &committed);
     bool outer = db->depth == 0;
+    if (done)
+        done(ctx, committed);
     unlock_writer(db);
     if (outer && rc == 0 && crc == 0) {
         cs_events_deliver(db);

@@ -206,6 +206,15 @@ int cs_write_begin(cstack *db);
  * another merge scope, else CSTACK_EMISUSE. */
 int cs_write_begin_opts(cstack *db, unsigned flags);
 int cs_write_end(cstack *db, int rc);
+/* cs_write_begin that never waits: CSTACK_EBUSY when another thread holds
+ * the write lock or another connection a write transaction on the file
+ * (nothing is then open).  Only outside this thread's own transaction. */
+int cs_write_try_begin(cstack *db);
+/* cs_write_end, then done(ctx, committed) while the write lock is still
+ * held, so that no other write commits in between: `committed` is true only
+ * when this ended the outermost level and its COMMIT succeeded (a nested
+ * level reports false, whatever its outer level does later). */
+int cs_write_end_then(cstack *db, int rc, void (*done)(void *ctx, bool committed), void *ctx);
 /* Whether the write transaction open on db is a merge's (CS_WRITE_MERGE):
  * the sync extension records nothing of its writes.  Only meaningful on
  * the thread that holds the write lock (the capture hook runs there). */
