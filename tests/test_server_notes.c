@@ -146,6 +146,7 @@ Test(
     doc(&alice1, "d5", "t1");
     push_all(&alice1);
     pull_rows(&bob);         /* bob's next pull sends nothing */
+    dev alice3 = device(SCHEMA, "alice"); /* a new site: its first pull binds it (8 rows) */
     doc(&carol, "c1", "t9"); /* nobody else may read it */
 
     /* Another program holds the database's write lock; carol's push takes
@@ -168,14 +169,18 @@ Test(
     t0 = cs_mono_ms();
     int64_t sent_bob = pull_rows(&bob);
     int64_t took_none = cs_mono_ms() - t0;
+    t0 = cs_mono_ms();
+    int64_t sent_new = pull_rows(&alice3);
+    int64_t took_new = cs_mono_ms() - t0;
     bool waiting = !atomic_load(&p.done);
     int64_t answered = cs_mono_ms() - locked;
     pthread_join(release, NULL);
     pthread_join(pusher, NULL);
     sqlite3_close(h.db);
     fprintf(stderr,
-            "pulls while a push waits for the write lock: %lld ms (3 rows), %lld ms (none)\n",
-            (long long)took_rows, (long long)took_none);
+            "pulls while a push waits for the write lock: %lld ms (3 rows), %lld ms (none), "
+            "%lld ms (a new site's first)\n",
+            (long long)took_rows, (long long)took_none, (long long)took_new);
     cr_assert(waiting && answered < HOLD_MS, "the pulls were answered only after the push");
     cr_assert_eq(sent, 3, "the pull sent %lld rows, not d3-d5", (long long)sent);
     cr_assert_eq(sent_bob, 0);
@@ -183,8 +188,21 @@ Test(
                  (long long)took_rows);
     cr_assert_lt(took_none, HOLD_MS / 4, "the pull that sent nothing took %lld ms",
                  (long long)took_none);
+    cr_assert_lt(took_new, HOLD_MS / 4, "a new site's first pull took %lld ms", (long long)took_new);
+    cr_assert_eq(sent_new, 8, "the new site's first pull sent %lld rows", (long long)sent_new);
     cr_assert_eq(p.status, 200, "the push goes through once the lock is free");
     cr_assert_eq(count(&alice2, "Doc"), 5);
+
+    /* The new site was bound to alice once the lock was free: bob
+     * presenting it is refused, and what its first pull sent is recorded. */
+    dev spoof = device(SCHEMA, "bob");
+    snprintf(spoof.site, sizeof spoof.site, "%s", alice3.site);
+    const char *sh[] = {spoof.auth, spoof.schema, spoof.site, NULL};
+    res r = http("GET", "/v1/pull?since=0", sh, NULL, 0);
+    assert_err(&r, 403, "forbidden", "belongs to another user", "bob with alice3's site");
+    res_free(&r);
+    dev_free(&spoof);
+    cr_assert_eq(pull_rows(&alice3), 0, "the new site's first rows were sent again");
 
     /* What that pull recorded holds: nothing is sent again, a deletion and
      * the drops of a lost membership reach alice2. */
@@ -197,6 +215,9 @@ Test(
     push_all(&alice1);
     pull_rows(&alice2);
     cr_assert_eq(count(&alice2, "Doc"), 0, "alice2 kept docs it may no longer read");
+    pull_rows(&alice3);
+    cr_assert_eq(count(&alice3, "Doc"), 0, "the new site kept docs it may no longer read");
+    dev_free(&alice3);
     dev_free(&alice1);
     dev_free(&alice2);
     dev_free(&bob);
@@ -408,7 +429,7 @@ Test(notes, a_written_note_is_read_from_memory_only_by_pulls_whose_snapshot_may_
     cs_buf notes = CS_BUF_INIT;
     unsigned char one[] = {0, 2, 'k', '1', 1}; /* model 0, key "k1", present */
     cr_assert_eq(cs_buf_append(&notes, one, sizeof one), 0);
-    cs_srv_note_set set = {site, "u1", &notes, 7, 0};
+    cs_srv_note_set set = {site, "u1", &notes, 7, 0, false};
     int present = 0;
     int64_t at = 0;
 
@@ -416,7 +437,7 @@ Test(notes, a_written_note_is_read_from_memory_only_by_pulls_whose_snapshot_may_
     snap old = {&f, cs_read_begin(f.st->db)};
     cs_srv_notes_reader r_old;
     cr_assert_eq(cs_srv_notes_enter(f.st->notes, &r_old, snap_read, &old), 0);
-    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false), 0);
+    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false, NULL), 0);
     cr_assert(cs_srv_notes_get(f.st->notes, &r_old, site, "u1", 0, "k1", 2, &present, &at),
               "a held note is seen by every pull");
     cr_assert(!cs_srv_notes_get(f.st->notes, &r_old, site, "u2", 0, "k1", 2, &present, &at),
@@ -446,7 +467,7 @@ Test(notes, a_written_note_is_read_from_memory_only_by_pulls_whose_snapshot_may_
     cs_srv_notes_reader r_again;
     cr_assert_eq(cs_srv_notes_enter(f.st->notes, &r_again, snap_read, &again), 0);
     set.at = 9;
-    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false), 0);
+    cr_assert_eq(cs_srv_notes_add(f.st->notes, &set, 1, false, NULL), 0);
     cr_assert(cs_srv_notes_get(f.st->notes, &r_again, site, "u1", 0, "k1", 2, &present, &at));
     cr_assert_eq(at, 9);
     cs_read_end(f.st->db, again.c);

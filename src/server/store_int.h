@@ -64,6 +64,10 @@ const char *cs_srv_sub_of(const cs_auth *auth);
  * refreshes when it was last seen, and sets *foreign when another user owns
  * it (then nothing was changed).  Call inside a write scope. */
 int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site, bool *foreign);
+/* The same for user id `sub` and the site's 16 bytes (a binding held with
+ * the notes, store_sqlite_notes.c). */
+int cs_srv_site_use_sub(cs_srv_store *st, const char *sub, const unsigned char site[CS_SITE_LEN],
+                        bool *foreign);
 
 /* The same question read on `c` (a read snapshot), changing nothing:
  * *foreign when another user owns the site, else *bind when it is new
@@ -125,6 +129,7 @@ typedef struct cs_srv_note_set {
     const cs_buf *notes;       /* (varint model, varint key length, key, present byte)* */
     int64_t at;                /* the answer's version */
     int64_t seen;              /* a sighting (wall-clock ms) to record; 0: none */
+    bool bind;                 /* the site is new: bind it to `sub` before its notes */
 } cs_srv_note_set;
 
 /* Makes the notes of store `st` (max_bytes 0: CS_SRV_NOTES_MAX). */
@@ -148,8 +153,11 @@ bool cs_srv_notes_get(cs_srv_notes *n, const cs_srv_notes_reader *r, const unsig
 /* Holds the notes of `count` requests, all or nothing: CSTACK_EBUSY, and
  * nothing held, when they would pass the bound (unless `force`).  Out of
  * memory may leave some held (a note of an answer never sent is harmless:
- * it counts only once the device pulls from its version). */
-int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count, bool force);
+ * it counts only once the device pulls from its version).  A set that
+ * binds a site another user's binding already holds is not held and sets
+ * foreign[i] (`foreign`: NULL, or one flag per set). */
+int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count, bool force,
+                     bool *foreign);
 /* Wakes the flusher (starting it the first time): it waits for the write
  * lock and writes what is held.  An error when it cannot start (the caller
  * then writes them itself). */

@@ -64,6 +64,9 @@
 #define RETRY_MS 1000
 /* The model index of a sighting: the site's last_seen to raise. */
 #define SIGHTING (-1)
+/* The model index of a binding: a new site's first pull binds it to its
+ * user (cs_srv_site_use_sub) before its notes are written. */
+#define BINDING (-2)
 
 enum { NOTE_PENDING, NOTE_FLIGHT, NOTE_WRITTEN };
 
@@ -135,6 +138,11 @@ static size_t note_bytes(size_t klen, const char *sub)
 static uint64_t note_hash(const cs_srv_notes *n, const unsigned char *site, const char *sub,
                           int model, const void *key, size_t klen)
 {
+    /* A binding hashes by its site alone: binding_of finds any user's. */
+    if (model == BINDING) {
+        sub = "";
+        klen = 0;
+    }
     uint64_t h = cs_fnv1a64(n->seed, site, CS_SITE_LEN);
     h = cs_fnv1a64(h, sub, strlen(sub) + 1);
     h = cs_fnv1a64(h, &model, sizeof model);
@@ -150,6 +158,20 @@ static note *find(const cs_srv_notes *n, uint64_t hash, const unsigned char *sit
         if (e->hash == hash && e->model == model && e->klen == klen &&
             memcmp(e->site, site, CS_SITE_LEN) == 0 && memcmp(e->key, key, klen) == 0 &&
             strcmp(e->sub, sub) == 0)
+            return e;
+    return NULL;
+}
+
+/* Another user's binding of `site` held here (pending, being written, or
+ * written and not yet swept), or NULL. */
+static note *binding_of(const cs_srv_notes *n, const unsigned char *site, const char *sub)
+{
+    uint64_t hash = note_hash(n, site, "", BINDING, "", 0);
+    if (!n->nbuckets)
+        return NULL;
+    for (note *e = n->bucket[hash & (n->nbuckets - 1)]; e; e = e->chain)
+        if (e->hash == hash && e->model == BINDING && memcmp(e->site, site, CS_SITE_LEN) == 0 &&
+            strcmp(e->sub, sub) != 0)
             return e;
     return NULL;
 }
@@ -288,7 +310,8 @@ static int add_one(void *ctx, int model, const unsigned char *key, size_t klen, 
     return put(a->n, a->set->site, a->set->sub, model, key, klen, present, a->set->at);
 }
 
-int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count, bool force)
+int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count, bool force,
+                     bool *foreign)
 {
     add_ctx a = {n, NULL, 0};
     int rc = 0;
@@ -297,6 +320,7 @@ int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count,
         a.set = &sets[i];
         rc = each_note(sets[i].notes, count_one, &a);
         a.bytes += sets[i].seen ? note_bytes(0, sets[i].sub) : 0;
+        a.bytes += sets[i].bind ? note_bytes(0, sets[i].sub) : 0;
     }
     if (rc)
         return rc;
@@ -305,7 +329,17 @@ int cs_srv_notes_add(cs_srv_notes *n, const cs_srv_note_set *sets, size_t count,
         rc = CSTACK_EBUSY;
     for (size_t i = 0; i < count && !rc; i++) {
         a.set = &sets[i];
-        rc = each_note(sets[i].notes, add_one, &a);
+        /* Of two users binding one new site here, the first holds it. */
+        bool lost = sets[i].bind && binding_of(n, sets[i].site, sets[i].sub);
+        if (foreign)
+            foreign[i] = lost;
+        if (lost)
+            continue;
+        /* The binding first: a drain writes in this order, and a note is
+         * written only for a site bound to its user. */
+        if (sets[i].bind)
+            rc = put(n, sets[i].site, sets[i].sub, BINDING, "", 0, 0, sets[i].at);
+        rc = rc ? rc : each_note(sets[i].notes, add_one, &a);
         if (!rc && sets[i].seen)
             rc = put(n, sets[i].site, sets[i].sub, SIGHTING, "", 0, 0, sets[i].seen);
     }
@@ -379,6 +413,13 @@ bool cs_srv_notes_get(cs_srv_notes *n, const cs_srv_notes_reader *r, const unsig
  * it. */
 static int write_note(cs_srv_store *st, cs_conn *c, const note *e, int present, int64_t at)
 {
+    if (e->model == BINDING) {
+        /* Another user who bound the site first keeps it: this user's
+         * notes of it are then dropped (the ownership test below), and
+         * its device's next request is refused. */
+        bool foreign = false;
+        return cs_srv_site_use_sub(st, e->sub, e->site, &foreign);
+    }
     static const char ins[] =
         "INSERT OR REPLACE INTO _cstack_srv_sent(site, model, pk, present, at)"
         " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM"

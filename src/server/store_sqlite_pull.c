@@ -24,14 +24,14 @@
  *    until then the record is treated as possibly lost (so a lost response
  *    never leaves a row undelivered or undropped).
  *
- *  - What a pull records (its notes, a sighting) is held in memory with the
- *    store's notes (store_sqlite_notes.c) and written at once when the
- *    write lock is free; when a push holds it, the pull answers without
- *    waiting and the notes are written after the push commits.  Lookups
- *    read the held notes before the table (sent_lookup).  Only a new
- *    site's binding, a version to make durable, notes past the bound, and
- *    the PostgreSQL store's copy make a pull wait for the write lock, and
- *    write in its own scope (pull_write).
+ *  - What a pull records (its notes, a sighting, a new site's binding) is
+ *    held in memory with the store's notes (store_sqlite_notes.c) and
+ *    written at once when the write lock is free; when a push holds it, the
+ *    pull answers without waiting and they are written after the push
+ *    commits.  Lookups read the held notes before the table (sent_lookup).
+ *    Only a version to make durable, notes past the bound, and the
+ *    PostgreSQL store's copy make a pull wait for the write lock, and write
+ *    in its own scope (pull_write).
  *
  *  - Pages: an answer stops after pull_page_rows rows or pull_page_bytes
  *    bytes and says where the next page starts (cs_srv_pos, cursor.c); the
@@ -535,22 +535,49 @@ static bool records(const cs_srv_pull_result *res, size_t i)
 }
 
 /* Holds the call's notes with the store's (store_sqlite_notes.c);
- * `sightings`: also the sightings due, which a scope that binds writes
- * itself otherwise. */
+ * `sightings`: also the sightings due and the bindings of new sites, which
+ * a scope that binds writes itself otherwise. */
 static int hold_notes(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, const pull_note *pn,
-                      const cs_srv_pull_result *res, bool sightings, bool force)
+                      cs_srv_pull_result *res, bool sightings, bool force)
 {
     cs_srv_note_set *sets = calloc(n ? n : 1, sizeof *sets);
-    if (!sets)
-        return cs_err(CSTACK_ENOMEM, "out of memory");
+    size_t *req_of = calloc(n ? n : 1, sizeof *req_of);
+    bool *foreign = calloc(n ? n : 1, sizeof *foreign);
+    int rc = sets && req_of && foreign ? 0 : cs_err(CSTACK_ENOMEM, "out of memory");
     size_t k = 0;
     int64_t now = cs_wall_ms();
-    for (size_t i = 0; i < n; i++)
-        if (records(res, i) && (pn[i].notes.len || (sightings && pn[i].seen)))
+    for (size_t i = 0; i < n && !rc; i++)
+        if (records(res, i) && (pn[i].notes.len || (sightings && (pn[i].seen || pn[i].bind)))) {
+            req_of[k] = i;
             sets[k++] = (cs_srv_note_set){pn[i].site, cs_srv_sub_of(reqs[i].auth), &pn[i].notes,
-                                          pn[i].at, sightings && pn[i].seen ? now : 0};
-    int rc = cs_srv_notes_add(st->notes, sets, k, force);
+                                          pn[i].at, sightings && pn[i].seen ? now : 0,
+                                          sightings && pn[i].bind};
+        }
+    rc = rc ? rc : cs_srv_notes_add(st->notes, sets, k, force, foreign);
+    /* A new site another user's pull holds first, or bound since this
+     * pull's snapshot (read again now that this binding is held: a binding
+     * leaves the notes only once committed), is that user's: this answer
+     * is withdrawn, and its held binding is dropped when written. */
+    bool check = false;
+    for (size_t j = 0; j < k && !rc; j++) {
+        if (foreign[j])
+            withdraw(reqs, res, req_of[j]);
+        check = check || (sets[j].bind && !foreign[j]);
+    }
+    cs_conn *c = check ? cs_read_begin(st->db) : NULL;
+    for (size_t j = 0; c && j < k && !rc; j++) {
+        bool other = false, bind = false, seen = false;
+        if (sets[j].bind && !foreign[j])
+            rc = cs_srv_site_peek(st, c, reqs[req_of[j]].auth, reqs[req_of[j]].site, &other, &bind,
+                                  &seen);
+        if (!rc && other)
+            withdraw(reqs, res, req_of[j]);
+    }
+    if (c)
+        cs_read_end(st->db, c);
     free(sets);
+    free(req_of);
+    free(foreign);
     return rc;
 }
 
@@ -563,7 +590,9 @@ static int hold_notes(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, const
 static int record_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_note *pn,
                       cs_srv_pull_result *res)
 {
-    int rc = 0;
+    /* The bindings held by other pulls first: of two users binding one new
+     * site, the first keeps it. */
+    int rc = cs_srv_notes_drain(st);
     for (size_t i = 0; i < n && !rc; i++) {
         if (!records(res, i) || !(pn[i].bind || pn[i].seen))
             continue;
@@ -578,18 +607,20 @@ static int record_all(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_
     return rc ? rc : cs_srv_durable_version(st, &version);
 }
 
-/* What the call must write.  A new site's binding, and a version to make
- * durable, take the write lock, waiting for a push in progress; so does
- * the PostgreSQL store's copy, where another server must see the notes
- * when this one answers.  Otherwise the notes (and sightings) are held in
- * memory and the write lock is only tried: when a push holds it, the pull
- * answers at once and the notes are written after the push's commit. */
+/* What the call must write.  A version to make durable takes the write
+ * lock, waiting for a push in progress; so does the PostgreSQL store's
+ * copy, where another server must see the notes when this one answers.
+ * Otherwise the notes (sightings, and a new site's binding before its
+ * notes) are held in memory and the write lock is only tried: when a push
+ * holds it, the pull answers at once and they are written after the push's
+ * commit.  A new site whose binding is held so is not withdrawn if another
+ * user binds it first (a site id no one has seen yet, unguessable): that
+ * user keeps it, this user's notes of it are dropped and the device's next
+ * request is refused. */
 static int pull_write(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_note *pn,
                       cs_srv_pull_result *res, bool durable_due)
 {
     bool wait = st->pg || durable_due;
-    for (size_t i = 0; i < n && !wait; i++)
-        wait = records(res, i) && pn[i].bind;
     if (!wait) {
         int rc = hold_notes(st, reqs, n, pn, res, true, false);
         if (!rc) {
@@ -605,8 +636,8 @@ static int pull_write(cs_srv_store *st, const cs_srv_pull *reqs, size_t n, pull_
             return rc;
         }
     }
-    /* Waiting for the write lock (a new site, a version to make durable,
-     * the PostgreSQL copy, notes past the bound).  The scope holds the
+    /* Waiting for the write lock (a version to make durable, the
+     * PostgreSQL copy, notes past the bound).  The scope holds the
      * notes beyond the bound, since it writes them at once. */
     int rc = cs_write_begin(st->db);
     return rc ? rc : cs_srv_scope_end(st, record_all(st, reqs, n, pn, res));

@@ -171,7 +171,13 @@ int cs_srv_site_use(cs_srv_store *st, const cs_auth *auth, const char *site_hex,
     unsigned char site[CS_SITE_LEN];
     if (cs_srv_site_parse(site_hex, site))
         return cs_err(CSTACK_EINVAL, "a request needs the device's site id (32 hex digits)");
-    const char *sub = cs_srv_sub_of(auth);
+    return cs_srv_site_use_sub(st, cs_srv_sub_of(auth), site, foreign);
+}
+
+int cs_srv_site_use_sub(cs_srv_store *st, const char *sub, const unsigned char site[CS_SITE_LEN],
+                        bool *foreign)
+{
+    *foreign = false;
     cs_conn *c = cs_write_conn(st->db);
     bool found = false, mine = false;
     int64_t seen = 0, now = cs_wall_ms();
