@@ -354,6 +354,17 @@ Test(limits, a_push_body_trickled_below_the_minimum_rate_gets_408_and_frees_its_
     cr_assert_not_null(strstr(buf, "minimum rate"), "%s", buf);
     cr_assert(took > 0.9 && took < 3.0, "cut after %.2f s (expected about 1 s)", took);
     cr_expect_eq(metric("cstack_refused_total{limit=\"body_rate\"} "), 1);
+    /* Its log line, written when MHD completes the request, says 408. */
+    bool logged = false;
+    for (int i = 0; i < 40 && !logged; i++) {
+        fflush(log_file);
+        char *log = t_read_file(logpath, NULL);
+        logged = log && strstr(log, "POST /v1/push 408 ");
+        free(log);
+        if (!logged)
+            usleep(50 * 1000);
+    }
+    cr_expect(logged, "no 'POST /v1/push 408' line in %s", logpath);
     /* Its share is given back: another 3 MiB upload fits and, sent at
      * more than the rate, is merged (a changeset of junk: 400, not 503). */
     close_all();

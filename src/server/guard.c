@@ -48,6 +48,7 @@ struct cs_conn {
     bool first;       /* the deadline is the first request's */
     bool answered;    /* refused and answered: no 408 at the deadline */
     bool body;        /* the deadline is its body's (cs_guard_body_begin) */
+    bool body_cut;    /* its body was cut for its rate, answered 408 */
     uint64_t carry;   /* body bytes x 1000 not yet turned into deadline ms */
 };
 
@@ -181,6 +182,7 @@ void cs_guard_body_begin(cs_guard *g, cs_conn *c)
     pthread_mutex_lock(&g->mu);
     c->deadline = cs_mono_ms() + g->srv->cfg.header_timeout_ms;
     c->body = true;
+    c->body_cut = false;
     c->carry = 0;
     pthread_mutex_unlock(&g->mu);
 }
@@ -209,6 +211,16 @@ void cs_guard_body_end(cs_guard *g, cs_conn *c)
         c->deadline = 0;
     c->body = false;
     pthread_mutex_unlock(&g->mu);
+}
+
+bool cs_guard_body_cut(cs_guard *g, cs_conn *c)
+{
+    if (!c)
+        return false;
+    pthread_mutex_lock(&g->mu);
+    bool cut = c->body_cut;
+    pthread_mutex_unlock(&g->mu);
+    return cut;
 }
 
 void cs_guard_request_done(cs_guard *g, cs_conn *c)
@@ -269,6 +281,7 @@ static void expire_locked(cs_guard *g, int64_t now)
             cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",
                           "the request body arrived slower than the server's minimum rate");
             atomic_fetch_add(&g->srv->metrics.refused[CS_REFUSE_BODY_RATE], 1);
+            c->body_cut = true;
         } else if (!c->answered &&
                    (c->first || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)) {
             cs_raw_answer(c->fd, 408, "Request Timeout", "", "timeout",

@@ -854,6 +854,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     *con_cls = NULL;
     cs_link *link = link_of(c);
+    if (!r->status && cs_guard_body_cut(srv->guard, cs_link_conn(link)))
+        r->status = 408; /* the guard answered it */
     cs_guard_request_done(srv->guard, cs_link_conn(link));
     if (r->reserved)
         atomic_fetch_sub(&srv->upload_bytes, (long long)r->reserved);

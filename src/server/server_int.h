@@ -127,6 +127,9 @@ void cs_guard_body_begin(cs_guard *g, cs_conn *c);
 void cs_guard_body_bytes(cs_guard *g, cs_conn *c, size_t n);
 /* The body is in (or its request was answered): no deadline while served. */
 void cs_guard_body_end(cs_guard *g, cs_conn *c);
+/* Whether its body was cut for its rate (answered 408 by the guard, so the
+ * request's own log line says 408). */
+bool cs_guard_body_cut(cs_guard *g, cs_conn *c);
 /* Its response is complete: the next request's headers have a deadline. */
 void cs_guard_request_done(cs_guard *g, cs_conn *c);
 /* Its request was refused and answered outside MHD: it lingers (is read
